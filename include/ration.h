@@ -1,0 +1,12 @@
+/* ration.h - everything: ctx, sem, pool, group, account. See README.md. */
+#ifndef RATION_H
+#define RATION_H
+
+#include "ration/common.h"
+#include "ration/ctx.h"
+#include "ration/sem.h"
+#include "ration/pool.h"
+#include "ration/account.h"
+#include "ration/group.h"
+
+#endif /* RATION_H */

@@ -1,0 +1,77 @@
+/* ration/account.h - what a task really used: heap peak, CPU, wait.
+ *
+ * With jemalloc as the process allocator, a task's measured peak heap and
+ * allocated bytes come from jemalloc's per-thread counters
+ * (thread.peak.read / thread.allocatedp). Without it both are -1: a
+ * missing number, never a wrong one. CPU time is CLOCK_THREAD_CPUTIME_ID.
+ *
+ * Groups fill a report per task (opts.on_report); code that does not use
+ * groups brackets its work with ration_account_begin()/end():
+ *
+ *	ration_account_t a;
+ *	ration_task_report_t r;
+ *	ration_account_begin(&a);
+ *	work();
+ *	ration_account_end(&a, &r);     // r.peak_bytes, r.cpu_ns, r.run_ns
+ */
+#ifndef RATION_ACCOUNT_H
+#define RATION_ACCOUNT_H
+
+#include "common.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* One finished task. Times in ns; -1 where not measured. */
+typedef struct {
+	int64_t declared;        /* weight asked for (group go), else 0 */
+	int64_t wait_ns;         /* from go() call to the task starting */
+	int64_t run_ns;          /* wall time of fn */
+	int64_t cpu_ns;          /* thread CPU time of fn */
+	int64_t peak_bytes;      /* peak live heap above the start, -1 without jemalloc */
+	int64_t allocated_bytes; /* bytes allocated by fn, -1 without jemalloc */
+	int status;              /* fn's return value (or -ECANCELED if never run) */
+} ration_task_report_t;
+
+/* Scratch for begin/end on the same thread; contents are private. */
+typedef struct {
+	int64_t t0_ns;
+	int64_t cpu0_ns;
+	uint64_t alloc0;
+	uint64_t dealloc0;
+} ration_account_t;
+
+/**
+ * ration_account_available() - whether heap figures can be measured.
+ *
+ * Return: true only when ration was built with jemalloc AND this process's
+ * malloc really is jemalloc's (a program that links only libration.so but
+ * allocates with glibc gets false).
+ * Blocks: no (the answer is computed once). Allocates: once, a probe.
+ */
+RATION_API bool ration_account_available(void);
+
+/**
+ * ration_account_begin() - start measuring the calling thread.
+ *
+ * Resets the thread's jemalloc peak counter (one per thread: nested begin
+ * calls on one thread share it).
+ * Blocks: no. Allocates: never.
+ */
+RATION_API void ration_account_begin(ration_account_t *a);
+
+/**
+ * ration_account_end() - stop measuring; fill @out's measured fields.
+ *
+ * Must run on the thread that called begin. Fills run_ns, cpu_ns,
+ * peak_bytes and allocated_bytes; leaves declared, wait_ns and status
+ * as they are.
+ */
+RATION_API void ration_account_end(const ration_account_t *a, ration_task_report_t *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RATION_ACCOUNT_H */

@@ -1,0 +1,140 @@
+/* ration/group.h - the spawner: errgroup semantics plus weights.
+ *
+ * ration_group_go(g, weight, fn, arg) blocks the caller until @weight units
+ * are acquired from opts.budget (FIFO) and a opts.limit slot is free, then
+ * runs fn on the pool. The units go back when fn returns. The semaphore is
+ * the queue, so memory stays bounded however many tasks are offered.
+ *
+ *	ration_sem_t *mem;  ration_group_t *g;
+ *	ration_sem_new(256 << 20, NULL, &mem);              // 256 MiB
+ *	ration_group_opts_t o = { .budget = mem, .limit = 8 };
+ *	ration_group_new(NULL, &o, &g);
+ *	for (int i = 0; i < njobs; i++)
+ *		if (ration_group_go(g, jobs[i].bytes, run_job, &jobs[i]))
+ *			break;                    // group cancelled: stop feeding
+ *	int err = ration_group_wait(g);           // first error, or 0
+ *	ration_group_free(g);
+ *
+ * go/try_go/wait may be called from several threads, and from the group's
+ * own tasks (nested go): see docs/group.md for the one case that can
+ * deadlock (a pool whose every thread waits for work it queued itself).
+ */
+#ifndef RATION_GROUP_H
+#define RATION_GROUP_H
+
+#include "account.h"
+#include "common.h"
+#include "ctx.h"
+#include "pool.h"
+#include "sem.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct ration_group ration_group_t;
+
+/* A task: 0 or a negative errno. @ctx is the group ctx (cancelled by the
+ * first error unless keep_going); long tasks should watch it. */
+typedef int (*ration_group_fn)(ration_ctx_t *ctx, void *arg);
+
+typedef struct {
+	ration_pool_t *pool;  /* NULL = ration_pool_default() */
+	ration_sem_t *budget; /* NULL = weights are not counted (still checked > 0) */
+	int64_t limit;        /* max running tasks of this group; 0 = no limit */
+	bool keep_going;      /* false: the first error cancels the group ctx */
+	bool budget_bytes;    /* budget counts bytes: report over_declared */
+	void (*on_report)(const ration_task_report_t *r, void *udata); /* NULL = none */
+	void *udata;          /* passed to on_report */
+} ration_group_opts_t;
+
+typedef struct {
+	uint64_t started;       /* go/try_go that succeeded */
+	uint64_t running;       /* tasks running now */
+	uint64_t tasks;         /* tasks finished */
+	uint64_t failed;        /* of those, fn returned non-zero (or discarded) */
+	uint64_t over_declared; /* measured peak > declared (budget_bytes, jemalloc) */
+	int64_t wait_p50_ns;    /* go() wait, from a log2 histogram: bucket upper bound */
+	int64_t wait_p99_ns;
+	int64_t max_peak_bytes; /* largest measured task peak; -1 if none measured */
+	int64_t run_ns_total;   /* summed run time of finished tasks */
+	int64_t cpu_ns_total;   /* summed thread CPU time of finished tasks */
+	int first_error;        /* what wait() will return so far */
+} ration_group_stats_t;
+
+/**
+ * ration_group_new() - make a group whose ctx is a child of @parent.
+ * @parent: NULL = background.
+ * @opts:   NULL or zeroed = defaults; the pool and budget are borrowed and
+ *          must outlive the group.
+ * @out:    receives the group (ration_group_free()).
+ *
+ * Return: 0, -EINVAL (@out NULL, limit < 0), -ENOMEM (also when the
+ * default pool cannot be made).
+ */
+RATION_API int ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts,
+				ration_group_t **out);
+
+/**
+ * ration_group_ctx() - the group's ctx, done after the first error (unless
+ * keep_going), when the parent is done, or after wait(). Borrowed: valid
+ * until ration_group_free().
+ */
+RATION_API ration_ctx_t *ration_group_ctx(ration_group_t *g);
+
+/**
+ * ration_group_go() - run @fn(ctx, @arg) on the pool once @weight units of
+ * the budget and a limit slot are free.
+ * @weight: 1..budget size (any value >= 1 without a budget).
+ *
+ * Blocks the caller in FIFO order on the budget (back-pressure) until the
+ * group ctx is done.
+ *
+ * Return: 0 (fn will run exactly once), or the first that applies:
+ * -EINVAL (@g or @fn NULL, @weight <= 0), -EPIPE (after wait(), or budget
+ * closed, or pool shut down), -E2BIG (@weight > budget size), the group
+ * ctx's error (the group was cancelled). On error fn never runs and the
+ * caller still owns @arg.
+ *
+ * Blocks: yes. Allocates: one small task record (from a per-group cache).
+ */
+RATION_API int ration_group_go(ration_group_t *g, int64_t weight, ration_group_fn fn,
+			       void *arg);
+
+/**
+ * ration_group_try_go() - ration_group_go() that never blocks.
+ *
+ * Return: as ration_group_go(), plus -EAGAIN when the budget, the limit or
+ * the pool queue has no room right now. -ENOMEM when no task record can
+ * be allocated.
+ */
+RATION_API int ration_group_try_go(ration_group_t *g, int64_t weight, ration_group_fn fn,
+				   void *arg);
+
+/**
+ * ration_group_wait() - wait for every started task, then cancel the ctx.
+ *
+ * Return: the first non-zero task result (the error that cancelled the
+ * group, never a sibling's -ECANCELED), or 0. After wait, go returns
+ * -EPIPE; wait may be called again and returns the same value.
+ *
+ * Blocks: yes. Must not be called from one of the group's own tasks.
+ */
+RATION_API int ration_group_wait(ration_group_t *g);
+
+/**
+ * ration_group_stats() - fill @out with a snapshot of @g's counters.
+ */
+RATION_API void ration_group_stats(const ration_group_t *g, ration_group_stats_t *out);
+
+/**
+ * ration_group_free() - wait for running tasks (as wait()), then free @g.
+ * NULL is ignored.
+ */
+RATION_API void ration_group_free(ration_group_t *g);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RATION_GROUP_H */

@@ -1,0 +1,82 @@
+/* sem.h (internal) - the semaphore object, shared by sem.c and sem_open.c. */
+#ifndef RATION_INTERNAL_SEM_H
+#define RATION_INTERNAL_SEM_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+
+#include "internal/compiler.h"
+#include "internal/list.h"
+#include "ration/sem.h"
+
+/* The fast-path word: available * 2 + SLOW. SLOW forces every acquire and
+ * release through the locked slow path; it is set exactly while someone
+ * is queued, the semaphore is closed, or a resize is in progress. */
+#define SEM_SLOW ((int64_t)1)
+
+/* A backend other than this process's memory (shared memory, Redis): the
+ * semaphore keeps SLOW set forever, so every call leaves the fast path and
+ * is routed here. Each op has the contract of the public function it
+ * serves (acquire gets the effective deadline of its ctx, or the _until
+ * deadline). free returns like ration_sem_free and, on 0, has freed impl;
+ * the ration_sem_t itself is then freed by sem.c. */
+struct ration__sem_ops {
+	int (*acquire)(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n);
+	int (*try_acquire)(ration_sem_t *s, int64_t n);
+	int (*release)(ration_sem_t *s, int64_t n);
+	int (*resize)(ration_sem_t *s, int64_t new_size);
+	void (*close)(ration_sem_t *s);
+	int64_t (*available)(const ration_sem_t *s);
+	void (*stats)(const ration_sem_t *s, ration_sem_stats_t *out);
+	int (*free)(ration_sem_t *s);
+};
+
+struct ration_sem {
+	_Atomic int64_t word RATION_ALIGNED; /* atomic; see above */
+
+	/* Read on the fast path, written rarely: their own line, so that
+	 * readers do not bounce with the word's writers. */
+	_Atomic int64_t size RATION_ALIGNED; /* written under mu with SLOW set */
+	_Atomic int64_t max_in_use;          /* atomic high-water mark */
+	_Atomic uint64_t acquired_fast;      /* atomic counter */
+
+	pthread_mutex_t mu RATION_ALIGNED;
+	struct ration__list queue;  /* mu: struct waiter, FIFO */
+	int64_t nwaiters;           /* mu */
+	int64_t waiting_weight;     /* mu */
+	int64_t max_waiters_seen;   /* mu */
+	size_t max_waiters;         /* immutable; 0 = unlimited */
+	_Atomic bool closed;        /* written under mu */
+	uint64_t acquired_slow;     /* mu */
+	uint64_t contended;         /* mu */
+	uint64_t timeouts;          /* mu */
+	uint64_t cancels;           /* mu */
+	uint64_t rejected;          /* mu */
+	uint64_t wait_ns_total;     /* mu */
+	uint64_t wait_hist[RATION_HIST_BUCKETS]; /* mu */
+
+	/* Named semaphores (ration_sem_open): registry lock in sem_open.c. */
+	bool named;
+	long refs;
+	struct ration__list reg_node;
+	char *full_name;            /* the name as opened */
+	char name[48];              /* opts.name, truncated, for stats */
+
+	/* Backends: NULL for an in-process semaphore. Immutable. */
+	const struct ration__sem_ops *ops;
+	void *impl;
+};
+
+/* Make a semaphore handle served by @ops/@impl (word = SLOW for ever).
+ * Return 0, -EINVAL or -ENOMEM. */
+int ration__sem_new_backend(const struct ration__sem_ops *ops, void *impl,
+			    const char *name, ration_sem_t **out);
+
+/* Whether @s is held or waited on; takes s->mu. */
+bool ration__sem_busy(ration_sem_t *s);
+/* Free an idle @s (no check). */
+void ration__sem_destroy(ration_sem_t *s);
+/* sem_free() of a named semaphore: drop a reference or free the last. */
+int ration__sem_free_named(ration_sem_t *s);
+
+#endif

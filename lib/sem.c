@@ -1,0 +1,563 @@
+/* sem.c - weighted semaphore, strict FIFO, ctx-aware acquire.
+ *
+ * State: one atomic word = available * 2 + SLOW (internal/sem.h).
+ *  - Fast path (lock-free): while SLOW is clear nobody is queued, so an
+ *    acquire may CAS units out of the word without passing anyone, and a
+ *    release may CAS them back without anyone to hand them to.
+ *  - Slow path: s->mu guards the FIFO queue of waiters. While the queue is
+ *    non-empty SLOW is set, so every change of the word happens under mu:
+ *    units released go to the head waiters directly (a hand-off: the
+ *    granter takes the units out of the word and marks the waiter
+ *    GRANTED), never back into a pool that a newcomer could barge into.
+ *
+ * Locking: s->mu, then a ctx's mu (ration__ctx_watch is called without
+ * s->mu; the two are never nested the other way). No user code runs here.
+ * Wake-ups are collected under mu and issued after it is dropped.
+ *
+ * Waiters live on the waiting thread's stack and sleep on their thread's
+ * parker. A waiter's outcome (state) is decided exactly once, under mu:
+ * by a granter (0), by close (-EPIPE), by a shrink (-E2BIG), or by the
+ * waiter itself leaving on cancel/deadline (it re-checks state under mu
+ * first, so a grant that came in first is kept: weight is never lost, and
+ * never granted to a waiter that has left). See docs/sem.md.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal/clock.h"
+#include "internal/compiler.h"
+#include "internal/ctx.h"
+#include "internal/list.h"
+#include "internal/park.h"
+#include "internal/sem.h"
+#include "ration/sem.h"
+
+#define WAITING 1 /* waiter state until its outcome (0 or -errno) is set */
+
+/* How long a head waiter spins for its grant before parking: a hand-off
+ * to a running thread costs a cache-line transfer, waking a sleeping one
+ * costs microseconds on a VM (DESIGN §12). */
+#define HEAD_SPIN_NS 4000
+
+struct waiter {
+	struct ration__list node; /* s->mu */
+	int64_t n;
+	int64_t t0;               /* when queued, for the wait histogram */
+	struct ration__parker *pk;
+	_Atomic int state;        /* WAITING until set once, under s->mu */
+};
+
+static inline int64_t
+avail_of(int64_t word)
+{
+	return word >> 1; /* arithmetic shift: available may be negative */
+}
+
+static inline int64_t
+units(int64_t n)
+{
+	return n * 2; /* n <= RATION_SEM_MAX, so no overflow */
+}
+
+static void
+note_in_use(ration_sem_t *s, int64_t avail_after)
+{
+	int64_t in_use = atomic_load_explicit(&s->size, memory_order_relaxed) - avail_after;
+	int64_t max = atomic_load_explicit(&s->max_in_use, memory_order_relaxed);
+	while (in_use > max &&
+	       !atomic_compare_exchange_weak_explicit(&s->max_in_use, &max, in_use,
+						      memory_order_relaxed, memory_order_relaxed))
+		;
+}
+
+/* Fast path, lock-free: take @n units only while nobody is queued (SLOW
+ * clear), so a newcomer never passes a waiter. */
+static inline bool
+take_fast(ration_sem_t *s, int64_t n)
+{
+	int64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
+	while (!(w & SEM_SLOW) && avail_of(w) >= n) {
+		/* acquire: the previous holder's writes, published by the
+		 * release CAS/RMW that gave the units back, become visible. */
+		if (atomic_compare_exchange_weak_explicit(&s->word, &w, w - units(n),
+							  memory_order_acquire,
+							  memory_order_relaxed)) {
+			atomic_fetch_add_explicit(&s->acquired_fast, 1, memory_order_relaxed);
+			note_in_use(s, avail_of(w) - n);
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Take @n units with the queue empty; s->mu held. SLOW may be clear, so
+ * fast-path callers race with us: CAS. */
+static bool
+take_locked(ration_sem_t *s, int64_t n)
+{
+	int64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
+	while (avail_of(w) >= n) {
+		if (atomic_compare_exchange_weak_explicit(&s->word, &w, w - units(n),
+							  memory_order_acquire,
+							  memory_order_relaxed)) {
+			s->acquired_slow++;
+			note_in_use(s, avail_of(w) - n);
+			return true;
+		}
+	}
+	return false;
+}
+
+static unsigned
+hist_bucket(int64_t ns)
+{
+	if (ns <= 1)
+		return 0;
+	unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)ns);
+	return b < RATION_HIST_BUCKETS ? b : RATION_HIST_BUCKETS - 1;
+}
+
+/* Unlink @w and set its outcome; s->mu held. The parker pointer is read
+ * before the state store: once the state is set the waiter may return and
+ * its stack frame be gone. */
+static void
+finish_waiter(ration_sem_t *s, struct waiter *w, int outcome, struct ration__wake_list *wl)
+{
+	list_remove(&w->node);
+	s->nwaiters--;
+	s->waiting_weight -= w->n;
+	struct ration__parker *pk = w->pk;
+	/* release: pairs with the acquire load of state by the waiter, which
+	 * then sees the units (and the releaser's writes) as its own. */
+	atomic_store_explicit(&w->state, outcome, memory_order_release);
+	wake_list_add(wl, pk);
+}
+
+/* Hand units to the head waiters, in order, while the head fits; then
+ * clear SLOW if the queue emptied. s->mu held. */
+static void
+grant_locked(ration_sem_t *s, struct ration__wake_list *wl)
+{
+	int64_t now = 0;
+
+	while (!list_empty(&s->queue)) {
+		struct waiter *w = RATION_CONTAINER_OF(list_first(&s->queue), struct waiter, node);
+		/* SLOW is set (the queue is not empty): only mu holders change
+		 * the word. acquire: see the releasers' writes, to pass them on. */
+		int64_t word = atomic_load_explicit(&s->word, memory_order_acquire);
+		if (avail_of(word) < w->n)
+			break;
+		atomic_fetch_sub_explicit(&s->word, units(w->n), memory_order_relaxed);
+		note_in_use(s, avail_of(word) - w->n);
+		if (now == 0)
+			now = clock_mono_ns();
+		int64_t waited = now > w->t0 ? now - w->t0 : 0;
+		s->acquired_slow++;
+		s->wait_ns_total += (uint64_t)waited;
+		s->wait_hist[hist_bucket(waited)]++;
+		finish_waiter(s, w, 0, wl);
+	}
+	if (list_empty(&s->queue) && !atomic_load_explicit(&s->closed, memory_order_relaxed))
+		atomic_fetch_and_explicit(&s->word, ~SEM_SLOW, memory_order_release);
+}
+
+/* The error that ends a wait now, if any: the ctx's, or the deadline's. */
+static int
+wait_err(ration_ctx_t *ctx, int64_t deadline_ns)
+{
+	int err = ration_ctx_err(ctx);
+	if (err == 0 && deadline_ns != RATION_FOREVER && clock_mono_ns() >= deadline_ns)
+		err = -ETIMEDOUT;
+	return err;
+}
+
+/* A waiter gives up with @err; s->mu not held. Returns the outcome: @err,
+ * or whatever was decided for it before it got the lock (a grant wins). */
+static int
+leave(ration_sem_t *s, struct waiter *w, int err)
+{
+	struct ration__wake_list wl;
+
+	wake_list_init(&wl);
+	pthread_mutex_lock(&s->mu);
+	int st = atomic_load_explicit(&w->state, memory_order_acquire);
+	if (st == WAITING) {
+		if (err == -ETIMEDOUT)
+			s->timeouts++;
+		else
+			s->cancels++;
+		list_remove(&w->node);
+		s->nwaiters--;
+		s->waiting_weight -= w->n;
+		/* If it was the head, followers may fit now (Go #37852). */
+		grant_locked(s, &wl);
+		st = err;
+	}
+	pthread_mutex_unlock(&s->mu);
+	wake_list_wake(&wl);
+	return st;
+}
+
+static int
+spin_for_grant(struct waiter *w)
+{
+	int st;
+	int64_t until = clock_mono_ns() + HEAD_SPIN_NS;
+	do {
+		for (int i = 0; i < 64; i++) {
+			st = atomic_load_explicit(&w->state, memory_order_acquire);
+			if (st != WAITING)
+				return st;
+			ration__cpu_relax();
+		}
+	} while (clock_mono_ns() < until);
+	return WAITING;
+}
+
+/* Slow path for acquire: check in DESIGN order, then queue and wait. */
+static RATION_NOINLINE int
+acquire_slow(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
+{
+	struct ration__wake_list wl;
+	struct waiter w;
+	int err;
+
+	if (s->ops != NULL)
+		return s->ops->acquire(s, ctx, deadline_ns, n);
+	pthread_mutex_lock(&s->mu);
+	if (atomic_load_explicit(&s->closed, memory_order_relaxed)) {
+		err = -EPIPE;
+		goto unlock;
+	}
+	if (n > atomic_load_explicit(&s->size, memory_order_relaxed)) {
+		err = -E2BIG;
+		goto unlock;
+	}
+	if ((err = wait_err(ctx, deadline_ns)) != 0)
+		goto unlock;
+	if (list_empty(&s->queue) && take_locked(s, n))
+		goto unlock;
+	if (s->max_waiters != 0 && (size_t)s->nwaiters >= s->max_waiters) {
+		s->rejected++;
+		err = -EBUSY;
+		goto unlock;
+	}
+
+	w.n = n;
+	w.t0 = clock_mono_ns();
+	w.pk = ration__parker_self();
+	atomic_init(&w.state, WAITING);
+	list_push_back(&s->queue, &w.node);
+	bool head = list_first(&s->queue) == &w.node;
+	s->contended++;
+	s->waiting_weight += n;
+	if (++s->nwaiters > s->max_waiters_seen)
+		s->max_waiters_seen = s->nwaiters;
+	atomic_fetch_or_explicit(&s->word, SEM_SLOW, memory_order_relaxed);
+	/* A fast-path release may have returned units between take_locked()
+	 * and SLOW going up; nobody else would hand them to us. */
+	wake_list_init(&wl);
+	grant_locked(s, &wl);
+	pthread_mutex_unlock(&s->mu);
+	wake_list_wake(&wl);
+
+	int st = head ? spin_for_grant(&w) : WAITING;
+	if (st == WAITING) {
+		struct ration__ctx_watch cw = {.pk = w.pk};
+		err = ration__ctx_watch(ctx, &cw);
+		while (err == 0 && (st = atomic_load_explicit(&w.state, memory_order_acquire)) == WAITING) {
+			if ((err = wait_err(ctx, deadline_ns)) != 0)
+				break;
+			ration__park(w.pk, deadline_ns);
+		}
+		if (err != 0)
+			st = leave(s, &w, err);
+		ration__ctx_unwatch(ctx, &cw);
+	}
+	return st;
+
+unlock:
+	pthread_mutex_unlock(&s->mu);
+	return err;
+}
+
+int
+ration_sem_acquire(ration_sem_t *s, ration_ctx_t *ctx, int64_t n)
+{
+	if (s == NULL || n <= 0)
+		return -EINVAL;
+	/* Fast path: background ctx (or a live one) and units free with
+	 * nobody queued. Anything else, errors included: acquire_slow(). */
+	if (RATION_LIKELY(ctx == NULL || ration_ctx_err(ctx) == 0) && take_fast(s, n))
+		return 0;
+	return acquire_slow(s, ctx, ration_ctx_deadline(ctx), n);
+}
+
+int
+ration_sem_acquire_until(ration_sem_t *s, int64_t deadline_ns, int64_t n)
+{
+	if (s == NULL || n <= 0)
+		return -EINVAL;
+	if (RATION_LIKELY(deadline_ns == RATION_FOREVER || clock_mono_ns() < deadline_ns) &&
+	    take_fast(s, n))
+		return 0;
+	return acquire_slow(s, NULL, deadline_ns, n);
+}
+
+int
+ration_sem_try_acquire(ration_sem_t *s, int64_t n)
+{
+	if (s == NULL || n <= 0)
+		return -EINVAL;
+	if (RATION_LIKELY(take_fast(s, n)))
+		return 0;
+	if (s->ops != NULL)
+		return s->ops->try_acquire(s, n);
+	int err = 0;
+	pthread_mutex_lock(&s->mu);
+	if (atomic_load_explicit(&s->closed, memory_order_relaxed))
+		err = -EPIPE;
+	else if (n > atomic_load_explicit(&s->size, memory_order_relaxed))
+		err = -E2BIG;
+	else if (!list_empty(&s->queue) || !take_locked(s, n)) {
+		s->rejected++;
+		err = -EAGAIN;
+	}
+	pthread_mutex_unlock(&s->mu);
+	return err;
+}
+
+/* Slow path for release: someone is queued (or the check needs mu). */
+static RATION_NOINLINE int
+release_slow(ration_sem_t *s, int64_t n)
+{
+	struct ration__wake_list wl;
+
+	if (s->ops != NULL)
+		return s->ops->release(s, n);
+	wake_list_init(&wl);
+	pthread_mutex_lock(&s->mu);
+	/* size is stable under mu; the word may still move under fast-path
+	 * callers while SLOW is clear: CAS. */
+	int64_t size = atomic_load_explicit(&s->size, memory_order_relaxed);
+	int64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
+	do {
+		if (n > size - avail_of(w)) {
+			pthread_mutex_unlock(&s->mu);
+			return -EOVERFLOW;
+		}
+	} while (!atomic_compare_exchange_weak_explicit(&s->word, &w, w + units(n),
+							memory_order_release, memory_order_relaxed));
+	grant_locked(s, &wl);
+	pthread_mutex_unlock(&s->mu);
+	wake_list_wake(&wl);
+	return 0;
+}
+
+int
+ration_sem_release(ration_sem_t *s, int64_t n)
+{
+	if (s == NULL || n <= 0)
+		return -EINVAL;
+	int64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
+	for (;;) {
+		if (w & SEM_SLOW)
+			return release_slow(s, n);
+		/* acquire: pairs with the release store in resize. A resize
+		 * raises SLOW before it stores a new size, so if we read the
+		 * new size our CAS below sees SLOW and fails. */
+		int64_t size = atomic_load_explicit(&s->size, memory_order_acquire);
+		if (RATION_UNLIKELY(n > size - avail_of(w)))
+			return release_slow(s, n); /* decides -EOVERFLOW under mu */
+		/* release: hands this holder's writes to the next taker of the
+		 * units; pairs with the acquire CAS in take_fast(). */
+		if (atomic_compare_exchange_weak_explicit(&s->word, &w, w + units(n),
+							  memory_order_release,
+							  memory_order_relaxed))
+			return 0;
+	}
+}
+
+int
+ration_sem_resize(ration_sem_t *s, int64_t new_size)
+{
+	struct ration__wake_list wl;
+
+	if (s == NULL || new_size < 1 || new_size > RATION_SEM_MAX)
+		return -EINVAL;
+	if (s->ops != NULL)
+		return s->ops->resize(s, new_size);
+	wake_list_init(&wl);
+	pthread_mutex_lock(&s->mu);
+	if (atomic_load_explicit(&s->closed, memory_order_relaxed)) {
+		pthread_mutex_unlock(&s->mu);
+		return -EPIPE;
+	}
+	/* SLOW first, so fast-path callers queue on mu instead of racing. */
+	atomic_fetch_or_explicit(&s->word, SEM_SLOW, memory_order_relaxed);
+	int64_t old = atomic_load_explicit(&s->size, memory_order_relaxed);
+	atomic_store_explicit(&s->size, new_size, memory_order_release);
+	atomic_fetch_add_explicit(&s->word, units(new_size - old), memory_order_relaxed);
+	if (new_size < old) {
+		struct ration__list *n, *next;
+		for (n = s->queue.next; n != &s->queue; n = next) {
+			next = n->next;
+			struct waiter *w = RATION_CONTAINER_OF(n, struct waiter, node);
+			if (w->n > new_size)
+				finish_waiter(s, w, -E2BIG, &wl);
+		}
+	}
+	grant_locked(s, &wl);
+	pthread_mutex_unlock(&s->mu);
+	wake_list_wake(&wl);
+	return 0;
+}
+
+void
+ration_sem_close(ration_sem_t *s)
+{
+	struct ration__wake_list wl;
+
+	if (s == NULL)
+		return;
+	if (s->ops != NULL) {
+		s->ops->close(s);
+		return;
+	}
+	wake_list_init(&wl);
+	pthread_mutex_lock(&s->mu);
+	if (!atomic_load_explicit(&s->closed, memory_order_relaxed)) {
+		atomic_store_explicit(&s->closed, true, memory_order_relaxed);
+		atomic_fetch_or_explicit(&s->word, SEM_SLOW, memory_order_relaxed);
+		while (!list_empty(&s->queue))
+			finish_waiter(s, RATION_CONTAINER_OF(list_first(&s->queue),
+							     struct waiter, node),
+				      -EPIPE, &wl);
+	}
+	pthread_mutex_unlock(&s->mu);
+	wake_list_wake(&wl);
+}
+
+int64_t
+ration_sem_available(const ration_sem_t *s)
+{
+	if (s == NULL)
+		return 0;
+	if (s->ops != NULL)
+		return s->ops->available(s);
+	return avail_of(atomic_load_explicit(&((ration_sem_t *)s)->word, memory_order_relaxed));
+}
+
+void
+ration_sem_stats(const ration_sem_t *cs, ration_sem_stats_t *out)
+{
+	ration_sem_t *s = (ration_sem_t *)cs; /* the lock is not part of the value */
+
+	if (out == NULL)
+		return;
+	memset(out, 0, sizeof(*out));
+	if (s == NULL)
+		return;
+	if (s->ops != NULL) {
+		s->ops->stats(s, out);
+		return;
+	}
+	pthread_mutex_lock(&s->mu);
+	out->size = atomic_load_explicit(&s->size, memory_order_relaxed);
+	out->available = avail_of(atomic_load_explicit(&s->word, memory_order_relaxed));
+	out->in_use = out->size - out->available;
+	out->waiters = s->nwaiters;
+	out->waiting_weight = s->waiting_weight;
+	out->max_in_use = atomic_load_explicit(&s->max_in_use, memory_order_relaxed);
+	out->max_waiters_seen = s->max_waiters_seen;
+	out->acquired = s->acquired_slow +
+			atomic_load_explicit(&s->acquired_fast, memory_order_relaxed);
+	out->contended = s->contended;
+	out->timeouts = s->timeouts;
+	out->cancels = s->cancels;
+	out->rejected = s->rejected;
+	out->wait_ns_total = s->wait_ns_total;
+	memcpy(out->wait_hist, s->wait_hist, sizeof(out->wait_hist));
+	out->closed = atomic_load_explicit(&s->closed, memory_order_relaxed);
+	memcpy(out->name, s->name, sizeof(out->name));
+	pthread_mutex_unlock(&s->mu);
+}
+
+int
+ration_sem_new(int64_t size, const ration_sem_opts_t *opts, ration_sem_t **out)
+{
+	if (out == NULL || size < 1 || size > RATION_SEM_MAX)
+		return -EINVAL;
+	ration_sem_t *s = aligned_alloc(RATION_CACHELINE, sizeof(*s));
+	if (s == NULL)
+		return -ENOMEM;
+	memset(s, 0, sizeof(*s));
+	atomic_init(&s->word, units(size));
+	atomic_init(&s->size, size);
+	pthread_mutex_init(&s->mu, NULL);
+	list_init(&s->queue);
+	list_init(&s->reg_node);
+	if (opts != NULL) {
+		s->max_waiters = opts->max_waiters;
+		if (opts->name != NULL)
+			snprintf(s->name, sizeof(s->name), "%s", opts->name);
+	}
+	*out = s;
+	return 0;
+}
+
+bool
+ration__sem_busy(ration_sem_t *s)
+{
+	pthread_mutex_lock(&s->mu);
+	bool busy = s->nwaiters != 0 ||
+		    avail_of(atomic_load_explicit(&s->word, memory_order_relaxed)) !=
+			    atomic_load_explicit(&s->size, memory_order_relaxed);
+	pthread_mutex_unlock(&s->mu);
+	return busy;
+}
+
+void
+ration__sem_destroy(ration_sem_t *s)
+{
+	pthread_mutex_destroy(&s->mu);
+	free(s);
+}
+
+int
+ration_sem_free(ration_sem_t *s)
+{
+	if (s == NULL)
+		return -EINVAL;
+	if (s->named)
+		return ration__sem_free_named(s);
+	if (s->ops != NULL) {
+		int rc = s->ops->free(s);
+		if (rc == 0)
+			ration__sem_destroy(s);
+		return rc;
+	}
+	if (ration__sem_busy(s))
+		return -EBUSY;
+	ration__sem_destroy(s);
+	return 0;
+}
+
+int
+ration__sem_new_backend(const struct ration__sem_ops *ops, void *impl, const char *name,
+			ration_sem_t **out)
+{
+	ration_sem_opts_t opts = {.name = name};
+	ration_sem_t *s;
+	int rc = ration_sem_new(1, &opts, &s);
+	if (rc != 0)
+		return rc;
+	atomic_store_explicit(&s->word, SEM_SLOW, memory_order_relaxed);
+	s->ops = ops;
+	s->impl = impl;
+	*out = s;
+	return 0;
+}

@@ -1,0 +1,108 @@
+/* helpers.h - shared by the Check suites: background callers and bounded
+ * waits, so that a bug fails a test instead of hanging it. */
+#ifndef RATION_TESTS_HELPERS_H
+#define RATION_TESTS_HELPERS_H
+
+#include <check.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include <ration.h>
+
+/* Everything a test waits for must happen within this. */
+#define TEST_WAIT_NS ((int64_t)10 * 1000000000)
+
+/* Rounds for loops that stress races: RATION_STRESS_ROUNDS overrides
+ * (sanitizer runs use fewer). */
+static inline long
+stress_rounds(long dflt)
+{
+	const char *e = getenv("RATION_STRESS_ROUNDS");
+	long v = e ? atol(e) : 0;
+	return v > 0 ? (v < dflt ? v : dflt) : dflt;
+}
+
+static inline void
+sleep_ns(int64_t ns)
+{
+	struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+	nanosleep(&ts, NULL);
+}
+
+/* Poll @cond until true or TEST_WAIT_NS passes (then the test fails). */
+#define WAIT_FOR(cond)                                                         \
+	do {                                                                   \
+		int64_t wf_deadline_ = ration_now() + TEST_WAIT_NS;            \
+		while (!(cond)) {                                              \
+			ck_assert_msg(ration_now() < wf_deadline_,             \
+				      "timed out waiting for: %s", #cond);     \
+			sleep_ns(100000);                                      \
+		}                                                              \
+	} while (0)
+
+static inline int64_t
+sem_waiters(ration_sem_t *s)
+{
+	ration_sem_stats_t st;
+	ration_sem_stats(s, &st);
+	return st.waiters;
+}
+
+#define wait_waiters(s, k) WAIT_FOR(sem_waiters(s) == (k))
+
+/* A caller of ration_sem_acquire (or _until) on its own thread. */
+struct bg {
+	pthread_t t;
+	ration_sem_t *s;
+	ration_ctx_t *ctx;
+	int64_t n;
+	int64_t deadline_ns; /* used when use_until */
+	bool use_until;
+	_Atomic bool done;
+	int rc;
+};
+
+static inline void *
+bg_main(void *arg)
+{
+	struct bg *b = arg;
+	b->rc = b->use_until ? ration_sem_acquire_until(b->s, b->deadline_ns, b->n)
+			     : ration_sem_acquire(b->s, b->ctx, b->n);
+	atomic_store(&b->done, true);
+	return NULL;
+}
+
+static inline void
+bg_start(struct bg *b)
+{
+	atomic_init(&b->done, false);
+	ck_assert_int_eq(pthread_create(&b->t, NULL, bg_main, b), 0);
+}
+
+/* Usage: struct bg a; bg_acquire(&a, s, ctx, 10); */
+static inline void
+bg_acquire(struct bg *b, ration_sem_t *s, ration_ctx_t *ctx, int64_t n)
+{
+	*b = (struct bg){.s = s, .ctx = ctx, .n = n};
+	bg_start(b);
+}
+
+static inline void
+bg_acquire_until(struct bg *b, ration_sem_t *s, int64_t deadline_ns, int64_t n)
+{
+	*b = (struct bg){.s = s, .n = n, .deadline_ns = deadline_ns, .use_until = true};
+	bg_start(b);
+}
+
+/* Join with a deadline; returns the acquire's result. */
+static inline int
+bg_join(struct bg *b)
+{
+	WAIT_FOR(atomic_load(&b->done));
+	pthread_join(b->t, NULL);
+	return b->rc;
+}
+
+#endif
