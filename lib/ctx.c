@@ -5,8 +5,9 @@
  *    transition of err from 0 to an error (err is read lock-free).
  *  - Cancel propagates down while holding each ancestor's lock: parent mu
  *    is taken before child mu, never the reverse.
- *  - timer_mu guards the deadline heap; it is taken inside a ctx mu (when
- *    arming) or alone (timer thread, free), never the other way round.
+ *  - The timer lock (timer.c) is taken inside a ctx mu when arming; the
+ *    timer thread takes no ctx lock while holding it (timer_claim only
+ *    touches refs), so the two never nest the other way round.
  *  - No user code (after-funcs) runs under any lock: cancel collects them,
  *    with the parkers to wake, in a local batch and runs them afterwards.
  *
@@ -26,6 +27,7 @@
 #include "internal/ctx.h"
 #include "internal/list.h"
 #include "internal/park.h"
+#include "internal/timer.h"
 #include "ration/ctx.h"
 
 struct after {
@@ -47,10 +49,8 @@ struct ration_ctx {
 	struct after *afters;         /* mu; pending after-funcs */
 	uint64_t next_id;             /* mu */
 	int fd;                       /* mu; -1 until ration_ctx_fd() */
-	size_t heap_idx;              /* timer_mu; NOT_ARMED when not in the heap */
+	struct ration__timer timer;   /* armed while an after-func or fd waits */
 };
-
-#define NOT_ARMED SIZE_MAX
 
 static ration_ctx_t background = {.deadline = RATION_FOREVER, .fd = -1};
 
@@ -60,170 +60,30 @@ struct done_batch {
 	struct after *afters;
 };
 
-/* ---- the process-wide deadline timer ---------------------------------- */
-
-static pthread_mutex_t timer_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t timer_cv;
-static ration_ctx_t **heap;        /* timer_mu: min-heap on deadline */
-static size_t heap_n, heap_cap;    /* timer_mu */
-static bool timer_running;         /* timer_mu */
+/* ---- deadline timer (internal/timer.h) --------------------------------- */
 
 static void cancel_err(ration_ctx_t *ctx, int err);
 
-static void
-heap_set(size_t i, ration_ctx_t *c)
+/* Under the timer lock: a ctx whose last reference is gone is being
+ * freed and waits in disarm; leave it alone. Else keep it alive for fire. */
+static bool
+timer_claim(struct ration__timer *t)
 {
-	heap[i] = c;
-	c->heap_idx = i;
+	ration_ctx_t *c = RATION_CONTAINER_OF(t, ration_ctx_t, timer);
+	long r = atomic_load_explicit(&c->refs, memory_order_relaxed);
+	while (r > 0 && !atomic_compare_exchange_weak_explicit(&c->refs, &r, r + 1,
+							       memory_order_relaxed,
+							       memory_order_relaxed))
+		;
+	return r > 0;
 }
 
 static void
-heap_sift_up(size_t i)
+timer_fire(struct ration__timer *t)
 {
-	ration_ctx_t *c = heap[i];
-	while (i > 0) {
-		size_t up = (i - 1) / 2;
-		if (heap[up]->deadline <= c->deadline)
-			break;
-		heap_set(i, heap[up]);
-		i = up;
-	}
-	heap_set(i, c);
-}
-
-static void
-heap_sift_down(size_t i)
-{
-	ration_ctx_t *c = heap[i];
-	for (;;) {
-		size_t l = 2 * i + 1, m = i;
-		int64_t best = c->deadline;
-		if (l < heap_n && heap[l]->deadline < best)
-			m = l, best = heap[l]->deadline;
-		if (l + 1 < heap_n && heap[l + 1]->deadline < best)
-			m = l + 1;
-		if (m == i)
-			break;
-		heap_set(i, heap[m]);
-		i = m;
-	}
-	heap_set(i, c);
-}
-
-/* timer_mu held. */
-static void
-heap_remove(ration_ctx_t *c)
-{
-	size_t i = c->heap_idx;
-	c->heap_idx = NOT_ARMED;
-	ration_ctx_t *last = heap[--heap_n];
-	if (i == heap_n)
-		return;
-	heap_set(i, last);
-	heap_sift_up(i);
-	heap_sift_down(last->heap_idx);
-}
-
-static void *
-timer_main(void *unused)
-{
-	(void)unused;
-	pthread_mutex_lock(&timer_mu);
-	for (;;) {
-		if (heap_n == 0) {
-			pthread_cond_wait(&timer_cv, &timer_mu);
-			continue;
-		}
-		ration_ctx_t *c = heap[0];
-		if (clock_mono_ns() < c->deadline) {
-			struct timespec ts = ns_to_timespec(c->deadline);
-			pthread_cond_timedwait(&timer_cv, &timer_mu, &ts);
-			continue;
-		}
-		heap_remove(c);
-		/* A ctx whose last reference is gone is being freed and waits
-		 * for timer_mu to unarm: leave it alone. */
-		long r = atomic_load_explicit(&c->refs, memory_order_relaxed);
-		while (r > 0 && !atomic_compare_exchange_weak_explicit(
-					&c->refs, &r, r + 1, memory_order_relaxed,
-					memory_order_relaxed))
-			;
-		if (r <= 0)
-			continue;
-		pthread_mutex_unlock(&timer_mu);
-		cancel_err(c, -ETIMEDOUT);
-		ration_ctx_unref(c);
-		pthread_mutex_lock(&timer_mu);
-	}
-	return NULL;
-}
-
-/* Start the timer thread once; timer_mu held. Return 0 or -ENOMEM. */
-static int
-timer_start_locked(void)
-{
-	if (timer_running)
-		return 0;
-	pthread_condattr_t ca;
-	pthread_condattr_init(&ca);
-	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-	pthread_cond_init(&timer_cv, &ca);
-	pthread_condattr_destroy(&ca);
-
-	pthread_attr_t attr;
-	pthread_t tid;
-	pthread_attr_init(&attr);
-	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 64 * 1024);
-	int rc = pthread_create(&tid, &attr, timer_main, NULL);
-	pthread_attr_destroy(&attr);
-	if (rc != 0) {
-		pthread_cond_destroy(&timer_cv);
-		return -ENOMEM;
-	}
-	pthread_setname_np(tid, "ration-timer");
-	timer_running = true;
-	return 0;
-}
-
-/* Put @c (not done, with a deadline) in the timer heap; c->mu held.
- * Return 0 or -ENOMEM (nothing changed). */
-static int
-timer_arm(ration_ctx_t *c)
-{
-	int rc = 0;
-
-	pthread_mutex_lock(&timer_mu);
-	if (c->heap_idx != NOT_ARMED)
-		goto out;
-	if ((rc = timer_start_locked()) != 0)
-		goto out;
-	if (heap_n == heap_cap) {
-		size_t cap = heap_cap ? heap_cap * 2 : 64;
-		ration_ctx_t **h = realloc(heap, cap * sizeof(*h));
-		if (h == NULL) {
-			rc = -ENOMEM;
-			goto out;
-		}
-		heap = h;
-		heap_cap = cap;
-	}
-	heap_set(heap_n++, c);
-	heap_sift_up(c->heap_idx);
-	if (heap[0] == c)
-		pthread_cond_signal(&timer_cv);
-out:
-	pthread_mutex_unlock(&timer_mu);
-	return rc;
-}
-
-static void
-timer_unarm(ration_ctx_t *c)
-{
-	pthread_mutex_lock(&timer_mu);
-	if (c->heap_idx != NOT_ARMED)
-		heap_remove(c);
-	pthread_mutex_unlock(&timer_mu);
+	ration_ctx_t *c = RATION_CONTAINER_OF(t, ration_ctx_t, timer);
+	cancel_err(c, -ETIMEDOUT);
+	ration_ctx_unref(c);
 }
 
 /* ---- cancel ------------------------------------------------------------ */
@@ -306,7 +166,7 @@ cancel_err(ration_ctx_t *ctx, int err)
 	run_batch(&b);
 	/* A done ctx needs no timer; drop it now rather than at free. */
 	if (ctx->deadline != RATION_FOREVER)
-		timer_unarm(ctx);
+		ration__timer_disarm(&ctx->timer);
 }
 
 void
@@ -346,7 +206,7 @@ ctx_new(ration_ctx_t *parent, int64_t deadline_ns, ration_ctx_t **out)
 	list_init(&c->sibling);
 	list_init(&c->watchers);
 	c->fd = -1;
-	c->heap_idx = NOT_ARMED;
+	ration__timer_init(&c->timer, timer_claim, timer_fire);
 	c->deadline = deadline_ns;
 	if (parent != NULL) {
 		c->parent = ration_ctx_ref(parent);
@@ -406,7 +266,7 @@ ration_ctx_unref(ration_ctx_t *ctx)
 			pthread_mutex_unlock(&parent->mu);
 		}
 		if (ctx->deadline != RATION_FOREVER)
-			timer_unarm(ctx);
+			ration__timer_disarm(&ctx->timer);
 		RATION_ASSERT(list_empty(&ctx->watchers));
 		RATION_ASSERT(list_empty(&ctx->children));
 		while (ctx->afters != NULL) {
@@ -497,7 +357,7 @@ ration_ctx_fd(ration_ctx_t *ctx)
 		uint64_t one = 1;
 		(void)!write(rc, &one, sizeof(one));
 	} else if (ctx->deadline != RATION_FOREVER) {
-		int arm = timer_arm(ctx);
+		int arm = ration__timer_arm(&ctx->timer, ctx->deadline);
 		if (arm != 0) {
 			close(rc);
 			rc = arm;
@@ -536,7 +396,7 @@ ration_ctx_after(ration_ctx_t *ctx, void (*fn)(void *arg), void *arg, uint64_t *
 		return 0;
 	}
 	if (ctx->deadline != RATION_FOREVER) {
-		int rc = timer_arm(ctx);
+		int rc = ration__timer_arm(&ctx->timer, ctx->deadline);
 		if (rc != 0) {
 			pthread_mutex_unlock(&ctx->mu);
 			free(a);

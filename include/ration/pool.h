@@ -93,11 +93,13 @@ RATION_API ration_pool_t *ration_pool_default(void);
  *
  * Return: 0 (accepted: fn will be called exactly once), or the first that
  * applies: -EINVAL (@p or @fn NULL), -EPIPE (shut down, also while
- * waiting), ctx error (even if there is room). On error fn is never
- * called and the caller keeps @arg.
+ * waiting), ctx error (even if there is room), -ENOMEM (the queue could
+ * not grow), -EAGAIN (the pool has no thread and none could be started).
+ * On error fn is never called and the caller keeps @arg.
  *
- * Blocks: while full. Allocates: never (the queue is preallocated up to
- * its cap; an unbounded queue grows in chunks). Calls user code: never.
+ * Blocks: while full. Allocates: only when the queue grows past its
+ * previous high-water mark (chunks of 254 tasks of 16 bytes; a few spare
+ * chunks are kept). Calls user code: never.
  */
 RATION_API int ration_pool_submit(ration_pool_t *p, ration_ctx_t *ctx, ration_task_fn fn,
 				  void *arg);
@@ -105,8 +107,9 @@ RATION_API int ration_pool_submit(ration_pool_t *p, ration_ctx_t *ctx, ration_ta
 /**
  * ration_pool_try_submit() - ration_pool_submit() that never waits.
  *
- * Return: 0, -EINVAL, -EPIPE, -EAGAIN (queue full), or -ENOMEM (an
- * unbounded queue could not grow). On error fn is never called.
+ * Return: 0, -EINVAL, -EPIPE, -EAGAIN (queue full, or no thread could be
+ * started), or -ENOMEM (the queue could not grow). On error fn is never
+ * called.
  */
 RATION_API int ration_pool_try_submit(ration_pool_t *p, ration_task_fn fn, void *arg);
 

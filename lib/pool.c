@@ -1,0 +1,613 @@
+/* pool.c - bounded thread pool; nothing lost at shutdown.
+ *
+ * Queue: a FIFO of 16-byte tasks {fn, arg} (internal/taskq.h), under
+ * p->mu. Back-pressure for a bounded queue is a ration semaphore of
+ * queue_cap slots: submit acquires one (FIFO among blocked submitters,
+ * ctx-bounded, -EPIPE once shutdown closes it), the worker that takes the
+ * task gives it back.
+ *
+ * Workers: started on demand (under mu) up to max_threads. A worker with
+ * nothing to do first spins briefly if no other worker is spinning, then
+ * parks on its thread's parker with its idle record on its own stack,
+ * linked into p->idle (LIFO, so the most recently active threads are
+ * reused and the cold ones time out).
+ *
+ * Wake policy (the decision that sets the cost per task; DESIGN §10):
+ *  - A submit wakes (or starts) a worker only when no worker is spinning
+ *    and fewer than min(online CPUs, threads) workers are awake. Waking a
+ *    parked thread costs microseconds on a VM; a running worker finishing
+ *    its task takes the next one itself, so a stream of short tasks is
+ *    carried by about one awake worker per CPU with few wake-ups.
+ *  - Workers blocked inside long tasks would then hold queued tasks back,
+ *    so when a submit leaves work queued without waking anyone it arms a
+ *    watchdog on the shared timer thread: if no task was taken from the
+ *    queue for WATCHDOG_NS, it wakes or starts as many workers as there
+ *    are queued tasks (up to the thread limit). So a queued task waits at
+ *    most about WATCHDOG_NS for a worker while one could be had.
+ *
+ * Locking: p->mu guards the queue, the idle list, thread counts, shutdown
+ * state and the counters not marked atomic. Order: p->mu, then the slot
+ * semaphore's mu (close under p->mu); sem acquire/release of slots happen
+ * without p->mu. No user code (task fns, thread_init/fini) runs under mu.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "internal/clock.h"
+#include "internal/compiler.h"
+#include "internal/ctx.h"
+#include "internal/list.h"
+#include "internal/park.h"
+#include "internal/taskq.h"
+#include "internal/timer.h"
+#include "ration/pool.h"
+#include "ration/sem.h"
+
+#define DEFAULT_IDLE_NS ((int64_t)10 * 1000000000)
+#define DEFAULT_QUEUE_PER_THREAD 1024
+/* How long an idle worker spins for new work before parking: long enough
+ * to cover the gap between two submits of a busy producer, short enough
+ * not to steal a CPU from it for long. */
+#define IDLE_SPIN_NS 20000
+/* Longest a queued task waits while workers exist that could take it. */
+#define WATCHDOG_NS 1000000
+
+/* A parked worker: lives on the worker's stack while it is in p->idle. */
+struct idle_worker {
+	struct ration__list node; /* p->mu */
+	struct ration__parker *pk;
+};
+
+struct ration_pool {
+	pthread_mutex_t mu;
+	struct queue q;               /* mu */
+	_Atomic size_t queued_hint;   /* atomic mirror of q.len for spinners */
+	ration_sem_t *slots;          /* NULL = unbounded queue */
+	int64_t slot_batch;           /* immutable: slots a worker gives back at once */
+	struct ration__list idle;     /* mu: struct idle_worker */
+	struct ration__list drainers; /* mu: struct idle_worker waiting in shutdown */
+	_Atomic unsigned spinning;    /* atomic: workers spinning for work */
+	unsigned max_threads;         /* mu */
+	unsigned min_threads;         /* mu */
+	unsigned nthreads;            /* mu */
+	unsigned nidle;               /* mu */
+	unsigned next_index;          /* mu: for thread names */
+	unsigned ncpu;                /* immutable */
+	uint64_t taken;               /* mu: tasks taken from the queue */
+	uint64_t taken_at_arm;        /* mu: taken when the watchdog was armed */
+	struct ration__timer watchdog;
+	int64_t idle_ns;              /* immutable */
+	bool shutdown;                /* mu */
+	bool is_default;              /* immutable */
+	char name[16];                /* immutable */
+	void (*thread_init)(void *);  /* immutable */
+	void (*thread_fini)(void *);  /* immutable */
+	void *udata;                  /* immutable */
+	/* counters */
+	_Atomic uint64_t running;     /* atomic */
+	_Atomic uint64_t completed;   /* atomic */
+	uint64_t submitted;           /* mu */
+	uint64_t discarded;           /* mu */
+	uint64_t max_running;         /* mu */
+	uint64_t max_queued;          /* mu */
+	_Atomic uint64_t rejected;    /* atomic */
+};
+
+/* ---- workers ----------------------------------------------------------- */
+
+static unsigned
+online_cpus(void)
+{
+	long n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n > 0 ? (unsigned)n : 1;
+}
+
+static void
+wake_all_locked(struct ration__list *list, struct ration__wake_list *wl)
+{
+	while (!list_empty(list)) {
+		struct ration__list *n = list_first(list);
+		list_remove(n);
+		wake_list_add(wl, RATION_CONTAINER_OF(n, struct idle_worker, node)->pk);
+	}
+}
+
+/* Give back the queue slots of the tasks this worker took. One release
+ * per batch keeps the slot semaphore's word from bouncing between the
+ * producer and every worker on every task; the batch is small against
+ * the capacity (slot_batch), and a worker flushes before it parks. */
+static void
+slots_flush(ration_pool_t *p, int64_t *owed)
+{
+	if (*owed != 0) {
+		ration_sem_release(p->slots, *owed);
+		*owed = 0;
+	}
+}
+
+/* Spin for new work, if no other worker is already doing so. */
+static void
+spin_for_work(ration_pool_t *p)
+{
+	unsigned zero = 0;
+	if (!atomic_compare_exchange_strong_explicit(&p->spinning, &zero, 1,
+						     memory_order_relaxed, memory_order_relaxed))
+		return;
+	int64_t until = clock_mono_ns() + IDLE_SPIN_NS;
+	do {
+		for (int i = 0; i < 64; i++) {
+			if (atomic_load_explicit(&p->queued_hint, memory_order_relaxed) != 0)
+				goto out;
+			ration__cpu_relax();
+		}
+	} while (clock_mono_ns() < until);
+out:
+	atomic_store_explicit(&p->spinning, 0, memory_order_relaxed);
+}
+
+/* Wait for a task; p->mu held (and held again on return). Return false
+ * when this worker should exit. */
+static bool
+worker_wait(ration_pool_t *p, int64_t *owed)
+{
+	struct idle_worker me = {.pk = ration__parker_self()};
+
+	/* Shrunk by resize: the extra threads leave between tasks. */
+	if (p->nthreads > p->max_threads)
+		goto leave;
+	while (p->q.len == 0) {
+		if (p->shutdown)
+			goto leave;
+		pthread_mutex_unlock(&p->mu);
+		if (p->slots != NULL)
+			slots_flush(p, owed);
+		spin_for_work(p);
+		pthread_mutex_lock(&p->mu);
+		if (p->q.len != 0 || p->shutdown)
+			continue;
+		bool may_expire = p->nthreads > p->min_threads;
+		int64_t deadline = may_expire ? ration_deadline_after(p->idle_ns) : RATION_FOREVER;
+		list_push_back(&p->idle, &me.node);
+		p->nidle++;
+		pthread_mutex_unlock(&p->mu);
+		ration__park(me.pk, deadline);
+		pthread_mutex_lock(&p->mu);
+		if (list_linked(&me.node)) {
+			/* Not woken by a submit: a timeout or a spurious wake. */
+			list_remove(&me.node);
+			p->nidle--;
+			if (p->q.len == 0 && p->nthreads > p->min_threads &&
+			    clock_mono_ns() >= deadline)
+				goto leave;
+		}
+	}
+	return true;
+leave:
+	if (p->slots != NULL && *owed != 0) {
+		pthread_mutex_unlock(&p->mu);
+		slots_flush(p, owed);
+		pthread_mutex_lock(&p->mu);
+	}
+	return false;
+}
+
+static void *
+worker_main(void *arg)
+{
+	ration_pool_t *p = arg;
+	int64_t owed = 0;
+
+	if (p->thread_init != NULL)
+		p->thread_init(p->udata);
+	pthread_mutex_lock(&p->mu);
+	while (worker_wait(p, &owed)) {
+		struct task t = queue_pop(&p->q);
+		p->taken++;
+		atomic_store_explicit(&p->queued_hint, p->q.len, memory_order_relaxed);
+		uint64_t running = atomic_fetch_add_explicit(&p->running, 1, memory_order_relaxed) + 1;
+		if (running > p->max_running)
+			p->max_running = running;
+		pthread_mutex_unlock(&p->mu);
+
+		if (p->slots != NULL && ++owed >= p->slot_batch)
+			slots_flush(p, &owed);
+		t.fn(t.arg, 0);
+		atomic_fetch_add_explicit(&p->completed, 1, memory_order_relaxed);
+		atomic_fetch_sub_explicit(&p->running, 1, memory_order_relaxed);
+
+		pthread_mutex_lock(&p->mu);
+	}
+	pthread_mutex_unlock(&p->mu);
+
+	if (p->thread_fini != NULL)
+		p->thread_fini(p->udata);
+
+	struct ration__wake_list wl;
+	wake_list_init(&wl);
+	pthread_mutex_lock(&p->mu);
+	if (--p->nthreads == 0)
+		wake_all_locked(&p->drainers, &wl);
+	pthread_mutex_unlock(&p->mu);
+	/* p may be freed from here on: only our own memory is touched. */
+	wake_list_wake(&wl);
+	return NULL;
+}
+
+/* Start one worker; p->mu held. Return 0 or -EAGAIN. */
+static int
+start_worker_locked(ration_pool_t *p)
+{
+	pthread_attr_t attr;
+	pthread_t tid;
+
+	pthread_attr_init(&attr);
+	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+	int rc = pthread_create(&tid, &attr, worker_main, p);
+	pthread_attr_destroy(&attr);
+	if (rc != 0)
+		return -EAGAIN;
+	char tname[16];
+	snprintf(tname, sizeof(tname), "%.10s-%u", p->name, p->next_index++);
+	pthread_setname_np(tid, tname);
+	p->nthreads++;
+	return 0;
+}
+
+/* Wake one parked worker, or start one; p->mu held. Return false if
+ * neither was possible. */
+static bool
+wake_one_locked(ration_pool_t *p, struct ration__wake_list *wl)
+{
+	if (!list_empty(&p->idle)) {
+		struct ration__list *n = list_first(&p->idle);
+		list_remove(n);
+		p->nidle--;
+		wake_list_add(wl, RATION_CONTAINER_OF(n, struct idle_worker, node)->pk);
+		return true;
+	}
+	return p->nthreads < p->max_threads && start_worker_locked(p) == 0;
+}
+
+/* After a push: see the wake policy at the top; p->mu held. */
+static void
+kick_locked(ration_pool_t *p, struct ration__wake_list *wl)
+{
+	if (atomic_load_explicit(&p->spinning, memory_order_relaxed) != 0)
+		return;
+	unsigned awake = p->nthreads - p->nidle;
+	unsigned want = p->ncpu < p->max_threads ? p->ncpu : p->max_threads;
+	if (awake < want && wake_one_locked(p, wl))
+		return;
+	if (!list_empty(&p->idle) || p->nthreads < p->max_threads) {
+		if (p->watchdog.idx == TIMER_IDLE)
+			p->taken_at_arm = p->taken;
+		/* If the timer cannot be armed, wake now rather than risk a
+		 * task waiting behind blocked workers. */
+		if (ration__timer_arm(&p->watchdog, ration_deadline_after(WATCHDOG_NS)) != 0)
+			(void)wake_one_locked(p, wl);
+	}
+}
+
+static bool
+watchdog_claim(struct ration__timer *t)
+{
+	(void)t; /* ration_pool_free() disarms, waiting for a running fire */
+	return true;
+}
+
+/* No task taken for WATCHDOG_NS while some were queued: the awake workers
+ * are stuck in long tasks. Bring one worker per queued task. */
+static void
+watchdog_fire(struct ration__timer *t)
+{
+	ration_pool_t *p = RATION_CONTAINER_OF(t, ration_pool_t, watchdog);
+	struct ration__wake_list wl;
+
+	wake_list_init(&wl);
+	pthread_mutex_lock(&p->mu);
+	if (p->q.len != 0) {
+		if (p->taken == p->taken_at_arm) {
+			size_t n = p->q.len;
+			while (n-- > 0 && wake_one_locked(p, &wl))
+				;
+		}
+		p->taken_at_arm = p->taken;
+		if (!list_empty(&p->idle) || p->nthreads < p->max_threads)
+			(void)ration__timer_arm(&p->watchdog, ration_deadline_after(WATCHDOG_NS));
+	}
+	pthread_mutex_unlock(&p->mu);
+	wake_list_wake(&wl);
+}
+
+/* ---- submit ------------------------------------------------------------ */
+
+/* Queue a task whose slot (if bounded) is already held; takes p->mu. */
+static int
+enqueue(ration_pool_t *p, ration_task_fn fn, void *arg)
+{
+	struct ration__wake_list wl;
+	int rc = 0;
+
+	wake_list_init(&wl);
+	pthread_mutex_lock(&p->mu);
+	if (p->shutdown) {
+		rc = -EPIPE;
+	} else if (p->nthreads == 0 && start_worker_locked(p) != 0) {
+		rc = -EAGAIN; /* nothing could ever run it */
+	} else if (!queue_push(&p->q, fn, arg)) {
+		rc = -ENOMEM;
+	} else {
+		atomic_store_explicit(&p->queued_hint, p->q.len, memory_order_relaxed);
+		p->submitted++;
+		if (p->q.len > p->max_queued)
+			p->max_queued = p->q.len;
+		kick_locked(p, &wl);
+	}
+	pthread_mutex_unlock(&p->mu);
+	wake_list_wake(&wl);
+	if (rc != 0 && p->slots != NULL)
+		ration_sem_release(p->slots, 1);
+	return rc;
+}
+
+int
+ration_pool_submit(ration_pool_t *p, ration_ctx_t *ctx, ration_task_fn fn, void *arg)
+{
+	if (p == NULL || fn == NULL)
+		return -EINVAL;
+	if (p->slots != NULL) {
+		int rc = ration_sem_acquire(p->slots, ctx, 1);
+		if (rc != 0)
+			return rc;
+	} else {
+		int rc = ration_ctx_err(ctx);
+		if (rc != 0)
+			return rc;
+	}
+	return enqueue(p, fn, arg);
+}
+
+int
+ration_pool_try_submit(ration_pool_t *p, ration_task_fn fn, void *arg)
+{
+	if (p == NULL || fn == NULL)
+		return -EINVAL;
+	if (p->slots != NULL) {
+		int rc = ration_sem_try_acquire(p->slots, 1);
+		if (rc != 0) {
+			if (rc == -EAGAIN)
+				atomic_fetch_add_explicit(&p->rejected, 1, memory_order_relaxed);
+			return rc;
+		}
+	}
+	return enqueue(p, fn, arg);
+}
+
+/* ---- life cycle -------------------------------------------------------- */
+
+int
+ration_pool_new(const ration_pool_opts_t *opts, ration_pool_t **out)
+{
+	ration_pool_opts_t o = {0};
+
+	if (out == NULL)
+		return -EINVAL;
+	if (opts != NULL)
+		o = *opts;
+	if (o.threads == 0)
+		o.threads = online_cpus();
+	if (o.min_threads > o.threads || o.idle_timeout_ns < 0)
+		return -EINVAL;
+	if (o.idle_timeout_ns == 0)
+		o.idle_timeout_ns = DEFAULT_IDLE_NS;
+	if (o.queue_cap == 0)
+		o.queue_cap = (size_t)DEFAULT_QUEUE_PER_THREAD * o.threads;
+
+	ration_pool_t *p = calloc(1, sizeof(*p));
+	if (p == NULL)
+		return -ENOMEM;
+	if (o.queue_cap != SIZE_MAX) {
+		int64_t cap = o.queue_cap > (size_t)RATION_SEM_MAX ? RATION_SEM_MAX
+								 : (int64_t)o.queue_cap;
+		int rc = ration_sem_new(cap, &(ration_sem_opts_t){.name = "pool.slots"}, &p->slots);
+		if (rc != 0) {
+			free(p);
+			return rc;
+		}
+		/* Up to 1/64 of the capacity, so try_submit's "full" stays
+		 * exact for small queues and within ~1.5% for large ones. */
+		p->slot_batch = cap / 64 < 1 ? 1 : cap / 64 > 32 ? 32 : cap / 64;
+	}
+	pthread_mutex_init(&p->mu, NULL);
+	list_init(&p->idle);
+	list_init(&p->drainers);
+	p->max_threads = o.threads;
+	p->min_threads = o.min_threads;
+	p->idle_ns = o.idle_timeout_ns;
+	p->ncpu = online_cpus();
+	ration__timer_init(&p->watchdog, watchdog_claim, watchdog_fire);
+	snprintf(p->name, sizeof(p->name), "%s", o.name != NULL ? o.name : "ration");
+	p->thread_init = o.thread_init;
+	p->thread_fini = o.thread_fini;
+	p->udata = o.udata;
+
+	pthread_mutex_lock(&p->mu);
+	int rc = 0;
+	while (rc == 0 && p->nthreads < p->min_threads)
+		rc = start_worker_locked(p);
+	pthread_mutex_unlock(&p->mu);
+	if (rc != 0) {
+		ration_pool_free(p);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}
+
+static ration_pool_t *default_pool;
+static pthread_once_t default_once = PTHREAD_ONCE_INIT;
+
+static void
+default_make(void)
+{
+	ration_pool_t *p;
+	if (ration_pool_new(&(ration_pool_opts_t){.name = "ration"}, &p) == 0) {
+		p->is_default = true;
+		default_pool = p;
+	}
+}
+
+ration_pool_t *
+ration_pool_default(void)
+{
+	pthread_once(&default_once, default_make);
+	return default_pool;
+}
+
+int
+ration_pool_resize(ration_pool_t *p, unsigned threads)
+{
+	struct ration__wake_list wl;
+
+	if (p == NULL || threads == 0)
+		return -EINVAL;
+	wake_list_init(&wl);
+	pthread_mutex_lock(&p->mu);
+	if (p->shutdown) {
+		pthread_mutex_unlock(&p->mu);
+		return -EPIPE;
+	}
+	p->max_threads = threads;
+	if (p->min_threads > threads)
+		p->min_threads = threads;
+	/* Idle threads above the new maximum see it when woken and exit. */
+	if (p->nthreads > threads) {
+		wake_all_locked(&p->idle, &wl);
+		p->nidle = 0;
+	}
+	/* Growing: queued tasks may now get threads of their own. */
+	while (p->nthreads < threads && p->q.len > p->nthreads - p->nidle &&
+	       start_worker_locked(p) == 0)
+		;
+	pthread_mutex_unlock(&p->mu);
+	wake_list_wake(&wl);
+	return 0;
+}
+
+void
+ration_pool_stats(const ration_pool_t *cp, ration_pool_stats_t *out)
+{
+	ration_pool_t *p = (ration_pool_t *)cp;
+
+	if (out == NULL)
+		return;
+	memset(out, 0, sizeof(*out));
+	if (p == NULL)
+		return;
+	pthread_mutex_lock(&p->mu);
+	out->threads = p->nthreads;
+	out->idle = p->nidle;
+	out->running = atomic_load_explicit(&p->running, memory_order_relaxed);
+	out->queued = p->q.len;
+	out->submitted = p->submitted;
+	out->completed = atomic_load_explicit(&p->completed, memory_order_relaxed);
+	out->discarded = p->discarded;
+	out->max_running = p->max_running;
+	out->max_queued = p->max_queued;
+	out->rejected = atomic_load_explicit(&p->rejected, memory_order_relaxed);
+	pthread_mutex_unlock(&p->mu);
+}
+
+/* Take every queued task out and call its fn with @status in the calling
+ * thread: -ECANCELED (DISCARD), or 0 (DRAIN when no worker is left). */
+static void
+run_queued_here(ration_pool_t *p, int status)
+{
+	pthread_mutex_lock(&p->mu);
+	struct queue q = p->q;
+	p->q.first = p->q.last = NULL;
+	p->q.len = 0;
+	atomic_store_explicit(&p->queued_hint, 0, memory_order_relaxed);
+	if (status != 0)
+		p->discarded += q.len;
+	pthread_mutex_unlock(&p->mu);
+
+	if (p->slots != NULL && q.len != 0)
+		ration_sem_release(p->slots, (int64_t)q.len);
+	q.spare = NULL;
+	q.nspare = 0;
+	while (q.len != 0) {
+		struct task t = queue_pop(&q);
+		t.fn(t.arg, status);
+		if (status == 0)
+			atomic_fetch_add_explicit(&p->completed, 1, memory_order_relaxed);
+	}
+	queue_free(&q);
+}
+
+int
+ration_pool_shutdown(ration_pool_t *p, enum ration_shutdown mode, ration_ctx_t *ctx)
+{
+	struct ration__wake_list wl;
+
+	if (p == NULL || p->is_default || (mode != RATION_DRAIN && mode != RATION_DISCARD))
+		return -EINVAL;
+	wake_list_init(&wl);
+	pthread_mutex_lock(&p->mu);
+	p->shutdown = true;
+	/* Idle workers wake to drain the queue or exit. */
+	wake_all_locked(&p->idle, &wl);
+	p->nidle = 0;
+	/* DRAIN with queued work and no thread left to run it: start one. */
+	if (mode == RATION_DRAIN && p->q.len != 0 && p->nthreads == 0)
+		(void)start_worker_locked(p);
+	pthread_mutex_unlock(&p->mu);
+	wake_list_wake(&wl);
+	/* Blocked submitters fail with -EPIPE from here on. */
+	if (p->slots != NULL)
+		ration_sem_close(p->slots);
+	if (mode == RATION_DISCARD)
+		run_queued_here(p, -ECANCELED);
+
+	struct idle_worker me = {.pk = ration__parker_self()};
+	struct ration__ctx_watch cw = {.pk = me.pk};
+	int err = ration__ctx_watch(ctx, &cw);
+	pthread_mutex_lock(&p->mu);
+	while (err == 0 && p->nthreads != 0) {
+		list_push_back(&p->drainers, &me.node);
+		pthread_mutex_unlock(&p->mu);
+		ration__park(me.pk, ration_ctx_deadline(ctx));
+		pthread_mutex_lock(&p->mu);
+		list_remove(&me.node);
+		err = ration_ctx_err(ctx);
+	}
+	if (p->nthreads == 0 && p->q.len != 0) {
+		/* No thread could be started to drain: run it here. */
+		pthread_mutex_unlock(&p->mu);
+		run_queued_here(p, 0);
+		pthread_mutex_lock(&p->mu);
+	}
+	if (p->nthreads == 0)
+		err = 0;
+	pthread_mutex_unlock(&p->mu);
+	ration__ctx_unwatch(ctx, &cw);
+	return err;
+}
+
+void
+ration_pool_free(ration_pool_t *p)
+{
+	if (p == NULL || p->is_default)
+		return;
+	(void)ration_pool_shutdown(p, RATION_DRAIN, NULL);
+	ration__timer_disarm(&p->watchdog);
+	queue_free(&p->q);
+	if (p->slots != NULL)
+		(void)ration_sem_free(p->slots);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
