@@ -1,13 +1,21 @@
 #!/usr/bin/env bash
 # scripts/test.sh - the whole test suite, as CI runs it:
-#   1. plain build (gcc, -Werror): unit, stress and example suites
-#   2. AddressSanitizer + LeakSanitizer + UBSan
-#   3. ThreadSanitizer
+#   1. plain build (gcc, -Werror): unit, stress, example and tool suites
+#   2. AddressSanitizer + LeakSanitizer + UBSan (clang)
+#   3. ThreadSanitizer (gcc)
 # Each build lives in its own directory (build-test, build-asan, build-tsan),
-# reused on the next run. Needs: meson ninja-build check (see README).
+# reused on the next run. Installs missing packages first when run as root
+# (scripts/deps.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+bash scripts/deps.sh
 
+passed=0
+failed=0
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+
+# run DIR LABEL [meson setup options...]: configure once, build, test.
 run() {
 	local dir=$1 label=$2
 	shift 2
@@ -15,18 +23,27 @@ run() {
 	if [ ! -f "$dir/build.ninja" ]; then
 		meson setup "$dir" -Dwerror=true "$@" >/dev/null
 	fi
-	meson compile -C "$dir" >/dev/null
-	meson test -C "$dir" --no-suite soak --print-errorlogs --num-processes 2
+	meson compile -C "$dir" >"$log" 2>&1 || { cat "$log"; exit 1; }
+	local rc=0
+	meson test -C "$dir" --no-suite soak --print-errorlogs --num-processes 2 |
+		tee "$log" || rc=$?
+	passed=$((passed + $(awk '/^Ok:/ {print $2}' "$log")))
+	failed=$((failed + $(awk '/^(Fail|Timeout|Unexpected Pass):/ {s += $NF} END {print s + 0}' "$log")))
+	if [ "$rc" != 0 ]; then
+		echo "$passed passed, $failed failed"
+		exit "$rc"
+	fi
 }
 
 run build-test "plain"
 # The sanitizer runtimes slow everything 5-20x: the stress loops scale down.
 export RATION_STRESS_ROUNDS=${RATION_STRESS_ROUNDS_SANITIZED:-20000}
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
-UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 CC=clang \
 	run build-asan "asan+lsan+ubsan" -Db_sanitize=address,undefined -Db_lundef=false \
 	-Dbuildtype=debug -Djemalloc=disabled
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	run build-tsan "tsan" -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug \
 	-Djemalloc=disabled
 echo "=== all test runs passed ==="
+echo "$passed passed, $failed failed"
