@@ -32,11 +32,11 @@ struct ration__sem_ops {
 };
 
 struct ration_sem {
+	/* Everything the fast path touches shares the word's cache line:
+	 * a fast acquire or release then moves one line between CPUs, and
+	 * the counter increment hits a line the CAS has just made ours. */
 	_Atomic int64_t word RATION_ALIGNED; /* atomic; see above */
-
-	/* Read on the fast path, written rarely: their own line, so that
-	 * readers do not bounce with the word's writers. */
-	_Atomic int64_t size RATION_ALIGNED; /* written under mu with SLOW set */
+	_Atomic int64_t size;                /* written under mu with SLOW set */
 	_Atomic int64_t max_in_use;          /* atomic high-water mark */
 	_Atomic uint64_t acquired_fast;      /* atomic counter */
 
