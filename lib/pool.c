@@ -79,6 +79,7 @@ struct ration_pool {
 	unsigned ncpu;                /* immutable */
 	uint64_t taken;               /* mu: tasks taken from the queue */
 	uint64_t taken_at_arm;        /* mu: taken when the watchdog was armed */
+	bool watchdog_armed;          /* mu: so a submit arms it at most once */
 	struct ration__timer watchdog;
 	int64_t idle_ns;              /* immutable */
 	bool shutdown;                /* mu */
@@ -282,12 +283,13 @@ kick_locked(ration_pool_t *p, struct ration__wake_list *wl)
 	unsigned want = p->ncpu < p->max_threads ? p->ncpu : p->max_threads;
 	if (awake < want && wake_one_locked(p, wl))
 		return;
-	if (!list_empty(&p->idle) || p->nthreads < p->max_threads) {
-		if (p->watchdog.idx == TIMER_IDLE)
-			p->taken_at_arm = p->taken;
+	if (!p->watchdog_armed && (!list_empty(&p->idle) || p->nthreads < p->max_threads)) {
+		p->taken_at_arm = p->taken;
 		/* If the timer cannot be armed, wake now rather than risk a
 		 * task waiting behind blocked workers. */
-		if (ration__timer_arm(&p->watchdog, ration_deadline_after(WATCHDOG_NS)) != 0)
+		if (ration__timer_arm(&p->watchdog, ration_deadline_after(WATCHDOG_NS)) == 0)
+			p->watchdog_armed = true;
+		else
 			(void)wake_one_locked(p, wl);
 	}
 }
@@ -309,6 +311,7 @@ watchdog_fire(struct ration__timer *t)
 
 	wake_list_init(&wl);
 	pthread_mutex_lock(&p->mu);
+	p->watchdog_armed = false;
 	if (p->q.len != 0) {
 		if (p->taken == p->taken_at_arm) {
 			size_t n = p->q.len;
@@ -316,8 +319,9 @@ watchdog_fire(struct ration__timer *t)
 				;
 		}
 		p->taken_at_arm = p->taken;
-		if (!list_empty(&p->idle) || p->nthreads < p->max_threads)
-			(void)ration__timer_arm(&p->watchdog, ration_deadline_after(WATCHDOG_NS));
+		if ((!list_empty(&p->idle) || p->nthreads < p->max_threads) &&
+		    ration__timer_arm(&p->watchdog, ration_deadline_after(WATCHDOG_NS)) == 0)
+			p->watchdog_armed = true;
 	}
 	pthread_mutex_unlock(&p->mu);
 	wake_list_wake(&wl);
@@ -422,7 +426,15 @@ ration_pool_new(const ration_pool_opts_t *opts, ration_pool_t **out)
 		 * exact for small queues and within ~1.5% for large ones. */
 		p->slot_batch = cap / 64 < 1 ? 1 : cap / 64 > 32 ? 32 : cap / 64;
 	}
-	pthread_mutex_init(&p->mu, NULL);
+	/* Critical sections under mu are a few dozen instructions, and the
+	 * producer and the workers take it on every task: spinning briefly
+	 * beats a futex sleep (W3, 5 interleaved runs: median 336 vs 498
+	 * ns/task with the default mutex). */
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
+	pthread_mutex_init(&p->mu, &ma);
+	pthread_mutexattr_destroy(&ma);
 	list_init(&p->idle);
 	list_init(&p->drainers);
 	p->max_threads = o.threads;
