@@ -8,5 +8,6 @@
 #include "ration/pool.h"
 #include "ration/account.h"
 #include "ration/group.h"
+#include "ration/shared.h"
 
 #endif /* RATION_H */

@@ -44,7 +44,7 @@ ration_strerror(int err)
 	case 0:
 		return "success";
 #define X(code, text)                                                          \
-	case -code:                                                            \
+	case -(code):                                                          \
 		return text;
 		RATION_ERRORS(X)
 #undef X

@@ -73,7 +73,8 @@ struct ration_pool {
 	_Atomic unsigned spinning;    /* atomic: workers spinning for work */
 	unsigned max_threads;         /* mu */
 	unsigned min_threads;         /* mu */
-	unsigned nthreads;            /* mu */
+	unsigned nthreads;            /* mu: alive, until after thread_fini */
+	unsigned nleaving;            /* mu: of nthreads, those on their way out */
 	unsigned nidle;               /* mu */
 	unsigned next_index;          /* mu: for thread names */
 	unsigned ncpu;                /* immutable */
@@ -99,6 +100,8 @@ struct ration_pool {
 };
 
 /* ---- workers ----------------------------------------------------------- */
+
+static void kick_locked(ration_pool_t *p, struct ration__wake_list *wl);
 
 static unsigned
 online_cpus(void)
@@ -157,10 +160,15 @@ worker_wait(ration_pool_t *p, int64_t *owed)
 {
 	struct idle_worker me = {.pk = ration__parker_self()};
 
-	/* Shrunk by resize: the extra threads leave between tasks. */
-	if (p->nthreads > p->max_threads)
-		goto leave;
-	while (p->q.len == 0) {
+	for (;;) {
+		/* Shrunk by resize: the extra threads leave between tasks,
+		 * and idle ones when resize wakes them. Threads already
+		 * leaving do not count, or every worker that sees the
+		 * excess at once would leave (and strand the queue). */
+		if (p->nthreads - p->nleaving > p->max_threads)
+			goto leave;
+		if (p->q.len != 0)
+			break;
 		if (p->shutdown)
 			goto leave;
 		pthread_mutex_unlock(&p->mu);
@@ -170,7 +178,7 @@ worker_wait(ration_pool_t *p, int64_t *owed)
 		pthread_mutex_lock(&p->mu);
 		if (p->q.len != 0 || p->shutdown)
 			continue;
-		bool may_expire = p->nthreads > p->min_threads;
+		bool may_expire = p->nthreads - p->nleaving > p->min_threads;
 		int64_t deadline = may_expire ? ration_deadline_after(p->idle_ns) : RATION_FOREVER;
 		list_push_back(&p->idle, &me.node);
 		p->nidle++;
@@ -181,13 +189,14 @@ worker_wait(ration_pool_t *p, int64_t *owed)
 			/* Not woken by a submit: a timeout or a spurious wake. */
 			list_remove(&me.node);
 			p->nidle--;
-			if (p->q.len == 0 && p->nthreads > p->min_threads &&
+			if (p->q.len == 0 && p->nthreads - p->nleaving > p->min_threads &&
 			    clock_mono_ns() >= deadline)
 				goto leave;
 		}
 	}
 	return true;
 leave:
+	p->nleaving++;
 	if (p->slots != NULL && *owed != 0) {
 		pthread_mutex_unlock(&p->mu);
 		slots_flush(p, owed);
@@ -230,8 +239,14 @@ worker_main(void *arg)
 	struct ration__wake_list wl;
 	wake_list_init(&wl);
 	pthread_mutex_lock(&p->mu);
+	p->nleaving--;
 	if (--p->nthreads == 0)
 		wake_all_locked(&p->drainers, &wl);
+	/* While this thread was leaving it still counted against
+	 * max_threads, so a submit meanwhile may have found no thread to
+	 * start and no reason to arm the watchdog: look again. */
+	if (!p->shutdown && p->q.len != 0)
+		kick_locked(p, &wl);
 	pthread_mutex_unlock(&p->mu);
 	/* p may be freed from here on: only our own memory is touched. */
 	wake_list_wake(&wl);
@@ -273,16 +288,11 @@ wake_one_locked(ration_pool_t *p, struct ration__wake_list *wl)
 	return p->nthreads < p->max_threads && start_worker_locked(p) == 0;
 }
 
-/* After a push: see the wake policy at the top; p->mu held. */
+/* Queued work that nobody was woken for: arm the watchdog, if it is not
+ * armed and there is a thread it could wake or start; p->mu held. */
 static void
-kick_locked(ration_pool_t *p, struct ration__wake_list *wl)
+watchdog_arm_locked(ration_pool_t *p, struct ration__wake_list *wl)
 {
-	if (atomic_load_explicit(&p->spinning, memory_order_relaxed) != 0)
-		return;
-	unsigned awake = p->nthreads - p->nidle;
-	unsigned want = p->ncpu < p->max_threads ? p->ncpu : p->max_threads;
-	if (awake < want && wake_one_locked(p, wl))
-		return;
 	if (!p->watchdog_armed && (!list_empty(&p->idle) || p->nthreads < p->max_threads)) {
 		p->taken_at_arm = p->taken;
 		/* If the timer cannot be armed, wake now rather than risk a
@@ -292,6 +302,25 @@ kick_locked(ration_pool_t *p, struct ration__wake_list *wl)
 		else
 			(void)wake_one_locked(p, wl);
 	}
+}
+
+/* After a push: see the wake policy at the top; p->mu held. */
+static void
+kick_locked(ration_pool_t *p, struct ration__wake_list *wl)
+{
+	/* A spinning worker takes the next task by itself; but only one:
+	 * with more queued, the watchdog must still be armed, or tasks
+	 * pushed during the spin wait behind whatever the spinner runs. */
+	if (atomic_load_explicit(&p->spinning, memory_order_relaxed) != 0) {
+		if (p->q.len > 1)
+			watchdog_arm_locked(p, wl);
+		return;
+	}
+	unsigned awake = p->nthreads - p->nidle;
+	unsigned want = p->ncpu < p->max_threads ? p->ncpu : p->max_threads;
+	if (awake < want && wake_one_locked(p, wl))
+		return;
+	watchdog_arm_locked(p, wl);
 }
 
 static bool
@@ -460,24 +489,31 @@ ration_pool_new(const ration_pool_opts_t *opts, ration_pool_t **out)
 	return 0;
 }
 
-static ration_pool_t *default_pool;
-static pthread_once_t default_once = PTHREAD_ONCE_INIT;
-
-static void
-default_make(void)
-{
-	ration_pool_t *p;
-	if (ration_pool_new(&(ration_pool_opts_t){.name = "ration"}, &p) == 0) {
-		p->is_default = true;
-		default_pool = p;
-	}
-}
+/* Not pthread_once: a default pool that could not be made (no memory)
+ * must be tried again by the next caller, not stay NULL for ever. */
+static pthread_mutex_t default_mu = PTHREAD_MUTEX_INITIALIZER;
+static ration_pool_t *_Atomic default_pool; /* set once, under default_mu */
 
 ration_pool_t *
 ration_pool_default(void)
 {
-	pthread_once(&default_once, default_make);
-	return default_pool;
+	/* acquire: pairs with the release store below, so the pool is seen
+	 * fully made. */
+	ration_pool_t *p = atomic_load_explicit(&default_pool, memory_order_acquire);
+	if (RATION_LIKELY(p != NULL))
+		return p;
+	pthread_mutex_lock(&default_mu);
+	p = atomic_load_explicit(&default_pool, memory_order_relaxed);
+	if (p == NULL) {
+		if (ration_pool_new(&(ration_pool_opts_t){.name = "ration"}, &p) == 0) {
+			p->is_default = true;
+			atomic_store_explicit(&default_pool, p, memory_order_release);
+		} else {
+			p = NULL;
+		}
+	}
+	pthread_mutex_unlock(&default_mu);
+	return p;
 }
 
 int
@@ -505,6 +541,11 @@ ration_pool_resize(ration_pool_t *p, unsigned threads)
 	while (p->nthreads < threads && p->q.len > p->nthreads - p->nidle &&
 	       start_worker_locked(p) == 0)
 		;
+	/* The busy workers counted above may be blocked in long tasks: let
+	 * the watchdog bring more if the queue makes no progress (no push
+	 * follows to arm it). */
+	if (p->q.len != 0)
+		watchdog_arm_locked(p, &wl);
 	pthread_mutex_unlock(&p->mu);
 	wake_list_wake(&wl);
 	return 0;

@@ -116,7 +116,7 @@ start_locked(void)
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_attr_setstacksize(&attr, (size_t)256 * 1024);
 	int rc = pthread_create(&timer_tid, &attr, timer_main, NULL);
 	pthread_attr_destroy(&attr);
 	if (rc != 0) {
@@ -148,7 +148,9 @@ ration__timer_arm(struct ration__timer *t, int64_t deadline_ns)
 		goto out;
 	if (heap_n == heap_cap) {
 		size_t cap = heap_cap ? heap_cap * 2 : 64;
-		struct ration__timer **h = realloc(heap, cap * sizeof(*h));
+		/* An array of pointers, so sizeof a pointer is meant. */
+		struct ration__timer **h =
+			realloc(heap, cap * sizeof(*h)); /* NOLINT(bugprone-sizeof-expression) */
 		if (h == NULL) {
 			rc = -ENOMEM;
 			goto out;

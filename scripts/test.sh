@@ -27,8 +27,14 @@ run() {
 	local rc=0
 	meson test -C "$dir" --no-suite soak --print-errorlogs --num-processes 2 |
 		tee "$log" || rc=$?
-	passed=$((passed + $(awk '/^Ok:/ {print $2}' "$log")))
+	local ok
+	ok=$(awk '/^Ok:/ {s += $2} END {print s + 0}' "$log")
+	passed=$((passed + ok))
 	failed=$((failed + $(awk '/^(Fail|Timeout|Unexpected Pass):/ {s += $NF} END {print s + 0}' "$log")))
+	if [ "$ok" = 0 ]; then
+		echo "$label: no test ran" >&2
+		rc=1
+	fi
 	if [ "$rc" != 0 ]; then
 		echo "$passed passed, $failed failed"
 		exit "$rc"

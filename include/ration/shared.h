@@ -1,0 +1,145 @@
+/* ration/shared.h - one budget across processes: a shared-memory semaphore.
+ *
+ * ration_sem_open_shared() returns an ordinary ration_sem_t whose state
+ * lives in a POSIX shared-memory object, so every process that opens the
+ * same name draws on the same budget. Every function of ration/sem.h works
+ * on it with the same contract (weights, strict FIFO across processes, ctx
+ * deadline/cancel, try, resize, close, stats); release gives back weight
+ * held through this handle. A process that dies (SIGKILL included, at any
+ * point) has its weight and its queue places returned within 100 ms, found
+ * by the other processes' waiters: no daemon.
+ *
+ *	ration_shared_opts_t o = {.create = true};
+ *	ration_sem_t *mem;
+ *	if (ration_sem_open_shared("/jobs-mem", 8LL << 30, &o, &mem) == 0) {
+ *		if (ration_sem_acquire(mem, ctx, need) == 0) {
+ *			work(need);
+ *			ration_sem_release(mem, need);
+ *		}
+ *		ration_sem_free(mem);       // the segment stays until unlinked
+ *	}
+ *
+ * Limits: 128 open handles and 256 queued callers per semaphore, all
+ * processes together; 32 outstanding leases per handle. Design notes:
+ * docs/shared.md.
+ */
+#ifndef RATION_SHARED_H
+#define RATION_SHARED_H
+
+#include "common.h"
+#include "ctx.h"
+#include "sem.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct {
+	unsigned mode; /* permissions of a new shm object; 0 = 0600 */
+	bool create;   /* create it if missing (with size); false = -ENOENT */
+} ration_shared_opts_t;
+
+/* A grant that can be checked later: the weight, a fence that increases
+ * strictly with every lease of the semaphore (so a store downstream can
+ * refuse writes from an older holder), and when it stops being valid.
+ *
+ *	ration_lease_t l;
+ *	if (ration_sem_acquire_lease(s, ctx, 4, &l) == 0) {
+ *		store_write(data, l.fence);  // the store rejects fences < last
+ *		ration_lease_release(s, &l);
+ *	}
+ */
+typedef struct {
+	int64_t n;          /* weight held */
+	uint64_t fence;     /* > every fence handed out before, per semaphore */
+	int64_t expires_ns; /* RATION_FOREVER on the shared backend */
+} ration_lease_t;
+
+/**
+ * ration_sem_open_shared() - open (or create) the shared semaphore @name.
+ * @name: shm object name, "/name" or "name" (a '/' is prepended); no other
+ *        '/', at most 200 characters.
+ * @size: 1..RATION_SEM_MAX; used only when this call creates the object
+ *        (later opens ignore it and may pass 0).
+ * @opts: NULL or zeroed = open an existing object only, mode 0600.
+ * @out:  receives the handle; pair with ration_sem_free(), which unmaps it
+ *        (the object itself lives on until ration_sem_unlink_shared()).
+ *
+ * Two processes creating the same name at once are safe: one creates and
+ * fills it in, the other waits (at most 2 s) until it is ready. Each handle
+ * is one holder: ration_sem_release() gives back weight acquired through
+ * it. A handle inherited over fork() becomes a new, empty holder in the
+ * child on first use (weight the parent holds stays the parent's).
+ *
+ * Return: 0, or
+ *   -EINVAL    @name invalid, @out NULL, or @size out of range on create
+ *   -ENOENT    no such object and !opts->create
+ *   -EACCES    the object's mode refuses us (or another errno of shm_open)
+ *   -EPROTO    the object is not a ration semaphore of this layout (other
+ *              version or build), is truncated, or was never initialised
+ *   -EBUSY     all 128 holder slots are in use
+ *   -ENOMEM    no memory for the handle
+ *
+ * Blocks: briefly, while another process is creating the object.
+ * Allocates: yes. Calls user code: never.
+ */
+RATION_API int ration_sem_open_shared(const char *name, int64_t size,
+				      const ration_shared_opts_t *opts,
+				      ration_sem_t **out);
+
+/**
+ * ration_sem_unlink_shared() - remove the shared semaphore @name.
+ * @name: as for ration_sem_open_shared().
+ *
+ * Open handles keep working on the old object; a later open with create
+ * makes a new one.
+ *
+ * Return: 0, -EINVAL (@name invalid), -ENOENT (no such object) or
+ * -EACCES.
+ *
+ * Blocks: no. Allocates: never. Calls user code: never.
+ */
+RATION_API int ration_sem_unlink_shared(const char *name);
+
+/**
+ * ration_sem_acquire_lease() - ration_sem_acquire() that also returns a fence.
+ * @s:   a semaphore from ration_sem_open_shared().
+ * @ctx: as for ration_sem_acquire(); NULL = never ends.
+ * @n:   units wanted, 1..size.
+ * @out: receives the lease: @n, a fence strictly greater than any earlier
+ *       lease's on this semaphore (all processes), and expires_ns =
+ *       RATION_FOREVER (shared holders do not expire: they are reclaimed
+ *       when their process dies).
+ *
+ * In-process semaphores (ration_sem_new/ration_sem_open) have no leases:
+ * their holders cannot vanish while the semaphore exists, so a fence would
+ * have no one to protect; they return -EINVAL.
+ *
+ * Return: 0, or -EINVAL (@s not a shared semaphore, @out NULL, @n <= 0),
+ * any error of ration_sem_acquire(), or -EBUSY when this handle already
+ * has 32 outstanding leases (nothing is then held).
+ *
+ * Blocks: yes. Allocates: never. Calls user code: never.
+ */
+RATION_API int ration_sem_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n,
+					ration_lease_t *out);
+
+/**
+ * ration_lease_release() - give back the weight of @lease.
+ * @s:     the semaphore the lease came from, through the same handle.
+ * @lease: as filled by ration_sem_acquire_lease().
+ *
+ * Return: 0, -EINVAL (@s or @lease NULL, @s not shared), or -ESTALE when
+ * the lease is unknown to this handle: already released, from another
+ * handle or process (a fork child does not own its parent's leases), or
+ * its weight was reclaimed. Nothing changes on error.
+ *
+ * Blocks: no. Allocates: never. Calls user code: never.
+ */
+RATION_API int ration_lease_release(ration_sem_t *s, const ration_lease_t *lease);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* RATION_SHARED_H */

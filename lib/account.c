@@ -1,0 +1,169 @@
+/* account.c - per-task measured heap (jemalloc), CPU and wall time.
+ *
+ * Heap figures come from jemalloc's per-thread counters: thread.peak.reset
+ * at begin, thread.peak.read at end (the peak of allocated - deallocated
+ * since the reset, so already "above the start"), and the thread's
+ * allocated-bytes counter read through the pointer thread.allocatedp
+ * returns (a plain load, no mallctl). The MIBs are looked up once; the
+ * counter pointer is per thread and cached in thread-local storage.
+ *
+ * Availability is decided once (pthread_once): ration built with jemalloc,
+ * mallctl answering, AND a malloc'd probe moving this thread's allocated
+ * counter. The last check catches a program that links libration.so (and
+ * so libjemalloc.so) but whose malloc still resolves to glibc's: jemalloc's
+ * counters would then read 0 for ever, a wrong number; we report -1.
+ *
+ * Locking: no lock. The availability flag and MIBs are written once inside
+ * pthread_once (which orders them before every later caller's reads); the
+ * counter pointers are thread-local.
+ *
+ * Cost: CLOCK_THREAD_CPUTIME_ID has no vDSO fast path on Linux: each read
+ * is a system call, and the two of a begin/end pair dominate its cost
+ * (docs/account.md gives the measured figures).
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal/clock.h"
+#include "internal/compiler.h"
+#include "ration/account.h"
+
+#ifndef RATION_HAVE_JEMALLOC
+#define RATION_HAVE_JEMALLOC 0
+#endif
+
+/* ration_account_t.alloc0 when the heap is not measured. */
+#define NOT_MEASURED UINT64_MAX
+
+#if RATION_HAVE_JEMALLOC
+#include <jemalloc/jemalloc.h>
+
+/* Filled once by probe() under pthread_once; read-only afterwards. */
+static bool available;
+static size_t peak_reset_mib[3], peak_reset_len = 3;
+static size_t peak_read_mib[3], peak_read_len = 3;
+
+/* This thread's jemalloc allocated-bytes counter; NULL until first used.
+ * Read through a volatile pointer: compilers assume malloc() writes no
+ * memory the caller can see, and would otherwise reuse a load of the
+ * counter from before a malloc for a load after it. */
+static _Thread_local volatile uint64_t *allocatedp;
+
+static volatile uint64_t *
+thread_allocatedp(void)
+{
+	volatile uint64_t *p = allocatedp;
+
+	if (RATION_UNLIKELY(p == NULL)) {
+		uint64_t *q;
+		size_t len = sizeof(q);
+		if (mallctl("thread.allocatedp", &q, &len, NULL, 0) != 0)
+			return NULL;
+		allocatedp = p = q;
+	}
+	return p;
+}
+
+static void
+probe(void)
+{
+	if (mallctlnametomib("thread.peak.reset", peak_reset_mib, &peak_reset_len) != 0 ||
+	    mallctlnametomib("thread.peak.read", peak_read_mib, &peak_read_len) != 0)
+		return;
+	volatile uint64_t *counter = thread_allocatedp();
+	if (counter == NULL)
+		return;
+	/* The store to a volatile object keeps the compiler from dropping the
+	 * malloc/free pair: the probe must really call the process's malloc,
+	 * whichever library that symbol resolves to. */
+	uint64_t before = *counter;
+	void *volatile sink = malloc(4096);
+	if (sink == NULL)
+		return;
+	uint64_t after = *counter;
+	free(sink);
+	available = after - before >= 4096;
+}
+#endif
+
+static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
+
+static void
+probe_run(void)
+{
+#if RATION_HAVE_JEMALLOC
+	probe();
+#endif
+}
+
+bool
+ration_account_available(void)
+{
+	pthread_once(&probe_once, probe_run);
+#if RATION_HAVE_JEMALLOC
+	return available;
+#else
+	return false;
+#endif
+}
+
+static int64_t
+thread_cpu_ns(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return -1;
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+void
+ration_account_begin(ration_account_t *a)
+{
+	if (a == NULL)
+		return;
+	/* NOT_MEASURED tells end() to report -1: no jemalloc, or this
+	 * thread's counter could not be had (never a made-up 0). */
+	a->alloc0 = NOT_MEASURED;
+	a->dealloc0 = 0;
+#if RATION_HAVE_JEMALLOC
+	volatile uint64_t *counter;
+	if (ration_account_available() && (counter = thread_allocatedp()) != NULL) {
+		(void)mallctlbymib(peak_reset_mib, peak_reset_len, NULL, NULL, NULL, 0);
+		a->alloc0 = *counter;
+	}
+#endif
+	a->cpu0_ns = thread_cpu_ns();
+	a->t0_ns = clock_mono_ns();
+}
+
+void
+ration_account_end(const ration_account_t *a, ration_task_report_t *out)
+{
+	if (a == NULL || out == NULL)
+		return;
+	int64_t t1 = clock_mono_ns();
+	int64_t cpu1 = thread_cpu_ns();
+
+	out->run_ns = t1 - a->t0_ns;
+	out->cpu_ns = cpu1 >= 0 && a->cpu0_ns >= 0 ? cpu1 - a->cpu0_ns : -1;
+	out->peak_bytes = -1;
+	out->allocated_bytes = -1;
+#if RATION_HAVE_JEMALLOC
+	if (a->alloc0 != NOT_MEASURED) {
+		uint64_t peak = 0;
+		size_t len = sizeof(peak);
+		volatile uint64_t *counter = thread_allocatedp();
+		if (counter != NULL &&
+		    mallctlbymib(peak_read_mib, peak_read_len, &peak, &len, NULL, 0) == 0) {
+			out->peak_bytes = peak > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)peak;
+			uint64_t d = *counter - a->alloc0;
+			out->allocated_bytes = d > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)d;
+		}
+	}
+#endif
+}

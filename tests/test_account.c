@@ -1,0 +1,272 @@
+/* test_account.c - measured per-task heap, CPU and wall time. DESIGN §9.
+ *
+ * Heap figures exist only when ration was built with jemalloc and the
+ * process's malloc is jemalloc's; otherwise both are -1. Each test checks
+ * whichever branch this build takes (the sanitizer builds disable
+ * jemalloc, so both branches run in CI). */
+#include <check.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <ration.h>
+
+#include "helpers.h"
+
+#define MIB ((int64_t)1 << 20)
+
+/* Stores to volatile objects keep the compiler from removing the
+ * malloc/free pair or the writes that touch the pages. */
+
+static int
+task_alloc_8mib(ration_ctx_t *ctx, void *arg)
+{
+	char *p = malloc((size_t)(8 * MIB));
+	if (p == NULL)
+		return -ENOMEM;
+	void *volatile sink = p;
+	(void)sink;
+	for (size_t i = 0; i < (size_t)(8 * MIB); i += 4096)
+		((volatile char *)p)[i] = (char)i;
+	free(p);
+	return 0;
+}
+
+static int
+task_nothing(ration_ctx_t *ctx, void *arg)
+{
+	return 0;
+}
+
+static int64_t
+thread_cpu_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* Burns 3 ms of this thread's CPU, however busy the machine is. */
+static int
+task_spin_3ms(ration_ctx_t *ctx, void *arg)
+{
+	int64_t until = thread_cpu_ns() + 3000000;
+	while (thread_cpu_ns() < until)
+		;
+	return 0;
+}
+
+static pthread_mutex_t rep_mu = PTHREAD_MUTEX_INITIALIZER;
+static ration_task_report_t rep;
+static int nreps;
+
+static void
+on_report(const ration_task_report_t *r, void *udata)
+{
+	pthread_mutex_lock(&rep_mu);
+	rep = *r;
+	nreps++;
+	pthread_mutex_unlock(&rep_mu);
+}
+
+/* Run @fn as the only task of a group with on_report; return its report. */
+static ration_task_report_t
+run_one(ration_group_fn fn, int64_t weight)
+{
+	ration_group_t *g;
+	nreps = 0;
+	ration_group_opts_t o = {.on_report = on_report};
+	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
+	ck_assert_int_eq(ration_group_go(g, weight, fn, NULL), 0);
+	ck_assert_int_eq(ration_group_wait(g), 0);
+	ration_group_free(g);
+	ck_assert_int_eq(nreps, 1);
+	return rep;
+}
+
+/* ---- availability ------------------------------------------------------- */
+
+START_TEST(test_account_available_is_stable)
+{
+	bool a = ration_account_available();
+
+	ck_assert(ration_account_available() == a);
+}
+END_TEST
+
+/* Without jemalloc (or with glibc's malloc) both heap figures are -1. */
+START_TEST(test_account_unavailable_reports_minus_one)
+{
+	if (ration_account_available())
+		return; /* the other branch is tested below */
+	ration_account_t a;
+	ration_task_report_t r = {0};
+
+	ration_account_begin(&a);
+	(void)task_alloc_8mib(NULL, NULL);
+	ration_account_end(&a, &r);
+
+	ck_assert_int_eq(r.peak_bytes, -1);
+	ck_assert_int_eq(r.allocated_bytes, -1);
+	ck_assert_int_ge(r.run_ns, 0);
+	ck_assert_int_ge(r.cpu_ns, 0);
+	r = run_one(task_alloc_8mib, 1);
+	ck_assert_int_eq(r.peak_bytes, -1);
+	ck_assert_int_eq(r.allocated_bytes, -1);
+}
+END_TEST
+
+/* ---- heap --------------------------------------------------------------- */
+
+START_TEST(test_account_8mib_task_reports_8mib_peak)
+{
+	ration_task_report_t r = run_one(task_alloc_8mib, 8 * MIB);
+
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_int_eq(r.declared, 8 * MIB);
+	if (ration_account_available()) {
+		ck_assert_int_ge(r.peak_bytes, 8 * MIB);
+		ck_assert_int_ge(r.allocated_bytes, 8 * MIB);
+	} else {
+		ck_assert_int_eq(r.peak_bytes, -1);
+		ck_assert_int_eq(r.allocated_bytes, -1);
+	}
+}
+END_TEST
+
+START_TEST(test_account_empty_task_reports_small_peak)
+{
+	ration_task_report_t r = run_one(task_nothing, 1);
+
+	if (ration_account_available()) {
+		ck_assert_int_ge(r.peak_bytes, 0);
+		ck_assert_int_lt(r.peak_bytes, 64 * 1024);
+		ck_assert_int_lt(r.allocated_bytes, 64 * 1024);
+	} else {
+		ck_assert_int_eq(r.peak_bytes, -1);
+	}
+}
+END_TEST
+
+/* Peak is measured from begin: what the thread held before does not
+ * count. */
+START_TEST(test_account_peak_is_relative_to_begin)
+{
+	ration_account_t a;
+	ration_task_report_t r;
+	char *held = malloc((size_t)(4 * MIB));
+	ck_assert_ptr_nonnull(held);
+	void *volatile sink = held;
+	(void)sink;
+	memset(held, 1, (size_t)(4 * MIB));
+
+	ration_account_begin(&a);
+	(void)task_alloc_8mib(NULL, NULL);
+	ration_account_end(&a, &r);
+
+	free(held);
+	if (ration_account_available()) {
+		ck_assert_int_ge(r.peak_bytes, 8 * MIB);
+		ck_assert_int_lt(r.peak_bytes, 9 * MIB);
+	} else {
+		ck_assert_int_eq(r.peak_bytes, -1);
+	}
+}
+END_TEST
+
+/* budget_bytes: a task whose peak exceeds its declared weight is counted
+ * as over-declared (only when the peak can be measured). */
+START_TEST(test_account_over_declared_counted)
+{
+	ration_sem_t *budget;
+	ration_group_t *g;
+	ration_group_stats_t st;
+	ck_assert_int_eq(ration_sem_new(64 * MIB, NULL, &budget), 0);
+	ration_group_opts_t o = {.budget = budget, .budget_bytes = true};
+	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
+
+	ck_assert_int_eq(ration_group_go(g, 1 * MIB, task_alloc_8mib, NULL), 0);  /* over */
+	ck_assert_int_eq(ration_group_go(g, 16 * MIB, task_alloc_8mib, NULL), 0); /* fine */
+	ck_assert_int_eq(ration_group_wait(g), 0);
+
+	ration_group_stats(g, &st);
+	ck_assert_uint_eq(st.tasks, 2);
+	if (ration_account_available()) {
+		ck_assert_uint_eq(st.over_declared, 1);
+		ck_assert_int_ge(st.max_peak_bytes, 8 * MIB);
+	} else {
+		ck_assert_uint_eq(st.over_declared, 0);
+		ck_assert_int_eq(st.max_peak_bytes, -1);
+	}
+	ration_group_free(g);
+	ck_assert_int_eq(ration_sem_free(budget), 0);
+}
+END_TEST
+
+/* ---- time --------------------------------------------------------------- */
+
+START_TEST(test_account_cpu_and_run_time)
+{
+	ration_task_report_t r = run_one(task_spin_3ms, 1);
+
+	ck_assert_int_ge(r.cpu_ns, 3000000);
+	ck_assert_int_ge(r.run_ns, r.cpu_ns - 100000); /* clocks differ slightly */
+	ck_assert_int_ge(r.wait_ns, 0);
+}
+END_TEST
+
+START_TEST(test_account_end_leaves_declared_wait_status)
+{
+	ration_account_t a;
+	ration_task_report_t r = {.declared = 7, .wait_ns = 11, .status = -EIO};
+
+	ration_account_begin(&a);
+	sleep_ns(1000000);
+	ration_account_end(&a, &r);
+
+	ck_assert_int_eq(r.declared, 7);
+	ck_assert_int_eq(r.wait_ns, 11);
+	ck_assert_int_eq(r.status, -EIO);
+	ck_assert_int_ge(r.run_ns, 1000000);
+	ck_assert_int_lt(r.cpu_ns, r.run_ns);
+}
+END_TEST
+
+static Suite *
+account_suite(void)
+{
+	Suite *s = suite_create("account");
+	TCase *tc;
+
+	tc = tcase_create("available");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_account_available_is_stable);
+	tcase_add_test(tc, test_account_unavailable_reports_minus_one);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("heap");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_account_8mib_task_reports_8mib_peak);
+	tcase_add_test(tc, test_account_empty_task_reports_small_peak);
+	tcase_add_test(tc, test_account_peak_is_relative_to_begin);
+	tcase_add_test(tc, test_account_over_declared_counted);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("time");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_account_cpu_and_run_time);
+	tcase_add_test(tc, test_account_end_leaves_declared_wait_status);
+	suite_add_tcase(s, tc);
+	return s;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(account_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

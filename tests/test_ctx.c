@@ -1,0 +1,1228 @@
+/* test_ctx.c - Check suite for ctx (DESIGN §3, §7.7, §7.14, §10 ctx).
+ *
+ * Every wait is bounded: TCases set a timeout and the helpers below (like
+ * WAIT_FOR and bg_join in helpers.h) give up after TEST_WAIT_NS. The only
+ * sleeps give a thread time to block before checking that it still is, or
+ * let a moment pass before checking that something did *not* happen.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+#define MS ((int64_t)1000000)
+
+/* How late an after-func or fd may fire after a deadline. DESIGN §3 aims
+ * at 1 ms on an idle machine (§10); this leaves room for a loaded 2-vCPU
+ * CI box and sanitizer builds while still failing a timer that is off by
+ * a scheduling period or waits for something else to notice. */
+#define LATE_NS (25 * MS)
+
+/* ---- local helpers ------------------------------------------------------ */
+
+/* A ration_ctx_wait() on its own thread. */
+struct waiter {
+	pthread_t t;
+	ration_ctx_t *ctx;
+	_Atomic bool done;
+	int rc;
+};
+
+static void *
+waiter_main(void *arg)
+{
+	struct waiter *w = arg;
+	w->rc = ration_ctx_wait(w->ctx);
+	atomic_store(&w->done, true);
+	return NULL;
+}
+
+static void
+waiter_start(struct waiter *w, ration_ctx_t *ctx)
+{
+	*w = (struct waiter){.ctx = ctx};
+	atomic_init(&w->done, false);
+	ck_assert_int_eq(pthread_create(&w->t, NULL, waiter_main, w), 0);
+}
+
+static int
+waiter_join(struct waiter *w)
+{
+	WAIT_FOR(atomic_load(&w->done));
+	pthread_join(w->t, NULL);
+	return w->rc;
+}
+
+/* Whether @fd polls readable within @timeout_ms; fails the test on error. */
+static bool
+fd_readable(int fd, int timeout_ms)
+{
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	int rc = poll(&p, 1, timeout_ms);
+	ck_assert_int_ge(rc, 0);
+	return rc == 1 && (p.revents & POLLIN);
+}
+
+/* What an after-func saw when it ran. */
+struct rec {
+	pthread_t caller;    /* the test's thread, set before registering */
+	_Atomic int calls;
+	_Atomic int64_t at_ns;
+	_Atomic bool on_caller;
+};
+
+static void
+rec_init(struct rec *r)
+{
+	r->caller = pthread_self();
+	atomic_init(&r->calls, 0);
+	atomic_init(&r->at_ns, 0);
+	atomic_init(&r->on_caller, false);
+}
+
+static void
+rec_fn(void *arg)
+{
+	struct rec *r = arg;
+	atomic_store(&r->at_ns, ration_now());
+	atomic_store(&r->on_caller, pthread_equal(pthread_self(), r->caller) != 0);
+	atomic_fetch_add(&r->calls, 1); /* seq_cst: publishes the two above */
+}
+
+/* Spin (no sleep) until the monotonic clock reaches @t. */
+static void
+spin_until_time(int64_t t)
+{
+	while (ration_now() < t)
+		;
+}
+
+/* ---- basics ------------------------------------------------------------- */
+
+START_TEST(test_ctx_background_is_never_done)
+{
+	ration_ctx_t *bg = ration_ctx_background();
+
+	ck_assert_ptr_nonnull(bg);
+	ck_assert_ptr_eq(ration_ctx_background(), bg);
+	ration_ctx_cancel(bg);
+	ration_ctx_cancel_with(bg, -EIO);
+	ration_ctx_cancel(NULL);
+	ration_ctx_unref(bg);
+	ration_ctx_unref(NULL);
+
+	ck_assert_int_eq(ration_ctx_err(bg), 0);
+	ck_assert_int_eq(ration_ctx_err(NULL), 0);
+	ck_assert_int_eq(ration_ctx_deadline(bg), RATION_FOREVER);
+	ck_assert_int_eq(ration_ctx_deadline(NULL), RATION_FOREVER);
+	ck_assert_ptr_eq(ration_ctx_ref(bg), bg);
+	ck_assert_ptr_null(ration_ctx_ref(NULL));
+}
+END_TEST
+
+START_TEST(test_ctx_with_rejects_null_out)
+{
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, NULL), -EINVAL);
+	ck_assert_int_eq(ration_ctx_with_deadline(NULL, RATION_FOREVER, NULL), -EINVAL);
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, MS, NULL), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_ctx_with_cancel_starts_live)
+{
+	ration_ctx_t *a, *b;
+
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &a), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(ration_ctx_background(), &b), 0);
+
+	ck_assert_ptr_ne(a, b);
+	ck_assert_int_eq(ration_ctx_err(a), 0);
+	ck_assert_int_eq(ration_ctx_err(b), 0);
+	ck_assert_int_eq(ration_ctx_deadline(a), RATION_FOREVER);
+	ck_assert_int_eq(ration_ctx_deadline(b), RATION_FOREVER);
+	ration_ctx_unref(a);
+	ration_ctx_unref(b);
+}
+END_TEST
+
+START_TEST(test_ctx_cancel_is_ecanceled_and_idempotent)
+{
+	ration_ctx_t *c;
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &c), 0);
+
+	ration_ctx_cancel(c);
+	ck_assert_int_eq(ration_ctx_err(c), -ECANCELED);
+	ration_ctx_cancel(c);
+
+	ck_assert_int_eq(ration_ctx_err(c), -ECANCELED);
+	ration_ctx_unref(c);
+}
+END_TEST
+
+/* DESIGN §10: cause >= 0 behaves as a plain cancel. */
+START_TEST(test_ctx_cancel_with_sets_cause)
+{
+	ration_ctx_t *a, *b, *c;
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &a), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &b), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &c), 0);
+
+	ration_ctx_cancel_with(a, -EIO);
+	ration_ctx_cancel_with(b, 0);
+	ration_ctx_cancel_with(c, EIO);
+
+	ck_assert_int_eq(ration_ctx_err(a), -EIO);
+	ck_assert_int_eq(ration_ctx_err(b), -ECANCELED);
+	ck_assert_int_eq(ration_ctx_err(c), -ECANCELED);
+	ration_ctx_unref(a);
+	ration_ctx_unref(b);
+	ration_ctx_unref(c);
+}
+END_TEST
+
+START_TEST(test_ctx_first_error_wins)
+{
+	ration_ctx_t *a, *b;
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &a), 0);
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 50 * MS, &b), 0);
+
+	ration_ctx_cancel_with(a, -EIO);
+	ration_ctx_cancel(a);
+	ration_ctx_cancel_with(a, -ENOMEM);
+	ration_ctx_cancel(b);
+	spin_until_time(ration_ctx_deadline(b)); /* the deadline comes later */
+	ration_ctx_cancel_with(b, -EIO);
+
+	ck_assert_int_eq(ration_ctx_err(a), -EIO);
+	ck_assert_int_eq(ration_ctx_err(b), -ECANCELED);
+	ration_ctx_unref(a);
+	ration_ctx_unref(b);
+}
+END_TEST
+
+/* DESIGN §10: cancel after the deadline passed keeps -ETIMEDOUT, even when
+ * nothing had noticed the deadline before the cancel. */
+START_TEST(test_ctx_cancel_after_deadline_stays_timedout)
+{
+	ration_ctx_t *a, *b, *child;
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 2 * MS, &a), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(a, &child), 0);
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 2 * MS, &b), 0);
+	spin_until_time(ration_ctx_deadline(b));
+
+	ration_ctx_cancel(a);
+	ration_ctx_cancel_with(b, -EIO);
+
+	ck_assert_int_eq(ration_ctx_err(a), -ETIMEDOUT);
+	ck_assert_int_eq(ration_ctx_err(child), -ETIMEDOUT);
+	ck_assert_int_eq(ration_ctx_err(b), -ETIMEDOUT);
+	ration_ctx_unref(child);
+	ration_ctx_unref(a);
+	ration_ctx_unref(b);
+}
+END_TEST
+
+/* DESIGN §3: done as soon as ration_now() >= deadline, noticed or not. */
+START_TEST(test_ctx_err_is_timedout_once_deadline_passes_unnoticed)
+{
+	ration_ctx_t *c, *child;
+	int64_t d = ration_now() + 50 * MS;
+	ck_assert_int_eq(ration_ctx_with_deadline(NULL, d, &c), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(c, &child), 0);
+
+	bool seen_live = false;
+	for (;;) {
+		int64_t t0 = ration_now();
+		int err = ration_ctx_err(c);
+		int cerr = ration_ctx_err(child);
+		int64_t t1 = ration_now();
+		if (t1 < d) {
+			ck_assert_int_eq(err, 0);
+			ck_assert_int_eq(cerr, 0);
+			seen_live = true;
+		} else if (t0 >= d) {
+			ck_assert_int_eq(err, -ETIMEDOUT);
+			ck_assert_int_eq(cerr, -ETIMEDOUT);
+			break;
+		}
+	}
+
+	ck_assert(seen_live);
+	ck_assert_int_eq(ration_ctx_deadline(c), d);
+	ration_ctx_unref(child);
+	ration_ctx_unref(c);
+}
+END_TEST
+
+START_TEST(test_ctx_with_timeout_sets_deadline_from_now)
+{
+	ration_ctx_t *a, *forever, *past, *zero;
+
+	int64_t before = ration_now();
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 1000 * MS, &a), 0);
+	int64_t after = ration_now();
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, INT64_MAX, &forever), 0);
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, -5, &past), 0);
+	ck_assert_int_eq(ration_ctx_with_deadline(NULL, 0, &zero), 0);
+
+	ck_assert_int_ge(ration_ctx_deadline(a), before + 1000 * MS);
+	ck_assert_int_le(ration_ctx_deadline(a), after + 1000 * MS);
+	ck_assert_int_eq(ration_ctx_err(a), 0);
+	ck_assert_int_eq(ration_ctx_deadline(forever), RATION_FOREVER);
+	ck_assert_int_eq(ration_ctx_err(forever), 0);
+	ck_assert_int_eq(ration_ctx_err(past), -ETIMEDOUT);
+	ck_assert_int_eq(ration_ctx_err(zero), -ETIMEDOUT);
+	ration_ctx_unref(a);
+	ration_ctx_unref(forever);
+	ration_ctx_unref(past);
+	ration_ctx_unref(zero);
+}
+END_TEST
+
+START_TEST(test_ctx_effective_deadline_is_min_of_ancestors)
+{
+	ration_ctx_t *p, *later, *earlier, *g_cancel, *g_forever, *c_cancel;
+	int64_t now = ration_now();
+	int64_t dp = now + 10000 * MS;
+	ck_assert_int_eq(ration_ctx_with_deadline(NULL, dp, &p), 0);
+
+	ck_assert_int_eq(ration_ctx_with_deadline(p, now + 20000 * MS, &later), 0);
+	ck_assert_int_eq(ration_ctx_with_deadline(p, now + 5000 * MS, &earlier), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(earlier, &g_cancel), 0);
+	ck_assert_int_eq(ration_ctx_with_deadline(later, RATION_FOREVER, &g_forever), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(p, &c_cancel), 0);
+
+	ck_assert_int_eq(ration_ctx_deadline(p), dp);
+	ck_assert_int_eq(ration_ctx_deadline(later), dp);
+	ck_assert_int_eq(ration_ctx_deadline(earlier), now + 5000 * MS);
+	ck_assert_int_eq(ration_ctx_deadline(g_cancel), now + 5000 * MS);
+	ck_assert_int_eq(ration_ctx_deadline(g_forever), dp);
+	ck_assert_int_eq(ration_ctx_deadline(c_cancel), dp);
+	ration_ctx_unref(g_cancel);
+	ration_ctx_unref(g_forever);
+	ration_ctx_unref(c_cancel);
+	ration_ctx_unref(later);
+	ration_ctx_unref(earlier);
+	ration_ctx_unref(p);
+}
+END_TEST
+
+/* ---- parent -> child ---------------------------------------------------- */
+
+START_TEST(test_ctx_cancel_reaches_children_and_grandchildren)
+{
+	ration_ctx_t *p, *c1, *c2, *g1, *g2;
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &p), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(p, &c1), 0);
+	ck_assert_int_eq(ration_ctx_with_timeout(p, 10000 * MS, &c2), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(c1, &g1), 0);
+	ck_assert_int_eq(ration_ctx_with_deadline(c2, RATION_FOREVER, &g2), 0);
+
+	ration_ctx_cancel_with(p, -EIO);
+
+	ck_assert_int_eq(ration_ctx_err(p), -EIO);
+	ck_assert_int_eq(ration_ctx_err(c1), -EIO);
+	ck_assert_int_eq(ration_ctx_err(c2), -EIO);
+	ck_assert_int_eq(ration_ctx_err(g1), -EIO);
+	ck_assert_int_eq(ration_ctx_err(g2), -EIO);
+	ration_ctx_unref(g1);
+	ration_ctx_unref(g2);
+	ration_ctx_unref(c1);
+	ration_ctx_unref(c2);
+	ration_ctx_unref(p);
+}
+END_TEST
+
+START_TEST(test_ctx_child_cancel_leaves_parent_and_siblings)
+{
+	ration_ctx_t *p, *c1, *c2, *g;
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &p), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(p, &c1), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(p, &c2), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(c1, &g), 0);
+
+	ration_ctx_cancel(c1);
+
+	ck_assert_int_eq(ration_ctx_err(p), 0);
+	ck_assert_int_eq(ration_ctx_err(c2), 0);
+	ck_assert_int_eq(ration_ctx_err(c1), -ECANCELED);
+	ck_assert_int_eq(ration_ctx_err(g), -ECANCELED);
+	ration_ctx_cancel_with(p, -EIO); /* c1, g keep their first error */
+	ck_assert_int_eq(ration_ctx_err(c1), -ECANCELED);
+	ck_assert_int_eq(ration_ctx_err(g), -ECANCELED);
+	ck_assert_int_eq(ration_ctx_err(c2), -EIO);
+	ration_ctx_unref(g);
+	ration_ctx_unref(c1);
+	ration_ctx_unref(c2);
+	ration_ctx_unref(p);
+}
+END_TEST
+
+START_TEST(test_ctx_children_of_done_parent_are_born_done)
+{
+	ration_ctx_t *p, *c, *cd, *g, *tp, *tc, *live, *past;
+	struct rec r;
+	rec_init(&r);
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &p), 0);
+	ration_ctx_cancel_with(p, -EIO);
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, MS, &tp), 0);
+	spin_until_time(ration_ctx_deadline(tp)); /* nobody notices it */
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &live), 0);
+
+	ck_assert_int_eq(ration_ctx_with_cancel(p, &c), 0);
+	ck_assert_int_eq(ration_ctx_with_timeout(p, 10000 * MS, &cd), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(c, &g), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(tp, &tc), 0);
+	ck_assert_int_eq(ration_ctx_with_deadline(live, ration_now() - 1, &past), 0);
+
+	ck_assert_int_eq(ration_ctx_err(c), -EIO);
+	ck_assert_int_eq(ration_ctx_err(cd), -EIO);
+	ck_assert_int_eq(ration_ctx_err(g), -EIO);
+	ck_assert_int_eq(ration_ctx_err(tc), -ETIMEDOUT);
+	ck_assert_int_eq(ration_ctx_err(past), -ETIMEDOUT);
+	ck_assert_int_eq(ration_ctx_err(live), 0);
+	ck_assert_int_eq(ration_ctx_wait(g), -EIO); /* returns at once */
+	ck_assert_int_eq(ration_ctx_wait(tc), -ETIMEDOUT);
+	ck_assert_int_eq(ration_ctx_after(g, rec_fn, &r, NULL), 0);
+	ck_assert_int_eq(atomic_load(&r.calls), 1);
+	ck_assert_int_eq(atomic_load(&r.on_caller), true);
+	ration_ctx_unref(g);
+	ration_ctx_unref(c);
+	ration_ctx_unref(cd);
+	ration_ctx_unref(tc);
+	ration_ctx_unref(tp);
+	ration_ctx_unref(past);
+	ration_ctx_unref(live);
+	ration_ctx_unref(p);
+}
+END_TEST
+
+/* ---- ctx_wait ----------------------------------------------------------- */
+
+/* DESIGN §10: waiting on background could never return. */
+START_TEST(test_ctx_wait_rejects_background)
+{
+	ck_assert_int_eq(ration_ctx_wait(NULL), -EINVAL);
+	ck_assert_int_eq(ration_ctx_wait(ration_ctx_background()), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_ctx_wait_returns_on_cancel)
+{
+	ration_ctx_t *c;
+	struct waiter w;
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &c), 0);
+
+	waiter_start(&w, c);
+	sleep_ns(20 * MS); /* let it block */
+	ck_assert(!atomic_load(&w.done));
+	ration_ctx_cancel_with(c, -EIO);
+
+	ck_assert_int_eq(waiter_join(&w), -EIO);
+	ration_ctx_unref(c);
+}
+END_TEST
+
+START_TEST(test_ctx_wait_on_grandchild_returns_on_root_cancel)
+{
+	ration_ctx_t *p, *c, *g;
+	struct waiter w;
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &p), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(p, &c), 0);
+	ck_assert_int_eq(ration_ctx_with_timeout(c, 10000 * MS, &g), 0);
+
+	waiter_start(&w, g);
+	sleep_ns(20 * MS); /* let it block */
+	ck_assert(!atomic_load(&w.done));
+	ration_ctx_cancel(p);
+
+	ck_assert_int_eq(waiter_join(&w), -ECANCELED);
+	ration_ctx_unref(g);
+	ration_ctx_unref(c);
+	ration_ctx_unref(p);
+}
+END_TEST
+
+START_TEST(test_ctx_wait_returns_at_deadline)
+{
+	ration_ctx_t *p, *c;
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 30 * MS, &p), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(p, &c), 0);
+
+	int rc = ration_ctx_wait(c);
+	int64_t t = ration_now();
+
+	ck_assert_int_eq(rc, -ETIMEDOUT);
+	ck_assert_int_ge(t, ration_ctx_deadline(p));
+	ck_assert_int_eq(ration_ctx_err(p), -ETIMEDOUT);
+	ck_assert_int_eq(ration_ctx_wait(p), -ETIMEDOUT);
+	ration_ctx_unref(c);
+	ration_ctx_unref(p);
+}
+END_TEST
+
+/* ---- ctx_fd ------------------------------------------------------------- */
+
+START_TEST(test_ctx_fd_rejects_background)
+{
+	ck_assert_int_eq(ration_ctx_fd(NULL), -EINVAL);
+	ck_assert_int_eq(ration_ctx_fd(ration_ctx_background()), -EINVAL);
+}
+END_TEST
+
+START_TEST(test_ctx_fd_becomes_readable_on_cancel)
+{
+	ration_ctx_t *c;
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &c), 0);
+	int fd = ration_ctx_fd(c);
+	ck_assert_int_ge(fd, 0);
+	ck_assert_int_eq(ration_ctx_fd(c), fd);
+	ck_assert(!fd_readable(fd, 0));
+
+	ration_ctx_cancel(c);
+
+	ck_assert(fd_readable(fd, 0));
+	ck_assert(fd_readable(fd, 0)); /* stays readable: nobody reads it */
+	ck_assert_int_eq(ration_ctx_fd(c), fd);
+	ration_ctx_unref(c);
+}
+END_TEST
+
+START_TEST(test_ctx_fd_of_child_becomes_readable_on_parent_cancel)
+{
+	ration_ctx_t *p, *c, *g;
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &p), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(p, &c), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(c, &g), 0);
+	int pfd = ration_ctx_fd(p), gfd = ration_ctx_fd(g);
+	ck_assert_int_ge(pfd, 0);
+	ck_assert_int_ge(gfd, 0);
+	ck_assert_int_ne(pfd, gfd);
+
+	ration_ctx_cancel(c);
+	ck_assert(fd_readable(gfd, 0));
+	ck_assert(!fd_readable(pfd, 0));
+	ration_ctx_cancel(p);
+
+	ck_assert(fd_readable(pfd, 0));
+	ration_ctx_unref(g);
+	ration_ctx_unref(c);
+	ration_ctx_unref(p);
+}
+END_TEST
+
+START_TEST(test_ctx_fd_of_done_ctx_is_readable_at_once)
+{
+	ration_ctx_t *a, *b;
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &a), 0);
+	ration_ctx_cancel(a);
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, MS, &b), 0);
+	spin_until_time(ration_ctx_deadline(b)); /* passed, unnoticed */
+
+	int afd = ration_ctx_fd(a), bfd = ration_ctx_fd(b);
+
+	ck_assert_int_ge(afd, 0);
+	ck_assert_int_ge(bfd, 0);
+	ck_assert(fd_readable(afd, 0));
+	ck_assert(fd_readable(bfd, 0));
+	ck_assert_int_eq(ration_ctx_err(b), -ETIMEDOUT);
+	ration_ctx_unref(a);
+	ration_ctx_unref(b);
+}
+END_TEST
+
+/* DESIGN §3: the fd fires within about 1 ms of a deadline, from the timer
+ * thread, though no thread of ours calls into ration meanwhile. */
+START_TEST(test_ctx_fd_becomes_readable_at_deadline)
+{
+	ration_ctx_t *p, *c;
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 50 * MS, &p), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(p, &c), 0);
+	int fd = ration_ctx_fd(c);
+	ck_assert_int_ge(fd, 0);
+	ck_assert(!fd_readable(fd, 0));
+
+	bool ready = fd_readable(fd, (int)(TEST_WAIT_NS / MS));
+	int64_t t = ration_now();
+
+	ck_assert(ready);
+	ck_assert_int_ge(t, ration_ctx_deadline(p));
+	ck_assert_int_lt(t - ration_ctx_deadline(p), LATE_NS);
+	ck_assert_int_eq(ration_ctx_err(c), -ETIMEDOUT);
+	ration_ctx_unref(c);
+	ration_ctx_unref(p);
+}
+END_TEST
+
+/* ---- after / stop_after ------------------------------------------------- */
+
+START_TEST(test_ctx_after_rejects_bad_args)
+{
+	ration_ctx_t *c;
+	struct rec r;
+	uint64_t id = 7;
+	rec_init(&r);
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &c), 0);
+
+	ck_assert_int_eq(ration_ctx_after(NULL, rec_fn, &r, &id), -EINVAL);
+	ck_assert_int_eq(ration_ctx_after(ration_ctx_background(), rec_fn, &r, &id),
+			 -EINVAL);
+	ck_assert_int_eq(ration_ctx_after(c, NULL, &r, &id), -EINVAL);
+	ration_ctx_cancel(c);
+
+	ck_assert_int_eq(atomic_load(&r.calls), 0);
+	ck_assert_int_eq(id, 7);
+	ck_assert(!ration_ctx_stop_after(NULL, 1));
+	ck_assert(!ration_ctx_stop_after(ration_ctx_background(), 1));
+	ration_ctx_unref(c);
+}
+END_TEST
+
+/* DESIGN §10: after on a done ctx runs fn synchronously; stop_after false. */
+START_TEST(test_ctx_after_on_done_ctx_runs_synchronously)
+{
+	ration_ctx_t *a, *b;
+	struct rec ra, rb;
+	uint64_t ida, idb;
+	rec_init(&ra);
+	rec_init(&rb);
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &a), 0);
+	ration_ctx_cancel(a);
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, MS, &b), 0);
+	spin_until_time(ration_ctx_deadline(b)); /* passed, unnoticed */
+
+	ck_assert_int_eq(ration_ctx_after(a, rec_fn, &ra, &ida), 0);
+	ck_assert_int_eq(atomic_load(&ra.calls), 1);
+	ck_assert_int_eq(ration_ctx_after(b, rec_fn, &rb, &idb), 0);
+	ck_assert_int_eq(atomic_load(&rb.calls), 1);
+
+	ck_assert(atomic_load(&ra.on_caller));
+	ck_assert(atomic_load(&rb.on_caller));
+	ck_assert(!ration_ctx_stop_after(a, ida));
+	ck_assert(!ration_ctx_stop_after(b, idb));
+	ck_assert_int_eq(ration_ctx_err(b), -ETIMEDOUT);
+	ck_assert_int_eq(ration_ctx_after(a, rec_fn, &ra, NULL), 0); /* id optional */
+	ck_assert_int_eq(atomic_load(&ra.calls), 2);
+	ration_ctx_unref(a);
+	ration_ctx_unref(b);
+}
+END_TEST
+
+START_TEST(test_ctx_after_runs_once_in_the_cancelling_thread)
+{
+	ration_ctx_t *c;
+	struct rec r1, r2, r3;
+	uint64_t id1, id2, id3;
+	rec_init(&r1);
+	rec_init(&r2);
+	rec_init(&r3);
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &c), 0);
+	ck_assert_int_eq(ration_ctx_after(c, rec_fn, &r1, &id1), 0);
+	ck_assert_int_eq(ration_ctx_after(c, rec_fn, &r2, &id2), 0);
+	ck_assert_int_eq(ration_ctx_after(c, rec_fn, &r3, &id3), 0);
+	ck_assert_int_eq(atomic_load(&r1.calls) + atomic_load(&r2.calls) +
+				 atomic_load(&r3.calls), 0);
+	ck_assert(id1 != id2 && id2 != id3 && id1 != id3);
+
+	ration_ctx_cancel(c);
+	ration_ctx_cancel(c);
+	ration_ctx_cancel_with(c, -EIO);
+
+	ck_assert_int_eq(atomic_load(&r1.calls), 1);
+	ck_assert_int_eq(atomic_load(&r2.calls), 1);
+	ck_assert_int_eq(atomic_load(&r3.calls), 1);
+	ck_assert(atomic_load(&r1.on_caller) && atomic_load(&r2.on_caller) &&
+		  atomic_load(&r3.on_caller));
+	ck_assert(!ration_ctx_stop_after(c, id1));
+	ration_ctx_unref(c);
+}
+END_TEST
+
+START_TEST(test_ctx_after_of_grandchild_runs_on_root_cancel)
+{
+	ration_ctx_t *p, *c, *g;
+	struct rec r;
+	rec_init(&r);
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &p), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(p, &c), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(c, &g), 0);
+	ck_assert_int_eq(ration_ctx_after(g, rec_fn, &r, NULL), 0);
+
+	ration_ctx_cancel(p);
+
+	ck_assert_int_eq(atomic_load(&r.calls), 1);
+	ck_assert(atomic_load(&r.on_caller));
+	ration_ctx_unref(g);
+	ration_ctx_unref(c);
+	ration_ctx_unref(p);
+}
+END_TEST
+
+START_TEST(test_ctx_stop_after_prevents_a_pending_run)
+{
+	ration_ctx_t *c;
+	struct rec stopped, kept;
+	uint64_t ids, idk;
+	rec_init(&stopped);
+	rec_init(&kept);
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &c), 0);
+	ck_assert_int_eq(ration_ctx_after(c, rec_fn, &stopped, &ids), 0);
+	ck_assert_int_eq(ration_ctx_after(c, rec_fn, &kept, &idk), 0);
+
+	ck_assert(ration_ctx_stop_after(c, ids));
+	ck_assert(!ration_ctx_stop_after(c, ids));
+	ck_assert(!ration_ctx_stop_after(c, ids + idk + 1000)); /* unknown */
+	ration_ctx_cancel(c);
+
+	ck_assert_int_eq(atomic_load(&stopped.calls), 0);
+	ck_assert_int_eq(atomic_load(&kept.calls), 1);
+	ck_assert(!ration_ctx_stop_after(c, idk));
+	ration_ctx_unref(c);
+}
+END_TEST
+
+/* DESIGN §3: after-funcs fire within about 1 ms of a deadline, on the
+ * process's timer thread. */
+START_TEST(test_ctx_after_runs_at_deadline_on_timer_thread)
+{
+	ration_ctx_t *p, *c;
+	struct rec r, rp;
+	rec_init(&r);
+	rec_init(&rp);
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 40 * MS, &p), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(p, &c), 0);
+	ck_assert_int_eq(ration_ctx_after(c, rec_fn, &r, NULL), 0);
+	ck_assert_int_eq(ration_ctx_after(p, rec_fn, &rp, NULL), 0);
+	ck_assert_int_eq(atomic_load(&r.calls), 0);
+
+	WAIT_FOR(atomic_load(&r.calls) == 1 && atomic_load(&rp.calls) == 1);
+
+	int64_t d = ration_ctx_deadline(p);
+	ck_assert(!atomic_load(&r.on_caller));
+	ck_assert(!atomic_load(&rp.on_caller));
+	ck_assert_int_ge(atomic_load(&r.at_ns), d);
+	ck_assert_int_lt(atomic_load(&r.at_ns) - d, LATE_NS);
+	ck_assert_int_ge(atomic_load(&rp.at_ns), d);
+	ck_assert_int_lt(atomic_load(&rp.at_ns) - d, LATE_NS);
+	ck_assert_int_eq(ration_ctx_err(c), -ETIMEDOUT);
+	ck_assert_int_eq(ration_ctx_err(p), -ETIMEDOUT);
+	ration_ctx_unref(c);
+	ration_ctx_unref(p);
+}
+END_TEST
+
+START_TEST(test_ctx_stop_after_prevents_a_deadline_run)
+{
+	ration_ctx_t *c;
+	struct rec stopped, kept;
+	uint64_t id;
+	rec_init(&stopped);
+	rec_init(&kept);
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 20 * MS, &c), 0);
+	ck_assert_int_eq(ration_ctx_after(c, rec_fn, &stopped, &id), 0);
+	ck_assert_int_eq(ration_ctx_after(c, rec_fn, &kept, NULL), 0);
+
+	ck_assert(ration_ctx_stop_after(c, id));
+	WAIT_FOR(atomic_load(&kept.calls) == 1);
+	sleep_ns(20 * MS); /* give a wrong run time to happen */
+
+	ck_assert_int_eq(atomic_load(&stopped.calls), 0);
+	ck_assert_int_eq(atomic_load(&kept.calls), 1);
+	ck_assert(!ration_ctx_stop_after(c, id));
+	ration_ctx_unref(c);
+}
+END_TEST
+
+START_TEST(test_ctx_unref_drops_pending_after_funcs)
+{
+	ration_ctx_t *a, *b;
+	struct rec ra, rb;
+	rec_init(&ra);
+	rec_init(&rb);
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &a), 0);
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 10 * MS, &b), 0);
+	ck_assert_int_eq(ration_ctx_after(a, rec_fn, &ra, NULL), 0);
+	ck_assert_int_eq(ration_ctx_after(b, rec_fn, &rb, NULL), 0);
+
+	ration_ctx_unref(a);
+	ration_ctx_unref(b);
+	sleep_ns(40 * MS); /* past b's deadline: its timer must not fire */
+
+	ck_assert_int_eq(atomic_load(&ra.calls), 0);
+	ck_assert_int_eq(atomic_load(&rb.calls), 0);
+}
+END_TEST
+
+/* ---- DESIGN §7.7: after-funcs that call back into ration ---------------- */
+
+struct reenter {
+	ration_ctx_t *ctx;
+	ration_sem_t *sem;  /* released (1 unit) if set */
+	uint64_t own_id;
+	struct rec nested;  /* after registered from inside the after-func */
+	int err_seen;
+	int acquire_rc;
+	bool stop_own;
+	_Atomic int calls;
+};
+
+static void
+reenter_fn(void *arg)
+{
+	struct reenter *re = arg;
+
+	ration_ctx_cancel(re->ctx);
+	ration_ctx_cancel_with(re->ctx, -EIO);
+	re->err_seen = ration_ctx_err(re->ctx);
+	re->stop_own = ration_ctx_stop_after(re->ctx, re->own_id);
+	/* ctx is done: this runs nested, synchronously. */
+	(void)ration_ctx_after(re->ctx, rec_fn, &re->nested, NULL);
+	if (re->sem != NULL) {
+		/* ctx is done: fails at once with its error, units or not. */
+		re->acquire_rc = ration_sem_acquire(re->sem, re->ctx, 1);
+		(void)ration_sem_release(re->sem, 1);
+	}
+	atomic_fetch_add(&re->calls, 1);
+}
+
+/* DESIGN §7.7: an after-func that cancels its own ctx, registers another
+ * after-func on it, and releases a semaphore does not deadlock (cancel
+ * path: it runs in the cancelling thread). */
+START_TEST(test_ctx_after_calling_back_on_cancel_does_not_deadlock)
+{
+	ration_sem_t *s;
+	struct reenter re = {.acquire_rc = 1};
+	struct bg b;
+	ck_assert_int_eq(ration_sem_new(1, NULL, &s), 0);
+	ck_assert_int_eq(ration_sem_try_acquire(s, 1), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &re.ctx), 0);
+	re.sem = s;
+	rec_init(&re.nested);
+	atomic_init(&re.calls, 0);
+	ck_assert_int_eq(ration_ctx_after(re.ctx, reenter_fn, &re, &re.own_id), 0);
+	bg_acquire(&b, s, NULL, 1);
+	wait_waiters(s, 1);
+
+	ration_ctx_cancel(re.ctx);
+
+	ck_assert_int_eq(atomic_load(&re.calls), 1);
+	ck_assert_int_eq(re.err_seen, -ECANCELED);
+	ck_assert(!re.stop_own);
+	ck_assert_int_eq(atomic_load(&re.nested.calls), 1);
+	ck_assert_int_eq(re.acquire_rc, -ECANCELED);
+	ck_assert_int_eq(bg_join(&b), 0); /* got the unit the after-func released */
+	ck_assert_int_eq(ration_sem_available(s), 0);
+	ck_assert_int_eq(ration_sem_release(s, 1), 0);
+	ration_ctx_unref(re.ctx);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+}
+END_TEST
+
+/* DESIGN §7.7, deadline path: the same after-func on the timer thread; the
+ * timer thread then still serves other deadlines. */
+START_TEST(test_ctx_after_calling_back_on_timer_thread_does_not_deadlock)
+{
+	ration_sem_t *s;
+	ration_ctx_t *next;
+	struct reenter re = {.acquire_rc = 1};
+	struct rec r;
+	struct bg b;
+	rec_init(&r);
+	ck_assert_int_eq(ration_sem_new(1, NULL, &s), 0);
+	ck_assert_int_eq(ration_sem_try_acquire(s, 1), 0);
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 20 * MS, &re.ctx), 0);
+	re.sem = s;
+	rec_init(&re.nested);
+	atomic_init(&re.calls, 0);
+	ck_assert_int_eq(ration_ctx_after(re.ctx, reenter_fn, &re, &re.own_id), 0);
+	bg_acquire(&b, s, NULL, 1);
+	wait_waiters(s, 1);
+
+	WAIT_FOR(atomic_load(&re.calls) == 1);
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 10 * MS, &next), 0);
+	ck_assert_int_eq(ration_ctx_after(next, rec_fn, &r, NULL), 0);
+	WAIT_FOR(atomic_load(&r.calls) == 1);
+
+	ck_assert_int_eq(re.err_seen, -ETIMEDOUT);
+	ck_assert(!re.stop_own);
+	ck_assert_int_eq(atomic_load(&re.nested.calls), 1);
+	ck_assert(!atomic_load(&re.nested.on_caller));
+	ck_assert_int_eq(re.acquire_rc, -ETIMEDOUT);
+	ck_assert_int_eq(bg_join(&b), 0);
+	ck_assert_int_eq(ration_sem_release(s, 1), 0);
+	ck_assert_int_eq(ration_ctx_err(re.ctx), -ETIMEDOUT);
+	ration_ctx_unref(next);
+	ration_ctx_unref(re.ctx);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+}
+END_TEST
+
+struct unref_own {
+	ration_ctx_t *ctx;
+	_Atomic int calls;
+};
+
+static void
+unref_own_fn(void *arg)
+{
+	struct unref_own *u = arg;
+	ration_ctx_unref(u->ctx); /* the after-func owned this reference */
+	atomic_fetch_add(&u->calls, 1);
+}
+
+/* DESIGN §7.7: an after-func may drop a reference to its own ctx, even the
+ * last one the program holds (the timer keeps the ctx alive while firing). */
+START_TEST(test_ctx_after_dropping_its_ctx_on_timer_thread_is_safe)
+{
+	struct unref_own u;
+	atomic_init(&u.calls, 0);
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 10 * MS, &u.ctx), 0);
+	ck_assert_int_eq(ration_ctx_after(u.ctx, unref_own_fn, &u, NULL), 0);
+
+	WAIT_FOR(atomic_load(&u.calls) == 1);
+}
+END_TEST
+
+/* ---- lifetime ----------------------------------------------------------- */
+
+START_TEST(test_ctx_ref_keeps_ctx_alive)
+{
+	ration_ctx_t *c;
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &c), 0);
+
+	ck_assert_ptr_eq(ration_ctx_ref(c), c);
+	ration_ctx_unref(c);
+	ration_ctx_cancel_with(c, -EIO);
+
+	ck_assert_int_eq(ration_ctx_err(c), -EIO);
+	ration_ctx_unref(c);
+}
+END_TEST
+
+/* The header: a child holds a reference on its parent, so the parent may be
+ * unreffed first and the child still follows the parent's deadline. */
+START_TEST(test_ctx_child_outlives_unreffed_parent_deadline)
+{
+	ration_ctx_t *p, *c, *g;
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 30 * MS, &p), 0);
+	int64_t dp = ration_ctx_deadline(p);
+	ck_assert_int_eq(ration_ctx_with_cancel(p, &c), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(c, &g), 0);
+
+	ration_ctx_unref(p);
+	int fd = ration_ctx_fd(g);
+	ck_assert_int_ge(fd, 0);
+
+	ck_assert_int_eq(ration_ctx_deadline(c), dp);
+	ck_assert_int_eq(ration_ctx_wait(g), -ETIMEDOUT);
+	ck_assert_int_ge(ration_now(), dp);
+	ck_assert_int_eq(ration_ctx_err(c), -ETIMEDOUT);
+	ck_assert(fd_readable(fd, (int)(TEST_WAIT_NS / MS)));
+	ration_ctx_unref(c); /* before g: g still holds c (and p) */
+	ck_assert_int_eq(ration_ctx_err(g), -ETIMEDOUT);
+	ration_ctx_unref(g);
+}
+END_TEST
+
+START_TEST(test_ctx_child_follows_parent_cancel_through_other_ref)
+{
+	ration_ctx_t *p, *other, *c, *g;
+	struct rec r;
+	rec_init(&r);
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &p), 0);
+	other = ration_ctx_ref(p);
+	ck_assert_int_eq(ration_ctx_with_cancel(p, &c), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(c, &g), 0);
+	ck_assert_int_eq(ration_ctx_after(g, rec_fn, &r, NULL), 0);
+
+	ration_ctx_unref(p);
+	ration_ctx_unref(c);
+	ration_ctx_cancel_with(other, -EIO);
+
+	ck_assert_int_eq(ration_ctx_err(g), -EIO);
+	ck_assert_int_eq(atomic_load(&r.calls), 1);
+	ration_ctx_unref(other); /* g still holds the chain */
+	ck_assert_int_eq(ration_ctx_err(g), -EIO);
+	ration_ctx_unref(g);
+}
+END_TEST
+
+/* Unreffed children leave the parent's list: a later cancel of the parent
+ * must not touch them (ASan catches a dangling child). */
+START_TEST(test_ctx_unreffed_children_are_detached)
+{
+	ration_ctx_t *p, *kept;
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &p), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(p, &kept), 0);
+	for (int i = 0; i < 1000; i++) {
+		ration_ctx_t *c;
+		ck_assert_int_eq(ration_ctx_with_timeout(p, 10000 * MS, &c), 0);
+		if (i % 2)
+			ration_ctx_cancel(c);
+		ration_ctx_unref(c);
+	}
+
+	ration_ctx_cancel(p);
+
+	ck_assert_int_eq(ration_ctx_err(kept), -ECANCELED);
+	ration_ctx_unref(kept);
+	ration_ctx_unref(p);
+}
+END_TEST
+
+/* Resident set size, from /proc/self/statm. */
+static int64_t
+rss_bytes(void)
+{
+	long pages = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%ld %ld", &pages, &resident), 2);
+	fclose(f);
+	return (int64_t)resident * sysconf(_SC_PAGESIZE);
+}
+
+/* Threads of this process, from /proc/self/status. */
+static long
+thread_count(void)
+{
+	char line[256];
+	long n = -1;
+	FILE *f = fopen("/proc/self/status", "r");
+	ck_assert_ptr_nonnull(f);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "Threads: %ld", &n) == 1)
+			break;
+	fclose(f);
+	return n;
+}
+
+/* The fd the next open() would get: changes if an fd leaks. */
+static int
+lowest_free_fd(void)
+{
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	ck_assert_int_ge(fd, 0);
+	close(fd);
+	return fd;
+}
+
+static void
+count_fn(void *arg)
+{
+	atomic_fetch_add((_Atomic long *)arg, 1);
+}
+
+/* One create/cancel/unref cycle of a child that has a timer armed (an
+ * after-func on a deadline) and, every 64th time, an fd. Returns whether
+ * every call succeeded (no ck_assert here: each passing assert costs Check
+ * a write(2), which would dominate the loop). */
+static bool
+child_cycle(ration_ctx_t *p, long i, _Atomic long *ran)
+{
+	ration_ctx_t *c;
+	if (ration_ctx_with_timeout(p, 7200000 * MS, &c) != 0)
+		return false;
+	bool ok = ration_ctx_after(c, count_fn, ran, NULL) == 0;
+	if (i % 64 == 0)
+		ok = ok && ration_ctx_fd(c) >= 0;
+	ration_ctx_cancel(c);
+	ration_ctx_unref(c);
+	return ok;
+}
+
+/* DESIGN §7.14: 10^6 child create/cancel/unref cycles return memory,
+ * timers and fds to their baseline. */
+START_TEST(test_ctx_million_child_cycles_return_to_baseline)
+{
+	ration_ctx_t *p;
+	_Atomic long ran = 0, parent_ran = 0;
+	long rounds = stress_rounds(1000000);
+	/* The parent's own timer sits at the heap top with the same deadline
+	 * as every child's, so each child arm/disarm is a heap push/pop. */
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 3600000 * MS, &p), 0);
+	ck_assert_int_eq(ration_ctx_after(p, count_fn, &parent_ran, NULL), 0);
+	long failed = 0;
+	for (long i = 0; i < 2000; i++) /* warm up: timer thread, heap, malloc */
+		failed += !child_cycle(p, i, &ran);
+	int64_t rss0 = rss_bytes();
+	long threads0 = thread_count();
+	int fd0 = lowest_free_fd();
+	atomic_store(&ran, 0);
+
+	for (long i = 0; i < rounds; i++)
+		failed += !child_cycle(p, i, &ran);
+
+	int64_t rss1 = rss_bytes();
+	int fd1 = lowest_free_fd();
+	ck_assert_int_eq(failed, 0);
+	ck_assert_int_eq(atomic_load(&ran), rounds);
+	ck_assert_int_eq(atomic_load(&parent_ran), 0);
+	ck_assert_int_eq(thread_count(), threads0);
+	ck_assert_int_eq(fd1, fd0); /* every eventfd was closed */
+	/* A leak of even one 100-byte object per cycle would be ~100 MB. */
+	ck_assert_msg(rss1 - rss0 < 16 * 1024 * 1024,
+		      "RSS grew by %lld bytes over %ld cycles",
+		      (long long)(rss1 - rss0), rounds);
+	ration_ctx_cancel(p);
+	ck_assert_int_eq(atomic_load(&parent_ran), 1);
+	ration_ctx_unref(p);
+}
+END_TEST
+
+/* Many threads create children of one tree while it is cancelled. */
+struct tree_race {
+	ration_ctx_t *root;
+	_Atomic int ready;
+	_Atomic bool cancelled; /* set once ration_ctx_cancel_with() returned */
+	_Atomic long made;
+	_Atomic long born_done;
+	_Atomic int bad;
+};
+
+static void *
+tree_race_main(void *arg)
+{
+	struct tree_race *tr = arg;
+	atomic_fetch_add(&tr->ready, 1);
+	for (int i = 0; i < 2000; i++) {
+		ration_ctx_t *c, *g;
+		bool after_cancel = atomic_load(&tr->cancelled);
+		if (ration_ctx_with_cancel(tr->root, &c) != 0) {
+			atomic_store(&tr->bad, 1);
+			break;
+		}
+		if (ration_ctx_with_timeout(c, 1000 * MS, &g) != 0) {
+			atomic_store(&tr->bad, 1);
+			ration_ctx_unref(c);
+			break;
+		}
+		atomic_fetch_add(&tr->made, 1);
+		/* Made after the cancel returned: born done with its error.
+		 * (During the cancel a child may briefly lag its parent.) */
+		if (after_cancel) {
+			atomic_fetch_add(&tr->born_done, 1);
+			if (ration_ctx_err(c) != -EIO || ration_ctx_err(g) != -EIO)
+				atomic_store(&tr->bad, 2);
+		}
+		if (i % 3 == 0)
+			ration_ctx_cancel(g);
+		ration_ctx_unref(c);
+		ration_ctx_unref(g);
+	}
+	return NULL;
+}
+
+START_TEST(test_ctx_concurrent_children_and_cancel_stay_consistent)
+{
+	struct tree_race tr = {.ready = 0};
+	ration_ctx_t *kept;
+	pthread_t t[4];
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &tr.root), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(tr.root, &kept), 0);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, tree_race_main, &tr), 0);
+
+	WAIT_FOR(atomic_load(&tr.ready) == 4 && atomic_load(&tr.made) > 100);
+	ration_ctx_cancel_with(tr.root, -EIO);
+	atomic_store(&tr.cancelled, true);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+
+	ck_assert_int_eq(atomic_load(&tr.bad), 0);
+	ck_assert_int_eq(atomic_load(&tr.made), 4 * 2000);
+	ck_assert_int_eq(ration_ctx_err(tr.root), -EIO);
+	ck_assert_int_eq(ration_ctx_err(kept), -EIO);
+	ration_ctx_unref(kept);
+	ration_ctx_unref(tr.root);
+}
+END_TEST
+
+static Suite *
+ctx_suite(void)
+{
+	Suite *su = suite_create("ctx");
+	TCase *tc;
+
+	tc = tcase_create("basics");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_ctx_background_is_never_done);
+	tcase_add_test(tc, test_ctx_with_rejects_null_out);
+	tcase_add_test(tc, test_ctx_with_cancel_starts_live);
+	tcase_add_test(tc, test_ctx_cancel_is_ecanceled_and_idempotent);
+	tcase_add_test(tc, test_ctx_cancel_with_sets_cause);
+	tcase_add_test(tc, test_ctx_first_error_wins);
+	tcase_add_test(tc, test_ctx_cancel_after_deadline_stays_timedout);
+	tcase_add_test(tc, test_ctx_err_is_timedout_once_deadline_passes_unnoticed);
+	tcase_add_test(tc, test_ctx_with_timeout_sets_deadline_from_now);
+	tcase_add_test(tc, test_ctx_effective_deadline_is_min_of_ancestors);
+	suite_add_tcase(su, tc);
+
+	tc = tcase_create("tree");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_ctx_cancel_reaches_children_and_grandchildren);
+	tcase_add_test(tc, test_ctx_child_cancel_leaves_parent_and_siblings);
+	tcase_add_test(tc, test_ctx_children_of_done_parent_are_born_done);
+	tcase_add_test(tc, test_ctx_concurrent_children_and_cancel_stay_consistent);
+	suite_add_tcase(su, tc);
+
+	tc = tcase_create("wait");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_ctx_wait_rejects_background);
+	tcase_add_test(tc, test_ctx_wait_returns_on_cancel);
+	tcase_add_test(tc, test_ctx_wait_on_grandchild_returns_on_root_cancel);
+	tcase_add_test(tc, test_ctx_wait_returns_at_deadline);
+	suite_add_tcase(su, tc);
+
+	tc = tcase_create("fd");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_ctx_fd_rejects_background);
+	tcase_add_test(tc, test_ctx_fd_becomes_readable_on_cancel);
+	tcase_add_test(tc, test_ctx_fd_of_child_becomes_readable_on_parent_cancel);
+	tcase_add_test(tc, test_ctx_fd_of_done_ctx_is_readable_at_once);
+	tcase_add_test(tc, test_ctx_fd_becomes_readable_at_deadline);
+	suite_add_tcase(su, tc);
+
+	tc = tcase_create("after");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_ctx_after_rejects_bad_args);
+	tcase_add_test(tc, test_ctx_after_on_done_ctx_runs_synchronously);
+	tcase_add_test(tc, test_ctx_after_runs_once_in_the_cancelling_thread);
+	tcase_add_test(tc, test_ctx_after_of_grandchild_runs_on_root_cancel);
+	tcase_add_test(tc, test_ctx_stop_after_prevents_a_pending_run);
+	tcase_add_test(tc, test_ctx_after_runs_at_deadline_on_timer_thread);
+	tcase_add_test(tc, test_ctx_stop_after_prevents_a_deadline_run);
+	tcase_add_test(tc, test_ctx_unref_drops_pending_after_funcs);
+	suite_add_tcase(su, tc);
+
+	tc = tcase_create("reentry");
+	tcase_set_timeout(tc, 30);
+	tcase_add_test(tc, test_ctx_after_calling_back_on_cancel_does_not_deadlock);
+	tcase_add_test(tc, test_ctx_after_calling_back_on_timer_thread_does_not_deadlock);
+	tcase_add_test(tc, test_ctx_after_dropping_its_ctx_on_timer_thread_is_safe);
+	suite_add_tcase(su, tc);
+
+	tc = tcase_create("lifetime");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_ctx_ref_keeps_ctx_alive);
+	tcase_add_test(tc, test_ctx_child_outlives_unreffed_parent_deadline);
+	tcase_add_test(tc, test_ctx_child_follows_parent_cancel_through_other_ref);
+	tcase_add_test(tc, test_ctx_unreffed_children_are_detached);
+	tcase_add_test(tc, test_ctx_million_child_cycles_return_to_baseline);
+	suite_add_tcase(su, tc);
+
+	return su;
+}
+
+int
+main(void)
+{
+	SRunner *sr = srunner_create(ctx_suite());
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}

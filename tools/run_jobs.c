@@ -1,0 +1,464 @@
+/* tools/run_jobs.c - ration-run: spawning jobs and the supervisor loop.
+ *
+ * Locking: r->mu guards the handoff queue (incoming), dispatched and
+ * dispatch_done; everything else in struct runner below "Supervisor only"
+ * and every job after its handoff belong to the supervisor thread alone.
+ * The dispatcher never waits on r->mu for long: it holds it only to link
+ * one job.
+ *
+ * Signals: SIGCHLD, SIGINT, SIGTERM and SIGHUP are blocked in every thread
+ * (main blocks them before any thread exists) and read here from a
+ * signalfd, so no handler ever runs and nothing needs to be
+ * async-signal-safe. Children get an empty mask back at spawn.
+ */
+#include "run.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+extern char **environ;
+
+#define PROGRESS_TTY_NS (250 * 1000000LL)
+#define PROGRESS_LOG_NS (1000 * 1000000LL)
+
+int
+job_spawn(struct runner *r, struct job *j)
+{
+	int child_fds[2];
+	int rc;
+
+	j->out_fd = j->err_fd = -1;
+	rc = out_open(r, j, child_fds);
+	if (rc < 0)
+		return rc;
+	/* The job's ctx is a child of the kill ctx: a halt or a signal
+	 * cancels it, its own deadline times it out, and the supervisor
+	 * polls one fd for both. */
+	if (r->o->timeout_ns > 0)
+		rc = ration_ctx_with_timeout(r->kill_ctx, r->o->timeout_ns,
+					     &j->ctx);
+	else
+		rc = ration_ctx_with_cancel(r->kill_ctx, &j->ctx);
+	if (rc < 0)
+		goto fail_out;
+
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, dfl;
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null",
+					 O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, child_fds[0], STDOUT_FILENO);
+	posix_spawn_file_actions_adddup2(&fa, child_fds[1], STDERR_FILENO);
+	/* Own process group: a halt or timeout kills the whole pipeline the
+	 * shell started, not only the shell. */
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
+				 POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &dfl);
+
+	char *argv[] = { "sh", "-c", j->cmd, NULL };
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
+	j->start_wall = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9;
+	j->start_ns = ration_now();
+	rc = posix_spawn(&j->pid, "/bin/sh", &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	if (r->o->line_buffer) {
+		close(child_fds[0]);
+		close(child_fds[1]);
+	}
+	if (rc != 0) {
+		ration_ctx_unref(j->ctx);
+		j->ctx = NULL;
+		rc = -rc;
+		goto fail_out_open;
+	}
+	return 0;
+
+fail_out:
+	if (r->o->line_buffer) {
+		close(child_fds[0]);
+		close(child_fds[1]);
+	}
+fail_out_open:
+	if (j->out_fd >= 0)
+		close(j->out_fd);
+	if (j->err_fd >= 0)
+		close(j->err_fd);
+	j->out_fd = j->err_fd = -1;
+	return rc;
+}
+
+void
+job_handoff(struct runner *r, struct job *j)
+{
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&r->mu);
+	j->next = r->incoming;
+	r->incoming = j;
+	r->dispatched++;
+	pthread_mutex_unlock(&r->mu);
+	(void)!write(r->wake_fd, &one, sizeof(one));
+}
+
+static void
+check_halt(struct runner *r)
+{
+	const struct halt_spec *h = &r->o->halt;
+
+	if (h->when == HALT_NEVER || r->halted)
+		return;
+	size_t count = h->on_success ? r->succeeded : r->failed;
+	size_t need = h->n;
+	if (h->percent)
+		need = (r->njobs * h->n + 99) / 100;
+	if (need == 0)
+		need = 1;
+	if (count < need)
+		return;
+	r->halted = true;
+	progress_clear(r);
+	fprintf(stderr, RUN_NAME ": halting after %zu %s job%s (--halt %s,"
+		"%s=%u%s): %s\n", count, h->on_success ? "successful" :
+		"failed", count == 1 ? "" : "s",
+		h->when == HALT_NOW ? "now" : "soon",
+		h->on_success ? "success" : "fail", h->n,
+		h->percent ? "%" : "",
+		h->when == HALT_NOW ? "stopping running jobs" :
+		"waiting for running jobs");
+	/* now: the kill ctx takes every job ctx and the dispatcher with it;
+	 * soon: only the dispatcher stops. */
+	if (h->when == HALT_NOW)
+		ration_ctx_cancel(r->kill_ctx);
+	else
+		ration_ctx_cancel(r->dispatch_ctx);
+}
+
+static void
+joblog_line(struct runner *r, const struct job *j, double runtime,
+	    int exitval, int sig)
+{
+	if (r->joblog == NULL)
+		return;
+	fprintf(r->joblog, "%u\t%.6f\t%.6f\t%d\t%d\t%lld\t%lld\t%s\n", j->seq,
+		j->start_wall, runtime, exitval, sig, (long long)j->weight,
+		(long long)(j->peak_bytes < 0 ? 0 : j->peak_bytes), j->cmd);
+	/* Line by line, so `tail -f` and a crash both see every job. */
+	fflush(r->joblog);
+}
+
+/* A job that never ran: its weight is above the budget, or spawn failed. */
+static void
+finish_unrun(struct runner *r, struct job *j)
+{
+	char w[16], b[16];
+	struct timespec wall;
+
+	clock_gettime(CLOCK_REALTIME, &wall);
+	j->start_wall = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9;
+	j->peak_bytes = -1;
+	r->done++;
+	r->failed++;
+	progress_clear(r);
+	if (j->reject == -E2BIG) {
+		format_size(j->weight, w, sizeof(w));
+		format_size(r->o->budget_bytes, b, sizeof(b));
+		fprintf(stderr, RUN_NAME ": job %u (line %u): weight %s is "
+			"above the memory budget %s; not run: %s\n", j->seq,
+			j->line, w, b, j->cmd);
+	} else {
+		int err = j->reject != 0 ? j->reject : j->spawn_err;
+		fprintf(stderr, RUN_NAME ": job %u (line %u): cannot start: "
+			"%s: %s\n", j->seq, j->line, strerror(-err), j->cmd);
+	}
+	joblog_line(r, j, 0.0, -1, 0);
+	check_halt(r);
+}
+
+static void
+finish(struct runner *r, struct job *j, int wstatus, const struct rusage *ru)
+{
+	j->end_ns = ration_now();
+	if (j->timed_out || j->cancelled)
+		kill(-j->pid, SIGKILL);	/* stragglers of the group */
+	j->wstatus = wstatus;
+	j->peak_bytes = (int64_t)ru->ru_maxrss * 1024;
+	r->running--;
+	r->done++;
+	bool ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 &&
+		  !j->timed_out;
+	if (ok)
+		r->succeeded++;
+	else if (j->cancelled)
+		r->cancelled++;
+	else
+		r->failed++;
+	/* Halt before the claims go back: released first, they would let
+	 * the dispatcher start the next job before it learns of the halt.
+	 * Then release before copying output, so the next job does not wait
+	 * for that. */
+	check_halt(r);
+	/* Reverse order, budget before slot: the dispatcher, waiting for the
+	 * slot, must not find this dead job's weight still counted. */
+	while (j->nclaims > 0) {
+		j->nclaims--;
+		ration_sem_release(j->claims[j->nclaims].sem,
+				   j->claims[j->nclaims].n);
+	}
+	js_release(&r->js, j);
+
+	out_finish(r, j);
+	double runtime = (double)(j->end_ns - j->start_ns) / 1e9;
+	int exitval = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
+	int sig = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
+	joblog_line(r, j, runtime, exitval, sig);
+	if (j->timed_out) {
+		progress_clear(r);
+		fprintf(stderr, RUN_NAME ": job %u (line %u) timed out after "
+			"%.3gs: %s\n", j->seq, j->line,
+			(double)r->o->timeout_ns / 1e9, j->cmd);
+	}
+	if (r->o->learn_file != NULL && WIFEXITED(wstatus))
+		learn_record(&r->learn, j->cmd, j->peak_bytes);
+	if (j->weight > 0 && j->peak_bytes > j->weight) {
+		r->over_declared++;
+		if (r->worst_over == NULL ||
+		    (double)j->peak_bytes / (double)j->weight >
+		    (double)r->worst_over->peak_bytes /
+		    (double)r->worst_over->weight)
+			r->worst_over = j;
+	}
+	ration_ctx_unref(j->ctx);
+	j->ctx = NULL;
+}
+
+static void
+on_signal(struct runner *r, struct job *running, int signo)
+{
+	if (r->signo == 0) {
+		r->signo = signo;
+		r->halted = true;
+		progress_clear(r);
+		fprintf(stderr, RUN_NAME ": %s: stopping %zu running job%s "
+			"(again to kill them at once)\n", strsignal(signo),
+			r->running, r->running == 1 ? "" : "s");
+		ration_ctx_cancel_with(r->kill_ctx, -EINTR);
+		return;
+	}
+	for (struct job *j = running; j != NULL; j = j->next) {
+		kill(-j->pid, SIGKILL);
+		j->kill_sent = true;
+	}
+}
+
+/* Sends SIGTERM to a job whose ctx is done (timeout, halt, signal) and
+ * SIGKILL once its grace period is over. Returns the next kill due. */
+static int64_t
+enforce(struct runner *r, struct job *running, int64_t now)
+{
+	int64_t next = RATION_FOREVER;
+
+	for (struct job *j = running; j != NULL; j = j->next) {
+		int err = ration_ctx_err(j->ctx);
+		if (!j->term_sent && err != 0) {
+			if (err == -ETIMEDOUT)
+				j->timed_out = true;
+			else
+				j->cancelled = true;
+			kill(-j->pid, SIGTERM);
+			j->term_sent = true;
+			j->kill_at_ns = now + r->o->grace_ns;
+		}
+		if (j->term_sent && !j->kill_sent) {
+			if (now >= j->kill_at_ns) {
+				kill(-j->pid, SIGKILL);
+				j->kill_sent = true;
+			} else if (j->kill_at_ns < next) {
+				next = j->kill_at_ns;
+			}
+		}
+	}
+	return next;
+}
+
+/* Reaps finished jobs; wait4 on each pid, never -1, so children that are
+ * not jobs (a sanitizer's helper, say) are left alone. */
+static void
+reap(struct runner *r, struct job **running)
+{
+	struct job **pp = running;
+
+	while (*pp != NULL) {
+		struct job *j = *pp;
+		int st;
+		struct rusage ru;
+		pid_t p = wait4(j->pid, &st, WNOHANG, &ru);
+		if (p == j->pid) {
+			*pp = j->next;
+			finish(r, j, st, &ru);
+			continue;
+		}
+		if (p < 0 && errno != EINTR) {
+			/* Cannot happen for our own child; do not spin. */
+			memset(&ru, 0, sizeof(ru));
+			*pp = j->next;
+			finish(r, j, 255 << 8, &ru);
+			continue;
+		}
+		pp = &j->next;
+	}
+}
+
+static bool
+take_incoming(struct runner *r, struct job **running)
+{
+	pthread_mutex_lock(&r->mu);
+	struct job *in = r->incoming;
+	bool ddone = r->dispatch_done;
+	r->incoming = NULL;
+	pthread_mutex_unlock(&r->mu);
+
+	struct job *rev = NULL;
+	while (in != NULL) {
+		struct job *next = in->next;
+		in->next = rev;
+		rev = in;
+		in = next;
+	}
+	struct job **tail = running;
+	while (*tail != NULL)
+		tail = &(*tail)->next;
+	while (rev != NULL) {
+		struct job *j = rev;
+		rev = rev->next;
+		j->next = NULL;
+		if (j->reject != 0 || j->spawn_err != 0) {
+			finish_unrun(r, j);
+			continue;
+		}
+		r->running++;
+		*tail = j;
+		tail = &j->next;
+	}
+	return ddone;
+}
+
+void *
+supervise(void *arg)
+{
+	struct runner *r = arg;
+	struct job *running = NULL;
+	sigset_t set;
+	struct pollfd *pfd = NULL;
+	size_t pfd_cap = 0;
+	int64_t next_progress = 0;
+
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	int sfd = signalfd(-1, &set, SFD_CLOEXEC | SFD_NONBLOCK);
+	if (sfd < 0) {
+		fprintf(stderr, RUN_NAME ": signalfd: %s\n", strerror(errno));
+		exit(RUN_EXIT_INTERNAL);
+	}
+
+	for (;;) {
+		/* Each round re-checks everything: cheap next to a fork,
+		 * and no event can be missed for having been coalesced. */
+		bool ddone = take_incoming(r, &running);
+		reap(r, &running);
+		int64_t now = ration_now();
+		int64_t next = enforce(r, running, now);
+		if (r->o->line_buffer) {
+			for (struct job *j = running; j != NULL; j = j->next) {
+				out_pump(r, j, &j->out_fd, &j->out_lb,
+					 STDOUT_FILENO, false);
+				out_pump(r, j, &j->err_fd, &j->err_lb,
+					 STDERR_FILENO, false);
+			}
+		}
+		if (ddone && running == NULL) {
+			pthread_mutex_lock(&r->mu);
+			bool empty = r->incoming == NULL;
+			pthread_mutex_unlock(&r->mu);
+			if (empty)
+				break;
+			continue;
+		}
+		if (r->o->progress) {
+			if (now >= next_progress) {
+				progress_draw(r, false);
+				next_progress = now + (r->progress_tty ?
+					PROGRESS_TTY_NS : PROGRESS_LOG_NS);
+			}
+			if (next_progress < next)
+				next = next_progress;
+		}
+
+		size_t want = 2 + r->running * 3;
+		if (want > pfd_cap) {
+			struct pollfd *np = realloc(pfd, want * 2 * sizeof(*np));
+			if (np == NULL) {
+				fprintf(stderr, RUN_NAME ": out of memory\n");
+				exit(RUN_EXIT_INTERNAL);
+			}
+			pfd = np;
+			pfd_cap = want * 2;
+		}
+		size_t n = 0;
+		pfd[n++] = (struct pollfd){ .fd = sfd, .events = POLLIN };
+		pfd[n++] = (struct pollfd){ .fd = r->wake_fd, .events = POLLIN };
+		for (struct job *j = running; j != NULL; j = j->next) {
+			int cfd = j->term_sent ? -1 : ration_ctx_fd(j->ctx);
+			if (cfd >= 0)
+				pfd[n++] = (struct pollfd){ .fd = cfd,
+							    .events = POLLIN };
+			if (r->o->line_buffer) {
+				pfd[n++] = (struct pollfd){ .fd = j->out_fd,
+							    .events = POLLIN };
+				pfd[n++] = (struct pollfd){ .fd = j->err_fd,
+							    .events = POLLIN };
+			}
+		}
+		int timeout_ms = -1;
+		if (next != RATION_FOREVER) {
+			int64_t ms = (next - now + 999999) / 1000000;
+			timeout_ms = ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms;
+		}
+		if (poll(pfd, n, timeout_ms) < 0 && errno != EINTR) {
+			fprintf(stderr, RUN_NAME ": poll: %s\n", strerror(errno));
+			exit(RUN_EXIT_INTERNAL);
+		}
+		struct signalfd_siginfo si;
+		while (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si)) {
+			if (si.ssi_signo != SIGCHLD)
+				on_signal(r, running, (int)si.ssi_signo);
+		}
+		uint64_t v;
+		(void)!read(r->wake_fd, &v, sizeof(v));
+	}
+	if (r->o->progress)
+		progress_draw(r, true);
+	free(pfd);
+	close(sfd);
+	return NULL;
+}

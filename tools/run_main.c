@@ -1,0 +1,511 @@
+/* tools/run_main.c - ration-run: budgeted parallel execution from the shell.
+ *
+ *     printf '4G\txz -T1 -9 big1\n2G\txz -6 big2\n' | ration-run -m 6G
+ *
+ * xargs -P, make -j and GNU parallel count jobs; ration-run counts memory.
+ * Each job line may declare a weight; the dispatcher (this file) takes that
+ * much from a ration_sem budget and one unit from a slot ration_sem, in
+ * input order, before it starts the job, so the declared weights of the
+ * jobs running together never exceed the budget. See run.h for the thread
+ * model and docs/ration-run.md for the user's view.
+ */
+#include "run.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+static const char usage_text[] =
+"Usage: ration-run [OPTION]... < JOBS\n"
+"       ration-run [OPTION]... -a FILE\n"
+"Run shell commands, one per input line, in parallel under a memory budget\n"
+"and a job-slot limit, in strict input (FIFO) order.\n"
+"\n"
+"A job line is a command for /bin/sh -c, optionally prefixed by its weight\n"
+"and a TAB:  4G<TAB>xz -9 big.tar. Sizes are binary: 512M, 4G, 1.5G, 100K,\n"
+"or plain bytes; a weight of 0 means none. Blank lines are skipped.\n"
+"\n"
+"Limits:\n"
+"  -m, --memory SIZE      memory budget: SIZE, N% of MemAvailable, or none\n"
+"                         (default: 80% of MemAvailable in /proc/meminfo)\n"
+"  -j, --jobs N           at most N jobs at once; 0 = no limit (default: nproc)\n"
+"  -w, --weight SIZE      weight of every job that declares none\n"
+"      --learn FILE       weight a job that declares none by the peak memory\n"
+"                         measured for the same command in earlier runs, and\n"
+"                         record this run's peaks in FILE\n"
+"      --no-jobserver     ignore a GNU make jobserver in MAKEFLAGS\n"
+"Input:\n"
+"  -a, --arg-file FILE    read jobs from FILE instead of stdin ('-' = stdin)\n"
+"Failure handling:\n"
+"      --timeout DURATION kill a job running longer than DURATION\n"
+"                         (e.g. 30, 30s, 500ms, 5m, 1.5h); it then fails\n"
+"      --grace DURATION   time between SIGTERM and SIGKILL (default 2s)\n"
+"      --halt SPEC        stop early: never (default), now,fail=N,\n"
+"                         soon,fail=N, now,success=N, N% instead of N;\n"
+"                         now = SIGTERM running jobs, soon = let them finish\n"
+"Output:\n"
+"      --tag              prefix each output line with SEQ<TAB>COMMAND<TAB>\n"
+"      --line-buffer      pass output on line by line while jobs run\n"
+"                         (default: each job's output whole, when it ends)\n"
+"      --joblog FILE      one line per job: Seq Start Runtime Exitval Signal\n"
+"                         Declared Measured Command (TAB-separated, bytes)\n"
+"      --progress         progress line on stderr even if not a terminal\n"
+"      --no-progress      no progress line even on a terminal\n"
+"      --report           summary on stderr at the end (implied by progress)\n"
+"  -n, --dry-run          print SEQ, weight and command of each job; run none\n"
+"  -h, --help             this help\n"
+"  -V, --version          print the version\n"
+"\n"
+"Each job runs in its own process group, stdin from /dev/null. Its peak\n"
+"memory (wait4 ru_maxrss: the largest process of the job) is measured and\n"
+"reported against its weight. Inside `make -jN` (MAKEFLAGS with\n"
+"--jobserver-auth=R,W or fifo:PATH) every job but the first also holds a\n"
+"make token, so the whole build stays within N.\n"
+"\n"
+"Exit status: the number of failed jobs (timed out, killed, nonzero exit,\n"
+"weight above the budget), 101 if more than 100; jobs stopped by --halt\n"
+"are not counted. 2 for usage errors and bad job lines (nothing runs),\n"
+"128+N after signal N, 255 for internal errors.\n";
+
+static void
+usage_error(const char *fmt, const char *arg)
+{
+	fprintf(stderr, RUN_NAME ": ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nTry '" RUN_NAME " --help' for more information.\n");
+	exit(RUN_EXIT_USAGE);
+}
+
+enum {
+	OPT_LEARN = 256, OPT_TIMEOUT, OPT_GRACE, OPT_HALT, OPT_JOBLOG,
+	OPT_TAG, OPT_LINEBUF, OPT_PROGRESS, OPT_NOPROGRESS, OPT_REPORT,
+	OPT_NOJS,
+};
+
+static const struct option long_opts[] = {
+	{ "arg-file", required_argument, NULL, 'a' },
+	{ "memory", required_argument, NULL, 'm' },
+	{ "jobs", required_argument, NULL, 'j' },
+	{ "weight", required_argument, NULL, 'w' },
+	{ "learn", required_argument, NULL, OPT_LEARN },
+	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
+	{ "grace", required_argument, NULL, OPT_GRACE },
+	{ "halt", required_argument, NULL, OPT_HALT },
+	{ "joblog", required_argument, NULL, OPT_JOBLOG },
+	{ "tag", no_argument, NULL, OPT_TAG },
+	{ "line-buffer", no_argument, NULL, OPT_LINEBUF },
+	{ "progress", no_argument, NULL, OPT_PROGRESS },
+	{ "no-progress", no_argument, NULL, OPT_NOPROGRESS },
+	{ "report", no_argument, NULL, OPT_REPORT },
+	{ "no-jobserver", no_argument, NULL, OPT_NOJS },
+	{ "dry-run", no_argument, NULL, 'n' },
+	{ "help", no_argument, NULL, 'h' },
+	{ "version", no_argument, NULL, 'V' },
+	{ NULL, 0, NULL, 0 },
+};
+
+static void
+parse_args(int argc, char **argv, struct run_opts *o)
+{
+	const char *memory = NULL;
+	int progress = -1;
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->slots = sysconf(_SC_NPROCESSORS_ONLN);
+	if (o->slots < 1)
+		o->slots = 1;
+	o->grace_ns = 2000000000LL;
+	o->use_jobserver = true;
+	while ((c = getopt_long(argc, argv, "a:m:j:w:nhV", long_opts,
+				NULL)) != -1) {
+		char *end;
+		switch (c) {
+		case 'a':
+			o->arg_file = optarg;
+			break;
+		case 'm':
+			memory = optarg;
+			break;
+		case 'j':
+			errno = 0;
+			o->slots = strtoll(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' ||
+			    o->slots < 0 || o->slots > RATION_SEM_MAX)
+				usage_error("invalid job count '%s'", optarg);
+			break;
+		case 'w':
+			if (parse_size(optarg, &o->default_weight) < 0)
+				usage_error("invalid weight '%s' (expected e.g. "
+					    "512M, 4G)", optarg);
+			break;
+		case OPT_LEARN:
+			o->learn_file = optarg;
+			break;
+		case OPT_TIMEOUT:
+			if (parse_duration(optarg, &o->timeout_ns) < 0)
+				usage_error("invalid --timeout '%s' (expected "
+					    "e.g. 30s, 500ms, 5m)", optarg);
+			break;
+		case OPT_GRACE:
+			if (parse_duration(optarg, &o->grace_ns) < 0)
+				usage_error("invalid --grace '%s'", optarg);
+			break;
+		case OPT_HALT:
+			if (parse_halt(optarg, &o->halt) < 0)
+				usage_error("invalid --halt '%s' (expected "
+					    "never, now,fail=N, soon,fail=N, "
+					    "now,success=N)", optarg);
+			break;
+		case OPT_JOBLOG:
+			o->joblog = optarg;
+			break;
+		case OPT_TAG:
+			o->tag = true;
+			break;
+		case OPT_LINEBUF:
+			o->line_buffer = true;
+			break;
+		case OPT_PROGRESS:
+			progress = 1;
+			break;
+		case OPT_NOPROGRESS:
+			progress = 0;
+			break;
+		case OPT_REPORT:
+			o->report = true;
+			break;
+		case OPT_NOJS:
+			o->use_jobserver = false;
+			break;
+		case 'n':
+			o->dry_run = true;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(0);
+		case 'V':
+			printf(RUN_NAME " (ration %s)\n", ration_version());
+			exit(0);
+		default:
+			fprintf(stderr, "Try '" RUN_NAME " --help' for more "
+				"information.\n");
+			exit(RUN_EXIT_USAGE);
+		}
+	}
+	if (optind < argc)
+		usage_error("unexpected argument '%s': jobs come from stdin "
+			    "or -a FILE", argv[optind]);
+	if (memory != NULL) {
+		int rc = parse_budget(memory, &o->budget_bytes);
+		if (rc < 0)
+			usage_error("invalid --memory '%s' (expected e.g. 12G, "
+				    "50%%, none)", memory);
+	} else {
+		int64_t avail = mem_available_bytes();
+		if (avail <= 0)
+			usage_error("%s", "cannot read MemAvailable from "
+				    "/proc/meminfo; give -m SIZE");
+		o->budget_bytes = avail / 5 * 4;
+	}
+	if (progress < 0)
+		progress = isatty(STDERR_FILENO);
+	o->progress = progress != 0;
+	if (o->progress)
+		o->report = true;
+}
+
+/* Declared weight first, then what --learn measured before (+25%), then
+ * -w. */
+static void
+assign_weights(struct runner *r)
+{
+	for (size_t i = 0; i < r->njobs; i++) {
+		struct job *j = &r->jobs[i];
+		if (j->wsrc == W_DECLARED)
+			continue;
+		int64_t learned = learn_lookup(&r->learn, j->cmd);
+		if (learned > 0) {
+			/* Peaks vary from run to run; a quarter of headroom
+			 * keeps a job from outgrowing its weight next time. */
+			j->weight = learned + learned / 4;
+			j->wsrc = W_LEARNED;
+		} else if (r->o->default_weight > 0) {
+			j->weight = r->o->default_weight;
+			j->wsrc = W_DEFAULT;
+		}
+	}
+}
+
+static void
+dry_run(const struct runner *r)
+{
+	static const char *const src[] = { "none", "declared", "default",
+					   "learned" };
+
+	for (size_t i = 0; i < r->njobs; i++) {
+		const struct job *j = &r->jobs[i];
+		char w[16];
+		format_size(j->weight, w, sizeof(w));
+		printf("%u\t%s\t%s%s\t%s\n", j->seq, j->weight ? w : "-",
+		       src[j->wsrc], r->o->budget_bytes > 0 &&
+		       j->weight > r->o->budget_bytes ? ",above-budget" : "",
+		       j->cmd);
+	}
+}
+
+/* Input order is grant order: one thread takes the claims, job by job,
+ * and ration_sem is FIFO, so a big job at the head is never overtaken by
+ * small ones behind it (no starvation). Returns how many jobs it handed
+ * to the supervisor. */
+static size_t
+dispatch(struct runner *r)
+{
+	size_t i;
+
+	for (i = 0; i < r->njobs; i++) {
+		struct job *j = &r->jobs[i];
+		size_t n = 0;
+		int rc;
+
+		if (ration_ctx_err(r->dispatch_ctx) != 0)
+			break;
+		/* Fixed order, slot first: a job waiting for memory then holds
+		 * only a slot, never budget it is not using yet, so "memory
+		 * in use" is what running jobs declared. */
+		if (r->slots != NULL)
+			j->claims[n++] = (ration_claim_t){ r->slots, 1 };
+		if (r->budget != NULL && j->weight > 0)
+			j->claims[n++] = (ration_claim_t){ r->budget, j->weight };
+		rc = ration_ctx_err(r->dispatch_ctx);
+		size_t held = 0;
+		while (rc == 0 && held < n) {
+			rc = ration_sem_acquire(j->claims[held].sem,
+						r->dispatch_ctx, j->claims[held].n);
+			if (rc == 0)
+				held++;
+		}
+		if (rc < 0)
+			ration_release_all(j->claims, held);
+		if (rc == -E2BIG) {
+			/* Heavier than the whole budget: it could never run.
+			 * That fails this job, not the run. */
+			j->reject = rc;
+			job_handoff(r, j);
+			continue;
+		}
+		if (rc < 0)
+			break;
+		j->nclaims = n;
+		/* Make's token last: it is shared with the whole build, so
+		 * hold it for as short a time as possible. */
+		rc = js_acquire(&r->js, r->dispatch_ctx, j);
+		if (rc == 0)
+			rc = ration_ctx_err(r->dispatch_ctx);
+		if (rc < 0) {
+			js_release(&r->js, j);
+			ration_release_all(j->claims, j->nclaims);
+			j->nclaims = 0;
+			if (rc == -EPIPE)
+				fprintf(stderr, RUN_NAME ": make's jobserver "
+					"closed; starting no more jobs\n");
+			break;
+		}
+		rc = job_spawn(r, j);
+		if (rc < 0) {
+			ration_release_all(j->claims, j->nclaims);
+			j->nclaims = 0;
+			js_release(&r->js, j);
+			j->spawn_err = rc;
+		}
+		job_handoff(r, j);
+	}
+	pthread_mutex_lock(&r->mu);
+	r->dispatch_done = true;
+	pthread_mutex_unlock(&r->mu);
+	uint64_t one = 1;
+	(void)!write(r->wake_fd, &one, sizeof(one));
+	return i;
+}
+
+static void
+report(struct runner *r, size_t started)
+{
+	char a[16], b[16], c[16];
+	size_t not_started = r->njobs - started;
+
+	if (r->o->report) {
+		fprintf(stderr, RUN_NAME ": %zu job%s: %zu ok, %zu failed",
+			r->njobs, r->njobs == 1 ? "" : "s", r->succeeded,
+			r->failed);
+		if (r->cancelled > 0)
+			fprintf(stderr, ", %zu stopped", r->cancelled);
+		if (not_started > 0)
+			fprintf(stderr, ", %zu not started", not_started);
+		fprintf(stderr, "; %.2fs\n",
+			(double)(ration_now() - r->t0_ns) / 1e9);
+		if (r->budget != NULL) {
+			ration_sem_stats_t st;
+			ration_sem_stats(r->budget, &st);
+			format_size(st.max_in_use, a, sizeof(a));
+			format_size(r->o->budget_bytes, b, sizeof(b));
+			fprintf(stderr, RUN_NAME ": memory budget %s, most "
+				"declared at once %s (%.0f%%)\n", b, a,
+				100.0 * (double)st.max_in_use /
+				(double)r->o->budget_bytes);
+		}
+	} else if (not_started > 0 && r->halted) {
+		fprintf(stderr, RUN_NAME ": %zu job%s not started\n",
+			not_started, not_started == 1 ? "" : "s");
+	}
+	/* Always said: a job that uses more than it declared is how a
+	 * budget gets overrun, and only the user can fix the weight. */
+	if (r->over_declared > 0) {
+		struct job *w = r->worst_over;
+		format_size(w->weight, a, sizeof(a));
+		format_size(w->peak_bytes, c, sizeof(c));
+		fprintf(stderr, RUN_NAME ": warning: %zu job%s used more memory "
+			"than declared; worst: job %u (line %u) declared %s, "
+			"measured %s: %s\n", r->over_declared,
+			r->over_declared == 1 ? "" : "s", w->seq, w->line, a, c,
+			w->cmd);
+	}
+}
+
+static int
+setup(struct runner *r)
+{
+	int rc;
+
+	if (r->o->budget_bytes > 0) {
+		ration_sem_opts_t so = { .name = "memory" };
+		rc = ration_sem_new(r->o->budget_bytes, &so, &r->budget);
+		if (rc < 0)
+			return rc;
+	}
+	if (r->js.unavailable)
+		r->o->slots = 1;
+	if (r->o->slots > 0) {
+		ration_sem_opts_t so = { .name = "slots" };
+		rc = ration_sem_new(r->o->slots, &so, &r->slots);
+		if (rc < 0)
+			return rc;
+	}
+	rc = ration_ctx_with_cancel(NULL, &r->kill_ctx);
+	if (rc < 0)
+		return rc;
+	rc = ration_ctx_with_cancel(r->kill_ctx, &r->dispatch_ctx);
+	if (rc < 0)
+		return rc;
+	r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (r->wake_fd < 0)
+		return -errno;
+	return pthread_mutex_init(&r->mu, NULL) == 0 ? 0 : -ENOMEM;
+}
+
+static void
+teardown(struct runner *r)
+{
+	ration_ctx_unref(r->dispatch_ctx);
+	ration_ctx_unref(r->kill_ctx);
+	if (r->budget != NULL)
+		ration_sem_free(r->budget);
+	if (r->slots != NULL)
+		ration_sem_free(r->slots);
+	if (r->wake_fd >= 0)
+		close(r->wake_fd);
+	pthread_mutex_destroy(&r->mu);
+	js_fini(&r->js);
+	learn_free(&r->learn);
+	free_jobs(r->jobs, r->njobs);
+}
+
+int
+main(int argc, char **argv)
+{
+	struct run_opts o;
+	struct runner r = { .o = &o, .wake_fd = -1 };
+	int rc;
+
+	parse_args(argc, argv, &o);
+	/* Before we open anything: make's pipe fds are checked by number,
+	 * and a file of ours must not take the number of one make closed. */
+	rc = js_init(&r.js, o.use_jobserver && !o.dry_run ?
+		     getenv("MAKEFLAGS") : NULL);
+	if (rc < 0) {
+		fprintf(stderr, RUN_NAME ": jobserver: %s\n", strerror(-rc));
+		exit(RUN_EXIT_INTERNAL);
+	}
+	if (o.learn_file != NULL && (rc = learn_load(&r.learn, o.learn_file)) < 0)
+		usage_error("cannot read --learn file: %s", strerror(-rc));
+	if (read_jobs(&o, &r.jobs, &r.njobs) < 0)
+		exit(RUN_EXIT_USAGE);
+	assign_weights(&r);
+	if (o.dry_run) {
+		dry_run(&r);
+		free_jobs(r.jobs, r.njobs);
+		learn_free(&r.learn);
+		js_fini(&r.js);
+		return 0;
+	}
+	if (o.joblog != NULL) {
+		r.joblog = fopen(o.joblog, "we");
+		if (r.joblog == NULL)
+			usage_error("cannot open --joblog file: %s",
+				    strerror(errno));
+		fprintf(r.joblog, "Seq\tStart\tRuntime\tExitval\tSignal\t"
+			"Declared\tMeasured\tCommand\n");
+		fflush(r.joblog);
+	}
+
+	/* Blocked before any thread exists, so every thread (ours and the
+	 * ctx timer thread) inherits the mask and only the supervisor's
+	 * signalfd ever sees these. A closed stdout must not kill us
+	 * mid-run: jobs would be orphaned holding make tokens. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	signal(SIGPIPE, SIG_IGN);
+
+	rc = setup(&r);
+	if (rc < 0) {
+		fprintf(stderr, RUN_NAME ": setup: %s\n", ration_strerror(rc));
+		exit(RUN_EXIT_INTERNAL);
+	}
+	r.progress_tty = o.progress && isatty(STDERR_FILENO);
+	r.t0_ns = ration_now();
+
+	pthread_t sup;
+	rc = pthread_create(&sup, NULL, supervise, &r);
+	if (rc != 0) {
+		fprintf(stderr, RUN_NAME ": pthread_create: %s\n",
+			strerror(rc));
+		exit(RUN_EXIT_INTERNAL);
+	}
+	size_t started = dispatch(&r);
+	pthread_join(sup, NULL);
+
+	report(&r, started);
+	if (o.learn_file != NULL && (rc = learn_save(&r.learn, o.learn_file)) < 0)
+		fprintf(stderr, RUN_NAME ": cannot write --learn file %s: %s\n",
+			o.learn_file, strerror(-rc));
+	if (r.joblog != NULL)
+		fclose(r.joblog);
+
+	int status;
+	if (r.signo != 0)
+		status = 128 + r.signo;
+	else
+		status = r.failed > RUN_EXIT_FAILCAP ? RUN_EXIT_FAILCAP :
+			 (int)r.failed;
+	teardown(&r);
+	return status;
+}

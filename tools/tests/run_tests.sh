@@ -1,0 +1,352 @@
+#!/bin/sh
+# tools/tests/run_tests.sh - integration tests of ration-run, real children.
+#
+#     RATION_RUN=build/tools/ration-run MEMHOG=build/tools/memhog \
+#         sh tools/tests/run_tests.sh budget
+#
+# One scenario per call (meson runs them in parallel, one test each).
+# Exit 0 pass, 1 fail, 77 skip. Timing checks leave wide margins: the
+# suite must pass on 2 loaded cores under ASan.
+set -u
+
+RR=${RATION_RUN:?set RATION_RUN to the ration-run binary}
+HOG=${MEMHOG:?set MEMHOG to the memhog helper}
+MAKE_PROG=${MAKE_PROG:-}
+T=$(mktemp -d "${TMPDIR:-/tmp}/ration-run-test.XXXXXX") || exit 1
+trap 'rm -rf "$T"' EXIT
+cd "$T" || exit 1
+# Tests must not see a jobserver of the make that may be running meson.
+unset MAKEFLAGS MFLAGS
+
+fail() {
+	echo "FAIL: $*" >&2
+	for f in out err jl; do
+		[ -f "$f" ] && { echo "--- $f:" >&2; cat "$f" >&2; }
+	done
+	exit 1
+}
+
+now() { date +%s.%N; }
+elapsed() { echo "$1 $(now)" | awk '{ printf "%.3f", $2 - $1 }'; }
+# lt A B: A < B as decimals.
+lt() { awk -v a="$1" -v b="$2" 'BEGIN { exit !(a < b) }'; }
+
+# From joblog files: "maxjobs maxweight" running at once. A job counts at
+# the start of another if it started no later and had not ended 2 us
+# before (the joblog's rounding). Logged intervals lie inside the time the
+# claims were held, so an overlap here is a real one.
+concurrency() {
+	awk -F '\t' 'FNR == 1 { next }
+		$4 == -1 && $5 == 0 { next }
+		{ n++; s[n] = $2; e[n] = $2 + $3; w[n] = $6 }
+		END {
+			mc = 0; mw = 0
+			for (i = 1; i <= n; i++) {
+				c = 0; sw = 0
+				for (j = 1; j <= n; j++)
+					if (s[j] <= s[i] && s[i] < e[j] - 0.000002) {
+						c++; sw += w[j]
+					}
+				if (c > mc) mc = c
+				if (sw > mw) mw = sw
+			}
+			printf "%d %d\n", mc, mw
+		}' "$@"
+}
+
+# Field $2 of joblog line with Seq $1.
+jl_field() { awk -F '\t' -v s="$1" -v f="$2" 'FNR > 1 && $1 == s { print $f }' jl; }
+
+t_usage() {
+	"$RR" --help >out 2>err || fail "--help exit $?"
+	for opt in --arg-file --memory --jobs --weight --learn --timeout \
+		--grace --halt --joblog --tag --line-buffer --progress \
+		--no-progress --report --no-jobserver --dry-run --help \
+		--version; do
+		grep -q -- "$opt" out || fail "--help does not document $opt"
+	done
+	"$RR" --version >out || fail "--version"
+	for bad in "--bogus" "-j abc" "-j -1" "--timeout soon" "--halt sometimes" \
+		"-m 12Q" "-w lots" "extra-arg"; do
+		# shellcheck disable=SC2086
+		echo true | "$RR" $bad >out 2>err
+		rc=$?
+		[ "$rc" -eq 2 ] || fail "'$bad': exit $rc, want 2"
+		grep -q "ration-run" err || fail "'$bad': no message"
+	done
+	# Nothing to do is success.
+	: | "$RR" >out 2>err || fail "empty input: exit $?"
+	printf '\n   \n' | "$RR" >out 2>err || fail "blank input: exit $?"
+	echo PASS
+}
+
+t_bad_input() {
+	printf 'touch ran1\n4X\ttouch ran2\n1G\t  \ntouch ran3\n' >jobs
+	"$RR" -a jobs -m 8G >out 2>err
+	rc=$?
+	[ "$rc" -eq 2 ] || fail "bad lines: exit $rc, want 2"
+	grep -q "line 2: cannot parse weight '4X'" err ||
+		fail "no message naming line 2"
+	grep -q "line 3: empty command" err || fail "no message naming line 3"
+	[ -e ran1 ] || [ -e ran3 ] && fail "jobs ran despite bad input"
+
+	"$RR" -a does-not-exist >out 2>err
+	rc=$?
+	[ "$rc" -eq 2 ] || fail "missing file: exit $rc, want 2"
+	grep -q "does-not-exist" err || fail "missing file not named"
+
+	# Too heavy for the budget: that job fails, the others run.
+	printf '20M\ttouch big\n1M\ttouch small1\ntouch small2\n' |
+		"$RR" -m 10M --joblog jl >out 2>err
+	rc=$?
+	[ "$rc" -eq 1 ] || fail "weight above budget: exit $rc, want 1"
+	grep -q "job 1 (line 1): weight 20M is above the memory budget 10M" err ||
+		fail "above-budget message"
+	[ -e big ] && fail "the too-heavy job ran"
+	[ -e small1 ] && [ -e small2 ] || fail "the other jobs did not run"
+	[ "$(jl_field 1 4)" = "-1" ] || fail "joblog exit of the rejected job"
+	echo PASS
+}
+
+t_budget() {
+	# 12 jobs of 8..32 MiB under 64 MiB: several fit at once, not all.
+	: >jobs
+	for mib in 32 16 8 24 16 32 8 24 16 8 32 16; do
+		printf '%dM\t%s %d 0.25\n' "$mib" "$HOG" "$mib" >>jobs
+	done
+	"$RR" -a jobs -m 64M -j 8 --joblog jl --report >out 2>err ||
+		fail "exit $?"
+	[ "$(grep -c . jl)" -eq 13 ] || fail "joblog lines"
+	set -- $(concurrency jl)
+	[ "$2" -le $((64 << 20)) ] || fail "declared at once $2 > budget"
+	[ "$1" -ge 2 ] || fail "never ran 2 jobs at once (max $1)"
+	# Measured peaks are real: each job touched its declared MiB.
+	awk -F '\t' 'NR > 1 && $7 < $6 { bad = 1 } END { exit bad }' jl ||
+		fail "a measured peak is below what the job touched"
+	grep -q "memory budget 64M" err || fail "report"
+	echo PASS "(max $1 jobs, $(($2 >> 20)) MiB declared at once)"
+}
+
+t_fifo() {
+	# -j1: strictly in input order.
+	seq 1 8 | sed 's/^/echo /' | "$RR" -j 1 --joblog jl >out 2>err ||
+		fail "exit $?"
+	[ "$(tr '\n' ' ' <out)" = "1 2 3 4 5 6 7 8 " ] || fail "order $(cat out)"
+	# A big job at the head is not overtaken: job 3 (10M) would fit next
+	# to job 1 but must wait behind job 2 (60M).
+	printf '60M\tsleep 0.6\n60M\tsleep 0.1\n10M\tsleep 0.1\n10M\ttrue\n' |
+		"$RR" -m 100M -j 4 --joblog jl >out 2>err || fail "exit $?"
+	s1=$(jl_field 1 2); r1=$(jl_field 1 3)
+	s2=$(jl_field 2 2); s3=$(jl_field 3 2)
+	e1=$(awk -v s="$s1" -v r="$r1" 'BEGIN { printf "%.6f", s + r }')
+	lt "$s2" "$e1" && fail "job 2 started before job 1 ended"
+	lt "$s3" "$s2" && fail "job 3 overtook job 2"
+	echo PASS
+}
+
+t_timeout() {
+	printf 'sleep 10\ntrap "" TERM; sleep 10\necho fine\n' >jobs
+	t0=$(now)
+	"$RR" -a jobs -j 3 --timeout 0.4s --grace 0.4s --joblog jl >out 2>err
+	rc=$?
+	t=$(elapsed "$t0")
+	[ "$rc" -eq 2 ] || fail "exit $rc, want 2 (two timed out)"
+	lt "$t" 5 || fail "took ${t}s"
+	[ "$(jl_field 1 5)" = 15 ] || fail "job 1 not ended by SIGTERM"
+	[ "$(jl_field 2 5)" = 9 ] || fail "job 2 (ignores TERM) not SIGKILLed"
+	lt "$(jl_field 2 3)" 0.75 && fail "SIGKILL before the grace period"
+	[ "$(jl_field 3 4)" = 0 ] || fail "job 3 should succeed"
+	grep -q "job 1 (line 1) timed out" err || fail "timeout message"
+	grep -qx fine out || fail "output of job 3"
+	echo PASS "(${t}s)"
+}
+
+t_halt() {
+	printf 'sleep 0.2; exit 3\nsleep 10\nsleep 10\ntouch ran4\ntouch ran5\n' >jobs
+	t0=$(now)
+	"$RR" -a jobs -j 3 --halt now,fail=1 --joblog jl >out 2>err
+	rc=$?
+	t=$(elapsed "$t0")
+	[ "$rc" -eq 1 ] || fail "now: exit $rc, want 1"
+	lt "$t" 4 || fail "now: took ${t}s, running jobs not stopped"
+	[ -e ran4 ] || [ -e ran5 ] && fail "now: jobs started after the halt"
+	[ "$(jl_field 2 5)" = 15 ] || fail "now: job 2 not SIGTERMed"
+	grep -q "halting after 1 failed job" err || fail "now: message"
+	grep -q "2 jobs not started" err || fail "now: not-started count"
+
+	# soon: running jobs finish, nothing new starts.
+	printf 'sleep 0.1; exit 4\nsleep 0.6; echo finished\ntouch ran3\n' >jobs
+	"$RR" -a jobs -j 2 --halt soon,fail=1 --joblog jl >out 2>err
+	rc=$?
+	[ "$rc" -eq 1 ] || fail "soon: exit $rc, want 1"
+	grep -qx finished out || fail "soon: running job was stopped"
+	[ -e ran3 ] && fail "soon: job 3 started after the halt"
+
+	# success=1: stop at the first success.
+	printf 'true\nsleep 10\n' | "$RR" -j 2 --halt now,success=1 \
+		--grace 0.2 >out 2>err
+	rc=$?
+	[ "$rc" -eq 0 ] || fail "success: exit $rc, want 0"
+	echo PASS "(${t}s)"
+}
+
+t_exit_codes() {
+	printf 'true\nfalse\nexit 7\ntrue\nkill -9 $$\n' | "$RR" >out 2>err
+	rc=$?
+	[ "$rc" -eq 3 ] || fail "3 failures: exit $rc"
+	seq 1 5 | sed 's/^/exit 0 #/' | "$RR" >out 2>err || fail "all ok: $?"
+	seq 1 105 | sed 's/^/exit 1 #/' | "$RR" -j 8 >out 2>err
+	rc=$?
+	[ "$rc" -eq 101 ] || fail "105 failures: exit $rc, want 101"
+	echo PASS
+}
+
+t_tag() {
+	lines='for i in $(seq 60); do echo "line $i"; sleep 0.005; done'
+	printf '%s\n%s\n%s\n' "$lines" "$lines" "$lines" |
+		"$RR" -j 3 --tag >out 2>err || fail "exit $?"
+	[ "$(wc -l <out)" -eq 180 ] || fail "line count $(wc -l <out)"
+	# Every line tagged, and each job's lines in one block.
+	awk -F '\t' '
+		$1 !~ /^[123]$/ || $2 !~ /^for i in/ || $3 !~ /^line / { bad = 1 }
+		$1 != prev { blocks++; prev = $1 }
+		END { exit bad || blocks != 3 }' out ||
+		fail "interleaved or untagged output"
+	# stderr is passed on too, whole; an unterminated last line is ended.
+	printf 'echo a >&2; printf b\n' | "$RR" --tag >out 2>err ||
+		fail "stderr exit $?"
+	[ "$(cat out)" = "$(printf '1\techo a >&2; printf b\tb')" ] ||
+		fail "unterminated stdout line"
+	grep -q "^1	echo a >&2; printf b	a$" err || fail "tagged stderr"
+	echo PASS
+}
+
+t_line_buffer() {
+	printf 'echo a; sleep 1.2; echo b\nsleep 0.4; echo c\n' |
+		"$RR" -j 2 --line-buffer >out 2>err || fail "exit $?"
+	[ "$(tr '\n' ' ' <out)" = "a c b " ] ||
+		fail "line-buffer order: $(tr '\n' ' ' <out)"
+	# Without it, job 1's output comes whole after job 2's.
+	printf 'echo a; sleep 0.6; echo b\nsleep 0.2; echo c\n' |
+		"$RR" -j 2 >out 2>err || fail "exit $?"
+	[ "$(tr '\n' ' ' <out)" = "c a b " ] ||
+		fail "whole-output order: $(tr '\n' ' ' <out)"
+	cmd='printf "x\ny"'
+	printf '%s\n' "$cmd" | "$RR" --line-buffer --tag >out 2>err
+	printf '1\t%s\tx\n1\t%s\ty\n' "$cmd" "$cmd" >want
+	cmp -s out want || fail "partial last line: $(cat out)"
+	echo PASS
+}
+
+t_jobserver_pipe() {
+	[ -n "$MAKE_PROG" ] || { echo "SKIP: no make"; exit 77; }
+	seq 1 4 | sed 's/^/sleep 0.3 #/' >jobs
+	cat >Makefile <<EOF
+all: a b
+a:
+	+@"$RR" -j 4 -a jobs --joblog jl.a
+b:
+	+@"$RR" -j 4 -a jobs --joblog jl.b
+one:
+	+@"$RR" -j 8 -a jobs --joblog jl.one
+plain:
+	@"$RR" -j 4 -a jobs --joblog jl.plain 2>warn
+EOF
+	"$MAKE_PROG" -s -j2 all >out 2>err || fail "make -j2: $?"
+	set -- $(concurrency jl.a jl.b)
+	[ "$1" -le 2 ] || fail "make -j2 ran $1 jobs at once"
+	[ "$1" -eq 2 ] || fail "make -j2 never ran 2 at once"
+	"$MAKE_PROG" -s -j3 one >out 2>err || fail "make -j3: $?"
+	set -- $(concurrency jl.one)
+	[ "$1" -eq 3 ] || fail "make -j3 with one recipe ran $1 at once, want 3"
+	# Without '+' make 4.3 closes the pipe: run one at a time, say why.
+	"$MAKE_PROG" -s -j3 plain >out 2>err || fail "make plain: $?"
+	set -- $(concurrency jl.plain)
+	if grep -q "unavailable" warn; then
+		[ "$1" -eq 1 ] || fail "no jobserver access but $1 at once"
+	else
+		[ "$1" -le 3 ] || fail "plain recipe ran $1 at once"
+	fi
+	echo PASS
+}
+
+t_jobserver_fifo() {
+	mkfifo fifo || fail mkfifo
+	# Hold the FIFO open, as make does, with 2 tokens: -j3.
+	exec 3<>fifo
+	printf '++' >&3
+	seq 1 6 | sed 's/^/sleep 0.3 #/' >jobs
+	MAKEFLAGS="-j3 --jobserver-auth=fifo:$T/fifo" "$RR" -j 8 -a jobs \
+		--joblog jl >out 2>err || fail "exit $?"
+	set -- $(concurrency jl)
+	[ "$1" -eq 3 ] || fail "ran $1 at once with 2 tokens + implicit, want 3"
+	# Both tokens came back, as the same bytes.
+	got=$(timeout 2 dd bs=1 count=2 <&3 2>/dev/null)
+	[ "$got" = "++" ] || fail "tokens not returned: '$got'"
+	exec 3>&-
+	# A jobserver that is gone: warn, run one at a time.
+	MAKEFLAGS="-j3 --jobserver-auth=fifo:$T/nonexistent" "$RR" -j 8 \
+		-a jobs --joblog jl >out 2>err || fail "gone: exit $?"
+	grep -q "unavailable" err || fail "no warning for a missing FIFO"
+	set -- $(concurrency jl)
+	[ "$1" -eq 1 ] || fail "missing FIFO: $1 at once, want 1"
+	echo PASS
+}
+
+t_learn() {
+	printf '%s 24 0\n' "$HOG" >jobs
+	"$RR" -a jobs --learn state >out 2>err || fail "first run: $?"
+	peak=$(awk -F '\t' '!/^#/ { print $1 }' state)
+	[ "${peak:-0}" -ge $((24 << 20)) ] || fail "learned peak '$peak'"
+	"$RR" -a jobs --learn state --dry-run >out 2>err || fail "dry run"
+	grep -q "	learned	" out || fail "weight not learned: $(cat out)"
+	# The learned weight is used: above a 16M budget the job fails.
+	"$RR" -a jobs --learn state -m 16M >out 2>err
+	[ $? -eq 1 ] || fail "learned weight not enforced"
+	grep -q "above the memory budget" err || fail "message"
+	# A declared weight wins over the learned one.
+	printf '1M\t%s 24 0\n' "$HOG" | "$RR" --learn state --dry-run >out
+	grep -q "	declared	" out || fail "declared should win"
+	echo PASS
+}
+
+t_signal() {
+	printf 'echo $$ >pid1; exec sleep 30\necho $$ >pid2; exec sleep 30\n' |
+		"$RR" -j 2 --grace 0.3 >out 2>err &
+	rr=$!
+	i=0
+	while [ ! -s pid1 ] || [ ! -s pid2 ]; do
+		i=$((i + 1))
+		[ $i -lt 200 ] || fail "jobs did not start"
+		sleep 0.05
+	done
+	t0=$(now)
+	kill -TERM $rr
+	wait $rr
+	rc=$?
+	[ "$rc" -eq 143 ] || fail "exit $rc, want 143"
+	lt "$(elapsed "$t0")" 3 || fail "slow to stop"
+	kill -0 "$(cat pid1)" 2>/dev/null && fail "job 1 survived"
+	kill -0 "$(cat pid2)" 2>/dev/null && fail "job 2 survived"
+	echo PASS
+}
+
+t_progress() {
+	printf '10M\tsleep 0.3\n10M\tsleep 1.2\n' |
+		"$RR" -m 64M -j 2 --progress >out 2>err || fail "exit $?"
+	grep -q "done, .* running, .* queued | mem .*/64M | ETA" err ||
+		fail "no progress line"
+	grep -q "2/2 done.*took" err || fail "no final line"
+	printf 'true\n' | "$RR" >out 2>err
+	[ -s err ] && fail "progress without --progress and not a tty"
+	echo PASS
+}
+
+case "${1:-}" in
+usage | bad_input | budget | fifo | timeout | halt | exit_codes | tag | \
+line_buffer | jobserver_pipe | jobserver_fifo | learn | signal | progress)
+	"t_$1" ;;
+*)
+	echo "usage: $0 SCENARIO" >&2
+	exit 2 ;;
+esac
