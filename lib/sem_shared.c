@@ -630,17 +630,8 @@ sh_free(ration_sem_t *s)
 	return 0;
 }
 
-static const struct ration__sem_ops shared_ops = {
-	.acquire = sh_acquire,
-	.try_acquire = sh_try_acquire,
-	.release = sh_release,
-	.resize = sh_resize,
-	.close = sh_close,
-	.available = sh_available,
-	.stats = sh_stats,
-	.free = sh_free,
-};
 
+static const struct ration__sem_ops shared_ops;
 
 int
 ration_sem_open_shared(const char *name, int64_t size, const ration_shared_opts_t *opts,
@@ -725,11 +716,9 @@ ration_sem_unlink_shared(const char *name)
 	return shm_unlink(path) == 0 ? 0 : -errno;
 }
 
-int
-ration_sem_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n, ration_lease_t *out)
+static int
+sh_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n, ration_lease_t *out)
 {
-	if (s == NULL || out == NULL || n <= 0 || s->ops != &shared_ops)
-		return -EINVAL;
 	int rc = ration_sem_acquire(s, ctx, n);
 	if (rc != 0)
 		return rc;
@@ -755,11 +744,9 @@ ration_sem_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n, ration_l
 	return rc;
 }
 
-int
-ration_lease_release(ration_sem_t *s, const ration_lease_t *lease)
+static int
+sh_lease_release(ration_sem_t *s, const ration_lease_t *lease)
 {
-	if (s == NULL || lease == NULL || s->ops != &shared_ops)
-		return -EINVAL;
 	struct shared *sh = s->impl;
 	struct shm_seg *g = sh->g;
 	struct wake wk;
@@ -782,3 +769,16 @@ ration_lease_release(ration_sem_t *s, const ration_lease_t *lease)
 	unlock_wake(g, &wk);
 	return rc;
 }
+
+static const struct ration__sem_ops shared_ops = {
+	.acquire = sh_acquire,
+	.try_acquire = sh_try_acquire,
+	.release = sh_release,
+	.resize = sh_resize,
+	.close = sh_close,
+	.available = sh_available,
+	.stats = sh_stats,
+	.free = sh_free,
+	.acquire_lease = sh_acquire_lease,
+	.lease_release = sh_lease_release,
+};

@@ -8,6 +8,7 @@
 #include "internal/compiler.h"
 #include "internal/list.h"
 #include "ration/sem.h"
+#include "ration/shared.h"
 
 /* The fast-path word: available * 2 + SLOW. SLOW forces every acquire and
  * release through the locked slow path; it is set exactly while someone
@@ -29,6 +30,9 @@ struct ration__sem_ops {
 	int64_t (*available)(const ration_sem_t *s);
 	void (*stats)(const ration_sem_t *s, ration_sem_stats_t *out);
 	int (*free)(ration_sem_t *s);
+	/* Leases (ration/shared.h): NULL when the backend has none. */
+	int (*acquire_lease)(ration_sem_t *s, ration_ctx_t *ctx, int64_t n, ration_lease_t *out);
+	int (*lease_release)(ration_sem_t *s, const ration_lease_t *lease);
 };
 
 struct ration_sem {
