@@ -58,5 +58,6 @@ int w2_contended(void);
 int w3_tasks(void);
 int w4_weighted(void);
 int w5_backlog(void);
+int a1_account(void);
 
 #endif

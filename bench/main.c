@@ -15,6 +15,8 @@
  *   W4      ration-group (budget sem of B, weights 1+i%8, pool of K),
  *           c-gthreadpool+wsem
  *   W5      ration-pool (queue_cap = SIZE_MAX, K threads), c-gthreadpool
+ *   A1      ration (account begin/end pairs), ration-group (group task
+ *           with and without on_report): per-task accounting cost
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -130,12 +132,13 @@ calibrate(double target_ns)
 static void
 usage(void)
 {
-	fputs("usage: ration-bench -w W1..W5 -peer NAME [-n N] [-t T] [-k K] [-size S]\n"
+	fputs("usage: ration-bench -w W1..W5|A1 -peer NAME [-n N] [-t T] [-k K] [-size S]\n"
 	      "                    [-budget B] [-spin S] [-pool P]\n"
 	      "       ration-bench -calibrate [-target NS] | -spincheck -spin S\n"
 	      "peers: W1/W2 ration c-posix-sem c-wsem, W2 futex-pingpong;\n"
 	      "       W3 ration-group ration-pool c-gthreadpool c-pthread;\n"
-	      "       W4 ration-group c-gthreadpool+wsem; W5 ration-pool c-gthreadpool\n",
+	      "       W4 ration-group c-gthreadpool+wsem; W5 ration-pool c-gthreadpool;\n"
+	      "       A1 (accounting cost, issue #6) ration ration-group\n",
 	      stderr);
 	exit(2);
 }
@@ -203,5 +206,7 @@ main(int argc, char **argv)
 		return w4_weighted();
 	if (!strcmp(bench_w, "W5"))
 		return w5_backlog();
+	if (!strcmp(bench_w, "A1"))
+		return a1_account();
 	die("unknown workload");
 }

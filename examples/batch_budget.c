@@ -14,6 +14,17 @@
  * bytes held by running tasks never exceed the budget, and peak RSS stays
  * within the budget plus a small fixed overhead (docs/batch_budget.md).
  *
+ * The Go program it mirrors is golang.org/x/sync's weighted worker pool
+ * with errgroup:
+ *     sem := semaphore.NewWeighted(budget)
+ *     for _, t := range tasks {
+ *         sem.Acquire(ctx, t.bytes)        // FIFO: big tasks do not starve
+ *         g.Go(func() error { defer sem.Release(t.bytes); return run(t) })
+ *     }
+ *     g.Wait()
+ * which ration_group_go(g, t->bytes, run_task, t) does in one call, plus
+ * what Go cannot say: each task's measured peak heap next to its weight.
+ *
  * Modes:
  *   budget     ration group, opts.budget = a byte semaphore of --budget,
  *              budget_bytes = true, weight = declared bytes; --threads
@@ -432,7 +443,7 @@ run_unbounded(const struct config *c, int *err)
 		die_if(-ENOMEM, "calloc");
 	pthread_attr_t attr;
 	pthread_attr_init(&attr);
-	pthread_attr_setstacksize(&attr, 256 * 1024);
+	pthread_attr_setstacksize(&attr, (size_t)256 * 1024);
 	long started = 0, joined = 0;
 	for (long i = 0; i < c->tasks; i++) {
 		if (started - joined == UNBOUNDED_THREADS)
@@ -897,7 +908,7 @@ usage(FILE *f)
 "Exit status: 0 ok, 1 a check failed (see the report), 2 bad usage.\n");
 }
 
-static void
+_Noreturn static void
 bad_usage(const char *fmt, const char *arg)
 {
 	fprintf(stderr, "batch_budget: ");
@@ -944,6 +955,8 @@ parse_args(int argc, char **argv, struct config *c)
 				bad_usage("option '%s' needs a value", a);
 			}
 		}
+		if (v == NULL)
+			v = "";  /* a flag without a value: never read below */
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			usage(stdout);
 			exit(0);
@@ -988,7 +1001,8 @@ parse_args(int argc, char **argv, struct config *c)
 		} else if (!strcmp(a, "--io-bw")) {
 			c->io_bw = parse_size(v);
 			if (c->io_bw < 0)
-				bad_usage("--io-bw: '%s' is not a size per second (e.g. 512M, 0)", v);
+				bad_usage("--io-bw: '%s' is not a size per second "
+					  "(e.g. 512M, 0)", v);
 		} else if (!strcmp(a, "--rss-slack")) {
 			c->rss_slack = parse_size(v);
 			if (c->rss_slack < 0)
@@ -1074,7 +1088,8 @@ main(int argc, char **argv)
 		close(fds[0]);
 		int status;
 		waitpid(pid, &status, 0);
-		if (got != (ssize_t)sizeof rs[m] || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+		if (got != (ssize_t)sizeof rs[m] || !WIFEXITED(status) ||
+		    WEXITSTATUS(status) != 0) {
 			fprintf(stderr, "batch_budget: the %s run died (status %d)\n",
 				mode_names[m], status);
 			return 1;

@@ -15,6 +15,8 @@
  */
 #include <ration.h>
 
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -76,6 +78,19 @@ query(ration_ctx_t *ctx, void *arg)
 	return rc;
 }
 
+/* A whole decimal int, or -1 (every count flag here must be >= 0, so -1
+ * is always rejected by the range check that follows). */
+static int
+arg_int(const char *v)
+{
+	char *end;
+	errno = 0;
+	long x = strtol(v, &end, 10);
+	if (errno != 0 || end == v || *end != '\0' || x < 0 || x > INT_MAX)
+		return -1;
+	return (int)x;
+}
+
 static void
 usage(FILE *f)
 {
@@ -95,11 +110,11 @@ main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		} else if (!strcmp(a, "--tasks") && v) {
-			ntasks = atoi(v), i++;
+			ntasks = arg_int(v), i++;
 		} else if (!strcmp(a, "--fail") && v) {
-			fail = atoi(v), i++;
+			fail = arg_int(v), i++;
 		} else if (!strcmp(a, "--fail-after-ms") && v) {
-			fail_ms = atoi(v), i++;
+			fail_ms = arg_int(v), i++;
 		} else {
 			fprintf(stderr, "fanout_errgroup: bad argument '%s'\n", a);
 			usage(stderr);

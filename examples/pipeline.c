@@ -21,6 +21,8 @@
  */
 #include <ration.h>
 
+#include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -170,6 +172,19 @@ stage_new(struct stage *st, ration_sem_t *budget, int64_t limit, unsigned thread
 	die_if(ration_group_new(NULL, &go, &st->g), "group_new");
 }
 
+/* A whole decimal int, or -1 (every count flag here must be >= 0, so -1
+ * is always rejected by the range check that follows). */
+static int
+arg_int(const char *v)
+{
+	char *end;
+	errno = 0;
+	long x = strtol(v, &end, 10);
+	if (errno != 0 || end == v || *end != '\0' || x < 0 || x > INT_MAX)
+		return -1;
+	return (int)x;
+}
+
 static void
 usage(FILE *f)
 {
@@ -189,7 +204,7 @@ main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		} else if (!strcmp(a, "--items") && v) {
-			nitems = atoi(v), i++;
+			nitems = arg_int(v), i++;
 		} else if (!strcmp(a, "--budget") && v) {
 			budget = parse_size(v), i++;
 		} else {
@@ -242,12 +257,12 @@ main(int argc, char **argv)
 	ration_sem_stats_t ms;
 	ration_sem_stats(mem, &ms);
 	printf("%d items in %.2f s; producer blocked %.2f s by back-pressure\n", nitems,
-	       wall / 1e9, blocked_ns / 1e9);
+	       (double)wall / 1e9, (double)blocked_ns / 1e9);
 	printf("stage   bound        max inside\n");
 	printf("fetch   %-12d %lld\n", FETCH_LIMIT, (long long)atomic_load(&fetch_st.max));
 	printf("decode  %-8.1f MiB %.1f MiB (sem max_in_use %.1f MiB)\n",
-	       budget / (double)MIB,
-	       atomic_load(&decode_st.max) / (double)MIB, ms.max_in_use / (double)MIB);
+	       (double)budget / (double)MIB, (double)atomic_load(&decode_st.max) / (double)MIB,
+	       (double)ms.max_in_use / (double)MIB);
 	printf("store   %-12d %lld\n", 1, (long long)atomic_load(&store_st.max));
 	/* Decode is bounded in bytes, so in items by budget / smallest item. */
 	int64_t bound = FETCH_LIMIT + budget / MIN_ITEM + 1 + 1;

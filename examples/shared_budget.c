@@ -3,9 +3,11 @@
  *     build/examples/shared_budget --workers 4 --budget 64M
  * Each forked worker repeatedly takes a slice of the budget (its weight),
  * allocates and touches that much memory, frees it, and gives the slice
- * back. Worker 0 takes a large slice and is SIGKILLed while holding it: the
- * other processes' waiters notice the death and return its weight within
- * 100 ms, with no daemon. Progress goes to stderr, results to stdout. */
+ * back. Worker 0 takes half the budget and is SIGKILLed while holding it;
+ * the parent then asks for the whole budget and gets it as soon as the
+ * survivors hand back their slices: the waiters noticed the death and
+ * returned the half within 100 ms, with no daemon. Progress goes to
+ * stderr, results to stdout. */
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -131,6 +133,14 @@ main(int argc, char **argv)
 	int64_t t_kill = ration_now();
 	kill(pid[0], SIGKILL);
 	fprintf(stderr, "shared_budget: SIGKILLed worker 0 (pid %d)\n", (int)pid[0]);
+	/* Ask for the whole budget: granted (FIFO: the survivors queue behind
+	 * us) once they hand back their slices and the victim's half is
+	 * reclaimed from its dead process. */
+	die_if(ration_sem_acquire_until(s, t_kill + 2 * (int64_t)1000000000, budget),
+	       "acquire whole budget after the kill");
+	printf("whole budget free again %.1f ms after the kill\n",
+	       (double)(ration_now() - t_kill) / 1e6);
+	die_if(ration_sem_release(s, budget), "release");
 
 	int failed = 0;
 	for (int i = 1; i < workers; i++) {

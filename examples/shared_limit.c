@@ -10,9 +10,15 @@
  * program prints the semaphore's high-water mark (ration_sem_stats
  * max_in_use), checks it never exceeded the limit (exit 1 otherwise) and
  * frees both references: the second free is the one that frees.
+ *
+ * In Go the two packages would import a third that exports one
+ * `var Memory = semaphore.NewWeighted(16 << 20)`; in C there is no such
+ * shared package, so the semaphore is found by name instead.
  */
 #include <ration.h>
 
+#include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -179,6 +185,19 @@ parse_size(const char *s)
 	return (int64_t)v << shift;
 }
 
+/* A whole decimal int, or -1 (every count flag here must be >= 0, so -1
+ * is always rejected by the range check that follows). */
+static int
+arg_int(const char *v)
+{
+	char *end;
+	errno = 0;
+	long x = strtol(v, &end, 10);
+	if (errno != 0 || end == v || *end != '\0' || x < 0 || x > INT_MAX)
+		return -1;
+	return (int)x;
+}
+
 static void
 usage(FILE *f)
 {
@@ -203,10 +222,10 @@ main(int argc, char **argv)
 			limit = parse_size(v);
 			i++;
 		} else if (strcmp(a, "--threads") == 0 && v) {
-			nthreads = atoi(v);
+			nthreads = arg_int(v);
 			i++;
 		} else if (strcmp(a, "--rounds") == 0 && v) {
-			rounds = atoi(v);
+			rounds = arg_int(v);
 			i++;
 		} else {
 			fprintf(stderr, "shared_limit: bad argument '%s'\n", a);
@@ -249,7 +268,7 @@ main(int argc, char **argv)
 	printf("in use at end    %8lld\n", (long long)st.in_use);
 
 	int ok = st.max_in_use <= st.size && atomic_load(&held_max) <= st.size &&
-		 st.in_use == 0 && st.acquired == (uint64_t)(2 * nthreads * rounds) &&
+		 st.in_use == 0 && st.acquired == 2 * (uint64_t)nthreads * (uint64_t)rounds &&
 		 decoder_mem == fetch_mem;
 	printf("in-use never exceeded the limit: %s\n", ok ? "yes" : "NO");
 

@@ -14,6 +14,8 @@
  */
 #include <ration.h>
 
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,7 +26,6 @@ struct job {
 	int fail;     /* make this one fail */
 	int result;   /* written by the worker */
 	int err;      /* 0 or negative errno */
-	unsigned worker; /* which thread ran it, for the log */
 };
 
 static void
@@ -61,6 +62,19 @@ worker(ration_ctx_t *ctx, void *arg)
 	return 0;
 }
 
+/* A whole decimal int, or -1 (every count flag here must be >= 0, so -1
+ * is always rejected by the range check that follows). */
+static int
+arg_int(const char *v)
+{
+	char *end;
+	errno = 0;
+	long x = strtol(v, &end, 10);
+	if (errno != 0 || end == v || *end != '\0' || x < 0 || x > INT_MAX)
+		return -1;
+	return (int)x;
+}
+
 static void
 usage(FILE *f)
 {
@@ -80,11 +94,11 @@ main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		} else if (!strcmp(a, "--workers") && v) {
-			workers = atoi(v), i++;
+			workers = arg_int(v), i++;
 		} else if (!strcmp(a, "--jobs") && v) {
-			njobs = atoi(v), i++;
+			njobs = arg_int(v), i++;
 		} else if (!strcmp(a, "--fail") && v) {
-			fail = atoi(v), i++;
+			fail = arg_int(v), i++;
 		} else {
 			fprintf(stderr, "worker_pool: bad argument '%s'\n", a);
 			usage(stderr);

@@ -15,6 +15,8 @@
  */
 #include <ration.h>
 
+#include <errno.h>
+#include <limits.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,6 +64,19 @@ print_stats(ration_pool_t *p, const char *when)
 	       (unsigned long long)s.completed, (unsigned long long)s.rejected);
 }
 
+/* A whole decimal int, or -1 (every count flag here must be >= 0, so -1
+ * is always rejected by the range check that follows). */
+static int
+arg_int(const char *v)
+{
+	char *end;
+	errno = 0;
+	long x = strtol(v, &end, 10);
+	if (errno != 0 || end == v || *end != '\0' || x < 0 || x > INT_MAX)
+		return -1;
+	return (int)x;
+}
+
 static void
 usage(FILE *f)
 {
@@ -81,11 +96,11 @@ main(int argc, char **argv)
 			usage(stdout);
 			return 0;
 		} else if (!strcmp(a, "--threads") && v) {
-			threads = atoi(v), i++;
+			threads = arg_int(v), i++;
 		} else if (!strcmp(a, "--queue") && v) {
-			queue = atoi(v), i++;
+			queue = arg_int(v), i++;
 		} else if (!strcmp(a, "--jobs") && v) {
-			njobs = atoi(v), i++;
+			njobs = arg_int(v), i++;
 		} else {
 			fprintf(stderr, "workpool_stats: bad argument '%s'\n", a);
 			usage(stderr);

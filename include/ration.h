@@ -9,5 +9,6 @@
 #include "ration/account.h"
 #include "ration/group.h"
 #include "ration/shared.h"
+#include "ration/remote.h"
 
 #endif /* RATION_H */

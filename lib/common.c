@@ -32,6 +32,7 @@ ration_deadline_after(int64_t timeout_ns)
 	X(ECONNREFUSED, "server refused the connection")                       \
 	X(EIO, "server unreachable or i/o error")                              \
 	X(EPROTO, "unexpected reply from server")                              \
+	X(ENOTSUP, "not supported by this build")                              \
 	X(EMFILE, "too many open files")                                       \
 	X(EPERM, "operation not permitted")
 

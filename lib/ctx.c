@@ -3,8 +3,14 @@
  * Locking:
  *  - ctx->mu guards children, watchers, afters, next_id, fd and the
  *    transition of err from 0 to an error (err is read lock-free).
- *  - Cancel propagates down while holding each ancestor's lock: parent mu
- *    is taken before child mu, never the reverse.
+ *  - Cancel propagates down one ctx at a time, never holding two ctx locks:
+ *    under a ctx's mu it marks the ctx done and takes a reference on each
+ *    linked child (onto the canceller's worklist, ctx->done_next); then it
+ *    drops that mu and does the children. So propagation needs neither
+ *    recursion nor nested locks, and a chain of any depth is cancelled in
+ *    constant stack (the timer thread's stack is small). A child made
+ *    after its parent was marked done is born done (ctx_new checks under
+ *    the parent's mu); one made before is on the parent's list and reached.
  *  - The timer lock (timer.c) is taken inside a ctx mu when arming; the
  *    timer thread takes no ctx lock while holding it (timer_claim only
  *    touches refs), so the two never nest the other way round.
@@ -13,7 +19,9 @@
  *
  * Lifetime: a child holds a reference on its parent, so a parent is never
  * freed before its children; freeing a child first unlinks it from its
- * parent under the parent's lock, after which no cancel can reach it.
+ * parent under the parent's lock, after which no cancel can reach it. A
+ * canceller only takes a child whose count is still above zero (one whose
+ * last reference is going away is skipped: it is about to be freed).
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -50,6 +58,8 @@ struct ration_ctx {
 	uint64_t next_id;             /* mu */
 	int fd;                       /* mu; -1 until ration_ctx_fd() */
 	struct ration__timer timer;   /* armed while an after-func or fd waits */
+	ration_ctx_t *done_next;      /* owned by the one canceller that marked
+				       * the parent done: its worklist link */
 };
 
 static ration_ctx_t background = {.deadline = RATION_FOREVER, .fd = -1};
@@ -58,7 +68,35 @@ static ration_ctx_t background = {.deadline = RATION_FOREVER, .fd = -1};
 struct done_batch {
 	struct ration__wake_list wake;
 	struct after *afters;
+	ration_ctx_t *work;   /* children still to mark done, each holding a
+			       * reference taken for the canceller */
 };
+
+/* Test-only hook: see internal/ctx.h. */
+_Atomic(ration__ctx_hook_fn) ration__ctx_done_hook;
+
+/* @ctx was just seen done with @err by a caller about to act on it. */
+static inline void
+observed_done(const ration_ctx_t *ctx, int err)
+{
+	ration__ctx_hook_fn hook =
+		atomic_load_explicit(&ration__ctx_done_hook, memory_order_relaxed);
+	if (RATION_UNLIKELY(hook != NULL))
+		hook(ctx, err);
+}
+
+/* Take a reference unless the count is already zero (the ctx is being
+ * freed, its last unref waiting for a lock we may hold). */
+static bool
+ref_if_live(ration_ctx_t *c)
+{
+	long r = atomic_load_explicit(&c->refs, memory_order_relaxed);
+	while (r > 0 && !atomic_compare_exchange_weak_explicit(&c->refs, &r, r + 1,
+							       memory_order_relaxed,
+							       memory_order_relaxed))
+		;
+	return r > 0;
+}
 
 /* ---- deadline timer (internal/timer.h) --------------------------------- */
 
@@ -69,13 +107,7 @@ static void cancel_err(ration_ctx_t *ctx, int err);
 static bool
 timer_claim(struct ration__timer *t)
 {
-	ration_ctx_t *c = RATION_CONTAINER_OF(t, ration_ctx_t, timer);
-	long r = atomic_load_explicit(&c->refs, memory_order_relaxed);
-	while (r > 0 && !atomic_compare_exchange_weak_explicit(&c->refs, &r, r + 1,
-							       memory_order_relaxed,
-							       memory_order_relaxed))
-		;
-	return r > 0;
+	return ref_if_live(RATION_CONTAINER_OF(t, ration_ctx_t, timer));
 }
 
 static void
@@ -101,8 +133,9 @@ deadline_passed(const ration_ctx_t *c)
 }
 
 /* Make @c done with @err (or -ETIMEDOUT if its deadline has passed, which
- * then came first) and do the same to its descendants, collecting what
- * must happen outside the locks into @b. c->mu held. */
+ * then came first), put its live children on @b's worklist (each with a
+ * reference) and collect what must happen outside the locks into @b.
+ * c->mu held. */
 static void
 done_locked(ration_ctx_t *c, int err, struct done_batch *b)
 {
@@ -116,9 +149,10 @@ done_locked(ration_ctx_t *c, int err, struct done_batch *b)
 
 	for (struct ration__list *n = c->children.next; n != &c->children; n = n->next) {
 		ration_ctx_t *child = RATION_CONTAINER_OF(n, ration_ctx_t, sibling);
-		pthread_mutex_lock(&child->mu);
-		done_locked(child, err, b);
-		pthread_mutex_unlock(&child->mu);
+		if (!ref_if_live(child))
+			continue;
+		child->done_next = b->work;
+		b->work = child;
 	}
 	while (!list_empty(&c->watchers)) {
 		struct ration__list *n = list_first(&c->watchers);
@@ -160,9 +194,21 @@ cancel_err(ration_ctx_t *ctx, int err)
 	if (ration__ctx_is_background(ctx))
 		return;
 	wake_list_init(&b.wake);
+	b.work = NULL;
 	pthread_mutex_lock(&ctx->mu);
 	done_locked(ctx, err, &b);
 	pthread_mutex_unlock(&ctx->mu);
+	/* The descendants, one lock at a time; each takes its parent's error
+	 * (set, and so stable, before the child was put on the worklist). */
+	while (b.work != NULL) {
+		ration_ctx_t *c = b.work;
+		b.work = c->done_next;
+		pthread_mutex_lock(&c->mu);
+		done_locked(c, atomic_load_explicit(&c->parent->err, memory_order_relaxed),
+			    &b);
+		pthread_mutex_unlock(&c->mu);
+		ration_ctx_unref(c); /* may free it: no lock is held here */
+	}
 	run_batch(&b);
 	/* A done ctx needs no timer; drop it now rather than at free. */
 	if (ctx->deadline != RATION_FOREVER)
@@ -291,9 +337,11 @@ ration_ctx_err(const ration_ctx_t *ctx)
 		return 0;
 	/* acquire: pairs with the release store in done_locked(). */
 	int err = atomic_load_explicit(&ctx->err, memory_order_acquire);
+	if (err == 0 && deadline_passed(ctx))
+		err = -ETIMEDOUT;
 	if (err != 0)
-		return err;
-	return deadline_passed(ctx) ? -ETIMEDOUT : 0;
+		observed_done(ctx, err);
+	return err;
 }
 
 int64_t
@@ -313,6 +361,8 @@ ration__ctx_watch(ration_ctx_t *ctx, struct ration__ctx_watch *w)
 	if (err == 0)
 		list_push_back(&ctx->watchers, &w->node);
 	pthread_mutex_unlock(&ctx->mu);
+	if (err != 0)
+		observed_done(ctx, err);
 	return err;
 }
 

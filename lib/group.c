@@ -5,9 +5,10 @@
  *      closed budget), -E2BIG (weight > budget size: at once, before any
  *      wait), the group ctx's error;
  *   2. a limit slot from g->slots (an internal ration_sem of `limit`
- *      units), FIFO, bounded by the group ctx;
+ *      units; see below for limit 0), FIFO, bounded by the group ctx;
  *   3. @weight units of the budget, FIFO, bounded by the group ctx;
- *   4. a task record from the group's free list, counted in g->started;
+ *   4. counts the start in g->state (fails with -EPIPE once wait() has
+ *      found the group idle) and takes a task record from the cache;
  *   5. ration_pool_submit() with the group ctx (blocks while the pool
  *      queue is full). Any failure gives back everything taken so far, in
  *      reverse order; fn never runs and the caller keeps arg.
@@ -17,19 +18,46 @@
  *   and could not run a task anyway. Both queues are FIFO, so callers of
  *   one group reach the budget in the order they got slots.
  *
- * The task wrapper (task_main) runs on a pool thread: it measures only if
- * someone reads the figures (on_report or budget_bytes), calls fn with the
- * group ctx, records the first error before cancelling the ctx (so wait()
- * returns the cause, not a sibling's -ECANCELED), gives back weight and
- * slot, calls on_report with no lock held, and finally, under g->mu,
- * updates the stats, recycles its record and counts itself finished. That
- * locked section is its last touch of the group: wait() returns only after
- * it, so free() after wait() cannot race a finishing task.
+ * Default limit: a task queued in the pool behind busy threads would hold
+ * its weight without using it. With a budget and opts.limit = 0 the group
+ * therefore bounds its tasks by the pool's thread limit (read at
+ * group_new), so the weight it holds belongs to tasks that have (or are
+ * about to get) a thread. Without a budget a queued task holds nothing
+ * but its pool queue slot, and limit 0 means no limit (the producer may
+ * run ahead by the pool's queue capacity). A go() from inside one of the
+ * group's own tasks (nested) does not take a default slot: the parent
+ * already holds one, and making it wait for a slot that only its own
+ * children could free would deadlock a tree deeper than the pool. An
+ * explicit limit applies to every go().
+ * docs/group.md gives the reasoning.
  *
- * Locking: g->mu guards the free list, started/finished, waited, the
- * waiter list of wait() and the statistics. It is a leaf lock: nothing
- * else is locked inside it, and no user code, semaphore or pool call runs
- * under it. first_error and running are atomics read without it.
+ * The task wrapper (task_main) runs on a pool thread: it reads the clock
+ * (wait and run time, for the statistics), measures with account.h only
+ * if someone reads the figures (on_report or budget_bytes), calls fn with
+ * the group ctx, records the first error before cancelling the ctx (so
+ * wait() returns the cause, not a sibling's -ECANCELED), gives back
+ * weight and slot, calls on_report with no lock held, adds to the
+ * statistics (relaxed atomics), returns its record and finally counts
+ * itself finished in g->state. That last RMW is its last touch of the
+ * group unless wait() sleeps (see finish()).
+ *
+ * g->state = pending * STATE_ONE | WAITED | SLEEPER, where pending =
+ * started - finished. go() adds STATE_ONE with a CAS that fails once
+ * WAITED is set; a task subtracts it. wait() sets WAITED only with a CAS
+ * from "pending 0", so a start and the end of the group are ordered by
+ * the one word: either wait() sees the start and waits for it, or go()
+ * sees WAITED and backs out.
+ *
+ * Locking: g->mu guards only the list of sleeping wait() callers and the
+ * SLEEPER bit's meaning: a wait() sets SLEEPER (CAS) under mu before it
+ * sleeps, and the task whose finish takes pending from 1 to 0 while
+ * SLEEPER is set does that RMW under mu and wakes the sleepers. Since a
+ * sleeper can only see "pending 0" after that locked section, wait() (and
+ * a free() after it) never returns while a finishing task may still touch
+ * the group. g->cache_mu guards the go-side record cache; finished tasks
+ * return records through a lock-free stack (push one, pop all: no ABA).
+ * Both locks are leaves; no user code, semaphore or pool call runs under
+ * them.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -47,14 +75,19 @@
 #include "ration/pool.h"
 #include "ration/sem.h"
 
-/* One go()'s task from submit to finish; recycled through g->free. */
+#define WAITED    ((uint64_t)1) /* wait() found the group idle: no more go */
+#define SLEEPER   ((uint64_t)2) /* a wait() caller sleeps on g->waiters */
+#define STATE_ONE ((uint64_t)4) /* one pending task */
+
+/* One go()'s task from submit to finish; recycled through the cache. */
 struct gtask {
-	struct gtask *next; /* g->mu: free list link */
+	struct gtask *next; /* cache_mu, or the returned stack */
 	ration_group_t *g;
 	ration_group_fn fn;
 	void *arg;
 	int64_t weight;
 	int64_t go_ns; /* when go() was called, for wait_ns */
+	bool slot;     /* holds a limit slot */
 };
 
 /* A caller of ration_group_wait(); lives on its stack while linked. */
@@ -68,42 +101,49 @@ struct ration_group {
 	ration_pool_t *pool;   /* immutable, borrowed */
 	ration_sem_t *budget;  /* immutable, borrowed; NULL = no budget */
 	ration_sem_t *slots;   /* immutable, owned; NULL = no limit */
+	int64_t limit;         /* immutable: units of slots, 0 = none */
+	bool default_limit;    /* immutable: opts.limit was 0 */
 	bool keep_going;       /* immutable */
 	bool budget_bytes;     /* immutable */
 	bool measure;          /* immutable: on_report or budget_bytes */
+	unsigned account_what; /* immutable: ration_account_begin_with() flags */
 	void (*on_report)(const ration_task_report_t *r, void *udata); /* immutable */
 	void *udata;           /* immutable */
 
-	_Atomic int first_error;   /* atomic; 0 until a task fails */
-	_Atomic bool waited;       /* written under mu; read lock-free by go */
-	_Atomic uint64_t running;  /* atomic: fns executing now */
+	/* go side */
+	pthread_mutex_t cache_mu RATION_ALIGNED;
+	struct gtask *cache;   /* cache_mu: records ready for go() */
+
+	/* shared by go, tasks and wait */
+	_Atomic uint64_t state RATION_ALIGNED; /* atomic; see above */
+	struct gtask *_Atomic returned;        /* atomic stack: push one, pop all */
+	_Atomic int first_error;               /* atomic; 0 until a task fails */
+
+	/* statistics, written by tasks (relaxed atomics: exact when idle) */
+	_Atomic uint64_t begun RATION_ALIGNED; /* task_main entered */
+	_Atomic uint64_t failed;
+	_Atomic uint64_t over_declared;
+	_Atomic int64_t max_peak_bytes;
+	_Atomic int64_t run_ns_total;
+	_Atomic int64_t cpu_ns_total;
+	_Atomic uint64_t wait_hist[RATION_HIST_BUCKETS]; /* sum = tasks finished */
 
 	pthread_mutex_t mu;
-	struct gtask *free;        /* mu */
-	uint64_t started;          /* mu */
-	uint64_t finished;         /* mu */
 	struct ration__list waiters; /* mu: struct group_waiter */
-	/* statistics, mu */
-	uint64_t failed;
-	uint64_t over_declared;
-	int64_t max_peak_bytes;
-	int64_t run_ns_total;
-	int64_t cpu_ns_total;
-	uint64_t wait_hist[RATION_HIST_BUCKETS];
 };
+
+/* The group whose task this thread is running (innermost), for nested go. */
+static _Thread_local ration_group_t *tl_task_of;
 
 /* ---- helpers ----------------------------------------------------------- */
 
 static unsigned
 hist_bucket(int64_t ns)
 {
-	unsigned b = 0;
-
-	while (ns > 1 && b < RATION_HIST_BUCKETS - 1) {
-		ns >>= 1;
-		b++;
-	}
-	return b;
+	if (ns <= 1)
+		return 0;
+	unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)ns);
+	return b < RATION_HIST_BUCKETS ? b : RATION_HIST_BUCKETS - 1;
 }
 
 /* The budget's -EPIPE/-E2BIG verdict for @n, without waiting. Reads the
@@ -129,45 +169,104 @@ budget_check(ration_sem_t *s, int64_t n)
 	return n > size ? -E2BIG : 0;
 }
 
-/* Collect every wait() caller; g->mu held. */
-static void
-wake_waiters_locked(ration_group_t *g, struct ration__wake_list *wl)
-{
-	while (!list_empty(&g->waiters)) {
-		struct ration__list *n = list_first(&g->waiters);
-		list_remove(n);
-		wake_list_add(wl, RATION_CONTAINER_OF(n, struct group_waiter, node)->pk);
-	}
-}
-
 /* Give back what a go() or a finished task holds. */
 static void
-release_room(ration_group_t *g, int64_t weight)
+release_room(ration_group_t *g, int64_t weight, bool slot)
 {
 	if (g->budget != NULL)
 		(void)ration_sem_release(g->budget, weight);
-	if (g->slots != NULL)
+	if (slot)
 		(void)ration_sem_release(g->slots, 1);
 }
 
-/* Undo a start whose task will never reach task_main: recycle @t and
- * uncount it, waking wait() if that makes the group idle. */
+/* Return a record: push it on the lock-free stack. release: the record's
+ * last writes happen before the go() that pops it reuses it; pairs with
+ * the acquire exchange in take_record(). */
 static void
-unstart(ration_group_t *g, struct gtask *t)
+give_record(ration_group_t *g, struct gtask *t)
 {
-	struct ration__wake_list wl;
+	struct gtask *head = atomic_load_explicit(&g->returned, memory_order_relaxed);
+	do
+		t->next = head;
+	while (!atomic_compare_exchange_weak_explicit(&g->returned, &head, t,
+						      memory_order_release,
+						      memory_order_relaxed));
+}
 
+/* A record for go(): from the cache, refilled from the returned stack, or
+ * newly allocated. NULL only when allocation fails. */
+static struct gtask *
+take_record(ration_group_t *g)
+{
+	pthread_mutex_lock(&g->cache_mu);
+	struct gtask *t = g->cache;
+	if (t == NULL)
+		t = atomic_exchange_explicit(&g->returned, NULL, memory_order_acquire);
+	if (t != NULL)
+		g->cache = t->next;
+	pthread_mutex_unlock(&g->cache_mu);
+	if (t == NULL)
+		t = malloc(sizeof(*t));
+	return t;
+}
+
+/* Count one start; false once wait() has found the group idle. Relaxed:
+ * only the modification order of g->state matters here (see the top). */
+static bool
+start_one(ration_group_t *g)
+{
+	uint64_t st = atomic_load_explicit(&g->state, memory_order_relaxed);
+	do {
+		if (st & WAITED)
+			return false;
+	} while (!atomic_compare_exchange_weak_explicit(&g->state, &st, st + STATE_ONE,
+							memory_order_relaxed,
+							memory_order_relaxed));
+	return true;
+}
+
+/* Count one task finished (or a start undone). release: this task's
+ * statistics and first error are visible to the wait() that sees pending
+ * reach 0 (acquire load there); later RMWs on state continue the release
+ * sequence. A finish that would wake a sleeping wait() runs under g->mu,
+ * so the sleeper returns (and may free g) only after our unlock. */
+static void
+finish(ration_group_t *g)
+{
+	uint64_t st = atomic_load_explicit(&g->state, memory_order_relaxed);
+	for (;;) {
+		if ((st & SLEEPER) && st / STATE_ONE == 1)
+			break;
+		if (atomic_compare_exchange_weak_explicit(&g->state, &st, st - STATE_ONE,
+							  memory_order_release,
+							  memory_order_relaxed))
+			return;
+	}
+
+	struct ration__wake_list wl;
 	wake_list_init(&wl);
 	pthread_mutex_lock(&g->mu);
-	if (t != NULL) {
-		t->next = g->free;
-		g->free = t;
+	st = atomic_fetch_sub_explicit(&g->state, STATE_ONE, memory_order_release) - STATE_ONE;
+	if (st / STATE_ONE == 0) {
+		atomic_fetch_and_explicit(&g->state, ~SLEEPER, memory_order_relaxed);
+		while (!list_empty(&g->waiters)) {
+			struct ration__list *n = list_first(&g->waiters);
+			list_remove(n);
+			wake_list_add(&wl, RATION_CONTAINER_OF(n, struct group_waiter, node)->pk);
+		}
 	}
-	g->started--;
-	if (g->started == g->finished)
-		wake_waiters_locked(g, &wl);
 	pthread_mutex_unlock(&g->mu);
+	/* g may be freed from here on: only parkers (never freed) are used. */
 	wake_list_wake(&wl);
+}
+
+static void
+note_max(_Atomic int64_t *max, int64_t v)
+{
+	int64_t m = atomic_load_explicit(max, memory_order_relaxed);
+	while (v > m && !atomic_compare_exchange_weak_explicit(max, &m, v, memory_order_relaxed,
+							       memory_order_relaxed))
+		;
 }
 
 /* ---- the task ---------------------------------------------------------- */
@@ -180,17 +279,20 @@ task_main(void *arg, int status)
 	ration_task_report_t r = {.declared = t->weight, .status = status};
 	ration_account_t acc;
 
-	atomic_fetch_add_explicit(&g->running, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&g->begun, 1, memory_order_relaxed);
 	if (status == 0) {
 		int64_t start;
 		if (g->measure) {
-			ration_account_begin(&acc);
+			ration_account_begin_with(&acc, g->account_what);
 			start = acc.t0_ns;
 		} else {
 			start = ration_now();
 		}
 		r.wait_ns = start - t->go_ns;
+		ration_group_t *outer = tl_task_of;
+		tl_task_of = g;
 		r.status = t->fn(g->ctx, t->arg);
+		tl_task_of = outer;
 		if (g->measure) {
 			ration_account_end(&acc, &r);
 		} else {
@@ -205,18 +307,18 @@ task_main(void *arg, int status)
 		r.wait_ns = ration_now() - t->go_ns;
 		int64_t none = ration_account_available() ? 0 : -1;
 		r.peak_bytes = r.allocated_bytes = none;
+		r.cpu_ns = (g->account_what & RATION_ACCOUNT_CPU) ? 0 : -1;
 	}
 	if (r.wait_ns < 0)
 		r.wait_ns = 0;
-	atomic_fetch_sub_explicit(&g->running, 1, memory_order_relaxed);
 
 	if (r.status != 0) {
 		/* First error before the cancel: a sibling can only see the
 		 * ctx done (acquire load in ration_ctx_err, pairing with the
 		 * release store in cancel) after this CAS, so its -ECANCELED
 		 * comes later in first_error's modification order and loses.
-		 * Relaxed suffices: wait() reads first_error under g->mu
-		 * after this task's final locked section. */
+		 * Relaxed suffices: wait() reads first_error after an acquire
+		 * load of state that follows this task's release in finish(). */
 		int zero = 0;
 		atomic_compare_exchange_strong_explicit(&g->first_error, &zero, r.status,
 							memory_order_relaxed,
@@ -224,32 +326,25 @@ task_main(void *arg, int status)
 		if (!g->keep_going)
 			ration_ctx_cancel(g->ctx);
 	}
-	release_room(g, t->weight);
+	release_room(g, t->weight, t->slot);
 
 	if (g->on_report != NULL)
 		g->on_report(&r, g->udata);
 
-	struct ration__wake_list wl;
-	wake_list_init(&wl);
-	pthread_mutex_lock(&g->mu);
 	if (r.status != 0)
-		g->failed++;
-	g->wait_hist[hist_bucket(r.wait_ns)]++;
-	g->run_ns_total += r.run_ns;
+		atomic_fetch_add_explicit(&g->failed, 1, memory_order_relaxed);
+	if (r.run_ns > 0)
+		atomic_fetch_add_explicit(&g->run_ns_total, r.run_ns, memory_order_relaxed);
 	if (r.cpu_ns > 0)
-		g->cpu_ns_total += r.cpu_ns;
-	if (r.peak_bytes > g->max_peak_bytes)
-		g->max_peak_bytes = r.peak_bytes;
-	if (g->budget_bytes && r.peak_bytes > t->weight)
-		g->over_declared++;
-	t->next = g->free;
-	g->free = t;
-	g->finished++;
-	if (g->finished == g->started)
-		wake_waiters_locked(g, &wl);
-	pthread_mutex_unlock(&g->mu);
-	/* g may be freed from here on: only parkers (never freed) are used. */
-	wake_list_wake(&wl);
+		atomic_fetch_add_explicit(&g->cpu_ns_total, r.cpu_ns, memory_order_relaxed);
+	if (r.peak_bytes >= 0) {
+		note_max(&g->max_peak_bytes, r.peak_bytes);
+		if (g->budget_bytes && r.peak_bytes > t->weight)
+			atomic_fetch_add_explicit(&g->over_declared, 1, memory_order_relaxed);
+	}
+	atomic_fetch_add_explicit(&g->wait_hist[hist_bucket(r.wait_ns)], 1, memory_order_relaxed);
+	give_record(g, t);
+	finish(g);
 }
 
 /* ---- go ---------------------------------------------------------------- */
@@ -259,7 +354,7 @@ task_main(void *arg, int status)
 static int
 go_err(ration_group_t *g, int rc)
 {
-	if (atomic_load_explicit(&g->waited, memory_order_relaxed))
+	if (atomic_load_explicit(&g->state, memory_order_relaxed) & WAITED)
 		return -EPIPE;
 	return rc;
 }
@@ -272,14 +367,16 @@ go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool
 
 	if (g == NULL || fn == NULL || weight <= 0)
 		return -EINVAL;
-	if (atomic_load_explicit(&g->waited, memory_order_relaxed))
+	if (atomic_load_explicit(&g->state, memory_order_relaxed) & WAITED)
 		return -EPIPE;
 	if (g->budget != NULL && (rc = budget_check(g->budget, weight)) != 0)
 		return rc;
 	if ((rc = ration_ctx_err(g->ctx)) != 0)
 		return go_err(g, rc);
 
-	if (g->slots != NULL) {
+	/* Nested go under the default limit takes no slot (see the top). */
+	bool slot = g->slots != NULL && !(g->default_limit && tl_task_of == g);
+	if (slot) {
 		rc = try ? ration_sem_try_acquire(g->slots, 1)
 			 : ration_sem_acquire(g->slots, g->ctx, 1);
 		if (rc != 0)
@@ -289,32 +386,20 @@ go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool
 		rc = try ? ration_sem_try_acquire(g->budget, weight)
 			 : ration_sem_acquire(g->budget, g->ctx, weight);
 		if (rc != 0) {
-			if (g->slots != NULL)
+			if (slot)
 				(void)ration_sem_release(g->slots, 1);
 			return go_err(g, rc);
 		}
 	}
 
-	/* Count the start under mu, where wait() decides the group is idle:
-	 * either wait() sees this start and waits for it, or this go sees
-	 * waited and backs out. */
-	struct gtask *t = NULL;
-	pthread_mutex_lock(&g->mu);
-	bool waited = atomic_load_explicit(&g->waited, memory_order_relaxed);
-	if (!waited) {
-		g->started++;
-		t = g->free;
-		if (t != NULL)
-			g->free = t->next;
-	}
-	pthread_mutex_unlock(&g->mu);
-	if (waited) {
-		release_room(g, weight);
+	if (!start_one(g)) {
+		release_room(g, weight, slot);
 		return -EPIPE;
 	}
-	if (t == NULL && (t = malloc(sizeof(*t))) == NULL) {
-		release_room(g, weight);
-		unstart(g, NULL);
+	struct gtask *t = take_record(g);
+	if (t == NULL) {
+		release_room(g, weight, slot);
+		finish(g);
 		return -ENOMEM;
 	}
 	t->g = g;
@@ -322,12 +407,14 @@ go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool
 	t->arg = arg;
 	t->weight = weight;
 	t->go_ns = go_ns;
+	t->slot = slot;
 
 	rc = try ? ration_pool_try_submit(g->pool, task_main, t)
 		 : ration_pool_submit(g->pool, g->ctx, task_main, t);
 	if (rc != 0) {
-		release_room(g, weight);
-		unstart(g, t);
+		release_room(g, weight, slot);
+		give_record(g, t);
+		finish(g);
 		return go_err(g, rc);
 	}
 	return 0;
@@ -361,31 +448,41 @@ ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts, ration_g
 	if (o.pool == NULL && (o.pool = ration_pool_default()) == NULL)
 		return -ENOMEM;
 
-	ration_group_t *g = calloc(1, sizeof(*g));
+	bool default_limit = o.limit == 0 && o.budget != NULL;
+	if (default_limit) {
+		ration_pool_stats_t ps;
+		ration_pool_stats(o.pool, &ps);
+		o.limit = ps.max_threads > 0 ? (int64_t)ps.max_threads : 1;
+	}
+
+	ration_group_t *g = aligned_alloc(RATION_CACHELINE, sizeof(*g));
 	if (g == NULL)
 		return -ENOMEM;
+	memset(g, 0, sizeof(*g));
 	int rc = ration_ctx_with_cancel(parent, &g->ctx);
 	if (rc != 0) {
 		free(g);
 		return rc;
 	}
-	if (o.limit > 0) {
-		rc = ration_sem_new(o.limit, &(ration_sem_opts_t){.name = "group.limit"},
-				    &g->slots);
-		if (rc != 0) {
-			ration_ctx_unref(g->ctx);
-			free(g);
-			return rc;
-		}
+	if (o.limit > 0 &&
+	    (rc = ration_sem_new(o.limit, &(ration_sem_opts_t){.name = "group.limit"},
+				 &g->slots)) != 0) {
+		ration_ctx_unref(g->ctx);
+		free(g);
+		return rc;
 	}
 	g->pool = o.pool;
 	g->budget = o.budget;
+	g->limit = o.limit;
+	g->default_limit = default_limit;
 	g->keep_going = o.keep_going;
 	g->budget_bytes = o.budget_bytes;
 	g->measure = o.on_report != NULL || o.budget_bytes;
+	g->account_what = o.measure_cpu ? RATION_ACCOUNT_CPU : 0;
 	g->on_report = o.on_report;
 	g->udata = o.udata;
-	g->max_peak_bytes = -1;
+	atomic_init(&g->max_peak_bytes, -1);
+	pthread_mutex_init(&g->cache_mu, NULL);
 	pthread_mutex_init(&g->mu, NULL);
 	list_init(&g->waiters);
 	*out = g;
@@ -408,16 +505,31 @@ ration_group_wait(ration_group_t *g)
 	list_init(&me.node);
 	pthread_mutex_lock(&g->mu);
 	/* Tasks may still start (nested go from a running task) until the
-	 * group is idle; from that moment, under mu, none can. */
-	while (g->started != g->finished) {
+	 * group is idle; from the CAS that sets WAITED, none can. acquire:
+	 * see the statistics and first error of every finished task (pairs
+	 * with the release RMWs in finish()). */
+	uint64_t st = atomic_load_explicit(&g->state, memory_order_acquire);
+	for (;;) {
+		if (st / STATE_ONE == 0) {
+			if (atomic_compare_exchange_weak_explicit(&g->state, &st, st | WAITED,
+								  memory_order_acquire,
+								  memory_order_acquire))
+				break;
+			continue;
+		}
+		if (!(st & SLEEPER) &&
+		    !atomic_compare_exchange_weak_explicit(&g->state, &st, st | SLEEPER,
+							   memory_order_acquire,
+							   memory_order_acquire))
+			continue;
 		list_push_back(&g->waiters, &me.node);
 		pthread_mutex_unlock(&g->mu);
 		ration__park(me.pk, RATION_FOREVER);
 		pthread_mutex_lock(&g->mu);
 		if (list_linked(&me.node))
 			list_remove(&me.node); /* spurious wake */
+		st = atomic_load_explicit(&g->state, memory_order_acquire);
 	}
-	atomic_store_explicit(&g->waited, true, memory_order_relaxed);
 	int err = atomic_load_explicit(&g->first_error, memory_order_relaxed);
 	pthread_mutex_unlock(&g->mu);
 
@@ -439,25 +551,26 @@ ration_group_stats(const ration_group_t *cg, ration_group_stats_t *out)
 	if (g == NULL)
 		return;
 
-	uint64_t hist[RATION_HIST_BUCKETS];
-	pthread_mutex_lock(&g->mu);
-	out->started = g->started;
-	out->tasks = g->finished;
-	out->failed = g->failed;
-	out->over_declared = g->over_declared;
-	out->max_peak_bytes = g->max_peak_bytes;
-	out->run_ns_total = g->run_ns_total;
-	out->cpu_ns_total = g->cpu_ns_total;
-	memcpy(hist, g->wait_hist, sizeof(hist));
-	pthread_mutex_unlock(&g->mu);
-	out->running = atomic_load_explicit(&g->running, memory_order_relaxed);
+	uint64_t hist[RATION_HIST_BUCKETS], total = 0;
+	for (unsigned i = 0; i < RATION_HIST_BUCKETS; i++) {
+		hist[i] = atomic_load_explicit(&g->wait_hist[i], memory_order_relaxed);
+		total += hist[i];
+	}
+	uint64_t pending = atomic_load_explicit(&g->state, memory_order_relaxed) / STATE_ONE;
+	uint64_t begun = atomic_load_explicit(&g->begun, memory_order_relaxed);
+	out->tasks = total;
+	out->started = total + pending;
+	out->running = begun > total ? begun - total : 0;
+	out->failed = atomic_load_explicit(&g->failed, memory_order_relaxed);
+	out->over_declared = atomic_load_explicit(&g->over_declared, memory_order_relaxed);
+	out->max_peak_bytes = atomic_load_explicit(&g->max_peak_bytes, memory_order_relaxed);
+	out->run_ns_total = atomic_load_explicit(&g->run_ns_total, memory_order_relaxed);
+	out->cpu_ns_total = atomic_load_explicit(&g->cpu_ns_total, memory_order_relaxed);
 	out->first_error = atomic_load_explicit(&g->first_error, memory_order_relaxed);
+	out->limit = g->limit;
 
 	/* Percentiles from the log2 histogram: the upper bound of the bucket
 	 * holding the rank (the last, open bucket reports its lower bound). */
-	uint64_t total = 0;
-	for (unsigned i = 0; i < RATION_HIST_BUCKETS; i++)
-		total += hist[i];
 	if (total == 0)
 		return;
 	uint64_t rank50 = (total * 50 + 99) / 100, rank99 = (total * 99 + 99) / 100;
@@ -481,13 +594,18 @@ ration_group_free(ration_group_t *g)
 	if (g == NULL)
 		return;
 	(void)ration_group_wait(g);
-	for (struct gtask *t = g->free, *next; t != NULL; t = next) {
-		next = t->next;
-		free(t);
+	struct gtask *lists[2] = {g->cache, atomic_load_explicit(&g->returned,
+								 memory_order_acquire)};
+	for (int i = 0; i < 2; i++) {
+		for (struct gtask *t = lists[i], *next; t != NULL; t = next) {
+			next = t->next;
+			free(t);
+		}
 	}
 	if (g->slots != NULL)
 		(void)ration_sem_free(g->slots);
 	ration_ctx_unref(g->ctx);
+	pthread_mutex_destroy(&g->cache_mu);
 	pthread_mutex_destroy(&g->mu);
 	free(g);
 }

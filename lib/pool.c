@@ -80,6 +80,7 @@ struct ration_pool {
 	unsigned ncpu;                /* immutable */
 	uint64_t taken;               /* mu: tasks taken from the queue */
 	uint64_t taken_at_arm;        /* mu: taken when the watchdog was armed */
+	uint64_t submitted_at_arm;    /* mu: submitted, likewise */
 	bool watchdog_armed;          /* mu: so a submit arms it at most once */
 	struct ration__timer watchdog;
 	int64_t idle_ns;              /* immutable */
@@ -100,6 +101,10 @@ struct ration_pool {
 };
 
 /* ---- workers ----------------------------------------------------------- */
+
+/* The pool whose worker this thread is, or NULL: a submit from one of the
+ * pool's own tasks does not occupy an extra CPU (awake_target()). */
+static _Thread_local ration_pool_t *tl_worker_of;
 
 static void kick_locked(ration_pool_t *p, struct ration__wake_list *wl);
 
@@ -211,6 +216,7 @@ worker_main(void *arg)
 	ration_pool_t *p = arg;
 	int64_t owed = 0;
 
+	tl_worker_of = p;
 	if (p->thread_init != NULL)
 		p->thread_init(p->udata);
 	pthread_mutex_lock(&p->mu);
@@ -295,6 +301,7 @@ watchdog_arm_locked(ration_pool_t *p, struct ration__wake_list *wl)
 {
 	if (!p->watchdog_armed && (!list_empty(&p->idle) || p->nthreads < p->max_threads)) {
 		p->taken_at_arm = p->taken;
+		p->submitted_at_arm = p->submitted;
 		/* If the timer cannot be armed, wake now rather than risk a
 		 * task waiting behind blocked workers. */
 		if (ration__timer_arm(&p->watchdog, ration_deadline_after(WATCHDOG_NS)) == 0)
@@ -302,6 +309,22 @@ watchdog_arm_locked(ration_pool_t *p, struct ration__wake_list *wl)
 		else
 			(void)wake_one_locked(p, wl);
 	}
+}
+
+/* How many workers may be awake at once: one per CPU, up to the thread
+ * limit; when the submitter is not one of our workers it is running on a
+ * CPU itself, so one fewer (at least one). Waking a worker for the
+ * submitter's CPU only makes the two take turns on it, and each turn is a
+ * context switch (W3 with a group: 3 threads on 2 CPUs). If the submitter
+ * then stops submitting (it waits, or blocks), the watchdog brings the
+ * missing worker (watchdog_fire). p->mu held. */
+static unsigned
+awake_target(const ration_pool_t *p, bool foreign_submitter)
+{
+	unsigned want = p->ncpu < p->max_threads ? p->ncpu : p->max_threads;
+	if (foreign_submitter && want == p->ncpu && want > 1)
+		want--;
+	return want;
 }
 
 /* After a push: see the wake policy at the top; p->mu held. */
@@ -317,8 +340,7 @@ kick_locked(ration_pool_t *p, struct ration__wake_list *wl)
 		return;
 	}
 	unsigned awake = p->nthreads - p->nidle;
-	unsigned want = p->ncpu < p->max_threads ? p->ncpu : p->max_threads;
-	if (awake < want && wake_one_locked(p, wl))
+	if (awake < awake_target(p, tl_worker_of != p) && wake_one_locked(p, wl))
 		return;
 	watchdog_arm_locked(p, wl);
 }
@@ -346,8 +368,17 @@ watchdog_fire(struct ration__timer *t)
 			size_t n = p->q.len;
 			while (n-- > 0 && wake_one_locked(p, &wl))
 				;
+		} else if (p->submitted == p->submitted_at_arm) {
+			/* Progress, but nobody submitted for a whole period:
+			 * the submitter no longer holds a CPU (it waits or
+			 * sleeps), so the backlog gets the worker that
+			 * awake_target() kept back for it. */
+			unsigned awake = p->nthreads - p->nidle;
+			if (awake < awake_target(p, false))
+				(void)wake_one_locked(p, &wl);
 		}
 		p->taken_at_arm = p->taken;
+		p->submitted_at_arm = p->submitted;
 		if ((!list_empty(&p->idle) || p->nthreads < p->max_threads) &&
 		    ration__timer_arm(&p->watchdog, ration_deadline_after(WATCHDOG_NS)) == 0)
 			p->watchdog_armed = true;
@@ -572,6 +603,7 @@ ration_pool_stats(const ration_pool_t *cp, ration_pool_stats_t *out)
 	out->max_running = p->max_running;
 	out->max_queued = p->max_queued;
 	out->rejected = atomic_load_explicit(&p->rejected, memory_order_relaxed);
+	out->max_threads = p->max_threads;
 	pthread_mutex_unlock(&p->mu);
 }
 

@@ -5,6 +5,7 @@
  * ration__sem_busy), never inside it.
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,6 +116,25 @@ ration_acquire_all(ration_ctx_t *ctx, const ration_claim_t *claims, size_t count
 			c[k++] = c[i];
 		}
 	}
+	/* Check every claim before waiting for any: -EPIPE and -E2BIG come at
+	 * once (DESIGN §4), not after blocking on a lower claim; so does the
+	 * ctx's error. Backends keep their size elsewhere: their acquire
+	 * checks for itself. */
+	for (size_t i = 0; i < k; i++) {
+		ration_sem_t *s = c[i].sem;
+		if (s->ops != NULL)
+			continue;
+		if (atomic_load_explicit(&s->closed, memory_order_relaxed)) {
+			rc = -EPIPE;
+			goto out;
+		}
+		if (c[i].n > atomic_load_explicit(&s->size, memory_order_relaxed)) {
+			rc = -E2BIG;
+			goto out;
+		}
+	}
+	if ((rc = ration_ctx_err(ctx)) != 0)
+		goto out;
 	for (; taken < k; taken++)
 		if ((rc = ration_sem_acquire(c[taken].sem, ctx, c[taken].n)) != 0)
 			break;

@@ -6,9 +6,14 @@
 #   3. a bounded libFuzzer run (scripts/fuzz.sh, FUZZ_SECONDS, default 60)
 #   4. deadline lateness under load (bench/deadline_accuracy.c; reported,
 #      fails only if a wait returns before its deadline)
-#   5. static analysis (scripts/static.sh; a missing tool is skipped)
-# About 5-7 minutes on 2 cores. RELIABILITY_SKIP="fuzz static" skips steps.
-# The soak (10 min) is not run here: meson test -C build-r --suite soak.
+#   5. a short soak (tests/soak.c, RELIABILITY_SOAK_SECONDS, default 30):
+#      RSS, threads and fds flat
+#   6. static analysis (scripts/static.sh; a missing tool fails the step,
+#      STATIC_STRICT=0 skips it instead)
+# Installs nothing (scripts/deps.sh does; CI runs scripts/test.sh first).
+# About 3-4 minutes on 2 cores. RELIABILITY_SKIP="fuzz static" skips steps
+# (asan model fuzz deadline soak static). Exits non-zero on any failure.
+# The full soak (10 min): meson test -C build-r --suite soak.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 skip=" ${RELIABILITY_SKIP:-} "
@@ -48,14 +53,24 @@ if [[ "$skip" != *" deadline "* ]]; then
 	ninja -C build-r lib/libration.a >/dev/null
 	libs=$(pkg-config --libs jemalloc 2>/dev/null || true)
 	grep -q "RATION_HAVE_JEMALLOC=1" build-r/compile_commands.json || libs=
+	if grep -q "RATION_HAVE_REDIS=1" build-r/compile_commands.json; then
+		libs="$libs $(pkg-config --libs hiredis)"
+	fi
 	cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude bench/deadline_accuracy.c \
 		build-r/lib/libration.a $libs -pthread -o build-r/deadline_accuracy
 	DEADLINE_WAITS=${DEADLINE_WAITS:-10000} ./build-r/deadline_accuracy
 fi
 
+if [[ "$skip" != *" soak "* ]]; then
+	step "soak, ${RELIABILITY_SOAK_SECONDS:-30} s (build-r)"
+	[ -f build-r/build.ninja ] || meson setup build-r -Dwerror=true >/dev/null
+	ninja -C build-r tests/soak >/dev/null
+	RATION_SOAK_SECONDS=${RELIABILITY_SOAK_SECONDS:-30} ./build-r/tests/soak
+fi
+
 if [[ "$skip" != *" static "* ]]; then
 	step "static analysis"
-	bash scripts/static.sh
+	STATIC_STRICT=${STATIC_STRICT:-1} bash scripts/static.sh
 fi
 
 step "reliability: all passed"

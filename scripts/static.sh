@@ -47,6 +47,13 @@ if command -v gcc >/dev/null && gcc -fanalyzer -E -x c /dev/null >/dev/null 2>&1
 		-DRATION_BUILDING -DRATION_VERSION='"0"' -DRATION_HAVE_JEMALLOC=0 -Iinclude -Ilib \
 		-O1 -fanalyzer -Wall -Wextra -Wno-unused-parameter -c {} -o /dev/null 2>&1 |
 		grep -E "(warning|error):" || true)
+	# The jemalloc side of account.c too, when jemalloc's headers are here.
+	if pkg-config --exists jemalloc 2>/dev/null; then
+		out+=$(gcc -std=c11 -D_GNU_SOURCE -DRATION_BUILDING -DRATION_VERSION='"0"' \
+			-DRATION_HAVE_JEMALLOC=1 $(pkg-config --cflags jemalloc) -Iinclude -Ilib \
+			-O1 -fanalyzer -Wall -Wextra -Wno-unused-parameter -c lib/account.c \
+			-o /dev/null 2>&1 | grep -E "(warning|error):" || true)
+	fi
 	if [ -n "$out" ]; then
 		echo "$out"
 		fail=1

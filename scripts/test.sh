@@ -3,6 +3,11 @@
 #   1. plain build (gcc, -Werror): unit, stress, example and tool suites
 #   2. AddressSanitizer + LeakSanitizer + UBSan (clang)
 #   3. ThreadSanitizer (gcc)
+#   4. reliability (scripts/reliability.sh): the model test at 10^6 ops,
+#      60 s of libFuzzer, deadline lateness under load, a 30 s soak and
+#      static analysis (clang-tidy, cppcheck, gcc -fanalyzer); each step
+#      counts as one test. (Its fault-injection step is skipped here: the
+#      suites above already ran it under every sanitizer.)
 # Each build lives in its own directory (build-test, build-asan, build-tsan),
 # reused on the next run. Installs missing packages first when run as root
 # (scripts/deps.sh).
@@ -51,5 +56,21 @@ UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 CC=clang \
 TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1 \
 	run build-tsan "tsan" -Db_sanitize=thread -Db_lundef=false -Dbuildtype=debug \
 	-Djemalloc=disabled
+unset RATION_STRESS_ROUNDS # the plain-build steps run at full size
+steps=(model fuzz deadline soak static)
+for step in "${steps[@]}"; do
+	skip="asan"
+	for other in "${steps[@]}"; do
+		[ "$other" = "$step" ] || skip="$skip $other"
+	done
+	echo "=== reliability: $step ==="
+	if RELIABILITY_SKIP="$skip" bash scripts/reliability.sh; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		echo "$passed passed, $failed failed"
+		exit 1
+	fi
+done
 echo "=== all test runs passed ==="
 echo "$passed passed, $failed failed"

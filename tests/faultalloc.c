@@ -2,29 +2,37 @@
  *
  * Linked into tests/test_faults only, with
  *   -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc,--wrap=aligned_alloc,
- *   --wrap=posix_memalign,--wrap=free,--wrap=pthread_create,--wrap=eventfd
+ *   --wrap=posix_memalign,--wrap=free,--wrap=pthread_create,--wrap=eventfd,
+ *   --wrap=shm_open,--wrap=ftruncate64,--wrap=mmap64,--wrap=munmap
  * so every call that the statically linked libration.a (and the test)
  * makes to those functions comes here first. Calls made inside libc itself
  * are not wrapped: they are not ration's to handle.
  *
  * Arming is per thread: fa_arm(k) makes the k-th "resource" call of the
  * calling thread fail (malloc-family -> NULL, pthread_create -> EAGAIN,
- * eventfd -> -1/ENOMEM), and every later one succeed. Other threads (pool
+ * eventfd -> -1/ENOMEM, shm_open -> -1/EMFILE, ftruncate -> -1/ENOSPC,
+ * mmap -> MAP_FAILED/ENOMEM), and every later one succeed. (With
+ * _FILE_OFFSET_BITS=64, which meson sets, the library's ftruncate and mmap
+ * calls are to ftruncate64 and mmap64: those are the symbols wrapped.)
+ * Mappings count as blocks for fa_live() until munmap'd. Other threads (pool
  * workers, the timer thread) are never failed, so a run is deterministic.
  * While armed, the pointers handed out are remembered until freed (by any
  * thread): fa_live() says how many are still out, which is the leak check
  * for a call that failed and must have given everything back.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/types.h>
 
 /* The interface (declared again in tests/test_faults.c). */
-enum fa_kind { FA_NONE, FA_MEM, FA_THREAD, FA_FD };
+enum fa_kind { FA_NONE, FA_MEM, FA_THREAD, FA_FD, FA_SPACE };
 
 /* Make the @k-th (1-based) malloc/calloc/realloc/aligned_alloc/
  * posix_memalign/pthread_create/eventfd call of this thread fail. Also
@@ -50,6 +58,10 @@ void __real_free(void *p);
 int __real_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *),
 			  void *arg);
 int __real_eventfd(unsigned int initval, int flags);
+int __real_shm_open(const char *name, int oflag, mode_t mode);
+int __real_ftruncate64(int fd, off64_t len);
+void *__real_mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off);
+int __real_munmap(void *addr, size_t len);
 
 void *__wrap_malloc(size_t size);
 void *__wrap_calloc(size_t n, size_t size);
@@ -60,6 +72,10 @@ void __wrap_free(void *p);
 int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *),
 			  void *arg);
 int __wrap_eventfd(unsigned int initval, int flags);
+int __wrap_shm_open(const char *name, int oflag, mode_t mode);
+int __wrap_ftruncate64(int fd, off64_t len);
+void *__wrap_mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off);
+int __wrap_munmap(void *addr, size_t len);
 
 /* Per thread: which call fails, how many were seen, what failed. */
 static _Thread_local long fail_at;  /* 0 = disarmed */
@@ -163,7 +179,9 @@ fa_kind_name(enum fa_kind k)
 	case FA_THREAD:
 		return "pthread_create";
 	case FA_FD:
-		return "eventfd";
+		return "fd (eventfd/shm_open)";
+	case FA_SPACE:
+		return "ftruncate";
 	default:
 		return "none";
 	}
@@ -250,4 +268,44 @@ __wrap_eventfd(unsigned int initval, int flags)
 		return -1;
 	}
 	return __real_eventfd(initval, flags);
+}
+
+int
+__wrap_shm_open(const char *name, int oflag, mode_t mode)
+{
+	if (should_fail(FA_FD)) {
+		errno = EMFILE;
+		return -1;
+	}
+	return __real_shm_open(name, oflag, mode);
+}
+
+int
+__wrap_ftruncate64(int fd, off64_t len)
+{
+	if (should_fail(FA_SPACE)) {
+		errno = ENOSPC;
+		return -1;
+	}
+	return __real_ftruncate64(fd, len);
+}
+
+void *
+__wrap_mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off)
+{
+	if (should_fail(FA_MEM)) {
+		errno = ENOMEM;
+		return MAP_FAILED;
+	}
+	void *p = __real_mmap64(addr, len, prot, flags, fd, off);
+	if (p != MAP_FAILED && fail_at != 0)
+		track_add(p);
+	return p;
+}
+
+int
+__wrap_munmap(void *addr, size_t len)
+{
+	track_del(addr);
+	return __real_munmap(addr, len);
 }

@@ -5,10 +5,12 @@
  * budget (try, until, ctx-bounded), ctx trees with after-funcs, fds and
  * cancels, named semaphores opened and freed, acquire_all, pool submits
  * (with a pool made and freed every few seconds), and, when group.c is
- * built, groups spawning weighted tasks. RSS (/proc/self/statm) and the
- * thread count (/proc/self/task) are taken after a warm-up and at the end,
- * after the load has stopped and idle pool threads have had time to exit;
- * growth above 1 MiB, or more threads, fails.
+ * built, groups spawning weighted tasks, and a cross-process (shm)
+ * semaphore opened, used and freed again and again. RSS (/proc/self/statm),
+ * the thread count (/proc/self/task) and the open fds (/proc/self/fd) are
+ * taken after a warm-up and at the end, after the load has stopped and
+ * idle pool threads have had time to exit; growth above 1 MiB, or more
+ * threads or fds, fails.
  *
  * Meson suite 'soak' only: meson test -C build-r --suite soak
  */
@@ -22,6 +24,7 @@
 #include <unistd.h>
 
 #include <ration.h>
+#include <ration/shared.h>
 
 #define NDRV 4
 
@@ -39,6 +42,7 @@
 #endif
 
 static ration_sem_t *budget;
+static char shm_name[64]; /* this process's shared semaphore */
 static ration_pool_t *shared_pool;
 static _Atomic bool stop;
 static _Atomic long ops, tasks_in, tasks_out, afters_in, afters_out;
@@ -66,10 +70,10 @@ rss_kib(void)
 }
 
 static int
-threads_now(void)
+count_dir(const char *path)
 {
 	int n = 0;
-	DIR *d = opendir("/proc/self/task");
+	DIR *d = opendir(path);
 	if (d == NULL)
 		return -1;
 	for (struct dirent *e; (e = readdir(d)) != NULL;)
@@ -77,6 +81,18 @@ threads_now(void)
 			n++;
 	closedir(d);
 	return n;
+}
+
+static int
+fds_now(void)
+{
+	return count_dir("/proc/self/fd") - 1; /* the DIR's own */
+}
+
+static int
+threads_now(void)
+{
+	return count_dir("/proc/self/task");
 }
 
 static void
@@ -131,7 +147,7 @@ driver(void *arg)
 		int64_t n = 1 + (int64_t)(xs(&x) % 64);
 		ration_ctx_t *c = NULL;
 		int rc;
-		switch (xs(&x) % 9) {
+		switch (xs(&x) % 10) {
 		case 0:
 			if (ration_sem_try_acquire(budget, n) == 0)
 				CHECK(ration_sem_release(budget, n) == 0);
@@ -230,6 +246,17 @@ driver(void *arg)
 			break;
 		}
 #endif
+		case 8: { /* shared (shm) semaphore: open, use, free */
+			ration_sem_t *s;
+			CHECK(ration_sem_open_shared(shm_name, 0, NULL, &s) == 0);
+			rc = ration_sem_acquire_until(s, ration_deadline_after(20000), 1 + n % 4);
+			if (rc == 0)
+				CHECK(ration_sem_release(s, 1 + n % 4) == 0);
+			else
+				CHECK(rc == -ETIMEDOUT);
+			CHECK(ration_sem_free(s) == 0);
+			break;
+		}
 		default:
 			(void)ration_sem_resize(budget, 512 + (int64_t)(xs(&x) % 512));
 			break;
@@ -284,6 +311,14 @@ main(void)
 	int64_t secs = e != NULL && atol(e) > 0 ? atol(e) : 600;
 	int64_t warm = secs / 10 < 2 ? 2 : secs / 10 > 30 ? 30 : secs / 10;
 
+	/* The shm semaphore: created here, held open by `anchor` so the
+	 * drivers' opens attach; unlinked at the end. */
+	ration_sem_t *anchor;
+	snprintf(shm_name, sizeof(shm_name), "ration-soak-%d", (int)getpid());
+	(void)ration_sem_unlink_shared(shm_name);
+	if (ration_sem_open_shared(shm_name, 8, &(ration_shared_opts_t){.create = true},
+				   &anchor) != 0)
+		return 1;
 	if (ration_sem_new(1024, NULL, &budget) != 0 ||
 	    ration_pool_new(&(ration_pool_opts_t){.threads = 2, .min_threads = 2, .queue_cap = 256},
 			    &shared_pool) != 0)
@@ -293,6 +328,7 @@ main(void)
 	quiesce();
 	long rss0 = rss_kib();
 	int thr0 = threads_now();
+	int fds0 = fds_now();
 	long ops0 = atomic_load(&ops);
 	printf("soak: start (after %llds warm-up): RSS %ld KiB, %d threads\n", (long long)warm,
 	       rss0, thr0);
@@ -302,11 +338,12 @@ main(void)
 	quiesce();
 	long rss1 = rss_kib();
 	int thr1 = threads_now();
+	int fds1 = fds_now();
 	long nops = atomic_load(&ops) - ops0;
-	printf("soak: end after %llds: %ld ops (%.0f/s); RSS %ld KiB (%+ld KiB), %d threads (%+d); "
-	       "tasks %ld/%ld, after-funcs %ld/%ld\n",
+	printf("soak: end after %llds: %ld ops (%.0f/s); RSS %ld KiB (%+ld KiB), %d threads (%+d), "
+	       "%d fds (%+d); tasks %ld/%ld, after-funcs %ld/%ld\n",
 	       (long long)secs, nops, (double)nops / (double)secs, rss1, rss1 - rss0, thr1,
-	       thr1 - thr0, atomic_load(&tasks_out), atomic_load(&tasks_in),
+	       thr1 - thr0, fds1, fds1 - fds0, atomic_load(&tasks_out), atomic_load(&tasks_in),
 	       atomic_load(&afters_out), atomic_load(&afters_in));
 
 	CHECK(atomic_load(&tasks_out) == atomic_load(&tasks_in));
@@ -319,6 +356,10 @@ main(void)
 	else
 		printf("soak: RSS not checked under a sanitizer\n");
 	CHECK(thr1 <= thr0);
+	CHECK(fds1 <= fds0);
+	CHECK(ration_sem_available(anchor) == 8);
+	CHECK(ration_sem_free(anchor) == 0);
+	CHECK(ration_sem_unlink_shared(shm_name) == 0);
 	ration_pool_free(shared_pool);
 	CHECK(ration_sem_free(budget) == 0);
 	if (atomic_load(&failed)) {

@@ -3,6 +3,8 @@
  * sanitizer runs. The drivers are in sem_races.h; test_sem.c runs the
  * same ones briefly in the unit suite.
  */
+#include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 
 #include "helpers.h"
@@ -141,6 +143,55 @@ START_TEST(test_stress_random_mix_without_resize_stays_within_size)
 }
 END_TEST
 
+/* `acquired` is counted per thread on the fast path (lib/sem.c, a few
+ * semaphores per thread): with more semaphores than that, threads that
+ * come and go, and a semaphore freed and made again in between, every
+ * fast acquire is still counted exactly once, on its own semaphore. */
+#define NSEMS 7
+static ration_sem_t *count_sems[NSEMS];
+
+static void *
+count_worker(void *arg)
+{
+	long rounds = (long)(intptr_t)arg;
+	for (long r = 0; r < rounds; r++) {
+		for (int i = 0; i < NSEMS; i++) {
+			/* sem i gets i + 1 acquires per round */
+			for (int k = 0; k <= i; k++) {
+				ck_assert_int_eq(ration_sem_try_acquire(count_sems[i], 1), 0);
+				ck_assert_int_eq(ration_sem_release(count_sems[i], 1), 0);
+			}
+		}
+	}
+	return NULL;
+}
+
+START_TEST(test_stress_acquired_counted_once_per_thread_and_sem)
+{
+	long rounds = stress_rounds(20000);
+	int64_t t0 = ration_now();
+	for (int gen = 0; gen < 3; gen++) {
+		for (int i = 0; i < NSEMS; i++)
+			ck_assert_int_eq(ration_sem_new(64, NULL, &count_sems[i]), 0);
+		pthread_t t[3];
+		for (int k = 0; k < 3; k++)
+			ck_assert_int_eq(pthread_create(&t[k], NULL, count_worker,
+							(void *)(intptr_t)rounds), 0);
+		/* one more on this (long-lived) thread */
+		(void)count_worker((void *)(intptr_t)rounds);
+		for (int k = 0; k < 3; k++)
+			pthread_join(t[k], NULL);
+		for (int i = 0; i < NSEMS; i++) {
+			ration_sem_stats_t st;
+			ration_sem_stats(count_sems[i], &st);
+			ck_assert_uint_eq(st.acquired, (uint64_t)(4 * rounds * (i + 1)));
+			ck_assert_int_eq(ration_sem_free(count_sems[i]), 0);
+		}
+	}
+	report("acquired counts", 3 * 4 * rounds, t0);
+}
+END_TEST
+
 static Suite *
 stress_suite(void)
 {
@@ -153,6 +204,7 @@ stress_suite(void)
 	tcase_add_test(tc, test_stress_cancel_racing_with_park_wakes_waiter);
 	tcase_add_test(tc, test_stress_random_mix_keeps_the_books);
 	tcase_add_test(tc, test_stress_random_mix_without_resize_stays_within_size);
+	tcase_add_test(tc, test_stress_acquired_counted_once_per_thread_and_sem);
 	suite_add_tcase(su, tc);
 	return su;
 }

@@ -72,17 +72,23 @@ on_report(const ration_task_report_t *r, void *udata)
 
 /* Run @fn as the only task of a group with on_report; return its report. */
 static ration_task_report_t
-run_one(ration_group_fn fn, int64_t weight)
+run_one_with(ration_group_fn fn, int64_t weight, bool measure_cpu)
 {
 	ration_group_t *g;
 	nreps = 0;
-	ration_group_opts_t o = {.on_report = on_report};
+	ration_group_opts_t o = {.on_report = on_report, .measure_cpu = measure_cpu};
 	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
 	ck_assert_int_eq(ration_group_go(g, weight, fn, NULL), 0);
 	ck_assert_int_eq(ration_group_wait(g), 0);
 	ration_group_free(g);
 	ck_assert_int_eq(nreps, 1);
 	return rep;
+}
+
+static ration_task_report_t
+run_one(ration_group_fn fn, int64_t weight)
+{
+	return run_one_with(fn, weight, false);
 }
 
 /* ---- availability ------------------------------------------------------- */
@@ -103,7 +109,7 @@ START_TEST(test_account_unavailable_reports_minus_one)
 	ration_account_t a;
 	ration_task_report_t r = {0};
 
-	ration_account_begin(&a);
+	ration_account_begin_with(&a, RATION_ACCOUNT_CPU);
 	(void)task_alloc_8mib(NULL, NULL);
 	ration_account_end(&a, &r);
 
@@ -208,11 +214,34 @@ END_TEST
 
 START_TEST(test_account_cpu_and_run_time)
 {
-	ration_task_report_t r = run_one(task_spin_3ms, 1);
+	ration_task_report_t r = run_one_with(task_spin_3ms, 1, true);
 
 	ck_assert_int_ge(r.cpu_ns, 3000000);
 	ck_assert_int_ge(r.run_ns, r.cpu_ns - 100000); /* clocks differ slightly */
 	ck_assert_int_ge(r.wait_ns, 0);
+}
+END_TEST
+
+/* CPU time costs two system calls: measured only when asked for. */
+START_TEST(test_account_cpu_only_when_asked)
+{
+	ration_account_t a;
+	ration_task_report_t r = {0};
+
+	ration_account_begin(&a);
+	(void)task_spin_3ms(NULL, NULL);
+	ration_account_end(&a, &r);
+	ck_assert_int_eq(r.cpu_ns, -1);
+	ck_assert_int_ge(r.run_ns, 3000000 - 100000);
+
+	ration_account_begin_with(&a, RATION_ACCOUNT_CPU);
+	(void)task_spin_3ms(NULL, NULL);
+	ration_account_end(&a, &r);
+	ck_assert_int_ge(r.cpu_ns, 3000000);
+
+	r = run_one(task_spin_3ms, 1);
+	ck_assert_int_eq(r.cpu_ns, -1);
+	ck_assert_int_ge(r.run_ns, 3000000 - 100000);
 }
 END_TEST
 
@@ -221,7 +250,7 @@ START_TEST(test_account_end_leaves_declared_wait_status)
 	ration_account_t a;
 	ration_task_report_t r = {.declared = 7, .wait_ns = 11, .status = -EIO};
 
-	ration_account_begin(&a);
+	ration_account_begin_with(&a, RATION_ACCOUNT_CPU);
 	sleep_ns(1000000);
 	ration_account_end(&a, &r);
 
@@ -256,6 +285,7 @@ account_suite(void)
 	tc = tcase_create("time");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_account_cpu_and_run_time);
+	tcase_add_test(tc, test_account_cpu_only_when_asked);
 	tcase_add_test(tc, test_account_end_leaves_declared_wait_status);
 	suite_add_tcase(s, tc);
 	return s;

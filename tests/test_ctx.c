@@ -5,6 +5,8 @@
  * sleeps give a thread time to block before checking that it still is, or
  * let a moment pass before checking that something did *not* happen.
  */
+#include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdio.h>
@@ -16,10 +18,12 @@
 #define MS ((int64_t)1000000)
 
 /* How late an after-func or fd may fire after a deadline. DESIGN §3 aims
- * at 1 ms on an idle machine (§10); this leaves room for a loaded 2-vCPU
- * CI box and sanitizer builds while still failing a timer that is off by
- * a scheduling period or waits for something else to notice. */
-#define LATE_NS (25 * MS)
+ * at 1 ms on an idle machine (§10); the lateness actually measured is
+ * reported in docs/reliability.md, not asserted here. This bound only
+ * fails a timer that does not fire by itself (one that waits for another
+ * call into ration, or for the next unrelated deadline), and holds on a
+ * 2-vCPU box at load 30 under sanitizers. */
+#define LATE_NS (1000 * MS)
 
 /* ---- local helpers ------------------------------------------------------ */
 
@@ -187,7 +191,7 @@ START_TEST(test_ctx_first_error_wins)
 {
 	ration_ctx_t *a, *b;
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &a), 0);
-	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 50 * MS, &b), 0);
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 500 * MS, &b), 0);
 
 	ration_ctx_cancel_with(a, -EIO);
 	ration_ctx_cancel(a);
@@ -229,7 +233,7 @@ END_TEST
 START_TEST(test_ctx_err_is_timedout_once_deadline_passes_unnoticed)
 {
 	ration_ctx_t *c, *child;
-	int64_t d = ration_now() + 50 * MS;
+	int64_t d = ration_now() + 200 * MS;
 	ck_assert_int_eq(ration_ctx_with_deadline(NULL, d, &c), 0);
 	ck_assert_int_eq(ration_ctx_with_cancel(c, &child), 0);
 
@@ -482,12 +486,20 @@ START_TEST(test_ctx_fd_becomes_readable_on_cancel)
 	ck_assert_int_eq(ration_ctx_fd(c), fd);
 	ck_assert(!fd_readable(fd, 0));
 
+	ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);     /* not leaked to exec */
+	ck_assert(fcntl(fd, F_GETFL) & O_NONBLOCK);     /* never blocks a loop */
+	ration_ctx_t *extra = ration_ctx_ref(c);
+
 	ration_ctx_cancel(c);
 
 	ck_assert(fd_readable(fd, 0));
 	ck_assert(fd_readable(fd, 0)); /* stays readable: nobody reads it */
 	ck_assert_int_eq(ration_ctx_fd(c), fd);
+	ration_ctx_unref(extra);
+	ck_assert_int_ge(fcntl(fd, F_GETFD), 0); /* open while referenced */
 	ration_ctx_unref(c);
+	ck_assert_int_eq(fcntl(fd, F_GETFD), -1); /* closed by the last unref */
+	ck_assert_int_eq(errno, EBADF);
 }
 END_TEST
 
@@ -543,7 +555,8 @@ START_TEST(test_ctx_fd_becomes_readable_at_deadline)
 	ck_assert_int_eq(ration_ctx_with_cancel(p, &c), 0);
 	int fd = ration_ctx_fd(c);
 	ck_assert_int_ge(fd, 0);
-	ck_assert(!fd_readable(fd, 0));
+	bool early = fd_readable(fd, 0);
+	ck_assert(!early || ration_now() >= ration_ctx_deadline(p)); /* not before */
 
 	bool ready = fd_readable(fd, (int)(TEST_WAIT_NS / MS));
 	int64_t t = ration_now();
@@ -690,13 +703,21 @@ START_TEST(test_ctx_after_runs_at_deadline_on_timer_thread)
 {
 	ration_ctx_t *p, *c;
 	struct rec r, rp;
-	rec_init(&r);
-	rec_init(&rp);
-	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 40 * MS, &p), 0);
-	ck_assert_int_eq(ration_ctx_with_cancel(p, &c), 0);
-	ck_assert_int_eq(ration_ctx_after(c, rec_fn, &r, NULL), 0);
-	ck_assert_int_eq(ration_ctx_after(p, rec_fn, &rp, NULL), 0);
-	ck_assert_int_eq(atomic_load(&r.calls), 0);
+	/* Both must be registered before the deadline (else they run on
+	 * this thread); a machine too loaded for that retries, longer. */
+	for (int64_t t = 40 * MS;; t *= 4) {
+		rec_init(&r);
+		rec_init(&rp);
+		ck_assert_int_eq(ration_ctx_with_timeout(NULL, t, &p), 0);
+		ck_assert_int_eq(ration_ctx_with_cancel(p, &c), 0);
+		ck_assert_int_eq(ration_ctx_after(c, rec_fn, &r, NULL), 0);
+		ck_assert_int_eq(ration_ctx_after(p, rec_fn, &rp, NULL), 0);
+		if (ration_now() < ration_ctx_deadline(p))
+			break;
+		WAIT_FOR(atomic_load(&r.calls) == 1 && atomic_load(&rp.calls) == 1);
+		ration_ctx_unref(c);
+		ration_ctx_unref(p);
+	}
 
 	WAIT_FOR(atomic_load(&r.calls) == 1 && atomic_load(&rp.calls) == 1);
 
@@ -719,13 +740,22 @@ START_TEST(test_ctx_stop_after_prevents_a_deadline_run)
 	ration_ctx_t *c;
 	struct rec stopped, kept;
 	uint64_t id;
-	rec_init(&stopped);
-	rec_init(&kept);
-	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 20 * MS, &c), 0);
-	ck_assert_int_eq(ration_ctx_after(c, rec_fn, &stopped, &id), 0);
-	ck_assert_int_eq(ration_ctx_after(c, rec_fn, &kept, NULL), 0);
-
-	ck_assert(ration_ctx_stop_after(c, id));
+	/* The stop must come before the deadline; retry longer if the
+	 * machine was too slow for that. */
+	for (int64_t t = 20 * MS;; t *= 4) {
+		rec_init(&stopped);
+		rec_init(&kept);
+		ck_assert_int_eq(ration_ctx_with_timeout(NULL, t, &c), 0);
+		ck_assert_int_eq(ration_ctx_after(c, rec_fn, &stopped, &id), 0);
+		ck_assert_int_eq(ration_ctx_after(c, rec_fn, &kept, NULL), 0);
+		bool st = ration_ctx_stop_after(c, id);
+		if (ration_now() < ration_ctx_deadline(c)) {
+			ck_assert(st);
+			break;
+		}
+		ration_ctx_cancel(c); /* waits for a fire in progress */
+		ration_ctx_unref(c);
+	}
 	WAIT_FOR(atomic_load(&kept.calls) == 1);
 	sleep_ns(20 * MS); /* give a wrong run time to happen */
 
@@ -740,16 +770,24 @@ START_TEST(test_ctx_unref_drops_pending_after_funcs)
 {
 	ration_ctx_t *a, *b;
 	struct rec ra, rb;
+	int64_t d;
 	rec_init(&ra);
-	rec_init(&rb);
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &a), 0);
-	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 10 * MS, &b), 0);
 	ck_assert_int_eq(ration_ctx_after(a, rec_fn, &ra, NULL), 0);
-	ck_assert_int_eq(ration_ctx_after(b, rec_fn, &rb, NULL), 0);
-
 	ration_ctx_unref(a);
-	ration_ctx_unref(b);
-	sleep_ns(40 * MS); /* past b's deadline: its timer must not fire */
+	/* b's unref must be over before its deadline; retry longer if the
+	 * machine was too slow for that. */
+	for (int64_t t = 10 * MS;; t *= 4) {
+		rec_init(&rb);
+		ck_assert_int_eq(ration_ctx_with_timeout(NULL, t, &b), 0);
+		d = ration_ctx_deadline(b);
+		ck_assert_int_eq(ration_ctx_after(b, rec_fn, &rb, NULL), 0);
+		ration_ctx_unref(b);
+		if (ration_now() < d)
+			break;
+		WAIT_FOR(ration_now() >= d + 30 * MS);
+	}
+	WAIT_FOR(ration_now() >= d + 30 * MS); /* its timer must not fire */
 
 	ck_assert_int_eq(atomic_load(&ra.calls), 0);
 	ck_assert_int_eq(atomic_load(&rb.calls), 0);
@@ -833,13 +871,20 @@ START_TEST(test_ctx_after_calling_back_on_timer_thread_does_not_deadlock)
 	rec_init(&r);
 	ck_assert_int_eq(ration_sem_new(1, NULL, &s), 0);
 	ck_assert_int_eq(ration_sem_try_acquire(s, 1), 0);
-	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 20 * MS, &re.ctx), 0);
-	re.sem = s;
-	rec_init(&re.nested);
-	atomic_init(&re.calls, 0);
-	ck_assert_int_eq(ration_ctx_after(re.ctx, reenter_fn, &re, &re.own_id), 0);
-	bg_acquire(&b, s, NULL, 1);
-	wait_waiters(s, 1);
+	/* It must be registered before the deadline (else it runs at once,
+	 * on this thread); a machine too loaded for that retries longer. */
+	for (int64_t t = 20 * MS;; t *= 4) {
+		re = (struct reenter){.acquire_rc = 1, .sem = s};
+		rec_init(&re.nested);
+		atomic_init(&re.calls, 0);
+		ck_assert_int_eq(ration_ctx_with_timeout(NULL, t, &re.ctx), 0);
+		ck_assert_int_eq(ration_ctx_after(re.ctx, reenter_fn, &re, &re.own_id), 0);
+		if (atomic_load(&re.calls) == 0 || !atomic_load(&re.nested.on_caller))
+			break; /* pending, or already run by the timer thread */
+		ck_assert_int_eq(ration_sem_try_acquire(s, 1), 0); /* it released */
+		ration_ctx_unref(re.ctx);
+	}
+	bg_acquire(&b, s, NULL, 1); /* may find the unit already released */
 
 	WAIT_FOR(atomic_load(&re.calls) == 1);
 	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 10 * MS, &next), 0);
@@ -1016,7 +1061,7 @@ count_fn(void *arg)
 	atomic_fetch_add((_Atomic long *)arg, 1);
 }
 
-/* One create/cancel/unref cycle of a child that has a timer armed (an
+/* One create/(cancel)/unref cycle of a child that has a timer armed (an
  * after-func on a deadline) and, every 64th time, an fd. Returns whether
  * every call succeeded (no ck_assert here: each passing assert costs Check
  * a write(2), which would dominate the loop). */
@@ -1029,7 +1074,10 @@ child_cycle(ration_ctx_t *p, long i, _Atomic long *ran)
 	bool ok = ration_ctx_after(c, count_fn, ran, NULL) == 0;
 	if (i % 64 == 0)
 		ok = ok && ration_ctx_fd(c) >= 0;
-	ration_ctx_cancel(c);
+	/* Odd rounds: unref alone must stop the armed timer and drop the
+	 * after-func (it never runs); even rounds: cancel runs it first. */
+	if (i % 2 == 0)
+		ration_ctx_cancel(c);
 	ration_ctx_unref(c);
 	return ok;
 }
@@ -1059,7 +1107,7 @@ START_TEST(test_ctx_million_child_cycles_return_to_baseline)
 	int64_t rss1 = rss_bytes();
 	int fd1 = lowest_free_fd();
 	ck_assert_int_eq(failed, 0);
-	ck_assert_int_eq(atomic_load(&ran), rounds);
+	ck_assert_int_eq(atomic_load(&ran), (rounds + 1) / 2);
 	ck_assert_int_eq(atomic_load(&parent_ran), 0);
 	ck_assert_int_eq(thread_count(), threads0);
 	ck_assert_int_eq(fd1, fd0); /* every eventfd was closed */
@@ -1141,6 +1189,312 @@ START_TEST(test_ctx_concurrent_children_and_cancel_stay_consistent)
 }
 END_TEST
 
+
+/* ---- races and limits --------------------------------------------------- */
+
+/* A ctx chain far deeper than any stack frame budget: cancelling its root
+ * from the timer thread (256 KiB stack) and from the caller marks every
+ * descendant done, runs the leaf's after-func, and returns. A recursive
+ * propagation overflowed the timer thread's stack at a depth of ~3000. */
+START_TEST(test_ctx_deep_chain_is_cancelled_without_recursion)
+{
+	enum { DEPTH = 20000 };
+	ration_ctx_t **c = malloc(sizeof(*c) * DEPTH);
+	ration_ctx_t **d = malloc(sizeof(*d) * DEPTH);
+	struct rec root, leaf, leaf2;
+	ck_assert_ptr_nonnull(c);
+	ck_assert_ptr_nonnull(d);
+	/* The chain must be built (no asserts in the loop: they are slow)
+	 * before the deadline, so that the timer thread is what fires it;
+	 * on a slow machine, try again with a longer one. */
+	for (int64_t timeout = 100 * MS;; timeout *= 4) {
+		int failed = 0;
+		rec_init(&root);
+		rec_init(&leaf);
+		failed |= ration_ctx_with_timeout(NULL, timeout, &c[0]);
+		for (int i = 1; i < DEPTH; i++)
+			failed |= ration_ctx_with_cancel(c[i - 1], &c[i]);
+		ck_assert_int_eq(failed, 0);
+		ck_assert_int_eq(ration_ctx_after(c[0], rec_fn, &root, NULL), 0);
+		ck_assert_int_eq(ration_ctx_after(c[DEPTH - 1], rec_fn, &leaf, NULL), 0);
+		if (atomic_load(&root.calls) == 0 && atomic_load(&leaf.calls) == 0)
+			break; /* both wait for the timer thread */
+		for (int i = DEPTH - 1; i >= 0; i--)
+			ration_ctx_unref(c[i]);
+	}
+	rec_init(&leaf2);
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &d[0]), 0);
+	for (int i = 1; i < DEPTH; i++)
+		ck_assert_int_eq(ration_ctx_with_cancel(d[i - 1], &d[i]), 0);
+	ck_assert_int_eq(ration_ctx_after(d[DEPTH - 1], rec_fn, &leaf2, NULL), 0);
+
+	WAIT_FOR(atomic_load(&root.calls) == 1 && atomic_load(&leaf.calls) == 1);
+	ration_ctx_cancel_with(d[0], -EIO); /* this thread */
+
+	ck_assert(!atomic_load(&root.on_caller)); /* the timer thread fired it */
+	ck_assert_int_eq(ration_ctx_err(c[DEPTH - 1]), -ETIMEDOUT);
+	ck_assert_int_eq(ration_ctx_err(c[DEPTH / 2]), -ETIMEDOUT);
+	ck_assert_int_eq(atomic_load(&leaf2.calls), 1);
+	ck_assert(atomic_load(&leaf2.on_caller));
+	ck_assert_int_eq(ration_ctx_err(d[DEPTH - 1]), -EIO);
+	/* unref from the root down: each child still holds its parent */
+	for (int i = 0; i < DEPTH; i++) {
+		ration_ctx_unref(c[i]);
+		ration_ctx_unref(d[i]);
+	}
+	free(c);
+	free(d);
+}
+END_TEST
+
+/* Threads named "ration-timer" in this process. */
+static int
+timer_threads(void)
+{
+	char path[300], name[32];
+	int n = 0;
+	/* /proc/self/task lists this process's threads: read their comm. */
+	DIR *dir = opendir("/proc/self/task");
+	ck_assert_ptr_nonnull(dir);
+	struct dirent *e;
+	while ((e = readdir(dir)) != NULL) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		FILE *f = fopen(path, "r");
+		if (f == NULL)
+			continue; /* the thread just exited */
+		if (fgets(name, sizeof(name), f) != NULL &&
+		    strncmp(name, "ration-timer", 12) == 0)
+			n++;
+		fclose(f);
+	}
+	closedir(dir);
+	return n;
+}
+
+/* DESIGN §3: at most one timer thread for the whole process, started only
+ * when something needs it (an after-func or fd on a ctx with a deadline);
+ * deadlines that only waiters see never start it. */
+START_TEST(test_ctx_one_timer_thread_started_lazily)
+{
+	ration_ctx_t *a, *b, *cs[32];
+	ration_sem_t *s;
+	struct rec r[32];
+	int before = timer_threads();
+	ck_assert_int_le(before, 1); /* 1 if an earlier test (no fork) started it */
+
+	/* Deadlines seen only by waiters and queries: no timer needed. */
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 5 * MS, &a), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(a, &b), 0);
+	ck_assert_int_eq(ration_ctx_wait(b), -ETIMEDOUT);
+	ck_assert_int_eq(ration_sem_new(1, NULL, &s), 0);
+	ck_assert_int_eq(ration_sem_try_acquire(s, 1), 0);
+	ck_assert_int_eq(ration_sem_acquire_until(s, ration_deadline_after(5 * MS), 1),
+			 -ETIMEDOUT);
+	ration_ctx_cancel(b);
+	ck_assert_int_eq(timer_threads(), before);
+
+	/* Many deadline after-funcs and fds, on many ctxs: one thread. */
+	for (int i = 0; i < 32; i++) {
+		rec_init(&r[i]);
+		ck_assert_int_eq(ration_ctx_with_timeout(NULL, (i % 4 + 4) * 50 * MS, &cs[i]),
+				 0);
+		if (i % 2)
+			ck_assert_int_eq(ration_ctx_after(cs[i], rec_fn, &r[i], NULL), 0);
+		else
+			ck_assert_int_ge(ration_ctx_fd(cs[i]), 0);
+	}
+	ck_assert_int_eq(timer_threads(), 1);
+	for (int i = 0; i < 32; i++) {
+		if (i % 2)
+			WAIT_FOR(atomic_load(&r[i].calls) == 1);
+		else
+			ck_assert(fd_readable(ration_ctx_fd(cs[i]), (int)(TEST_WAIT_NS / MS)));
+	}
+
+	ck_assert_int_eq(timer_threads(), 1);
+	for (int i = 0; i < 32; i++)
+		ration_ctx_unref(cs[i]);
+	ration_ctx_unref(b);
+	ration_ctx_unref(a);
+	ck_assert_int_eq(ration_sem_release(s, 1), 0);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+}
+END_TEST
+
+static void *
+cancel_thread_main(void *arg)
+{
+	ration_ctx_cancel(arg);
+	return NULL;
+}
+
+static void
+spin_for(int64_t ns)
+{
+	spin_until_time(ration_now() + ns);
+}
+
+/* DESIGN §3/§10: stop_after racing with a cancel in another thread: either
+ * stop_after returns true and fn never runs, or it returns false and fn
+ * ran exactly once (by the time the cancel returned). */
+START_TEST(test_ctx_stop_after_racing_cancel_is_exact)
+{
+	long rounds = stress_rounds(2000), stopped = 0, ran_total = 0;
+	uint64_t rnd = 88172645463325252u;
+	for (long i = 0; i < rounds; i++) {
+		ration_ctx_t *c;
+		struct rec r;
+		uint64_t id;
+		pthread_t t;
+		rec_init(&r);
+		ck_assert_int_eq(ration_ctx_with_cancel(NULL, &c), 0);
+		ck_assert_int_eq(ration_ctx_after(c, rec_fn, &r, &id), 0);
+		ck_assert_int_eq(pthread_create(&t, NULL, cancel_thread_main, c), 0);
+		rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+		spin_for((int64_t)(rnd % 40000));
+
+		bool st = ration_ctx_stop_after(c, id);
+		pthread_join(t, NULL);
+
+		int calls = atomic_load(&r.calls);
+		ck_assert_msg(st ? calls == 0 : calls == 1,
+			      "round %ld: stop_after %d, fn ran %d times", i, st, calls);
+		stopped += st;
+		ran_total += calls;
+		ration_ctx_unref(c);
+	}
+	ck_assert_int_eq(stopped + ran_total, rounds);
+}
+END_TEST
+
+/* The same race against the timer thread at a deadline. ration_ctx_cancel
+ * afterwards waits for a fire in progress, so the outcome is final. */
+START_TEST(test_ctx_stop_after_racing_deadline_is_exact)
+{
+	long rounds = stress_rounds(300);
+	uint64_t rnd = 2463534242u;
+	for (long i = 0; i < rounds; i++) {
+		ration_ctx_t *c;
+		struct rec r;
+		uint64_t id;
+		rec_init(&r);
+		rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
+		int64_t t = (int64_t)(rnd % 400000);
+		ck_assert_int_eq(ration_ctx_with_timeout(NULL, t, &c), 0);
+		ck_assert_int_eq(ration_ctx_after(c, rec_fn, &r, &id), 0);
+		spin_until_time(ration_ctx_deadline(c) - 200000 + (int64_t)(rnd % 400000));
+
+		bool st = ration_ctx_stop_after(c, id);
+		ration_ctx_cancel(c);
+
+		int calls = atomic_load(&r.calls);
+		ck_assert_msg(st ? calls == 0 : calls == 1,
+			      "round %ld: stop_after %d, fn ran %d times", i, st, calls);
+		ck_assert_int_ne(ration_ctx_err(c), 0);
+		ration_ctx_unref(c);
+	}
+}
+END_TEST
+
+struct first_err {
+	ration_ctx_t *ctx;
+	int cause;
+	int seen;
+	_Atomic int *go;
+};
+
+static void *
+first_err_main(void *arg)
+{
+	struct first_err *f = arg;
+	while (!atomic_load(f->go))
+		;
+	ration_ctx_cancel_with(f->ctx, f->cause);
+	f->seen = ration_ctx_err(f->ctx);
+	return NULL;
+}
+
+/* DESIGN §3: concurrent cancels with different causes: one wins, and every
+ * canceller, the ctx and its child see that same error afterwards. */
+START_TEST(test_ctx_concurrent_cancels_agree_on_first_error)
+{
+	long rounds = stress_rounds(300);
+	for (long i = 0; i < rounds; i++) {
+		ration_ctx_t *c, *child;
+		struct first_err f[3];
+		pthread_t t[3];
+		_Atomic int go = 0;
+		ck_assert_int_eq(ration_ctx_with_cancel(NULL, &c), 0);
+		ck_assert_int_eq(ration_ctx_with_cancel(c, &child), 0);
+		for (int k = 0; k < 3; k++) {
+			f[k] = (struct first_err){.ctx = c, .cause = -(EIO + k), .go = &go};
+			ck_assert_int_eq(pthread_create(&t[k], NULL, first_err_main, &f[k]), 0);
+		}
+		atomic_store(&go, 1);
+		for (int k = 0; k < 3; k++)
+			pthread_join(t[k], NULL);
+
+		int err = ration_ctx_err(c);
+		ck_assert(err == -EIO || err == -(EIO + 1) || err == -(EIO + 2));
+		for (int k = 0; k < 3; k++)
+			ck_assert_int_eq(f[k].seen, err);
+		ck_assert_int_eq(ration_ctx_err(child), err);
+		ration_ctx_cancel(c);
+		ck_assert_int_eq(ration_ctx_err(c), err);
+		ration_ctx_unref(child);
+		ration_ctx_unref(c);
+	}
+}
+END_TEST
+
+/* DESIGN §7.9 for ration_ctx_wait: a cancel racing with the waiter going
+ * to sleep (delays sweep 0..100 us) always wakes it. */
+struct wait_race {
+	ration_ctx_t *ctx;      /* this round's, published by round */
+	long rounds;
+	_Atomic long round;
+	_Atomic long done;
+	_Atomic long bad;
+};
+
+static void *
+wait_race_main(void *arg)
+{
+	struct wait_race *w = arg;
+	for (long r = 1; r <= w->rounds; r++) {
+		int64_t until = ration_now() + TEST_WAIT_NS;
+		while (atomic_load(&w->round) < r)
+			if (ration_now() > until)
+				return NULL;
+		if (ration_ctx_wait(w->ctx) != -ECANCELED)
+			atomic_fetch_add(&w->bad, 1);
+		atomic_store(&w->done, r);
+	}
+	return NULL;
+}
+
+START_TEST(test_ctx_wait_racing_cancel_always_wakes)
+{
+	struct wait_race w = {.rounds = stress_rounds(3000)};
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, wait_race_main, &w), 0);
+	for (long r = 1; r <= w.rounds; r++) {
+		ration_ctx_t *c;
+		ck_assert_int_eq(ration_ctx_with_cancel(NULL, &c), 0);
+		w.ctx = c;
+		atomic_store(&w.round, r);
+		spin_for((r * 7919) % 100000);
+		ration_ctx_cancel(c);
+		WAIT_FOR(atomic_load(&w.done) == r);
+		ration_ctx_unref(c);
+	}
+	pthread_join(t, NULL);
+	ck_assert_int_eq(atomic_load(&w.bad), 0);
+}
+END_TEST
+
 static Suite *
 ctx_suite(void)
 {
@@ -1212,6 +1566,16 @@ ctx_suite(void)
 	tcase_add_test(tc, test_ctx_child_follows_parent_cancel_through_other_ref);
 	tcase_add_test(tc, test_ctx_unreffed_children_are_detached);
 	tcase_add_test(tc, test_ctx_million_child_cycles_return_to_baseline);
+	suite_add_tcase(su, tc);
+
+	tc = tcase_create("race");
+	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_ctx_deep_chain_is_cancelled_without_recursion);
+	tcase_add_test(tc, test_ctx_one_timer_thread_started_lazily);
+	tcase_add_test(tc, test_ctx_stop_after_racing_cancel_is_exact);
+	tcase_add_test(tc, test_ctx_stop_after_racing_deadline_is_exact);
+	tcase_add_test(tc, test_ctx_concurrent_cancels_agree_on_first_error);
+	tcase_add_test(tc, test_ctx_wait_racing_cancel_always_wakes);
 	suite_add_tcase(su, tc);
 
 	return su;

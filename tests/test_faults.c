@@ -12,15 +12,19 @@
  * can cite the counts.
  */
 #include <dirent.h>
+#include <dlfcn.h>
 #include <poll.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "helpers.h"
 
+#include <ration/shared.h>
+
 /* tests/faultalloc.c */
-enum fa_kind { FA_NONE, FA_MEM, FA_THREAD, FA_FD };
+enum fa_kind { FA_NONE, FA_MEM, FA_THREAD, FA_FD, FA_SPACE };
 void fa_arm(long k);
 long fa_disarm(void);
 enum fa_kind fa_failed(void);
@@ -30,6 +34,20 @@ const char *fa_kind_name(enum fa_kind k);
 
 /* More than this many allocations in one call would be a bug in itself. */
 #define MAX_K 200
+
+static int
+fds_now(void)
+{
+	int n = 0;
+	DIR *d = opendir("/proc/self/fd");
+	if (d == NULL)
+		return -1;
+	for (struct dirent *e; (e = readdir(d)) != NULL;)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n - 1; /* the DIR's own fd */
+}
 
 static int
 threads_now(void)
@@ -56,6 +74,8 @@ code_ok(enum fa_kind kind, int rc)
 		return rc == -EAGAIN || rc == -ENOMEM;
 	case FA_FD:
 		return rc == -ENOMEM || rc == -EMFILE;
+	case FA_SPACE:
+		return rc == -ENOSPC;
 	default:
 		return false;
 	}
@@ -654,6 +674,153 @@ START_TEST(faults_pool_default)
 }
 END_TEST
 
+
+/* ---- shared (cross-process) semaphore ----------------------------------- */
+
+struct shared_st {
+	char name[64];
+	bool create;
+	ration_sem_t *s;
+	ration_sem_t *other; /* a handle opened before, if any */
+	int fds0;
+	int left_behind;     /* failed creates that left the object (F2) */
+};
+
+/* Assert the findings still open in lib/ too (RATION_FAULTS_KNOWN=1). */
+static bool
+known_bugs(void)
+{
+	const char *e = getenv("RATION_FAULTS_KNOWN");
+	return e != NULL && e[0] == '1';
+}
+
+static int
+shared_call(void *p)
+{
+	struct shared_st *s = p;
+	s->s = NULL;
+	ration_shared_opts_t o = {.create = s->create};
+	return ration_sem_open_shared(s->name, 10, &o, &s->s);
+}
+
+static void
+shared_check(void *p, int rc)
+{
+	struct shared_st *s = p;
+	ck_assert_ptr_null(s->s);
+	ck_assert_int_eq(fds_now(), s->fds0);
+	if (s->other != NULL) {
+		/* The handle opened before is untouched. */
+		ck_assert_int_eq(ration_sem_available(s->other), 10);
+	} else {
+		/* A failed create leaves no object behind: the name is free. */
+		ration_sem_t *x = NULL;
+		int rc2 = ration_sem_open_shared(s->name, 10, NULL, &x);
+		if (rc2 == 0) {
+			ck_assert_int_eq(ration_sem_free(x), 0);
+			ck_assert_int_eq(ration_sem_unlink_shared(s->name), 0);
+			s->left_behind++;
+		}
+		/* Finding F2 (docs/reliability.md): a create that fails after
+		 * shm_open leaves the object. Strict with RATION_FAULTS_KNOWN=1
+		 * until the lib fix lands; counted and printed otherwise. */
+		ck_assert_msg(rc2 == -ENOENT || (rc2 == 0 && !known_bugs()),
+			      "ration_sem_open_shared(create) failed with %s but left %s behind",
+			      ration_strerror(rc), s->name);
+	}
+}
+
+static void
+shared_undo(void *p)
+{
+	struct shared_st *s = p;
+	ck_assert_ptr_nonnull(s->s);
+	ck_assert_int_eq(ration_sem_available(s->s), 10);
+	ck_assert_int_eq(ration_sem_try_acquire(s->s, 3), 0);
+	ck_assert_int_eq(ration_sem_release(s->s, 3), 0);
+	ck_assert_int_eq(ration_sem_free(s->s), 0);
+	ck_assert_int_eq(fds_now(), s->fds0);
+	if (s->other == NULL)
+		ck_assert_int_eq(ration_sem_unlink_shared(s->name), 0);
+}
+
+START_TEST(faults_sem_open_shared)
+{
+	struct shared_st s = {.create = true};
+	snprintf(s.name, sizeof(s.name), "ration-faults-%d", (int)getpid());
+	(void)ration_sem_unlink_shared(s.name);
+	s.fds0 = fds_now();
+	struct fcase fc = {"ration_sem_open_shared(create)", shared_call, shared_check,
+			   shared_undo, false, false};
+	fault_loop(&fc, &s, true);
+	if (s.left_behind > 0)
+		printf("faults: KNOWN F2: %d failed creates left the shm object behind\n",
+		       s.left_behind);
+
+	/* Opening an existing object, with another handle already open. */
+	ration_shared_opts_t o = {.create = true};
+	ck_assert_int_eq(ration_sem_open_shared(s.name, 10, &o, &s.other), 0);
+	s.create = false;
+	s.fds0 = fds_now();
+	struct fcase fo = {"ration_sem_open_shared(existing)", shared_call, shared_check,
+			   shared_undo, false, false};
+	fault_loop(&fo, &s, true);
+	ck_assert_int_eq(ration_sem_available(s.other), 10);
+	ck_assert_int_eq(ration_sem_free(s.other), 0);
+	ck_assert_int_eq(ration_sem_unlink_shared(s.name), 0);
+}
+END_TEST
+
+/* ---- account ------------------------------------------------------------ */
+
+/* begin/end allocate nothing (DESIGN §9: per-task overhead, no malloc);
+ * only ration_account_available()'s one-time probe may. */
+START_TEST(faults_account_begin_end)
+{
+	(void)ration_account_available(); /* the probe, outside the armed window */
+	ration_account_t a;
+	ration_task_report_t r;
+	fa_arm(1);
+	ration_account_begin(&a);
+	ration_account_end(&a, &r);
+	long seen = fa_disarm();
+	fa_forget();
+	ck_assert_int_eq(seen, 0);
+	ck_assert_int_eq(fa_failed(), FA_NONE);
+	ck_assert_int_ge(r.run_ns, 0);
+	if (!ration_account_available())
+		ck_assert_int_eq(r.peak_bytes, -1);
+	printf("faults: ration_account_begin/end: 0 allocations (nothing to inject)\n");
+}
+END_TEST
+
+/* The one-time probe of ration_account_available() failing must not turn
+ * accounting off for the life of the process: the answer is "false" only
+ * while it cannot be known, and a later call asks again. Known to fail
+ * with the pthread_once probe (docs/reliability.md, finding F3): run with
+ * RATION_FAULTS_KNOWN=1. Needs its own process (fork mode). */
+START_TEST(faults_account_probe)
+{
+	long injected = 0;
+	for (long k = 1; k < MAX_K; k++) {
+		fa_arm(k);
+		bool avail = ration_account_available();
+		fa_disarm();
+		fa_forget();
+		if (fa_failed() == FA_NONE)
+			break;
+		injected++;
+		(void)avail;
+	}
+	printf("faults: ration_account_available (probe): %ld injected\n", injected);
+	/* Only meaningful where the answer should be true: jemalloc built in
+	 * (mallctl linked) and the probe needed an allocation. */
+	if (injected > 0 && dlsym(RTLD_DEFAULT, "mallctl") != NULL)
+		ck_assert_msg(ration_account_available(),
+			      "a failed probe allocation turned accounting off for good");
+}
+END_TEST
+
 #ifdef HAVE_GROUP
 /* ---- group ------------------------------------------------------------- */
 
@@ -736,8 +903,16 @@ START_TEST(faults_group)
 	struct fcase fc = {"ration_group_new", group_new_call, group_new_check, group_undo,
 			   false, false};
 	fault_loop(&fc, &s, false);
+	ration_group_t *fresh = NULL;
 	for (int t = 0; t < 2; t++) {
-		struct go_st g = {.g = s.g, .budget = s.budget, .try_ = t};
+		/* try_go on a group of its own: a group keeps finished task
+		 * nodes for reuse, so after go's 50 calls it would allocate
+		 * nothing and no fault could be injected. */
+		if (t) {
+			ration_group_opts_t o = {.pool = s.pool, .budget = s.budget, .limit = 2};
+			ck_assert_int_eq(ration_group_new(NULL, &o, &fresh), 0);
+		}
+		struct go_st g = {.g = t ? fresh : s.g, .budget = s.budget, .try_ = t};
 		atomic_store(&group_runs, 0);
 		long injected = 0;
 		for (int i = 0; i < 50; i++) {
@@ -753,6 +928,8 @@ START_TEST(faults_group)
 		       t ? "ration_group_try_go" : "ration_group_go", injected);
 		WAIT_FOR(atomic_load(&group_runs) == g.accepted);
 	}
+	ck_assert_int_eq(ration_group_wait(fresh), 0);
+	ration_group_free(fresh);
 	ck_assert_int_eq(ration_group_wait(s.g), 0);
 	ration_group_free(s.g);
 	ck_assert_int_eq(ration_sem_available(s.budget), 10);
@@ -778,6 +955,13 @@ faults_suite(void)
 	tcase_add_test(tc, faults_acquire_all);
 	tcase_add_test(tc, faults_pool_new);
 	tcase_add_test(tc, faults_pool_submit);
+	tcase_add_test(tc, faults_sem_open_shared);
+	tcase_add_test(tc, faults_account_begin_end);
+	/* Gated: fails until the lib fix of finding F3 lands; a fresh
+	 * process is needed for the pthread_once probe, so fork mode only. */
+	const char *fork_env = getenv("CK_FORK");
+	if (known_bugs() && (fork_env == NULL || strcmp(fork_env, "no") != 0))
+		tcase_add_test(tc, faults_account_probe);
 #ifdef HAVE_GROUP
 	tcase_add_test(tc, faults_group);
 #endif

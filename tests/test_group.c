@@ -531,6 +531,65 @@ START_TEST(test_group_nested_go_from_task)
 }
 END_TEST
 
+/* With a budget, limit 0 = the pool's thread limit: a go() beyond it
+ * waits instead of queueing a task (and its weight) behind busy threads. */
+START_TEST(test_group_default_limit_is_pool_threads)
+{
+	ration_pool_t *p = pool_of(2);
+	ration_sem_t *budget;
+	ration_group_t *g;
+	ck_assert_int_eq(ration_sem_new(10, NULL, &budget), 0);
+	ration_group_opts_t o = {.pool = p, .budget = budget};
+	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
+	ration_group_stats_t st;
+	ration_group_stats(g, &st);
+	ck_assert_int_eq(st.limit, 2);
+
+	ck_assert_int_eq(ration_group_go(g, 3, task_gated, NULL), 0);
+	ck_assert_int_eq(ration_group_go(g, 3, task_gated, NULL), 0);
+	ck_assert_int_eq(ration_group_try_go(g, 1, task_ok, NULL), -EAGAIN);
+	ck_assert_int_eq(ration_sem_available(budget), 4); /* the third holds nothing */
+	struct bg_go b;
+	bg_go(&b, g, 3, task_ok, NULL);
+	sleep_ns(2000000);
+	ck_assert(!atomic_load(&b.done));
+	ck_assert_int_eq(ration_sem_available(budget), 4);
+
+	atomic_store(&gate, true);
+	ck_assert_int_eq(bg_go_join(&b), 0);
+	ck_assert_int_eq(ration_group_wait(g), 0);
+	ck_assert_int_eq(atomic_load(&calls), 3);
+	ck_assert_int_eq(ration_sem_available(budget), 10);
+	ration_group_free(g);
+	ck_assert_int_eq(ration_sem_free(budget), 0);
+	ration_pool_free(p);
+}
+END_TEST
+
+/* The default limit does not apply to a go() from the group's own task:
+ * a tree deeper than the pool still completes on one thread. */
+START_TEST(test_group_nested_go_ignores_default_limit)
+{
+	ration_pool_t *p = pool_of(1);
+	ration_sem_t *budget;
+	ck_assert_int_eq(ration_sem_new(32, NULL, &budget), 0);
+	ration_group_opts_t o = {.pool = p, .budget = budget};
+	ck_assert_int_eq(ration_group_new(NULL, &o, &nest_group), 0);
+	ration_group_stats_t st;
+	ration_group_stats(nest_group, &st);
+	ck_assert_int_eq(st.limit, 1);
+
+	ck_assert_int_eq(ration_group_go(nest_group, 1, task_nest, (void *)0), 0);
+
+	ck_assert_int_eq(ration_group_wait(nest_group), 0);
+	ck_assert_int_eq(atomic_load(&calls), 31);
+	ck_assert_int_eq(ration_sem_available(budget), 32);
+	ration_group_free(nest_group);
+	ck_assert_int_eq(ration_sem_free(budget), 0);
+	ration_pool_free(p);
+}
+END_TEST
+
 /* DESIGN §10: tasks the pool discards at shutdown count as failed with
  * -ECANCELED and give their weight back. */
 START_TEST(test_group_discarded_tasks_count_as_failed)
@@ -540,7 +599,9 @@ START_TEST(test_group_discarded_tasks_count_as_failed)
 	ration_group_t *g;
 	ration_ctx_t *now;
 	ck_assert_int_eq(ration_sem_new(8, NULL, &budget), 0);
-	ration_group_opts_t o = {.pool = p, .budget = budget, .keep_going = true};
+	/* limit 3 > 1 thread: tasks queue in the pool (the default limit
+	 * would be 1) */
+	ration_group_opts_t o = {.pool = p, .budget = budget, .keep_going = true, .limit = 3};
 	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
 	ck_assert_int_eq(ration_group_go(g, 2, task_gated, NULL), 0);
 	WAIT_FOR(atomic_load(&calls) == 1);
@@ -611,7 +672,7 @@ START_TEST(test_group_report_fields)
 	int udata;
 	ck_assert_int_eq(ration_sem_new(16, NULL, &budget), 0);
 	ration_group_opts_t o = {.budget = budget, .keep_going = true,
-				 .on_report = on_report, .udata = &udata};
+				 .on_report = on_report, .udata = &udata, .measure_cpu = true};
 	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
 
 	ck_assert_int_eq(ration_group_go(g, 5, task_sleep_fail, NULL), 0);
@@ -652,7 +713,8 @@ START_TEST(test_group_report_of_discarded_task)
 	ration_pool_t *p = pool_of(1);
 	ration_group_t *g;
 	ration_ctx_t *now;
-	ration_group_opts_t o = {.pool = p, .keep_going = true, .on_report = on_report};
+	ration_group_opts_t o = {.pool = p, .keep_going = true, .on_report = on_report,
+				 .limit = 2}; /* queue behind the 1 thread */
 	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
 	ck_assert_int_eq(ration_group_go(g, 1, task_gated, NULL), 0);
 	WAIT_FOR(atomic_load(&calls) == 1);
@@ -682,6 +744,7 @@ START_TEST(test_group_stats_of_empty_group)
 
 	ration_group_stats(g, &st);
 
+	ck_assert_int_eq(st.limit, 0); /* no budget: no default limit */
 	ck_assert_uint_eq(st.started, 0);
 	ck_assert_uint_eq(st.tasks, 0);
 	ck_assert_int_eq(st.wait_p50_ns, 0);
@@ -719,6 +782,8 @@ group_suite(void)
 
 	tc = tcase(s, "limits");
 	tcase_add_test(tc, test_group_limit_is_respected);
+	tcase_add_test(tc, test_group_default_limit_is_pool_threads);
+	tcase_add_test(tc, test_group_nested_go_ignores_default_limit);
 	tcase_add_test(tc, test_group_budget_is_never_exceeded);
 	tcase_add_test(tc, test_group_go_blocks_while_budget_full);
 	tcase_add_test(tc, test_group_waiting_for_slot_holds_no_budget);

@@ -8,15 +8,18 @@
  * (strict FIFO: only a prefix that fits), which fail with what, and what
  * available/waiters/waiting_weight must be; the test checks all of it.
  *
- * model_concurrent: threads drive three semaphores, a pool and a ctx tree
- * with random operations (acquire in every variant, release, acquire_all
- * with duplicates, resize, try/submit, pool resize, ctx after/stop/cancel/
- * wait), then a close phase parks callers on everything and ends them
- * with close/cancel/shutdown. Checked: every result is one the docs allow;
+ * model_concurrent: threads drive three semaphores, a pool, a weighted
+ * group and a ctx tree with random operations (acquire in every variant,
+ * release, acquire_all with duplicates, resize, try/submit, pool resize,
+ * group go/try_go with weights 1..8 on a budget of 16, ctx after/stop/
+ * cancel/wait), then a close phase parks callers on everything and ends
+ * them with close/cancel/shutdown. Checked: every result is one the docs allow;
  * a holder's release never fails; weight is conserved (available == size
  * once everything is given back, deficit repaid); every accepted task's fn
- * ran exactly once, refused ones never; every after-func ran exactly once
- * or was stopped; every thread returns within a bounded time.
+ * ran exactly once, refused ones never; the group's running weight never
+ * exceeded its budget and every accepted group task ran exactly once;
+ * every after-func ran exactly once or was stopped; every thread returns
+ * within a bounded time.
  *
  * Operations: 10^6 by default (RATION_STRESS_ROUNDS lowers it). Seed:
  * RATION_SEED=<n> replays one (printed at start and in every failure).
@@ -132,8 +135,9 @@ model_settle(struct model *m)
 		if (!w->started || !w->decided)
 			continue;
 		int rc = bg_join(&w->b);
+		/* (int): an enum's type is unsigned int here, %d wants int. */
 		CHECK(rc == w->expect, "waiter %d (n=%" PRId64 ", mode %d): got %d, model %d", i,
-		      w->n, w->mode, rc, w->expect);
+		      w->n, (int)w->mode, rc, w->expect);
 		w->started = false;
 		if (w->b.ctx != NULL)
 			ration_ctx_unref(w->b.ctx);
@@ -367,7 +371,39 @@ static struct {
 	unsigned char *after_stopped;
 	_Atomic long ops_done;
 	_Atomic int threads_done;
+#ifdef HAVE_GROUP
+	/* group tasks: weight 1 + id % 8 on a budget of GROUP_BUDGET */
+	ration_group_t *g;
+	ration_sem_t *gbudget;
+	ration_pool_t *gpool;
+	_Atomic long next_gtask;
+	_Atomic unsigned char *gtask_runs;
+	unsigned char *gtask_accepted;
+	_Atomic int64_t grunning, grunning_max; /* weight inside fn */
+	_Atomic long gfailed;
+#endif
 } C;
+
+#ifdef HAVE_GROUP
+#define GROUP_BUDGET 16
+
+static int
+cc_gtask(ration_ctx_t *ctx, void *arg)
+{
+	long id = (long)(intptr_t)arg;
+	int64_t w = 1 + id % 8;
+	int64_t now = atomic_fetch_add(&C.grunning, w) + w;
+	int64_t m = atomic_load(&C.grunning_max);
+	while (now > m && !atomic_compare_exchange_weak(&C.grunning_max, &m, now))
+		;
+	atomic_fetch_add(&C.gtask_runs[id], 1);
+	if (id % 4 == 0)
+		sleep_ns(50000); /* hold the weight a while: the budget binds */
+	atomic_fetch_sub(&C.grunning, w);
+	(void)ctx;
+	return id % 97 == 0 ? -EIO : 0; /* keep_going: errors do not cancel */
+}
+#endif
 
 static void
 cc_task(void *arg, int status)
@@ -486,13 +522,32 @@ cc_thread(void *arg)
 			CHECK(ration_ctx_err(c) == -ECANCELED || ration_ctx_err(c) == -ETIMEDOUT,
 			      "ctx err %d", ration_ctx_err(c));
 			ration_ctx_unref(c);
-		} else if (k < 94) { /* resize: grow, or shrink into deficit */
+		} else if (k < 92) { /* resize: grow, or shrink into deficit */
 			int64_t ns = sem_size0[i] / 2 + rnd(&r, sem_size0[i] * 2);
 			rc = ration_sem_resize(C.s[i], ns < 1 ? 1 : ns);
 			CHECK(rc == 0, "resize: %d", rc);
-		} else if (k < 96) {
+		} else if (k < 94) {
 			rc = ration_pool_resize(C.pool, 1 + (unsigned)rnd(&r, 4));
 			CHECK(rc == 0, "pool resize: %d", rc);
+#ifdef HAVE_GROUP
+		} else if (k < 98) { /* group: weighted go / try_go */
+			long id = atomic_fetch_add(&C.next_gtask, 1);
+			if (id >= C.max_tasks)
+				continue;
+			int64_t w = 1 + id % 8;
+			if (rnd(&r, 2)) {
+				rc = ration_group_try_go(C.g, w, cc_gtask, (void *)(intptr_t)id);
+				CHECK(rc == 0 || rc == -EAGAIN, "group try_go: %d", rc);
+			} else {
+				/* Blocks until weight and a limit slot are free; the
+				 * group's tasks never wait on what this thread holds. */
+				rc = ration_group_go(C.g, w, cc_gtask, (void *)(intptr_t)id);
+				CHECK(rc == 0, "group go: %d", rc);
+			}
+			C.gtask_accepted[id] = rc == 0;
+			if (rc == 0 && id % 97 == 0)
+				atomic_fetch_add(&C.gfailed, 1);
+#endif
 		} else { /* a snapshot is self-consistent */
 			ration_sem_stats_t st;
 			ration_sem_stats(C.s[i], &st);
@@ -583,6 +638,16 @@ START_TEST(model_concurrent)
 					 &C.pool),
 			 0);
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &C.root), 0);
+#ifdef HAVE_GROUP
+	C.gtask_runs = calloc((size_t)C.max_tasks, 1);
+	C.gtask_accepted = calloc((size_t)C.max_tasks, 1);
+	ck_assert(C.gtask_runs && C.gtask_accepted);
+	ck_assert_int_eq(ration_sem_new(GROUP_BUDGET, NULL, &C.gbudget), 0);
+	ck_assert_int_eq(ration_pool_new(&(ration_pool_opts_t){.threads = 4}, &C.gpool), 0);
+	ration_group_opts_t go = {.pool = C.gpool, .budget = C.gbudget, .limit = 4,
+				  .keep_going = true};
+	ck_assert_int_eq(ration_group_new(NULL, &go, &C.g), 0);
+#endif
 
 	int64_t t0 = ration_now();
 	pthread_t th[NTHR];
@@ -597,6 +662,37 @@ START_TEST(model_concurrent)
 	for (int t = 0; t < NTHR; t++)
 		pthread_join(th[t], NULL);
 	int64_t t1 = ration_now();
+
+#ifdef HAVE_GROUP
+	/* Group: first error, each accepted task once, budget respected. */
+	int gerr = ration_group_wait(C.g);
+	CHECK(gerr == (atomic_load(&C.gfailed) ? -EIO : 0), "group wait: %d", gerr);
+	long gaccepted = 0;
+	long ngtasks = atomic_load(&C.next_gtask);
+	if (ngtasks > C.max_tasks)
+		ngtasks = C.max_tasks;
+	for (long id = 0; id < ngtasks; id++) {
+		CHECK(C.gtask_runs[id] == (C.gtask_accepted[id] ? 1 : 0),
+		      "group task %ld: ran %d times, accepted %d", id, C.gtask_runs[id],
+		      C.gtask_accepted[id]);
+		gaccepted += C.gtask_accepted[id];
+	}
+	ration_group_stats_t gs;
+	ration_group_stats(C.g, &gs);
+	CHECK(gs.tasks == (uint64_t)gaccepted && gs.started == (uint64_t)gaccepted,
+	      "group stats: %" PRIu64 " finished, %ld accepted", gs.tasks, gaccepted);
+	CHECK(gs.failed == (uint64_t)atomic_load(&C.gfailed), "group failed %" PRIu64, gs.failed);
+	CHECK(atomic_load(&C.grunning_max) <= GROUP_BUDGET, "group ran %" PRId64 " > budget",
+	      atomic_load(&C.grunning_max));
+	CHECK(ration_sem_available(C.gbudget) == GROUP_BUDGET, "group budget not given back");
+	ration_group_free(C.g);
+	ration_pool_free(C.gpool);
+	CHECK(ration_sem_free(C.gbudget) == 0, "group budget free");
+	printf("model_concurrent: group tasks accepted %ld of %ld, max running weight %" PRId64
+	       " of %d\n", gaccepted, ngtasks, atomic_load(&C.grunning_max), GROUP_BUDGET);
+	free(C.gtask_runs);
+	free(C.gtask_accepted);
+#endif
 
 	/* Weight conserved: nobody holds anything, so all is available. */
 	for (int i = 0; i < NSEM; i++) {

@@ -1,5 +1,7 @@
 /* test_sem.c - Check suite for the weighted FIFO semaphore (DESIGN §4,
  * §7 pitfalls 1-6 and 8-13, §10 sem), named semaphores and acquire_all.
+ * §7.3 has a deterministic test through the test-only hook
+ * ration__ctx_done_hook (lib/internal/ctx.h) besides the timing sweep.
  *
  * Every wait is bounded: TCases set a timeout, background callers are
  * joined with bg_join, conditions are polled with WAIT_FOR/wait_waiters.
@@ -443,7 +445,8 @@ START_TEST(test_sem_timed_out_head_wakes_follower)
 	ck_assert_int_eq(ration_sem_new(10, NULL, &s), 0);
 	ck_assert_int_eq(ration_sem_try_acquire(s, 1), 0);
 
-	bg_acquire_until(&a, s, ration_now() + 200 * MS, 10);
+	/* long enough for b to queue behind a on a loaded machine */
+	bg_acquire_until(&a, s, ration_now() + 1000 * MS, 10);
 	wait_waiters(s, 1);
 	bg_acquire(&b, s, NULL, 1);
 	wait_waiters(s, 2);
@@ -638,7 +641,7 @@ START_TEST(test_sem_no_grant_to_a_waiter_that_left)
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &ctx), 0);
 	bg_acquire(&a, s, ctx, 5);
 	wait_waiters(s, 1);
-	bg_acquire_until(&b, s, ration_now() + 300 * MS, 3);
+	bg_acquire_until(&b, s, ration_now() + 1000 * MS, 3); /* c queues first */
 	wait_waiters(s, 2);
 	bg_acquire(&c, s, NULL, 5);
 	wait_waiters(s, 3);
@@ -1009,6 +1012,50 @@ START_TEST(test_sem_stats_count_every_outcome)
 }
 END_TEST
 
+
+/* DESIGN §4 stats: the log2 histogram holds granted waits only, each in
+ * bucket floor(log2(wait ns)); fast-path acquires are counted in acquired
+ * but not as waits; the high-water marks keep their peak. */
+START_TEST(test_sem_wait_histogram_buckets_granted_waits)
+{
+	ration_sem_t *s;
+	struct bg w;
+	ck_assert_int_eq(ration_sem_new(2, NULL, &s), 0);
+	ck_assert_int_eq(ration_sem_try_acquire(s, 2), 0);
+	bg_acquire(&w, s, NULL, 2);
+	wait_waiters(s, 1);
+	sleep_ns(5 * MS); /* the wait lasts at least this */
+	ck_assert_int_eq(ration_sem_release(s, 2), 0);
+	ck_assert_int_eq(bg_join(&w), 0);
+
+	ration_sem_stats_t st = stats_of(s);
+	ck_assert_int_eq(hist_sum(&st), 1);
+	ck_assert_uint_ge(st.wait_ns_total, (uint64_t)(5 * MS));
+	int b = 63 - __builtin_clzll(st.wait_ns_total);
+	if (b > RATION_HIST_BUCKETS - 1)
+		b = RATION_HIST_BUCKETS - 1;
+	ck_assert_msg(st.wait_hist[b] == 1, "wait of %llu ns not in bucket %d",
+		      (unsigned long long)st.wait_ns_total, b);
+	ck_assert_int_eq(st.max_in_use, 2);
+	ck_assert_int_eq(st.max_waiters_seen, 1);
+
+	ck_assert_int_eq(ration_sem_release(s, 2), 0);
+	for (int i = 0; i < 100; i++) {
+		ck_assert_int_eq(ration_sem_acquire(s, NULL, 1), 0);
+		ck_assert_int_eq(ration_sem_release(s, 1), 0);
+	}
+	ration_sem_stats_t st2 = stats_of(s);
+	ck_assert_int_eq(st2.acquired, st.acquired + 100);
+	ck_assert_int_eq(hist_sum(&st2), 1);
+	ck_assert_int_eq(st2.wait_ns_total, st.wait_ns_total);
+	ck_assert_int_eq(st2.contended, 1);
+	ck_assert_int_eq(st2.max_in_use, 2);
+	ck_assert_int_eq(st2.max_waiters_seen, 1);
+	ck_assert_int_eq(st2.in_use, 0);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+}
+END_TEST
+
 START_TEST(test_sem_stats_name_is_copied_and_truncated)
 {
 	char buf[64] = "pool-a";
@@ -1103,6 +1150,113 @@ START_TEST(test_sem_open_tells_long_names_apart)
 }
 END_TEST
 
+
+/* DESIGN §10: the last free of a named semaphore follows the -EBUSY rule
+ * and then frees nothing: the caller keeps its reference, and the name
+ * still opens the same semaphore. */
+START_TEST(test_sem_open_busy_last_free_keeps_the_name)
+{
+	ration_sem_t *a, *b;
+	ck_assert_int_eq(ration_sem_open("test-open-busy", 4, &a), 0);
+	ck_assert_int_eq(ration_sem_acquire(a, NULL, 1), 0);
+
+	ck_assert_int_eq(ration_sem_free(a), -EBUSY);
+	ck_assert_int_eq(ration_sem_open("test-open-busy", 9, &b), 0);
+
+	ck_assert_ptr_eq(a, b);
+	ck_assert_int_eq(stats_of(b).size, 4);
+	ck_assert_int_eq(ration_sem_available(b), 3);
+	ck_assert_int_eq(ration_sem_free(b), 0);  /* a's reference is left */
+	ck_assert_int_eq(ration_sem_free(a), -EBUSY);
+	ck_assert_int_eq(ration_sem_release(a, 1), 0);
+	ck_assert_int_eq(ration_sem_free(a), 0);
+}
+END_TEST
+
+/* The registry is separate from opts.name: a semaphore made with
+ * ration_sem_new() and a name is not found by ration_sem_open(), and the
+ * two never conflict. */
+START_TEST(test_sem_open_ignores_unnamed_semaphores_with_the_same_label)
+{
+	ration_sem_opts_t o = {.name = "test-open-label"};
+	ration_sem_t *plain, *named;
+	ck_assert_int_eq(ration_sem_new(2, &o, &plain), 0);
+
+	ck_assert_int_eq(ration_sem_open("test-open-label", 5, &named), 0);
+
+	ck_assert_ptr_ne(plain, named);
+	ck_assert_int_eq(stats_of(named).size, 5);
+	ck_assert_str_eq(stats_of(named).name, "test-open-label");
+	ck_assert_int_eq(ration_sem_free(plain), 0);
+	ck_assert_int_eq(ration_sem_free(named), 0);
+}
+END_TEST
+
+struct open_race {
+	ration_sem_t *pinned;   /* NULL: the name comes and goes */
+	long rounds;
+	_Atomic long other;     /* opens that returned another semaphore */
+	_Atomic long bad;
+	_Atomic int done;
+};
+
+static void *
+open_race_main(void *arg)
+{
+	struct open_race *o = arg;
+	for (long i = 0; i < o->rounds; i++) {
+		ration_sem_t *s;
+		if (ration_sem_open("test-open-race", 3, &s) != 0) {
+			atomic_fetch_add(&o->bad, 1);
+			break;
+		}
+		if (o->pinned != NULL && s != o->pinned)
+			atomic_fetch_add(&o->other, 1);
+		if (ration_sem_acquire_until(s, ration_deadline_after(TEST_WAIT_NS), 1) != 0 ||
+		    ration_sem_release(s, 1) != 0)
+			atomic_fetch_add(&o->bad, 1);
+		/* nobody holds units at a last free: it must succeed */
+		if (ration_sem_free(s) != 0)
+			atomic_fetch_add(&o->bad, 1);
+	}
+	atomic_fetch_add(&o->done, 1);
+	return NULL;
+}
+
+static void
+open_race_run(struct open_race *o)
+{
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, open_race_main, o), 0);
+	WAIT_FOR(atomic_load(&o->done) == 4);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+}
+
+/* DESIGN §4: concurrent opens of one name share one semaphore, and the
+ * reference count survives opens and frees racing with each other (also
+ * while the last reference comes and goes: ASan/TSan watch that phase). */
+START_TEST(test_sem_open_concurrent_opens_and_frees_keep_one_semaphore)
+{
+	ration_sem_t *pin, *fresh;
+	struct open_race o1 = {.rounds = stress_rounds(3000)};
+	struct open_race o2 = {.rounds = stress_rounds(3000)};
+	ck_assert_int_eq(ration_sem_open("test-open-race", 3, &pin), 0);
+	o1.pinned = pin;
+
+	open_race_run(&o1);
+	ck_assert_int_eq(ration_sem_free(pin), 0); /* the last reference */
+	open_race_run(&o2);
+
+	ck_assert_int_eq(atomic_load(&o1.bad) + atomic_load(&o2.bad), 0);
+	ck_assert_int_eq(atomic_load(&o1.other), 0);
+	ck_assert_int_eq(ration_sem_open("test-open-race", 7, &fresh), 0);
+	ck_assert_int_eq(stats_of(fresh).size, 7); /* every reference was freed */
+	ck_assert_int_eq(ration_sem_free(fresh), 0);
+}
+END_TEST
+
 /* ---- acquire_all -------------------------------------------------------- */
 
 START_TEST(test_acquire_all_takes_all_or_none)
@@ -1120,8 +1274,8 @@ START_TEST(test_acquire_all_takes_all_or_none)
 	ck_assert_int_eq(ration_acquire_all(NULL, NULL, 1), -EINVAL);
 	ck_assert_int_eq(ration_acquire_all(NULL, null_sem, 2), -EINVAL);
 	ck_assert_int_eq(ration_acquire_all(NULL, too_big, 2), -E2BIG);
-	/* lo was taken (in order) and given back when hi failed */
-	ck_assert_int_eq(stats_of(lo).acquired, 1);
+	/* hi's -E2BIG is found before anything is taken */
+	ck_assert_int_eq(stats_of(lo).acquired, 0);
 	ck_assert_int_eq(ration_sem_available(lo), 2);
 	ck_assert_int_eq(ration_sem_available(hi), 2);
 	ck_assert_int_eq(ration_acquire_all(NULL, ok, 2), 0);
@@ -1182,20 +1336,23 @@ START_TEST(test_acquire_all_more_than_inline_claims)
 	ration_release_all(c, K + 1);
 	for (int i = 0; i < K; i++)
 		ck_assert_int_eq(ration_sem_available(s[i]), 2);
-	/* the highest address fails: everything taken before is given back */
+	/* the highest address is taken last and times out: everything taken
+	 * before it is given back */
 	ration_sem_t *top = s[0];
 	for (int i = 1; i < K; i++)
 		if (s[i] > top)
 			top = s[i];
-	for (int i = 0; i < K; i++)
-		if (c[i].sem == top)
-			c[i].n = 3;
+	ck_assert_int_eq(ration_sem_try_acquire(top, 2), 0);
+	ration_ctx_t *ctx;
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 20 * MS, &ctx), 0);
 
-	ck_assert_int_eq(ration_acquire_all(NULL, c, K + 1), -E2BIG);
+	ck_assert_int_eq(ration_acquire_all(ctx, c, K + 1), -ETIMEDOUT);
 	for (int i = 0; i < K; i++) {
-		ck_assert_int_eq(ration_sem_available(s[i]), 2);
-		ck_assert_int_eq(stats_of(s[i]).acquired, s[i] == top ? 1 : 2);
+		ck_assert_int_eq(ration_sem_available(s[i]), s[i] == top ? 0 : 2);
+		ck_assert_int_eq(stats_of(s[i]).acquired, 2);
 	}
+	ck_assert_int_eq(ration_sem_release(top, 2), 0);
+	ration_ctx_unref(ctx);
 	for (int i = 0; i < K; i++)
 		ck_assert_int_eq(ration_sem_free(s[i]), 0);
 }
@@ -1261,6 +1418,128 @@ START_TEST(test_acquire_all_opposite_orders_do_not_deadlock)
 }
 END_TEST
 
+
+/* DESIGN §4 check order, across claims: an impossible claim (-E2BIG), a
+ * closed semaphore (-EPIPE) or a done ctx fails at once, before waiting
+ * for an earlier claim that is busy; nothing is taken. (A bounded ctx: a
+ * version that waits first fails with -ETIMEDOUT instead.) */
+START_TEST(test_acquire_all_impossible_claim_fails_before_waiting)
+{
+	ration_sem_t *x, *y, *lo, *hi;
+	ration_ctx_t *ctx, *done;
+	ck_assert_int_eq(ration_sem_new(2, NULL, &x), 0);
+	ck_assert_int_eq(ration_sem_new(2, NULL, &y), 0);
+	lo = x < y ? x : y; /* taken first: address order */
+	hi = x < y ? y : x;
+	ck_assert_int_eq(ration_sem_try_acquire(lo, 2), 0); /* lo is busy */
+	ck_assert_int_eq(ration_ctx_with_timeout(NULL, TEST_WAIT_NS, &ctx), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &done), 0);
+	ration_ctx_cancel(done);
+	ration_claim_t too_big[] = {{lo, 1}, {hi, 3}};
+	ration_claim_t sum_too_big[] = {{hi, 2}, {lo, 1}, {hi, 1}};
+	ration_claim_t fits[] = {{lo, 1}, {hi, 1}};
+	ration_sem_stats_t st = stats_of(lo);
+
+	assert_fails_unchanged(lo, &st, ration_acquire_all(ctx, too_big, 2), -E2BIG);
+	assert_fails_unchanged(lo, &st, ration_acquire_all(NULL, sum_too_big, 3), -E2BIG);
+	ck_assert_int_eq(ration_sem_release(lo, 2), 0);
+	st = stats_of(lo);
+	assert_fails_unchanged(lo, &st, ration_acquire_all(done, fits, 2), -ECANCELED);
+	ck_assert_int_eq(ration_sem_try_acquire(lo, 2), 0);
+	ration_sem_close(hi);
+	st = stats_of(lo);
+	assert_fails_unchanged(lo, &st, ration_acquire_all(ctx, fits, 2), -EPIPE);
+	assert_fails_unchanged(lo, &st, ration_acquire_all(ctx, too_big, 2), -EPIPE);
+
+	ck_assert_int_eq(ration_sem_available(hi), 2);
+	ck_assert_int_eq(ration_ctx_err(ctx), 0); /* it never waited */
+	ck_assert_int_eq(ration_sem_release(lo, 2), 0);
+	ration_ctx_unref(ctx);
+	ration_ctx_unref(done);
+	ck_assert_int_eq(ration_sem_free(x), 0);
+	ck_assert_int_eq(ration_sem_free(y), 0);
+}
+END_TEST
+
+/* acquire_all is all or nothing under contention too: three callers claim
+ * rotating subsets of three semaphores of size 1 while a fourth takes each
+ * alone; occupancy of every semaphore never exceeds 1 and nobody hangs. */
+struct rot {
+	ration_sem_t *s[3];
+	_Atomic int occ[3];
+	_Atomic long over;
+	_Atomic long bad;
+	_Atomic long done;
+	long rounds;
+	_Atomic int id;
+};
+
+static void *
+rot_main(void *arg)
+{
+	struct rot *r = arg;
+	int id = atomic_fetch_add(&r->id, 1);
+	for (long i = 0; i < r->rounds; i++) {
+		ration_claim_t c[3];
+		size_t k = 0;
+		int which[3];
+		if (id == 3) { /* one at a time */
+			which[k] = (int)(i % 3);
+			c[k] = (ration_claim_t){r->s[which[k]], 1};
+			k++;
+		} else { /* two or three, starting at a rotating place */
+			size_t want = 2 + (size_t)((i + id) % 2);
+			for (size_t j = 0; j < want; j++) {
+				which[k] = (int)((id + i + (long)j) % 3);
+				c[k] = (ration_claim_t){r->s[which[k]], 1};
+				k++;
+			}
+		}
+		ration_ctx_t *ctx;
+		if (ration_ctx_with_timeout(NULL, TEST_WAIT_NS, &ctx) != 0) {
+			atomic_fetch_add(&r->bad, 1);
+			break;
+		}
+		int rc = ration_acquire_all(ctx, c, k);
+		ration_ctx_unref(ctx);
+		if (rc != 0) {
+			atomic_fetch_add(&r->bad, 1);
+			break;
+		}
+		for (size_t j = 0; j < k; j++)
+			if (atomic_fetch_add(&r->occ[which[j]], 1) != 0)
+				atomic_fetch_add(&r->over, 1);
+		spin_ns(300);
+		for (size_t j = 0; j < k; j++)
+			atomic_fetch_sub(&r->occ[which[j]], 1);
+		ration_release_all(c, k);
+	}
+	atomic_fetch_add(&r->done, 1);
+	return NULL;
+}
+
+START_TEST(test_acquire_all_rotating_overlaps_stay_exclusive)
+{
+	struct rot r = {.rounds = stress_rounds(3000)};
+	pthread_t t[4];
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(ration_sem_new(1, NULL, &r.s[i]), 0);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, rot_main, &r), 0);
+
+	WAIT_FOR(atomic_load(&r.done) == 4);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+
+	ck_assert_int_eq(atomic_load(&r.bad), 0);
+	ck_assert_int_eq(atomic_load(&r.over), 0);
+	for (int i = 0; i < 3; i++) {
+		ck_assert_int_eq(ration_sem_available(r.s[i]), 1);
+		ck_assert_int_eq(ration_sem_free(r.s[i]), 0);
+	}
+}
+END_TEST
+
 /* ---- strerror ----------------------------------------------------------- */
 
 START_TEST(test_strerror_names_every_code)
@@ -1292,6 +1571,162 @@ START_TEST(test_strerror_names_every_code)
 END_TEST
 
 /* ---- races (short; stress_sem.c runs them long) ------------------------- */
+
+
+/* The test-only hook of lib/internal/ctx.h: called by a thread the moment
+ * it learns that a ctx is done (the library is linked statically, so the
+ * hidden symbol resolves). */
+typedef void (*ctx_done_hook_fn)(const ration_ctx_t *ctx, int err);
+extern _Atomic(ctx_done_hook_fn) ration__ctx_done_hook;
+
+static struct {
+	const ration_ctx_t *ctx; /* act only for this ctx */
+	ration_sem_t *s;
+	_Atomic bool armed;
+	_Atomic int fired;
+	int release_rc;
+} grant_hook;
+
+/* Runs in the waiter's thread after it saw its ctx end and before it takes
+ * the semaphore lock to leave: hand it the unit right there. */
+static void
+grant_when_seen_done(const ration_ctx_t *ctx, int err)
+{
+	(void)err;
+	if (ctx != grant_hook.ctx || !atomic_exchange(&grant_hook.armed, false))
+		return;
+	grant_hook.release_rc = ration_sem_release(grant_hook.s, 1);
+	atomic_fetch_add(&grant_hook.fired, 1);
+}
+
+/* DESIGN §7.3, deterministically: the grant lands exactly after the waiter
+ * saw its ctx end (cancel, then deadline) and before it left the queue.
+ * The outcome is settled under the lock (decision 001): the grant came
+ * first, so acquire returns 0 and the caller owns the unit. A waiter that
+ * left without re-checking would return the ctx error and the unit would
+ * be lost (available stuck at 0). */
+START_TEST(test_sem_grant_landing_as_waiter_leaves_is_kept)
+{
+	for (int variant = 0; variant < 2; variant++) {
+		bool deadline = variant == 1;
+		ration_sem_t *s;
+		ration_ctx_t *ctx;
+		struct bg w;
+		ck_assert_int_eq(ration_sem_new(1, NULL, &s), 0);
+		ck_assert_int_eq(ration_sem_try_acquire(s, 1), 0);
+		int64_t timeout = 200 * MS;
+		for (;;) { /* a deadline variant retries if it expired too soon */
+			if (deadline)
+				ck_assert_int_eq(ration_ctx_with_timeout(NULL, timeout, &ctx), 0);
+			else
+				ck_assert_int_eq(ration_ctx_with_cancel(NULL, &ctx), 0);
+			grant_hook.ctx = ctx;
+			grant_hook.s = s;
+			atomic_store(&grant_hook.armed, false);
+			atomic_store(&grant_hook.fired, 0);
+			atomic_store(&ration__ctx_done_hook, grant_when_seen_done);
+			bg_acquire(&w, s, ctx, 1);
+			WAIT_FOR(sem_waiters(s) == 1 || atomic_load(&w.done));
+			if (sem_waiters(s) == 1 || !deadline)
+				break;
+			ck_assert_int_eq(bg_join(&w), -ETIMEDOUT); /* never queued */
+			ration_ctx_unref(ctx);
+			timeout *= 4;
+		}
+		/* Queued: past acquire's locked check block, so the hook may
+		 * take the semaphore lock. */
+		atomic_store(&grant_hook.armed, true);
+		if (!deadline)
+			ration_ctx_cancel(ctx);
+
+		int rc = bg_join(&w);
+		atomic_store(&ration__ctx_done_hook, NULL);
+
+		ck_assert_int_eq(atomic_load(&grant_hook.fired), 1);
+		ck_assert_int_eq(grant_hook.release_rc, 0);
+		ck_assert_msg(rc == 0, "%s: grant then leave returned %d, not 0",
+			      deadline ? "deadline" : "cancel", rc);
+		ration_sem_stats_t st = stats_of(s);
+		ck_assert_int_eq(st.available, 0); /* the waiter holds it */
+		ck_assert_int_eq(st.waiters, 0);
+		ck_assert_int_eq(st.cancels + st.timeouts, 0);
+		ck_assert_int_eq(st.acquired, 2);
+		ck_assert_int_eq(ration_sem_release(s, 1), 0);
+		ck_assert_int_eq(ration_sem_available(s), 1);
+		ration_ctx_unref(ctx);
+		ck_assert_int_eq(ration_sem_free(s), 0);
+	}
+}
+END_TEST
+
+
+/* Internal (lib/internal/sem.h): the check ration_sem_free() makes. */
+bool ration__sem_busy(ration_sem_t *s);
+
+static struct {
+	const ration_ctx_t *ctx;
+	ration_sem_t *s;
+	_Atomic bool armed;
+	_Atomic int fired;
+	bool busy_after_close;
+} close_hook;
+
+/* In the waiter's thread, after it saw its ctx end and before it left:
+ * close the semaphore (its outcome becomes -EPIPE), give back the test's
+ * unit (release works after close) and ask whether a free would now be
+ * refused. It must be: the waiter is still inside acquire
+ * and is about to take the semaphore's lock in leave(). */
+static void
+close_when_seen_done(const ration_ctx_t *ctx, int err)
+{
+	(void)err;
+	if (ctx != close_hook.ctx || !atomic_exchange(&close_hook.armed, false))
+		return;
+	ration_sem_close(close_hook.s);
+	(void)ration_sem_release(close_hook.s, 1); /* the test's unit: now idle */
+	close_hook.busy_after_close = ration__sem_busy(close_hook.s);
+	atomic_fetch_add(&close_hook.fired, 1);
+}
+
+/* DESIGN §7.10 / §4: ration_sem_free() must not free a semaphore that a
+ * caller of acquire is still inside. close (or a shrink's -E2BIG) settles
+ * a waiter's outcome and unlinks it; if that waiter is at the same moment
+ * leaving on its own cancel/deadline, it still locks s->mu in leave()
+ * afterwards. With a busy check of only "no waiters, nothing held", a
+ * "close; free" shutdown path freed the mutex under the leaving waiter
+ * (use after free); found by this audit, fixed in lib/sem.c by counting
+ * callers still inside acquire (s->inside). */
+START_TEST(test_sem_free_refused_while_a_closed_out_waiter_is_still_inside)
+{
+	ration_sem_t *s;
+	ration_ctx_t *ctx;
+	struct bg w;
+	ck_assert_int_eq(ration_sem_new(1, NULL, &s), 0);
+	ck_assert_int_eq(ration_sem_try_acquire(s, 1), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &ctx), 0);
+	close_hook.ctx = ctx;
+	close_hook.s = s;
+	atomic_store(&close_hook.armed, false);
+	atomic_store(&close_hook.fired, 0);
+	atomic_store(&ration__ctx_done_hook, close_when_seen_done);
+	bg_acquire(&w, s, ctx, 1);
+	wait_waiters(s, 1);
+	atomic_store(&close_hook.armed, true);
+
+	ration_ctx_cancel(ctx);
+	int rc = bg_join(&w);
+	atomic_store(&ration__ctx_done_hook, NULL);
+
+	ck_assert_int_eq(atomic_load(&close_hook.fired), 1);
+	ck_assert_int_eq(rc, -EPIPE); /* close settled it first */
+	ck_assert_msg(close_hook.busy_after_close,
+		      "free would have freed the semaphore while the closed-out "
+		      "waiter still had to lock it (lib/sem.c leave())");
+	ck_assert_int_eq(ration_sem_available(s), 1);
+	ration_ctx_unref(ctx);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+}
+END_TEST
 
 /* DESIGN §7.3: a grant racing with a cancel never loses weight. */
 START_TEST(test_sem_grant_cancel_race_loses_no_weight)
@@ -1424,6 +1859,7 @@ sem_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_sem_max_waiters_sheds_load);
 	tcase_add_test(tc, test_sem_stats_count_every_outcome);
+	tcase_add_test(tc, test_sem_wait_histogram_buckets_granted_waits);
 	tcase_add_test(tc, test_sem_stats_name_is_copied_and_truncated);
 	suite_add_tcase(su, tc);
 
@@ -1431,6 +1867,9 @@ sem_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_sem_open_shares_one_semaphore_by_name);
 	tcase_add_test(tc, test_sem_open_tells_long_names_apart);
+	tcase_add_test(tc, test_sem_open_busy_last_free_keeps_the_name);
+	tcase_add_test(tc, test_sem_open_ignores_unnamed_semaphores_with_the_same_label);
+	tcase_add_test(tc, test_sem_open_concurrent_opens_and_frees_keep_one_semaphore);
 	suite_add_tcase(su, tc);
 
 	tc = tcase_create("all");
@@ -1439,6 +1878,8 @@ sem_suite(void)
 	tcase_add_test(tc, test_acquire_all_sums_a_semaphore_listed_twice);
 	tcase_add_test(tc, test_acquire_all_more_than_inline_claims);
 	tcase_add_test(tc, test_acquire_all_opposite_orders_do_not_deadlock);
+	tcase_add_test(tc, test_acquire_all_impossible_claim_fails_before_waiting);
+	tcase_add_test(tc, test_acquire_all_rotating_overlaps_stay_exclusive);
 	suite_add_tcase(su, tc);
 
 	tc = tcase_create("strerror");
@@ -1448,6 +1889,8 @@ sem_suite(void)
 
 	tc = tcase_create("race");
 	tcase_set_timeout(tc, 120);
+	tcase_add_test(tc, test_sem_grant_landing_as_waiter_leaves_is_kept);
+	tcase_add_test(tc, test_sem_free_refused_while_a_closed_out_waiter_is_still_inside);
 	tcase_add_test(tc, test_sem_grant_cancel_race_loses_no_weight);
 	tcase_add_test(tc, test_sem_concurrent_releasers_lose_no_wakeup);
 	tcase_add_test(tc, test_sem_cancel_racing_with_park_wakes_waiter);

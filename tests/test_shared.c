@@ -275,6 +275,34 @@ START_TEST(test_shared_single_process_contract)
 }
 END_TEST
 
+/* Weights are 64-bit, up to RATION_SEM_MAX, on the fast path and off it. */
+START_TEST(test_shared_weights_are_64_bit)
+{
+	char name[64];
+	new_name(name, sizeof(name));
+	ration_sem_t *s = create(name, RATION_SEM_MAX);
+	const int64_t big = (int64_t)1 << 60;
+
+	ck_assert_int_eq(ration_sem_acquire(s, NULL, big), 0);
+	ck_assert_int_eq(ration_sem_available(s), RATION_SEM_MAX - big);
+	ck_assert_int_eq(ration_sem_try_acquire(s, RATION_SEM_MAX - big + 1), -EAGAIN);
+	ck_assert_int_eq(ration_sem_acquire(s, NULL, RATION_SEM_MAX - big), 0);
+	ck_assert_int_eq(ration_sem_available(s), 0);
+	ck_assert_int_eq(ration_sem_release(s, INT64_MAX), -EOVERFLOW);
+	ck_assert_int_eq(ration_sem_release(s, RATION_SEM_MAX), 0);
+	ck_assert_int_eq(ration_sem_acquire(s, NULL, RATION_SEM_MAX), 0);
+	ck_assert_int_eq(ration_sem_acquire(s, NULL, INT64_MAX), -E2BIG);
+	ck_assert_int_eq(ration_sem_release(s, RATION_SEM_MAX), 0);
+	ration_sem_stats_t st;
+	ration_sem_stats(s, &st);
+	ck_assert_int_eq(st.available, RATION_SEM_MAX);
+	ck_assert_int_eq(st.max_in_use, RATION_SEM_MAX);
+	ck_assert_uint_eq(st.acquired, 3);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
+}
+END_TEST
+
 START_TEST(test_shared_mode_is_applied)
 {
 	char name[64], path[96];
@@ -287,6 +315,44 @@ START_TEST(test_shared_mode_is_applied)
 	ck_assert_int_eq(stat(path, &st), 0);
 	ck_assert_int_eq(st.st_mode & 0777, 0640);
 	ck_assert_int_eq(ration_sem_free(s), 0);
+	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
+}
+END_TEST
+
+/* Another user (nobody) is refused by mode 0600 and let in by 0606. */
+static int
+child_open_as_nobody(void *arg)
+{
+	struct job *j = arg;
+	if (setgid(65534) != 0 || setuid(65534) != 0)
+		return 77; /* cannot drop privileges here: skip */
+	ration_sem_t *s;
+	int rc = ration_sem_open_shared(j->name, 0, NULL, &s);
+	if (rc == 0)
+		rc = ration_sem_free(s);
+	return rc;
+}
+
+START_TEST(test_shared_mode_refuses_other_users)
+{
+	char name[64];
+	ration_sem_t *s, *t;
+	new_name(name, sizeof(name));
+	ration_shared_opts_t o = {.create = true}; /* mode 0 = 0600 */
+	ck_assert_int_eq(ration_sem_open_shared(name, 1, &o, &s), 0);
+	struct job j = {.name = name};
+	int rc = reap(spawn(child_open_as_nobody, &j));
+	if (getuid() == 0)
+		ck_assert_int_eq(rc, -EACCES);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
+
+	o.mode = 0606;
+	ck_assert_int_eq(ration_sem_open_shared(name, 1, &o, &t), 0);
+	rc = reap(spawn(child_open_as_nobody, &j));
+	if (getuid() == 0)
+		ck_assert_int_eq(rc, 0);
+	ck_assert_int_eq(ration_sem_free(t), 0);
 	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
 }
 END_TEST
@@ -411,7 +477,7 @@ killer_main(void *arg)
 /* Queue for @n in this process while another thread SIGKILLs @victim;
  * assert the grant came within RECOVERY_NS of the kill. */
 static void
-wait_through_kill(ration_sem_t *s, pid_t victim, int64_t n)
+wait_through_kill(ration_sem_t *s, pid_t victim, int64_t n, const char *what)
 {
 	struct killer k = {.victim = victim, .delay_ns = 30 * MS};
 	pthread_t t;
@@ -420,6 +486,8 @@ wait_through_kill(ration_sem_t *s, pid_t victim, int64_t n)
 	int64_t granted_at = ration_now();
 	pthread_join(t, NULL);
 	ck_assert_int_eq(rc, 0);
+	fprintf(stderr, "recovery: %s: weight back %.2f ms after SIGKILL\n", what,
+		(double)(granted_at - k.killed_at) / 1e6);
 	ck_assert_msg(granted_at - k.killed_at < RECOVERY_NS,
 		      "weight back %lld ns after the kill",
 		      (long long)(granted_at - k.killed_at));
@@ -437,7 +505,7 @@ START_TEST(test_shared_killed_holder_weight_returns)
 	WAIT_FOR(atomic_load(&sc->ready));
 	ck_assert_int_eq(ration_sem_available(s), 3);
 
-	wait_through_kill(s, victim, 10);
+	wait_through_kill(s, victim, 10, "holder");
 
 	ck_assert_int_eq(ration_sem_release(s, 10), 0);
 	ck_assert_int_eq(ration_sem_available(s), 10);
@@ -457,12 +525,127 @@ START_TEST(test_shared_killed_head_waiter_gives_up_its_place)
 	pid_t victim = spawn(child_acquire_log, &j); /* head: 5 > 2 free */
 	wait_waiters(s, 1);
 
-	wait_through_kill(s, victim, 2); /* fits, but queued behind the head */
+	wait_through_kill(s, victim, 2, "head waiter"); /* fits, but queued behind the head */
 
 	ck_assert_int_eq(sem_waiters(s), 0);
 	ck_assert_int_eq(atomic_load(&sc->norder), 0);
 	ck_assert_int_eq(ration_sem_release(s, 10), 0);
 	ck_assert_int_eq(ration_sem_available(s), 10);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
+}
+END_TEST
+
+/* Granted while stopped: the weight sits in its GRANTED waiter slot, not
+ * yet moved to its holder. Killed there, it must still come back. */
+START_TEST(test_shared_killed_after_grant_before_taking_it)
+{
+	char name[64];
+	new_name(name, sizeof(name));
+	ration_sem_t *s = create(name, 10);
+	struct scratch *sc = scratch_new();
+	ck_assert_int_eq(ration_sem_acquire(s, NULL, 10), 0);
+	struct job j = {.name = name, .sc = sc, .n = 5};
+	pid_t victim = spawn(child_acquire_log, &j);
+	wait_waiters(s, 1);
+	int status;
+	ck_assert_int_eq(kill(victim, SIGSTOP), 0);
+	ck_assert_int_eq(waitpid(victim, &status, WUNTRACED), victim);
+	ck_assert(WIFSTOPPED(status));
+
+	ck_assert_int_eq(ration_sem_release(s, 10), 0); /* grants the stopped child */
+	ck_assert_int_eq(ration_sem_available(s), 5);
+	ck_assert_int_eq(sem_waiters(s), 0);
+	wait_through_kill(s, victim, 10, "after grant");
+
+	ck_assert_int_eq(atomic_load(&sc->norder), 0); /* it never ran again */
+	ck_assert_int_eq(ration_sem_release(s, 10), 0);
+	ck_assert_int_eq(ration_sem_available(s), 10);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
+}
+END_TEST
+
+/* Take 3 on the fast path, then stop as if killed inside the next fast
+ * acquire (of 2) between its CAS of the word and its lane store: the word
+ * is 2 short of what the lane says, the lane busy. */
+static int
+child_die_in_fast_path(void *arg)
+{
+	struct job *j = arg;
+	ration_sem_t *s = child_open(j->name);
+	if (ration_sem_acquire(s, NULL, 3) != 0)
+		return 1;
+	int fd = shm_open(j->name, O_RDWR, 0);
+	struct shm_seg *g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (g == MAP_FAILED)
+		return 2;
+	struct shm_lane *l = NULL;
+	for (unsigned i = 0; i < SHM_LANES && l == NULL; i++)
+		if (atomic_load(&g->lane[i].state) == SLOT_USED && g->lane[i].pid == getpid())
+			l = &g->lane[i];
+	if (l == NULL || atomic_load(&l->held) != 3)
+		return 3; /* the acquire did not take the fast path */
+	atomic_store(&l->busy, 1);
+	atomic_fetch_sub(&g->word, 2 * 2);
+	atomic_store(&j->sc->ready, 1);
+	for (;;)
+		pause();
+}
+
+START_TEST(test_shared_killed_inside_fast_path_is_recovered)
+{
+	char name[64];
+	new_name(name, sizeof(name));
+	ration_sem_t *s = create(name, 10);
+	struct scratch *sc = scratch_new();
+	struct job j = {.name = name, .sc = sc};
+	pid_t victim = spawn(child_die_in_fast_path, &j);
+	WAIT_FOR(atomic_load(&sc->ready) || waitpid(victim, NULL, WNOHANG) != 0);
+	ck_assert_int_eq(atomic_load(&sc->ready), 1);
+	ck_assert_int_eq(ration_sem_available(s), 5);
+
+	wait_through_kill(s, victim, 10, "inside the fast path");
+
+	ck_assert_int_eq(ration_sem_release(s, 10), 0);
+	ck_assert_int_eq(ration_sem_available(s), 10);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
+}
+END_TEST
+
+/* A live thread stopped inside the fast path (lane busy) holds up a
+ * recount: nothing is granted on counts it cannot trust; once the thread
+ * goes on, the dead process's weight comes back. */
+START_TEST(test_shared_busy_lane_delays_but_never_overgrants)
+{
+	char name[64];
+	new_name(name, sizeof(name));
+	ration_sem_t *s = create(name, 10);
+	struct scratch *sc = scratch_new();
+	struct job j = {.name = name, .sc = sc, .n = 6};
+	pid_t victim = spawn(child_hold, &j);
+	WAIT_FOR(atomic_load(&sc->ready));
+	ck_assert_int_eq(ration_sem_try_acquire(s, 1), 0); /* binds our lane */
+	struct shm_seg *g = map_seg(name);
+	struct shm_lane *l = NULL;
+	for (unsigned i = 0; i < SHM_LANES && l == NULL; i++)
+		if (atomic_load(&g->lane[i].state) == SLOT_USED && g->lane[i].pid == getpid())
+			l = &g->lane[i];
+	ck_assert_ptr_nonnull(l);
+	atomic_store(&l->busy, 1); /* "stopped" between CAS and store */
+	kill_and_reap(victim);
+
+	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + 60 * MS, 9), -ETIMEDOUT);
+	ck_assert_int_eq(ration_sem_try_acquire(s, 1), -EAGAIN);
+	ck_assert_uint_eq(g->dirty, 1);
+	atomic_store(&l->busy, 0); /* it goes on */
+	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 9), 0);
+	ck_assert_int_eq(ration_sem_available(s), 0);
+
+	ck_assert_int_eq(ration_sem_release(s, 10), 0);
+	ck_assert_int_eq(ration_sem_available(s), 10);
+	munmap(g, sizeof(*g));
 	ck_assert_int_eq(ration_sem_free(s), 0);
 	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
 }
@@ -495,7 +678,7 @@ START_TEST(test_shared_killed_inside_mutex_is_recovered)
 	pid_t victim = spawn(child_die_in_mutex, &j);
 	WAIT_FOR(atomic_load(&sc->ready));
 
-	wait_through_kill(s, victim, 10); /* EOWNERDEAD, then a recount */
+	wait_through_kill(s, victim, 10, "inside the mutex"); /* EOWNERDEAD, then a recount */
 
 	ck_assert_int_eq(ration_sem_try_acquire(s, 1), -EAGAIN);
 	ck_assert_int_eq(ration_sem_release(s, 10), 0);
@@ -518,15 +701,23 @@ START_TEST(test_shared_pid_reuse_does_not_fool_recovery)
 	ck_assert_int_eq(pthread_mutex_lock(&g->mu), 0);
 	for (int i = 0; i < 2; i++) {
 		struct shm_holder *h = &g->holder[SHM_HOLDERS - 1 - i];
-		ck_assert_uint_eq(atomic_load(&h->state), HOLDER_FREE);
+		ck_assert_uint_eq(atomic_load(&h->state), SLOT_FREE);
 		h->pid = live[i];
 		h->start = 12345; /* not when live[i] started */
 		atomic_store(&h->held, 4);
-		atomic_store(&h->state, HOLDER_USED);
+		atomic_store(&h->state, SLOT_USED);
 	}
-	atomic_store(&g->avail, 2);
+	struct shm_lane *l = &g->lane[SHM_LANES - 1]; /* and a fast-path lane */
+	ck_assert_uint_eq(atomic_load(&l->state), SLOT_FREE);
+	l->pid = getppid();
+	l->start = 12345;
+	l->holder = SHM_HOLDERS - 2;
+	atomic_store(&l->held, 1);
+	atomic_store(&l->busy, 1); /* as if killed between CAS and store */
+	atomic_store(&l->state, SLOT_USED);
+	atomic_store(&g->word, 1 * 2); /* avail 10 - 4 - 4 - 1 */
 	pthread_mutex_unlock(&g->mu);
-	ck_assert_int_eq(ration_sem_available(s), 2);
+	ck_assert_int_eq(ration_sem_available(s), 1);
 
 	int64_t t0 = ration_now();
 	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 10), 0);
@@ -615,6 +806,119 @@ START_TEST(test_shared_waiter_in_child_times_out_closes_and_e2big)
 	ck_assert_int_eq(reap(pc), -EPIPE);
 	ck_assert_int_eq(ration_sem_release(s, 10), 0); /* release works closed */
 	ck_assert_int_eq(ration_sem_available(s), 5);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
+}
+END_TEST
+
+/* ---- threads: the fast path's lanes ---- */
+
+struct lane_job {
+	ration_sem_t *s;
+	_Atomic int phase;
+};
+
+static void *
+take_and_wait(void *arg)
+{
+	struct lane_job *j = arg;
+	if (ration_sem_acquire(j->s, NULL, 4) != 0)
+		return (void *)1;
+	atomic_store(&j->phase, 1);
+	while (atomic_load(&j->phase) != 2)
+		sleep_ns(100000);
+	return NULL;
+}
+
+/* Weight taken by one thread (fast path, its lane) may be released by
+ * another (slow path, the handle's holder); the thread's exit folds its
+ * lane into the holder, and the handle is then idle. */
+START_TEST(test_shared_weight_taken_by_one_thread_released_by_another)
+{
+	char name[64];
+	new_name(name, sizeof(name));
+	ration_sem_t *s = create(name, 10);
+	struct lane_job j = {.s = s};
+	pthread_t t;
+	ck_assert_int_eq(pthread_create(&t, NULL, take_and_wait, &j), 0);
+	WAIT_FOR(atomic_load(&j.phase) == 1);
+	ck_assert_int_eq(ration_sem_available(s), 6);
+	ck_assert_int_eq(ration_sem_free(s), -EBUSY);
+
+	ck_assert_int_eq(ration_sem_release(s, 5), -EOVERFLOW);
+	ck_assert_int_eq(ration_sem_release(s, 4), 0);
+	ck_assert_int_eq(ration_sem_available(s), 10);
+	ck_assert_int_eq(ration_sem_release(s, 1), -EOVERFLOW);
+	atomic_store(&j.phase, 2);
+	void *ret;
+	pthread_join(t, &ret);
+	ck_assert_ptr_null(ret);
+
+	ration_sem_stats_t st;
+	ration_sem_stats(s, &st);
+	ck_assert_uint_eq(st.acquired, 1);
+	ck_assert_int_eq(st.in_use, 0);
+	ck_assert_int_eq(ration_sem_release(s, 1), -EOVERFLOW);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
+}
+END_TEST
+
+struct hammer {
+	ration_sem_t *s;
+	int64_t size;
+	long rounds;
+	_Atomic int64_t *occupancy;
+	_Atomic int *violations;
+};
+
+static void *
+hammer_main(void *arg)
+{
+	struct hammer *h = arg;
+	unsigned seed = (unsigned)(uintptr_t)&seed;
+	for (long i = 0; i < h->rounds; i++) {
+		int64_t n = 1 + rand_r(&seed) % h->size;
+		int rc = i % 3 == 0 ? ration_sem_try_acquire(h->s, n)
+				    : ration_sem_acquire(h->s, NULL, n);
+		if (rc == -EAGAIN)
+			continue;
+		if (rc != 0)
+			return (void *)1;
+		if (atomic_fetch_add(h->occupancy, n) + n > h->size)
+			atomic_fetch_add(h->violations, 1);
+		atomic_fetch_sub(h->occupancy, n);
+		if (ration_sem_release(h->s, n) != 0)
+			return (void *)2;
+	}
+	return NULL;
+}
+
+/* Threads of one process on the fast and slow paths at once: the
+ * occupancy never exceeds the size and the counts come out exact. */
+START_TEST(test_shared_threads_mix_fast_and_slow_paths)
+{
+	char name[64];
+	new_name(name, sizeof(name));
+	ration_sem_t *s = create(name, 6);
+	_Atomic int64_t occ = 0;
+	_Atomic int viol = 0;
+	struct hammer h = {.s = s, .size = 6, .rounds = stress_rounds(20000),
+			   .occupancy = &occ, .violations = &viol};
+	pthread_t t[4];
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(pthread_create(&t[i], NULL, hammer_main, &h), 0);
+	for (int i = 0; i < 4; i++) {
+		void *ret;
+		pthread_join(t[i], &ret);
+		ck_assert_ptr_null(ret);
+	}
+	ck_assert_int_eq(atomic_load(&viol), 0);
+	ration_sem_stats_t st;
+	ration_sem_stats(s, &st);
+	ck_assert_int_eq(st.available, 6);
+	ck_assert_int_eq(st.waiters, 0);
+	ck_assert_int_le(st.max_in_use, 6);
 	ck_assert_int_eq(ration_sem_free(s), 0);
 	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
 }
@@ -826,7 +1130,9 @@ shared_suite(void)
 	tcase_set_timeout(tc, 20);
 	tcase_add_test(tc, test_shared_bad_arguments_and_enoent);
 	tcase_add_test(tc, test_shared_single_process_contract);
+	tcase_add_test(tc, test_shared_weights_are_64_bit);
 	tcase_add_test(tc, test_shared_mode_is_applied);
+	tcase_add_test(tc, test_shared_mode_refuses_other_users);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fifo");
@@ -841,12 +1147,21 @@ shared_suite(void)
 	tcase_add_test(tc, test_shared_killed_head_waiter_gives_up_its_place);
 	tcase_add_test(tc, test_shared_killed_inside_mutex_is_recovered);
 	tcase_add_test(tc, test_shared_pid_reuse_does_not_fool_recovery);
+	tcase_add_test(tc, test_shared_killed_after_grant_before_taking_it);
+	tcase_add_test(tc, test_shared_killed_inside_fast_path_is_recovered);
+	tcase_add_test(tc, test_shared_busy_lane_delays_but_never_overgrants);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("wait");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_shared_deadline_and_cancel_while_other_process_holds);
 	tcase_add_test(tc, test_shared_waiter_in_child_times_out_closes_and_e2big);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("threads");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_shared_weight_taken_by_one_thread_released_by_another);
+	tcase_add_test(tc, test_shared_threads_mix_fast_and_slow_paths);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("segment");

@@ -62,6 +62,7 @@ struct job {
 	int reject;                /* -E2BIG etc.: never ran */
 	int spawn_err;             /* posix_spawn failed */
 	pid_t pid;
+	int cg_fd;                 /* its cgroup.procs, or -1 (run_cgroup.c) */
 	ration_ctx_t *ctx;         /* timeout + halt; child of the kill ctx */
 	int out_fd, err_fd;        /* temp files, or pipes with --line-buffer */
 	struct linebuf out_lb, err_lb;
@@ -87,6 +88,9 @@ struct run_opts {
 	const char *joblog;
 	bool tag, line_buffer, progress, dry_run, report;
 	bool use_jobserver;
+	bool use_cgroup;           /* --no-cgroup clears it */
+	bool budget_is_default;    /* no -m: 80% of MemAvailable */
+	bool slots_is_default;     /* no -j: nproc */
 };
 
 /* Jobserver client state (run_jobserver.c). */
@@ -98,6 +102,16 @@ struct jobserver {
 	pthread_mutex_t mu;
 	bool implicit_busy;        /* mu */
 	char desc[64];             /* for messages */
+};
+
+/* Per-job cgroups for memory.peak (run_cgroup.c); read-only once made. */
+struct cgroup {
+	bool active;               /* jobs get a cgroup each */
+	bool enabled_base;         /* we turned memory on in base */
+	char *base;                /* our cgroup v2 directory */
+	char *run;                 /* base/ration-run.PID: the jobs' parent */
+	char *self;                /* base/ration-run.PID.self, if we moved */
+	char why[320];             /* !active: the reason, for --report */
 };
 
 struct learn_entry {
@@ -119,6 +133,7 @@ struct runner {
 	ration_ctx_t *kill_ctx;    /* cancelled: running jobs get SIGTERM */
 	ration_ctx_t *dispatch_ctx;/* cancelled: start nothing more */
 	struct jobserver js;
+	struct cgroup cg;
 	struct learn learn;
 	FILE *joblog;
 	bool progress_tty;
@@ -139,41 +154,111 @@ struct runner {
 	bool stdout_broken;
 };
 
-/* run_parse.c */
+/* run_parse.c: every parser returns 0 or a negative errno and writes *out
+ * only on success. */
+
+/* parse_size() - "512M", "1.5G", "4GiB", "100" (bytes) into @out bytes;
+ * binary units. -EINVAL unparsable, -ERANGE above RATION_SEM_MAX. */
 int parse_size(const char *s, int64_t *out);
+/* parse_duration() - "30", "30s", "500ms", "5m", "1.5h", "1d" into ns;
+ * -EINVAL unparsable or not positive, -ERANGE too long. */
 int parse_duration(const char *s, int64_t *out_ns);
+/* parse_halt() - "never", [now|soon,](fail|success)=N[%], or a bare N
+ * (now,fail=N) into @out; -EINVAL otherwise. */
 int parse_halt(const char *s, struct halt_spec *out);
+/* parse_budget() - -m: a size, "N%" of MemAvailable, or "none" (0);
+ * -EINVAL unparsable, -ENOENT no MemAvailable for a percentage. */
 int parse_budget(const char *s, int64_t *out);
+/* mem_available_bytes() - MemAvailable of /proc/meminfo, or -1. */
 int64_t mem_available_bytes(void);
+/* default_slots() - the CPUs this process may run on, as nproc(1) counts
+ * them (its affinity mask), at least 1. */
+int64_t default_slots(void);
+/* format_size() - @bytes as "512M", "1.5G", "100B"; "?" if negative. */
 void format_size(int64_t bytes, char *buf, size_t len);
+/* read_jobs() - the whole job list from -a FILE or stdin into a new
+ * array (*@out, *@count); a bad line is reported on stderr naming it.
+ * Return: 0, or a negative errno once every line has been checked. */
 int read_jobs(const struct run_opts *o, struct job **out, size_t *count);
+/* free_jobs() - frees what read_jobs() made, and the jobs' buffers. */
 void free_jobs(struct job *jobs, size_t count);
 
 /* run_jobserver.c */
+
+/* js_init() - find a jobserver in @makeflags (NULL: none) and open it;
+ * one that is named but unusable sets js->unavailable and warns.
+ * Return: 0, or a negative errno for failures of our own (eventfd). */
 int js_init(struct jobserver *js, const char *makeflags);
+/* js_acquire() - blocks until @j holds the implicit slot or a make token,
+ * or @ctx is done. Return: 0, the ctx error, -EPIPE (make went away). */
 int js_acquire(struct jobserver *js, ration_ctx_t *ctx, struct job *j);
+/* js_release() - gives back what @j holds from the jobserver, if any. */
 void js_release(struct jobserver *js, struct job *j);
+/* js_fini() - closes what js_init() opened. */
 void js_fini(struct jobserver *js);
 
+/* run_cgroup.c */
+
+/* cg_init() - make the cgroup the jobs' cgroups go in, when cgroup v2 with
+ * a memory controller allows; else cg->why says why not. Always 0: the run
+ * then measures ru_maxrss. */
+int cg_init(struct cgroup *cg);
+/* cg_job_open() - make @j's cgroup and open its cgroup.procs as j->cg_fd
+ * (-1 when inactive or on error). Return: 0 or a negative errno; on error
+ * @j still runs, measured by ru_maxrss. */
+int cg_job_open(const struct cgroup *cg, struct job *j);
+/* cg_job_peak() - after @j was reaped: its memory.peak in bytes (-1 if
+ * none), closes j->cg_fd and removes its cgroup. */
+int64_t cg_job_peak(const struct cgroup *cg, struct job *j);
+/* cg_fini() - remove what cg_init() and cg_job_open() made (jobs 1 to
+ * @njobs) and go back to the cgroup ration-run started in. */
+void cg_fini(struct cgroup *cg, size_t njobs);
+
 /* run_learn.c */
+
+/* learn_load() - read the --learn state file @path; missing = empty.
+ * Return: 0 or a negative errno (unreadable, out of memory). */
 int learn_load(struct learn *l, const char *path);
+/* learn_lookup() - the peak recorded for @cmd, or 0. */
 int64_t learn_lookup(const struct learn *l, const char *cmd);
+/* learn_record() - remember @peak_bytes for @cmd (replacing an older
+ * one); a peak <= 0 is ignored. Return: 0 or -ENOMEM. */
 int learn_record(struct learn *l, const char *cmd, int64_t peak_bytes);
+/* learn_save() - write @l to @path atomically (temp file + rename).
+ * Return: 0 or a negative errno. */
 int learn_save(const struct learn *l, const char *path);
+/* learn_free() - frees @l's entries; @l is then empty. */
 void learn_free(struct learn *l);
 
 /* run_jobs.c */
+
+/* job_spawn() - start @j: output files, its ctx, its cgroup, then
+ * /bin/sh -c CMD in its own process group. Dispatcher thread.
+ * Return: 0 or a negative errno (nothing of @j is left open). */
 int job_spawn(struct runner *r, struct job *j);
+/* job_handoff() - pass @j (started or rejected) to the supervisor. */
 void job_handoff(struct runner *r, struct job *j);
+/* supervise() - the supervisor thread (run.h); returns when every
+ * dispatched job is finished and the dispatcher is done. @arg: runner. */
 void *supervise(void *arg);
 
-/* run_output.c */
+/* run_output.c: supervisor thread only, once jobs run. */
+
+/* out_open() - make @j's output files (pipes with --line-buffer) and give
+ * the ends for the child's stdout/stderr in @child_fds. */
 int out_open(struct runner *r, struct job *j, int child_fds[2]);
+/* out_pump() - --line-buffer: pass on the whole lines that arrived on
+ * *@fd (everything when @eof) to @to_fd; closes *@fd at its end. */
 void out_pump(struct runner *r, struct job *j, int *fd, struct linebuf *lb,
 	      int to_fd, bool eof);
+/* out_finish() - after @j was reaped: pass on its output, close files. */
 void out_finish(struct runner *r, struct job *j);
+/* out_write() - all of @buf to @fd; a broken stdout is noted, not fatal. */
 void out_write(struct runner *r, int fd, const char *buf, size_t len);
+/* progress_clear() - erase the progress line from the terminal, if shown. */
 void progress_clear(struct runner *r);
+/* progress_draw() - the progress line (done, running, queued, memory in
+ * use vs budget, ETA); @final: the last one, with the time taken. */
 void progress_draw(struct runner *r, bool final);
 
 #endif /* RATION_RUN_H */

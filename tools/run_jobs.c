@@ -30,6 +30,97 @@ extern char **environ;
 #define PROGRESS_TTY_NS (250 * 1000000LL)
 #define PROGRESS_LOG_NS (1000 * 1000000LL)
 
+/**
+ * spawn_fork() - fork and exec /bin/sh -c for a job that has a cgroup.
+ * @j:    the job; j->cg_fd is its cgroup.procs.
+ * @out:  the child's stdout.
+ * @err:  the child's stderr.
+ * @argv: sh's argv.
+ *
+ * glibc 2.36's posix_spawn cannot place a child in a cgroup, so the child
+ * joins it itself, before exec, by writing "0" (itself) to cgroup.procs:
+ * everything the job allocates is charged there. The child of a threaded
+ * process may make async-signal-safe calls only, and makes only those.
+ *
+ * Return: 0 with j->pid set, or a negative errno.
+ */
+static int
+spawn_fork(struct job *j, int out, int err, char **argv)
+{
+	pid_t pid = fork();
+
+	if (pid < 0)
+		return -errno;
+	if (pid == 0) {
+		struct sigaction dfl = { .sa_handler = SIG_DFL };
+		sigset_t none;
+		int null_fd;
+
+		(void)!write(j->cg_fd, "0", 1);
+		setpgid(0, 0);
+		sigaction(SIGPIPE, &dfl, NULL);
+		sigemptyset(&none);
+		sigprocmask(SIG_SETMASK, &none, NULL);
+		null_fd = open("/dev/null", O_RDONLY);
+		if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 ||
+		    dup2(out, STDOUT_FILENO) < 0 ||
+		    dup2(err, STDERR_FILENO) < 0)
+			_exit(127);
+		if (null_fd != STDIN_FILENO)
+			close(null_fd);
+		execve("/bin/sh", argv, environ);
+		static const char msg[] = RUN_NAME ": cannot exec /bin/sh\n";
+		(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
+		_exit(127);
+	}
+	/* Also here: kill(-pid) must find the group even if the child has
+	 * not run yet. */
+	setpgid(pid, pid);
+	j->pid = pid;
+	return 0;
+}
+
+/**
+ * spawn_posix() - posix_spawn /bin/sh -c for a job without a cgroup.
+ * @j:    the job.
+ * @out:  the child's stdout.
+ * @err:  the child's stderr.
+ * @argv: sh's argv.
+ *
+ * Return: 0 with j->pid set, or a negative errno.
+ */
+static int
+spawn_posix(struct job *j, int out, int err, char **argv)
+{
+	posix_spawn_file_actions_t fa;
+	posix_spawnattr_t attr;
+	sigset_t none, dfl;
+	int rc;
+
+	posix_spawn_file_actions_init(&fa);
+	posix_spawnattr_init(&attr);
+	sigemptyset(&none);
+	sigemptyset(&dfl);
+	sigaddset(&dfl, SIGPIPE);
+	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null",
+					 O_RDONLY, 0);
+	posix_spawn_file_actions_adddup2(&fa, out, STDOUT_FILENO);
+	posix_spawn_file_actions_adddup2(&fa, err, STDERR_FILENO);
+	/* Own process group: a halt or timeout kills the whole pipeline the
+	 * shell started, not only the shell. */
+	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
+				 POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+	posix_spawnattr_setpgroup(&attr, 0);
+	posix_spawnattr_setsigmask(&attr, &none);
+	posix_spawnattr_setsigdefault(&attr, &dfl);
+	rc = posix_spawn(&j->pid, "/bin/sh", &fa, &attr, argv, environ);
+	posix_spawn_file_actions_destroy(&fa);
+	posix_spawnattr_destroy(&attr);
+	return -rc;
+}
+
+/* job_spawn() - see run.h. On error nothing of @j stays open and
+ * j->ctx is NULL. */
 int
 job_spawn(struct runner *r, struct job *j)
 {
@@ -37,6 +128,7 @@ job_spawn(struct runner *r, struct job *j)
 	int rc;
 
 	j->out_fd = j->err_fd = -1;
+	j->cg_fd = -1;
 	rc = out_open(r, j, child_fds);
 	if (rc < 0)
 		return rc;
@@ -50,43 +142,27 @@ job_spawn(struct runner *r, struct job *j)
 		rc = ration_ctx_with_cancel(r->kill_ctx, &j->ctx);
 	if (rc < 0)
 		goto fail_out;
-
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none, dfl;
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&attr);
-	sigemptyset(&none);
-	sigemptyset(&dfl);
-	sigaddset(&dfl, SIGPIPE);
-	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null",
-					 O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, child_fds[0], STDOUT_FILENO);
-	posix_spawn_file_actions_adddup2(&fa, child_fds[1], STDERR_FILENO);
-	/* Own process group: a halt or timeout kills the whole pipeline the
-	 * shell started, not only the shell. */
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
-				 POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	posix_spawnattr_setpgroup(&attr, 0);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &dfl);
+	/* No cgroup for this job (none made, or mkdir failed): it still
+	 * runs, measured by ru_maxrss. */
+	(void)cg_job_open(&r->cg, j);
 
 	char *argv[] = { "sh", "-c", j->cmd, NULL };
 	struct timespec wall;
 	clock_gettime(CLOCK_REALTIME, &wall);
 	j->start_wall = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9;
 	j->start_ns = ration_now();
-	rc = posix_spawn(&j->pid, "/bin/sh", &fa, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
+	if (j->cg_fd >= 0)
+		rc = spawn_fork(j, child_fds[0], child_fds[1], argv);
+	else
+		rc = spawn_posix(j, child_fds[0], child_fds[1], argv);
 	if (r->o->line_buffer) {
 		close(child_fds[0]);
 		close(child_fds[1]);
 	}
-	if (rc != 0) {
+	if (rc < 0) {
+		(void)cg_job_peak(&r->cg, j);
 		ration_ctx_unref(j->ctx);
 		j->ctx = NULL;
-		rc = -rc;
 		goto fail_out_open;
 	}
 	return 0;
@@ -105,6 +181,8 @@ fail_out_open:
 	return rc;
 }
 
+/* job_handoff() - see run.h: links @j on r->incoming under r->mu
+ * and wakes the supervisor. */
 void
 job_handoff(struct runner *r, struct job *j)
 {
@@ -118,6 +196,9 @@ job_handoff(struct runner *r, struct job *j)
 	(void)!write(r->wake_fd, &one, sizeof(one));
 }
 
+/* check_halt() - apply --halt after a job was counted: cancel the
+ * kill ctx (now) or the dispatch ctx (soon) once enough jobs failed or
+ * succeeded. Says so on stderr, once. */
 static void
 check_halt(struct runner *r)
 {
@@ -151,6 +232,9 @@ check_halt(struct runner *r)
 		ration_ctx_cancel(r->dispatch_ctx);
 }
 
+/* joblog_line() - one --joblog line for @j, flushed at once.
+ * @runtime: seconds; @exitval: exit code, -1 if killed or not run;
+ * @sig: the signal that ended it, 0 if none. */
 static void
 joblog_line(struct runner *r, const struct job *j, double runtime,
 	    int exitval, int sig)
@@ -168,7 +252,6 @@ joblog_line(struct runner *r, const struct job *j, double runtime,
 static void
 finish_unrun(struct runner *r, struct job *j)
 {
-	char w[16], b[16];
 	struct timespec wall;
 
 	clock_gettime(CLOCK_REALTIME, &wall);
@@ -178,6 +261,7 @@ finish_unrun(struct runner *r, struct job *j)
 	r->failed++;
 	progress_clear(r);
 	if (j->reject == -E2BIG) {
+		char w[16], b[16];
 		format_size(j->weight, w, sizeof(w));
 		format_size(r->o->budget_bytes, b, sizeof(b));
 		fprintf(stderr, RUN_NAME ": job %u (line %u): weight %s is "
@@ -192,6 +276,9 @@ finish_unrun(struct runner *r, struct job *j)
 	check_halt(r);
 }
 
+/* finish() - account for reaped job @j: count it, halt if due, give
+ * its claims and make token back, pass its output on, log and learn its
+ * peak. @wstatus and @ru come from wait4. */
 static void
 finish(struct runner *r, struct job *j, int wstatus, const struct rusage *ru)
 {
@@ -199,7 +286,11 @@ finish(struct runner *r, struct job *j, int wstatus, const struct rusage *ru)
 	if (j->timed_out || j->cancelled)
 		kill(-j->pid, SIGKILL);	/* stragglers of the group */
 	j->wstatus = wstatus;
-	j->peak_bytes = (int64_t)ru->ru_maxrss * 1024;
+	/* The cgroup's peak when the job had one: all its processes
+	 * together. Else the largest one's resident peak. */
+	j->peak_bytes = cg_job_peak(&r->cg, j);
+	if (j->peak_bytes < 0)
+		j->peak_bytes = (int64_t)ru->ru_maxrss * 1024;
 	r->running--;
 	r->done++;
 	bool ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 &&
@@ -249,6 +340,9 @@ finish(struct runner *r, struct job *j, int wstatus, const struct rusage *ru)
 	j->ctx = NULL;
 }
 
+/* on_signal() - SIGINT/SIGTERM/SIGHUP to ration-run: the first stops
+ * the run like --halt now (jobs get SIGTERM, then SIGKILL after the
+ * grace period); a second one SIGKILLs the @running jobs at once. */
 static void
 on_signal(struct runner *r, struct job *running, int signo)
 {
@@ -326,6 +420,9 @@ reap(struct runner *r, struct job **running)
 	}
 }
 
+/* take_incoming() - move handed-off jobs onto the @running list in
+ * dispatch order; rejected or unstartable ones are finished here.
+ * Return: whether the dispatcher is done. */
 static bool
 take_incoming(struct runner *r, struct job **running)
 {
@@ -360,6 +457,9 @@ take_incoming(struct runner *r, struct job **running)
 	return ddone;
 }
 
+/* supervise() - see run.h. One poll loop over the signalfd, the wake
+ * eventfd, every job's ctx fd (timeout, halt) and, with --line-buffer,
+ * its pipes; the timeout is the next SIGKILL or progress redraw due. */
 void *
 supervise(void *arg)
 {
@@ -415,7 +515,7 @@ supervise(void *arg)
 		}
 
 		size_t want = 2 + r->running * 3;
-		if (want > pfd_cap) {
+		if (pfd == NULL || want > pfd_cap) {
 			struct pollfd *np = realloc(pfd, want * 2 * sizeof(*np));
 			if (np == NULL) {
 				fprintf(stderr, RUN_NAME ": out of memory\n");

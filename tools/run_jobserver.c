@@ -12,7 +12,9 @@
  */
 #include "run.h"
 
+#include <ctype.h>
 #include <errno.h>
+#include <limits.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdlib.h>
@@ -21,6 +23,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* is_fifo() - whether @fd is open and a pipe or FIFO. */
 static bool
 is_fifo(int fd)
 {
@@ -41,6 +44,8 @@ reopen_nonblock(int fd, int flags)
 	return open(path, flags | O_NONBLOCK | O_CLOEXEC);
 }
 
+/* open_fifo() - the fifo:PATH style (make 4.4+): open PATH.
+ * Return: 0 or a negative errno (-EINVAL: not a FIFO). */
 static int
 open_fifo(struct jobserver *js, const char *path)
 {
@@ -59,6 +64,9 @@ open_fifo(struct jobserver *js, const char *path)
 	return 0;
 }
 
+/* open_pipe() - the R,W style: check that make passed the fds on (a
+ * recipe without '+' gets them closed) and make our own copies.
+ * Return: 0 or a negative errno (-EBADF: not passed on). */
 static int
 open_pipe(struct jobserver *js, int r, int w)
 {
@@ -108,13 +116,16 @@ js_init(struct jobserver *js, const char *makeflags)
 	js->desc[len] = '\0';
 
 	int rc;
-	int r, w;
-	char tail;
+	char *comma, *end = NULL;
+	long r = strtol(js->desc, &comma, 10), w = -1;
+	if (comma != js->desc && *comma == ',' &&
+	    isdigit((unsigned char)comma[1]))
+		w = strtol(comma + 1, &end, 10);
 	if (strncmp(js->desc, "fifo:", 5) == 0)
 		rc = open_fifo(js, js->desc + 5);
-	else if (sscanf(js->desc, "%d,%d%c", &r, &w, &tail) == 2 &&
-		 r >= 0 && w >= 0)
-		rc = open_pipe(js, r, w);
+	else if (w >= 0 && *end == '\0' && r >= 0 && r <= INT_MAX &&
+		 w <= INT_MAX)
+		rc = open_pipe(js, (int)r, (int)w);
 	else
 		rc = -EINVAL;
 	if (rc < 0) {
@@ -137,6 +148,8 @@ js_init(struct jobserver *js, const char *makeflags)
 	return 0;
 }
 
+/* take_implicit() - give @j the token this process got from make
+ * for itself, if no other job has it. Return: whether @j got it. */
 static bool
 take_implicit(struct jobserver *js, struct job *j)
 {
@@ -192,6 +205,9 @@ js_acquire(struct jobserver *js, ration_ctx_t *ctx, struct job *j)
 	}
 }
 
+/* js_release() - see run.h: writes the very byte read back to make
+ * (a token's value is make's to choose), or frees the implicit slot and wakes
+ * js_acquire(). */
 void
 js_release(struct jobserver *js, struct job *j)
 {
@@ -217,6 +233,7 @@ js_release(struct jobserver *js, struct job *j)
 	}
 }
 
+/* js_fini() - see run.h. */
 void
 js_fini(struct jobserver *js)
 {

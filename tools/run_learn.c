@@ -16,6 +16,7 @@
 
 #define LEARN_HEADER "# ration-run learn v1\n"
 
+/* cmp_entry() - qsort/bsearch order of entries: by command. */
 static int
 cmp_entry(const void *a, const void *b)
 {
@@ -24,6 +25,7 @@ cmp_entry(const void *a, const void *b)
 	return strcmp(x->cmd, y->cmd);
 }
 
+/* find() - the entry of @cmd in @l, or NULL. */
 static struct learn_entry *
 find(const struct learn *l, const char *cmd)
 {
@@ -34,6 +36,8 @@ find(const struct learn *l, const char *cmd)
 	return bsearch(&key, l->v, l->n, sizeof(*l->v), cmp_entry);
 }
 
+/* append() - add (@cmd, @peak_bytes) at the end of @l, unsorted.
+ * Return: 0 or -ENOMEM. */
 static int
 append(struct learn *l, const char *cmd, int64_t peak_bytes)
 {
@@ -106,6 +110,7 @@ learn_load(struct learn *l, const char *path)
 	return rc;
 }
 
+/* learn_lookup() - see run.h. */
 int64_t
 learn_lookup(const struct learn *l, const char *cmd)
 {
@@ -140,6 +145,8 @@ learn_record(struct learn *l, const char *cmd, int64_t peak_bytes)
 	return 0;
 }
 
+/* learn_save() - see run.h: a header line, then "<bytes>\t<cmd>"
+ * per entry, sorted. */
 int
 learn_save(const struct learn *l, const char *path)
 {
@@ -172,6 +179,7 @@ learn_save(const struct learn *l, const char *path)
 	return rc;
 }
 
+/* learn_free() - see run.h. */
 void
 learn_free(struct learn *l)
 {

@@ -38,6 +38,7 @@ static const char usage_text[] =
 "                         measured for the same command in earlier runs, and\n"
 "                         record this run's peaks in FILE\n"
 "      --no-jobserver     ignore a GNU make jobserver in MAKEFLAGS\n"
+"      --no-cgroup        measure peaks by wait4 ru_maxrss, not cgroup v2\n"
 "Input:\n"
 "  -a, --arg-file FILE    read jobs from FILE instead of stdin ('-' = stdin)\n"
 "Failure handling:\n"
@@ -56,21 +57,25 @@ static const char usage_text[] =
 "      --progress         progress line on stderr even if not a terminal\n"
 "      --no-progress      no progress line even on a terminal\n"
 "      --report           summary on stderr at the end (implied by progress)\n"
-"  -n, --dry-run          print SEQ, weight and command of each job; run none\n"
+"  -n, --dry-run          print SEQ, weight and command of each job, and the\n"
+"                         limits on stderr; run none\n"
 "  -h, --help             this help\n"
 "  -V, --version          print the version\n"
 "\n"
 "Each job runs in its own process group, stdin from /dev/null. Its peak\n"
-"memory (wait4 ru_maxrss: the largest process of the job) is measured and\n"
-"reported against its weight. Inside `make -jN` (MAKEFLAGS with\n"
-"--jobserver-auth=R,W or fifo:PATH) every job but the first also holds a\n"
-"make token, so the whole build stays within N.\n"
+"memory is measured and reported against its weight: cgroup v2 memory.peak\n"
+"of a cgroup per job (all its processes) when one can be made, else wait4\n"
+"ru_maxrss (its largest process); --report says which. Inside `make -jN`\n"
+"(MAKEFLAGS with --jobserver-auth=R,W or fifo:PATH) every job but the\n"
+"first also holds a make token, so the whole build stays within N.\n"
 "\n"
 "Exit status: the number of failed jobs (timed out, killed, nonzero exit,\n"
 "weight above the budget), 101 if more than 100; jobs stopped by --halt\n"
 "are not counted. 2 for usage errors and bad job lines (nothing runs),\n"
 "128+N after signal N, 255 for internal errors.\n";
 
+/* usage_error() - print "ration-run: " and @fmt with @arg, a hint
+ * to --help, and exit 2. */
 static void
 usage_error(const char *fmt, const char *arg)
 {
@@ -83,7 +88,7 @@ usage_error(const char *fmt, const char *arg)
 enum {
 	OPT_LEARN = 256, OPT_TIMEOUT, OPT_GRACE, OPT_HALT, OPT_JOBLOG,
 	OPT_TAG, OPT_LINEBUF, OPT_PROGRESS, OPT_NOPROGRESS, OPT_REPORT,
-	OPT_NOJS,
+	OPT_NOJS, OPT_NOCG,
 };
 
 static const struct option long_opts[] = {
@@ -102,12 +107,15 @@ static const struct option long_opts[] = {
 	{ "no-progress", no_argument, NULL, OPT_NOPROGRESS },
 	{ "report", no_argument, NULL, OPT_REPORT },
 	{ "no-jobserver", no_argument, NULL, OPT_NOJS },
+	{ "no-cgroup", no_argument, NULL, OPT_NOCG },
 	{ "dry-run", no_argument, NULL, 'n' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
 	{ NULL, 0, NULL, 0 },
 };
 
+/* parse_args() - the command line into @o, defaults filled in;
+ * exits 2 with a message on a usage error, 0 after --help/--version. */
 static void
 parse_args(int argc, char **argv, struct run_opts *o)
 {
@@ -116,11 +124,11 @@ parse_args(int argc, char **argv, struct run_opts *o)
 	int c;
 
 	memset(o, 0, sizeof(*o));
-	o->slots = sysconf(_SC_NPROCESSORS_ONLN);
-	if (o->slots < 1)
-		o->slots = 1;
+	o->slots = default_slots();
+	o->slots_is_default = true;
 	o->grace_ns = 2000000000LL;
 	o->use_jobserver = true;
+	o->use_cgroup = true;
 	while ((c = getopt_long(argc, argv, "a:m:j:w:nhV", long_opts,
 				NULL)) != -1) {
 		char *end;
@@ -133,6 +141,7 @@ parse_args(int argc, char **argv, struct run_opts *o)
 			break;
 		case 'j':
 			errno = 0;
+			o->slots_is_default = false;
 			o->slots = strtoll(optarg, &end, 10);
 			if (errno != 0 || end == optarg || *end != '\0' ||
 			    o->slots < 0 || o->slots > RATION_SEM_MAX)
@@ -182,6 +191,9 @@ parse_args(int argc, char **argv, struct run_opts *o)
 		case OPT_NOJS:
 			o->use_jobserver = false;
 			break;
+		case OPT_NOCG:
+			o->use_cgroup = false;
+			break;
 		case 'n':
 			o->dry_run = true;
 			break;
@@ -211,6 +223,7 @@ parse_args(int argc, char **argv, struct run_opts *o)
 			usage_error("%s", "cannot read MemAvailable from "
 				    "/proc/meminfo; give -m SIZE");
 		o->budget_bytes = avail / 5 * 4;
+		o->budget_is_default = true;
 	}
 	if (progress < 0)
 		progress = isatty(STDERR_FILENO);
@@ -241,11 +254,34 @@ assign_weights(struct runner *r)
 	}
 }
 
+/**
+ * dry_run() - -n: each job's number, weight, its source and command on
+ * stdout, and the limits the run would have on stderr.
+ * @r: the runner, jobs read and weighed.
+ */
 static void
 dry_run(const struct runner *r)
 {
 	static const char *const src[] = { "none", "declared", "default",
 					   "learned" };
+	const struct run_opts *o = r->o;
+	char b[16];
+
+	format_size(o->budget_bytes, b, sizeof(b));
+	if (o->budget_bytes > 0)
+		fprintf(stderr, RUN_NAME ": limits: memory %lld bytes (%s%s), ",
+			(long long)o->budget_bytes, b, o->budget_is_default ?
+			", 80% of MemAvailable" : "");
+	else
+		fprintf(stderr, RUN_NAME ": limits: no memory budget, ");
+	if (o->slots > 0)
+		fprintf(stderr, "%lld job slot%s%s", (long long)o->slots,
+			o->slots == 1 ? "" : "s",
+			o->slots_is_default ? " (nproc)" : "");
+	else
+		fprintf(stderr, "no job-slot limit");
+	fprintf(stderr, ", jobserver %s\n", r->js.active ? r->js.desc :
+		r->js.unavailable ? "unavailable" : "none");
 
 	for (size_t i = 0; i < r->njobs; i++) {
 		const struct job *j = &r->jobs[i];
@@ -332,10 +368,13 @@ dispatch(struct runner *r)
 	return i;
 }
 
+/* report() - the end-of-run summary (--report): counts, the most
+ * memory declared at once, how peaks were measured; and, always, jobs
+ * that used more than they declared. @started: jobs dispatched. */
 static void
 report(struct runner *r, size_t started)
 {
-	char a[16], b[16], c[16];
+	char a[16];
 	size_t not_started = r->njobs - started;
 
 	if (r->o->report) {
@@ -350,6 +389,7 @@ report(struct runner *r, size_t started)
 			(double)(ration_now() - r->t0_ns) / 1e9);
 		if (r->budget != NULL) {
 			ration_sem_stats_t st;
+			char b[16];
 			ration_sem_stats(r->budget, &st);
 			format_size(st.max_in_use, a, sizeof(a));
 			format_size(r->o->budget_bytes, b, sizeof(b));
@@ -358,6 +398,14 @@ report(struct runner *r, size_t started)
 				100.0 * (double)st.max_in_use /
 				(double)r->o->budget_bytes);
 		}
+		if (r->cg.active)
+			fprintf(stderr, RUN_NAME ": peaks: cgroup v2 "
+				"memory.peak of a cgroup per job, in %s\n",
+				r->cg.run);
+		else
+			fprintf(stderr, RUN_NAME ": peaks: wait4 ru_maxrss, "
+				"the largest process of each job (no cgroup: "
+				"%s)\n", r->cg.why);
 	} else if (not_started > 0 && r->halted) {
 		fprintf(stderr, RUN_NAME ": %zu job%s not started\n",
 			not_started, not_started == 1 ? "" : "s");
@@ -366,6 +414,7 @@ report(struct runner *r, size_t started)
 	 * budget gets overrun, and only the user can fix the weight. */
 	if (r->over_declared > 0) {
 		struct job *w = r->worst_over;
+		char c[16];
 		format_size(w->weight, a, sizeof(a));
 		format_size(w->peak_bytes, c, sizeof(c));
 		fprintf(stderr, RUN_NAME ": warning: %zu job%s used more memory "
@@ -376,6 +425,8 @@ report(struct runner *r, size_t started)
 	}
 }
 
+/* setup() - the budget and slot semaphores, the kill and dispatch
+ * ctxs, the wake eventfd. Return: 0 or a negative errno. */
 static int
 setup(struct runner *r)
 {
@@ -387,8 +438,6 @@ setup(struct runner *r)
 		if (rc < 0)
 			return rc;
 	}
-	if (r->js.unavailable)
-		r->o->slots = 1;
 	if (r->o->slots > 0) {
 		ration_sem_opts_t so = { .name = "slots" };
 		rc = ration_sem_new(r->o->slots, &so, &r->slots);
@@ -407,6 +456,7 @@ setup(struct runner *r)
 	return pthread_mutex_init(&r->mu, NULL) == 0 ? 0 : -ENOMEM;
 }
 
+/* teardown() - frees everything setup() and main() made. */
 static void
 teardown(struct runner *r)
 {
@@ -420,10 +470,13 @@ teardown(struct runner *r)
 		close(r->wake_fd);
 	pthread_mutex_destroy(&r->mu);
 	js_fini(&r->js);
+	cg_fini(&r->cg, r->njobs);
 	learn_free(&r->learn);
 	free_jobs(r->jobs, r->njobs);
 }
 
+/* main() - parse, read and check the job list, then dispatch in this
+ * thread while supervise() runs in another; exit status as --help says. */
 int
 main(int argc, char **argv)
 {
@@ -434,11 +487,16 @@ main(int argc, char **argv)
 	parse_args(argc, argv, &o);
 	/* Before we open anything: make's pipe fds are checked by number,
 	 * and a file of ours must not take the number of one make closed. */
-	rc = js_init(&r.js, o.use_jobserver && !o.dry_run ?
-		     getenv("MAKEFLAGS") : NULL);
+	rc = js_init(&r.js, o.use_jobserver ? getenv("MAKEFLAGS") : NULL);
 	if (rc < 0) {
 		fprintf(stderr, RUN_NAME ": jobserver: %s\n", strerror(-rc));
 		exit(RUN_EXIT_INTERNAL);
+	}
+	/* make -jN but no access to its tokens: like make, use only the
+	 * one token we were started with. */
+	if (r.js.unavailable) {
+		o.slots = 1;
+		o.slots_is_default = false;
 	}
 	if (o.learn_file != NULL && (rc = learn_load(&r.learn, o.learn_file)) < 0)
 		usage_error("cannot read --learn file: %s", strerror(-rc));
@@ -480,6 +538,10 @@ main(int argc, char **argv)
 		fprintf(stderr, RUN_NAME ": setup: %s\n", ration_strerror(rc));
 		exit(RUN_EXIT_INTERNAL);
 	}
+	if (o.use_cgroup)
+		cg_init(&r.cg);
+	else
+		snprintf(r.cg.why, sizeof(r.cg.why), "--no-cgroup");
 	r.progress_tty = o.progress && isatty(STDERR_FILENO);
 	r.t0_ns = ration_now();
 

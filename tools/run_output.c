@@ -16,6 +16,8 @@
 #include <string.h>
 #include <unistd.h>
 
+/* tmpfile_fd() - an unlinked temp file in $TMPDIR or /tmp.
+ * Return: the fd, or a negative errno. */
 static int
 tmpfile_fd(void)
 {
@@ -75,6 +77,8 @@ out_open(struct runner *r, struct job *j, int child_fds[2])
 	return 0;
 }
 
+/* out_write() - see run.h. Only the supervisor writes, so lines
+ * stay whole without a lock. */
 void
 out_write(struct runner *r, int fd, const char *buf, size_t len)
 {
@@ -96,10 +100,11 @@ out_write(struct runner *r, int fd, const char *buf, size_t len)
 	}
 }
 
+/* lb_reserve() - room for @more bytes in @lb. Return: 0 or -ENOMEM. */
 static int
 lb_reserve(struct linebuf *lb, size_t more)
 {
-	if (lb->len + more <= lb->cap)
+	if (lb->buf != NULL && lb->len + more <= lb->cap)
 		return 0;
 	size_t ncap = lb->cap ? lb->cap : 4096;
 	while (ncap < lb->len + more)
@@ -147,6 +152,8 @@ emit(struct runner *r, const struct job *j, int to_fd, const char *buf,
 	free(out.buf);
 }
 
+/* copy_file() - copy job @j's captured output @from to @to_fd,
+ * tagged with --tag; ends an unterminated last line when tagging. */
 static void
 copy_file(struct runner *r, const struct job *j, int from, int to_fd)
 {
@@ -234,6 +241,7 @@ out_finish(struct runner *r, struct job *j)
 
 static bool progress_shown;
 
+/* progress_clear() - see run.h. */
 void
 progress_clear(struct runner *r)
 {
@@ -243,6 +251,7 @@ progress_clear(struct runner *r)
 	}
 }
 
+/* format_eta() - @ns as "42s", "3m05s" or "2h10m". */
 static void
 format_eta(int64_t ns, char *buf, size_t len)
 {
@@ -256,10 +265,12 @@ format_eta(int64_t ns, char *buf, size_t len)
 		snprintf(buf, len, "%llds", s);
 }
 
+/* progress_draw() - see run.h. On a terminal the line is redrawn in
+ * place ("\r\033[K"); otherwise one line per second. */
 void
 progress_draw(struct runner *r, bool final)
 {
-	char line[256], used[16], total[16], eta[32] = "?";
+	char line[256], eta[32] = "?";
 
 	if (!r->o->progress)
 		return;
@@ -285,6 +296,7 @@ progress_draw(struct runner *r, bool final)
 	n += snprintf(line + n, sizeof(line) - (size_t)n,
 		      ", %zu running, %zu queued", r->running, queued);
 	if (r->budget != NULL) {
+		char used[16], total[16];
 		format_size(r->o->budget_bytes - ration_sem_available(r->budget),
 			    used, sizeof(used));
 		format_size(r->o->budget_bytes, total, sizeof(total));

@@ -8,8 +8,10 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 /* Splits "1.5G" into the number and the rest; the number is digits with
  * at most one dot, so strtod never sees hex, inf, nan or a sign. */
@@ -38,6 +40,7 @@ parse_number(const char *s, double *val, const char **rest)
 	return 0;
 }
 
+/* parse_size() - see run.h. */
 int
 parse_size(const char *s, int64_t *out)
 {
@@ -73,6 +76,7 @@ parse_size(const char *s, int64_t *out)
 	return 0;
 }
 
+/* parse_duration() - see run.h. */
 int
 parse_duration(const char *s, int64_t *out_ns)
 {
@@ -148,6 +152,7 @@ parse_halt(const char *s, struct halt_spec *out)
 	return 0;
 }
 
+/* mem_available_bytes() - see run.h. */
 int64_t
 mem_available_bytes(void)
 {
@@ -158,14 +163,32 @@ mem_available_bytes(void)
 	if (f == NULL)
 		return -1;
 	while (fgets(line, sizeof(line), f) != NULL) {
-		long long v;
-		if (sscanf(line, "MemAvailable: %lld kB", &v) == 1) {
-			kib = v;
+		if (strncmp(line, "MemAvailable:", 13) == 0) {
+			char *end;
+			long long v = strtoll(line + 13, &end, 10);
+			if (end != line + 13 && v >= 0)
+				kib = v;
 			break;
 		}
 	}
 	fclose(f);
 	return kib < 0 ? -1 : kib * 1024;
+}
+
+/* default_slots() - see run.h. */
+int64_t
+default_slots(void)
+{
+	cpu_set_t set;
+	long n = 0;
+
+	/* nproc(1) counts the affinity mask, not the online CPUs: under
+	 * taskset or a container's cpuset, that is what we may use. */
+	if (sched_getaffinity(0, sizeof(set), &set) == 0)
+		n = CPU_COUNT(&set);
+	if (n < 1)
+		n = sysconf(_SC_NPROCESSORS_ONLN);
+	return n < 1 ? 1 : n;
 }
 
 /* SIZE, N% of MemAvailable, or 0/none for no memory budget. */
@@ -198,6 +221,7 @@ parse_budget(const char *s, int64_t *out)
 	return parse_size(s, out);
 }
 
+/* format_size() - see run.h. */
 void
 format_size(int64_t bytes, char *buf, size_t len)
 {
@@ -221,6 +245,7 @@ format_size(int64_t bytes, char *buf, size_t len)
 		snprintf(buf, len, "%.1f%c", v, units[u]);
 }
 
+/* blank() - whether @s is empty or only white space. */
 static bool
 blank(const char *s)
 {
@@ -269,6 +294,8 @@ parse_line(char *text, const char *src, unsigned lineno, struct job *j)
 	return j->cmd == NULL ? -ENOMEM : 0;
 }
 
+/* read_jobs() - see run.h. Every bad line is reported, not only the
+ * first, so one run shows the user all of them. */
 int
 read_jobs(const struct run_opts *o, struct job **out, size_t *count)
 {
@@ -321,6 +348,7 @@ read_jobs(const struct run_opts *o, struct job **out, size_t *count)
 		}
 		struct job *j = &jobs[n];
 		memset(j, 0, sizeof(*j));
+		j->out_fd = j->err_fd = j->cg_fd = -1;
 		int lrc = parse_line(line, src, lineno, j);
 		if (lrc == -ENOMEM) {
 			rc = lrc;
@@ -349,6 +377,7 @@ read_jobs(const struct run_opts *o, struct job **out, size_t *count)
 	return 0;
 }
 
+/* free_jobs() - see run.h. */
 void
 free_jobs(struct job *jobs, size_t count)
 {

@@ -3,7 +3,10 @@
  * With jemalloc as the process allocator, a task's measured peak heap and
  * allocated bytes come from jemalloc's per-thread counters
  * (thread.peak.read / thread.allocatedp). Without it both are -1: a
- * missing number, never a wrong one. CPU time is CLOCK_THREAD_CPUTIME_ID.
+ * missing number, never a wrong one. CPU time (CLOCK_THREAD_CPUTIME_ID) is
+ * measured only on request (RATION_ACCOUNT_CPU): on Linux each read of a
+ * thread CPU clock is a system call (~0.8 us on a VM), ten times the cost
+ * of everything else; cpu_ns is -1 otherwise.
  *
  * Groups fill a report per task (opts.on_report); code that does not use
  * groups brackets its work with ration_account_begin()/end():
@@ -52,21 +55,35 @@ typedef struct {
  */
 RATION_API bool ration_account_available(void);
 
+/* ration_account_begin_with() flags. */
+#define RATION_ACCOUNT_CPU 1u /* also measure cpu_ns (two system calls) */
+
 /**
- * ration_account_begin() - start measuring the calling thread.
+ * ration_account_begin() - start measuring the calling thread: wall time
+ * and heap (cpu_ns will be -1). Same as ration_account_begin_with(@a, 0).
  *
  * Resets the thread's jemalloc peak counter (one per thread: nested begin
  * calls on one thread share it).
- * Blocks: no. Allocates: never.
+ * Blocks: no. Allocates: never. Cost: docs/account.md (< 100 ns).
  */
 RATION_API void ration_account_begin(ration_account_t *a);
 
 /**
+ * ration_account_begin_with() - ration_account_begin() choosing what to
+ * measure.
+ * @a:    scratch for the matching ration_account_end().
+ * @what: 0, or RATION_ACCOUNT_CPU to fill cpu_ns too.
+ *
+ * Blocks: no. Allocates: never.
+ */
+RATION_API void ration_account_begin_with(ration_account_t *a, unsigned what);
+
+/**
  * ration_account_end() - stop measuring; fill @out's measured fields.
  *
- * Must run on the thread that called begin. Fills run_ns, cpu_ns,
- * peak_bytes and allocated_bytes; leaves declared, wait_ns and status
- * as they are.
+ * Must run on the thread that called begin. Fills run_ns, cpu_ns (-1
+ * unless begun with RATION_ACCOUNT_CPU), peak_bytes and allocated_bytes;
+ * leaves declared, wait_ns and status as they are.
  */
 RATION_API void ration_account_end(const ration_account_t *a, ration_task_report_t *out);
 

@@ -172,6 +172,9 @@ RATION_API ration_ctx_t *ration_ctx_ref(ration_ctx_t *ctx);
  * its pending after-funcs without running them, closes its fd, and drops
  * the reference it held on its parent. Children keep @ctx's state alive
  * through their own reference, so they still follow @ctx's ancestors.
+ * A cancel of an ancestor that runs concurrently may already have taken
+ * @ctx's after-funcs and run them as this returns: if an after-func's
+ * @arg dies with @ctx, ration_ctx_stop_after() it first.
  */
 RATION_API void ration_ctx_unref(ration_ctx_t *ctx);
 

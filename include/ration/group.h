@@ -41,11 +41,16 @@ typedef int (*ration_group_fn)(ration_ctx_t *ctx, void *arg);
 typedef struct {
 	ration_pool_t *pool;  /* NULL = ration_pool_default() */
 	ration_sem_t *budget; /* NULL = weights are not counted (still checked > 0) */
-	int64_t limit;        /* max running tasks of this group; 0 = no limit */
+	int64_t limit;        /* max tasks of this group in flight (queued or running);
+	                       * 0 = none without a budget; with a budget, the pool's
+	                       * thread limit at group_new, not applied to a go()
+	                       * from the group's own tasks (docs/group.md) */
 	bool keep_going;      /* false: the first error cancels the group ctx */
 	bool budget_bytes;    /* budget counts bytes: report over_declared */
 	void (*on_report)(const ration_task_report_t *r, void *udata); /* NULL = none */
 	void *udata;          /* passed to on_report */
+	bool measure_cpu;     /* reports carry cpu_ns (two ~0.8 us system calls per
+	                       * task on Linux); false = cpu_ns is -1 */
 } ration_group_opts_t;
 
 typedef struct {
@@ -60,6 +65,7 @@ typedef struct {
 	int64_t run_ns_total;   /* summed run time of finished tasks */
 	int64_t cpu_ns_total;   /* summed thread CPU time of finished tasks */
 	int first_error;        /* what wait() will return so far */
+	int64_t limit;          /* the limit in force (opts.limit, or the default); 0 = none */
 } ration_group_stats_t;
 
 /**
@@ -68,6 +74,10 @@ typedef struct {
  * @opts:   NULL or zeroed = defaults; the pool and budget are borrowed and
  *          must outlive the group.
  * @out:    receives the group (ration_group_free()).
+ *
+ * With a budget and opts.limit = 0 the group's limit is the pool's thread
+ * limit as it is now (ration_pool_stats().max_threads): a task queued
+ * behind busy threads would hold its budget weight without using it.
  *
  * Return: 0, -EINVAL (@out NULL, limit < 0), -ENOMEM (also when the
  * default pool cannot be made).
@@ -87,16 +97,21 @@ RATION_API ration_ctx_t *ration_group_ctx(ration_group_t *g);
  * the budget and a limit slot are free.
  * @weight: 1..budget size (any value >= 1 without a budget).
  *
- * Blocks the caller in FIFO order on the budget (back-pressure) until the
- * group ctx is done.
+ * Blocks the caller in FIFO order for a limit slot, then on the budget
+ * (back-pressure), until the group ctx is done.
  *
  * Return: 0 (fn will run exactly once), or the first that applies:
- * -EINVAL (@g or @fn NULL, @weight <= 0), -EPIPE (after wait(), or budget
- * closed, or pool shut down), -E2BIG (@weight > budget size), the group
- * ctx's error (the group was cancelled). On error fn never runs and the
- * caller still owns @arg.
+ *   -EINVAL    @g or @fn NULL, @weight <= 0
+ *   -EPIPE     after wait(), or budget closed, or pool shut down
+ *   -E2BIG     @weight > budget size; at once
+ *   ctx error  the group ctx's (the group was cancelled)
+ *   -ENOMEM    no task record could be allocated, or the pool queue
+ *              could not grow
+ *   -EAGAIN    the pool has no thread and none could be started
+ * On error fn never runs and the caller still owns @arg.
  *
- * Blocks: yes. Allocates: one small task record (from a per-group cache).
+ * Blocks: yes. Allocates: a 56-byte task record only when the group's
+ * cache of returned records is empty (never in steady state).
  */
 RATION_API int ration_group_go(ration_group_t *g, int64_t weight, ration_group_fn fn,
 			       void *arg);
@@ -106,7 +121,7 @@ RATION_API int ration_group_go(ration_group_t *g, int64_t weight, ration_group_f
  *
  * Return: as ration_group_go(), plus -EAGAIN when the budget, the limit or
  * the pool queue has no room right now. -ENOMEM when no task record can
- * be allocated.
+ * be allocated or the pool queue cannot grow.
  */
 RATION_API int ration_group_try_go(ration_group_t *g, int64_t weight, ration_group_fn fn,
 				   void *arg);

@@ -60,6 +60,7 @@ typedef struct {
 	uint64_t max_running; /* high-water mark of running */
 	uint64_t max_queued;  /* high-water mark of queued */
 	uint64_t rejected;    /* try_submit -EAGAIN */
+	uint64_t max_threads; /* the thread limit (opts.threads, or as resized) */
 } ration_pool_stats_t;
 
 /**

@@ -19,8 +19,14 @@
  *		ration_sem_free(mem);       // the segment stays until unlinked
  *	}
  *
- * Limits: 128 open handles and 256 queued callers per semaphore, all
- * processes together; 32 outstanding leases per handle. Design notes:
+ * Uncontended acquire and release are lock-free (one CAS on a word in the
+ * segment, recorded in a per-thread slot that a recount can trust after
+ * any crash); everything else takes a robust process-shared mutex.
+ *
+ * Limits: 128 open handles, 256 queued callers and 256 threads on the
+ * lock-free path per semaphore, all processes together (a thread beyond
+ * that, or using more than 4 shared handles, takes the locked path: same
+ * results, slower); 32 outstanding leases per handle. Design notes:
  * docs/shared.md.
  */
 #ifndef RATION_SHARED_H
@@ -34,6 +40,11 @@
 extern "C" {
 #endif
 
+/* How to open a shared semaphore; zeroed = open an existing one.
+ *
+ *	ration_shared_opts_t o = {.create = true, .mode = 0660};
+ *	ration_sem_open_shared("/farm-mem", 64LL << 30, &o, &s);
+ */
 typedef struct {
 	unsigned mode; /* permissions of a new shm object; 0 = 0600 */
 	bool create;   /* create it if missing (with size); false = -ENOENT */
@@ -61,22 +72,28 @@ typedef struct {
  *        '/', at most 200 characters.
  * @size: 1..RATION_SEM_MAX; used only when this call creates the object
  *        (later opens ignore it and may pass 0).
- * @opts: NULL or zeroed = open an existing object only, mode 0600.
+ * @opts: NULL or zeroed = open an existing object only; mode (permission
+ *        bits of a new object, applied exactly, whatever the umask) 0 =
+ *        0600.
  * @out:  receives the handle; pair with ration_sem_free(), which unmaps it
  *        (the object itself lives on until ration_sem_unlink_shared()).
  *
  * Two processes creating the same name at once are safe: one creates and
  * fills it in, the other waits (at most 2 s) until it is ready. Each handle
  * is one holder: ration_sem_release() gives back weight acquired through
- * it. A handle inherited over fork() becomes a new, empty holder in the
- * child on first use (weight the parent holds stays the parent's).
+ * it, by any thread of the process. A handle inherited over fork() becomes
+ * a new, empty holder in the child on first use (weight the parent holds
+ * stays the parent's). A process that dies holding weight, or queued, has
+ * it given back within 100 ms by the other processes' calls (no daemon);
+ * a recycled pid is told apart by its start time.
  *
  * Return: 0, or
  *   -EINVAL    @name invalid, @out NULL, or @size out of range on create
  *   -ENOENT    no such object and !opts->create
  *   -EACCES    the object's mode refuses us (or another errno of shm_open)
  *   -EPROTO    the object is not a ration semaphore of this layout (other
- *              version or build), is truncated, or was never initialised
+ *              magic, version, struct or table size: another build), is
+ *              truncated, or was never initialised (its creator died)
  *   -EBUSY     all 128 holder slots are in use
  *   -ENOMEM    no memory for the handle
  *

@@ -2,6 +2,8 @@
 #ifndef RATION_INTERNAL_CTX_H
 #define RATION_INTERNAL_CTX_H
 
+#include <stdatomic.h>
+
 #include "internal/list.h"
 #include "internal/park.h"
 #include "ration/ctx.h"
@@ -25,6 +27,19 @@ int ration__ctx_watch(ration_ctx_t *ctx, struct ration__ctx_watch *w);
 /* Unregister @w; harmless if it was never registered or a cancel already
  * took it off the list. */
 void ration__ctx_unwatch(ration_ctx_t *ctx, struct ration__ctx_watch *w);
+
+/* Test-only hook, NULL outside tests (tests/test_sem.c, DESIGN §7.3).
+ * When set, it is called by a thread that has just learnt that @ctx is
+ * done, from ration_ctx_err() or ration__ctx_watch(), before that call
+ * returns @err: a test can then make an event (a grant) land exactly
+ * between "the waiter saw its ctx end" and "the waiter acts on it", a
+ * window that is otherwise a few instructions wide. Cost when unset: one
+ * relaxed load, on the done path only. Callers of ration_ctx_err() may
+ * hold a semaphore lock (the check block of acquire), so a hook must act
+ * only once it knows its thread is past that point. Not exported from the
+ * shared library (hidden); tests link the static one. */
+typedef void (*ration__ctx_hook_fn)(const ration_ctx_t *ctx, int err);
+extern _Atomic(ration__ctx_hook_fn) ration__ctx_done_hook;
 
 
 #endif

@@ -49,6 +49,11 @@ struct ration_sem {
 	int64_t nwaiters;           /* mu */
 	int64_t waiting_weight;     /* mu */
 	int64_t max_waiters_seen;   /* mu */
+	/* Callers that queued and have not yet made their last access to the
+	 * semaphore (they may still lock mu in leave() after close or a
+	 * shrink settled and unlinked them): incremented under mu, dropped
+	 * (release) as each one's last touch; free refuses while non-zero. */
+	_Atomic int64_t inside;
 	size_t max_waiters;         /* immutable; 0 = unlimited */
 	_Atomic bool closed;        /* written under mu */
 	uint64_t acquired_slow;     /* mu */

@@ -1,9 +1,10 @@
 /* shm.h (internal) - the layout of a shared semaphore's POSIX shm segment.
  *
  * One segment per shared semaphore: a header, a robust process-shared
- * mutex, the derived counters, and two fixed tables of slots. The slots
- * are the truth; every counter can be rebuilt from them (shm_rebuild()
- * in sem_shared.c), which is what makes a crash at any instruction
+ * mutex, the fast-path word, the derived counters, and three fixed tables
+ * of slots (holders, lanes, waiters). The slots are the truth; the word
+ * and every counter can be rebuilt from them (shm_recount() in
+ * shm_seg.c), which is what makes a crash at any instruction
  * recoverable. See docs/shared.md.
  *
  * A segment made by another build is told apart by magic, version and
@@ -20,18 +21,24 @@
 #include "ration/common.h"
 
 #define SHM_MAGIC   UINT64_C(0x6873206e6f697461) /* "ation sh" */
-#define SHM_VERSION 1u
+#define SHM_VERSION 2u
 #define SHM_HOLDERS 128u /* open handles, all processes together */
+#define SHM_LANES   256u /* fast-path threads, all processes together */
 #define SHM_WAITERS 256u /* queued callers, all processes together */
 #define SHM_LEASES  32u  /* outstanding leases per handle */
+
+/* The fast-path word is avail * 2 + SHM_SLOW, as in-process (sem.h):
+ * SLOW is set while anyone is queued, the semaphore is closed, a resize
+ * or a recount is under way; then every change goes through mu. */
+#define SHM_SLOW ((int64_t)1)
 
 /* init word of the header. */
 #define SHM_INIT_BUSY  0u /* creator still filling the segment in */
 #define SHM_INIT_READY 1u
 
-/* Holder slot states. */
-#define HOLDER_FREE 0u
-#define HOLDER_USED 1u
+/* Holder and lane slot states. */
+#define SLOT_FREE 0u
+#define SLOT_USED 1u
 
 /* Waiter slot states; a decided outcome is 0 (GRANTED) or a -errno. */
 #define WAITER_FREE    2
@@ -39,17 +46,36 @@
 #define WAITER_GRANTED 0
 
 struct shm_lease {
-	uint64_t fence; /* 0 = free entry */
-	int64_t n;
+	uint64_t fence; /* mu; 0 = free entry */
+	int64_t n;      /* mu */
 };
 
-/* One per open handle. Written under mu; held also read without it. */
+/* One per open handle. Weight taken or given back on the slow path
+ * (grants, releases of weight another thread took) is counted here; the
+ * fast path counts in the lanes. The handle holds held + the held of its
+ * lanes; either part alone may be negative. */
 struct shm_holder {
-	_Atomic uint32_t state; /* FREE/USED; USED is stored last on claim */
-	int32_t pid;
-	uint64_t start;          /* /proc/<pid>/stat field 22 */
-	_Atomic int64_t held;    /* weight this handle holds */
+	_Atomic uint32_t state; /* mu; FREE/USED, USED stored last on claim */
+	int32_t pid;            /* mu */
+	uint64_t start;         /* mu; /proc/<pid>/stat field 22 */
+	_Atomic int64_t held;   /* mu */
 	struct shm_lease leases[SHM_LEASES];
+};
+
+/* One per thread that uses the fast path of a handle, claimed under mu on
+ * the thread's first fast operation and given back (its counts folded into
+ * the holder) when the thread exits or the handle is freed. Written only
+ * by its owner thread (single writer: plain loads and stores), read by a
+ * recount, which needs to know whether the owner is between its CAS of
+ * the word and its store of held: that is what busy says. */
+struct shm_lane {
+	_Atomic uint32_t state;    /* mu; FREE/USED */
+	_Atomic uint32_t busy;     /* owner: 1 from before its CAS to after held */
+	uint32_t holder;           /* mu; index of the handle's holder slot */
+	int32_t pid;               /* mu */
+	uint64_t start;            /* mu */
+	_Atomic int64_t held;      /* owner: weight taken on the fast path */
+	_Atomic uint64_t acquired; /* owner: fast acquisitions, for stats */
 };
 
 /* One per queued caller. The waiter sleeps on futex (a shared futex:
@@ -57,43 +83,49 @@ struct shm_holder {
  * outcome stores state, bumps futex and wakes it after unlocking. */
 struct shm_waiter {
 	_Atomic uint32_t futex;
-	_Atomic int32_t state;   /* FREE, WAITING or the outcome */
-	int32_t pid;
-	uint32_t holder;         /* index of the handle's holder slot */
-	uint64_t start;
-	uint64_t ticket;         /* FIFO order: lowest is the head */
-	int64_t n;
-	int64_t t0;              /* when queued (CLOCK_MONOTONIC) */
+	_Atomic int32_t state;   /* mu; FREE, WAITING or the outcome */
+	int32_t pid;             /* mu */
+	uint32_t holder;         /* mu; index of the handle's holder slot */
+	uint64_t start;          /* mu */
+	uint64_t ticket;         /* mu; FIFO order: lowest is the head */
+	int64_t n;               /* mu */
+	int64_t t0;              /* mu; when queued (CLOCK_MONOTONIC) */
 };
 
-struct shm_seg {
+/* The padding is the point: the word and mu each start a cache line. */
+struct shm_seg { /* NOLINT(clang-analyzer-optin.performance.Padding) */
 	/* Header: immutable once init is READY. */
 	uint64_t magic;
 	uint32_t version;
 	uint32_t seg_size;       /* sizeof(struct shm_seg) of the creator */
-	uint32_t holders, waiters, leases;
+	uint32_t holders, lanes, waiters, leases;
 	_Atomic uint32_t init;   /* BUSY, then READY (futex-woken) */
 	int32_t init_pid;
 
-	pthread_mutex_t mu;      /* robust, process-shared; guards all below */
+	/* The fast path's line: the word, and what a fast acquire reads. */
+	_Alignas(64) _Atomic int64_t word; /* see SHM_SLOW */
+	_Atomic int64_t size;       /* mu; read without it */
+	_Atomic int64_t max_in_use; /* atomic high-water mark */
 
-	/* Derived state (rebuilt from the slots after a crash). */
-	_Atomic int64_t size;    /* mu; read without it by available() */
-	_Atomic int64_t avail;   /* mu; = size - sum(held) - sum(GRANTED n) */
-	_Atomic uint32_t closed; /* mu */
-	int64_t nwaiters;        /* mu: slots in WAITING */
-	int64_t waiting_weight;  /* mu */
-	uint64_t next_ticket;    /* mu */
+	_Alignas(64) pthread_mutex_t mu; /* robust, process-shared */
+
+	/* Derived state (rebuilt from the slots after a crash), mu. */
+	_Atomic uint32_t closed;
+	uint32_t dirty;          /* a recount is owed: the last one gave up */
+	int64_t nwaiters;        /* slots in WAITING */
+	int64_t waiting_weight;
+	uint64_t next_ticket;
 	_Atomic uint64_t fence;  /* atomic: last lease fence handed out */
 	_Atomic int64_t last_scan_ns; /* atomic: rate limit of dead scans */
 
-	/* Statistics, mu. */
-	int64_t max_in_use, max_waiters_seen;
+	/* Statistics, mu (plus the lanes' acquired). */
+	int64_t max_waiters_seen;
 	uint64_t acquired, contended, timeouts, cancels, rejected;
-	uint64_t wait_ns_total, reclaimed, rebuilds;
+	uint64_t wait_ns_total, reclaimed, rebuilds, recounts;
 	uint64_t wait_hist[RATION_HIST_BUCKETS];
 
 	struct shm_holder holder[SHM_HOLDERS];
+	struct shm_lane lane[SHM_LANES];
 	struct shm_waiter waiter[SHM_WAITERS];
 };
 

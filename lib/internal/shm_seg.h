@@ -1,125 +1,106 @@
-/* shm_seg.h (internal) - making, and checking on open, the shm segment of
- * a shared semaphore. Included by sem_shared.c only. */
+/* shm_seg.h (internal) - what the files of the shared backend share: the
+ * handle, making and checking the segment, who we are, the robust lock
+ * with its recount and holder slots (shm_seg.c); lanes, the registry and
+ * granting from the queue (shm_lane.c); the ops table (sem_shared.c). */
 #ifndef RATION_INTERNAL_SHM_SEG_H
 #define RATION_INTERNAL_SHM_SEG_H
 
-#include <errno.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
-#include <unistd.h>
+#include <stdint.h>
+#include <sys/types.h>
 
-#include "internal/clock.h"
 #include "internal/shm.h"
-#include "internal/shm_sys.h"
 
-#define INIT_WAIT_NS ((int64_t)2 * 1000000000)
-#define INIT_POLL_NS ((int64_t)10 * 1000000)
+/* A handle: this process's view of one segment. */
+struct ration__shm {
+	struct shm_seg *g;       /* immutable */
+	uint64_t id;             /* immutable; unique in the process, never reused */
+	uint32_t hi;             /* g->mu; our holder slot */
+	unsigned gen;            /* g->mu; fork generation hi was claimed in */
+	struct ration__shm *reg_next; /* registry lock (shm_seg.c) */
+};
+
+/* Waiter slots to wake once mu is dropped. */
+struct ration__shm_wake {
+	unsigned n;
+	uint16_t idx[SHM_WAITERS];
+};
+
+/* The lanes a thread has bound, per handle id: a few, looked up by the
+ * fast path. gen is the fork generation they were bound in; a fork child
+ * starts over (its parent's lanes are not its own). */
+#define SHM_LANE_CACHE 4
+struct ration__shm_lane_ref {
+	uint64_t id;           /* handle id; 0 = empty */
+	uint32_t li;           /* index in g->lane */
+	struct shm_lane *lane; /* &g->lane[li] */
+	struct shm_seg *g;     /* the handle's segment: kept here so that the
+				* fast path needs no load through the handle */
+};
+struct ration__shm_lanes {
+	unsigned gen;
+	bool keyed; /* the thread-exit destructor is armed */
+	struct ration__shm_lane_ref e[SHM_LANE_CACHE];
+};
+
+/* Moves in every fork child: a handle or lane cache whose gen differs was
+ * made by an ancestor process. */
+extern _Atomic unsigned ration__shm_fork_gen;
 
 /* "/name" from @name; -EINVAL if it cannot be a shm object name. */
-static int
-shm_path(const char *name, char *buf, size_t cap)
-{
-	if (name == NULL)
-		return -EINVAL;
-	const char *base = name[0] == '/' ? name + 1 : name;
-	size_t len = strlen(base);
-	if (len == 0 || len > 200 || strchr(base, '/') != NULL)
-		return -EINVAL;
-	snprintf(buf, cap, "/%s", base);
-	return 0;
-}
+int ration__shm_path(const char *name, char *buf, size_t cap);
+/* Size @fd and fill a new segment in; then mark it READY. */
+int ration__shm_create(int fd, int64_t size, struct shm_seg **out);
+/* Map an existing segment and check it is ours and complete: -EPROTO. */
+int ration__shm_attach(int fd, struct shm_seg **out);
+/* Once per process: the atfork handler and the thread-exit key. */
+void ration__shm_init(void);
+/* This process's pid, start time and fork generation. */
+void ration__shm_self(pid_t *pid, uint64_t *start, unsigned *gen);
 
-static int
-seg_create(int fd, int64_t size, struct shm_seg **out)
-{
-	if (ftruncate(fd, (off_t)sizeof(struct shm_seg)) != 0)
-		return -errno;
-	struct shm_seg *g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (g == MAP_FAILED)
-		return -errno;
-	g->init_pid = getpid();
-	g->magic = SHM_MAGIC;
-	g->version = SHM_VERSION;
-	g->seg_size = (uint32_t)sizeof(*g);
-	g->holders = SHM_HOLDERS;
-	g->waiters = SHM_WAITERS;
-	g->leases = SHM_LEASES;
-	pthread_mutexattr_t ma;
-	pthread_mutexattr_init(&ma);
-	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
-	pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
-	int rc = pthread_mutex_init(&g->mu, &ma);
-	pthread_mutexattr_destroy(&ma);
-	if (rc != 0) {
-		munmap(g, sizeof(*g));
-		return -rc;
-	}
-	atomic_init(&g->size, size);
-	atomic_init(&g->avail, size);
-	g->next_ticket = 1;
-	for (unsigned i = 0; i < SHM_WAITERS; i++)
-		atomic_init(&g->waiter[i].state, WAITER_FREE);
-	/* release: everything above is visible to whoever sees READY. */
-	atomic_store_explicit(&g->init, SHM_INIT_READY, memory_order_release);
-	shm_futex_wake(&g->init, INT32_MAX);
-	*out = g;
-	return 0;
-}
+/* Lock g->mu; EOWNERDEAD is answered by a recount. 0 or -EPROTO. */
+int ration__shm_lock(struct shm_seg *g, struct ration__shm_wake *wk);
+/* Unlock, then wake the waiters collected in @wk. */
+void ration__shm_unlock_wake(struct shm_seg *g, struct ration__shm_wake *wk);
+/* Lock, and bind @sh's holder slot to this process (a fork child claims
+ * its own on first use). 0, -EPROTO or -EBUSY (no holder slot). */
+int ration__shm_lock_bound(struct ration__shm *sh, struct ration__shm_wake *wk);
+/* Claim a holder slot for this process (mu held): 0 or -EBUSY. */
+int ration__shm_claim_holder(struct shm_seg *g, uint32_t *out);
+/* Look for dead processes if nobody has for a while, or if a recount is
+ * owed; recount when one is found (mu held). */
+void ration__shm_maybe_reclaim(struct shm_seg *g, struct ration__shm_wake *wk);
+/* Weight @sh holds: its holder's held plus its lanes' (mu held). */
+int64_t ration__shm_held(struct ration__shm *sh);
 
-/* Map an existing segment and check that it is one of ours, complete and
- * initialised (waiting up to INIT_WAIT_NS for a creator still at work). */
-static int
-seg_attach(int fd, struct shm_seg **out)
-{
-	int64_t give_up = clock_mono_ns() + INIT_WAIT_NS;
-	struct stat st;
-	const size_t hdr = offsetof(struct shm_seg, mu);
+/* Grant from the head, in ticket order, while it fits (mu held). */
+void ration__shm_grant(struct shm_seg *g, struct ration__shm_wake *wk);
+/* Decide waiter @w's outcome (mu held): it leaves the queue now. */
+void ration__shm_decide(struct shm_seg *g, struct shm_waiter *w, int outcome,
+			struct ration__shm_wake *wk);
+/* Clear SLOW if nothing needs it any more (mu held). */
+void ration__shm_clear_slow(struct shm_seg *g);
+/* Raise max_in_use to size - @avail_after if that is higher. */
+void ration__shm_note_in_use(struct shm_seg *g, int64_t avail_after);
 
-	for (;;) {
-		if (fstat(fd, &st) != 0)
-			return -errno;
-		if ((size_t)st.st_size >= hdr)
-			break;
-		if (st.st_size != 0 || clock_mono_ns() >= give_up)
-			return -EPROTO; /* truncated, or a creator that died */
-		usleep(1000);       /* the creator is between open and ftruncate */
-	}
-	size_t len = (size_t)st.st_size < sizeof(struct shm_seg) ? (size_t)st.st_size
-								 : sizeof(struct shm_seg);
-	struct shm_seg *g = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (g == MAP_FAILED)
-		return -errno;
-	int rc = 0;
-	for (;;) {
-		uint32_t init = atomic_load_explicit(&g->init, memory_order_acquire);
-		if (g->magic != 0 && (g->magic != SHM_MAGIC || g->version != SHM_VERSION ||
-				      g->seg_size != sizeof(struct shm_seg) ||
-				      g->holders != SHM_HOLDERS || g->waiters != SHM_WAITERS ||
-				      g->leases != SHM_LEASES)) {
-			rc = -EPROTO; /* another layout: another build or version */
-			break;
-		}
-		if (init == SHM_INIT_READY) {
-			if (len < sizeof(struct shm_seg))
-				rc = -EPROTO; /* truncated after creation */
-			break;
-		}
-		int64_t now = clock_mono_ns();
-		if (now >= give_up) {
-			rc = -EPROTO; /* never initialised: its creator died */
-			break;
-		}
-		shm_futex_wait(&g->init, init, now + INIT_POLL_NS);
-	}
-	if (rc != 0) {
-		munmap(g, len);
-		return rc;
-	}
-	*out = g;
-	return 0;
-}
+/* shm_lane.c's part of ration__shm_init() and of the atfork child. */
+void ration__shm_lanes_init(void);
+void ration__shm_lanes_atfork_child(void);
+/* The ops of a shared handle (sem_shared.c). */
+struct ration__sem_ops;
+extern const struct ration__sem_ops ration__shm_ops;
+
+/* The handle registry: handles alive in this process, by id. */
+void ration__shm_register(struct ration__shm *sh);
+/* Bind a lane of @sh to the calling thread, recorded in @lc: return it,
+ * or NULL (no free lane or cache entry: this thread stays on the slow
+ * path for @sh, which is correct, only slower). */
+struct ration__shm_lane_ref *ration__shm_lane_bind(struct ration__shm *sh,
+						  struct ration__shm_lanes *lc);
+/* ration_sem_free(): -EBUSY if @sh holds weight or has a caller queued;
+ * else fold and free its lanes and holder slot, unregister it. */
+int ration__shm_release_handle(struct ration__shm *sh);
 
 #endif

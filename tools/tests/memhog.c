@@ -10,6 +10,7 @@
 #include <string.h>
 #include <time.h>
 
+/* main() - allocate and touch MIB MiB, sleep, exit with EXIT. */
 int
 main(int argc, char **argv)
 {

@@ -61,9 +61,13 @@ t_usage() {
 	"$RR" --help >out 2>err || fail "--help exit $?"
 	for opt in --arg-file --memory --jobs --weight --learn --timeout \
 		--grace --halt --joblog --tag --line-buffer --progress \
-		--no-progress --report --no-jobserver --dry-run --help \
+		--no-progress --report --no-jobserver --no-cgroup --dry-run --help \
 		--version; do
 		grep -q -- "$opt" out || fail "--help does not document $opt"
+		# The man page spells each dash as \-.
+		man_opt=$(printf '%s' "$opt" | sed 's/-/\\\\-/g')
+		[ -z "${MAN_PAGE:-}" ] || grep -q -- "$man_opt" "$MAN_PAGE" ||
+			fail "the man page does not document $opt"
 	done
 	"$RR" --version >out || fail "--version"
 	for bad in "--bogus" "-j abc" "-j -1" "--timeout soon" "--halt sometimes" \
@@ -117,6 +121,8 @@ t_budget() {
 	"$RR" -a jobs -m 64M -j 8 --joblog jl --report >out 2>err ||
 		fail "exit $?"
 	[ "$(grep -c . jl)" -eq 13 ] || fail "joblog lines"
+	[ "$(head -n 1 jl)" = "$(printf 'Seq\tStart\tRuntime\tExitval\tSignal\tDeclared\tMeasured\tCommand')" ] ||
+		fail "joblog header: $(head -n 1 jl)"
 	set -- $(concurrency jl)
 	[ "$2" -le $((64 << 20)) ] || fail "declared at once $2 > budget"
 	[ "$1" -ge 2 ] || fail "never ran 2 jobs at once (max $1)"
@@ -145,16 +151,17 @@ t_fifo() {
 }
 
 t_timeout() {
+	# 0.8 s leave job 2's shell time to set its trap even on a loaded host.
 	printf 'sleep 10\ntrap "" TERM; sleep 10\necho fine\n' >jobs
 	t0=$(now)
-	"$RR" -a jobs -j 3 --timeout 0.4s --grace 0.4s --joblog jl >out 2>err
+	"$RR" -a jobs -j 3 --timeout 0.8s --grace 0.4s --joblog jl >out 2>err
 	rc=$?
 	t=$(elapsed "$t0")
 	[ "$rc" -eq 2 ] || fail "exit $rc, want 2 (two timed out)"
 	lt "$t" 5 || fail "took ${t}s"
 	[ "$(jl_field 1 5)" = 15 ] || fail "job 1 not ended by SIGTERM"
 	[ "$(jl_field 2 5)" = 9 ] || fail "job 2 (ignores TERM) not SIGKILLed"
-	lt "$(jl_field 2 3)" 0.75 && fail "SIGKILL before the grace period"
+	lt "$(jl_field 2 3)" 1.1 && fail "SIGKILL before the grace period"
 	[ "$(jl_field 3 4)" = 0 ] || fail "job 3 should succeed"
 	grep -q "job 1 (line 1) timed out" err || fail "timeout message"
 	grep -qx fine out || fail "output of job 3"
@@ -162,20 +169,24 @@ t_timeout() {
 }
 
 t_halt() {
-	printf 'sleep 0.2; exit 3\nsleep 10\nsleep 10\ntouch ran4\ntouch ran5\n' >jobs
+	# Job 3 ignores SIGTERM: it gets SIGKILL after the grace period. Job 1
+	# fails only after 0.8 s, so job 3's shell has set its trap by then.
+	printf 'sleep 0.8; exit 3\nsleep 10\ntrap "" TERM; sleep 10\ntouch ran4\ntouch ran5\n' >jobs
 	t0=$(now)
-	"$RR" -a jobs -j 3 --halt now,fail=1 --joblog jl >out 2>err
+	"$RR" -a jobs -j 3 --halt now,fail=1 --grace 0.5 --joblog jl >out 2>err
 	rc=$?
 	t=$(elapsed "$t0")
 	[ "$rc" -eq 1 ] || fail "now: exit $rc, want 1"
 	lt "$t" 4 || fail "now: took ${t}s, running jobs not stopped"
 	[ -e ran4 ] || [ -e ran5 ] && fail "now: jobs started after the halt"
 	[ "$(jl_field 2 5)" = 15 ] || fail "now: job 2 not SIGTERMed"
+	[ "$(jl_field 3 5)" = 9 ] || fail "now: job 3 (ignores TERM) not SIGKILLed"
+	lt "$(jl_field 3 3)" 0.5 && fail "now: SIGKILL before the grace period"
 	grep -q "halting after 1 failed job" err || fail "now: message"
 	grep -q "2 jobs not started" err || fail "now: not-started count"
 
 	# soon: running jobs finish, nothing new starts.
-	printf 'sleep 0.1; exit 4\nsleep 0.6; echo finished\ntouch ran3\n' >jobs
+	printf 'sleep 0.1; exit 4\nsleep 1; echo finished\ntouch ran3\n' >jobs
 	"$RR" -a jobs -j 2 --halt soon,fail=1 --joblog jl >out 2>err
 	rc=$?
 	[ "$rc" -eq 1 ] || fail "soon: exit $rc, want 1"
@@ -222,12 +233,12 @@ t_tag() {
 }
 
 t_line_buffer() {
-	printf 'echo a; sleep 1.2; echo b\nsleep 0.4; echo c\n' |
+	printf 'echo a; sleep 1.4; echo b\nsleep 0.6; echo c\n' |
 		"$RR" -j 2 --line-buffer >out 2>err || fail "exit $?"
 	[ "$(tr '\n' ' ' <out)" = "a c b " ] ||
 		fail "line-buffer order: $(tr '\n' ' ' <out)"
 	# Without it, job 1's output comes whole after job 2's.
-	printf 'echo a; sleep 0.6; echo b\nsleep 0.2; echo c\n' |
+	printf 'echo a; sleep 1; echo b\nsleep 0.2; echo c\n' |
 		"$RR" -j 2 >out 2>err || fail "exit $?"
 	[ "$(tr '\n' ' ' <out)" = "c a b " ] ||
 		fail "whole-output order: $(tr '\n' ' ' <out)"
@@ -238,29 +249,41 @@ t_line_buffer() {
 	echo PASS
 }
 
+# make_styles: whether make has --jobserver-style (4.4+: fifo default).
+make_styles() { "$MAKE_PROG" --help 2>/dev/null | grep -q jobserver-style; }
+
 t_jobserver_pipe() {
 	[ -n "$MAKE_PROG" ] || { echo "SKIP: no make"; exit 77; }
+	style=
+	make_styles && style=--jobserver-style=pipe
 	seq 1 4 | sed 's/^/sleep 0.3 #/' >jobs
+	# Three jobs that must all overlap: long enough for a loaded host.
+	seq 1 3 | sed 's/^/sleep 0.8 #/' >jobs3
 	cat >Makefile <<EOF
+flags:
+	+@echo "\$\$MAKEFLAGS" >flags
 all: a b
 a:
 	+@"$RR" -j 4 -a jobs --joblog jl.a
 b:
 	+@"$RR" -j 4 -a jobs --joblog jl.b
 one:
-	+@"$RR" -j 8 -a jobs --joblog jl.one
+	+@"$RR" -j 8 -a jobs3 --joblog jl.one
 plain:
 	@"$RR" -j 4 -a jobs --joblog jl.plain 2>warn
 EOF
-	"$MAKE_PROG" -s -j2 all >out 2>err || fail "make -j2: $?"
+	"$MAKE_PROG" $style -s -j2 flags >out 2>err || fail "make flags: $?"
+	grep -q -- "--jobserver-auth=[0-9]*,[0-9]*" flags ||
+		fail "make did not use a pipe jobserver: $(cat flags)"
+	"$MAKE_PROG" $style -s -j2 all >out 2>err || fail "make -j2: $?"
 	set -- $(concurrency jl.a jl.b)
 	[ "$1" -le 2 ] || fail "make -j2 ran $1 jobs at once"
 	[ "$1" -eq 2 ] || fail "make -j2 never ran 2 at once"
-	"$MAKE_PROG" -s -j3 one >out 2>err || fail "make -j3: $?"
+	"$MAKE_PROG" $style -s -j3 one >out 2>err || fail "make -j3: $?"
 	set -- $(concurrency jl.one)
 	[ "$1" -eq 3 ] || fail "make -j3 with one recipe ran $1 at once, want 3"
 	# Without '+' make 4.3 closes the pipe: run one at a time, say why.
-	"$MAKE_PROG" -s -j3 plain >out 2>err || fail "make plain: $?"
+	"$MAKE_PROG" $style -s -j3 plain >out 2>err || fail "make plain: $?"
 	set -- $(concurrency jl.plain)
 	if grep -q "unavailable" warn; then
 		[ "$1" -eq 1 ] || fail "no jobserver access but $1 at once"
@@ -275,7 +298,7 @@ t_jobserver_fifo() {
 	# Hold the FIFO open, as make does, with 2 tokens: -j3.
 	exec 3<>fifo
 	printf '++' >&3
-	seq 1 6 | sed 's/^/sleep 0.3 #/' >jobs
+	seq 1 4 | sed 's/^/sleep 0.6 #/' >jobs
 	MAKEFLAGS="-j3 --jobserver-auth=fifo:$T/fifo" "$RR" -j 8 -a jobs \
 		--joblog jl >out 2>err || fail "exit $?"
 	set -- $(concurrency jl)
@@ -284,13 +307,29 @@ t_jobserver_fifo() {
 	got=$(timeout 2 dd bs=1 count=2 <&3 2>/dev/null)
 	[ "$got" = "++" ] || fail "tokens not returned: '$got'"
 	exec 3>&-
+	# The same with a real make -j3 when it has the fifo style (4.4+).
+	real="no make with --jobserver-style=fifo: simulated FIFO only"
+	if [ -n "$MAKE_PROG" ] && make_styles; then
+		cat >Makefile <<EOF
+one:
+	+@echo "\$\$MAKEFLAGS" >flags
+	+@"$RR" -j 8 -a jobs --joblog jl.make
+EOF
+		"$MAKE_PROG" --jobserver-style=fifo -s -j3 one >out 2>err ||
+			fail "make -j3: $?"
+		grep -q -- "--jobserver-auth=fifo:" flags ||
+			fail "make did not use a fifo: $(cat flags)"
+		set -- $(concurrency jl.make)
+		[ "$1" -eq 3 ] || fail "make -j3 (fifo) ran $1 at once, want 3"
+		real="real make -j3 with a fifo too"
+	fi
 	# A jobserver that is gone: warn, run one at a time.
 	MAKEFLAGS="-j3 --jobserver-auth=fifo:$T/nonexistent" "$RR" -j 8 \
 		-a jobs --joblog jl >out 2>err || fail "gone: exit $?"
 	grep -q "unavailable" err || fail "no warning for a missing FIFO"
 	set -- $(concurrency jl)
 	[ "$1" -eq 1 ] || fail "missing FIFO: $1 at once, want 1"
-	echo PASS
+	echo PASS "($real)"
 }
 
 t_learn() {
@@ -331,20 +370,123 @@ t_signal() {
 	echo PASS
 }
 
+# on_tty CMD...: run CMD with stdout and stderr on a new pseudo-terminal,
+# copy what it wrote there to stdout; CMD's exit status. Python's pty
+# module if there is python3, else script(1), which with stdin at EOF now
+# and then loses what the command wrote early (util-linux 2.38).
+on_tty() {
+	if command -v python3 >/dev/null; then
+		python3 -c '
+import os, pty, subprocess, sys
+m, s = pty.openpty()
+p = subprocess.Popen(sys.argv[1:], stdin=subprocess.DEVNULL, stdout=s,
+                     stderr=s)
+os.close(s)
+while True:
+    try:
+        d = os.read(m, 65536)
+    except OSError:
+        break
+    if not d:
+        break
+    sys.stdout.buffer.write(d)
+sys.exit(p.wait())' "$@"
+	elif command -v script >/dev/null; then
+		cmd=
+		for a in "$@"; do cmd="$cmd '$a'"; done
+		script -qec "$cmd" /dev/null </dev/null 2>&1
+	else
+		echo "PASS (no python3 or script(1): tty untested)"
+		exit 0
+	fi
+}
+
 t_progress() {
-	printf '10M\tsleep 0.3\n10M\tsleep 1.2\n' |
-		"$RR" -m 64M -j 2 --progress >out 2>err || fail "exit $?"
+	# The first line is drawn at the start, the last at the end: no
+	# timing to wait for.
+	printf '10M\tsleep 0.2\n10M\tsleep 0.4\n' >jobs
+	"$RR" -m 64M -j 2 --progress -a jobs >out 2>err || fail "exit $?"
 	grep -q "done, .* running, .* queued | mem .*/64M | ETA" err ||
 		fail "no progress line"
 	grep -q "2/2 done.*took" err || fail "no final line"
 	printf 'true\n' | "$RR" >out 2>err
 	[ -s err ] && fail "progress without --progress and not a tty"
+	# On a terminal: on by default, redrawn in place.
+	on_tty "$RR" -m 64M -j 2 -a jobs >tty || fail "on a tty: exit $?"
+	esc=$(printf '\033')
+	grep -q "${esc}\[K" tty || fail "tty: no line redrawn in place"
+	grep -q "done, .* running, .* queued | mem .*/64M | ETA" tty ||
+		fail "tty: no progress line: $(cat -v tty)"
+	grep -q "2/2 done.*took" tty || fail "tty: no final line"
+	echo true >jobs
+	on_tty "$RR" --no-progress -a jobs >tty ||
+		fail "--no-progress on a tty: exit $?"
+	grep -q "done" tty && fail "--no-progress on a tty: $(cat -v tty)"
 	echo PASS
+}
+
+t_defaults() {
+	# -n prints the limits it would run under on stderr.
+	unset OMP_NUM_THREADS
+	echo true | "$RR" -n >out 2>err || fail "dry run: exit $?"
+	grep -q "limits: .* $(nproc) job slots* (nproc)" err ||
+		fail "-j default is not nproc ($(nproc)): $(cat err)"
+	got=$(sed -n 's/.*limits: memory \([0-9]*\) bytes.*80% of MemAvailable.*/\1/p' err)
+	avail=$(awk '/^MemAvailable:/ { print $2 * 1024 }' /proc/meminfo)
+	# MemAvailable moves between the two reads: 15% of slack.
+	awk -v g="${got:-0}" -v a="$avail" \
+		'BEGIN { r = g / (0.8 * a); exit !(r > 0.85 && r < 1.15) }' ||
+		fail "-m default $got is not 80% of MemAvailable $avail"
+	echo true | "$RR" -n -m 2G -j 3 >out 2>err || fail "dry run: exit $?"
+	grep -q "limits: memory 2147483648 bytes (2G), 3 job slots," err ||
+		fail "-m/-j: $(cat err)"
+	# -w weights the lines without a weight (0 is none); declared wins.
+	printf '1M\ttrue\ntrue\n0\ttrue\n' >jobs
+	"$RR" -n -w 5M -a jobs >out 2>err || fail "-w: exit $?"
+	printf '1\t1M\tdeclared\ttrue\n2\t5M\tdefault\ttrue\n3\t5M\tdefault\ttrue\n' >want
+	cmp -s out want || fail "-w: $(cat out)"
+	# -w is enforced, not only printed: 3 x 40M under 100M, 2 at a time.
+	seq 1 3 | sed 's/^/sleep 0.6 #/' |
+		"$RR" -w 40M -m 100M -j 3 --joblog jl >out 2>err || fail "exit $?"
+	set -- $(concurrency jl)
+	[ "$1" -eq 2 ] || fail "-w 40M -m 100M ran $1 at once, want 2"
+	echo PASS
+}
+
+t_measure() {
+	# A job over its declared weight: both in the joblog, warned at the end.
+	printf '1M\t%s 24 0\n' "$HOG" | "$RR" -m 1G --joblog jl >out 2>err ||
+		fail "exit $?"
+	grep -q "used more memory than declared; worst: job 1 (line 1) declared 1M" err ||
+		fail "no over-declared warning"
+	[ "$(jl_field 1 6)" -eq $((1 << 20)) ] || fail "declared column"
+	[ "$(jl_field 1 7)" -ge $((24 << 20)) ] || fail "measured column"
+	# Two 16M processes in one job: a cgroup v2 per job sees both, wait4
+	# ru_maxrss only the larger. --report says which measure and why.
+	printf '%s 16 0.5 & %s 16 0.5; wait\n' "$HOG" "$HOG" |
+		"$RR" --report --joblog jl >out 2>err || fail "exit $?"
+	m=$(jl_field 1 7)
+	if grep -q "peaks: cgroup v2 memory.peak" err; then
+		[ "$m" -ge $((32 << 20)) ] || fail "cgroup peak $m < 32M"
+		dir=$(sed -n 's/.*memory.peak of a cgroup per job, in //p' err)
+		[ -d "$dir" ] && fail "cgroup $dir left behind"
+		how=cgroup
+	elif grep -q "peaks: wait4 ru_maxrss.*(no cgroup: .*)" err; then
+		[ "$m" -ge $((16 << 20)) ] || fail "ru_maxrss $m < 16M"
+		how="ru_maxrss; $(sed -n 's/.*(no cgroup: \(.*\))$/\1/p' err)"
+	else
+		fail "--report does not say how peaks are measured"
+	fi
+	echo true | "$RR" --no-cgroup --report >out 2>err || fail "exit $?"
+	grep -q "peaks: wait4 ru_maxrss.*(no cgroup: --no-cgroup)" err ||
+		fail "--no-cgroup"
+	echo PASS "($how)"
 }
 
 case "${1:-}" in
 usage | bad_input | budget | fifo | timeout | halt | exit_codes | tag | \
-line_buffer | jobserver_pipe | jobserver_fifo | learn | signal | progress)
+line_buffer | jobserver_pipe | jobserver_fifo | learn | signal | progress | \
+defaults | measure)
 	"t_$1" ;;
 *)
 	echo "usage: $0 SCENARIO" >&2

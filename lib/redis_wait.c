@@ -1,0 +1,195 @@
+/* redis_wait.c - a queued caller of the Redis backend waits for its
+ * ticket: BLPOP on the ticket's wake list, on a wait connection of its own,
+ * in slices short enough to notice a cancel; leaves the queue on deadline,
+ * cancel or failure (giving back a grant that raced it); queues again when
+ * its session was reclaimed meanwhile. See sem_redis.c and docs/redis.md. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "internal/redis_sem.h"
+
+/* Leave ticket @tk after @err (mu not held); the result is @err. */
+static int
+leave(struct remote *r, uint64_t tk, int err)
+{
+	struct reply rp;
+	char t[24];
+	snprintf(t, sizeof(t), "%llu", (unsigned long long)tk);
+	const char *x[] = {t, err == -ETIMEDOUT ? "t" : err == -ECANCELED ? "c" : "o"};
+	lock(r);
+	r->waiting--;
+	/* Bounded by LEAVE_NS, not by the caller's deadline (already past):
+	 * on failure the ticket is left later, by the next call or renewer. */
+	if (r->c == NULL ||
+	    ration__redis_call(r, RS_LEAVE, clock_mono_ns() + LEAVE_NS, 2, x, &rp) != 0) {
+		if (r->norphan < ORPHANS)
+			r->orphan[r->norphan++] = tk;
+		r->unsure = true;
+	}
+	unlock(r);
+	return err;
+}
+
+static int
+wait_conn(struct remote *r, int64_t deadline_ns, redisContext **wc)
+{
+	lock(r);
+	*wc = r->nidle > 0 ? r->idle[--r->nidle] : NULL;
+	unlock(r);
+	if (*wc != NULL)
+		return 0;
+	return ration__redis_connect(&r->cf, deadline_ns, wc);
+}
+
+static void
+wait_conn_put(struct remote *r, redisContext *wc)
+{
+	if (wc == NULL)
+		return;
+	lock(r);
+	if (r->nidle < IDLE_CONNS) {
+		r->idle[r->nidle++] = wc;
+		wc = NULL;
+	}
+	unlock(r);
+	if (wc != NULL)
+		redisFree(wc);
+}
+
+/* A grant message, "g <fence> <incarnation> <n>". */
+static bool
+parse_grant(const char *m, unsigned long long *fence, long long *inc)
+{
+	char *end;
+	if (m[0] != 'g' || m[1] != ' ')
+		return false;
+	*fence = strtoull(m + 2, &end, 10);
+	if (end == m + 2 || *end != ' ')
+		return false;
+	const char *p = end + 1;
+	*inc = strtoll(p, &end, 10);
+	return end != p && *end == ' ' && *fence != 0;
+}
+
+/* Whether ticket @tk is still queued or has a message (mu not held);
+ * on doubt (no answer) say yes: the next check asks again. */
+static bool
+still_pending(struct remote *r, uint64_t tk)
+{
+	struct reply rp;
+	char t[24];
+	snprintf(t, sizeof(t), "%llu", (unsigned long long)tk);
+	const char *x[] = {t};
+	lock(r);
+	int64_t deadline_ns = clock_mono_ns() + r->cf.io_timeout_ns;
+	int rc = ration__redis_call(r, RS_RENEW, deadline_ns, 1, x, &rp);
+	unlock(r);
+	return rc != 0 || rp.a != 0;
+}
+
+/* Block until ticket @tk's outcome, ctx end or failure (mu not held). */
+int
+ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_ns,
+			  const char *ns, int64_t n, bool lease, uint64_t tk, unsigned gen,
+			  ration_lease_t *out)
+{
+	redisContext *wc = NULL;
+	int64_t last_check = clock_mono_ns();
+	char key[256];
+	int rc;
+
+	for (;;) {
+		snprintf(key, sizeof(key), "%s:w:%llu", r->key, (unsigned long long)tk);
+		if ((rc = wait_err(ctx, deadline_ns)) != 0) {
+			rc = leave(r, tk, rc);
+			break;
+		}
+		if (wc == NULL && (rc = wait_conn(r, deadline_ns, &wc)) != 0) {
+			rc = leave(r, tk, rc);
+			break;
+		}
+		int64_t now = clock_mono_ns();
+		int64_t slice = deadline_ns - now < SLICE_NS ? deadline_ns - now : SLICE_NS;
+		if (slice < MS)
+			slice = MS; /* BLPOP 0 would mean "for ever" */
+		char secs[24];
+		snprintf(secs, sizeof(secs), "%.3f", (double)slice / 1e9);
+		/* The reply is due after the slice; allow io_timeout for a busy
+		 * server, but not much past the caller's deadline. */
+		int64_t tmo = slice + r->cf.io_timeout_ns;
+		if (deadline_ns != RATION_FOREVER && deadline_ns - now + WAIT_MARGIN_NS < tmo)
+			tmo = deadline_ns - now + WAIT_MARGIN_NS;
+		ration__redis_timeout(wc, tmo);
+		const char *argv[] = {"BLPOP", key, secs};
+		redisReply *rep = ration__redis_command(wc, 3, argv);
+		if (rep == NULL) {
+			rc = ration__redis_io_err(wc);
+			redisFree(wc);
+			wc = NULL;
+			int err = wait_err(ctx, deadline_ns);
+			rc = leave(r, tk, err != 0 ? err : rc);
+			break;
+		}
+		char msg = 0;
+		unsigned long long fence = 0;
+		long long inc = 0;
+		if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
+		    rep->element[1]->type == REDIS_REPLY_STRING) {
+			msg = rep->element[1]->str[0];
+			if (msg == 'g' && !parse_grant(rep->element[1]->str, &fence, &inc))
+				msg = '?';
+		} else if (rep->type != REDIS_REPLY_NIL) {
+			msg = '?';
+		}
+		freeReplyObject(rep);
+
+		if (msg == 0) { /* the slice ended */
+			lock(r);
+			bool lost = r->gen != gen;
+			gen = r->gen;
+			unlock(r);
+			now = clock_mono_ns();
+			if (!lost && now - last_check < CHECK_NS)
+				continue;
+			last_check = now;
+			if (still_pending(r, tk))
+				continue;
+			msg = 'x'; /* our ticket went with the session */
+		}
+		lock(r);
+		if (msg == 'g') {
+			ration__redis_note_inc(r, inc);
+			if (inc == r->inc) {
+				r->waiting--;
+				ration__redis_granted(r, fence, n, lease ? out : NULL);
+				unlock(r);
+				rc = 0;
+				break;
+			}
+			msg = 'x'; /* granted to a session since reclaimed */
+		}
+		if (msg == 'p' || msg == 'b') { /* decided: no longer queued */
+			r->waiting--;
+			unlock(r);
+			rc = msg == 'p' ? -EPIPE : -E2BIG;
+			break;
+		}
+		if (msg == '?') { /* not ours to read: leave, giving back a grant */
+			unlock(r);
+			rc = leave(r, tk, -EPROTO);
+			break;
+		}
+		/* 'x': the session was reclaimed while we waited (stalled past
+		 * the lease, or the server lost its data): queue again. */
+		r->waiting--;
+		rc = ration__redis_enqueue(r, deadline_ns, ns, n, lease, &tk, out);
+		gen = r->gen;
+		unlock(r);
+		if (rc != 1)
+			break;
+	}
+	wait_conn_put(r, wc);
+	return rc;
+}
+

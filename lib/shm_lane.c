@@ -1,0 +1,268 @@
+/* shm_lane.c - the shared semaphore's queue (granting in ticket order)
+ * and its lanes: the per-thread slots of the fast path, bound on a
+ * thread's first fast operation on a handle and folded back into the
+ * handle's holder slot when the thread exits or the handle is freed.
+ *
+ * Locking: reg_mu (process-local) guards the registry of open handles and
+ * is taken before a segment's mu, never after; it keeps a handle mapped
+ * while a thread-exit destructor folds its lane. Everything else here runs
+ * under the segment's mu (see shm_seg.c). A lane's busy/held/acquired are
+ * written only by its owner thread, except by lane_free() once that thread
+ * no longer runs operations on the handle (it is exiting, or the handle is
+ * being freed, which the caller promises is idle).
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "internal/clock.h"
+#include "internal/compiler.h"
+#include "internal/shm.h"
+#include "internal/shm_seg.h"
+
+static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct ration__shm *registry; /* reg_mu */
+static pthread_key_t lanes_key;
+
+/* ---- queue ---- */
+
+static unsigned
+hist_bucket(int64_t ns)
+{
+	if (ns <= 1)
+		return 0;
+	unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)ns);
+	return b < RATION_HIST_BUCKETS ? b : RATION_HIST_BUCKETS - 1;
+}
+
+void
+ration__shm_decide(struct shm_seg *g, struct shm_waiter *w, int outcome,
+		   struct ration__shm_wake *wk)
+{
+	g->nwaiters--;
+	g->waiting_weight -= w->n;
+	/* release: pairs with the acquire load of state by the waiter. */
+	atomic_store_explicit(&w->state, outcome, memory_order_release);
+	atomic_fetch_add_explicit(&w->futex, 1, memory_order_release);
+	wk->idx[wk->n++] = (uint16_t)(w - g->waiter);
+}
+
+void
+ration__shm_note_in_use(struct shm_seg *g, int64_t avail_after)
+{
+	int64_t in_use = atomic_load_explicit(&g->size, memory_order_relaxed) - avail_after;
+	int64_t max = atomic_load_explicit(&g->max_in_use, memory_order_relaxed);
+	while (in_use > max &&
+	       !atomic_compare_exchange_weak_explicit(&g->max_in_use, &max, in_use,
+						      memory_order_relaxed, memory_order_relaxed))
+		;
+}
+
+static struct shm_waiter *
+head(struct shm_seg *g)
+{
+	struct shm_waiter *best = NULL;
+	for (unsigned i = 0; i < SHM_WAITERS; i++) {
+		struct shm_waiter *w = &g->waiter[i];
+		if (atomic_load_explicit(&w->state, memory_order_relaxed) == WAITER_WAITING &&
+		    (best == NULL || w->ticket < best->ticket))
+			best = w;
+	}
+	return best;
+}
+
+void
+ration__shm_grant(struct shm_seg *g, struct ration__shm_wake *wk)
+{
+	int64_t now = 0;
+	while (g->nwaiters > 0 && !g->dirty) {
+		struct shm_waiter *w = head(g);
+		/* SLOW is up while anyone waits: only mu holders move the
+		 * word. acquire: the releasers' writes pass to the waiter. */
+		int64_t word = atomic_load_explicit(&g->word, memory_order_acquire);
+		if (w == NULL || w->n > word >> 1)
+			break;
+		atomic_fetch_sub_explicit(&g->word, w->n * 2, memory_order_relaxed);
+		ration__shm_note_in_use(g, (word >> 1) - w->n);
+		if (now == 0)
+			now = clock_mono_ns();
+		int64_t waited = now > w->t0 ? now - w->t0 : 0;
+		g->acquired++;
+		g->wait_ns_total += (uint64_t)waited;
+		g->wait_hist[hist_bucket(waited)]++;
+		ration__shm_decide(g, w, WAITER_GRANTED, wk);
+	}
+}
+
+void
+ration__shm_clear_slow(struct shm_seg *g)
+{
+	if (g->nwaiters == 0 && !g->dirty && !atomic_load_explicit(&g->closed, memory_order_relaxed))
+		/* release: pairs with the acquire CAS of the fast path, which
+		 * then sees the weight given back under mu. */
+		atomic_fetch_and_explicit(&g->word, ~SHM_SLOW, memory_order_release);
+}
+
+/* ---- registry and lanes ---- */
+
+void
+ration__shm_register(struct ration__shm *sh)
+{
+	static _Atomic uint64_t next_id = 1;
+	sh->id = atomic_fetch_add_explicit(&next_id, 1, memory_order_relaxed);
+	pthread_mutex_lock(&reg_mu);
+	sh->reg_next = registry;
+	registry = sh;
+	pthread_mutex_unlock(&reg_mu);
+}
+
+/* reg_mu held. */
+static struct ration__shm *
+find_handle(uint64_t id)
+{
+	for (struct ration__shm *sh = registry; sh != NULL; sh = sh->reg_next)
+		if (sh->id == id)
+			return sh;
+	return NULL;
+}
+
+/* Fold lane @li of @sh into its holder and free it (mu held). Only the
+ * owner thread, or anyone once the owner no longer runs ops on @sh. */
+static void
+lane_free(struct shm_seg *g, uint32_t li)
+{
+	struct shm_lane *l = &g->lane[li];
+	struct shm_holder *h = &g->holder[l->holder];
+	atomic_fetch_add_explicit(&h->held, atomic_load_explicit(&l->held, memory_order_relaxed),
+				  memory_order_relaxed);
+	g->acquired += atomic_load_explicit(&l->acquired, memory_order_relaxed);
+	atomic_store_explicit(&l->held, 0, memory_order_relaxed);
+	atomic_store_explicit(&l->acquired, 0, memory_order_relaxed);
+	atomic_store_explicit(&l->state, SLOT_FREE, memory_order_relaxed);
+}
+
+/* Thread exit: give every lane this thread bound back to its handle. */
+static void
+lanes_exit(void *arg)
+{
+	struct ration__shm_lanes *lc = arg;
+	if (lc->gen != atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed))
+		return; /* a parent's lanes: not ours to touch */
+	pthread_mutex_lock(&reg_mu);
+	for (unsigned i = 0; i < SHM_LANE_CACHE; i++) {
+		struct ration__shm *sh = lc->e[i].id ? find_handle(lc->e[i].id) : NULL;
+		lc->e[i].id = 0;
+		if (sh == NULL)
+			continue;
+		struct ration__shm_wake wk = {.n = 0};
+		if (ration__shm_lock(sh->g, &wk) == 0) {
+			lane_free(sh->g, lc->e[i].li);
+			ration__shm_unlock_wake(sh->g, &wk);
+		}
+	}
+	pthread_mutex_unlock(&reg_mu);
+}
+
+struct ration__shm_lane_ref *
+ration__shm_lane_bind(struct ration__shm *sh, struct ration__shm_lanes *lc)
+{
+	unsigned gen = atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed);
+	if (lc->gen != gen) {
+		memset(lc->e, 0, sizeof(lc->e));
+		lc->gen = gen;
+	}
+	pthread_mutex_lock(&reg_mu);
+	unsigned slot = SHM_LANE_CACHE;
+	for (unsigned i = 0; i < SHM_LANE_CACHE && slot == SHM_LANE_CACHE; i++)
+		if (lc->e[i].id == 0 || find_handle(lc->e[i].id) == NULL)
+			slot = i; /* empty, or a handle since freed */
+	struct shm_lane *l = NULL;
+	struct ration__shm_wake wk = {.n = 0};
+	if (slot < SHM_LANE_CACHE && ration__shm_lock_bound(sh, &wk) == 0) {
+		struct shm_seg *g = sh->g;
+		unsigned i = 0;
+		while (i < SHM_LANES &&
+		       atomic_load_explicit(&g->lane[i].state, memory_order_relaxed) != SLOT_FREE)
+			i++;
+		if (i < SHM_LANES) {
+			l = &g->lane[i];
+			unsigned my_gen;
+			ration__shm_self(&l->pid, &l->start, &my_gen);
+			l->holder = sh->hi;
+			atomic_store_explicit(&l->busy, 0, memory_order_relaxed);
+			atomic_store_explicit(&l->held, 0, memory_order_relaxed);
+			atomic_store_explicit(&l->acquired, 0, memory_order_relaxed);
+			atomic_store_explicit(&l->state, SLOT_USED, memory_order_relaxed);
+			lc->e[slot].id = sh->id;
+			lc->e[slot].li = i;
+			lc->e[slot].lane = l;
+			lc->e[slot].g = g;
+		}
+		ration__shm_unlock_wake(g, &wk);
+	}
+	pthread_mutex_unlock(&reg_mu);
+	if (l != NULL && !lc->keyed) {
+		/* Arms lanes_exit() for this thread; the key holds no memory
+		 * of its own (lc is the thread's own storage). */
+		lc->keyed = pthread_setspecific(lanes_key, lc) == 0;
+	}
+	return l != NULL ? &lc->e[slot] : NULL;
+}
+
+int
+ration__shm_release_handle(struct ration__shm *sh)
+{
+	struct shm_seg *g = sh->g;
+	struct ration__shm_wake wk = {.n = 0};
+	pid_t pid;
+	uint64_t start;
+	unsigned gen;
+	int rc = 0;
+
+	ration__shm_self(&pid, &start, &gen);
+	pthread_mutex_lock(&reg_mu);
+	if (sh->gen == gen) { /* our slot (not a parent's, over fork) */
+		if ((rc = ration__shm_lock(g, &wk)) != 0)
+			goto out;
+		bool busy = ration__shm_held(sh) != 0;
+		for (unsigned i = 0; i < SHM_WAITERS && !busy; i++) {
+			struct shm_waiter *w = &g->waiter[i];
+			busy = atomic_load_explicit(&w->state, memory_order_relaxed) != WAITER_FREE &&
+			       w->holder == sh->hi && w->pid == pid;
+		}
+		if (busy) {
+			ration__shm_unlock_wake(g, &wk);
+			rc = -EBUSY;
+			goto out;
+		}
+		for (uint32_t i = 0; i < SHM_LANES; i++)
+			if (atomic_load_explicit(&g->lane[i].state, memory_order_relaxed) == SLOT_USED &&
+			    g->lane[i].holder == sh->hi)
+				lane_free(g, i);
+		atomic_store_explicit(&g->holder[sh->hi].state, SLOT_FREE, memory_order_relaxed);
+		ration__shm_unlock_wake(g, &wk);
+	}
+	for (struct ration__shm **p = &registry; *p != NULL; p = &(*p)->reg_next) {
+		if (*p == sh) {
+			*p = sh->reg_next;
+			break;
+		}
+	}
+out:
+	pthread_mutex_unlock(&reg_mu);
+	return rc;
+}
+
+void
+ration__shm_lanes_init(void)
+{
+	/* If no key can be made, lanes are folded only by ration_sem_free. */
+	(void)pthread_key_create(&lanes_key, lanes_exit);
+}
+
+void
+ration__shm_lanes_atfork_child(void)
+{
+	pthread_mutex_init(&reg_mu, NULL);
+}

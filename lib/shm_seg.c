@@ -1,0 +1,482 @@
+/* shm_seg.c - the shared semaphore's segment: making and checking it,
+ * liveness of the processes in its slots, the robust lock and the recount
+ * that repairs the derived state after a crash, and holder slots. Lanes
+ * and the queue: shm_lane.c; the operations: sem_shared.c.
+ *
+ * Truth and derived state. The slots are the truth:
+ *	avail = size - sum(held of USED holders) - sum(held of USED lanes)
+ *		     - sum(n of GRANTED waiters)
+ * and word = avail * 2 + SLOW. A process killed anywhere leaves every slot
+ * of its own either counted or not; since a dead process's slots are all
+ * freed and count nothing, its half-done updates never matter. What a
+ * recount must get right is the slots of the *living*, and those are
+ * stable under mu except the lanes (updated by their owner thread without
+ * the lock): the recount first raises SLOW (after which no fast-path CAS
+ * can succeed) and then waits until no live lane is busy, i.e. between its
+ * CAS of the word and its store of held. See docs/shared.md.
+ *
+ * Locking: g->mu (robust, process-shared) guards the segment but for the
+ * word (CAS by fast paths while SLOW is clear), the lanes' busy/held/
+ * acquired (their owner), futex words, fence and last_scan_ns (atomics).
+ * The registry lock of shm_lane.c is taken before g->mu, never after.
+ * self_mu guards the cached identity; nothing is taken under it. Wakes are
+ * issued after g->mu is dropped.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "internal/clock.h"
+#include "internal/compiler.h"
+#include "internal/shm.h"
+#include "internal/shm_seg.h"
+#include "internal/shm_sys.h"
+
+#define INIT_WAIT_NS   ((int64_t)2 * 1000000000) /* a creator filling it in */
+#define INIT_POLL_NS   ((int64_t)10 * 1000000)
+#define SCAN_NS        ((int64_t)10 * 1000000)   /* least time between scans */
+#define BUSY_WAIT_NS   ((int64_t)2 * 1000000)    /* a recount waits for lanes */
+#define ALIVE_CACHE    32
+
+_Atomic unsigned ration__shm_fork_gen = 1;
+
+static pid_t self_pid;
+static uint64_t self_start;
+static unsigned self_gen;
+static pthread_mutex_t self_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t init_once = PTHREAD_ONCE_INIT;
+
+/* ---- segment ---- */
+
+int
+ration__shm_path(const char *name, char *buf, size_t cap)
+{
+	if (name == NULL)
+		return -EINVAL;
+	const char *base = name[0] == '/' ? name + 1 : name;
+	size_t len = strlen(base);
+	if (len == 0 || len > 200 || len + 2 > cap || strchr(base, '/') != NULL)
+		return -EINVAL;
+	buf[0] = '/';
+	memcpy(buf + 1, base, len + 1);
+	return 0;
+}
+
+int
+ration__shm_create(int fd, int64_t size, struct shm_seg **out)
+{
+	if (ftruncate(fd, (off_t)sizeof(struct shm_seg)) != 0)
+		return errno ? -errno : -EIO;
+	struct shm_seg *g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (g == MAP_FAILED)
+		return errno ? -errno : -ENOMEM;
+	g->init_pid = getpid();
+	g->magic = SHM_MAGIC;
+	g->version = SHM_VERSION;
+	g->seg_size = (uint32_t)sizeof(*g);
+	g->holders = SHM_HOLDERS;
+	g->lanes = SHM_LANES;
+	g->waiters = SHM_WAITERS;
+	g->leases = SHM_LEASES;
+	pthread_mutexattr_t ma;
+	pthread_mutexattr_init(&ma);
+	pthread_mutexattr_setpshared(&ma, PTHREAD_PROCESS_SHARED);
+	pthread_mutexattr_setrobust(&ma, PTHREAD_MUTEX_ROBUST);
+	int rc = pthread_mutex_init(&g->mu, &ma);
+	pthread_mutexattr_destroy(&ma);
+	if (rc != 0) {
+		munmap(g, sizeof(*g));
+		return -rc;
+	}
+	atomic_init(&g->size, size);
+	atomic_init(&g->word, size * 2);
+	g->next_ticket = 1;
+	for (unsigned i = 0; i < SHM_WAITERS; i++)
+		atomic_init(&g->waiter[i].state, WAITER_FREE);
+	/* release: everything above is visible to whoever sees READY. */
+	atomic_store_explicit(&g->init, SHM_INIT_READY, memory_order_release);
+	shm_futex_wake(&g->init, INT32_MAX);
+	*out = g;
+	return 0;
+}
+
+static bool
+header_ok(const struct shm_seg *g)
+{
+	return g->magic == SHM_MAGIC && g->version == SHM_VERSION &&
+	       g->seg_size == sizeof(struct shm_seg) && g->holders == SHM_HOLDERS &&
+	       g->lanes == SHM_LANES && g->waiters == SHM_WAITERS && g->leases == SHM_LEASES;
+}
+
+int
+ration__shm_attach(int fd, struct shm_seg **out)
+{
+	int64_t give_up = clock_mono_ns() + INIT_WAIT_NS;
+	struct stat st;
+	const size_t hdr = offsetof(struct shm_seg, word);
+
+	for (;;) {
+		if (fstat(fd, &st) != 0)
+			return errno ? -errno : -EIO;
+		if ((size_t)st.st_size >= hdr)
+			break;
+		if (st.st_size != 0 || clock_mono_ns() >= give_up)
+			return -EPROTO; /* truncated, or a creator that died */
+		usleep(1000);       /* the creator is between open and ftruncate */
+	}
+	size_t len = (size_t)st.st_size < sizeof(struct shm_seg) ? (size_t)st.st_size
+								 : sizeof(struct shm_seg);
+	struct shm_seg *g = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (g == MAP_FAILED)
+		return errno ? -errno : -ENOMEM;
+	int rc = 0;
+	for (;;) {
+		uint32_t init = atomic_load_explicit(&g->init, memory_order_acquire);
+		if (g->magic != 0 && !header_ok(g)) {
+			rc = -EPROTO; /* another layout: another build or version */
+			break;
+		}
+		if (init == SHM_INIT_READY) {
+			if (len < sizeof(struct shm_seg))
+				rc = -EPROTO; /* truncated after creation */
+			break;
+		}
+		int64_t now = clock_mono_ns();
+		if (now >= give_up) {
+			rc = -EPROTO; /* never initialised: its creator died */
+			break;
+		}
+		shm_futex_wait(&g->init, init, now + INIT_POLL_NS);
+	}
+	if (rc != 0) {
+		munmap(g, len);
+		return rc;
+	}
+	*out = g;
+	return 0;
+}
+
+/* ---- who we are, who is alive ---- */
+
+static void
+atfork_child(void)
+{
+	pthread_mutex_init(&self_mu, NULL);
+	ration__shm_lanes_atfork_child();
+	atomic_fetch_add_explicit(&ration__shm_fork_gen, 1, memory_order_relaxed);
+}
+
+static void
+init_once_fn(void)
+{
+	pthread_atfork(NULL, NULL, atfork_child);
+	ration__shm_lanes_init();
+}
+
+void
+ration__shm_init(void)
+{
+	pthread_once(&init_once, init_once_fn);
+}
+
+void
+ration__shm_self(pid_t *pid, uint64_t *start, unsigned *gen)
+{
+	unsigned g = atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed);
+	pthread_mutex_lock(&self_mu);
+	if (self_gen != g) {
+		self_pid = getpid();
+		self_start = shm_proc_start(self_pid);
+		self_gen = g;
+	}
+	*pid = self_pid;
+	*start = self_start;
+	*gen = g;
+	pthread_mutex_unlock(&self_mu);
+}
+
+/* Liveness answers of one scan: each pid is asked once. */
+struct alive_cache {
+	unsigned n;
+	pid_t me;
+	uint64_t my_start;
+	struct {
+		pid_t pid;
+		uint64_t start;
+		bool alive;
+	} e[ALIVE_CACHE];
+};
+
+static void
+alive_cache_init(struct alive_cache *ac)
+{
+	unsigned gen;
+	ac->n = 0;
+	ration__shm_self(&ac->me, &ac->my_start, &gen);
+}
+
+/* Dead: kill() says ESRCH, or /proc shows a zombie or another start time
+ * (the pid was reused). If /proc cannot tell (hidepid), trust kill(). */
+static bool
+alive(struct alive_cache *ac, pid_t pid, uint64_t start)
+{
+	if (pid <= 0)
+		return false;
+	if (pid == ac->me)
+		return start == ac->my_start;
+	for (unsigned i = 0; i < ac->n; i++)
+		if (ac->e[i].pid == pid && ac->e[i].start == start)
+			return ac->e[i].alive;
+	bool ok;
+	if (kill(pid, 0) != 0 && errno == ESRCH) {
+		ok = false;
+	} else {
+		uint64_t st = shm_proc_start(pid);
+		ok = st == UINT64_MAX || (st != 0 && st == start);
+	}
+	if (ac->n < ALIVE_CACHE) {
+		ac->e[ac->n].pid = pid;
+		ac->e[ac->n].start = start;
+		ac->e[ac->n].alive = ok;
+		ac->n++;
+	}
+	return ok;
+}
+
+/* ---- recount ---- */
+
+static bool
+any_dead(struct shm_seg *g, struct alive_cache *ac)
+{
+	for (unsigned i = 0; i < SHM_HOLDERS; i++) {
+		struct shm_holder *h = &g->holder[i];
+		if (atomic_load_explicit(&h->state, memory_order_relaxed) == SLOT_USED &&
+		    !alive(ac, h->pid, h->start))
+			return true;
+	}
+	for (unsigned i = 0; i < SHM_LANES; i++) {
+		struct shm_lane *l = &g->lane[i];
+		if (atomic_load_explicit(&l->state, memory_order_relaxed) == SLOT_USED &&
+		    !alive(ac, l->pid, l->start))
+			return true;
+	}
+	for (unsigned i = 0; i < SHM_WAITERS; i++) {
+		struct shm_waiter *w = &g->waiter[i];
+		if (atomic_load_explicit(&w->state, memory_order_relaxed) != WAITER_FREE &&
+		    !alive(ac, w->pid, w->start))
+			return true;
+	}
+	return false;
+}
+
+/* Wait until no live lane is between its CAS and its held store (SLOW is
+ * up, so none can start another successful CAS). False if one stays busy
+ * for BUSY_WAIT_NS: its thread is stopped or descheduled mid-operation. */
+static bool
+lanes_quiet(struct shm_seg *g, struct alive_cache *ac)
+{
+	int64_t give_up = 0;
+	for (unsigned i = 0; i < SHM_LANES; i++) {
+		struct shm_lane *l = &g->lane[i];
+		if (atomic_load_explicit(&l->state, memory_order_relaxed) != SLOT_USED ||
+		    !alive(ac, l->pid, l->start))
+			continue;
+		/* acquire: pairs with the owner's release store of busy = 0,
+		 * so its held store is seen. */
+		while (atomic_load_explicit(&l->busy, memory_order_acquire) != 0) {
+			int64_t now = clock_mono_ns();
+			if (give_up == 0)
+				give_up = now + BUSY_WAIT_NS;
+			else if (now >= give_up)
+				return false;
+			sched_yield();
+		}
+	}
+	return true;
+}
+
+/* Free the slots of dead processes and rebuild word and counters from
+ * the slots (mu held). If a live lane stays busy, give up for now: SLOW
+ * stays up and dirty is set, so nothing is granted on stale counts until a
+ * later recount succeeds. */
+static void
+recount(struct shm_seg *g, struct alive_cache *ac, struct ration__shm_wake *wk)
+{
+	g->recounts++;
+	/* acq_rel: a fast-path CAS ordered before this one released the
+	 * owner's busy = 1; we read it below. Any CAS after this fails. */
+	atomic_fetch_or_explicit(&g->word, SHM_SLOW, memory_order_acq_rel);
+	if (!lanes_quiet(g, ac)) {
+		g->dirty = 1;
+		return;
+	}
+	int64_t held = 0, nwait = 0, wweight = 0;
+	uint64_t max_ticket = 0;
+	for (unsigned i = 0; i < SHM_LANES; i++) {
+		struct shm_lane *l = &g->lane[i];
+		if (atomic_load_explicit(&l->state, memory_order_relaxed) != SLOT_USED)
+			continue;
+		if (!alive(ac, l->pid, l->start)) {
+			g->acquired += atomic_load_explicit(&l->acquired, memory_order_relaxed);
+			g->reclaimed += (uint64_t)atomic_load_explicit(&l->held, memory_order_relaxed);
+			atomic_store_explicit(&l->state, SLOT_FREE, memory_order_relaxed);
+			continue;
+		}
+		held += atomic_load_explicit(&l->held, memory_order_relaxed);
+	}
+	for (unsigned i = 0; i < SHM_HOLDERS; i++) {
+		struct shm_holder *h = &g->holder[i];
+		if (atomic_load_explicit(&h->state, memory_order_relaxed) != SLOT_USED)
+			continue;
+		if (!alive(ac, h->pid, h->start)) {
+			g->reclaimed += (uint64_t)atomic_load_explicit(&h->held, memory_order_relaxed);
+			atomic_store_explicit(&h->held, 0, memory_order_relaxed);
+			memset(h->leases, 0, sizeof(h->leases));
+			atomic_store_explicit(&h->state, SLOT_FREE, memory_order_relaxed);
+			continue;
+		}
+		held += atomic_load_explicit(&h->held, memory_order_relaxed);
+	}
+	for (unsigned i = 0; i < SHM_WAITERS; i++) {
+		struct shm_waiter *w = &g->waiter[i];
+		int st = atomic_load_explicit(&w->state, memory_order_relaxed);
+		if (st == WAITER_FREE)
+			continue;
+		if (!alive(ac, w->pid, w->start)) {
+			atomic_store_explicit(&w->state, WAITER_FREE, memory_order_relaxed);
+			continue;
+		}
+		if (st == WAITER_GRANTED)
+			held += w->n;
+		if (st == WAITER_WAITING) {
+			nwait++;
+			wweight += w->n;
+		}
+		if (w->ticket > max_ticket)
+			max_ticket = w->ticket;
+	}
+	g->dirty = 0;
+	g->nwaiters = nwait;
+	g->waiting_weight = wweight;
+	if (g->next_ticket <= max_ticket)
+		g->next_ticket = max_ticket + 1;
+	int64_t avail = atomic_load_explicit(&g->size, memory_order_relaxed) - held;
+	/* SLOW stays up; grant then clears it if the queue is empty. */
+	atomic_store_explicit(&g->word, avail * 2 + SHM_SLOW, memory_order_release);
+	if (!atomic_load_explicit(&g->closed, memory_order_relaxed))
+		ration__shm_grant(g, wk);
+	ration__shm_clear_slow(g);
+}
+
+int
+ration__shm_lock(struct shm_seg *g, struct ration__shm_wake *wk)
+{
+	int rc = pthread_mutex_lock(&g->mu);
+	if (RATION_LIKELY(rc == 0))
+		return 0;
+	if (rc == EOWNERDEAD) {
+		/* Its owner died inside: whatever it half-updated is
+		 * rebuilt from the slots before anyone else looks. */
+		struct alive_cache ac;
+		alive_cache_init(&ac);
+		g->rebuilds++;
+		recount(g, &ac, wk);
+		atomic_store_explicit(&g->last_scan_ns, clock_mono_ns(), memory_order_relaxed);
+		pthread_mutex_consistent(&g->mu);
+		return 0;
+	}
+	return -EPROTO; /* ENOTRECOVERABLE: nobody made it consistent */
+}
+
+void
+ration__shm_unlock_wake(struct shm_seg *g, struct ration__shm_wake *wk)
+{
+	pthread_mutex_unlock(&g->mu);
+	for (unsigned i = 0; i < wk->n; i++)
+		shm_futex_wake(&g->waiter[wk->idx[i]].futex, 1);
+	wk->n = 0;
+}
+
+void
+ration__shm_maybe_reclaim(struct shm_seg *g, struct ration__shm_wake *wk)
+{
+	int64_t now = clock_mono_ns();
+	if (!g->dirty &&
+	    now - atomic_load_explicit(&g->last_scan_ns, memory_order_relaxed) < SCAN_NS)
+		return;
+	atomic_store_explicit(&g->last_scan_ns, now, memory_order_relaxed);
+	struct alive_cache ac;
+	alive_cache_init(&ac);
+	if (g->dirty || any_dead(g, &ac))
+		recount(g, &ac, wk);
+}
+
+/* ---- holders ---- */
+
+int
+ration__shm_claim_holder(struct shm_seg *g, uint32_t *out)
+{
+	pid_t pid;
+	uint64_t start;
+	unsigned gen;
+
+	ration__shm_self(&pid, &start, &gen);
+	for (unsigned i = 0; i < SHM_HOLDERS; i++) {
+		struct shm_holder *h = &g->holder[i];
+		if (atomic_load_explicit(&h->state, memory_order_relaxed) != SLOT_FREE)
+			continue;
+		h->pid = pid;
+		h->start = start;
+		atomic_store_explicit(&h->held, 0, memory_order_relaxed);
+		memset(h->leases, 0, sizeof(h->leases));
+		atomic_store_explicit(&h->state, SLOT_USED, memory_order_release);
+		*out = i;
+		return 0;
+	}
+	return -EBUSY;
+}
+
+int
+ration__shm_lock_bound(struct ration__shm *sh, struct ration__shm_wake *wk)
+{
+	int rc = ration__shm_lock(sh->g, wk);
+	if (rc != 0)
+		return rc;
+	unsigned gen = atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed);
+	if (RATION_UNLIKELY(sh->gen != gen)) {
+		if ((rc = ration__shm_claim_holder(sh->g, &sh->hi)) != 0) {
+			ration__shm_maybe_reclaim(sh->g, wk); /* slots of the dead */
+			rc = ration__shm_claim_holder(sh->g, &sh->hi);
+		}
+		if (rc != 0) {
+			ration__shm_unlock_wake(sh->g, wk);
+			return rc;
+		}
+		sh->gen = gen;
+	}
+	return 0;
+}
+
+int64_t
+ration__shm_held(struct ration__shm *sh)
+{
+	struct shm_seg *g = sh->g;
+	int64_t held = atomic_load_explicit(&g->holder[sh->hi].held, memory_order_relaxed);
+	for (unsigned i = 0; i < SHM_LANES; i++) {
+		struct shm_lane *l = &g->lane[i];
+		if (atomic_load_explicit(&l->state, memory_order_relaxed) == SLOT_USED &&
+		    l->holder == sh->hi)
+			held += atomic_load_explicit(&l->held, memory_order_relaxed);
+	}
+	return held;
+}
