@@ -21,6 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "example_args.h"
+
 #define SLICE_NS 10000000LL   /* 10 ms */
 #define WORK_NS 2000000000LL  /* 2 s if nobody cancels */
 
@@ -76,19 +78,6 @@ query(ration_ctx_t *ctx, void *arg)
 	q->rc = rc;
 	q->stopped_ns = ration_now() - t0;
 	return rc;
-}
-
-/* A whole decimal int, or -1 (every count flag here must be >= 0, so -1
- * is always rejected by the range check that follows). */
-static int
-arg_int(const char *v)
-{
-	char *end;
-	errno = 0;
-	long x = strtol(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || x < 0 || x > INT_MAX)
-		return -1;
-	return (int)x;
 }
 
 static void

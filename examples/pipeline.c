@@ -30,6 +30,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "example_args.h"
+
 #define MIB (INT64_C(1) << 20)
 #define FETCH_LIMIT 4
 #define MIN_ITEM (256 << 10)  /* decoded sizes are 256K..4M */
@@ -140,29 +142,6 @@ fetch(ration_ctx_t *ctx, void *arg)
 	return rc;
 }
 
-static int64_t
-parse_size(const char *s)
-{
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || v <= 0)
-		return -1;
-	int shift = 0;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	}
-	if (*end == 'i' && shift)
-		end++;
-	if (*end == 'B')
-		end++;
-	if (*end != '\0' || v > (INT64_MAX >> shift))
-		return -1;
-	return (int64_t)v << shift;
-}
-
 static void
 stage_new(struct stage *st, ration_sem_t *budget, int64_t limit, unsigned threads)
 {
@@ -170,19 +149,6 @@ stage_new(struct stage *st, ration_sem_t *budget, int64_t limit, unsigned thread
 	die_if(ration_pool_new(&po, &st->pool), "pool_new");
 	ration_group_opts_t go = { .pool = st->pool, .budget = budget, .limit = limit };
 	die_if(ration_group_new(NULL, &go, &st->g), "group_new");
-}
-
-/* A whole decimal int, or -1 (every count flag here must be >= 0, so -1
- * is always rejected by the range check that follows). */
-static int
-arg_int(const char *v)
-{
-	char *end;
-	errno = 0;
-	long x = strtol(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || x < 0 || x > INT_MAX)
-		return -1;
-	return (int)x;
 }
 
 static void

@@ -20,6 +20,8 @@
 #include <ration.h>
 #include <ration/shared.h>
 
+#include "example_args.h"
+
 static void
 die_if(int rc, const char *what)
 {
@@ -27,20 +29,6 @@ die_if(int rc, const char *what)
 		fprintf(stderr, "shared_budget: %s: %s\n", what, ration_strerror(rc));
 		exit(1);
 	}
-}
-
-static int64_t
-parse_size(const char *s)
-{
-	char *end;
-	int64_t v = strtoll(s, &end, 10);
-	switch (*end) {
-	case 'G': case 'g': v <<= 10; /* fall through */
-	case 'M': case 'm': v <<= 10; /* fall through */
-	case 'K': case 'k': v <<= 10; break;
-	default: break;
-	}
-	return v;
 }
 
 static void

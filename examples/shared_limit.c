@@ -26,6 +26,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "example_args.h"
+
 #define MIB (INT64_C(1) << 20)
 
 static void
@@ -159,43 +161,6 @@ fetch_thread(void *arg)
 		sum += fetcher_get(64 * 1024 + (int64_t)((seed >> 4) % (4 * MIB)));
 	}
 	return (void *)(uintptr_t)sum;
-}
-
-/* "64M", "512K", "1G", "1000" -> bytes; -1 if malformed. */
-static int64_t
-parse_size(const char *s)
-{
-	char *end;
-	errno = 0;
-	long long v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || v <= 0)
-		return -1;
-	int shift = 0;
-	switch (*end) {
-	case 'k': case 'K': shift = 10; end++; break;
-	case 'm': case 'M': shift = 20; end++; break;
-	case 'g': case 'G': shift = 30; end++; break;
-	}
-	if (*end == 'i' && shift)
-		end++;
-	if (*end == 'B')
-		end++;
-	if (*end != '\0' || v > (INT64_MAX >> shift))
-		return -1;
-	return (int64_t)v << shift;
-}
-
-/* A whole decimal int, or -1 (every count flag here must be >= 0, so -1
- * is always rejected by the range check that follows). */
-static int
-arg_int(const char *v)
-{
-	char *end;
-	errno = 0;
-	long x = strtol(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || x < 0 || x > INT_MAX)
-		return -1;
-	return (int)x;
 }
 
 static void

@@ -21,6 +21,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "example_args.h"
+
 struct job {
 	int id;
 	int fail;     /* make this one fail */
@@ -60,19 +62,6 @@ worker(ration_ctx_t *ctx, void *arg)
 	j->result = j->id * 2;
 	fprintf(stderr, "job %d finished\n", j->id);
 	return 0;
-}
-
-/* A whole decimal int, or -1 (every count flag here must be >= 0, so -1
- * is always rejected by the range check that follows). */
-static int
-arg_int(const char *v)
-{
-	char *end;
-	errno = 0;
-	long x = strtol(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || x < 0 || x > INT_MAX)
-		return -1;
-	return (int)x;
 }
 
 static void

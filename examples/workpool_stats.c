@@ -23,6 +23,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "example_args.h"
+
 static _Atomic unsigned long ran;
 
 static void
@@ -62,19 +64,6 @@ print_stats(ration_pool_t *p, const char *when)
 	       (unsigned long long)s.threads, (unsigned long long)s.running,
 	       (unsigned long long)s.queued, (unsigned long long)s.submitted,
 	       (unsigned long long)s.completed, (unsigned long long)s.rejected);
-}
-
-/* A whole decimal int, or -1 (every count flag here must be >= 0, so -1
- * is always rejected by the range check that follows). */
-static int
-arg_int(const char *v)
-{
-	char *end;
-	errno = 0;
-	long x = strtol(v, &end, 10);
-	if (errno != 0 || end == v || *end != '\0' || x < 0 || x > INT_MAX)
-		return -1;
-	return (int)x;
 }
 
 static void

@@ -455,7 +455,7 @@ run(struct in *in)
 					if (r != 0)
 						want = r;
 				}
-				/* Newer order (DESIGN §4: -EPIPE/-E2BIG at once): every
+				/* DESIGN §4 (-EPIPE/-E2BIG at once; decision 004): every
 				 * claim is checked before the ctx, so a later claim's
 				 * -EPIPE/-E2BIG wins over the ctx error. */
 				for (int a = 0; a < k && want_all == 0; a++) {
@@ -473,13 +473,9 @@ run(struct in *in)
 			 * position; with a NULL that sorts first it is -EINVAL. */
 			rc = ration_acquire_all(d, cnt ? cl : NULL, cnt);
 			ration_ctx_unref(d);
-			/* Either order is accepted while lib/sem_open.c moves from
-			 * the first (claim by claim) to the second; then only
-			 * want_all should be. */
 			if (inval || ovf)
 				want_all = want;
-			if (rc != want_all)
-				EXPECT(rc, want, "acquire_all");
+			EXPECT(rc, want_all, "acquire_all");
 			if (rc == 0 && fits)
 				for (int j = 0; j < NS; j++)
 					if (sum[j] > 0) {

@@ -13,8 +13,11 @@
  * so libjemalloc.so) but whose malloc still resolves to glibc's: jemalloc's
  * counters would then read 0 for ever, a wrong number; we report -1.
  *
- * Locking: no lock. The availability flag and MIBs are written once inside
- * pthread_once (which orders them before every later caller's reads); the
+ * Locking: probe_mu serialises the probe. The availability flag and MIBs
+ * are written under it before probe_done is set (release), and read only
+ * after probe_done is seen (acquire). A probe that cannot decide (its own
+ * malloc failed) leaves probe_done false, so a later call asks again
+ * instead of reporting "unavailable" for the life of the process. The
  * counter pointers are thread-local.
  *
  * Cost: CLOCK_THREAD_CPUTIME_ID has no vDSO fast path on Linux: each read
@@ -24,6 +27,7 @@
  * and two loads (docs/account.md gives the measured figures).
  */
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -44,7 +48,7 @@
 #if RATION_HAVE_JEMALLOC
 #include <jemalloc/jemalloc.h>
 
-/* Filled once by probe() under pthread_once; read-only afterwards. */
+/* Filled by probe() under probe_mu; read-only once probe_done is set. */
 static bool available;
 static size_t peak_reset_mib[3], peak_reset_len = 3;
 static size_t peak_read_mib[3], peak_read_len = 3;
@@ -70,44 +74,48 @@ thread_allocatedp(void)
 	return p;
 }
 
-static void
+/* Decide `available`. False only if it could not be decided (the probe's
+ * allocation failed): then nothing is settled and a later call retries. */
+static bool
 probe(void)
 {
 	if (mallctlnametomib("thread.peak.reset", peak_reset_mib, &peak_reset_len) != 0 ||
 	    mallctlnametomib("thread.peak.read", peak_read_mib, &peak_read_len) != 0)
-		return;
+		return true;
 	volatile uint64_t *counter = thread_allocatedp();
 	if (counter == NULL)
-		return;
+		return true;
 	/* The store to a volatile object keeps the compiler from dropping the
 	 * malloc/free pair: the probe must really call the process's malloc,
 	 * whichever library that symbol resolves to. */
 	uint64_t before = *counter;
 	void *volatile sink = malloc(4096);
 	if (sink == NULL)
-		return;
+		return false; /* out of memory now says nothing about jemalloc */
 	uint64_t after = *counter;
 	free(sink);
 	available = after - before >= 4096;
+	return true;
 }
-#endif
 
-static pthread_once_t probe_once = PTHREAD_ONCE_INIT;
-
-static void
-probe_run(void)
-{
-#if RATION_HAVE_JEMALLOC
-	probe();
+static pthread_mutex_t probe_mu = PTHREAD_MUTEX_INITIALIZER;
+static atomic_bool probe_done;
 #endif
-}
 
 bool
 ration_account_available(void)
 {
-	pthread_once(&probe_once, probe_run);
 #if RATION_HAVE_JEMALLOC
-	return available;
+	/* acquire: pairs with the release below; publishes available and
+	 * the MIBs. */
+	if (RATION_LIKELY(atomic_load_explicit(&probe_done, memory_order_acquire)))
+		return available;
+	pthread_mutex_lock(&probe_mu);
+	if (!atomic_load_explicit(&probe_done, memory_order_relaxed) && probe())
+		atomic_store_explicit(&probe_done, true, memory_order_release);
+	bool a = available;
+	pthread_mutex_unlock(&probe_mu);
+	return a;
 #else
 	return false;
 #endif

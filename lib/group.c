@@ -66,6 +66,7 @@
 #include <string.h>
 
 #include "internal/compiler.h"
+#include "internal/hist.h"
 #include "internal/list.h"
 #include "internal/park.h"
 #include "internal/sem.h"
@@ -136,15 +137,6 @@ struct ration_group {
 static _Thread_local ration_group_t *tl_task_of;
 
 /* ---- helpers ----------------------------------------------------------- */
-
-static unsigned
-hist_bucket(int64_t ns)
-{
-	if (ns <= 1)
-		return 0;
-	unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)ns);
-	return b < RATION_HIST_BUCKETS ? b : RATION_HIST_BUCKETS - 1;
-}
 
 /* The budget's -EPIPE/-E2BIG verdict for @n, without waiting. Reads the
  * size of an in-process semaphore directly (stats would take its lock on
@@ -342,7 +334,7 @@ task_main(void *arg, int status)
 		if (g->budget_bytes && r.peak_bytes > t->weight)
 			atomic_fetch_add_explicit(&g->over_declared, 1, memory_order_relaxed);
 	}
-	atomic_fetch_add_explicit(&g->wait_hist[hist_bucket(r.wait_ns)], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&g->wait_hist[ration__hist_bucket(r.wait_ns)], 1, memory_order_relaxed);
 	give_record(g, t);
 	finish(g);
 }

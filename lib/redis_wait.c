@@ -101,7 +101,7 @@ ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_
 
 	for (;;) {
 		snprintf(key, sizeof(key), "%s:w:%llu", r->key, (unsigned long long)tk);
-		if ((rc = wait_err(ctx, deadline_ns)) != 0) {
+		if ((rc = ration__wait_err(ctx, deadline_ns)) != 0) {
 			rc = leave(r, tk, rc);
 			break;
 		}
@@ -127,7 +127,7 @@ ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_
 			rc = ration__redis_io_err(wc);
 			redisFree(wc);
 			wc = NULL;
-			int err = wait_err(ctx, deadline_ns);
+			int err = ration__wait_err(ctx, deadline_ns);
 			rc = leave(r, tk, err != 0 ? err : rc);
 			break;
 		}

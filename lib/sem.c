@@ -30,6 +30,7 @@
 #include "internal/clock.h"
 #include "internal/compiler.h"
 #include "internal/ctx.h"
+#include "internal/hist.h"
 #include "internal/list.h"
 #include "internal/park.h"
 #include "internal/sem.h"
@@ -116,15 +117,6 @@ take_locked(ration_sem_t *s, int64_t n)
 	return false;
 }
 
-static unsigned
-hist_bucket(int64_t ns)
-{
-	if (ns <= 1)
-		return 0;
-	unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)ns);
-	return b < RATION_HIST_BUCKETS ? b : RATION_HIST_BUCKETS - 1;
-}
-
 /* Unlink @w and set its outcome; s->mu held. The parker pointer is read
  * before the state store: once the state is set the waiter may return and
  * its stack frame be gone. */
@@ -162,7 +154,7 @@ grant_locked(ration_sem_t *s, struct ration__wake_list *wl)
 		int64_t waited = now > w->t0 ? now - w->t0 : 0;
 		s->acquired_slow++;
 		s->wait_ns_total += (uint64_t)waited;
-		s->wait_hist[hist_bucket(waited)]++;
+		s->wait_hist[ration__hist_bucket(waited)]++;
 		finish_waiter(s, w, 0, wl);
 	}
 	if (list_empty(&s->queue)) {
@@ -176,16 +168,6 @@ grant_locked(ration_sem_t *s, struct ration__wake_list *wl)
 		struct waiter *head = RATION_CONTAINER_OF(list_first(&s->queue), struct waiter, node);
 		wake_list_add(wl, head->pk);
 	}
-}
-
-/* The error that ends a wait now, if any: the ctx's, or the deadline's. */
-static int
-wait_err(ration_ctx_t *ctx, int64_t deadline_ns)
-{
-	int err = ration_ctx_err(ctx);
-	if (err == 0 && deadline_ns != RATION_FOREVER && clock_mono_ns() >= deadline_ns)
-		err = -ETIMEDOUT;
-	return err;
 }
 
 /* A waiter gives up with @err; s->mu not held. Returns the outcome: @err,
@@ -239,8 +221,6 @@ acquire_slow(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
 	struct waiter w;
 	int err;
 
-	if (s->ops != NULL)
-		return s->ops->acquire(s, ctx, deadline_ns, n);
 	pthread_mutex_lock(&s->mu);
 	if (atomic_load_explicit(&s->closed, memory_order_relaxed)) {
 		err = -EPIPE;
@@ -250,7 +230,7 @@ acquire_slow(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
 		err = -E2BIG;
 		goto unlock;
 	}
-	if ((err = wait_err(ctx, deadline_ns)) != 0)
+	if ((err = ration__wait_err(ctx, deadline_ns)) != 0)
 		goto unlock;
 	if (list_empty(&s->queue) && take_locked(s, n))
 		goto unlock;
@@ -284,7 +264,7 @@ acquire_slow(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
 		struct ration__ctx_watch cw = {.pk = w.pk};
 		err = ration__ctx_watch(ctx, &cw);
 		while (err == 0 && (st = atomic_load_explicit(&w.state, memory_order_acquire)) == WAITING) {
-			if ((err = wait_err(ctx, deadline_ns)) != 0)
+			if ((err = ration__wait_err(ctx, deadline_ns)) != 0)
 				break;
 			ration__park(w.pk, deadline_ns);
 			/* Woken while still waiting: we were pre-woken as the new
@@ -311,6 +291,8 @@ ration_sem_acquire(ration_sem_t *s, ration_ctx_t *ctx, int64_t n)
 {
 	if (s == NULL || n <= 0)
 		return -EINVAL;
+	if (s->ops != NULL)
+		return s->ops->acquire(s, ctx, ration_ctx_deadline(ctx), n);
 	/* Fast path: background ctx (or a live one) and units free with
 	 * nobody queued. Anything else, errors included: acquire_slow(). */
 	if (RATION_LIKELY(ctx == NULL || ration_ctx_err(ctx) == 0) && take_fast(s, n))
@@ -323,6 +305,8 @@ ration_sem_acquire_until(ration_sem_t *s, int64_t deadline_ns, int64_t n)
 {
 	if (s == NULL || n <= 0)
 		return -EINVAL;
+	if (s->ops != NULL)
+		return s->ops->acquire(s, NULL, deadline_ns, n);
 	if (RATION_LIKELY(deadline_ns == RATION_FOREVER || clock_mono_ns() < deadline_ns) &&
 	    take_fast(s, n))
 		return 0;
@@ -334,10 +318,10 @@ ration_sem_try_acquire(ration_sem_t *s, int64_t n)
 {
 	if (s == NULL || n <= 0)
 		return -EINVAL;
-	if (RATION_LIKELY(take_fast(s, n)))
-		return 0;
 	if (s->ops != NULL)
 		return s->ops->try_acquire(s, n);
+	if (RATION_LIKELY(take_fast(s, n)))
+		return 0;
 	int err = 0;
 	pthread_mutex_lock(&s->mu);
 	if (atomic_load_explicit(&s->closed, memory_order_relaxed))
@@ -358,8 +342,6 @@ release_slow(ration_sem_t *s, int64_t n)
 {
 	struct ration__wake_list wl;
 
-	if (s->ops != NULL)
-		return s->ops->release(s, n);
 	wake_list_init(&wl);
 	pthread_mutex_lock(&s->mu);
 	/* size is stable under mu; the word may still move under fast-path
@@ -384,6 +366,8 @@ ration_sem_release(ration_sem_t *s, int64_t n)
 {
 	if (s == NULL || n <= 0)
 		return -EINVAL;
+	if (s->ops != NULL)
+		return s->ops->release(s, n);
 	int64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
 	for (;;) {
 		if (w & SEM_SLOW)

@@ -221,7 +221,7 @@ acquire_common(struct remote *r, ration_ctx_t *ctx, int64_t deadline_ns, int64_t
 		return -EINVAL;
 	char ns[24];
 	snprintf(ns, sizeof(ns), "%lld", (long long)n);
-	int err = wait_err(ctx, deadline_ns);
+	int err = ration__wait_err(ctx, deadline_ns);
 	struct reply rp;
 	lock(r);
 	if (err != 0) {
@@ -242,7 +242,7 @@ acquire_common(struct remote *r, ration_ctx_t *ctx, int64_t deadline_ns, int64_t
 	unlock(r);
 	if (rc == 1)
 		return ration__redis_wait_ticket(r, ctx, deadline_ns, ns, n, lease, tk, gen, out);
-	if (rc == -EIO && (err = wait_err(ctx, deadline_ns)) != 0)
+	if (rc == -EIO && (err = ration__wait_err(ctx, deadline_ns)) != 0)
 		rc = err; /* the deadline cut the reply short */
 	return rc;
 }

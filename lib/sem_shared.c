@@ -32,6 +32,7 @@
 
 #include "internal/clock.h"
 #include "internal/compiler.h"
+#include "internal/ctx.h"
 #include "internal/sem.h"
 #include "internal/shm.h"
 #include "internal/shm_seg.h"
@@ -167,15 +168,6 @@ take_locked(shared_t *sh, int64_t n)
 	return false;
 }
 
-static int
-wait_err(ration_ctx_t *ctx, int64_t deadline_ns)
-{
-	int err = ration_ctx_err(ctx);
-	if (err == 0 && deadline_ns != RATION_FOREVER && clock_mono_ns() >= deadline_ns)
-		err = -ETIMEDOUT;
-	return err;
-}
-
 /* Wait in slot @w until its outcome is decided or the wait must end; then
  * settle the slot under mu. Return 0 (weight is ours) or an error. */
 static int
@@ -189,7 +181,7 @@ wait_slot(shared_t *sh, struct shm_waiter *w, ration_ctx_t *ctx, int64_t deadlin
 		uint32_t seq = atomic_load_explicit(&w->futex, memory_order_acquire);
 		if (atomic_load_explicit(&w->state, memory_order_acquire) != WAITER_WAITING)
 			break;
-		if ((err = wait_err(ctx, deadline_ns)) != 0)
+		if ((err = ration__wait_err(ctx, deadline_ns)) != 0)
 			break;
 		int64_t now = clock_mono_ns();
 		int64_t until = deadline_ns - now < SLICE_NS ? deadline_ns : now + SLICE_NS;
@@ -270,7 +262,7 @@ enqueue(shared_t *sh, int64_t n, wake_t *wk)
 static RATION_NOINLINE int
 acquire_slow(shared_t *sh, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
 {
-	if (wait_err(ctx, deadline_ns) == 0) {
+	if (ration__wait_err(ctx, deadline_ns) == 0) {
 		struct ration__shm_lane_ref *l = lane_get(sh);
 		if (l != NULL && take_fast(l, n))
 			return 0;
@@ -284,7 +276,7 @@ acquire_slow(shared_t *sh, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
 		err = -EPIPE;
 	else if (n > atomic_load_explicit(&g->size, memory_order_relaxed))
 		err = -E2BIG;
-	else if ((err = wait_err(ctx, deadline_ns)) != 0)
+	else if ((err = ration__wait_err(ctx, deadline_ns)) != 0)
 		;
 	else if (!take_locked(sh, n)) {
 		/* Not enough: before queueing, reclaim from the dead. */

@@ -18,6 +18,7 @@
 
 #include "internal/clock.h"
 #include "internal/compiler.h"
+#include "internal/hist.h"
 #include "internal/shm.h"
 #include "internal/shm_seg.h"
 
@@ -26,15 +27,6 @@ static struct ration__shm *registry; /* reg_mu */
 static pthread_key_t lanes_key;
 
 /* ---- queue ---- */
-
-static unsigned
-hist_bucket(int64_t ns)
-{
-	if (ns <= 1)
-		return 0;
-	unsigned b = 63u - (unsigned)__builtin_clzll((unsigned long long)ns);
-	return b < RATION_HIST_BUCKETS ? b : RATION_HIST_BUCKETS - 1;
-}
 
 void
 ration__shm_decide(struct shm_seg *g, struct shm_waiter *w, int outcome,
@@ -90,7 +82,7 @@ ration__shm_grant(struct shm_seg *g, struct ration__shm_wake *wk)
 		int64_t waited = now > w->t0 ? now - w->t0 : 0;
 		g->acquired++;
 		g->wait_ns_total += (uint64_t)waited;
-		g->wait_hist[hist_bucket(waited)]++;
+		g->wait_hist[ration__hist_bucket(waited)]++;
 		ration__shm_decide(g, w, WAITER_GRANTED, wk);
 	}
 }

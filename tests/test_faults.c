@@ -683,16 +683,7 @@ struct shared_st {
 	ration_sem_t *s;
 	ration_sem_t *other; /* a handle opened before, if any */
 	int fds0;
-	int left_behind;     /* failed creates that left the object (F2) */
 };
-
-/* Assert the findings still open in lib/ too (RATION_FAULTS_KNOWN=1). */
-static bool
-known_bugs(void)
-{
-	const char *e = getenv("RATION_FAULTS_KNOWN");
-	return e != NULL && e[0] == '1';
-}
 
 static int
 shared_call(void *p)
@@ -719,12 +710,10 @@ shared_check(void *p, int rc)
 		if (rc2 == 0) {
 			ck_assert_int_eq(ration_sem_free(x), 0);
 			ck_assert_int_eq(ration_sem_unlink_shared(s->name), 0);
-			s->left_behind++;
 		}
-		/* Finding F2 (docs/reliability.md): a create that fails after
-		 * shm_open leaves the object. Strict with RATION_FAULTS_KNOWN=1
-		 * until the lib fix lands; counted and printed otherwise. */
-		ck_assert_msg(rc2 == -ENOENT || (rc2 == 0 && !known_bugs()),
+		/* Finding F2 (docs/reliability.md): a create that failed after
+		 * shm_open used to leave the object behind. */
+		ck_assert_msg(rc2 == -ENOENT,
 			      "ration_sem_open_shared(create) failed with %s but left %s behind",
 			      ration_strerror(rc), s->name);
 	}
@@ -753,9 +742,6 @@ START_TEST(faults_sem_open_shared)
 	struct fcase fc = {"ration_sem_open_shared(create)", shared_call, shared_check,
 			   shared_undo, false, false};
 	fault_loop(&fc, &s, true);
-	if (s.left_behind > 0)
-		printf("faults: KNOWN F2: %d failed creates left the shm object behind\n",
-		       s.left_behind);
 
 	/* Opening an existing object, with another handle already open. */
 	ration_shared_opts_t o = {.create = true};
@@ -796,9 +782,9 @@ END_TEST
 
 /* The one-time probe of ration_account_available() failing must not turn
  * accounting off for the life of the process: the answer is "false" only
- * while it cannot be known, and a later call asks again. Known to fail
- * with the pthread_once probe (docs/reliability.md, finding F3): run with
- * RATION_FAULTS_KNOWN=1. Needs its own process (fork mode). */
+ * while it cannot be known, and a later call asks again (finding F3 of
+ * docs/reliability.md: a pthread_once probe failed this). Needs its own
+ * process (fork mode): the probe runs once per process. */
 START_TEST(faults_account_probe)
 {
 	long injected = 0;
@@ -957,10 +943,9 @@ faults_suite(void)
 	tcase_add_test(tc, faults_pool_submit);
 	tcase_add_test(tc, faults_sem_open_shared);
 	tcase_add_test(tc, faults_account_begin_end);
-	/* Gated: fails until the lib fix of finding F3 lands; a fresh
-	 * process is needed for the pthread_once probe, so fork mode only. */
+	/* A fresh process is needed for the one-time probe: fork mode only. */
 	const char *fork_env = getenv("CK_FORK");
-	if (known_bugs() && (fork_env == NULL || strcmp(fork_env, "no") != 0))
+	if (fork_env == NULL || strcmp(fork_env, "no") != 0)
 		tcase_add_test(tc, faults_account_probe);
 #ifdef HAVE_GROUP
 	tcase_add_test(tc, faults_group);

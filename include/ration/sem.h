@@ -48,7 +48,7 @@ typedef struct {
 	int64_t max_in_use;       /* high-water mark of in_use */
 	int64_t max_waiters_seen; /* high-water mark of waiters */
 	uint64_t acquired;        /* successful acquires (any variant) */
-	uint64_t contended;       /* of those, how many had to queue */
+	uint64_t contended;       /* callers that had to queue, whatever the outcome */
 	uint64_t timeouts;        /* waits ended by a deadline */
 	uint64_t cancels;         /* waits ended by a cancel */
 	uint64_t rejected;        /* -EBUSY (queue full) and try_acquire -EAGAIN */

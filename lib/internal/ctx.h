@@ -4,6 +4,7 @@
 
 #include <stdatomic.h>
 
+#include "internal/clock.h"
 #include "internal/list.h"
 #include "internal/park.h"
 #include "ration/ctx.h"
@@ -27,6 +28,18 @@ int ration__ctx_watch(ration_ctx_t *ctx, struct ration__ctx_watch *w);
 /* Unregister @w; harmless if it was never registered or a cancel already
  * took it off the list. */
 void ration__ctx_unwatch(ration_ctx_t *ctx, struct ration__ctx_watch *w);
+
+/* The error that ends a wait now, if any: @ctx's, or -ETIMEDOUT once
+ * @deadline_ns (absolute, CLOCK_MONOTONIC) has passed. Every backend's
+ * blocking loop asks this, so all of them rank the two the same way. */
+static inline int
+ration__wait_err(ration_ctx_t *ctx, int64_t deadline_ns)
+{
+	int err = ration_ctx_err(ctx);
+	if (err == 0 && deadline_ns != RATION_FOREVER && clock_mono_ns() >= deadline_ns)
+		err = -ETIMEDOUT;
+	return err;
+}
 
 /* Test-only hook, NULL outside tests (tests/test_sem.c, DESIGN §7.3).
  * When set, it is called by a thread that has just learnt that @ctx is

@@ -10,6 +10,7 @@
 #include <sys/types.h>
 
 #include "internal/clock.h"
+#include "internal/ctx.h"
 #include "internal/redis.h"
 #include "ration/ctx.h"
 #include "ration/shared.h"
@@ -68,16 +69,6 @@ static inline void
 unlock(struct remote *r)
 {
 	pthread_mutex_unlock(&r->mu);
-}
-
-/* The ctx's error, or -ETIMEDOUT once @deadline_ns has passed. */
-static inline int
-wait_err(ration_ctx_t *ctx, int64_t deadline_ns)
-{
-	int err = ration_ctx_err(ctx);
-	if (err == 0 && deadline_ns != RATION_FOREVER && clock_mono_ns() >= deadline_ns)
-		err = -ETIMEDOUT;
-	return err;
 }
 
 /* sem_redis.c, all with r->mu held: */

@@ -43,6 +43,9 @@ struct ration_sem {
 	_Atomic int64_t size;                /* written under mu with SLOW set */
 	_Atomic int64_t max_in_use;          /* atomic high-water mark */
 	_Atomic uint64_t acquired_fast;      /* atomic counter */
+	/* Backends: NULL for an in-process semaphore. Immutable; here so the
+	 * entry points test it on the line they are about to touch anyway. */
+	const struct ration__sem_ops *ops;
 
 	pthread_mutex_t mu RATION_ALIGNED;
 	struct ration__list queue;  /* mu: struct waiter, FIFO */
@@ -71,9 +74,7 @@ struct ration_sem {
 	char *full_name;            /* the name as opened */
 	char name[48];              /* opts.name, truncated, for stats */
 
-	/* Backends: NULL for an in-process semaphore. Immutable. */
-	const struct ration__sem_ops *ops;
-	void *impl;
+	void *impl;                 /* the backend's state; immutable */
 };
 
 /* Make a semaphore handle served by @ops/@impl (word = SLOW for ever).
