@@ -71,7 +71,15 @@ run_posix(sem_t *p, long n)
 int
 main(int argc, char **argv)
 {
-	long n = argc > 1 ? atol(argv[1]) : 2000000;
+	long n = 2000000;
+	if (argc > 1) {
+		char *end;
+		n = strtol(argv[1], &end, 10);
+		if (argc > 2 || end == argv[1] || *end != '\0' || n < 1) {
+			fprintf(stderr, "usage: shared-bench [n]   (n >= 1, default 2000000)\n");
+			return 2;
+		}
+	}
 	char name[64];
 	snprintf(name, sizeof(name), "/ration-shared-bench-%d", (int)getpid());
 
