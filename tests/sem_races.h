@@ -204,6 +204,21 @@ gc_race_run(struct gc_race *g, long rounds)
 	pthread_join(tc, NULL);
 }
 
+/* What a finished gc_race_run() must leave: no weight lost, every round
+ * granted or cancelled, nobody queued; frees the semaphore. */
+static inline void
+gc_race_check(struct gc_race *g, long rounds)
+{
+	ck_assert(!atomic_load(&g->stuck));
+	ck_assert_int_eq(atomic_load(&g->bad), 0);
+	ck_assert_int_eq(atomic_load(&g->lost), 0);
+	ck_assert_int_eq(atomic_load(&g->granted) + atomic_load(&g->cancelled), rounds);
+	ck_assert_int_eq(ration_sem_release(g->s, 1), 0);
+	ck_assert_int_eq(ration_sem_available(g->s), 1);
+	ck_assert_int_eq(sem_waiters(g->s), 0);
+	ck_assert_int_eq(ration_sem_free(g->s), 0);
+}
+
 /* ---- DESIGN §7.6: lost wake-up ------------------------------------------
  * Two units circulate between two semaphores through four threads: two
  * waiters each acquire 1 of s (the semaphore under test, both units held
@@ -309,6 +324,23 @@ lw_race_run(struct lw_race *l, long rounds)
 		pthread_join(th[i], NULL);
 }
 
+/* What a finished lw_race_run() must leave: every waiter woken each
+ * round, the units where they belong; frees both semaphores. */
+static inline void
+lw_race_check(struct lw_race *l, long rounds)
+{
+	ck_assert(!atomic_load(&l->stuck));
+	ck_assert_int_eq(atomic_load(&l->bad), 0);
+	ck_assert_int_eq(atomic_load(&l->granted), 2 * rounds);
+	ck_assert_int_eq(atomic_load(&l->passed), 2 * rounds);
+	ck_assert_int_eq(ration_sem_available(l->s), 0);
+	ck_assert_int_eq(ration_sem_available(l->t), 2);
+	ck_assert_int_eq(sem_waiters(l->s) + sem_waiters(l->t), 0);
+	ck_assert_int_eq(ration_sem_release(l->s, 2), 0);
+	ck_assert_int_eq(ration_sem_free(l->s), 0);
+	ck_assert_int_eq(ration_sem_free(l->t), 0);
+}
+
 /* ---- DESIGN §7.9: a cancel racing with the waiter going to sleep --------
  * Size 1, held by the test's thread for the whole run. Each round a waiter
  * acquires with a fresh ctx; the test's thread cancels it after a delay
@@ -390,6 +422,21 @@ cp_race_run(struct cp_race *c, long rounds)
 		atomic_store(&c->round, rounds + 1);
 	}
 	pthread_join(tw, NULL);
+}
+
+/* What a finished cp_race_run() must leave: every wait ended by its
+ * cancel or deadline, nothing left over; frees the semaphore. */
+static inline void
+cp_race_check(struct cp_race *c, long rounds)
+{
+	ck_assert(!atomic_load(&c->stuck));
+	ck_assert_int_eq(atomic_load(&c->bad), 0);
+	ck_assert_int_eq(atomic_load(&c->leftover), 0);
+	ck_assert_int_eq(atomic_load(&c->cancelled) + atomic_load(&c->timedout), rounds);
+	ck_assert_int_eq(atomic_load(&c->timedout), rounds / 3);
+	ck_assert_int_eq(ration_sem_available(c->s), 0);
+	ck_assert_int_eq(ration_sem_release(c->s, 1), 0);
+	ck_assert_int_eq(ration_sem_free(c->s), 0);
 }
 
 /* ---- a random mix (Go x/sync TestWeighted, and the stress mix) ----------

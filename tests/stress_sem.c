@@ -30,14 +30,7 @@ START_TEST(test_stress_grant_cancel_race_loses_no_weight)
 	gc_race_run(&g, rounds);
 	report("grant/cancel", rounds, t0);
 
-	ck_assert(!atomic_load(&g.stuck));
-	ck_assert_int_eq(atomic_load(&g.bad), 0);
-	ck_assert_int_eq(atomic_load(&g.lost), 0);
-	ck_assert_int_eq(atomic_load(&g.granted) + atomic_load(&g.cancelled), rounds);
-	ck_assert_int_eq(ration_sem_release(g.s, 1), 0);
-	ck_assert_int_eq(ration_sem_available(g.s), 1);
-	ck_assert_int_eq(sem_waiters(g.s), 0);
-	ck_assert_int_eq(ration_sem_free(g.s), 0);
+	gc_race_check(&g, rounds);
 }
 END_TEST
 
@@ -51,16 +44,7 @@ START_TEST(test_stress_concurrent_releasers_lose_no_wakeup)
 	lw_race_run(&l, rounds);
 	report("lost wake-up", rounds, t0);
 
-	ck_assert(!atomic_load(&l.stuck));
-	ck_assert_int_eq(atomic_load(&l.bad), 0);
-	ck_assert_int_eq(atomic_load(&l.granted), 2 * rounds);
-	ck_assert_int_eq(atomic_load(&l.passed), 2 * rounds);
-	ck_assert_int_eq(ration_sem_available(l.s), 0);
-	ck_assert_int_eq(ration_sem_available(l.t), 2);
-	ck_assert_int_eq(sem_waiters(l.s) + sem_waiters(l.t), 0);
-	ck_assert_int_eq(ration_sem_release(l.s, 2), 0);
-	ck_assert_int_eq(ration_sem_free(l.s), 0);
-	ck_assert_int_eq(ration_sem_free(l.t), 0);
+	lw_race_check(&l, rounds);
 }
 END_TEST
 
@@ -76,14 +60,7 @@ START_TEST(test_stress_cancel_racing_with_park_wakes_waiter)
 	cp_race_run(&c, rounds);
 	report("cancel/park", rounds, t0);
 
-	ck_assert(!atomic_load(&c.stuck));
-	ck_assert_int_eq(atomic_load(&c.bad), 0);
-	ck_assert_int_eq(atomic_load(&c.leftover), 0);
-	ck_assert_int_eq(atomic_load(&c.cancelled) + atomic_load(&c.timedout), rounds);
-	ck_assert_int_eq(atomic_load(&c.timedout), rounds / 3);
-	ck_assert_int_eq(ration_sem_available(c.s), 0);
-	ck_assert_int_eq(ration_sem_release(c.s, 1), 0);
-	ck_assert_int_eq(ration_sem_free(c.s), 0);
+	cp_race_check(&c, rounds);
 }
 END_TEST
 

@@ -24,8 +24,11 @@
 #include <ration.h>
 
 #include "helpers.h"
+#include "procs.h"
 
 #define MS ((int64_t)1000000)
+/* Redis children run whole acquire/lease loops: more than TEST_WAIT_NS. */
+#define CHILD_WAIT_NS (4 * TEST_WAIT_NS)
 /* Leases of the reclaim tests: short enough to keep them quick, long
  * enough that a renewer delayed by a loaded machine does not lose its own
  * (other tests use the default, 10 s). */
@@ -177,47 +180,6 @@ static ration_sem_t *
 open_sem(const char *uri, const char *key, int64_t size)
 {
 	return open_lease(uri, key, size, 0);
-}
-
-/* Shared scratch memory for parent and children. */
-struct scratch {
-	_Atomic int ready;
-	_Atomic int go;
-	_Atomic int64_t occupancy;
-	_Atomic int violations;
-	_Atomic int norder;
-	_Atomic int order[16];
-	_Atomic uint64_t fence[16];
-};
-
-static struct scratch *
-scratch_new(void)
-{
-	void *p = mmap(NULL, sizeof(struct scratch), PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(p, MAP_FAILED);
-	memset(p, 0, sizeof(struct scratch));
-	return p;
-}
-
-static int
-reap(pid_t pid)
-{
-	int status;
-	int64_t deadline = ration_now() + 4 * TEST_WAIT_NS;
-	for (;;) {
-		if (waitpid(pid, &status, WNOHANG) == pid)
-			break;
-		if (ration_now() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			ck_abort_msg("child %d did not finish", (int)pid);
-		}
-		sleep_ns(MS);
-	}
-	if (WIFSIGNALED(status))
-		return 1000 + WTERMSIG(status);
-	return -WEXITSTATUS(status);
 }
 
 /* ---- args and the single-client contract ---- */
@@ -475,7 +437,7 @@ START_TEST(test_redis_weights_never_exceed_size)
 	ration_sem_t *s = open_sem(main_srv.uri, key, 6);
 	atomic_store(&sc->go, 1);
 	for (int i = 0; i < 4; i++)
-		ck_assert_int_eq(reap(kids[i]), 0);
+		ck_assert_int_eq(reap_within(kids[i], CHILD_WAIT_NS), 0);
 
 	ck_assert_int_eq(atomic_load(&sc->violations), 0);
 	ck_assert_int_eq(ration_sem_available(s), 6);
@@ -543,11 +505,11 @@ holder_gone_is_reclaimed(int sig)
 	ck_assert_int_eq(ration_lease_release(s, &l), 0);
 
 	if (sig == SIGKILL) {
-		ck_assert_int_eq(reap(pid), 1000 + SIGKILL);
+		ck_assert_int_eq(reap_within(pid, CHILD_WAIT_NS), 1000 + SIGKILL);
 	} else {
 		atomic_store(&sc->go, 1);
 		kill(pid, SIGCONT);
-		ck_assert_int_eq(reap(pid), -ESTALE);
+		ck_assert_int_eq(reap_within(pid, CHILD_WAIT_NS), -ESTALE);
 	}
 	ck_assert_int_eq(ration_sem_available(s), 10);
 	ck_assert_int_eq(ration_sem_free(s), 0);
@@ -603,7 +565,7 @@ START_TEST(test_redis_stopped_waiter_gives_up_its_place)
 	ck_assert_int_eq(bg_join(&b), 0);
 	ck_assert_int_eq(ration_sem_release(s, 10), 0);
 	kill(pid, SIGCONT);
-	ck_assert_int_eq(reap(pid), 0);
+	ck_assert_int_eq(reap_within(pid, CHILD_WAIT_NS), 0);
 	ck_assert_int_eq(ration_sem_available(s), 10);
 	ck_assert_int_eq(ration_sem_free(s), 0);
 	munmap(sc, sizeof(*sc));

@@ -1736,14 +1736,7 @@ START_TEST(test_sem_grant_cancel_race_loses_no_weight)
 
 	gc_race_run(&g, rounds);
 
-	ck_assert(!atomic_load(&g.stuck));
-	ck_assert_int_eq(atomic_load(&g.bad), 0);
-	ck_assert_int_eq(atomic_load(&g.lost), 0);
-	ck_assert_int_eq(atomic_load(&g.granted) + atomic_load(&g.cancelled), rounds);
-	ck_assert_int_eq(ration_sem_release(g.s, 1), 0);
-	ck_assert_int_eq(ration_sem_available(g.s), 1);
-	ck_assert_int_eq(sem_waiters(g.s), 0);
-	ck_assert_int_eq(ration_sem_free(g.s), 0);
+	gc_race_check(&g, rounds);
 }
 END_TEST
 
@@ -1755,16 +1748,7 @@ START_TEST(test_sem_concurrent_releasers_lose_no_wakeup)
 
 	lw_race_run(&l, rounds);
 
-	ck_assert(!atomic_load(&l.stuck));
-	ck_assert_int_eq(atomic_load(&l.bad), 0);
-	ck_assert_int_eq(atomic_load(&l.granted), 2 * rounds);
-	ck_assert_int_eq(atomic_load(&l.passed), 2 * rounds);
-	ck_assert_int_eq(ration_sem_available(l.s), 0);
-	ck_assert_int_eq(ration_sem_available(l.t), 2);
-	ck_assert_int_eq(sem_waiters(l.s) + sem_waiters(l.t), 0);
-	ck_assert_int_eq(ration_sem_release(l.s, 2), 0);
-	ck_assert_int_eq(ration_sem_free(l.s), 0);
-	ck_assert_int_eq(ration_sem_free(l.t), 0);
+	lw_race_check(&l, rounds);
 }
 END_TEST
 
@@ -1776,14 +1760,7 @@ START_TEST(test_sem_cancel_racing_with_park_wakes_waiter)
 
 	cp_race_run(&c, rounds);
 
-	ck_assert(!atomic_load(&c.stuck));
-	ck_assert_int_eq(atomic_load(&c.bad), 0);
-	ck_assert_int_eq(atomic_load(&c.leftover), 0);
-	ck_assert_int_eq(atomic_load(&c.cancelled) + atomic_load(&c.timedout), rounds);
-	ck_assert_int_eq(atomic_load(&c.timedout), rounds / 3);
-	ck_assert_int_eq(ration_sem_available(c.s), 0);
-	ck_assert_int_eq(ration_sem_release(c.s, 1), 0);
-	ck_assert_int_eq(ration_sem_free(c.s), 0);
+	cp_race_check(&c, rounds);
 }
 END_TEST
 

@@ -24,6 +24,7 @@
 
 #include "../lib/internal/shm.h"
 #include "helpers.h"
+#include "procs.h"
 
 #define MS ((int64_t)1000000)
 /* DESIGN §11: a dead holder's weight is back within this. */
@@ -37,62 +38,6 @@ new_name(char *buf, size_t cap)
 {
 	snprintf(buf, cap, "/ration-t-%d-%d-%d", (int)runner_pid, (int)getpid(),
 		 atomic_fetch_add(&name_seq, 1));
-}
-
-/* Shared scratch memory for parent and children (not the semaphore). */
-struct scratch {
-	_Atomic int ready;
-	_Atomic int go;
-	_Atomic int64_t occupancy;
-	_Atomic int violations;
-	_Atomic int norder;
-	_Atomic int order[16];
-	_Atomic uint64_t fence[16];
-};
-
-static struct scratch *
-scratch_new(void)
-{
-	void *p = mmap(NULL, sizeof(struct scratch), PROT_READ | PROT_WRITE,
-		       MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	ck_assert_ptr_ne(p, MAP_FAILED);
-	memset(p, 0, sizeof(struct scratch));
-	return p;
-}
-
-static pid_t
-spawn(int (*fn)(void *), void *arg)
-{
-	pid_t pid = fork();
-	ck_assert_int_ge(pid, 0);
-	if (pid == 0) {
-		int rc = fn(arg);
-		_exit(rc < 0 ? -rc : rc);
-	}
-	return pid;
-}
-
-/* Wait for @pid with a deadline; return its result as a ration code (0 or
- * -errno), or 1000 + signal if it was killed. */
-static int
-reap(pid_t pid)
-{
-	int status;
-	int64_t deadline = ration_now() + TEST_WAIT_NS;
-	for (;;) {
-		pid_t r = waitpid(pid, &status, WNOHANG);
-		if (r == pid)
-			break;
-		if (ration_now() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			ck_abort_msg("child %d did not finish", (int)pid);
-		}
-		sleep_ns(MS);
-	}
-	if (WIFSIGNALED(status))
-		return 1000 + WTERMSIG(status);
-	return -WEXITSTATUS(status);
 }
 
 static void
