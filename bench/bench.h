@@ -52,6 +52,9 @@ const bench_pool_t *find_pool(const char *name);
 /* Run one task body: blocker, or (W4) take the weight, spin, give it back. */
 void run_task(intptr_t w, bool take_weight);
 extern bool bench_w4;  /* W4: tasks spin; wsem-style peers take the weight */
+/* W3/W4: start @p, submit bench_n tasks of weight 1 + i % @weights, wait,
+ * check that all ran, stop; print ns/task, tasks/s and peak RSS. */
+void run_tasks(const bench_pool_t *p, int weights);
 
 int w1_sem(void);
 int w2_contended(void);

@@ -92,6 +92,22 @@ check_done(void)
 		die("not every task ran");
 }
 
+void
+run_tasks(const bench_pool_t *p, int weights)
+{
+	p->start();
+	double t0 = now_ns();
+	for (long long i = 0; i < bench_n; i++)
+		p->submit(1 + (intptr_t)(i % weights));
+	p->wait();
+	double dt = now_ns() - t0;
+	check_done();
+	p->stop();
+	out("ns_per_task", dt / (double)bench_n, "ns");
+	out("tasks_per_s", (double)bench_n / dt * 1e9, "tasks/s");
+	out("peak_rss_kb", (double)peak_rss_kb(), "KiB");
+}
+
 /* ---- busy work: the same serial multiply-add chain as the peers ---- */
 
 static volatile uint64_t sink;

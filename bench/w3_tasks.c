@@ -13,16 +13,6 @@ w3_tasks(void)
 	const bench_pool_t *p = find_pool(bench_peer);
 	snprintf(bench_params, sizeof bench_params, "n=%lld k=%lld", bench_n, bench_k);
 
-	p->start();
-	double t0 = now_ns();
-	for (long long i = 0; i < bench_n; i++)
-		p->submit(1);
-	p->wait();
-	double dt = now_ns() - t0;
-	check_done();
-	p->stop();
-	out("ns_per_task", dt / (double)bench_n, "ns");
-	out("tasks_per_s", (double)bench_n / dt * 1e9, "tasks/s");
-	out("peak_rss_kb", (double)peak_rss_kb(), "KiB");
+	run_tasks(p, 1);
 	return 0;
 }

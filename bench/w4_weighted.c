@@ -22,16 +22,6 @@ w4_weighted(void)
 	if (bench_budget < 8)
 		die("-budget must be >= 8 (weights go up to 8)");
 
-	p->start();
-	double t0 = now_ns();
-	for (long long i = 0; i < bench_n; i++)
-		p->submit(1 + i % 8);
-	p->wait();
-	double dt = now_ns() - t0;
-	check_done();
-	p->stop();
-	out("ns_per_task", dt / (double)bench_n, "ns");
-	out("tasks_per_s", (double)bench_n / dt * 1e9, "tasks/s");
-	out("peak_rss_kb", (double)peak_rss_kb(), "KiB");
+	run_tasks(p, 8);
 	return 0;
 }
