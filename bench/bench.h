@@ -56,6 +56,7 @@ extern bool bench_w4;  /* W4: tasks spin; wsem-style peers take the weight */
  * check that all ran, stop; print ns/task, tasks/s and peak RSS. */
 void run_tasks(const bench_pool_t *p, int weights);
 
+int w0_rtt(void);
 int w1_sem(void);
 int w2_contended(void);
 int w3_tasks(void);

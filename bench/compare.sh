@@ -100,6 +100,9 @@ echo "# W4 busy work: spin=$SPIN" >&2
 # "tag|command": tag relabels the peer in the output (CBENCH_ALL copies).
 jobs=()
 add() { jobs+=("$1|$2"); }
+# W0 first in every repetition: the cache-line round trip of the moment,
+# which sets what every cross-thread hand-off below costs.
+add "" "$RB -w W0 -peer cacheline-rtt"
 for p in ration c-posix-sem c-wsem; do add "" "$RB -w W1 -peer $p"; done
 [ -z "$G" ] || add "" "$G -w W1 -peer go-weighted"
 for t in 2 4 8; do
@@ -156,7 +159,7 @@ for r in $(seq "$REPS"); do
 	for j in "${jobs[@]}"; do
 		tag=${j%%|*} cmd=${j#*|}
 		# "-w W2 -peer x" -> "W2 x", for ONLY
-		desc=$(sed -E 's/.*-w (W[1-5]) -peer ([^ ]+).*/\1 \2/' <<<"$cmd")
+		desc=$(sed -E 's/.*-w (W[0-5]) -peer ([^ ]+).*/\1 \2/' <<<"$cmd")
 		grep -Eq -- "$ONLY" <<<"$desc" || continue
 		if ! res=$(timeout 600 $cmd); then
 			echo "# FAILED (rep $r): $cmd" >&2
@@ -173,6 +176,8 @@ awk -v summary="$OUT/summary.txt" -f bench/compare.awk "$OUT/raw.txt" >"$OUT/tab
 echo
 echo "# $(sed 's/^# //' "$OUT/machine.txt"); loadavg at end=$(cut -d' ' -f1-3 /proc/loadavg | tr ' ' /)"
 echo "# spin=$SPIN; REPS=$REPS interleaved; cells: median (min–max); ratio = peer / ration (> 1: ration ahead)"
+echo "# cache-line round trip between two threads (W0), ns, per repetition:" \
+	"$(awk '/^W0 / { split($(NF - 1), v, "="); printf "%s%s", sep, v[2]; sep = ", " }' "$OUT/raw.txt")"
 echo
 cat "$OUT/table.md"
 [ "$failed" -eq 0 ] || { echo "# $failed job(s) failed, see above" >&2; exit 1; }

@@ -17,6 +17,8 @@
  *   W5      ration-pool (queue_cap = SIZE_MAX, K threads), c-gthreadpool
  *   A1      ration (account begin/end pairs), ration-group (group task
  *           with and without on_report): per-task accounting cost
+ *   W0      cacheline-rtt: one cache line's round trip between two
+ *           threads, the yardstick for W2-W4 on this machine
  */
 #include <stdatomic.h>
 #include <stdio.h>
@@ -148,13 +150,14 @@ calibrate(double target_ns)
 static void
 usage(void)
 {
-	fputs("usage: ration-bench -w W1..W5|A1 -peer NAME [-n N] [-t T] [-k K] [-size S]\n"
+	fputs("usage: ration-bench -w W0..W5|A1 -peer NAME [-n N] [-t T] [-k K] [-size S]\n"
 	      "                    [-budget B] [-spin S] [-pool P]\n"
 	      "       ration-bench -calibrate [-target NS] | -spincheck -spin S\n"
 	      "peers: W1/W2 ration c-posix-sem c-wsem, W2 futex-pingpong;\n"
 	      "       W3 ration-group ration-pool c-gthreadpool c-pthread;\n"
 	      "       W4 ration-group c-gthreadpool+wsem; W5 ration-pool c-gthreadpool;\n"
-	      "       A1 (accounting cost, issue #6) ration ration-group\n",
+	      "       A1 (accounting cost, issue #6) ration ration-group;\n"
+	      "       W0 (cache-line round trip) cacheline-rtt\n",
 	      stderr);
 	exit(2);
 }
@@ -212,6 +215,8 @@ main(int argc, char **argv)
 	}
 	if (bench_t < 1 || bench_k < 1 || bench_budget < 1)
 		die("-t, -k and -budget must be >= 1");
+	if (!strcmp(bench_w, "W0"))
+		return w0_rtt();
 	if (!strcmp(bench_w, "W1"))
 		return w1_sem();
 	if (!strcmp(bench_w, "W2"))

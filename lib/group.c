@@ -31,8 +31,8 @@
  * explicit limit applies to every go().
  * docs/group.md gives the reasoning.
  *
- * The task wrapper (task_main) runs on a pool thread: it reads the clock
- * (wait and run time, for the statistics), measures with account.h only
+ * The task wrapper (task_main) runs on a pool thread: it reads the tick
+ * clock (internal/tick.h: wait and run time, for the statistics), measures with account.h only
  * if someone reads the figures (on_report or budget_bytes), calls fn with
  * the group ctx, records the first error before cancelling the ctx (so
  * wait() returns the cause, not a sibling's -ECANCELED), gives back
@@ -70,6 +70,7 @@
 #include "internal/list.h"
 #include "internal/park.h"
 #include "internal/sem.h"
+#include "internal/tick.h"
 #include "ration/account.h"
 #include "ration/ctx.h"
 #include "ration/group.h"
@@ -87,7 +88,7 @@ struct gtask {
 	ration_group_fn fn;
 	void *arg;
 	int64_t weight;
-	int64_t go_ns; /* when go() was called, for wait_ns */
+	int64_t go_tick; /* when go() was called (internal/tick.h), for wait_ns */
 	bool slot;     /* holds a limit slot */
 };
 
@@ -272,15 +273,11 @@ task_main(void *arg, int status)
 	ration_account_t acc;
 
 	atomic_fetch_add_explicit(&g->begun, 1, memory_order_relaxed);
+	int64_t start = ration__ticks();
+	r.wait_ns = ration__ticks_to_ns(start - t->go_tick);
 	if (status == 0) {
-		int64_t start;
-		if (g->measure) {
+		if (g->measure)
 			ration_account_begin_with(&acc, g->account_what);
-			start = acc.t0_ns;
-		} else {
-			start = ration_now();
-		}
-		r.wait_ns = start - t->go_ns;
 		ration_group_t *outer = tl_task_of;
 		tl_task_of = g;
 		r.status = t->fn(g->ctx, t->arg);
@@ -288,7 +285,7 @@ task_main(void *arg, int status)
 		if (g->measure) {
 			ration_account_end(&acc, &r);
 		} else {
-			r.run_ns = ration_now() - start;
+			r.run_ns = ration__ticks_to_ns(ration__ticks() - start);
 			r.cpu_ns = -1;
 			r.peak_bytes = -1;
 			r.allocated_bytes = -1;
@@ -296,7 +293,6 @@ task_main(void *arg, int status)
 	} else {
 		/* Discarded by a pool shutdown: fn never ran, nothing used. */
 		r.status = -ECANCELED;
-		r.wait_ns = ration_now() - t->go_ns;
 		int64_t none = ration_account_available() ? 0 : -1;
 		r.peak_bytes = r.allocated_bytes = none;
 		r.cpu_ns = (g->account_what & RATION_ACCOUNT_CPU) ? 0 : -1;
@@ -354,7 +350,7 @@ go_err(ration_group_t *g, int rc)
 static int
 go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool try)
 {
-	int64_t go_ns = ration_now();
+	int64_t go_tick = ration__ticks();
 	int rc;
 
 	if (g == NULL || fn == NULL || weight <= 0)
@@ -398,7 +394,7 @@ go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool
 	t->fn = fn;
 	t->arg = arg;
 	t->weight = weight;
-	t->go_ns = go_ns;
+	t->go_tick = go_tick;
 	t->slot = slot;
 
 	rc = try ? ration_pool_try_submit(g->pool, task_main, t)
@@ -447,6 +443,7 @@ ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts, ration_g
 		o.limit = ps.max_threads > 0 ? (int64_t)ps.max_threads : 1;
 	}
 
+	ration__ticks_init(); /* before the first go() reads a tick */
 	ration_group_t *g = aligned_alloc(RATION_CACHELINE, sizeof(*g));
 	if (g == NULL)
 		return -ENOMEM;

@@ -14,7 +14,7 @@
  *
  * Wake policy (the decision that sets the cost per task; DESIGN §10):
  *  - A submit wakes (or starts) a worker only when no worker is spinning
- *    and fewer than min(online CPUs, threads) workers are awake. Waking a
+ *    and fewer than min(usable CPUs, threads) workers are awake. Waking a
  *    parked thread costs microseconds on a VM; a running worker finishing
  *    its task takes the next one itself, so a stream of short tasks is
  *    carried by about one awake worker per CPU with few wake-ups.
@@ -39,8 +39,10 @@
 
 #include "internal/clock.h"
 #include "internal/compiler.h"
+#include "internal/cpu.h"
 #include "internal/ctx.h"
 #include "internal/list.h"
+#include "internal/lock.h"
 #include "internal/park.h"
 #include "internal/taskq.h"
 #include "internal/timer.h"
@@ -63,42 +65,59 @@ struct idle_worker {
 };
 
 struct ration_pool {
-	pthread_mutex_t mu;
+	/* Written on every task, by the submitter and by the worker that
+	 * takes it, always under mu: all on the lock word's cache line, so
+	 * a hand-over of the lock moves one line (plus the task's slot). */
+	struct ration__lock mu RATION_ALIGNED;
 	struct queue q;               /* mu */
-	_Atomic size_t queued_hint;   /* atomic mirror of q.len for spinners */
-	ration_sem_t *slots;          /* NULL = unbounded queue */
-	int64_t slot_batch;           /* immutable: slots a worker gives back at once */
-	struct ration__list idle;     /* mu: struct idle_worker */
-	struct ration__list drainers; /* mu: struct idle_worker waiting in shutdown */
+	uint64_t taken;               /* mu: tasks taken from the queue */
+	uint64_t running;             /* mu */
+	uint64_t completed;           /* mu */
+
+	/* Polled by a spinning worker, read by every submit (kick). */
+	_Atomic size_t queued_hint RATION_ALIGNED; /* atomic mirror of q.len */
 	_Atomic unsigned spinning;    /* atomic: workers spinning for work */
+
+	/* Read on every task, written rarely (state changes, high-water
+	 * marks): shared in every CPU's cache while nothing changes. */
+	ration_sem_t *slots RATION_ALIGNED; /* immutable; NULL = unbounded queue */
+	int64_t slot_batch;           /* immutable: slots a worker gives back at once */
+	unsigned ncpu;                /* immutable */
 	unsigned max_threads;         /* mu */
 	unsigned min_threads;         /* mu */
 	unsigned nthreads;            /* mu: alive, until after thread_fini */
 	unsigned nleaving;            /* mu: of nthreads, those on their way out */
 	unsigned nidle;               /* mu */
+	bool shutdown;                /* mu */
+	bool watchdog_armed;          /* mu: so a submit arms it at most once */
+	uint64_t max_running;         /* mu: high-water mark */
+	uint64_t max_queued;          /* mu: high-water mark */
+
+	struct ration__list idle;     /* mu: struct idle_worker */
+	struct ration__list drainers; /* mu: struct idle_worker waiting in shutdown */
 	unsigned next_index;          /* mu: for thread names */
-	unsigned ncpu;                /* immutable */
-	uint64_t taken;               /* mu: tasks taken from the queue */
+	struct spares spares;         /* mu: emptied chunks kept for reuse */
+	uint64_t unqueued;            /* mu: tasks taken out by run_queued_here() */
 	uint64_t taken_at_arm;        /* mu: taken when the watchdog was armed */
 	uint64_t submitted_at_arm;    /* mu: submitted, likewise */
-	bool watchdog_armed;          /* mu: so a submit arms it at most once */
 	struct ration__timer watchdog;
 	int64_t idle_ns;              /* immutable */
-	bool shutdown;                /* mu */
 	bool is_default;              /* immutable */
 	char name[16];                /* immutable */
 	void (*thread_init)(void *);  /* immutable */
 	void (*thread_fini)(void *);  /* immutable */
 	void *udata;                  /* immutable */
-	/* counters */
-	_Atomic uint64_t running;     /* atomic */
-	_Atomic uint64_t completed;   /* atomic */
-	uint64_t submitted;           /* mu */
 	uint64_t discarded;           /* mu */
-	uint64_t max_running;         /* mu */
-	uint64_t max_queued;          /* mu */
 	_Atomic uint64_t rejected;    /* atomic */
 };
+
+/* Tasks accepted: each is queued, taken by a worker, or taken out by a
+ * shutdown. Derived so that a submit writes no counter of its own. */
+static uint64_t
+submitted_locked(const ration_pool_t *p)
+{
+	return p->taken + p->q.len + p->unqueued;
+}
 
 /* ---- workers ----------------------------------------------------------- */
 
@@ -107,13 +126,6 @@ struct ration_pool {
 static _Thread_local ration_pool_t *tl_worker_of;
 
 static void kick_locked(ration_pool_t *p, struct ration__wake_list *wl);
-
-static unsigned
-online_cpus(void)
-{
-	long n = sysconf(_SC_NPROCESSORS_ONLN);
-	return n > 0 ? (unsigned)n : 1;
-}
 
 static void
 wake_all_locked(struct ration__list *list, struct ration__wake_list *wl)
@@ -143,7 +155,8 @@ static void
 spin_for_work(ration_pool_t *p)
 {
 	unsigned zero = 0;
-	if (!atomic_compare_exchange_strong_explicit(&p->spinning, &zero, 1,
+	if (!ration__may_spin() ||
+	    !atomic_compare_exchange_strong_explicit(&p->spinning, &zero, 1,
 						     memory_order_relaxed, memory_order_relaxed))
 		return;
 	int64_t until = clock_mono_ns() + IDLE_SPIN_NS;
@@ -176,20 +189,20 @@ worker_wait(ration_pool_t *p, int64_t *owed)
 			break;
 		if (p->shutdown)
 			goto leave;
-		pthread_mutex_unlock(&p->mu);
+		ration__unlock(&p->mu);
 		if (p->slots != NULL)
 			slots_flush(p, owed);
 		spin_for_work(p);
-		pthread_mutex_lock(&p->mu);
+		ration__lock(&p->mu);
 		if (p->q.len != 0 || p->shutdown)
 			continue;
 		bool may_expire = p->nthreads - p->nleaving > p->min_threads;
 		int64_t deadline = may_expire ? ration_deadline_after(p->idle_ns) : RATION_FOREVER;
 		list_push_back(&p->idle, &me.node);
 		p->nidle++;
-		pthread_mutex_unlock(&p->mu);
+		ration__unlock(&p->mu);
 		ration__park(me.pk, deadline);
-		pthread_mutex_lock(&p->mu);
+		ration__lock(&p->mu);
 		if (list_linked(&me.node)) {
 			/* Not woken by a submit: a timeout or a spurious wake. */
 			list_remove(&me.node);
@@ -203,9 +216,9 @@ worker_wait(ration_pool_t *p, int64_t *owed)
 leave:
 	p->nleaving++;
 	if (p->slots != NULL && *owed != 0) {
-		pthread_mutex_unlock(&p->mu);
+		ration__unlock(&p->mu);
 		slots_flush(p, owed);
-		pthread_mutex_lock(&p->mu);
+		ration__lock(&p->mu);
 	}
 	return false;
 }
@@ -219,32 +232,31 @@ worker_main(void *arg)
 	tl_worker_of = p;
 	if (p->thread_init != NULL)
 		p->thread_init(p->udata);
-	pthread_mutex_lock(&p->mu);
+	ration__lock(&p->mu);
 	while (worker_wait(p, &owed)) {
-		struct task t = queue_pop(&p->q);
+		struct task t = queue_pop(&p->q, &p->spares);
 		p->taken++;
 		atomic_store_explicit(&p->queued_hint, p->q.len, memory_order_relaxed);
-		uint64_t running = atomic_fetch_add_explicit(&p->running, 1, memory_order_relaxed) + 1;
-		if (running > p->max_running)
-			p->max_running = running;
-		pthread_mutex_unlock(&p->mu);
+		if (++p->running > p->max_running)
+			p->max_running = p->running;
+		ration__unlock(&p->mu);
 
 		if (p->slots != NULL && ++owed >= p->slot_batch)
 			slots_flush(p, &owed);
 		t.fn(t.arg, 0);
-		atomic_fetch_add_explicit(&p->completed, 1, memory_order_relaxed);
-		atomic_fetch_sub_explicit(&p->running, 1, memory_order_relaxed);
 
-		pthread_mutex_lock(&p->mu);
+		ration__lock(&p->mu);
+		p->running--;
+		p->completed++;
 	}
-	pthread_mutex_unlock(&p->mu);
+	ration__unlock(&p->mu);
 
 	if (p->thread_fini != NULL)
 		p->thread_fini(p->udata);
 
 	struct ration__wake_list wl;
 	wake_list_init(&wl);
-	pthread_mutex_lock(&p->mu);
+	ration__lock(&p->mu);
 	p->nleaving--;
 	if (--p->nthreads == 0)
 		wake_all_locked(&p->drainers, &wl);
@@ -253,7 +265,7 @@ worker_main(void *arg)
 	 * start and no reason to arm the watchdog: look again. */
 	if (!p->shutdown && p->q.len != 0)
 		kick_locked(p, &wl);
-	pthread_mutex_unlock(&p->mu);
+	ration__unlock(&p->mu);
 	/* p may be freed from here on: only our own memory is touched. */
 	wake_list_wake(&wl);
 	return NULL;
@@ -301,7 +313,7 @@ watchdog_arm_locked(ration_pool_t *p, struct ration__wake_list *wl)
 {
 	if (!p->watchdog_armed && (!list_empty(&p->idle) || p->nthreads < p->max_threads)) {
 		p->taken_at_arm = p->taken;
-		p->submitted_at_arm = p->submitted;
+		p->submitted_at_arm = submitted_locked(p);
 		/* If the timer cannot be armed, wake now rather than risk a
 		 * task waiting behind blocked workers. */
 		if (ration__timer_arm(&p->watchdog, ration_deadline_after(WATCHDOG_NS)) == 0)
@@ -361,14 +373,14 @@ watchdog_fire(struct ration__timer *t)
 	struct ration__wake_list wl;
 
 	wake_list_init(&wl);
-	pthread_mutex_lock(&p->mu);
+	ration__lock(&p->mu);
 	p->watchdog_armed = false;
 	if (p->q.len != 0) {
 		if (p->taken == p->taken_at_arm) {
 			size_t n = p->q.len;
 			while (n-- > 0 && wake_one_locked(p, &wl))
 				;
-		} else if (p->submitted == p->submitted_at_arm) {
+		} else if (submitted_locked(p) == p->submitted_at_arm) {
 			/* Progress, but nobody submitted for a whole period:
 			 * the submitter no longer holds a CPU (it waits or
 			 * sleeps), so the backlog gets the worker that
@@ -378,12 +390,12 @@ watchdog_fire(struct ration__timer *t)
 				(void)wake_one_locked(p, &wl);
 		}
 		p->taken_at_arm = p->taken;
-		p->submitted_at_arm = p->submitted;
+		p->submitted_at_arm = submitted_locked(p);
 		if ((!list_empty(&p->idle) || p->nthreads < p->max_threads) &&
 		    ration__timer_arm(&p->watchdog, ration_deadline_after(WATCHDOG_NS)) == 0)
 			p->watchdog_armed = true;
 	}
-	pthread_mutex_unlock(&p->mu);
+	ration__unlock(&p->mu);
 	wake_list_wake(&wl);
 }
 
@@ -397,21 +409,20 @@ enqueue(ration_pool_t *p, ration_task_fn fn, void *arg)
 	int rc = 0;
 
 	wake_list_init(&wl);
-	pthread_mutex_lock(&p->mu);
+	ration__lock(&p->mu);
 	if (p->shutdown) {
 		rc = -EPIPE;
 	} else if (p->nthreads == 0 && start_worker_locked(p) != 0) {
 		rc = -EAGAIN; /* nothing could ever run it */
-	} else if (!queue_push(&p->q, fn, arg)) {
+	} else if (!queue_push(&p->q, &p->spares, fn, arg)) {
 		rc = -ENOMEM;
 	} else {
 		atomic_store_explicit(&p->queued_hint, p->q.len, memory_order_relaxed);
-		p->submitted++;
 		if (p->q.len > p->max_queued)
 			p->max_queued = p->q.len;
 		kick_locked(p, &wl);
 	}
-	pthread_mutex_unlock(&p->mu);
+	ration__unlock(&p->mu);
 	wake_list_wake(&wl);
 	if (rc != 0 && p->slots != NULL)
 		ration_sem_release(p->slots, 1);
@@ -463,7 +474,7 @@ ration_pool_new(const ration_pool_opts_t *opts, ration_pool_t **out)
 	if (opts != NULL)
 		o = *opts;
 	if (o.threads == 0)
-		o.threads = online_cpus();
+		o.threads = ration__ncpu();
 	if (o.min_threads > o.threads || o.idle_timeout_ns < 0)
 		return -EINVAL;
 	if (o.idle_timeout_ns == 0)
@@ -471,9 +482,10 @@ ration_pool_new(const ration_pool_opts_t *opts, ration_pool_t **out)
 	if (o.queue_cap == 0)
 		o.queue_cap = (size_t)DEFAULT_QUEUE_PER_THREAD * o.threads;
 
-	ration_pool_t *p = calloc(1, sizeof(*p));
+	ration_pool_t *p = aligned_alloc(RATION_CACHELINE, sizeof(*p));
 	if (p == NULL)
 		return -ENOMEM;
+	memset(p, 0, sizeof(*p));
 	if (o.queue_cap != SIZE_MAX) {
 		int64_t cap = o.queue_cap > (size_t)RATION_SEM_MAX ? RATION_SEM_MAX
 								 : (int64_t)o.queue_cap;
@@ -486,32 +498,23 @@ ration_pool_new(const ration_pool_opts_t *opts, ration_pool_t **out)
 		 * exact for small queues and within ~1.5% for large ones. */
 		p->slot_batch = cap / 64 < 1 ? 1 : cap / 64 > 32 ? 32 : cap / 64;
 	}
-	/* Critical sections under mu are a few dozen instructions, and the
-	 * producer and the workers take it on every task: spinning briefly
-	 * beats a futex sleep (W3, 5 interleaved runs: median 336 vs 498
-	 * ns/task with the default mutex). */
-	pthread_mutexattr_t ma;
-	pthread_mutexattr_init(&ma);
-	pthread_mutexattr_settype(&ma, PTHREAD_MUTEX_ADAPTIVE_NP);
-	pthread_mutex_init(&p->mu, &ma);
-	pthread_mutexattr_destroy(&ma);
 	list_init(&p->idle);
 	list_init(&p->drainers);
 	p->max_threads = o.threads;
 	p->min_threads = o.min_threads;
 	p->idle_ns = o.idle_timeout_ns;
-	p->ncpu = online_cpus();
+	p->ncpu = ration__ncpu();
 	ration__timer_init(&p->watchdog, watchdog_claim, watchdog_fire);
 	snprintf(p->name, sizeof(p->name), "%s", o.name != NULL ? o.name : "ration");
 	p->thread_init = o.thread_init;
 	p->thread_fini = o.thread_fini;
 	p->udata = o.udata;
 
-	pthread_mutex_lock(&p->mu);
+	ration__lock(&p->mu);
 	int rc = 0;
 	while (rc == 0 && p->nthreads < p->min_threads)
 		rc = start_worker_locked(p);
-	pthread_mutex_unlock(&p->mu);
+	ration__unlock(&p->mu);
 	if (rc != 0) {
 		ration_pool_free(p);
 		return rc;
@@ -555,9 +558,9 @@ ration_pool_resize(ration_pool_t *p, unsigned threads)
 	if (p == NULL || threads == 0)
 		return -EINVAL;
 	wake_list_init(&wl);
-	pthread_mutex_lock(&p->mu);
+	ration__lock(&p->mu);
 	if (p->shutdown) {
-		pthread_mutex_unlock(&p->mu);
+		ration__unlock(&p->mu);
 		return -EPIPE;
 	}
 	p->max_threads = threads;
@@ -577,7 +580,7 @@ ration_pool_resize(ration_pool_t *p, unsigned threads)
 	 * follows to arm it). */
 	if (p->q.len != 0)
 		watchdog_arm_locked(p, &wl);
-	pthread_mutex_unlock(&p->mu);
+	ration__unlock(&p->mu);
 	wake_list_wake(&wl);
 	return 0;
 }
@@ -592,19 +595,19 @@ ration_pool_stats(const ration_pool_t *cp, ration_pool_stats_t *out)
 	memset(out, 0, sizeof(*out));
 	if (p == NULL)
 		return;
-	pthread_mutex_lock(&p->mu);
+	ration__lock(&p->mu);
 	out->threads = p->nthreads;
 	out->idle = p->nidle;
-	out->running = atomic_load_explicit(&p->running, memory_order_relaxed);
+	out->running = p->running;
 	out->queued = p->q.len;
-	out->submitted = p->submitted;
-	out->completed = atomic_load_explicit(&p->completed, memory_order_relaxed);
+	out->submitted = submitted_locked(p);
+	out->completed = p->completed;
 	out->discarded = p->discarded;
 	out->max_running = p->max_running;
 	out->max_queued = p->max_queued;
 	out->rejected = atomic_load_explicit(&p->rejected, memory_order_relaxed);
 	out->max_threads = p->max_threads;
-	pthread_mutex_unlock(&p->mu);
+	ration__unlock(&p->mu);
 }
 
 /* Take every queued task out and call its fn with @status in the calling
@@ -612,26 +615,29 @@ ration_pool_stats(const ration_pool_t *cp, ration_pool_stats_t *out)
 static void
 run_queued_here(ration_pool_t *p, int status)
 {
-	pthread_mutex_lock(&p->mu);
+	ration__lock(&p->mu);
 	struct queue q = p->q;
-	p->q.first = p->q.last = NULL;
-	p->q.len = 0;
+	memset(&p->q, 0, sizeof(p->q));
+	p->unqueued += q.len;
 	atomic_store_explicit(&p->queued_hint, 0, memory_order_relaxed);
 	if (status != 0)
 		p->discarded += q.len;
-	pthread_mutex_unlock(&p->mu);
+	ration__unlock(&p->mu);
 
 	if (p->slots != NULL && q.len != 0)
 		ration_sem_release(p->slots, (int64_t)q.len);
-	q.spare = NULL;
-	q.nspare = 0;
+	struct spares none = {0};
+	uint64_t ran = q.len;
 	while (q.len != 0) {
-		struct task t = queue_pop(&q);
+		struct task t = queue_pop(&q, &none);
 		t.fn(t.arg, status);
-		if (status == 0)
-			atomic_fetch_add_explicit(&p->completed, 1, memory_order_relaxed);
 	}
-	queue_free(&q);
+	queue_free(&q, &none);
+	if (status == 0) {
+		ration__lock(&p->mu);
+		p->completed += ran;
+		ration__unlock(&p->mu);
+	}
 }
 
 int
@@ -642,7 +648,7 @@ ration_pool_shutdown(ration_pool_t *p, enum ration_shutdown mode, ration_ctx_t *
 	if (p == NULL || p->is_default || (mode != RATION_DRAIN && mode != RATION_DISCARD))
 		return -EINVAL;
 	wake_list_init(&wl);
-	pthread_mutex_lock(&p->mu);
+	ration__lock(&p->mu);
 	p->shutdown = true;
 	/* Idle workers wake to drain the queue or exit. */
 	wake_all_locked(&p->idle, &wl);
@@ -650,7 +656,7 @@ ration_pool_shutdown(ration_pool_t *p, enum ration_shutdown mode, ration_ctx_t *
 	/* DRAIN with queued work and no thread left to run it: start one. */
 	if (mode == RATION_DRAIN && p->q.len != 0 && p->nthreads == 0)
 		(void)start_worker_locked(p);
-	pthread_mutex_unlock(&p->mu);
+	ration__unlock(&p->mu);
 	wake_list_wake(&wl);
 	/* Blocked submitters fail with -EPIPE from here on. */
 	if (p->slots != NULL)
@@ -661,24 +667,24 @@ ration_pool_shutdown(ration_pool_t *p, enum ration_shutdown mode, ration_ctx_t *
 	struct idle_worker me = {.pk = ration__parker_self()};
 	struct ration__ctx_watch cw = {.pk = me.pk};
 	int err = ration__ctx_watch(ctx, &cw);
-	pthread_mutex_lock(&p->mu);
+	ration__lock(&p->mu);
 	while (err == 0 && p->nthreads != 0) {
 		list_push_back(&p->drainers, &me.node);
-		pthread_mutex_unlock(&p->mu);
+		ration__unlock(&p->mu);
 		ration__park(me.pk, ration_ctx_deadline(ctx));
-		pthread_mutex_lock(&p->mu);
+		ration__lock(&p->mu);
 		list_remove(&me.node);
 		err = ration_ctx_err(ctx);
 	}
 	if (p->nthreads == 0 && p->q.len != 0) {
 		/* No thread could be started to drain: run it here. */
-		pthread_mutex_unlock(&p->mu);
+		ration__unlock(&p->mu);
 		run_queued_here(p, 0);
-		pthread_mutex_lock(&p->mu);
+		ration__lock(&p->mu);
 	}
 	if (p->nthreads == 0)
 		err = 0;
-	pthread_mutex_unlock(&p->mu);
+	ration__unlock(&p->mu);
 	ration__ctx_unwatch(ctx, &cw);
 	return err;
 }
@@ -690,9 +696,8 @@ ration_pool_free(ration_pool_t *p)
 		return;
 	(void)ration_pool_shutdown(p, RATION_DRAIN, NULL);
 	ration__timer_disarm(&p->watchdog);
-	queue_free(&p->q);
+	queue_free(&p->q, &p->spares);
 	if (p->slots != NULL)
 		(void)ration_sem_free(p->slots);
-	pthread_mutex_destroy(&p->mu);
 	free(p);
 }

@@ -29,6 +29,7 @@
 
 #include "internal/clock.h"
 #include "internal/compiler.h"
+#include "internal/cpu.h"
 #include "internal/ctx.h"
 #include "internal/hist.h"
 #include "internal/list.h"
@@ -201,6 +202,8 @@ static int
 spin_for_grant(struct waiter *w)
 {
 	int st;
+	if (!ration__may_spin())
+		return atomic_load_explicit(&w->state, memory_order_acquire);
 	int64_t until = clock_mono_ns() + HEAD_SPIN_NS;
 	do {
 		for (int i = 0; i < 64; i++) {

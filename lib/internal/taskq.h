@@ -1,8 +1,13 @@
 /* taskq.h - the pool's FIFO of 16-byte tasks, in recycled chunks.
  *
- * A queued task costs 16 bytes plus 1/CHUNK_TASKS of a chunk header; up
- * to SPARE_CHUNKS emptied chunks are kept, so a queue oscillating below
- * its high-water mark does not allocate. Not thread-safe: the owner locks.
+ * A queued task costs 16 bytes plus 1/CHUNK_TASKS of a chunk's next
+ * pointer. The read and write positions live in struct queue, not in the
+ * chunks: the queue head sits on the pool lock's cache line, so a push or
+ * a pop writes that one line plus the task's own slot. A queue that runs
+ * empty keeps its chunk and starts again at slot 0; up to SPARE_CHUNKS
+ * further emptied chunks are kept (struct spares, off the hot line), so a
+ * queue oscillating below its high-water mark does not allocate. Not
+ * thread-safe: the owner locks.
  */
 #ifndef RATION_INTERNAL_TASKQ_H
 #define RATION_INTERNAL_TASKQ_H
@@ -12,7 +17,7 @@
 
 #include "ration/pool.h"
 
-#define CHUNK_TASKS 254 /* chunk = 16 + 254 * 16 = 4080 bytes */
+#define CHUNK_TASKS 255 /* chunk = 8 + 255 * 16 = 4088 bytes */
 #define SPARE_CHUNKS 4
 
 struct task {
@@ -22,84 +27,89 @@ struct task {
 
 struct chunk {
 	struct chunk *next;
-	unsigned head, tail; /* tasks [head, tail) are queued */
 	struct task t[CHUNK_TASKS];
 };
 
-/* The queue of one pool; all under p->mu. */
+/* Tasks first->t[head..] up to last->t[..tail); first == NULL or both
+ * indices 0 when nothing was ever queued or the queue was taken away. */
 struct queue {
 	struct chunk *first, *last;
-	struct chunk *spare;
-	unsigned nspare;
 	size_t len;
+	unsigned head, tail;
+};
+
+struct spares {
+	struct chunk *list;
+	unsigned n;
 };
 
 static inline bool
-queue_push(struct queue *q, ration_task_fn fn, void *arg)
+queue_push(struct queue *q, struct spares *sp, ration_task_fn fn, void *arg)
 {
-	struct chunk *c = q->last;
-	if (c == NULL || c->tail == CHUNK_TASKS) {
-		struct chunk *n = q->spare;
+	if (q->last == NULL || q->tail == CHUNK_TASKS) {
+		struct chunk *n = sp->list;
 		if (n != NULL) {
-			q->spare = n->next;
-			q->nspare--;
+			sp->list = n->next;
+			sp->n--;
 		} else if ((n = malloc(sizeof(*n))) == NULL) {
 			return false;
 		}
 		n->next = NULL;
-		n->head = n->tail = 0;
-		if (c != NULL)
-			c->next = n;
-		else
+		if (q->last != NULL) {
+			q->last->next = n;
+		} else {
 			q->first = n;
-		q->last = c = n;
+			q->head = 0;
+		}
+		q->last = n;
+		q->tail = 0;
 	}
-	c->t[c->tail++] = (struct task){fn, arg};
+	q->last->t[q->tail++] = (struct task){fn, arg};
 	q->len++;
 	return true;
 }
 
 static inline void
-chunk_retire(struct queue *q, struct chunk *c)
+chunk_retire(struct spares *sp, struct chunk *c)
 {
-	if (q->nspare < SPARE_CHUNKS) {
-		c->next = q->spare;
-		q->spare = c;
-		q->nspare++;
+	if (sp->n < SPARE_CHUNKS) {
+		c->next = sp->list;
+		sp->list = c;
+		sp->n++;
 	} else {
 		free(c);
 	}
 }
 
+/* The oldest task; the queue must not be empty. */
 static inline struct task
-queue_pop(struct queue *q)
+queue_pop(struct queue *q, struct spares *sp)
 {
 	struct chunk *c = q->first;
-	struct task t = c->t[c->head++];
-	q->len--;
-	if (c->head == c->tail) {
-		if (c->tail == CHUNK_TASKS || q->len == 0) {
-			q->first = c->next;
-			if (q->first == NULL)
-				q->last = NULL;
-			chunk_retire(q, c);
-		}
+	struct task t = c->t[q->head++];
+	if (--q->len == 0) {
+		q->head = q->tail = 0; /* first == last: reuse it from slot 0 */
+	} else if (q->head == CHUNK_TASKS) {
+		q->first = c->next;
+		q->head = 0;
+		chunk_retire(sp, c);
 	}
 	return t;
 }
 
 static inline void
-queue_free(struct queue *q)
+queue_free(struct queue *q, struct spares *sp)
 {
 	for (struct chunk *c = q->first, *next; c != NULL; c = next) {
 		next = c->next;
 		free(c);
 	}
-	for (struct chunk *c = q->spare, *next; c != NULL; c = next) {
+	for (struct chunk *c = sp->list, *next; c != NULL; c = next) {
 		next = c->next;
 		free(c);
 	}
 	memset(q, 0, sizeof(*q));
+	memset(sp, 0, sizeof(*sp));
 }
 
 #endif
