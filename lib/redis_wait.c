@@ -26,6 +26,15 @@ leave(struct remote *r, uint64_t tk, int err)
 		if (r->norphan < ORPHANS)
 			r->orphan[r->norphan++] = tk;
 		r->unsure = true;
+	} else if (rp.a == 2) {
+		/* Neither queued nor a grant in the list: a BLPOP whose reply
+		 * we lost may have popped the grant (the server serves a
+		 * blocked client in the same step as the script that pushed,
+		 * before it notices the connection closed). The session may
+		 * hold weight we do not count: sync now, while no other
+		 * caller of ours is queued (else at the next call). */
+		r->unsure = true;
+		ration__redis_repair(r, clock_mono_ns() + LEAVE_NS);
 	}
 	unlock(r);
 	return err;

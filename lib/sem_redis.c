@@ -149,8 +149,8 @@ ration__redis_call(struct remote *r, enum redis_script script, int64_t deadline_
 
 /* Settle what earlier failures left open (mu held): leave orphaned
  * tickets; when none of our callers is queued, sync held with the server. */
-static void
-repair(struct remote *r, int64_t deadline_ns)
+void
+ration__redis_repair(struct remote *r, int64_t deadline_ns)
 {
 	struct reply rp;
 	while (r->norphan > 0) {
@@ -175,6 +175,18 @@ repair(struct remote *r, int64_t deadline_ns)
 	}
 }
 
+/* How long a reply to a call made for a caller with @deadline_ns may take:
+ * up to LEAVE_NS past the deadline (as a BLPOP's may), and io_timeout (in
+ * call_raw). A round trip that merely straddles the deadline is read, not
+ * taken for a failure: a reply dropped there leaves the server's outcome
+ * (a ticket queued, or weight granted) unknown to the handle. */
+static int64_t
+reply_deadline(int64_t deadline_ns)
+{
+	int64_t now = clock_mono_ns();
+	return ns_add_sat(deadline_ns > now ? deadline_ns : now, LEAVE_NS);
+}
+
 void
 ration__redis_granted(struct remote *r, uint64_t fence, int64_t n, ration_lease_t *out)
 {
@@ -195,7 +207,15 @@ ration__redis_enqueue(struct remote *r, int64_t deadline_ns, const char *ns, int
 	struct reply rp;
 	const char *x[] = {ns, "0", lease ? "1" : "0"};
 	r->waiting++; /* before the script: sync must not drop our ticket */
-	int rc = ration__redis_call(r, RS_ACQUIRE, deadline_ns, 3, x, &rp);
+	/* Connect by the deadline; but once the script is sent, its reply is
+	 * read even if it comes after the deadline (reply_deadline): a ticket
+	 * it queued is then left at once by the wait (a grant that raced it
+	 * is given back), and weight it granted at once is the caller's (a
+	 * grant wins). Cut short, the reply would leave the ticket queued
+	 * unknown to us, to be granted to nobody (DESIGN §7.3). */
+	int rc = conn_up(r, deadline_ns);
+	if (rc == 0)
+		rc = ration__redis_call(r, RS_ACQUIRE, reply_deadline(deadline_ns), 3, x, &rp);
 	if (rc != 0) {
 		r->waiting--;
 		if (rc != -EPROTO)
@@ -235,7 +255,7 @@ acquire_common(struct remote *r, ration_ctx_t *ctx, int64_t deadline_ns, int64_t
 		unlock(r);
 		return err;
 	}
-	repair(r, deadline_ns);
+	ration__redis_repair(r, reply_deadline(deadline_ns));
 	uint64_t tk = 0;
 	int rc = ration__redis_enqueue(r, deadline_ns, ns, n, lease, &tk, out);
 	unsigned gen = r->gen;
@@ -265,7 +285,7 @@ call_now(struct remote *r, enum redis_script script, int nx, const char *const *
 	 struct reply *rp)
 {
 	int64_t dl = clock_mono_ns() + r->cf.io_timeout_ns;
-	repair(r, dl);
+	ration__redis_repair(r, dl);
 	return ration__redis_call(r, script, dl, nx, x, rp);
 }
 

@@ -671,6 +671,49 @@ START_TEST(test_redis_grant_racing_deadline_loses_nothing)
 }
 END_TEST
 
+/* DESIGN §7.3 at the acquire itself: the server sleeps through the
+ * caller's deadline with the acquire in its socket buffer, then runs it
+ * (the race above, made certain). The reply comes after the deadline; the
+ * handle must still read it: a ticket queued by it is left at once, and
+ * weight granted at once by it is the caller's (a grant wins). Dropped,
+ * the ticket would stay queued, unknown to the handle, and the release
+ * below would grant 2 to nobody. */
+START_TEST(test_redis_acquire_reply_after_deadline_loses_nothing)
+{
+	char key[64];
+	new_key(key, sizeof(key));
+	ration_sem_t *s = open_sem(main_srv.uri, key, 2);
+	ration_sem_t *t = open_sem(main_srv.uri, key, 0);
+
+	/* Queued by the late script: left, so the release finds no one. */
+	ck_assert_int_eq(ration_sem_acquire(s, NULL, 2), 0);
+	int fd = send_cmd(main_srv.port, "DEBUG SLEEP 0.15\r\n");
+	ck_assert_int_ge(fd, 0);
+	sleep_ns(20 * MS); /* let the sleep begin */
+	ck_assert_int_eq(ration_sem_acquire_until(t, ration_now() + 30 * MS, 2), -ETIMEDOUT);
+	ck_assert(read_reply(fd, "+OK"));
+	ck_assert_int_eq(ration_sem_release(s, 2), 0);
+	ck_assert_int_eq(ration_sem_available(s), 2);
+
+	/* Granted at once by the late script: the grant wins. */
+	fd = send_cmd(main_srv.port, "DEBUG SLEEP 0.15\r\n");
+	ck_assert_int_ge(fd, 0);
+	sleep_ns(20 * MS);
+	ck_assert_int_eq(ration_sem_acquire_until(t, ration_now() + 30 * MS, 2), 0);
+	ck_assert(read_reply(fd, "+OK"));
+	ck_assert_int_eq(ration_sem_available(s), 0);
+	ck_assert_int_eq(ration_sem_release(t, 2), 0);
+	ck_assert_int_eq(ration_sem_available(s), 2);
+
+	ration_sem_stats_t st;
+	ration_sem_stats(s, &st);
+	ck_assert_int_eq(st.waiters, 0);
+	ck_assert_uint_eq(st.timeouts, 1);
+	ck_assert_int_eq(ration_sem_free(t), 0);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+}
+END_TEST
+
 /* ---- lost wake-ups: 8 clients x rounds, weights 1..3 of 4 ---- */
 
 /* 8 x 10^4 pairs took ~30 s on the shared 2-vCPU machine at load ~15;
@@ -843,6 +886,7 @@ redis_suite(void)
 	tcase_add_test(tc, test_redis_deadline_and_cancel);
 	tcase_add_test(tc, test_redis_cancelled_head_wakes_follower);
 	tcase_add_test(tc, test_redis_grant_racing_deadline_loses_nothing);
+	tcase_add_test(tc, test_redis_acquire_reply_after_deadline_loses_nothing);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("lease");

@@ -81,6 +81,9 @@ int ration__redis_enqueue(struct remote *r, int64_t deadline_ns, const char *ns,
 			  bool lease, uint64_t *tk, ration_lease_t *out);
 /* Book a grant of @n with @fence (and fill @out when a lease). */
 void ration__redis_granted(struct remote *r, uint64_t fence, int64_t n, ration_lease_t *out);
+/* Leave orphaned tickets; sync held with the server if unsure and no
+ * caller of the handle is queued. */
+void ration__redis_repair(struct remote *r, int64_t deadline_ns);
 /* A reply showed incarnation @inc of our session. */
 void ration__redis_note_inc(struct remote *r, int64_t inc);
 
