@@ -34,7 +34,7 @@ typedef struct ration_pool ration_pool_t;
 typedef void (*ration_task_fn)(void *arg, int status);
 
 typedef struct {
-	unsigned threads;         /* max threads; 0 = online CPUs */
+	unsigned threads;         /* max threads; 0 = usable CPUs (affinity mask) */
 	unsigned min_threads;     /* kept when idle; 0 = none; capped at threads */
 	int64_t idle_timeout_ns;  /* idle threads above min exit; 0 = 10 s */
 	size_t queue_cap;         /* 0 = 1024 per thread; SIZE_MAX = unbounded */
@@ -78,7 +78,7 @@ RATION_API int ration_pool_new(const ration_pool_opts_t *opts, ration_pool_t **o
 /**
  * ration_pool_default() - the process-wide pool, made on first use.
  *
- * Online-CPU threads, default queue. Shared by every module in the process;
+ * Usable-CPU threads (the affinity mask), default queue. Shared by every module in the process;
  * never shut down or freed by users (calls to do so return -EINVAL/ignored).
  *
  * Return: the pool, or NULL if it could not be made (-ENOMEM).
