@@ -161,11 +161,13 @@ grant_locked(ration_sem_t *s, struct ration__wake_list *wl)
 	if (list_empty(&s->queue)) {
 		if (!atomic_load_explicit(&s->closed, memory_order_relaxed))
 			atomic_fetch_and_explicit(&s->word, ~SEM_SLOW, memory_order_release);
-	} else if (now != 0) {
+	} else if (now != 0 && ration__may_spin()) {
 		/* Pre-wake the new head: it wakes and spins while the units
 		 * just granted are in use, so its own grant is a hand-off to
 		 * a running thread instead of a futex wake on the critical
-		 * path (W2 t=8: ~740 -> ~140 ns/op, medians of 5). */
+		 * path (W2 t=8: ~740 -> ~140 ns/op, medians of 5). Not with
+		 * one CPU: there it could only wake, find no grant, and park
+		 * again, two context switches for nothing. */
 		struct waiter *head = RATION_CONTAINER_OF(list_first(&s->queue), struct waiter, node);
 		wake_list_add(wl, head->pk);
 	}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh - the whole test suite, as CI runs it:
-#   1. plain build (gcc, -Werror): unit, stress, example and tool suites
+#   1. plain build (gcc, -Werror): unit, stress, example and tool suites;
+#      the unit suites again on one CPU (taskset -c 0)
 #   2. AddressSanitizer + LeakSanitizer + UBSan (clang)
 #   3. ThreadSanitizer (gcc)
 #   4. reliability (scripts/reliability.sh): the model test at 10^6 ops,
@@ -21,6 +22,8 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 
 # run DIR LABEL [meson setup options...]: configure once, build, test.
+# TEST_ARGS picks the suites (default: all but soak, 2 at a time); WRAP
+# prefixes the test runner (the one-CPU pass runs it under taskset).
 run() {
 	local dir=$1 label=$2
 	shift 2
@@ -30,8 +33,9 @@ run() {
 	fi
 	meson compile -C "$dir" >"$log" 2>&1 || { cat "$log"; exit 1; }
 	local rc=0
-	meson test -C "$dir" --no-suite soak --print-errorlogs --num-processes 2 |
-		tee "$log" || rc=$?
+	# shellcheck disable=SC2086 # word splitting of WRAP/TEST_ARGS is wanted
+	${WRAP:-} meson test -C "$dir" ${TEST_ARGS:---no-suite soak --num-processes 2} \
+		--print-errorlogs | tee "$log" || rc=$?
 	local ok
 	ok=$(awk '/^Ok:/ {s += $2} END {print s + 0}' "$log")
 	passed=$((passed + ok))
@@ -47,6 +51,10 @@ run() {
 }
 
 run build-test "plain"
+# One usable CPU (a container with one CPU, taskset): nothing may spin
+# waiting for another thread, and no test may need a second CPU.
+WRAP="taskset -c 0" TEST_ARGS="--suite unit --num-processes 1" \
+	run build-test "unit suites on one CPU"
 # The sanitizer runtimes slow everything 5-20x: the stress loops scale down.
 export RATION_STRESS_ROUNDS=${RATION_STRESS_ROUNDS_SANITIZED:-20000}
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \

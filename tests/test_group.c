@@ -338,8 +338,13 @@ START_TEST(test_group_go_blocks_while_budget_full)
 {
 	ration_sem_t *budget;
 	ration_group_t *g;
+	/* A pool of its own: on the default pool of a one-CPU machine the
+	 * default limit would be 1, and the second go would wait for a
+	 * slot, not for the budget. */
+	ration_pool_t *p = pool_of(4);
 	ck_assert_int_eq(ration_sem_new(4, NULL, &budget), 0);
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.budget = budget}, &g), 0);
+	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.budget = budget, .pool = p},
+					  &g), 0);
 	ck_assert_int_eq(ration_group_go(g, 4, task_gated, NULL), 0);
 	WAIT_FOR(atomic_load(&calls) == 1);
 
@@ -356,6 +361,7 @@ START_TEST(test_group_go_blocks_while_budget_full)
 	ck_assert_int_eq(ration_sem_available(budget), 4);
 	ration_group_free(g);
 	ck_assert_int_eq(ration_sem_free(budget), 0);
+	ration_pool_free(p);
 }
 END_TEST
 

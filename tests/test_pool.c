@@ -9,6 +9,7 @@
 #endif
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -215,9 +216,13 @@ START_TEST(test_pool_calls_reject_null_pool_fn_and_zero_resize)
 }
 END_TEST
 
-START_TEST(test_pool_zero_threads_means_online_cpus)
+/* Usable CPUs: the affinity mask (taskset, cpusets), not the online
+ * count (docs/pool.md). */
+START_TEST(test_pool_zero_threads_means_usable_cpus)
 {
-	unsigned ncpu = (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
+	cpu_set_t set;
+	ck_assert_int_eq(sched_getaffinity(0, sizeof(set), &set), 0);
+	unsigned ncpu = (unsigned)CPU_COUNT(&set);
 	struct gate g = {0};
 	struct gate more = {0};
 	ration_pool_t *p = pool_make(NULL);
@@ -1140,7 +1145,7 @@ main(void)
 	tc = tcase(s, "args");
 	tcase_add_test(tc, test_pool_new_rejects_bad_options);
 	tcase_add_test(tc, test_pool_calls_reject_null_pool_fn_and_zero_resize);
-	tcase_add_test(tc, test_pool_zero_threads_means_online_cpus);
+	tcase_add_test(tc, test_pool_zero_threads_means_usable_cpus);
 	tcase_add_test(tc, test_pool_zero_queue_cap_means_1024_per_thread);
 	tcase_add_test(tc, test_pool_min_threads_start_at_once);
 
