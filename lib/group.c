@@ -32,8 +32,9 @@
  * docs/group.md gives the reasoning.
  *
  * The task wrapper (task_main) runs on a pool thread: it reads the tick
- * clock (internal/tick.h: wait and run time, for the statistics), measures with account.h only
- * if someone reads the figures (on_report or budget_bytes), calls fn with
+ * clock (internal/tick.h: wait and run time, for the statistics),
+ * measures with account.h only if someone reads the figures (on_report
+ * or budget_bytes), calls fn with
  * the group ctx, records the first error before cancelling the ctx (so
  * wait() returns the cause, not a sibling's -ECANCELED), gives back
  * weight and slot, calls on_report with no lock held, adds to the

@@ -31,6 +31,7 @@
 #include <ration/shared.h>
 
 #include "helpers.h"
+#include "procs.h"
 
 #define MS       ((int64_t)1000000)
 #define WORKERS  4
@@ -182,22 +183,6 @@ spawn_worker(int idx)
 		worker_main(idx);
 	atomic_store(&bd->slot[idx].pid, pid);
 	return pid;
-}
-
-static int
-reap_within(pid_t pid, int64_t timeout_ns)
-{
-	int status;
-	int64_t deadline = ration_now() + timeout_ns;
-	while (waitpid(pid, &status, WNOHANG) != pid) {
-		if (ration_now() > deadline) {
-			kill(pid, SIGKILL);
-			waitpid(pid, &status, 0);
-			return -1;
-		}
-		sleep_ns(MS);
-	}
-	return WIFEXITED(status) ? WEXITSTATUS(status) : 1000 + WTERMSIG(status);
 }
 
 START_TEST(test_stress_shared_kills_under_load)
