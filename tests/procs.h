@@ -19,7 +19,8 @@ struct scratch {
 	_Atomic int go;
 	_Atomic int64_t occupancy;
 	_Atomic int violations;
-	_Atomic int norder;
+	_Atomic int nclaimed; /* order[] slots taken */
+	_Atomic int norder;   /* order[] slots written */
 	_Atomic int order[16];
 	_Atomic uint64_t fence[16];
 };
@@ -32,6 +33,17 @@ scratch_new(void)
 	ck_assert_ptr_ne(p, MAP_FAILED);
 	memset(p, 0, sizeof(struct scratch));
 	return p;
+}
+
+/* Log a grant to @index. The slot is claimed first and counted in norder only
+ * once written, so a parent that waits for norder == k reads k written slots
+ * (as long as no (k+1)th grant can have happened yet). */
+static inline void
+log_grant(struct scratch *sc, int index)
+{
+	int k = atomic_fetch_add(&sc->nclaimed, 1);
+	atomic_store(&sc->order[k], index);
+	atomic_fetch_add(&sc->norder, 1);
 }
 
 /* Fork a child that exits with -@fn(@arg) (a ration code as exit status). */

@@ -322,8 +322,7 @@ client_acquire_log(void *arg)
 	c->rc = ration_sem_acquire(c->s, NULL, c->n);
 	if (c->rc != 0)
 		return NULL;
-	int k = atomic_fetch_add(&c->sc->norder, 1);
-	atomic_store(&c->sc->order[k], c->index);
+	log_grant(c->sc, c->index);
 	sleep_ns(c->hold_ns);
 	c->rc = ration_sem_release(c->s, c->n);
 	return NULL;
