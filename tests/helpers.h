@@ -11,8 +11,14 @@
 
 #include <ration.h>
 
+#define MS ((int64_t)1000000)
+
 /* Everything a test waits for must happen within this. */
 #define TEST_WAIT_NS ((int64_t)10 * 1000000000)
+
+/* How late a timed wake-up may come before a test calls it broken: wide,
+ * because CI runs the suites in parallel under sanitizers on 2 cores. */
+#define TEST_LATE_NS (1000 * MS)
 
 /* Rounds for loops that stress races: RATION_STRESS_ROUNDS overrides
  * (sanitizer runs use fewer). */

@@ -19,7 +19,6 @@
 
 #include "helpers.h"
 
-#define MS ((int64_t)1000000)
 #define NPOOLS 3
 #define THREADS 4
 #define EPOCH_OPS 5000

@@ -33,7 +33,6 @@
 #include "helpers.h"
 #include "procs.h"
 
-#define MS       ((int64_t)1000000)
 #define WORKERS  4
 #define THREADS  3
 #define SIZE_MAX_ 16

@@ -15,7 +15,6 @@
 
 #include "helpers.h"
 
-#define MS ((int64_t)1000000)
 
 /* How late an after-func or fd may fire after a deadline. DESIGN §3 aims
  * at 1 ms on an idle machine (§10); the lateness actually measured is
@@ -23,7 +22,6 @@
  * fails a timer that does not fire by itself (one that waits for another
  * call into ration, or for the next unrelated deadline), and holds on a
  * 2-vCPU box at load 30 under sanitizers. */
-#define LATE_NS (1000 * MS)
 
 /* ---- local helpers ------------------------------------------------------ */
 
@@ -563,7 +561,7 @@ START_TEST(test_ctx_fd_becomes_readable_at_deadline)
 
 	ck_assert(ready);
 	ck_assert_int_ge(t, ration_ctx_deadline(p));
-	ck_assert_int_lt(t - ration_ctx_deadline(p), LATE_NS);
+	ck_assert_int_lt(t - ration_ctx_deadline(p), TEST_LATE_NS);
 	ck_assert_int_eq(ration_ctx_err(c), -ETIMEDOUT);
 	ration_ctx_unref(c);
 	ration_ctx_unref(p);
@@ -725,9 +723,9 @@ START_TEST(test_ctx_after_runs_at_deadline_on_timer_thread)
 	ck_assert(!atomic_load(&r.on_caller));
 	ck_assert(!atomic_load(&rp.on_caller));
 	ck_assert_int_ge(atomic_load(&r.at_ns), d);
-	ck_assert_int_lt(atomic_load(&r.at_ns) - d, LATE_NS);
+	ck_assert_int_lt(atomic_load(&r.at_ns) - d, TEST_LATE_NS);
 	ck_assert_int_ge(atomic_load(&rp.at_ns), d);
-	ck_assert_int_lt(atomic_load(&rp.at_ns) - d, LATE_NS);
+	ck_assert_int_lt(atomic_load(&rp.at_ns) - d, TEST_LATE_NS);
 	ck_assert_int_eq(ration_ctx_err(c), -ETIMEDOUT);
 	ck_assert_int_eq(ration_ctx_err(p), -ETIMEDOUT);
 	ration_ctx_unref(c);

@@ -26,7 +26,6 @@
 #include "helpers.h"
 #include "procs.h"
 
-#define MS ((int64_t)1000000)
 /* Redis children run whole acquire/lease loops: more than TEST_WAIT_NS. */
 #define CHILD_WAIT_NS (4 * TEST_WAIT_NS)
 /* Leases of the reclaim tests: short enough to keep them quick, long
