@@ -84,6 +84,7 @@ take_fast(ration_sem_t *s, int64_t n)
 {
 	int64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
 	while (!(w & SEM_SLOW) && avail_of(w) >= n) {
+		int64_t seen = w;
 		/* acquire: the previous holder's writes, published by the
 		 * release CAS/RMW that gave the units back, become visible. */
 		if (atomic_compare_exchange_weak_explicit(&s->word, &w, w - units(n),
@@ -96,6 +97,13 @@ take_fast(ration_sem_t *s, int64_t n)
 			note_in_use(s, avail_of(w) - n);
 			return true;
 		}
+		/* Lost to another taker: stand back so that it keeps the line
+		 * for a few operations. Lost to a release: retry at once,
+		 * units came back. Either way the failed CAS loaded the
+		 * word, so no reload (a load would fetch the line shared,
+		 * then the CAS once more to own it). */
+		if (w < seen)
+			ration__backoff();
 	}
 	return false;
 }
