@@ -20,6 +20,17 @@
  * because CI runs the suites in parallel under sanitizers on 2 cores. */
 #define TEST_LATE_NS (1000 * MS)
 
+/* Run every test of @s; the number that failed. */
+static inline int
+run_suite(Suite *s)
+{
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed;
+}
+
 /* Rounds for loops that stress races: RATION_STRESS_ROUNDS overrides
  * (sanitizer runs use fewer). */
 static inline long

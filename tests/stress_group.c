@@ -132,9 +132,6 @@ main(void)
 	tcase_add_test(tc, test_stress_group_budget_limit_exactly_once);
 	tcase_add_test(tc, test_stress_group_cancel_midway_exactly_once);
 	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int failed = run_suite(s);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -189,9 +189,6 @@ stress_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(stress_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int failed = run_suite(stress_suite());
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -250,9 +250,6 @@ main(void)
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_stress_shared_kills_under_load);
 	suite_add_tcase(su, tc);
-	SRunner *sr = srunner_create(su);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int failed = run_suite(su);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -1582,9 +1582,6 @@ ctx_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(ctx_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int failed = run_suite(ctx_suite());
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

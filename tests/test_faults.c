@@ -957,9 +957,6 @@ faults_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(faults_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int failed = run_suite(faults_suite());
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

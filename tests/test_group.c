@@ -814,9 +814,6 @@ group_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(group_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int failed = run_suite(group_suite());
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

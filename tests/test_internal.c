@@ -8,10 +8,10 @@
 #include <sched.h>
 #include <stdint.h>
 
-#include "../lib/internal/cpu.h"
-#include "../lib/internal/lock.h"
-#include "../lib/internal/taskq.h"
-#include "../lib/internal/tick.h"
+#include "internal/cpu.h"
+#include "internal/lock.h"
+#include "internal/taskq.h"
+#include "internal/tick.h"
 #include "helpers.h"
 
 /* ---- lock -------------------------------------------------------------- */
@@ -231,9 +231,6 @@ internal_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(internal_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? 0 : 1;
+	int failed = run_suite(internal_suite());
+	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -821,10 +821,7 @@ int
 main(void)
 {
 	seed_init();
-	SRunner *sr = srunner_create(model_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int failed = run_suite(model_suite());
 	if (failed != 0)
 		printf("test_model: FAILED; replay with RATION_SEED=%" PRIu64 "\n", seed);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -1191,9 +1191,6 @@ main(void)
 	tc = tcase(s, "default");
 	tcase_add_test(tc, test_pool_default_is_a_shared_pool_that_cannot_be_shut_down);
 
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int failed = run_suite(s);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -669,6 +669,19 @@ START_TEST(test_redis_grant_racing_deadline_loses_nothing)
 }
 END_TEST
 
+/* acquire_until(@t, now + 30 ms, @n) sent while the server sleeps 150 ms:
+ * its reply comes after the caller's deadline. */
+static int
+acquire_behind_server_sleep(ration_sem_t *t, int64_t n)
+{
+	int fd = send_cmd(main_srv.port, "DEBUG SLEEP 0.15\r\n");
+	ck_assert_int_ge(fd, 0);
+	sleep_ns(20 * MS); /* let the sleep begin */
+	int rc = ration_sem_acquire_until(t, ration_now() + 30 * MS, n);
+	ck_assert(read_reply(fd, "+OK"));
+	return rc;
+}
+
 /* DESIGN §7.3 at the acquire itself: the server sleeps through the
  * caller's deadline with the acquire in its socket buffer, then runs it
  * (the race above, made certain). The reply comes after the deadline; the
@@ -685,20 +698,12 @@ START_TEST(test_redis_acquire_reply_after_deadline_loses_nothing)
 
 	/* Queued by the late script: left, so the release finds no one. */
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 2), 0);
-	int fd = send_cmd(main_srv.port, "DEBUG SLEEP 0.15\r\n");
-	ck_assert_int_ge(fd, 0);
-	sleep_ns(20 * MS); /* let the sleep begin */
-	ck_assert_int_eq(ration_sem_acquire_until(t, ration_now() + 30 * MS, 2), -ETIMEDOUT);
-	ck_assert(read_reply(fd, "+OK"));
+	ck_assert_int_eq(acquire_behind_server_sleep(t, 2), -ETIMEDOUT);
 	ck_assert_int_eq(ration_sem_release(s, 2), 0);
 	ck_assert_int_eq(ration_sem_available(s), 2);
 
 	/* Granted at once by the late script: the grant wins. */
-	fd = send_cmd(main_srv.port, "DEBUG SLEEP 0.15\r\n");
-	ck_assert_int_ge(fd, 0);
-	sleep_ns(20 * MS);
-	ck_assert_int_eq(ration_sem_acquire_until(t, ration_now() + 30 * MS, 2), 0);
-	ck_assert(read_reply(fd, "+OK"));
+	ck_assert_int_eq(acquire_behind_server_sleep(t, 2), 0);
 	ck_assert_int_eq(ration_sem_available(s), 0);
 	ck_assert_int_eq(ration_sem_release(t, 2), 0);
 	ck_assert_int_eq(ration_sem_available(s), 2);
@@ -920,10 +925,7 @@ main(void)
 		server_cleanup(&main_srv);
 		return EXIT_FAILURE;
 	}
-	SRunner *sr = srunner_create(redis_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int failed = run_suite(redis_suite());
 	server_cleanup(&main_srv);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

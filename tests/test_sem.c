@@ -1879,9 +1879,6 @@ sem_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(sem_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int failed = run_suite(sem_suite());
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

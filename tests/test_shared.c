@@ -1141,10 +1141,7 @@ int
 main(void)
 {
 	runner_pid = getpid();
-	SRunner *sr = srunner_create(shared_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
+	int failed = run_suite(shared_suite());
 	remove_leftovers();
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }
