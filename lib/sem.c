@@ -349,6 +349,56 @@ ration_sem_try_acquire(ration_sem_t *s, int64_t n)
 	return err;
 }
 
+/* Subtract @n units from the word unless in_use + @n would pass
+ * RATION_SEM_MAX; with @locked false, only while SLOW is clear. Returns 0,
+ * -EOVERFLOW, or 1 when SLOW was seen set (the caller retries under mu). */
+static int
+consume_word(ration_sem_t *s, int64_t n, bool locked)
+{
+	int64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
+	for (;;) {
+		if (!locked && (w & SEM_SLOW))
+			return 1;
+		/* acquire: pairs with the release store of size in resize,
+		 * as in ration_sem_release(). */
+		int64_t size = atomic_load_explicit(&s->size, memory_order_acquire);
+		if (n > RATION_SEM_MAX - (size - avail_of(w)))
+			return -EOVERFLOW;
+		/* Relaxed: consumed units hand nothing to anyone; the units
+		 * that later come back are published by their release. */
+		if (atomic_compare_exchange_weak_explicit(&s->word, &w, w - units(n),
+							  memory_order_relaxed,
+							  memory_order_relaxed)) {
+			note_in_use(s, avail_of(w) - n);
+			atomic_fetch_add_explicit(&s->consumed, (uint64_t)n,
+						  memory_order_relaxed);
+			return 0;
+		}
+	}
+}
+
+int
+ration_sem_consume(ration_sem_t *s, int64_t n)
+{
+	if (s == NULL || n <= 0)
+		return -EINVAL;
+	if (s->ops != NULL)
+		return s->ops->consume != NULL ? s->ops->consume(s, n) : -ENOTSUP;
+	/* Lock-free while nobody is queued: taking units can only delay
+	 * later takers, never grant anyone. With waiters queued the word
+	 * changes only under mu (grant_locked() reads it, then takes from it). */
+	int rc = consume_word(s, n, false);
+	if (rc <= 0)
+		return rc;
+	pthread_mutex_lock(&s->mu);
+	if (atomic_load_explicit(&s->closed, memory_order_relaxed))
+		rc = -EPIPE;
+	else
+		rc = consume_word(s, n, true);
+	pthread_mutex_unlock(&s->mu);
+	return rc;
+}
+
 /* Slow path for release: someone is queued (or the check needs mu). */
 static RATION_NOINLINE int
 release_slow(ration_sem_t *s, int64_t n)
@@ -498,6 +548,7 @@ ration_sem_stats(const ration_sem_t *cs, ration_sem_stats_t *out)
 	out->timeouts = s->timeouts;
 	out->cancels = s->cancels;
 	out->rejected = s->rejected;
+	out->consumed = atomic_load_explicit(&s->consumed, memory_order_relaxed);
 	out->wait_ns_total = s->wait_ns_total;
 	memcpy(out->wait_hist, s->wait_hist, sizeof(out->wait_hist));
 	out->closed = atomic_load_explicit(&s->closed, memory_order_relaxed);

@@ -229,7 +229,7 @@ model_event(struct model *m, uint64_t *r)
 	int64_t in_use = m->size - m->avail;
 	int rc;
 
-	switch (rnd(r, 8)) {
+	switch (rnd(r, 9)) {
 	case 0:
 	case 1: /* release, sometimes too much */
 		if (in_use > 0 && rnd(r, 8) != 0) {
@@ -285,6 +285,14 @@ model_event(struct model *m, uint64_t *r)
 				qi++;
 		}
 		model_grant(m);
+		break;
+	}
+	case 8: { /* consume: may pass the size; grants nobody */
+		int64_t n = 1 + rnd(r, 2 * m->size);
+		rc = ration_sem_consume(m->s, n);
+		CHECK(rc == (m->closed ? -EPIPE : 0), "consume(%" PRId64 "): %d", n, rc);
+		if (rc == 0)
+			m->avail -= n;
 		break;
 	}
 	case 5:

@@ -1786,6 +1786,131 @@ START_TEST(test_sem_random_weights_never_exceed_size)
 }
 END_TEST
 
+/* consume records use past the size; available goes negative and plain
+ * releases repay it, as after a shrink. */
+START_TEST(test_sem_consume_passes_the_size_and_is_repaid_by_release)
+{
+	ration_sem_t *s;
+	ck_assert_int_eq(ration_sem_new(10, NULL, &s), 0);
+	ck_assert_int_eq(ration_sem_try_acquire(s, 4), 0);
+
+	ck_assert_int_eq(ration_sem_consume(s, 15), 0); /* more than the size */
+
+	ration_sem_stats_t st = stats_of(s);
+	ck_assert_int_eq(st.available, -9);
+	ck_assert_int_eq(st.in_use, 19);
+	ck_assert_int_eq(st.max_in_use, 19);
+	ck_assert_int_eq(st.consumed, 15);
+	ck_assert_int_eq(ration_sem_try_acquire(s, 1), -EAGAIN);
+	ck_assert_int_eq(ration_sem_release(s, 20), -EOVERFLOW);
+	ck_assert_int_eq(ration_sem_release(s, 15), 0);
+	ck_assert_int_eq(ration_sem_available(s), 6);
+	ck_assert_int_eq(ration_sem_try_acquire(s, 6), 0);
+	ck_assert_int_eq(ration_sem_release(s, 10), 0);
+	ck_assert_int_eq(ration_sem_available(s), 10);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+}
+END_TEST
+
+/* While consumed units keep in_use high, no queued waiter is granted; once
+ * releases bring it back in range, waiters are granted in arrival order. */
+START_TEST(test_sem_consume_holds_back_waiters_in_fifo_order)
+{
+	ration_sem_t *s;
+	struct bg a, b;
+	ck_assert_int_eq(ration_sem_new(10, NULL, &s), 0);
+	ck_assert_int_eq(ration_sem_try_acquire(s, 8), 0);
+	bg_acquire(&a, s, NULL, 5);
+	wait_waiters(s, 1);
+	bg_acquire(&b, s, NULL, 2);
+	wait_waiters(s, 2);
+
+	ck_assert_int_eq(ration_sem_consume(s, 6), 0); /* in_use 14 */
+	ck_assert_int_eq(ration_sem_release(s, 8), 0); /* in_use 6: a (5) does not fit */
+	sleep_ns(20 * MS); /* give a wrong grant time to show */
+	ck_assert(!atomic_load(&a.done) && !atomic_load(&b.done));
+	ck_assert_int_eq(ration_sem_available(s), 4);
+	ck_assert_int_eq(ration_sem_release(s, 6), 0); /* in_use 0: a, then b */
+
+	ck_assert_int_eq(bg_join(&a), 0);
+	ck_assert_int_eq(bg_join(&b), 0);
+	ck_assert_int_eq(ration_sem_available(s), 3);
+	ck_assert_int_eq(ration_sem_release(s, 7), 0);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+}
+END_TEST
+
+/* Errors come in the documented order and take nothing. */
+START_TEST(test_sem_consume_errors_change_nothing)
+{
+	ration_sem_t *s;
+	ck_assert_int_eq(ration_sem_new(10, NULL, &s), 0);
+	ck_assert_int_eq(ration_sem_consume(NULL, 1), -EINVAL);
+	ck_assert_int_eq(ration_sem_consume(s, 0), -EINVAL);
+	ck_assert_int_eq(ration_sem_consume(s, -3), -EINVAL);
+	ck_assert_int_eq(ration_sem_consume(s, RATION_SEM_MAX + 1), -EOVERFLOW);
+	ck_assert_int_eq(ration_sem_consume(s, INT64_MAX), -EOVERFLOW);
+	ck_assert_int_eq(ration_sem_try_acquire(s, 3), 0);
+	ck_assert_int_eq(ration_sem_consume(s, RATION_SEM_MAX - 2), -EOVERFLOW);
+	ck_assert_int_eq(ration_sem_available(s), 7);
+	ck_assert_int_eq(ration_sem_consume(s, RATION_SEM_MAX - 3), 0); /* in_use at the limit */
+	ck_assert_int_eq(ration_sem_consume(s, 1), -EOVERFLOW);
+	ck_assert_int_eq(ration_sem_release(s, RATION_SEM_MAX), 0);
+
+	ration_sem_close(s);
+	ck_assert_int_eq(ration_sem_consume(s, 1), -EPIPE);
+	ck_assert_int_eq(ration_sem_consume(s, 0), -EINVAL);
+	ration_sem_stats_t st = stats_of(s);
+	ck_assert_int_eq(st.available, 10);
+	ck_assert_int_eq(st.consumed, (uint64_t)(RATION_SEM_MAX - 3));
+	ck_assert_int_eq(ration_sem_free(s), 0);
+}
+END_TEST
+
+struct consumer {
+	pthread_t t;
+	ration_sem_t *s;
+	long rounds;
+	_Atomic long errors;
+};
+
+static void *
+consumer_main(void *arg)
+{
+	struct consumer *c = arg;
+	for (long i = 0; i < c->rounds; i++) {
+		int64_t n = 1 + i % 7;
+		if (ration_sem_consume(c->s, n) != 0 || ration_sem_release(c->s, n) != 0)
+			atomic_fetch_add(&c->errors, 1);
+	}
+	return NULL;
+}
+
+/* Consumers racing with queued and fast-path acquirers lose no weight and
+ * leave nobody stuck. */
+START_TEST(test_sem_consume_races_with_acquirers_lose_no_weight)
+{
+	struct mix m = {.size_max = 8, .ops = stress_rounds(3000)};
+	struct consumer c = {.rounds = stress_rounds(3000) * 4};
+	atomic_init(&c.errors, 0);
+	ck_assert_int_eq(ration_sem_new(8, NULL, &c.s), 0);
+	m.s = c.s;
+	ck_assert_int_eq(pthread_create(&c.t, NULL, consumer_main, &c), 0);
+
+	bool finished = mix_run(&m, 4);
+
+	pthread_join(c.t, NULL);
+	ck_assert(finished);
+	ck_assert_int_eq(atomic_load(&c.errors), 0);
+	ck_assert_int_eq(atomic_load(&m.bad), 0);
+	ck_assert_int_eq(atomic_load(&m.ok), 4 * m.ops);
+	ration_sem_stats_t st = stats_of(c.s);
+	ck_assert_int_eq(st.available, 8);
+	ck_assert_int_eq(st.waiters, 0);
+	ck_assert_int_eq(ration_sem_free(c.s), 0);
+}
+END_TEST
+
 static Suite *
 sem_suite(void)
 {
@@ -1815,6 +1940,14 @@ sem_suite(void)
 	tcase_add_test(tc, test_sem_no_grant_to_a_waiter_that_left);
 	tcase_add_test(tc, test_sem_cancelled_acquire_takes_nothing);
 	tcase_add_test(tc, test_sem_cancelled_head_does_not_starve_others);
+	suite_add_tcase(su, tc);
+
+	tc = tcase_create("consume");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_sem_consume_passes_the_size_and_is_repaid_by_release);
+	tcase_add_test(tc, test_sem_consume_holds_back_waiters_in_fifo_order);
+	tcase_add_test(tc, test_sem_consume_errors_change_nothing);
+	tcase_add_test(tc, test_sem_consume_races_with_acquirers_lose_no_weight);
 	suite_add_tcase(su, tc);
 
 	tc = tcase_create("resize");

@@ -52,6 +52,7 @@ typedef struct {
 	uint64_t timeouts;        /* waits ended by a deadline */
 	uint64_t cancels;         /* waits ended by a cancel */
 	uint64_t rejected;        /* -EBUSY (queue full) and try_acquire -EAGAIN */
+	uint64_t consumed;        /* units taken by ration_sem_consume(), summed */
 	uint64_t wait_ns_total;   /* summed queueing time of granted waits */
 	uint64_t wait_hist[RATION_HIST_BUCKETS]; /* log2 ns of granted waits */
 	bool closed;
@@ -126,6 +127,30 @@ RATION_API int ration_sem_acquire_until(ration_sem_t *s, int64_t deadline_ns, in
  * Blocks: no. Allocates: never.
  */
 RATION_API int ration_sem_try_acquire(ration_sem_t *s, int64_t n);
+
+/**
+ * ration_sem_consume() - take @n units now, whether or not they are free.
+ * @s: the semaphore.
+ * @n: units to record as in use, >= 1; may exceed the size.
+ *
+ * Records use that has already happened (a task whose measured memory
+ * passed its claim), as Seastar's consume() does: it never waits, never
+ * queues and never fails for lack of room. in_use may pass the size and
+ * available go negative; no queued or new acquire is granted until
+ * in_use + its weight <= size again, and queued waiters keep their FIFO
+ * order. Give the units back with ration_sem_release(), as any others.
+ *
+ * Return: 0, or the first that applies, in this order:
+ *   -EINVAL     @s NULL or @n <= 0
+ *   -EPIPE      @s was closed
+ *   -EOVERFLOW  in_use + @n would pass RATION_SEM_MAX
+ *   -ENOTSUP    the backend of @s cannot record use
+ * On error nothing is taken.
+ *
+ * Blocks: no (it may take the semaphore's lock for a moment while others
+ * are queued). Allocates: never. Calls user code: never.
+ */
+RATION_API int ration_sem_consume(ration_sem_t *s, int64_t n);
 
 /**
  * ration_sem_release() - give back @n units.

@@ -25,6 +25,7 @@ struct ration__sem_ops {
 	int (*acquire)(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n);
 	int (*try_acquire)(ration_sem_t *s, int64_t n);
 	int (*release)(ration_sem_t *s, int64_t n);
+	int (*consume)(ration_sem_t *s, int64_t n); /* NULL: -ENOTSUP */
 	int (*resize)(ration_sem_t *s, int64_t new_size);
 	void (*close)(ration_sem_t *s);
 	int64_t (*available)(const ration_sem_t *s);
@@ -64,6 +65,7 @@ struct ration_sem {
 	uint64_t timeouts;          /* mu */
 	uint64_t cancels;           /* mu */
 	uint64_t rejected;          /* mu */
+	_Atomic uint64_t consumed;  /* atomic counter */
 	uint64_t wait_ns_total;     /* mu */
 	uint64_t wait_hist[RATION_HIST_BUCKETS]; /* mu */
 
