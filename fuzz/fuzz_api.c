@@ -384,12 +384,24 @@ run(struct in *in)
 			}
 			break;
 		}
-		case 7:
-			if (m->s != NULL && take(in, 1) % 4 == 0) {
+		case 7: { /* close, or consume any amount (in_use may pass size) */
+			if (m->s == NULL)
+				break;
+			if (take(in, 1) % 4 == 0) {
 				ration_sem_close(m->s);
 				m->closed = true;
+				break;
 			}
+			int64_t n = hostile(in);
+			int want = n <= 0				      ? -EINVAL
+				   : m->closed				      ? -EPIPE
+				   : n > RATION_SEM_MAX - (m->size - m->avail) ? -EOVERFLOW
+									      : 0;
+			EXPECT(ration_sem_consume(m->s, n), want, "consume");
+			if (want == 0)
+				m->avail -= n;
 			break;
+		}
 		case 8: { /* free: -EBUSY while held */
 			if (m->s == NULL)
 				break;
