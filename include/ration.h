@@ -1,4 +1,4 @@
-/* ration.h - everything: ctx, sem, pool, group, account. See README.md. */
+/* ration.h - everything: ctx, sem, pool, group, account, learn. See README.md. */
 #ifndef RATION_H
 #define RATION_H
 
@@ -8,6 +8,7 @@
 #include "ration/pool.h"
 #include "ration/account.h"
 #include "ration/group.h"
+#include "ration/learn.h"
 #include "ration/shared.h"
 #include "ration/remote.h"
 

@@ -114,16 +114,6 @@ struct cgroup {
 	char why[320];             /* !active: the reason, for --report */
 };
 
-struct learn_entry {
-	char *cmd;
-	int64_t peak_bytes;
-};
-
-struct learn {
-	struct learn_entry *v;     /* sorted by cmd */
-	size_t n, cap;
-};
-
 struct runner {
 	struct run_opts *o;
 	struct job *jobs;
@@ -134,7 +124,7 @@ struct runner {
 	ration_ctx_t *dispatch_ctx;/* cancelled: start nothing more */
 	struct jobserver js;
 	struct cgroup cg;
-	struct learn learn;
+	ration_learn_t *learn;     /* --learn; NULL without */
 	FILE *joblog;
 	bool progress_tty;
 
@@ -213,22 +203,6 @@ int64_t cg_job_peak(const struct cgroup *cg, struct job *j);
 /* cg_fini() - remove what cg_init() and cg_job_open() made (jobs 1 to
  * @njobs) and go back to the cgroup ration-run started in. */
 void cg_fini(struct cgroup *cg, size_t njobs);
-
-/* run_learn.c */
-
-/* learn_load() - read the --learn state file @path; missing = empty.
- * Return: 0 or a negative errno (unreadable, out of memory). */
-int learn_load(struct learn *l, const char *path);
-/* learn_lookup() - the peak recorded for @cmd, or 0. */
-int64_t learn_lookup(const struct learn *l, const char *cmd);
-/* learn_record() - remember @peak_bytes for @cmd (replacing an older
- * one); a peak <= 0 is ignored. Return: 0 or -ENOMEM. */
-int learn_record(struct learn *l, const char *cmd, int64_t peak_bytes);
-/* learn_save() - write @l to @path atomically (temp file + rename).
- * Return: 0 or a negative errno. */
-int learn_save(const struct learn *l, const char *path);
-/* learn_free() - frees @l's entries; @l is then empty. */
-void learn_free(struct learn *l);
 
 /* run_jobs.c */
 

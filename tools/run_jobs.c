@@ -326,8 +326,10 @@ finish(struct runner *r, struct job *j, int wstatus, const struct rusage *ru)
 			"%.3gs: %s\n", j->seq, j->line,
 			(double)r->o->timeout_ns / 1e9, j->cmd);
 	}
-	if (r->o->learn_file != NULL && WIFEXITED(wstatus))
-		learn_record(&r->learn, j->cmd, j->peak_bytes);
+	/* A peak that cannot be stored (unmeasured, a command with a
+	 * newline) is simply not learnt. */
+	if (r->learn != NULL && WIFEXITED(wstatus))
+		(void)ration_learn_record(r->learn, j->cmd, j->peak_bytes);
 	if (j->weight > 0 && j->peak_bytes > j->weight) {
 		r->over_declared++;
 		if (r->worst_over == NULL ||

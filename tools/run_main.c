@@ -232,8 +232,8 @@ parse_args(int argc, char **argv, struct run_opts *o)
 		o->report = true;
 }
 
-/* Declared weight first, then what --learn measured before (+25%), then
- * -w. */
+/* Declared weight first, then what --learn measured before (its peak
+ * plus the learn table's margin), then -w. */
 static void
 assign_weights(struct runner *r)
 {
@@ -241,11 +241,9 @@ assign_weights(struct runner *r)
 		struct job *j = &r->jobs[i];
 		if (j->wsrc == W_DECLARED)
 			continue;
-		int64_t learned = learn_lookup(&r->learn, j->cmd);
+		int64_t learned = ration_learn_weight(r->learn, j->cmd, -1);
 		if (learned > 0) {
-			/* Peaks vary from run to run; a quarter of headroom
-			 * keeps a job from outgrowing its weight next time. */
-			j->weight = learned + learned / 4;
+			j->weight = learned;
 			j->wsrc = W_LEARNED;
 		} else if (r->o->default_weight > 0) {
 			j->weight = r->o->default_weight;
@@ -471,7 +469,7 @@ teardown(struct runner *r)
 	pthread_mutex_destroy(&r->mu);
 	js_fini(&r->js);
 	cg_fini(&r->cg, r->njobs);
-	learn_free(&r->learn);
+	ration_learn_free(r->learn);
 	free_jobs(r->jobs, r->njobs);
 }
 
@@ -498,15 +496,17 @@ main(int argc, char **argv)
 		o.slots = 1;
 		o.slots_is_default = false;
 	}
-	if (o.learn_file != NULL && (rc = learn_load(&r.learn, o.learn_file)) < 0)
-		usage_error("cannot read --learn file: %s", strerror(-rc));
+	if (o.learn_file != NULL &&
+	    (rc = ration_learn_open(o.learn_file, &r.learn)) < 0)
+		usage_error("cannot read --learn file: %s", rc == -EPROTO ?
+			    "not a learn table, or damaged" : strerror(-rc));
 	if (read_jobs(&o, &r.jobs, &r.njobs) < 0)
 		exit(RUN_EXIT_USAGE);
 	assign_weights(&r);
 	if (o.dry_run) {
 		dry_run(&r);
 		free_jobs(r.jobs, r.njobs);
-		learn_free(&r.learn);
+		ration_learn_free(r.learn);
 		js_fini(&r.js);
 		return 0;
 	}
@@ -556,7 +556,7 @@ main(int argc, char **argv)
 	pthread_join(sup, NULL);
 
 	report(&r, started);
-	if (o.learn_file != NULL && (rc = learn_save(&r.learn, o.learn_file)) < 0)
+	if (r.learn != NULL && (rc = ration_learn_save(r.learn)) < 0)
 		fprintf(stderr, RUN_NAME ": cannot write --learn file %s: %s\n",
 			o.learn_file, strerror(-rc));
 	if (r.joblog != NULL)

@@ -335,7 +335,7 @@ EOF
 t_learn() {
 	printf '%s 24 0\n' "$HOG" >jobs
 	"$RR" -a jobs --learn state >out 2>err || fail "first run: $?"
-	peak=$(awk -F '\t' '!/^#/ { print $1 }' state)
+	peak=$(awk -F '\t' '$1 == "peak" { print $2 }' state)
 	[ "${peak:-0}" -ge $((24 << 20)) ] || fail "learned peak '$peak'"
 	"$RR" -a jobs --learn state --dry-run >out 2>err || fail "dry run"
 	grep -q "	learned	" out || fail "weight not learned: $(cat out)"
@@ -346,6 +346,14 @@ t_learn() {
 	# A declared weight wins over the learned one.
 	printf '1M\t%s 24 0\n' "$HOG" | "$RR" --learn state --dry-run >out
 	grep -q "	declared	" out || fail "declared should win"
+	# A damaged table stops the run before anything runs, and is kept.
+	head -c 30 state >bad
+	cp bad bad.orig
+	echo "touch ran" | "$RR" --learn bad >out 2>err
+	[ $? -eq 2 ] || fail "damaged learn file: exit $?"
+	grep -q "not a learn table, or damaged" err || fail "damaged: message"
+	[ -e ran ] && fail "a job ran despite the damaged learn file"
+	cmp -s bad bad.orig || fail "damaged learn file rewritten"
 	echo PASS
 }
 
