@@ -55,7 +55,9 @@ struct chaos_ledger {
 	_Atomic uint64_t snapshots;     /* ledger changes checked */
 	_Atomic uint64_t overgrants;    /* snapshots with occupancy > size */
 	_Atomic uint64_t grants, timeouts, tries_failed, calls;
-	_Atomic int64_t max_late_ns;    /* worst return past a deadline */
+	/* Worst return past a deadline, less the time the caller spent
+	 * runnable but waiting for a CPU; and without that correction. */
+	_Atomic int64_t max_late_ns, max_late_raw_ns;
 	_Atomic uint64_t late_calls;    /* calls past CHAOS_LATE_NS */
 	_Atomic uint64_t unexpected;    /* results no scenario allows */
 	_Atomic int first_unexpected;   /* its code, and the operation: */

@@ -4,7 +4,8 @@
  *   - zero over-grants: the ledger never showed occupancy > size;
  *   - zero lost weight: with every worker gone, the budget is whole again;
  *   - no call returned more than 250 ms past its deadline (try_acquire's
- *     deadline is the moment it was called), stopped callers excepted.
+ *     deadline is the moment it was called), stopped callers excepted, and
+ *     less the time the caller was runnable but had no CPU (schedstat).
  * Also: no result a scenario does not allow, every worker stops when told.
  *
  * Usage: chaos [--list] [--scenario NAME] [--seconds S] [--long]
@@ -334,13 +335,14 @@ run_scenario(const struct chaos_scenario *sc, int64_t ns)
 	printf("%-24s %s %5.1f s: %llu grants, %llu timeouts, %llu failed tries, "
 	       "%llu kills, %llu stops; occupancy max %lld of %lld, over-grants %llu "
 	       "in %llu snapshots; lost %lld; latest return %.1f ms past its deadline "
-	       "(%llu over %lld ms); unexpected %llu",
+	       "(%.1f ms with CPU waits; %llu over %lld ms); unexpected %llu",
 	       sc->name, pass ? "PASS" : "FAIL", (double)(ration_now() - t0) / 1e9,
 	       (unsigned long long)led->grants, (unsigned long long)led->timeouts,
 	       (unsigned long long)led->tries_failed, (unsigned long long)run.kills,
 	       (unsigned long long)run.stops, (long long)led->max_occupancy,
 	       (long long)sc->size, (unsigned long long)led->overgrants,
 	       (unsigned long long)led->snapshots, (long long)lost, (double)late / 1e6,
+	       (double)atomic_load(&led->max_late_raw_ns) / 1e6,
 	       (unsigned long long)led->late_calls, (long long)(CHAOS_LATE_NS / CHAOS_MS),
 	       (unsigned long long)led->unexpected);
 	if (led->unexpected)
