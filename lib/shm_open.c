@@ -67,9 +67,9 @@ ration_sem_open_shared(const char *name, int64_t size, const ration_shared_opts_
 	if (ration__shm_path(name, path, sizeof(path)) != 0 || out == NULL)
 		return -EINVAL;
 	bool create = opts != NULL && opts->create;
-	mode_t mode = opts != NULL && opts->mode != 0 ? (mode_t)(opts->mode & 07777) : 0600;
-	if (create && (size < 1 || size > RATION_SEM_MAX))
-		return -EINVAL;
+	mode_t mode = opts != NULL && opts->mode != 0 ? (mode_t)opts->mode : 0600;
+	if ((create && (size < 1 || size > RATION_SEM_MAX)) || (mode & ~(mode_t)0777) != 0)
+		return -EINVAL; /* permission bits only: never setuid/setgid/sticky */
 	ration__shm_init();
 
 	shared_t *sh = calloc(1, sizeof(*sh));

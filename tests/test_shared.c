@@ -259,6 +259,21 @@ START_TEST(test_shared_mode_is_applied)
 	ck_assert_int_eq(st.st_mode & 0777, 0640);
 	ck_assert_int_eq(ration_sem_free(s), 0);
 	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
+
+	/* Only permission bits: no setuid, setgid or sticky object, and
+	 * nothing is created. */
+	static const unsigned bad[] = {0xffffffffu, 04777, 02600, 01600, 010600};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		o.mode = bad[i];
+		ck_assert_int_eq(ration_sem_open_shared(name, 1, &o, &s), -EINVAL);
+		ck_assert_int_eq(stat(path, &st), -1);
+	}
+	o.mode = 0777;
+	ck_assert_int_eq(ration_sem_open_shared(name, 1, &o, &s), 0);
+	ck_assert_int_eq(stat(path, &st), 0);
+	ck_assert_int_eq(st.st_mode & 07777, 0777);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
 }
 END_TEST
 

@@ -46,7 +46,7 @@ extern "C" {
  *	ration_sem_open_shared("/farm-mem", 64LL << 30, &o, &s);
  */
 typedef struct {
-	unsigned mode; /* permissions of a new shm object; 0 = 0600 */
+	unsigned mode; /* permissions of a new shm object, 0..0777; 0 = 0600 */
 	bool create;   /* create it if missing (with size); false = -ENOENT */
 } ration_shared_opts_t;
 
@@ -88,7 +88,9 @@ typedef struct {
  * a recycled pid is told apart by its start time.
  *
  * Return: 0, or
- *   -EINVAL    @name invalid, @out NULL, or @size out of range on create
+ *   -EINVAL    @name invalid, @out NULL, @size out of range on create, or
+ *              @opts->mode has bits outside 0777 (setuid, setgid, sticky or
+ *              not a mode at all)
  *   -ENOENT    no such object and !opts->create
  *   -EACCES    the object's mode refuses us (or another errno of shm_open)
  *   -EPROTO    the object is not a ration semaphore of this layout (other
