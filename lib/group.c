@@ -36,8 +36,8 @@
  * measures with account.h only if someone reads the figures (on_report
  * or budget_bytes), calls fn with
  * the group ctx, records the first error before cancelling the ctx (so
- * wait() returns the cause, not a sibling's -ECANCELED), gives back
- * weight and slot, calls on_report with no lock held, adds to the
+ * wait() returns the cause, not a sibling's -ECANCELED), calls on_report
+ * with no lock held, gives back weight and slot, adds to the
  * statistics (relaxed atomics), returns its record and finally counts
  * itself finished in g->state. That last RMW is its last touch of the
  * group unless wait() sleeps (see finish()).
@@ -89,6 +89,7 @@ struct gtask {
 	ration_group_fn fn;
 	void *arg;
 	int64_t weight;
+	uint64_t seq;    /* the report's seq */
 	int64_t go_tick; /* when go() was called (internal/tick.h), for wait_ns */
 	bool slot;     /* holds a limit slot */
 };
@@ -120,7 +121,8 @@ struct ration_group {
 	/* shared by go, tasks and wait */
 	_Atomic uint64_t state RATION_ALIGNED; /* atomic; see above */
 	struct gtask *_Atomic returned;        /* atomic stack: push one, pop all */
-	_Atomic int first_error;               /* atomic; 0 until a task fails */
+	_Atomic int first_error;               /* atomic; 0 until a task or go fails */
+	_Atomic uint64_t seqs;                 /* atomic: seq of the last go */
 
 	/* statistics, written by tasks (relaxed atomics: exact when idle) */
 	_Atomic uint64_t begun RATION_ALIGNED; /* task_main entered */
@@ -254,6 +256,15 @@ finish(ration_group_t *g)
 	wake_list_wake(&wl);
 }
 
+/* Record @err as the group's first error unless one is recorded. */
+static void
+note_error(ration_group_t *g, int err)
+{
+	int zero = 0;
+	atomic_compare_exchange_strong_explicit(&g->first_error, &zero, err, memory_order_relaxed,
+						memory_order_relaxed);
+}
+
 static void
 note_max(_Atomic int64_t *max, int64_t v)
 {
@@ -270,7 +281,8 @@ task_main(void *arg, int status)
 {
 	struct gtask *t = arg;
 	ration_group_t *g = t->g;
-	ration_task_report_t r = {.declared = t->weight, .status = status};
+	ration_task_report_t r = {.arg = t->arg, .seq = t->seq, .declared = t->weight,
+				  .status = status};
 	ration_account_t acc;
 
 	atomic_fetch_add_explicit(&g->begun, 1, memory_order_relaxed);
@@ -308,17 +320,15 @@ task_main(void *arg, int status)
 		 * comes later in first_error's modification order and loses.
 		 * Relaxed suffices: wait() reads first_error after an acquire
 		 * load of state that follows this task's release in finish(). */
-		int zero = 0;
-		atomic_compare_exchange_strong_explicit(&g->first_error, &zero, r.status,
-							memory_order_relaxed,
-							memory_order_relaxed);
+		note_error(g, r.status);
 		if (!g->keep_going)
 			ration_ctx_cancel(g->ctx);
 	}
-	release_room(g, t->weight, t->slot);
-
+	/* Before the release (documented): on_report may free what fn left
+	 * behind while the task's weight still keeps that room. */
 	if (g->on_report != NULL)
 		g->on_report(&r, g->udata);
+	release_room(g, t->weight, t->slot);
 
 	if (r.status != 0)
 		atomic_fetch_add_explicit(&g->failed, 1, memory_order_relaxed);
@@ -338,14 +348,30 @@ task_main(void *arg, int status)
 
 /* ---- go ---------------------------------------------------------------- */
 
-/* After a failed wait for room: a group that wait() has finished says
- * -EPIPE, whatever ended the wait (its ctx is cancelled by wait()). */
+/* A failed go(): a group that wait() has finished says -EPIPE, whatever
+ * ended the wait (its ctx is cancelled by wait()), and records nothing,
+ * since its result is already delivered. Otherwise the failure becomes the
+ * group's first error if none is recorded, so a caller that stops feeding
+ * on the first failed go() cannot get 0 from wait() for work that never
+ * ran. A ctx cancelled by a task's error already holds that error (the
+ * task records it before cancelling), so its -ECANCELED loses here;
+ * try_go's -EAGAIN is only "no room right now". */
 static int
-go_err(ration_group_t *g, int rc)
+go_fail(ration_group_t *g, int rc, bool try)
+{
+	if (!(atomic_load_explicit(&g->state, memory_order_relaxed) & WAITED) &&
+	    !(try && rc == -EAGAIN))
+		note_error(g, rc);
+	return rc;
+}
+
+/* go_fail() after a failed wait for room, which wait() may have ended. */
+static int
+go_err(ration_group_t *g, int rc, bool try)
 {
 	if (atomic_load_explicit(&g->state, memory_order_relaxed) & WAITED)
 		return -EPIPE;
-	return rc;
+	return go_fail(g, rc, try);
 }
 
 static int
@@ -354,14 +380,16 @@ go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool
 	int64_t go_tick = ration__ticks();
 	int rc;
 
-	if (g == NULL || fn == NULL || weight <= 0)
+	if (g == NULL)
 		return -EINVAL;
+	if (fn == NULL || weight <= 0)
+		return go_fail(g, -EINVAL, try);
 	if (atomic_load_explicit(&g->state, memory_order_relaxed) & WAITED)
 		return -EPIPE;
 	if (g->budget != NULL && (rc = budget_check(g->budget, weight)) != 0)
-		return rc;
+		return go_fail(g, rc, try);
 	if ((rc = ration_ctx_err(g->ctx)) != 0)
-		return go_err(g, rc);
+		return go_err(g, rc, try);
 
 	/* Nested go under the default limit takes no slot (see the top). */
 	bool slot = g->slots != NULL && !(g->default_limit && tl_task_of == g);
@@ -369,7 +397,7 @@ go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool
 		rc = try ? ration_sem_try_acquire(g->slots, 1)
 			 : ration_sem_acquire(g->slots, g->ctx, 1);
 		if (rc != 0)
-			return go_err(g, rc);
+			return go_err(g, rc, try);
 	}
 	if (g->budget != NULL) {
 		rc = try ? ration_sem_try_acquire(g->budget, weight)
@@ -377,7 +405,7 @@ go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool
 		if (rc != 0) {
 			if (slot)
 				(void)ration_sem_release(g->slots, 1);
-			return go_err(g, rc);
+			return go_err(g, rc, try);
 		}
 	}
 
@@ -387,6 +415,9 @@ go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool
 	}
 	struct gtask *t = take_record(g);
 	if (t == NULL) {
+		/* Recorded while this start is pending: wait() cannot
+		 * finish in between and return without it. */
+		(void)go_fail(g, -ENOMEM, try);
 		release_room(g, weight, slot);
 		finish(g);
 		return -ENOMEM;
@@ -397,14 +428,25 @@ go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool
 	t->weight = weight;
 	t->go_tick = go_tick;
 	t->slot = slot;
+	/* The number is taken before the submit (the task may run at once)
+	 * and given back if the submit fails and no later go() took one, so
+	 * seqs stay dense unless go() calls on several threads fail. */
+	t->seq = atomic_fetch_add_explicit(&g->seqs, 1, memory_order_relaxed) + 1;
 
 	rc = try ? ration_pool_try_submit(g->pool, task_main, t)
 		 : ration_pool_submit(g->pool, g->ctx, task_main, t);
 	if (rc != 0) {
+		/* No wait() can have finished while this start is pending, so
+		 * wait() did not end the submit: record before undoing. */
+		(void)go_fail(g, rc, try);
+		uint64_t mine = t->seq;
+		(void)atomic_compare_exchange_strong_explicit(&g->seqs, &mine, mine - 1,
+							      memory_order_relaxed,
+							      memory_order_relaxed);
 		release_room(g, weight, slot);
 		give_record(g, t);
 		finish(g);
-		return go_err(g, rc);
+		return rc;
 	}
 	return 0;
 }

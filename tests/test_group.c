@@ -140,7 +140,7 @@ START_TEST(test_group_bad_arguments_are_einval)
 	ck_assert_int_eq(ration_group_try_go(g, 0, task_ok, NULL), -EINVAL);
 	ck_assert_int_eq(ration_group_wait(NULL), -EINVAL);
 
-	ck_assert_int_eq(ration_group_wait(g), 0);
+	ck_assert_int_eq(ration_group_wait(g), -EINVAL); /* a failed go is recorded */
 	ck_assert_int_eq(atomic_load(&calls), 0);
 	ck_assert_int_eq(ration_sem_available(budget), 16);
 	ration_group_free(g);
@@ -165,7 +165,7 @@ START_TEST(test_group_weight_above_budget_is_e2big_at_once)
 	ck_assert_int_eq(ration_sem_available(budget), 14);
 
 	atomic_store(&gate, true);
-	ck_assert_int_eq(ration_group_wait(g), 0);
+	ck_assert_int_eq(ration_group_wait(g), -E2BIG);
 	ck_assert_int_eq(atomic_load(&calls), 1);
 	ck_assert_int_eq(ration_sem_available(budget), 16);
 	ration_group_free(g);
@@ -475,7 +475,7 @@ START_TEST(test_group_cancelled_group_go_fails_and_fn_never_runs)
 	ck_assert_int_eq(ration_group_try_go(g, 1, task_ok, NULL), -ECANCELED);
 
 	ck_assert_int_eq(ration_sem_available(budget), 4);
-	ck_assert_int_eq(ration_group_wait(g), 0);
+	ck_assert_int_eq(ration_group_wait(g), -ECANCELED);
 	ck_assert_int_eq(atomic_load(&calls), 0);
 	ration_group_free(g);
 	ration_ctx_unref(parent);
@@ -492,7 +492,7 @@ START_TEST(test_group_deadline_parent_reports_etimedout)
 
 	ck_assert_int_eq(ration_group_go(g, 1, task_ok, NULL), -ETIMEDOUT);
 
-	ck_assert_int_eq(ration_group_wait(g), 0);
+	ck_assert_int_eq(ration_group_wait(g), -ETIMEDOUT);
 	ck_assert_int_eq(atomic_load(&calls), 0);
 	ration_group_free(g);
 	ration_ctx_unref(parent);

@@ -28,6 +28,9 @@ extern "C" {
 
 /* One finished task. Times in ns; -1 where not measured. */
 typedef struct {
+	void *arg;               /* the task's arg (group go), else NULL */
+	uint64_t seq;            /* 1-based order of the task's go among the
+	                          * group's successful ones, else 0 */
 	int64_t declared;        /* weight asked for (group go), else 0 */
 	int64_t wait_ns;         /* from go() call to the task starting */
 	int64_t run_ns;          /* wall time of fn */
@@ -83,7 +86,7 @@ RATION_API void ration_account_begin_with(ration_account_t *a, unsigned what);
  *
  * Must run on the thread that called begin. Fills run_ns, cpu_ns (-1
  * unless begun with RATION_ACCOUNT_CPU), peak_bytes and allocated_bytes;
- * leaves declared, wait_ns and status as they are.
+ * leaves arg, seq, declared, wait_ns and status as they are.
  */
 RATION_API void ration_account_end(const ration_account_t *a, ration_task_report_t *out);
 

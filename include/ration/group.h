@@ -11,8 +11,8 @@
  *	ration_group_new(NULL, &o, &g);
  *	for (int i = 0; i < njobs; i++)
  *		if (ration_group_go(g, jobs[i].bytes, run_job, &jobs[i]))
- *			break;                    // group cancelled: stop feeding
- *	int err = ration_group_wait(g);           // first error, or 0
+ *			break;            // stop feeding; wait() returns why
+ *	int err = ration_group_wait(g);   // first task or go error, or 0
  *	ration_group_free(g);
  *
  * go/try_go/wait may be called from several threads, and from the group's
@@ -47,7 +47,11 @@ typedef struct {
 	                       * from the group's own tasks (docs/group.md) */
 	bool keep_going;      /* false: the first error cancels the group ctx */
 	bool budget_bytes;    /* budget counts bytes: report over_declared */
-	void (*on_report)(const ration_task_report_t *r, void *udata); /* NULL = none */
+	/* NULL = none. Runs on the worker thread that ran fn, right after fn
+	 * returns (and after its error, if any, cancelled the group), before
+	 * the task's weight and slot are released; once per successful go,
+	 * also for a task a pool shutdown discarded (status -ECANCELED). */
+	void (*on_report)(const ration_task_report_t *r, void *udata);
 	void *udata;          /* passed to on_report */
 	bool measure_cpu;     /* reports carry cpu_ns (two ~0.8 us system calls per
 	                       * task on Linux); false = cpu_ns is -1 */
@@ -108,9 +112,13 @@ RATION_API ration_ctx_t *ration_group_ctx(ration_group_t *g);
  *   -ENOMEM    no task record could be allocated, or the pool queue
  *              could not grow
  *   -EAGAIN    the pool has no thread and none could be started
- * On error fn never runs and the caller still owns @arg.
+ * On error fn never runs and the caller still owns @arg. Unless @g is NULL
+ * or wait() has returned, the error becomes the group's first error if
+ * none is recorded yet (wait() returns it): a loop that stops at the
+ * first failed go() cannot make wait() report success. When a task's
+ * error cancelled the group, that error is already the first.
  *
- * Blocks: yes. Allocates: a 56-byte task record only when the group's
+ * Blocks: yes. Allocates: a 64-byte task record only when the group's
  * cache of returned records is empty (never in steady state).
  */
 RATION_API int ration_group_go(ration_group_t *g, int64_t weight, ration_group_fn fn,
@@ -121,7 +129,8 @@ RATION_API int ration_group_go(ration_group_t *g, int64_t weight, ration_group_f
  *
  * Return: as ration_group_go(), plus -EAGAIN when the budget, the limit or
  * the pool queue has no room right now. -ENOMEM when no task record can
- * be allocated or the pool queue cannot grow.
+ * be allocated or the pool queue cannot grow. Errors are recorded as by
+ * ration_group_go(), except -EAGAIN, which is not an error of the group.
  */
 RATION_API int ration_group_try_go(ration_group_t *g, int64_t weight, ration_group_fn fn,
 				   void *arg);
@@ -129,8 +138,9 @@ RATION_API int ration_group_try_go(ration_group_t *g, int64_t weight, ration_gro
 /**
  * ration_group_wait() - wait for every started task, then cancel the ctx.
  *
- * Return: the first non-zero task result (the error that cancelled the
- * group, never a sibling's -ECANCELED), or 0. After wait, go returns
+ * Return: the first error: a non-zero task result (the error that
+ * cancelled the group, never a sibling's -ECANCELED) or a failed go()'s
+ * (see ration_group_go()), whichever came first; or 0. After wait, go returns
  * -EPIPE; wait may be called again and returns the same value.
  *
  * Blocks: yes. Must not be called from one of the group's own tasks.
