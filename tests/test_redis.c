@@ -207,8 +207,8 @@ START_TEST(test_redis_bad_arguments)
 	char uri[64];
 	snprintf(uri, sizeof(uri), "redis://127.0.0.1:%d", free_port()); /* nobody there */
 	ck_assert_int_eq(ration_sem_open_redis(uri, key, 4, NULL, &s), -ECONNREFUSED);
-	ck_assert_str_eq(ration_strerror(-ECONNREFUSED), "server refused the connection");
-	ck_assert_str_ne(ration_strerror(-ENOTSUP), "unknown error");
+	ck_assert_str_eq(ration_strerror(-ECONNREFUSED), "Connection refused");
+	ck_assert_str_ne(ration_strerror(-ENOTSUP), "Unknown error");
 }
 END_TEST
 

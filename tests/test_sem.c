@@ -1539,36 +1539,6 @@ START_TEST(test_acquire_all_rotating_overlaps_stay_exclusive)
 }
 END_TEST
 
-/* ---- strerror ----------------------------------------------------------- */
-
-START_TEST(test_strerror_names_every_code)
-{
-	static const int codes[] = {EINVAL, E2BIG, ECANCELED, ETIMEDOUT, EAGAIN, EPIPE,
-				    EOVERFLOW, EBUSY, ENOMEM, ENOENT, ESTALE,
-				    ECONNREFUSED, EIO, EPROTO};
-	enum { N = sizeof(codes) / sizeof(codes[0]) };
-	const char *unknown = ration_strerror(-9999);
-
-	ck_assert_ptr_nonnull(unknown);
-	ck_assert_str_eq(unknown, "unknown error");
-	ck_assert_str_eq(ration_strerror(INT32_MIN), "unknown error");
-	ck_assert_str_eq(ration_strerror(0), "success");
-	for (int i = 0; i < N; i++) {
-		const char *m = ration_strerror(-codes[i]);
-		ck_assert_ptr_nonnull(m);
-		ck_assert_msg(strcmp(m, unknown) != 0, "no text for %d", codes[i]);
-		ck_assert_msg(m[0] != '\0', "empty text for %d", codes[i]);
-		ck_assert_str_eq(ration_strerror(codes[i]), m); /* positive too */
-		for (int j = 0; j < i; j++)
-			ck_assert_msg(strcmp(m, ration_strerror(-codes[j])) != 0,
-				      "%d and %d share a text", codes[i], codes[j]);
-	}
-	ck_assert_str_eq(ration_strerror(-EPIPE), "semaphore closed or pool shut down");
-	ck_assert_str_eq(ration_strerror(-E2BIG),
-			 "request larger than the semaphore: can never be granted");
-}
-END_TEST
-
 /* ---- races (short; stress_sem.c runs them long) ------------------------- */
 
 
@@ -1989,11 +1959,6 @@ sem_suite(void)
 	tcase_add_test(tc, test_acquire_all_opposite_orders_do_not_deadlock);
 	tcase_add_test(tc, test_acquire_all_impossible_claim_fails_before_waiting);
 	tcase_add_test(tc, test_acquire_all_rotating_overlaps_stay_exclusive);
-	suite_add_tcase(su, tc);
-
-	tc = tcase_create("strerror");
-	tcase_set_timeout(tc, 10);
-	tcase_add_test(tc, test_strerror_names_every_code);
 	suite_add_tcase(su, tc);
 
 	tc = tcase_create("race");

@@ -56,12 +56,20 @@ RATION_API int64_t ration_now(void);
 RATION_API int64_t ration_deadline_after(int64_t timeout_ns);
 
 /**
- * ration_strerror() - a short English description of a ration error code.
- * @err: 0, or a negative errno as returned by ration (a positive errno is
- *       accepted too and treated as its negation).
+ * ration_strerror() - a short English description of an error code.
+ * @err: 0, or a negative errno as returned by ration or by a task (a
+ *       positive errno is accepted too and treated as its negation).
  *
- * Return: a static string; never NULL. Unknown codes give "unknown error".
- * Thread-safe; the string must not be freed.
+ * Every POSIX errno reads as strerror() says it in the C locale (-ENOENT
+ * "No such file or directory", -EIO "Input/output error"), so a task's
+ * own error is not mislabelled. Four codes name ration's meaning too:
+ * -E2BIG (request larger than the whole budget), -EPIPE (semaphore closed,
+ * pool shut down, group waited), -ESTALE (lease expired), -ETIMEDOUT
+ * (deadline passed). What a code means from a backend (shared memory,
+ * Redis) is in that backend's docs.
+ *
+ * Return: a static string; never NULL. 0 gives "Success", codes outside
+ * the table "Unknown error". Thread-safe; the string must not be freed.
  *
  * Blocks: no. Allocates: never. Calls user code: never.
  */
