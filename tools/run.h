@@ -25,9 +25,11 @@
 #include <sys/types.h>
 
 #define RUN_NAME "ration-run"
-#define RUN_EXIT_USAGE 2
+/* Exit status: 0 all ok, 1..100 that many jobs failed, 101 more. The
+ * others are sysexits.h's, apart from every job count: */
+#define RUN_EXIT_USAGE 64          /* EX_USAGE: bad options or input */
 #define RUN_EXIT_FAILCAP 101
-#define RUN_EXIT_INTERNAL 255
+#define RUN_EXIT_INTERNAL 70       /* EX_SOFTWARE: our own failure */
 
 enum weight_src { W_NONE, W_DECLARED, W_DEFAULT, W_LEARNED };
 
@@ -166,6 +168,9 @@ int64_t mem_available_bytes(void);
 int64_t default_slots(void);
 /* format_size() - @bytes as "512M", "1.5G", "100B"; "?" if negative. */
 void format_size(int64_t bytes, char *buf, size_t len);
+/* looks_like_weight() - whether the first @len bytes of @s parse as a
+ * size: a command word like that is a misplaced weight. */
+bool looks_like_weight(const char *s, size_t len);
 /* read_jobs() - the whole job list from -a FILE or stdin into a new
  * array (*@out, *@count); a bad line is reported on stderr naming it.
  * Return: 0, or a negative errno once every line has been checked. */

@@ -71,11 +71,11 @@ static const char usage_text[] =
 "\n"
 "Exit status: the number of failed jobs (timed out, killed, nonzero exit,\n"
 "weight above the budget), 101 if more than 100; jobs stopped by --halt\n"
-"are not counted. 2 for usage errors and bad job lines (nothing runs),\n"
-"128+N after signal N, 255 for internal errors.\n";
+"are not counted. 64 for usage errors and bad input (nothing runs), 70\n"
+"for internal errors, 128+N after signal N.\n";
 
 /* usage_error() - print "ration-run: " and @fmt with @arg, a hint
- * to --help, and exit 2. */
+ * to --help, and exit RUN_EXIT_USAGE. */
 static void
 usage_error(const char *fmt, const char *arg)
 {
@@ -115,7 +115,7 @@ static const struct option long_opts[] = {
 };
 
 /* parse_args() - the command line into @o, defaults filled in;
- * exits 2 with a message on a usage error, 0 after --help/--version. */
+ * exits RUN_EXIT_USAGE with a message on a usage error, 0 after --help/--version. */
 static void
 parse_args(int argc, char **argv, struct run_opts *o)
 {

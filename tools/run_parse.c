@@ -254,6 +254,31 @@ blank(const char *s)
 	return *s == '\0';
 }
 
+/* looks_like_weight() - whether the first @len bytes of @s are a size
+ * ("4G", "512M", "100"): as a program name that is always a mistake. */
+bool
+looks_like_weight(const char *s, size_t len)
+{
+	char word[32];
+	int64_t v;
+
+	if (len == 0 || len >= sizeof(word) || !isdigit((unsigned char)s[0]))
+		return false;
+	memcpy(word, s, len);
+	word[len] = '\0';
+	return parse_size(word, &v) == 0;
+}
+
+/* "4G echo hi": a weight, then a space where the TAB belongs. Run as is,
+ * the shell would look for a program called 4G. */
+static bool
+weight_before_space(const char *text)
+{
+	size_t len = strcspn(text, " \t");
+
+	return text[len] == ' ' && looks_like_weight(text, len);
+}
+
 /* A line is "WEIGHT<TAB>command" when the text before its first TAB
  * starts with a digit: that is never a useful shell command on its own,
  * so a typo there ("4X") is reported instead of being run as a program. */
@@ -266,6 +291,12 @@ parse_line(char *text, const char *src, unsigned lineno, struct job *j)
 	j->line = lineno;
 	j->weight = 0;
 	j->wsrc = W_NONE;
+	if (weight_before_space(text)) {
+		fprintf(stderr, RUN_NAME ": %s: line %u: '%.*s' looks like a "
+			"weight: put a TAB between the weight and the command\n",
+			src, lineno, (int)strcspn(text, " "), text);
+		return -EINVAL;
+	}
 	if (tab != NULL && isdigit((unsigned char)text[0])) {
 		*tab = '\0';
 		char *end = tab;

@@ -75,7 +75,7 @@ t_usage() {
 		# shellcheck disable=SC2086
 		echo true | "$RR" $bad >out 2>err
 		rc=$?
-		[ "$rc" -eq 2 ] || fail "'$bad': exit $rc, want 2"
+		[ "$rc" -eq 64 ] || fail "'$bad': exit $rc, want 64"
 		grep -q "ration-run" err || fail "'$bad': no message"
 	done
 	# Nothing to do is success.
@@ -88,15 +88,28 @@ t_bad_input() {
 	printf 'touch ran1\n4X\ttouch ran2\n1G\t  \ntouch ran3\n' >jobs
 	"$RR" -a jobs -m 8G >out 2>err
 	rc=$?
-	[ "$rc" -eq 2 ] || fail "bad lines: exit $rc, want 2"
+	[ "$rc" -eq 64 ] || fail "bad lines: exit $rc, want 64"
 	grep -q "line 2: cannot parse weight '4X'" err ||
 		fail "no message naming line 2"
 	grep -q "line 3: empty command" err || fail "no message naming line 3"
 	[ -e ran1 ] || [ -e ran3 ] && fail "jobs ran despite bad input"
 
+	# A weight before a space, not a TAB, is not a program called 4G.
+	printf 'touch ran1\n4G touch ran2\n' >jobs
+	"$RR" -a jobs -m 8G >out 2>err
+	rc=$?
+	[ "$rc" -eq 64 ] || fail "weight before a space: exit $rc, want 64"
+	grep -q "line 2: '4G' looks like a weight: put a TAB" err ||
+		fail "weight before a space: message"
+	[ -e ran1 ] || [ -e ran2 ] && fail "jobs ran despite a misplaced weight"
+	# A command that merely starts with a digit still runs.
+	printf '2>/dev/null touch ran3\n' | "$RR" >out 2>err ||
+		fail "digit-led command: exit $?"
+	[ -e ran3 ] || fail "digit-led command did not run"
+
 	"$RR" -a does-not-exist >out 2>err
 	rc=$?
-	[ "$rc" -eq 2 ] || fail "missing file: exit $rc, want 2"
+	[ "$rc" -eq 64 ] || fail "missing file: exit $rc, want 64"
 	grep -q "does-not-exist" err || fail "missing file not named"
 
 	# Too heavy for the budget: that job fails, the others run.
@@ -350,7 +363,8 @@ t_learn() {
 	head -c 30 state >bad
 	cp bad bad.orig
 	echo "touch ran" | "$RR" --learn bad >out 2>err
-	[ $? -eq 2 ] || fail "damaged learn file: exit $?"
+	rc=$?
+	[ $rc -eq 64 ] || fail "damaged learn file: exit $rc"
 	grep -q "not a learn table, or damaged" err || fail "damaged: message"
 	[ -e ran ] && fail "a job ran despite the damaged learn file"
 	cmp -s bad bad.orig || fail "damaged learn file rewritten"
