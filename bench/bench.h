@@ -1,6 +1,6 @@
 /* bench.h - shared state and helpers of ration-bench (DESIGN §8).
  *
- * One process = one measurement, like ../shared/peers/c/bench.c, with the
+ * One process = one measurement, like bench/peers/c/bench.c, with the
  * same flags and the same output lines, so compare.sh can fold ration's
  * lines and the peers' lines with one awk script.
  */

@@ -1,39 +1,41 @@
 # compare.awk - fold repeated result lines "W peer param=v ... metric=value unit"
 # (ration-bench, cbench, gobench) into medians, then print:
 #   1. one summary line per metric: "... metric=MEDIAN unit min=.. max=.. runs=N"
-#      (what ../shared/peers/agg.awk prints), to the file named by -v summary=PATH;
-#   2. a Markdown table on stdout: for each workload (W2: each t) and each
+#      (median/min/max per metric), to the file named by -v summary=PATH;
+#   2. a Markdown table on stdout: for each workload (W2: each t; lines
+#      with cpus=N, the one-CPU runs, in rows of their own) and each
 #      ration variant (peer names starting with "ration"), ration's median
 #      and every other peer's median with ratio = peer / ration (all metrics
 #      are lower-is-better, so ratio > 1 means ration is ahead);
-#   3. the issue #5 targets with met / not met.
+#   3. the targets (issues #5 and #17) with met / not met.
 # futex-pingpong runs at t=2 only and is compared with every W2 row.
 
-function fmt(v) { return v >= 1000 ? sprintf("%.0f", v) : v >= 10 ? sprintf("%.1f", v) : sprintf("%.2f", v) }
+function fmt(v) { return v >= 1000 ? sprintf("%.0f", v) : v >= 10 ? sprintf("%.1f", v) : v >= 0.1 || v == 0 ? sprintf("%.2f", v) : sprintf("%.2g", v) }
 function rfmt(v) { return v >= 100 ? sprintf("%.0f", v) : v >= 10 ? sprintf("%.1f", v) : sprintf("%.2f", v) }
 
 # Shown metrics per workload (the rest are in the summary).
 BEGIN {
-    show["W1"] = "ns_per_op"
-    show["W2"] = "ns_per_op"
-    show["W3"] = "ns_per_task peak_rss_kb"
-    show["W4"] = "ns_per_task peak_rss_kb"
-    show["W5"] = "bytes_per_task submit_ns_per_task drain_ns_per_task"
+    show["W1"] = "ns_per_op cs_per_op"
+    show["W2"] = "ns_per_op cs_per_op"
+    show["W3"] = "ns_per_task cs_per_task peak_rss_kb"
+    show["W4"] = "ns_per_task cs_per_task peak_rss_kb"
+    show["W5"] = "bytes_per_task submit_ns_per_task drain_ns_per_task cs_per_task"
 }
 
 /^W[1-5] / {
     split($(NF - 1), mv, "=")
     w = $1; peer = $2; metric = mv[1]
-    params = ""; t = ""
+    params = ""; t = ""; cpus = ""
     for (i = 3; i <= NF - 2; i++) {
         params = params (params == "" ? "" : " ") $i
         if (w == "W2" && $i ~ /^t=/) t = substr($i, 3)
+        if ($i ~ /^cpus=/) cpus = "/" substr($i, 6)
     }
     key = w SUBSEP peer SUBSEP params SUBSEP metric
     if (!(key in cnt)) { order[++nk] = key; unit[key] = $NF }
     vals[key, ++cnt[key]] = mv[2] + 0
-    # the table's row key: workload + (W2) t
-    rk = w SUBSEP (peer == "futex-pingpong" ? "*" : t)
+    # the table's row key: workload + (W2) t + (one-CPU runs) "/cpus"
+    rk = w SUBSEP (peer == "futex-pingpong" ? "*" : t cpus)
     if (!((rk, peer) in seen)) { seen[rk, peer] = 1; rpeers[rk] = rpeers[rk] " " peer }
     if (!(rk in rseen)) { rseen[rk] = 1; rows[++nr] = rk }
     rkey[rk, peer, metric] = key
@@ -58,7 +60,8 @@ function diff(a, b,    x, y, i, n, s, has) {
     return s
 }
 
-# Median for (workload, t, peer, metric), or "" if not measured.
+# Median for (workload, t, peer, metric), or "" if not measured; t is
+# W2's thread count, followed by "/1" for the one-CPU rows.
 function M(w, t, peer, metric,    rk) {
     rk = w SUBSEP (peer == "futex-pingpong" ? "*" : t)
     return ((rk, peer, metric) in rkey) ? med[rkey[rk, peer, metric]] : ""
@@ -69,6 +72,16 @@ function target(what, ok_when, lhs, rhs, bound,    r, ok) {
     r = lhs / rhs
     ok = ok_when == "<=" ? r <= bound : r >= bound
     printf "| %s | %s / %s = %s | %s |\n", what, fmt(lhs), fmt(rhs), rfmt(r), ok ? "**met**" : "not met"
+}
+
+# Max / min of the runs for (workload, t, peer, metric): bimodality.
+function spread(what, w, t, peer, metric, bound,    rk, k, r) {
+    rk = w SUBSEP t
+    if (!((rk, peer, metric) in rkey)) { printf "| %s | not measured | — |\n", what; return }
+    k = rkey[rk, peer, metric]
+    if (lo[k] <= 0) { printf "| %s | min 0 | — |\n", what; return }
+    r = hi[k] / lo[k]
+    printf "| %s | %s / %s = %s | %s |\n", what, fmt(hi[k]), fmt(lo[k]), rfmt(r), r <= bound ? "**met**" : "not met"
 }
 
 function target_abs(what, v, bound) {
@@ -127,7 +140,7 @@ END {
     }
 
     print ""
-    print "Targets (issue #5): ratio = first / second"
+    print "Targets (issues #5 and #17): ratio = first / second"
     print ""
     print "| target | measured | |"
     print "|---|---|---|"
@@ -150,4 +163,14 @@ END {
     target("W4 ration-group ns/task <= go-weighted", "<=", M("W4", "", "ration-group", "ns_per_task"), M("W4", "", "go-weighted", "ns_per_task"), 1)
     target("W4 ration-group peak RSS <= go-weighted", "<=", M("W4", "", "ration-group", "peak_rss_kb"), M("W4", "", "go-weighted", "peak_rss_kb"), 1)
     target_abs("W5 ration-pool bytes/queued task <= 64", M("W5", "", "ration-pool", "bytes_per_task"), 64)
+    # issue #17: more threads than CPUs, and one CPU
+    target("W1 ration <= 1.1x c-posix-sem", "<=", M("W1", "", "ration", "ns_per_op"), M("W1", "", "c-posix-sem", "ns_per_op"), 1.1)
+    split("16 32 64", ts, " ")
+    for (i = 1; i <= 3; i++) {
+        t = ts[i]
+        target("W2 t=" t " ration <= go-weighted", "<=", M("W2", t, "ration", "ns_per_op"), M("W2", t, "go-weighted", "ns_per_op"), 1)
+        spread("W2 t=" t " ration max <= 2x min", "W2", t, "ration", "ns_per_op", 2)
+    }
+    target("W3 one CPU ration-group <= go-errgroup (GOMAXPROCS=1)", "<=", M("W3", "/1", "ration-group", "ns_per_task"), M("W3", "/1", "go-errgroup", "ns_per_task"), 1)
+    target("W4 one CPU ration-group <= go-weighted (GOMAXPROCS=1)", "<=", M("W4", "/1", "ration-group", "ns_per_task"), M("W4", "/1", "go-weighted", "ns_per_task"), 1)
 }

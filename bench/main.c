@@ -5,7 +5,7 @@
  *   ration-bench -calibrate [-target 200]   spin count for ~target ns
  *   ration-bench -spincheck -spin S         ns per spin(S) call
  *
- * Same flags, defaults and output lines as ../shared/peers/c/bench.c
+ * Same flags, defaults and output lines as bench/peers/c/bench.c
  * ("W peer param=v ... metric=value unit"), one measurement per process
  * so peak RSS is clean. Peers:
  *   W1 W2   ration, c-posix-sem, c-wsem; W2 also futex-pingpong (t=2)

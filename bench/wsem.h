@@ -1,7 +1,7 @@
 /* wsem.h - the naive weighted FIFO semaphore the peers call c-wsem: one
- * mutex, one condition variable, a ticket queue. Our own copy of the
- * algorithm in ../shared/peers/c/wsem.h (same behaviour, so the numbers
- * compare), kept here so bench/ does not reach outside the repository.
+ * mutex, one condition variable, a ticket queue. ration-bench and the peer
+ * program bench/peers/c/bench.c both include this file, so their c-wsem
+ * numbers compare.
  *
  * Strict FIFO, no barging: a caller is admitted only when its ticket is
  * the head and its weight fits. Every change that might admit someone
