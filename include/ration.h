@@ -9,7 +9,8 @@
 #include "ration/account.h"
 #include "ration/group.h"
 #include "ration/learn.h"
+#include "ration/lease.h"
 #include "ration/shared.h"
-#include "ration/remote.h"
+#include "ration/redis.h"
 
 #endif /* RATION_H */

@@ -32,7 +32,7 @@
  * docs/group.md gives the reasoning.
  *
  * The task wrapper (task_main) runs on a pool thread: it reads the tick
- * clock (internal/tick.h: wait and run time, for the statistics),
+ * clock (internal/stats_clock.h: wait and run time, for the statistics),
  * measures with account.h only if someone reads the figures (on_report
  * or budget_bytes), calls fn with
  * the group ctx, records the first error before cancelling the ctx (so
@@ -71,7 +71,7 @@
 #include "internal/list.h"
 #include "internal/park.h"
 #include "internal/sem.h"
-#include "internal/tick.h"
+#include "internal/stats_clock.h"
 #include "ration/account.h"
 #include "ration/ctx.h"
 #include "ration/group.h"
@@ -90,7 +90,7 @@ struct gtask {
 	void *arg;
 	int64_t weight;
 	uint64_t seq;    /* the report's seq */
-	int64_t go_tick; /* when go() was called (internal/tick.h), for wait_ns */
+	int64_t go_tick; /* when go() was called (internal/stats_clock.h), for wait_ns */
 	bool slot;     /* holds a limit slot */
 };
 

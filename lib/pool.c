@@ -41,7 +41,7 @@
 #include "internal/cpu.h"
 #include "internal/ctx.h"
 #include "internal/list.h"
-#include "internal/lock.h"
+#include "internal/futex_mutex.h"
 #include "internal/park.h"
 #include "internal/taskq.h"
 #include "internal/timer.h"

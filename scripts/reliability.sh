@@ -53,7 +53,7 @@ if [[ "$skip" != *" deadline "* ]]; then
 	ninja -C build-r lib/libration.a >/dev/null
 	libs=$(pkg-config --libs jemalloc 2>/dev/null || true)
 	grep -q "RATION_HAVE_JEMALLOC=1" build-r/compile_commands.json || libs=
-	if grep -q "RATION_HAVE_REDIS=1" build-r/compile_commands.json; then
+	if grep -q "lib/redis/redis_sem.c" build-r/compile_commands.json; then
 		libs="$libs $(pkg-config --libs hiredis)"
 	fi
 	cc -O2 -std=c11 -D_GNU_SOURCE -Iinclude bench/deadline_accuracy.c \

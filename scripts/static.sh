@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# scripts/static.sh - static analysis of lib/: clang-tidy (.clang-tidy),
+# scripts/static.sh - static analysis of lib/ (core and backends): clang-tidy (.clang-tidy),
 # cppcheck, gcc -fanalyzer. Installs nothing: a missing tool is reported
 # and skipped (exit 2 if any was missing and STATIC_STRICT=1). Exit 1 on
 # any finding. Needs a configured build dir for clang-tidy's compile
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 jobs=${STATIC_JOBS:-2}
 fail=0
 missing=0
-srcs=$(ls lib/*.c)
+srcs=$(ls lib/*.c lib/shared/*.c lib/redis/*.c)
 
 echo "=== clang-tidy ==="
 if command -v clang-tidy >/dev/null; then

@@ -1,6 +1,6 @@
 /* test_internal.c - the internal building blocks under the pool and group:
- * the queue lock (lib/internal/lock.h), the tick clock (tick.h), the CPU
- * count (cpu.h) and the task queue (taskq.h). Each is hidden behind the
+ * the queue lock (lib/internal/futex_mutex.h), the statistics clock
+ * (stats_clock.h), the CPU count (cpu.h) and the task queue (taskq.h). Each is hidden behind the
  * public API, where a bug shows only as a rare hang or a wrong statistic;
  * here each is checked directly. */
 #include <check.h>
@@ -9,9 +9,9 @@
 #include <stdint.h>
 
 #include "internal/cpu.h"
-#include "internal/lock.h"
+#include "internal/futex_mutex.h"
+#include "internal/stats_clock.h"
 #include "internal/taskq.h"
-#include "internal/tick.h"
 #include "helpers.h"
 
 /* ---- lock -------------------------------------------------------------- */

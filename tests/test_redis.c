@@ -1,4 +1,4 @@
-/* test_redis.c - the Redis backend (ration/remote.h) against a real
+/* test_redis.c - the Redis backend (ration/redis.h) against a real
  * redis-server started on a free loopback port in a temporary directory.
  *
  * main() starts one server for the suite (each test uses its own key) and

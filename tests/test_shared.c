@@ -1,6 +1,6 @@
 /* test_shared.c - the shared-memory semaphore (ration/shared.h) with real
  * processes: fork(), SIGKILL, and a look at the segment itself where a test
- * needs to fake a state (lib/internal/shm.h).
+ * needs to fake a state (lib/shared/shm.h).
  *
  * Children never call Check: they return a code through their exit status
  * (0 or a positive errno), reaped with a deadline. Every shm object is
@@ -22,7 +22,7 @@
 #include <ration.h>
 #include <ration/shared.h>
 
-#include "../lib/internal/shm.h"
+#include "../lib/shared/shm.h"
 #include "helpers.h"
 #include "procs.h"
 

@@ -34,6 +34,7 @@
 
 #include "common.h"
 #include "ctx.h"
+#include "lease.h"
 #include "sem.h"
 
 #ifdef __cplusplus
@@ -49,22 +50,6 @@ typedef struct {
 	unsigned mode; /* permissions of a new shm object, 0..0777; 0 = 0600 */
 	bool create;   /* create it if missing (with size); false = -ENOENT */
 } ration_shared_opts_t;
-
-/* A grant that can be checked later: the weight, a fence that increases
- * strictly with every lease of the semaphore (so a store downstream can
- * refuse writes from an older holder), and when it stops being valid.
- *
- *	ration_lease_t l;
- *	if (ration_sem_acquire_lease(s, ctx, 4, &l) == 0) {
- *		store_write(data, l.fence);  // the store rejects fences < last
- *		ration_lease_release(s, &l);
- *	}
- */
-typedef struct {
-	int64_t n;          /* weight held */
-	uint64_t fence;     /* > every fence handed out before, per semaphore */
-	int64_t expires_ns; /* RATION_FOREVER on the shared backend */
-} ration_lease_t;
 
 /**
  * ration_sem_open_shared() - open (or create) the shared semaphore @name.
@@ -119,43 +104,6 @@ RATION_API int ration_sem_open_shared(const char *name, int64_t size,
  * Blocks: no. Allocates: never. Calls user code: never.
  */
 RATION_API int ration_sem_unlink_shared(const char *name);
-
-/**
- * ration_sem_acquire_lease() - ration_sem_acquire() that also returns a fence.
- * @s:   a semaphore from ration_sem_open_shared().
- * @ctx: as for ration_sem_acquire(); NULL = never ends.
- * @n:   units wanted, 1..size.
- * @out: receives the lease: @n, a fence strictly greater than any earlier
- *       lease's on this semaphore (all processes), and expires_ns =
- *       RATION_FOREVER (shared holders do not expire: they are reclaimed
- *       when their process dies).
- *
- * In-process semaphores (ration_sem_new/ration_sem_open) have no leases:
- * their holders cannot vanish while the semaphore exists, so a fence would
- * have no one to protect; they return -EINVAL.
- *
- * Return: 0, or -EINVAL (@s not a shared semaphore, @out NULL, @n <= 0),
- * any error of ration_sem_acquire(), or -EBUSY when this handle already
- * has 32 outstanding leases (nothing is then held).
- *
- * Blocks: yes. Allocates: never. Calls user code: never.
- */
-RATION_API int ration_sem_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n,
-					ration_lease_t *out);
-
-/**
- * ration_lease_release() - give back the weight of @lease.
- * @s:     the semaphore the lease came from, through the same handle.
- * @lease: as filled by ration_sem_acquire_lease().
- *
- * Return: 0, -EINVAL (@s or @lease NULL, @s not shared), or -ESTALE when
- * the lease is unknown to this handle: already released, from another
- * handle or process (a fork child does not own its parent's leases), or
- * its weight was reclaimed. Nothing changes on error.
- *
- * Blocks: no. Allocates: never. Calls user code: never.
- */
-RATION_API int ration_lease_release(ration_sem_t *s, const ration_lease_t *lease);
 
 #ifdef __cplusplus
 }

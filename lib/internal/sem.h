@@ -1,4 +1,4 @@
-/* sem.h (internal) - the semaphore object, shared by sem.c and sem_open.c. */
+/* sem.h (internal) - the semaphore object, shared by sem.c and sem_named.c. */
 #ifndef RATION_INTERNAL_SEM_H
 #define RATION_INTERNAL_SEM_H
 
@@ -7,8 +7,8 @@
 
 #include "internal/compiler.h"
 #include "internal/list.h"
+#include "ration/lease.h"
 #include "ration/sem.h"
-#include "ration/shared.h"
 
 /* The fast-path word: available * 2 + SLOW. SLOW forces every acquire and
  * release through the locked slow path; it is set exactly while someone
@@ -69,7 +69,7 @@ struct ration_sem {
 	uint64_t wait_ns_total;     /* mu */
 	uint64_t wait_hist[RATION_HIST_BUCKETS]; /* mu */
 
-	/* Named semaphores (ration_sem_open): registry lock in sem_open.c. */
+	/* Named semaphores (ration_sem_open): registry lock in sem_named.c. */
 	bool named;
 	long refs;
 	struct ration__list reg_node;

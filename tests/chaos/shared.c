@@ -1,5 +1,5 @@
 /* shared.c - the chaos suite's shared-memory backend and its scenarios.
- * The runner maps the segment too (lib/internal/shm.h), to find the
+ * The runner maps the segment too (lib/shared/shm.h), to find the
  * process that owns its mutex. */
 #include <errno.h>
 #include <fcntl.h>
@@ -11,7 +11,7 @@
 
 #include <ration/shared.h>
 
-#include "../../lib/internal/shm.h"
+#include "../../lib/shared/shm.h"
 #include "chaos.h"
 
 #define END_WAIT_NS ((int64_t)2 * 1000000000) /* recovery after the last kill */

@@ -2,12 +2,12 @@
  * ticket: BLPOP on the ticket's wake list, on a wait connection of its own,
  * in slices short enough to notice a cancel; leaves the queue on deadline,
  * cancel or failure (giving back a grant that raced it); queues again when
- * its session was reclaimed meanwhile. See sem_redis.c and docs/redis.md. */
+ * its session was reclaimed meanwhile. See redis_sem.c and docs/redis.md. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "internal/redis_sem.h"
+#include "redis_sem.h"
 
 /* Leave ticket @tk after @err (mu not held); the result is @err. */
 static int

@@ -1,13 +1,13 @@
-/* redis.h (internal) - the Redis backend's scripts and connection helpers,
- * shared by sem_redis.c, redis_conn.c and redis_scripts.c. */
-#ifndef RATION_INTERNAL_REDIS_H
-#define RATION_INTERNAL_REDIS_H
+/* redis_conn.h - the Redis backend's scripts and connection helpers,
+ * shared by redis_sem.c, redis_conn.c and redis_scripts.c. */
+#ifndef RATION_INTERNAL_REDIS_CONN_H
+#define RATION_INTERNAL_REDIS_CONN_H
 
 #include <stdint.h>
 
 #include <hiredis/hiredis.h>
 
-/* One Lua script per operation (lib/redis_scripts.c). Every script takes
+/* One Lua script per operation (redis_scripts.c). Every script takes
  * KEYS[1] = "ration:{key}" and ARGV = sid, lease_us, init_size, min_fence,
  * then its own arguments; it first expires stale sessions by the server's
  * TIME, and answers {code, incarnation, size, a, b}. */
@@ -18,7 +18,7 @@ enum redis_script {
 	RS_RESIZE,  /* new size */
 	RS_CLOSE,
 	RS_RENEW,   /* ticket ("" = none): a = 1 if it is still pending */
-	RS_STATS,   /* a long reply, see sem_redis.c */
+	RS_STATS,   /* a long reply, see redis_sem.c */
 	RS_SYNC,    /* held as the handle counts it */
 	RS_BYE,
 	RS_COUNT

@@ -1,4 +1,4 @@
-/* lock.h - a 4-byte mutex for short critical sections on hot objects.
+/* futex_mutex.h - a 4-byte mutex for short critical sections on hot objects.
  *
  * Why not pthread_mutex_t: the pool's queue lock is taken by the submitter
  * and by a worker on every task, so the lock word's cache line is the one
@@ -12,8 +12,8 @@
  * instructions, shorter than a futex sleep and wake. Not recursive, no
  * owner check, no priority inheritance; never held across user code.
  */
-#ifndef RATION_INTERNAL_LOCK_H
-#define RATION_INTERNAL_LOCK_H
+#ifndef RATION_INTERNAL_FUTEX_MUTEX_H
+#define RATION_INTERNAL_FUTEX_MUTEX_H
 
 #include <stdatomic.h>
 #include <stdint.h>

@@ -1,7 +1,7 @@
 /* shm_seg.h (internal) - what the files of the shared backend share: the
  * handle, making and checking the segment, who we are, the robust lock
  * with its recount and holder slots (shm_seg.c); lanes, the registry and
- * granting from the queue (shm_lane.c); the ops table (sem_shared.c). */
+ * granting from the queue (shm_queue.c), the lanes (shm_lanes.c); the ops table (shm_sem.c). */
 #ifndef RATION_INTERNAL_SHM_SEG_H
 #define RATION_INTERNAL_SHM_SEG_H
 
@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "internal/shm.h"
+#include "shm.h"
 
 /* A handle: this process's view of one segment. */
 struct ration__shm {
@@ -85,10 +85,10 @@ void ration__shm_clear_slow(struct shm_seg *g);
 /* Raise max_in_use to size - @avail_after if that is higher. */
 void ration__shm_note_in_use(struct shm_seg *g, int64_t avail_after);
 
-/* shm_lane.c's part of ration__shm_init() and of the atfork child. */
+/* shm_lanes.c's part of ration__shm_init() and of the atfork child. */
 void ration__shm_lanes_init(void);
 void ration__shm_lanes_atfork_child(void);
-/* The ops of a shared handle (sem_shared.c). */
+/* The ops of a shared handle (shm_sem.c). */
 struct ration__sem_ops;
 extern const struct ration__sem_ops ration__shm_ops;
 

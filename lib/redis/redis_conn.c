@@ -11,7 +11,7 @@
 #include <sys/time.h>
 
 #include "internal/clock.h"
-#include "internal/redis.h"
+#include "redis_conn.h"
 
 static int
 copy_part(char *dst, size_t cap, const char *src, size_t len)

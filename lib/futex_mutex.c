@@ -1,10 +1,10 @@
-/* lock.c - the sleeping half of internal/lock.h. */
+/* futex_mutex.c - the sleeping half of internal/futex_mutex.h. */
 #include <linux/futex.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include "internal/cpu.h"
-#include "internal/lock.h"
+#include "internal/futex_mutex.h"
 
 /* Spins before sleeping: about 6 us of pause here (~30 ns each on this
  * Zen 3; less where a pause is shorter), the order of a futex wake on

@@ -1,6 +1,6 @@
 /* redis_sem.h (internal) - the Redis semaphore handle, shared by
- * sem_redis.c (operations, session, renewer) and redis_wait.c (a queued
- * caller's wait). Locking: see sem_redis.c. */
+ * redis_sem.c (operations, session, renewer) and redis_wait.c (a queued
+ * caller's wait). Locking: see redis_sem.c. */
 #ifndef RATION_INTERNAL_REDIS_SEM_H
 #define RATION_INTERNAL_REDIS_SEM_H
 
@@ -11,9 +11,9 @@
 
 #include "internal/clock.h"
 #include "internal/ctx.h"
-#include "internal/redis.h"
+#include "redis_conn.h"
 #include "ration/ctx.h"
-#include "ration/shared.h"
+#include "ration/lease.h"
 
 #define MS              ((int64_t)1000000)
 #define SLICE_NS        (50 * MS)   /* longest BLPOP between ctx checks */
@@ -71,7 +71,7 @@ unlock(struct remote *r)
 	pthread_mutex_unlock(&r->mu);
 }
 
-/* sem_redis.c, all with r->mu held: */
+/* redis_sem.c, all with r->mu held: */
 /* Run @script with our session, bounded by @deadline_ns. */
 int ration__redis_call(struct remote *r, enum redis_script script, int64_t deadline_ns,
 		       int nx, const char *const *x, struct reply *out);

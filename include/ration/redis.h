@@ -1,4 +1,4 @@
-/* ration/remote.h - one budget across machines: a semaphore held in Redis.
+/* ration/redis.h - one budget across machines: a semaphore held in Redis.
  *
  * ration_sem_open_redis() returns an ordinary ration_sem_t whose state lives
  * in a Redis 7 server, so every process on every machine that opens the same
@@ -28,13 +28,13 @@
  *
  * Design notes, data model and failure behaviour: docs/redis.md.
  */
-#ifndef RATION_REMOTE_H
-#define RATION_REMOTE_H
+#ifndef RATION_REDIS_H
+#define RATION_REDIS_H
 
 #include "common.h"
 #include "ctx.h"
+#include "lease.h"
 #include "sem.h"
-#include "shared.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -101,11 +101,9 @@ typedef struct {
 RATION_API int ration_sem_open_redis(const char *uri, const char *key, int64_t size,
 				     const ration_remote_opts_t *opts, ration_sem_t **out);
 
-/* On a Redis handle the lease functions of ration/shared.h behave so:
- * ration_sem_acquire_lease() fills expires_ns with the local CLOCK_MONOTONIC
- * time at which the lease lapses if renewal stopped at the moment of the
- * grant (grant + lease_ns); the handle keeps renewing it while it is held.
- * ration_lease_release() returns -ESTALE when the lease's weight was
+/* On a Redis handle the lease functions (ration/lease.h) fill expires_ns
+ * with the local time at which the lease lapses if renewal stopped at the
+ * grant; ration_lease_release() returns -ESTALE when the lease's weight was
  * reclaimed (the handle stalled past lease_ns, the server lost its data) or
  * the lease is unknown (already released, another handle's). */
 
@@ -113,4 +111,4 @@ RATION_API int ration_sem_open_redis(const char *uri, const char *key, int64_t s
 }
 #endif
 
-#endif /* RATION_REMOTE_H */
+#endif /* RATION_REDIS_H */

@@ -1,4 +1,4 @@
-/* shm_open.c - ration_sem_open_shared() and ration_sem_unlink_shared():
+/* shm_object.c - ration_sem_open_shared() and ration_sem_unlink_shared():
  * the POSIX shm object behind a shared semaphore, created with O_EXCL by
  * exactly one process (the others wait for it to be READY), checked on
  * every open (shm_seg.c), mapped, and bound to a holder slot. No lock of
@@ -13,8 +13,8 @@
 #include <unistd.h>
 
 #include "internal/sem.h"
-#include "internal/shm.h"
-#include "internal/shm_seg.h"
+#include "shm.h"
+#include "shm_seg.h"
 #include "ration/shared.h"
 
 typedef struct ration__shm shared_t;

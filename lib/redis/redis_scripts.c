@@ -17,7 +17,7 @@
  * Numbers: Lua numbers are doubles, exact below 2^53; S() prints them
  * without an exponent before they go back to Redis.
  */
-#include "internal/redis.h"
+#include "redis_conn.h"
 
 /* Scripts are longer than the 4095 bytes C guarantees for a literal; gcc
  * and clang, the compilers ration builds with, take them whole. */

@@ -1,4 +1,4 @@
-/* tick.h - a cheap clock for the durations in statistics.
+/* stats_clock.h - a cheap clock for the durations in statistics.
  *
  * A group reads the time three times per task (go, start, end) for its
  * wait and run statistics. clock_gettime(CLOCK_MONOTONIC) costs ~33 ns
@@ -15,8 +15,8 @@
  * CLOCK_MONOTONIC nanosecond. Which one is fixed by ration__ticks_init(),
  * before the first reading, and never changes.
  */
-#ifndef RATION_INTERNAL_TICK_H
-#define RATION_INTERNAL_TICK_H
+#ifndef RATION_INTERNAL_STATS_CLOCK_H
+#define RATION_INTERNAL_STATS_CLOCK_H
 
 #include <stdatomic.h>
 #include <stdbool.h>

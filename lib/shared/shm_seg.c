@@ -1,7 +1,7 @@
 /* shm_seg.c - the shared semaphore's segment: making and checking it,
  * liveness of the processes in its slots, the robust lock and the recount
  * that repairs the derived state after a crash, and holder slots. Lanes
- * and the queue: shm_lane.c; the operations: sem_shared.c.
+ * the queue: shm_queue.c; the lanes: shm_lanes.c; the operations: shm_sem.c.
  *
  * Truth and derived state. The slots are the truth:
  *	avail = size - sum(held of USED holders) - sum(held of USED lanes)
@@ -18,7 +18,7 @@
  * Locking: g->mu (robust, process-shared) guards the segment but for the
  * word (CAS by fast paths while SLOW is clear), the lanes' busy/held/
  * acquired (their owner), futex words, fence and last_scan_ns (atomics).
- * The registry lock of shm_lane.c is taken before g->mu, never after.
+ * The registry lock of shm_lanes.c is taken before g->mu, never after.
  * self_mu guards the cached identity; nothing is taken under it. Wakes are
  * issued after g->mu is dropped.
  */
@@ -38,9 +38,9 @@
 
 #include "internal/clock.h"
 #include "internal/compiler.h"
-#include "internal/shm.h"
-#include "internal/shm_seg.h"
-#include "internal/shm_sys.h"
+#include "shm.h"
+#include "shm_seg.h"
+#include "shm_sys.h"
 
 #define INIT_WAIT_NS   ((int64_t)2 * 1000000000) /* a creator filling it in */
 #define INIT_POLL_NS   ((int64_t)10 * 1000000)

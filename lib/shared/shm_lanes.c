@@ -1,7 +1,7 @@
-/* shm_lane.c - the shared semaphore's queue (granting in ticket order)
- * and its lanes: the per-thread slots of the fast path, bound on a
- * thread's first fast operation on a handle and folded back into the
- * handle's holder slot when the thread exits or the handle is freed.
+/* shm_lanes.c - the shared semaphore's lanes: the per-thread slots of the
+ * fast path, bound on a thread's first fast operation on a handle and
+ * folded back into the handle's holder slot when the thread exits or the
+ * handle is freed.
  *
  * Locking: reg_mu (process-local) guards the registry of open handles and
  * is taken before a segment's mu, never after; it keeps a handle mapped
@@ -19,84 +19,12 @@
 #include "internal/clock.h"
 #include "internal/compiler.h"
 #include "internal/hist.h"
-#include "internal/shm.h"
-#include "internal/shm_seg.h"
+#include "shm.h"
+#include "shm_seg.h"
 
 static pthread_mutex_t reg_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct ration__shm *registry; /* reg_mu */
 static pthread_key_t lanes_key;
-
-/* ---- queue ---- */
-
-void
-ration__shm_decide(struct shm_seg *g, struct shm_waiter *w, int outcome,
-		   struct ration__shm_wake *wk)
-{
-	g->nwaiters--;
-	g->waiting_weight -= w->n;
-	/* release: pairs with the acquire load of state by the waiter. */
-	atomic_store_explicit(&w->state, outcome, memory_order_release);
-	atomic_fetch_add_explicit(&w->futex, 1, memory_order_release);
-	wk->idx[wk->n++] = (uint16_t)(w - g->waiter);
-}
-
-void
-ration__shm_note_in_use(struct shm_seg *g, int64_t avail_after)
-{
-	int64_t in_use = atomic_load_explicit(&g->size, memory_order_relaxed) - avail_after;
-	int64_t max = atomic_load_explicit(&g->max_in_use, memory_order_relaxed);
-	while (in_use > max &&
-	       !atomic_compare_exchange_weak_explicit(&g->max_in_use, &max, in_use,
-						      memory_order_relaxed, memory_order_relaxed))
-		;
-}
-
-static struct shm_waiter *
-head(struct shm_seg *g)
-{
-	struct shm_waiter *best = NULL;
-	for (unsigned i = 0; i < SHM_WAITERS; i++) {
-		struct shm_waiter *w = &g->waiter[i];
-		if (atomic_load_explicit(&w->state, memory_order_relaxed) == WAITER_WAITING &&
-		    (best == NULL || w->ticket < best->ticket))
-			best = w;
-	}
-	return best;
-}
-
-void
-ration__shm_grant(struct shm_seg *g, struct ration__shm_wake *wk)
-{
-	int64_t now = 0;
-	while (g->nwaiters > 0 && !g->dirty) {
-		struct shm_waiter *w = head(g);
-		/* SLOW is up while anyone waits: only mu holders move the
-		 * word. acquire: the releasers' writes pass to the waiter. */
-		int64_t word = atomic_load_explicit(&g->word, memory_order_acquire);
-		if (w == NULL || w->n > word >> 1)
-			break;
-		atomic_fetch_sub_explicit(&g->word, w->n * 2, memory_order_relaxed);
-		ration__shm_note_in_use(g, (word >> 1) - w->n);
-		if (now == 0)
-			now = clock_mono_ns();
-		int64_t waited = now > w->t0 ? now - w->t0 : 0;
-		g->acquired++;
-		g->wait_ns_total += (uint64_t)waited;
-		g->wait_hist[ration__hist_bucket(waited)]++;
-		ration__shm_decide(g, w, WAITER_GRANTED, wk);
-	}
-}
-
-void
-ration__shm_clear_slow(struct shm_seg *g)
-{
-	if (g->nwaiters == 0 && !g->dirty && !atomic_load_explicit(&g->closed, memory_order_relaxed))
-		/* release: pairs with the acquire CAS of the fast path, which
-		 * then sees the weight given back under mu. */
-		atomic_fetch_and_explicit(&g->word, ~SHM_SLOW, memory_order_release);
-}
-
-/* ---- registry and lanes ---- */
 
 void
 ration__shm_register(struct ration__shm *sh)

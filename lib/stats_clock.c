@@ -1,9 +1,10 @@
-/* tick.c - choosing and calibrating the tick source of internal/tick.h. */
+/* stats_clock.c - choosing and calibrating the tick source of
+ * internal/stats_clock.h. */
 #include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "internal/tick.h"
+#include "internal/stats_clock.h"
 
 #if defined(__x86_64__)
 #include <cpuid.h>

@@ -1,8 +1,8 @@
-/* sem_shared.c - ration_sem_t over a POSIX shm segment (ration/shared.h).
+/* shm_sem.c - ration_sem_t over a POSIX shm segment (ration/shared.h).
  *
- * Layout: lib/internal/shm.h. Segment, liveness, the robust lock, recount
- * and holder slots: shm_seg.c; lanes and granting: shm_lane.c; open and
- * unlink: shm_open.c. This file: the operations.
+ * Layout: shm.h. Segment, liveness, the robust lock, recount
+ * and holder slots: shm_seg.c; lanes: shm_lanes.c; granting:
+ * shm_queue.c; open and unlink: shm_object.c. This file: the operations.
  *
  * Fast path, lock-free: as in-process, one word = avail * 2 + SLOW in the
  * segment. While SLOW is clear (nobody queued, not closed, no resize or
@@ -34,9 +34,9 @@
 #include "internal/compiler.h"
 #include "internal/ctx.h"
 #include "internal/sem.h"
-#include "internal/shm.h"
-#include "internal/shm_seg.h"
-#include "internal/shm_sys.h"
+#include "shm.h"
+#include "shm_seg.h"
+#include "shm_sys.h"
 #include "ration/shared.h"
 
 #define SLICE_NS ((int64_t)10 * 1000000) /* longest sleep between checks */
@@ -45,7 +45,7 @@
 typedef struct ration__shm shared_t;
 typedef struct ration__shm_wake wake_t;
 
-/* The lanes this thread has bound (shm_lane.c's thread-exit destructor
+/* The lanes this thread has bound (shm_lanes.c's thread-exit destructor
  * gives them back to their handles). */
 static _Thread_local struct ration__shm_lanes tls_lanes;
 

@@ -1,13 +1,13 @@
-/* sem_redis.c - ration_sem_t over a Redis server (ration/remote.h).
+/* redis_sem.c - ration_sem_t over a Redis server (ration/redis.h).
  *
- * The server holds the truth (lib/redis_scripts.c, docs/redis.md): each
+ * The server holds the truth (redis_scripts.c, docs/redis.md): each
  * operation is one Lua script, run atomically, that first expires stale
  * sessions by the server's TIME and then grants from the head of the FIFO
  * queue while the head fits. A handle is one session (a random id): the
  * server counts the weight each session holds; a session not renewed for
  * lease_ns is reclaimed with everything it held and queued.
  *
- * The handle (struct remote) is in internal/redis_sem.h; a queued caller's
+ * The handle (struct remote) is in redis_sem.h; a queued caller's
  * wait is in redis_wait.c.
  *
  * Locking: r->mu guards the main connection and every local counter below
@@ -37,11 +37,8 @@
 
 #include "internal/clock.h"
 #include "internal/sem.h"
-#include "ration/remote.h"
-
-#if RATION_HAVE_REDIS
-
-#include "internal/redis_sem.h"
+#include "ration/redis.h"
+#include "redis_sem.h"
 
 static int64_t
 num(const redisReply *e)
@@ -604,15 +601,3 @@ ration_sem_open_redis(const char *uri, const char *key, int64_t size,
 		destroy(r);
 	return rc;
 }
-
-#else /* !RATION_HAVE_REDIS */
-
-int
-ration_sem_open_redis(const char *uri, const char *key, int64_t size,
-		      const ration_remote_opts_t *opts, ration_sem_t **out)
-{
-	(void)uri, (void)key, (void)size, (void)opts, (void)out;
-	return -ENOTSUP;
-}
-
-#endif
