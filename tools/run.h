@@ -30,6 +30,9 @@
 #define RUN_EXIT_USAGE 64          /* EX_USAGE: bad options or input */
 #define RUN_EXIT_FAILCAP 101
 #define RUN_EXIT_INTERNAL 70       /* EX_SOFTWARE: our own failure */
+#define RUN_MAX_REQUEUES 4         /* --overrun requeue: then it fails */
+#define RUN_SAMPLE_NS (50 * 1000000LL)
+#define RUN_BACKFILL_DEFAULT 8     /* --backfill */
 
 enum weight_src { W_NONE, W_DECLARED, W_DEFAULT, W_LEARNED };
 
@@ -65,6 +68,8 @@ struct job {
 	int spawn_err;             /* posix_spawn failed */
 	pid_t pid;
 	int cg_fd;                 /* its cgroup.procs, or -1 (run_cgroup.c) */
+	int cg_use_fd;             /* its usage file, or -1 */
+	int cg_stat_fd;            /* its memory.stat, or -1 */
 	ration_ctx_t *ctx;         /* timeout + halt; child of the kill ctx */
 	int out_fd, err_fd;        /* temp files, or pipes with --line-buffer */
 	struct linebuf out_lb, err_lb;
@@ -76,7 +81,27 @@ struct job {
 	int wstatus;
 	int64_t peak_bytes;        /* measured; -1 unknown */
 	struct job *next;          /* handoff queue / running list */
+
+	/* Measurement and overruns (run_measure.c, run_overrun.c): set by
+	 * the dispatcher before the spawn, by the supervisor after. */
+	int64_t cap;               /* limit of its cgroup; 0 = none */
+	int64_t held;              /* budget acquired to start it */
+	int64_t consumed;          /* budget consumed since (measured) */
+	int64_t cur_bytes;         /* last sample; -1 none yet */
+	int64_t oom_kills;         /* OOM kills inside its cgroup */
+	unsigned attempt;          /* 0, then 1 after the first requeue... */
+	unsigned bypassed;         /* jobs started before it while it was
+				      the blocked head (run_sched.c) */
+	bool taken;                /* dispatcher: started or handed off */
+	bool alone;                /* heavier than the budget: runs alone */
+	bool stopped;              /* SIGSTOPped by --overrun suspend */
+	bool overrun_killed;       /* killed by --overrun requeue/kill */
+	bool requeue;              /* queue it again once reaped */
+	bool went_over;            /* measured passed its weight */
 };
+
+enum overrun_mode { OVERRUN_WAIT, OVERRUN_SUSPEND, OVERRUN_REQUEUE,
+		    OVERRUN_KILL };
 
 struct run_opts {
 	const char *arg_file;      /* NULL = stdin */
@@ -93,6 +118,12 @@ struct run_opts {
 	bool use_cgroup;           /* --no-cgroup clears it */
 	bool budget_is_default;    /* no -m: 80% of MemAvailable */
 	bool slots_is_default;     /* no -j: nproc */
+	enum overrun_mode overrun; /* --overrun */
+	double cap_margin;         /* --cap-margin: cap = weight x (1 + it) */
+	bool strict_weights;       /* a job over its weight fails */
+	bool alone_if_too_big;     /* run a job heavier than the budget alone */
+	unsigned backfill;         /* --backfill: bypasses of a blocked head */
+	int64_t sample_ns;         /* how often running jobs are measured */
 };
 
 /* Jobserver client state (run_jobserver.c). */
@@ -109,6 +140,7 @@ struct jobserver {
 /* Per-job cgroups for memory.peak (run_cgroup.c); read-only once made. */
 struct cgroup {
 	bool active;               /* jobs get a cgroup each */
+	int version;               /* 2 or 1: the hierarchy used */
 	bool enabled_base;         /* we turned memory on in base */
 	char *base;                /* our cgroup v2 directory */
 	char *run;                 /* base/ration-run.PID: the jobs' parent */
@@ -134,12 +166,21 @@ struct runner {
 	struct job *incoming;      /* mu; handoff queue, LIFO, fixed on take */
 	bool dispatch_done;        /* mu */
 	size_t dispatched;         /* mu; jobs handed to the supervisor */
+	struct job *requeued;      /* mu; back to the dispatcher, by seq */
+	size_t settled;            /* mu; handed-off jobs finished for good */
+	pthread_cond_t cv;         /* requeued or settled changed */
 	int wake_fd;               /* eventfd: incoming or dispatch_done */
 
 	/* Supervisor only. */
 	size_t done, failed, succeeded, cancelled, running;
 	size_t over_declared;
 	struct job *worst_over;
+	size_t oom_killed;         /* jobs OOM-killed inside their cgroup */
+	size_t overrun_kills;      /* jobs killed by --overrun requeue/kill */
+	size_t requeues;           /* attempts queued again */
+	size_t suspends;           /* SIGSTOPs by --overrun suspend */
+	int64_t next_sample_ns;
+	bool pgroup_scan;          /* a running job has no cgroup */
 	int64_t t0_ns;
 	int signo;                 /* first SIGINT/SIGTERM/SIGHUP received */
 	bool halted;
@@ -194,17 +235,29 @@ void js_fini(struct jobserver *js);
 
 /* run_cgroup.c */
 
-/* cg_init() - make the cgroup the jobs' cgroups go in, when cgroup v2 with
- * a memory controller allows; else cg->why says why not. Always 0: the run
- * then measures ru_maxrss. */
+/* cg_init() - make the cgroup the jobs' cgroups go in, cgroup v2 or the
+ * v1 memory hierarchy, when the host allows; else cg->why says why not.
+ * Always 0: the run then measures the jobs' process groups. */
 int cg_init(struct cgroup *cg);
-/* cg_job_open() - make @j's cgroup and open its cgroup.procs as j->cg_fd
- * (-1 when inactive or on error). Return: 0 or a negative errno; on error
- * @j still runs, measured by ru_maxrss. */
+/* cg_job_open() - make @j's cgroup, capped at j->cap bytes if that is
+ * > 0, open its cgroup.procs as j->cg_fd, its usage file as j->cg_use_fd
+ * and its memory.stat as j->cg_stat_fd (all -1 when inactive or on
+ * error). Return: 0 or a
+ * negative errno; on error @j still runs, measured by its process group. */
 int cg_job_open(const struct cgroup *cg, struct job *j);
-/* cg_job_peak() - after @j was reaped: its memory.peak in bytes (-1 if
- * none), closes j->cg_fd and removes its cgroup. */
-int64_t cg_job_peak(const struct cgroup *cg, struct job *j);
+/* cg_job_current() - @j's memory in use now, in bytes, less page cache
+ * it is not using (inactive file pages); -1 if unknown. */
+int64_t cg_job_current(const struct cgroup *cg, const struct job *j);
+/* cg_job_oom_kills() - how many of @j's processes the kernel OOM-killed
+ * in its cgroup so far; -1 if unknown. */
+int64_t cg_job_oom_kills(const struct cgroup *cg, const struct job *j);
+/* cg_job_close() - close @j's cgroup fds, if open. */
+void cg_job_close(struct job *j);
+/* cg_job_end() - after @j was reaped: its peak in bytes (-1 if none),
+ * its OOM kills in *@oom_kills (-1 unknown); closes its fds and removes
+ * its cgroup. */
+int64_t cg_job_end(const struct cgroup *cg, struct job *j,
+		   int64_t *oom_kills);
 /* cg_fini() - remove what cg_init() and cg_job_open() made (jobs 1 to
  * @njobs) and go back to the cgroup ration-run started in. */
 void cg_fini(struct cgroup *cg, size_t njobs);
@@ -220,6 +273,38 @@ void job_handoff(struct runner *r, struct job *j);
 /* supervise() - the supervisor thread (run.h); returns when every
  * dispatched job is finished and the dispatcher is done. @arg: runner. */
 void *supervise(void *arg);
+
+/* run_measure.c and run_overrun.c: supervisor thread only. */
+
+/* measure_jobs() - sample the memory of every @running job: its cgroup's
+ * usage, else the summed RSS of its process group; updates cur_bytes,
+ * peak_bytes and went_over. */
+void measure_jobs(struct runner *r, struct job *running);
+/* measure_end() - after @j was reaped (@ru from wait4): its final peak
+ * (the cgroup's, else the samples' or its largest process's) and OOM
+ * kills; removes its cgroup. */
+void measure_end(struct runner *r, struct job *j, const struct rusage *ru);
+/* overrun_tick() - measure the @running jobs (oldest first), grow their
+ * claims on the budget to what they use, and act by --overrun. */
+void overrun_tick(struct runner *r, struct job *running);
+/* overrun_requeue_weight() - the weight a job killed for its overrun
+ * comes back with: measured peak + 25%, at least double its weight. */
+int64_t overrun_requeue_weight(const struct job *j);
+/* parse_overrun() - "wait", "suspend", "requeue" or "kill" into @out;
+ * -EINVAL otherwise. */
+int parse_overrun(const char *s, enum overrun_mode *out);
+
+/* run_sched.c: the dispatcher thread. */
+
+/* dispatch() - start the jobs, strict FIFO for the head job with bounded
+ * backfill behind it, requeued jobs first; returns when everything has
+ * been started and settled, or the dispatch ctx is done. Return: how
+ * many jobs were started at least once and not left queued. */
+size_t dispatch(struct runner *r);
+/* sched_requeue() - supervisor: give @j back to the dispatcher. */
+void sched_requeue(struct runner *r, struct job *j);
+/* sched_settled() - supervisor: @j is finished for good. */
+void sched_settled(struct runner *r);
 
 /* run_output.c: supervisor thread only, once jobs run. */
 

@@ -1,7 +1,7 @@
-/* tools/run_jobs.c - ration-run: spawning jobs and the supervisor loop.
+/* tools/run_jobs.c - ration-run: the supervisor loop.
  *
- * Locking: r->mu guards the handoff queue (incoming), dispatched and
- * dispatch_done; everything else in struct runner below "Supervisor only"
+ * Locking: r->mu guards the handoff queue (incoming), dispatched,
+ * dispatch_done, and the requeue list and settled count (run_sched.c); everything else in struct runner below "Supervisor only"
  * and every job after its handoff belong to the supervisor thread alone.
  * The dispatcher never waits on r->mu for long: it holds it only to link
  * one job.
@@ -17,7 +17,6 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
-#include <spawn.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
@@ -25,161 +24,8 @@
 #include <time.h>
 #include <unistd.h>
 
-extern char **environ;
-
 #define PROGRESS_TTY_NS (250 * 1000000LL)
 #define PROGRESS_LOG_NS (1000 * 1000000LL)
-
-/**
- * spawn_fork() - fork and exec /bin/sh -c for a job that has a cgroup.
- * @j:    the job; j->cg_fd is its cgroup.procs.
- * @out:  the child's stdout.
- * @err:  the child's stderr.
- * @argv: sh's argv.
- *
- * glibc 2.36's posix_spawn cannot place a child in a cgroup, so the child
- * joins it itself, before exec, by writing "0" (itself) to cgroup.procs:
- * everything the job allocates is charged there. The child of a threaded
- * process may make async-signal-safe calls only, and makes only those.
- *
- * Return: 0 with j->pid set, or a negative errno.
- */
-static int
-spawn_fork(struct job *j, int out, int err, char **argv)
-{
-	pid_t pid = fork();
-
-	if (pid < 0)
-		return -errno;
-	if (pid == 0) {
-		struct sigaction dfl = { .sa_handler = SIG_DFL };
-		sigset_t none;
-		int null_fd;
-
-		(void)!write(j->cg_fd, "0", 1);
-		setpgid(0, 0);
-		sigaction(SIGPIPE, &dfl, NULL);
-		sigemptyset(&none);
-		sigprocmask(SIG_SETMASK, &none, NULL);
-		null_fd = open("/dev/null", O_RDONLY);
-		if (null_fd < 0 || dup2(null_fd, STDIN_FILENO) < 0 ||
-		    dup2(out, STDOUT_FILENO) < 0 ||
-		    dup2(err, STDERR_FILENO) < 0)
-			_exit(127);
-		if (null_fd != STDIN_FILENO)
-			close(null_fd);
-		execve("/bin/sh", argv, environ);
-		static const char msg[] = RUN_NAME ": cannot exec /bin/sh\n";
-		(void)!write(STDERR_FILENO, msg, sizeof(msg) - 1);
-		_exit(127);
-	}
-	/* Also here: kill(-pid) must find the group even if the child has
-	 * not run yet. */
-	setpgid(pid, pid);
-	j->pid = pid;
-	return 0;
-}
-
-/**
- * spawn_posix() - posix_spawn /bin/sh -c for a job without a cgroup.
- * @j:    the job.
- * @out:  the child's stdout.
- * @err:  the child's stderr.
- * @argv: sh's argv.
- *
- * Return: 0 with j->pid set, or a negative errno.
- */
-static int
-spawn_posix(struct job *j, int out, int err, char **argv)
-{
-	posix_spawn_file_actions_t fa;
-	posix_spawnattr_t attr;
-	sigset_t none, dfl;
-	int rc;
-
-	posix_spawn_file_actions_init(&fa);
-	posix_spawnattr_init(&attr);
-	sigemptyset(&none);
-	sigemptyset(&dfl);
-	sigaddset(&dfl, SIGPIPE);
-	posix_spawn_file_actions_addopen(&fa, STDIN_FILENO, "/dev/null",
-					 O_RDONLY, 0);
-	posix_spawn_file_actions_adddup2(&fa, out, STDOUT_FILENO);
-	posix_spawn_file_actions_adddup2(&fa, err, STDERR_FILENO);
-	/* Own process group: a halt or timeout kills the whole pipeline the
-	 * shell started, not only the shell. */
-	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
-				 POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-	posix_spawnattr_setpgroup(&attr, 0);
-	posix_spawnattr_setsigmask(&attr, &none);
-	posix_spawnattr_setsigdefault(&attr, &dfl);
-	rc = posix_spawn(&j->pid, "/bin/sh", &fa, &attr, argv, environ);
-	posix_spawn_file_actions_destroy(&fa);
-	posix_spawnattr_destroy(&attr);
-	return -rc;
-}
-
-/* job_spawn() - see run.h. On error nothing of @j stays open and
- * j->ctx is NULL. */
-int
-job_spawn(struct runner *r, struct job *j)
-{
-	int child_fds[2];
-	int rc;
-
-	j->out_fd = j->err_fd = -1;
-	j->cg_fd = -1;
-	rc = out_open(r, j, child_fds);
-	if (rc < 0)
-		return rc;
-	/* The job's ctx is a child of the kill ctx: a halt or a signal
-	 * cancels it, its own deadline times it out, and the supervisor
-	 * polls one fd for both. */
-	if (r->o->timeout_ns > 0)
-		rc = ration_ctx_with_timeout(r->kill_ctx, r->o->timeout_ns,
-					     &j->ctx);
-	else
-		rc = ration_ctx_with_cancel(r->kill_ctx, &j->ctx);
-	if (rc < 0)
-		goto fail_out;
-	/* No cgroup for this job (none made, or mkdir failed): it still
-	 * runs, measured by ru_maxrss. */
-	(void)cg_job_open(&r->cg, j);
-
-	char *argv[] = { "sh", "-c", j->cmd, NULL };
-	struct timespec wall;
-	clock_gettime(CLOCK_REALTIME, &wall);
-	j->start_wall = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9;
-	j->start_ns = ration_now();
-	if (j->cg_fd >= 0)
-		rc = spawn_fork(j, child_fds[0], child_fds[1], argv);
-	else
-		rc = spawn_posix(j, child_fds[0], child_fds[1], argv);
-	if (r->o->line_buffer) {
-		close(child_fds[0]);
-		close(child_fds[1]);
-	}
-	if (rc < 0) {
-		(void)cg_job_peak(&r->cg, j);
-		ration_ctx_unref(j->ctx);
-		j->ctx = NULL;
-		goto fail_out_open;
-	}
-	return 0;
-
-fail_out:
-	if (r->o->line_buffer) {
-		close(child_fds[0]);
-		close(child_fds[1]);
-	}
-fail_out_open:
-	if (j->out_fd >= 0)
-		close(j->out_fd);
-	if (j->err_fd >= 0)
-		close(j->err_fd);
-	j->out_fd = j->err_fd = -1;
-	return rc;
-}
 
 /* job_handoff() - see run.h: links @j on r->incoming under r->mu
  * and wakes the supervisor. */
@@ -259,6 +105,7 @@ finish_unrun(struct runner *r, struct job *j)
 	j->peak_bytes = -1;
 	r->done++;
 	r->failed++;
+	sched_settled(r);
 	progress_clear(r);
 	if (j->reject == -E2BIG) {
 		char w[16], b[16];
@@ -276,49 +123,144 @@ finish_unrun(struct runner *r, struct job *j)
 	check_halt(r);
 }
 
-/* finish() - account for reaped job @j: count it, halt if due, give
- * its claims and make token back, pass its output on, log and learn its
- * peak. @wstatus and @ru come from wait4. */
+/* give_back() - @j's claims (budget before slot: the dispatcher,
+ * waiting for the slot, must not find this dead job's weight still
+ * counted) and its make token. */
 static void
-finish(struct runner *r, struct job *j, int wstatus, const struct rusage *ru)
+give_back(struct runner *r, struct job *j)
 {
-	j->end_ns = ration_now();
-	if (j->timed_out || j->cancelled)
-		kill(-j->pid, SIGKILL);	/* stragglers of the group */
-	j->wstatus = wstatus;
-	/* The cgroup's peak when the job had one: all its processes
-	 * together. Else the largest one's resident peak. */
-	j->peak_bytes = cg_job_peak(&r->cg, j);
-	if (j->peak_bytes < 0)
-		j->peak_bytes = (int64_t)ru->ru_maxrss * 1024;
-	r->running--;
-	r->done++;
-	bool ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 &&
-		  !j->timed_out;
-	if (ok)
-		r->succeeded++;
-	else if (j->cancelled)
-		r->cancelled++;
-	else
-		r->failed++;
-	/* Halt before the claims go back: released first, they would let
-	 * the dispatcher start the next job before it learns of the halt.
-	 * Then release before copying output, so the next job does not wait
-	 * for that. */
-	check_halt(r);
-	/* Reverse order, budget before slot: the dispatcher, waiting for the
-	 * slot, must not find this dead job's weight still counted. */
+	if (j->consumed > 0)
+		ration_sem_release(r->budget, j->consumed);
+	j->consumed = 0;
 	while (j->nclaims > 0) {
 		j->nclaims--;
 		ration_sem_release(j->claims[j->nclaims].sem,
 				   j->claims[j->nclaims].n);
 	}
 	js_release(&r->js, j);
+}
+
+/* say_overrun() - the loud part: why an attempt of @j was killed or
+ * OOM-killed, and whether it comes back. */
+static void
+say_overrun(struct runner *r, const struct job *j, bool again)
+{
+	char p[16], w[16], c[16];
+
+	format_size(j->peak_bytes, p, sizeof(p));
+	format_size(j->weight, w, sizeof(w));
+	format_size(j->cap, c, sizeof(c));
+	progress_clear(r);
+	if (j->oom_kills > 0)
+		fprintf(stderr, RUN_NAME ": job %u (line %u) OOM-killed in its "
+			"cgroup at its cap %s (weight %s)", j->seq, j->line, c,
+			w);
+	else
+		fprintf(stderr, RUN_NAME ": job %u (line %u) killed: it used %s,"
+			" weight %s, and the budget was full", j->seq, j->line,
+			p, w);
+	if (again)
+		fprintf(stderr, "; requeued with weight %s: %s\n",
+			(format_size(overrun_requeue_weight(j), c, sizeof(c)), c),
+			j->cmd);
+	else
+		fprintf(stderr, ": %s\n", j->cmd);
+}
+
+/* next_attempt() - make @j, killed for its overrun, ready to be
+ * dispatched again with more weight. */
+static void
+next_attempt(struct job *j)
+{
+	j->weight = overrun_requeue_weight(j);
+	j->attempt++;
+	j->pid = 0;
+	j->cap = j->held = j->consumed = j->oom_kills = j->kill_at_ns = 0;
+	j->peak_bytes = j->cur_bytes = -1;
+	j->term_sent = j->kill_sent = j->timed_out = j->cancelled = false;
+	j->stopped = j->overrun_killed = j->requeue = j->went_over = false;
+	j->bypassed = 0;
+	j->wstatus = 0;
+}
+
+/* note_over() - count @j if it used more than its weight; the worst
+ * one is named in the end-of-run warning. */
+static void
+note_over(struct runner *r, struct job *j)
+{
+	if (j->weight > 0 && j->peak_bytes > j->weight)
+		j->went_over = true;
+	if (!j->went_over)
+		return;
+	char p[16], w[16];
+	format_size(j->peak_bytes, p, sizeof(p));
+	format_size(j->weight, w, sizeof(w));
+	progress_clear(r);
+	fprintf(stderr, RUN_NAME ": job %u (line %u) used %s, more than its "
+		"weight %s%s: %s\n", j->seq, j->line, p, w,
+		r->o->strict_weights ? " (failed: --strict-weights)" : "",
+		j->cmd);
+	r->over_declared++;
+	if (r->worst_over == NULL ||
+	    (double)j->peak_bytes / (double)j->weight >
+	    (double)r->worst_over->peak_bytes /
+	    (double)r->worst_over->weight)
+		r->worst_over = j;
+}
+
+/* finish() - account for reaped job @j: measure it, count it, halt if
+ * due, give its claims and make token back, pass its output on, log and
+ * learn its peak; or, killed for its overrun under --overrun requeue,
+ * give it back to the dispatcher. @wstatus and @ru come from wait4. */
+static void
+finish(struct runner *r, struct job *j, int wstatus, const struct rusage *ru)
+{
+	j->end_ns = ration_now();
+	/* Stragglers of the group: a timeout, a halt, an OOM kill of one
+	 * process of a pipeline. */
+	if (j->timed_out || j->cancelled || j->kill_sent)
+		kill(-j->pid, SIGKILL);
+	j->wstatus = wstatus;
+	measure_end(r, j, ru);
+	r->running--;
+	bool oom = j->oom_kills > 0;
+	bool killed = j->overrun_killed || oom;
+	if (oom)
+		r->oom_killed++;
+	bool again = killed && r->o->overrun == OVERRUN_REQUEUE &&
+		     j->attempt < RUN_MAX_REQUEUES && !j->cancelled &&
+		     ration_ctx_err(r->dispatch_ctx) == 0;
+	if (!again) {
+		r->done++;
+		bool ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 &&
+			  !j->timed_out && !killed;
+		note_over(r, j);
+		if (r->o->strict_weights && j->went_over)
+			ok = false;
+		if (ok)
+			r->succeeded++;
+		else if (j->cancelled)
+			r->cancelled++;
+		else
+			r->failed++;
+		/* Halt before the claims go back: released first, they
+		 * would let the dispatcher start the next job before it
+		 * learns of the halt. */
+		check_halt(r);
+	}
+	/* Release before copying output, so the next job does not wait
+	 * for that. */
+	give_back(r, j);
 
 	out_finish(r, j);
 	double runtime = (double)(j->end_ns - j->start_ns) / 1e9;
 	int exitval = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
 	int sig = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
+	if (killed && sig == 0) {
+		/* A pipeline whose other processes ended on their own. */
+		exitval = -1;
+		sig = SIGKILL;
+	}
 	joblog_line(r, j, runtime, exitval, sig);
 	if (j->timed_out) {
 		progress_clear(r);
@@ -326,20 +268,21 @@ finish(struct runner *r, struct job *j, int wstatus, const struct rusage *ru)
 			"%.3gs: %s\n", j->seq, j->line,
 			(double)r->o->timeout_ns / 1e9, j->cmd);
 	}
+	if (killed)
+		say_overrun(r, j, again);
+	ration_ctx_unref(j->ctx);
+	j->ctx = NULL;
+	if (again) {
+		r->requeues++;
+		next_attempt(j);
+		sched_requeue(r, j);
+		return;
+	}
 	/* A peak that cannot be stored (unmeasured, a command with a
 	 * newline) is simply not learnt. */
 	if (r->learn != NULL && WIFEXITED(wstatus))
 		(void)ration_learn_record(r->learn, j->cmd, j->peak_bytes);
-	if (j->weight > 0 && j->peak_bytes > j->weight) {
-		r->over_declared++;
-		if (r->worst_over == NULL ||
-		    (double)j->peak_bytes / (double)j->weight >
-		    (double)r->worst_over->peak_bytes /
-		    (double)r->worst_over->weight)
-			r->worst_over = j;
-	}
-	ration_ctx_unref(j->ctx);
-	j->ctx = NULL;
+	sched_settled(r);
 }
 
 /* on_signal() - SIGINT/SIGTERM/SIGHUP to ration-run: the first stops
@@ -379,6 +322,10 @@ enforce(struct runner *r, struct job *running, int64_t now)
 			else
 				j->cancelled = true;
 			kill(-j->pid, SIGTERM);
+			/* A stopped job would not see SIGTERM. */
+			if (j->stopped)
+				kill(-j->pid, SIGCONT);
+			j->stopped = false;
 			j->term_sent = true;
 			j->kill_at_ns = now + r->o->grace_ns;
 		}
@@ -489,7 +436,13 @@ supervise(void *arg)
 		bool ddone = take_incoming(r, &running);
 		reap(r, &running);
 		int64_t now = ration_now();
+		if (running != NULL && now >= r->next_sample_ns) {
+			overrun_tick(r, running);
+			r->next_sample_ns = now + r->o->sample_ns;
+		}
 		int64_t next = enforce(r, running, now);
+		if (running != NULL && r->next_sample_ns < next)
+			next = r->next_sample_ns;
 		if (r->o->line_buffer) {
 			for (struct job *j = running; j != NULL; j = j->next) {
 				out_pump(r, j, &j->out_fd, &j->out_lb,

@@ -19,11 +19,12 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
-static const char usage_text[] =
+/* In parts: C11 promises string literals of 4095 bytes only. */
+static const char *const usage_text[] = {
 "Usage: ration-run [OPTION]... < JOBS\n"
 "       ration-run [OPTION]... -a FILE\n"
 "Run shell commands, one per input line, in parallel under a memory budget\n"
-"and a job-slot limit, in strict input (FIFO) order.\n"
+"and a job-slot limit, in input (FIFO) order with bounded backfill.\n"
 "\n"
 "A job line is a command for /bin/sh -c, optionally prefixed by its weight\n"
 "and a TAB:  4G<TAB>xz -9 big.tar. Sizes are binary: 512M, 4G, 1.5G, 100K,\n"
@@ -38,7 +39,22 @@ static const char usage_text[] =
 "                         measured for the same command in earlier runs, and\n"
 "                         record this run's peaks in FILE\n"
 "      --no-jobserver     ignore a GNU make jobserver in MAKEFLAGS\n"
-"      --no-cgroup        measure peaks by wait4 ru_maxrss, not cgroup v2\n"
+"      --no-cgroup        measure jobs by their process group's RSS, not\n"
+"                         by a memory cgroup per job\n"
+"      --overrun MODE     when jobs' real use passes the budget: wait (admit\n"
+"                         nothing new; default), suspend (SIGSTOP the job\n"
+"                         most over its weight until there is room), requeue\n"
+"                         (kill it, run it again with its peak + 25%, at\n"
+"                         least twice its weight), kill (kill it; it fails)\n"
+"      --cap-margin F     requeue, kill: cap each job's cgroup at weight x\n"
+"                         (1 + F) (default 0.25)\n"
+"      --strict-weights   a job that uses more than its weight fails\n"
+"      --alone-if-too-big run a job heavier than the budget alone instead of\n"
+"                         failing it (implied by --overrun requeue)\n"
+"      --backfill N       while the next job waits for memory, let at most N\n"
+"                         jobs behind it that fit now and leave room for it\n"
+"                         start first (default 8; 0 = strict FIFO)\n"
+"",
 "Input:\n"
 "  -a, --arg-file FILE    read jobs from FILE instead of stdin ('-' = stdin)\n"
 "Failure handling:\n"
@@ -62,17 +78,20 @@ static const char usage_text[] =
 "  -h, --help             this help\n"
 "  -V, --version          print the version\n"
 "\n"
-"Each job runs in its own process group, stdin from /dev/null. Its peak\n"
-"memory is measured and reported against its weight: cgroup v2 memory.peak\n"
-"of a cgroup per job (all its processes) when one can be made, else wait4\n"
-"ru_maxrss (its largest process); --report says which. Inside `make -jN`\n"
-"(MAKEFLAGS with --jobserver-auth=R,W or fifo:PATH) every job but the\n"
-"first also holds a make token, so the whole build stays within N.\n"
+"Each job runs in its own process group, stdin from /dev/null. Its memory\n"
+"is measured while it runs, all its processes together: a memory cgroup\n"
+"per job (v2, or v1 where the memory controller is there) when one can be\n"
+"made, else the summed RSS of its process group every 50 ms; --report says\n"
+"which. A job counts against the budget with max(weight, measured).\n"
+"Inside `make -jN` (MAKEFLAGS with --jobserver-auth=R,W or fifo:PATH)\n"
+"every job but the first also holds a make token, so the whole build\n"
+"stays within N.\n"
 "\n"
 "Exit status: the number of failed jobs (timed out, killed, nonzero exit,\n"
-"weight above the budget), 101 if more than 100; jobs stopped by --halt\n"
-"are not counted. 64 for usage errors and bad input (nothing runs), 70\n"
-"for internal errors, 128+N after signal N.\n";
+"weight above the budget, over it with --strict-weights), 101 if more\n"
+"than 100; jobs stopped by --halt are not counted. 64 for usage errors and\n"
+"bad input (nothing runs), 70 for internal errors, 128+N after signal N.\n",
+};
 
 /* usage_error() - print "ration-run: " and @fmt with @arg, a hint
  * to --help, and exit RUN_EXIT_USAGE. */
@@ -88,7 +107,8 @@ usage_error(const char *fmt, const char *arg)
 enum {
 	OPT_LEARN = 256, OPT_TIMEOUT, OPT_GRACE, OPT_HALT, OPT_JOBLOG,
 	OPT_TAG, OPT_LINEBUF, OPT_PROGRESS, OPT_NOPROGRESS, OPT_REPORT,
-	OPT_NOJS, OPT_NOCG,
+	OPT_NOJS, OPT_NOCG, OPT_OVERRUN, OPT_CAPMARGIN, OPT_STRICT,
+	OPT_ALONE, OPT_BACKFILL,
 };
 
 static const struct option long_opts[] = {
@@ -108,6 +128,11 @@ static const struct option long_opts[] = {
 	{ "report", no_argument, NULL, OPT_REPORT },
 	{ "no-jobserver", no_argument, NULL, OPT_NOJS },
 	{ "no-cgroup", no_argument, NULL, OPT_NOCG },
+	{ "overrun", required_argument, NULL, OPT_OVERRUN },
+	{ "cap-margin", required_argument, NULL, OPT_CAPMARGIN },
+	{ "strict-weights", no_argument, NULL, OPT_STRICT },
+	{ "alone-if-too-big", no_argument, NULL, OPT_ALONE },
+	{ "backfill", required_argument, NULL, OPT_BACKFILL },
 	{ "dry-run", no_argument, NULL, 'n' },
 	{ "help", no_argument, NULL, 'h' },
 	{ "version", no_argument, NULL, 'V' },
@@ -129,6 +154,9 @@ parse_args(int argc, char **argv, struct run_opts *o)
 	o->grace_ns = 2000000000LL;
 	o->use_jobserver = true;
 	o->use_cgroup = true;
+	o->cap_margin = 0.25;
+	o->backfill = RUN_BACKFILL_DEFAULT;
+	o->sample_ns = RUN_SAMPLE_NS;
 	while ((c = getopt_long(argc, argv, "a:m:j:w:nhV", long_opts,
 				NULL)) != -1) {
 		char *end;
@@ -194,11 +222,42 @@ parse_args(int argc, char **argv, struct run_opts *o)
 		case OPT_NOCG:
 			o->use_cgroup = false;
 			break;
+		case OPT_OVERRUN:
+			if (parse_overrun(optarg, &o->overrun) < 0)
+				usage_error("invalid --overrun '%s' (expected "
+					    "wait, suspend, requeue, kill)",
+					    optarg);
+			break;
+		case OPT_CAPMARGIN:
+			errno = 0;
+			o->cap_margin = strtod(optarg, &end);
+			if (errno != 0 || end == optarg || *end != '\0' ||
+			    !(o->cap_margin >= 0 && o->cap_margin <= 100))
+				usage_error("invalid --cap-margin '%s' (expected "
+					    "e.g. 0.25)", optarg);
+			break;
+		case OPT_STRICT:
+			o->strict_weights = true;
+			break;
+		case OPT_ALONE:
+			o->alone_if_too_big = true;
+			break;
+		case OPT_BACKFILL: {
+			errno = 0;
+			long long n = strtoll(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' ||
+			    n < 0 || n > 1000000)
+				usage_error("invalid --backfill '%s'", optarg);
+			o->backfill = (unsigned)n;
+			break;
+		}
 		case 'n':
 			o->dry_run = true;
 			break;
 		case 'h':
-			fputs(usage_text, stdout);
+			for (size_t i = 0; i < sizeof(usage_text) /
+			     sizeof(usage_text[0]); i++)
+				fputs(usage_text[i], stdout);
 			exit(0);
 		case 'V':
 			printf(RUN_NAME " (ration %s)\n", ration_version());
@@ -292,83 +351,9 @@ dry_run(const struct runner *r)
 	}
 }
 
-/* Input order is grant order: one thread takes the claims, job by job,
- * and ration_sem is FIFO, so a big job at the head is never overtaken by
- * small ones behind it (no starvation). Returns how many jobs it handed
- * to the supervisor. */
-static size_t
-dispatch(struct runner *r)
-{
-	size_t i;
-
-	for (i = 0; i < r->njobs; i++) {
-		struct job *j = &r->jobs[i];
-		size_t n = 0;
-		int rc;
-
-		if (ration_ctx_err(r->dispatch_ctx) != 0)
-			break;
-		/* Fixed order, slot first: a job waiting for memory then holds
-		 * only a slot, never budget it is not using yet, so "memory
-		 * in use" is what running jobs declared. */
-		if (r->slots != NULL)
-			j->claims[n++] = (ration_claim_t){ r->slots, 1 };
-		if (r->budget != NULL && j->weight > 0)
-			j->claims[n++] = (ration_claim_t){ r->budget, j->weight };
-		rc = ration_ctx_err(r->dispatch_ctx);
-		size_t held = 0;
-		while (rc == 0 && held < n) {
-			rc = ration_sem_acquire(j->claims[held].sem,
-						r->dispatch_ctx, j->claims[held].n);
-			if (rc == 0)
-				held++;
-		}
-		if (rc < 0)
-			ration_release_all(j->claims, held);
-		if (rc == -E2BIG) {
-			/* Heavier than the whole budget: it could never run.
-			 * That fails this job, not the run. */
-			j->reject = rc;
-			job_handoff(r, j);
-			continue;
-		}
-		if (rc < 0)
-			break;
-		j->nclaims = n;
-		/* Make's token last: it is shared with the whole build, so
-		 * hold it for as short a time as possible. */
-		rc = js_acquire(&r->js, r->dispatch_ctx, j);
-		if (rc == 0)
-			rc = ration_ctx_err(r->dispatch_ctx);
-		if (rc < 0) {
-			js_release(&r->js, j);
-			ration_release_all(j->claims, j->nclaims);
-			j->nclaims = 0;
-			if (rc == -EPIPE)
-				fprintf(stderr, RUN_NAME ": make's jobserver "
-					"closed; starting no more jobs\n");
-			break;
-		}
-		rc = job_spawn(r, j);
-		if (rc < 0) {
-			ration_release_all(j->claims, j->nclaims);
-			j->nclaims = 0;
-			js_release(&r->js, j);
-			j->spawn_err = rc;
-		}
-		job_handoff(r, j);
-	}
-	pthread_mutex_lock(&r->mu);
-	r->dispatch_done = true;
-	pthread_mutex_unlock(&r->mu);
-	uint64_t one = 1;
-	(void)!write(r->wake_fd, &one, sizeof(one));
-	return i;
-}
-
 /* report() - the end-of-run summary (--report): counts, the most
- * memory declared at once, how peaks were measured; and, always, jobs
- * that used more than they declared. @started: jobs dispatched. */
+ * memory claimed at once, how jobs were measured; and, always, their
+ * overruns and the jobs that used more than they declared. @started: jobs dispatched. */
 static void
 report(struct runner *r, size_t started)
 {
@@ -392,34 +377,44 @@ report(struct runner *r, size_t started)
 			format_size(st.max_in_use, a, sizeof(a));
 			format_size(r->o->budget_bytes, b, sizeof(b));
 			fprintf(stderr, RUN_NAME ": memory budget %s, most "
-				"declared at once %s (%.0f%%)\n", b, a,
+				"claimed at once %s (%.0f%%; each job's weight "
+				"or measured peak, whichever is larger)\n", b, a,
 				100.0 * (double)st.max_in_use /
 				(double)r->o->budget_bytes);
 		}
 		if (r->cg.active)
-			fprintf(stderr, RUN_NAME ": peaks: cgroup v2 "
-				"memory.peak of a cgroup per job, in %s\n",
+			fprintf(stderr, RUN_NAME ": measured: cgroup v%d "
+				"memory cgroup per job, in %s\n", r->cg.version,
 				r->cg.run);
 		else
-			fprintf(stderr, RUN_NAME ": peaks: wait4 ru_maxrss, "
-				"the largest process of each job (no cgroup: "
-				"%s)\n", r->cg.why);
+			fprintf(stderr, RUN_NAME ": measured: RSS of each "
+				"job's process group (no cgroup: %s)\n",
+				r->cg.why);
 	} else if (not_started > 0 && r->halted) {
 		fprintf(stderr, RUN_NAME ": %zu job%s not started\n",
 			not_started, not_started == 1 ? "" : "s");
 	}
 	/* Always said: a job that uses more than it declared is how a
 	 * budget gets overrun, and only the user can fix the weight. */
+	if (r->oom_killed > 0 || r->overrun_kills > 0 || r->suspends > 0)
+		fprintf(stderr, RUN_NAME ": overruns: %zu OOM kill%s in a job's "
+			"own cgroup, %zu job%s killed, %zu requeued, %zu "
+			"stopped for lack of room\n", r->oom_killed,
+			r->oom_killed == 1 ? "" : "s", r->overrun_kills,
+			r->overrun_kills == 1 ? "" : "s", r->requeues,
+			r->suspends);
 	if (r->over_declared > 0) {
 		struct job *w = r->worst_over;
 		char c[16];
 		format_size(w->weight, a, sizeof(a));
 		format_size(w->peak_bytes, c, sizeof(c));
-		fprintf(stderr, RUN_NAME ": warning: %zu job%s used more memory "
+		fprintf(stderr, RUN_NAME ": %s: %zu job%s used more memory "
 			"than declared; worst: job %u (line %u) declared %s, "
-			"measured %s: %s\n", r->over_declared,
+			"measured %s: %s%s\n", r->o->strict_weights ? "error" :
+			"warning", r->over_declared,
 			r->over_declared == 1 ? "" : "s", w->seq, w->line, a, c,
-			w->cmd);
+			w->cmd, r->o->strict_weights ?
+			" (failed: --strict-weights)" : "");
 	}
 }
 
@@ -451,6 +446,8 @@ setup(struct runner *r)
 	r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (r->wake_fd < 0)
 		return -errno;
+	if (pthread_cond_init(&r->cv, NULL) != 0)
+		return -ENOMEM;
 	return pthread_mutex_init(&r->mu, NULL) == 0 ? 0 : -ENOMEM;
 }
 
@@ -467,6 +464,7 @@ teardown(struct runner *r)
 	if (r->wake_fd >= 0)
 		close(r->wake_fd);
 	pthread_mutex_destroy(&r->mu);
+	pthread_cond_destroy(&r->cv);
 	js_fini(&r->js);
 	cg_fini(&r->cg, r->njobs);
 	ration_learn_free(r->learn);

@@ -62,7 +62,8 @@ t_usage() {
 	for opt in --arg-file --memory --jobs --weight --learn --timeout \
 		--grace --halt --joblog --tag --line-buffer --progress \
 		--no-progress --report --no-jobserver --no-cgroup --dry-run --help \
-		--version; do
+		--version --overrun --cap-margin --strict-weights \
+		--alone-if-too-big --backfill; do
 		grep -q -- "$opt" out || fail "--help does not document $opt"
 		# The man page spells each dash as \-.
 		man_opt=$(printf '%s' "$opt" | sed 's/-/\\\\-/g')
@@ -71,7 +72,8 @@ t_usage() {
 	done
 	"$RR" --version >out || fail "--version"
 	for bad in "--bogus" "-j abc" "-j -1" "--timeout soon" "--halt sometimes" \
-		"-m 12Q" "-w lots" "extra-arg"; do
+		"-m 12Q" "-w lots" "extra-arg" "--overrun never" \
+		"--cap-margin -1" "--backfill x"; do
 		# shellcheck disable=SC2086
 		echo true | "$RR" $bad >out 2>err
 		rc=$?
@@ -151,10 +153,11 @@ t_fifo() {
 	seq 1 8 | sed 's/^/echo /' | "$RR" -j 1 --joblog jl >out 2>err ||
 		fail "exit $?"
 	[ "$(tr '\n' ' ' <out)" = "1 2 3 4 5 6 7 8 " ] || fail "order $(cat out)"
-	# A big job at the head is not overtaken: job 3 (10M) would fit next
-	# to job 1 but must wait behind job 2 (60M).
+	# --backfill 0: a big job at the head is not overtaken: job 3 (10M)
+	# would fit next to job 1 but must wait behind job 2 (60M).
 	printf '60M\tsleep 0.6\n60M\tsleep 0.1\n10M\tsleep 0.1\n10M\ttrue\n' |
-		"$RR" -m 100M -j 4 --joblog jl >out 2>err || fail "exit $?"
+		"$RR" -m 100M -j 4 --backfill 0 --joblog jl >out 2>err ||
+		fail "exit $?"
 	s1=$(jl_field 1 2); r1=$(jl_field 1 3)
 	s2=$(jl_field 2 2); s3=$(jl_field 3 2)
 	e1=$(awk -v s="$s1" -v r="$r1" 'BEGIN { printf "%.6f", s + r }')
@@ -483,32 +486,192 @@ t_measure() {
 		fail "no over-declared warning"
 	[ "$(jl_field 1 6)" -eq $((1 << 20)) ] || fail "declared column"
 	[ "$(jl_field 1 7)" -ge $((24 << 20)) ] || fail "measured column"
-	# Two 16M processes in one job: a cgroup v2 per job sees both, wait4
-	# ru_maxrss only the larger. --report says which measure and why.
+	# Two 16M processes in one job: both are measured, by a cgroup per
+	# job or by the process group. --report says which measure and why.
 	printf '%s 16 0.5 & %s 16 0.5; wait\n' "$HOG" "$HOG" |
 		"$RR" --report --joblog jl >out 2>err || fail "exit $?"
 	m=$(jl_field 1 7)
-	if grep -q "peaks: cgroup v2 memory.peak" err; then
-		[ "$m" -ge $((32 << 20)) ] || fail "cgroup peak $m < 32M"
-		dir=$(sed -n 's/.*memory.peak of a cgroup per job, in //p' err)
+	[ "$m" -ge $((32 << 20)) ] || fail "peak $m < 32M"
+	if grep -q "measured: cgroup v[12] memory cgroup per job" err; then
+		dir=$(sed -n 's/.*memory cgroup per job, in //p' err)
 		[ -d "$dir" ] && fail "cgroup $dir left behind"
-		how=cgroup
-	elif grep -q "peaks: wait4 ru_maxrss.*(no cgroup: .*)" err; then
-		[ "$m" -ge $((16 << 20)) ] || fail "ru_maxrss $m < 16M"
-		how="ru_maxrss; $(sed -n 's/.*(no cgroup: \(.*\))$/\1/p' err)"
+		how=$(sed -n 's/.*measured: \(cgroup v[12]\).*/\1/p' err)
+	elif grep -q "measured: RSS of each job's process group (no cgroup: .*)" err; then
+		how="process group; $(sed -n 's/.*(no cgroup: \(.*\))$/\1/p' err)"
 	else
-		fail "--report does not say how peaks are measured"
+		fail "--report does not say how jobs are measured"
 	fi
-	echo true | "$RR" --no-cgroup --report >out 2>err || fail "exit $?"
-	grep -q "peaks: wait4 ru_maxrss.*(no cgroup: --no-cgroup)" err ||
+	# Without a cgroup: the process group's summed RSS, sampled.
+	printf '%s 16 0.5 & %s 16 0.5; wait\n' "$HOG" "$HOG" |
+		"$RR" --no-cgroup --report --joblog jl >out 2>err || fail "exit $?"
+	grep -q "measured: RSS of each job's process group (no cgroup: --no-cgroup)" err ||
 		fail "--no-cgroup"
+	m=$(jl_field 1 7)
+	[ "$m" -ge $((32 << 20)) ] || fail "process group peak $m < 32M"
 	echo PASS "($how)"
+}
+
+# cgroup_or_skip: skip unless jobs get a memory cgroup each here.
+cgroup_or_skip() {
+	echo true | "$RR" --report >out 2>err || fail "probe: exit $?"
+	grep -q "measured: cgroup v[12]" err || {
+		echo "SKIP: no per-job memory cgroup: $(sed -n 's/.*(no cgroup: \(.*\))$/\1/p' err)"
+		exit 77
+	}
+}
+
+# ends_before A B: job A ended no later than job B started (+ slack s).
+starts_after_end() {
+	awk -F '\t' -v a="$1" -v b="$2" -v slack="${3:-0}" '
+		FNR > 1 && $1 == a && $5 == 0 { e = $2 + $3 }
+		FNR > 1 && $1 == b { s = $2 }
+		END { exit !(s >= e - slack) }' jl
+}
+
+t_backfill() {
+	# Job 2 (60M) waits for job 1; job 3 (10M) fits now and leaves room
+	# for job 2, so it starts first; job 4 (50M) would keep job 2 out
+	# and does not. Job 3 outlives job 1: job 2 must still start when
+	# job 1 ends (no delay from the job that passed it).
+	printf '60M\tsleep 1\n60M\tsleep 0.1\n10M\tsleep 2\n50M\tsleep 0.1\n10M\tsleep 0.1\n' >jobs
+	"$RR" -a jobs -m 100M -j 8 --joblog jl >out 2>err || fail "exit $?"
+	s2=$(jl_field 2 2); s3=$(jl_field 3 2); s4=$(jl_field 4 2)
+	lt "$s3" "$s2" || fail "job 3 did not backfill"
+	lt "$s4" "$s2" && fail "job 4 (50M) passed the head and could keep it out"
+	starts_after_end 1 2 || fail "job 2 started before job 1 ended"
+	# Started within 0.5 s of job 1's end: not delayed by job 3.
+	awk -F '\t' 'FNR > 1 && $1 == 1 { e = $2 + $3 } FNR > 1 && $1 == 2 { s = $2 }
+		END { exit !(s - e < 0.5) }' jl || fail "job 2 delayed after job 1 ended"
+	set -- $(concurrency jl)
+	[ "$2" -le $((100 << 20)) ] || fail "declared at once $2 > budget"
+	# The bound: --backfill 1 lets only job 3 pass, not job 5.
+	"$RR" -a jobs -m 100M -j 8 --backfill 1 --joblog jl >out 2>err ||
+		fail "exit $?"
+	s2=$(jl_field 2 2); s3=$(jl_field 3 2); s5=$(jl_field 5 2)
+	lt "$s3" "$s2" || fail "--backfill 1: job 3 did not backfill"
+	lt "$s5" "$s2" && fail "--backfill 1: job 5 passed too"
+	echo PASS
+}
+
+t_live() {
+	# Job 1 declares 10M but runs a pipeline of two 32M processes. Live
+	# measurement counts 64M+ for it, so job 3 (50M), next after job 2
+	# frees its slot, must wait for job 1's end; by declarations alone
+	# it would start at 0.5 s.
+	printf '10M\t%s 32 2 | %s 32 2\n10M\tsleep 0.5\n50M\ttrue\n' "$HOG" "$HOG" >jobs
+	"$RR" -a jobs -m 100M -j 2 --joblog jl >out 2>err || fail "exit $?"
+	starts_after_end 1 3 0.05 || fail "job 3 started while job 1 held 64M"
+	grep -q "job 1 (line 1) used .*, more than its weight 10M" err ||
+		fail "no line for the job over its weight"
+	m=$(jl_field 1 7)
+	# Within 10% of the processes' summed peaks: twice one of them,
+	# measured alone the same way (a sanitizer build uses more).
+	printf '%s 32 0.5\n' "$HOG" | "$RR" --joblog jl >out 2>err ||
+		fail "exit $?"
+	one=$(jl_field 1 7)
+	awk -v m="$m" -v o="$one" 'BEGIN { exit !(m >= 1.8 * o && m <= 2.2 * o) }' ||
+		fail "pipeline measured $m, one process $one"
+	echo PASS "(pipeline $((m >> 20)) MiB, one process $((one >> 20)) MiB)"
+}
+
+t_overrun_wait() {
+	# The default: the liar runs to its end, loudly; exit 0 unless
+	# --strict-weights.
+	printf '10M\t%s 40 0.3\n' "$HOG" >jobs
+	"$RR" -a jobs -m 100M --joblog jl >out 2>err || fail "exit $?"
+	grep -q "warning: 1 job used more memory than declared" err ||
+		fail "no warning"
+	"$RR" -a jobs -m 100M --strict-weights >out 2>err
+	[ $? -eq 1 ] || fail "--strict-weights: exit not 1"
+	grep -q "failed: --strict-weights" err || fail "--strict-weights message"
+	echo PASS
+}
+
+t_overrun_suspend() {
+	# Job 1 (oldest, honest) and job 2 (declares 10M, uses 90M) pass the
+	# 100M budget together: job 2 is stopped until job 1 ends. Alone it
+	# would end after 0.3 s.
+	printf '24M\t%s 20 1.5\n10M\t%s 90 0.3\n' "$HOG" "$HOG" >jobs
+	"$RR" -a jobs -m 100M -j 2 --overrun suspend --report --joblog jl \
+		>out 2>err || fail "exit $?"
+	grep -q "job 2 (line 2) uses .* weight 10M; budget full: stopped" err ||
+		fail "job 2 not stopped"
+	grep -q "1 stopped for lack of room" err || fail "report"
+	awk -F '\t' 'FNR > 1 { e[$1] = $2 + $3 } END { exit !(e[2] >= e[1]) }' jl ||
+		fail "job 2 was not held back until job 1 ended"
+	echo PASS
+}
+
+t_overrun_requeue() {
+	# No cap in the way (--cap-margin 100): the sampler finds 80M + 30M
+	# over the 100M budget and kills job 1, the most over its weight,
+	# though job 2 is the youngest; job 1 comes back with 100M.
+	printf '10M\t%s 80 1\n30M\t%s 30 1.5\n' "$HOG" "$HOG" >jobs
+	"$RR" -a jobs -m 100M -j 2 --overrun requeue --cap-margin 100 \
+		--report --joblog jl >out 2>err || fail "exit $?"
+	grep -q "job 1 (line 1) killed: it used .*, weight 10M, and the budget was full; requeued with weight" err ||
+		fail "job 1 not killed and requeued"
+	[ "$(awk -F '\t' 'FNR > 1 && $1 == 2' jl | wc -l)" -eq 1 ] ||
+		fail "job 2 (youngest, honest) was killed"
+	[ "$(awk -F '\t' 'FNR > 1 && $1 == 1 && $5 == 9' jl | wc -l)" -eq 1 ] ||
+		fail "joblog: job 1's killed attempt"
+	[ "$(awk -F '\t' 'FNR > 1 && $1 == 1 && $4 == 0' jl | wc -l)" -eq 1 ] ||
+		fail "joblog: job 1 did not succeed at last"
+	grep -q "1 job killed, 1 requeued" err || fail "report"
+	echo PASS
+}
+
+t_overrun_kill() {
+	printf '10M\t%s 80 1\n30M\t%s 30 1.5\n' "$HOG" "$HOG" >jobs
+	"$RR" -a jobs -m 100M -j 2 --overrun kill --cap-margin 100 \
+		--joblog jl >out 2>err
+	[ $? -eq 1 ] || fail "exit not 1"
+	grep -q "job 1 (line 1) killed: it used" err || fail "no message"
+	[ "$(jl_field 2 4)" = 0 ] || fail "job 2 should succeed"
+	echo PASS
+}
+
+t_oom() {
+	cgroup_or_skip
+	# Capped at 10M x 1.25 in its own cgroup, a job using 60M is
+	# OOM-killed there, told apart from other SIGKILLs; requeued with
+	# double the weight each time, it fits at 80M.
+	printf '10M\t%s 60 0.2\n10M\tsleep 0.2\n' "$HOG" >jobs
+	"$RR" -a jobs -m 100M -j 2 --overrun requeue --report --joblog jl \
+		>out 2>err || fail "requeue: exit $?"
+	grep -q "job 1 (line 1) OOM-killed in its cgroup at its cap 12.5M (weight 10M); requeued with weight 20M" err ||
+		fail "first OOM kill not reported"
+	grep -q "[2-9] OOM kills in a job's own cgroup" err || fail "report"
+	[ "$(awk -F '\t' 'FNR > 1 && $1 == 1 && $4 == 0' jl | wc -l)" -eq 1 ] ||
+		fail "job 1 did not succeed at last"
+	# --overrun kill: the OOM kill fails the job; a plain SIGKILL is no
+	# OOM kill.
+	printf '10M\t%s 60 0.2\nkill -9 $$\n' "$HOG" >jobs
+	"$RR" -a jobs -m 100M -j 2 --overrun kill --report >out 2>err
+	[ $? -eq 2 ] || fail "kill: exit not 2"
+	grep -q "job 1 (line 1) OOM-killed in its cgroup" err || fail "kill: no OOM"
+	grep -q "job 2 (line 2) OOM" err && fail "kill: SIGKILL taken for OOM"
+	grep -q "1 OOM kill in a job's own cgroup" err || fail "kill: report"
+	echo PASS
+}
+
+t_alone() {
+	# Heavier than the budget: fails, unless it may run alone.
+	printf '200M\tsleep 0.5\n10M\tsleep 0.5\n' >jobs
+	"$RR" -a jobs -m 100M -j 2 >out 2>err
+	[ $? -eq 1 ] || fail "too big: exit not 1"
+	"$RR" -a jobs -m 100M -j 2 --alone-if-too-big --joblog jl >out 2>err ||
+		fail "alone: exit $?"
+	set -- $(concurrency jl)
+	[ "$1" -eq 1 ] || fail "the big job did not run alone ($1 at once)"
+	echo PASS
 }
 
 case "${1:-}" in
 usage | bad_input | budget | fifo | timeout | halt | exit_codes | tag | \
 line_buffer | jobserver_pipe | jobserver_fifo | learn | signal | progress | \
-defaults | measure)
+defaults | measure | backfill | live | overrun_wait | overrun_suspend | \
+overrun_requeue | overrun_kill | oom | alone)
 	"t_$1" ;;
 *)
 	echo "usage: $0 SCENARIO" >&2

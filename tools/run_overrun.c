@@ -1,0 +1,227 @@
+/* tools/run_overrun.c - ration-run: admission by real memory, and what
+ * to do when jobs use more than they declared.
+ *
+ * Every sample (run.h: sample_ns), each running job's claim on the
+ * budget grows to max(declared, measured peak) by ration_sem_consume:
+ * the dispatcher, waiting in FIFO order on the same semaphore, admits
+ * nothing new until that memory is really back. When the claims pass the
+ * budget (available < 0), --overrun says what else happens:
+ *
+ *   wait     nothing more: admitting nothing new is all (the default).
+ *   suspend  SIGSTOP the job most over its weight, one per sample, and
+ *            SIGCONT the oldest stopped job once the claims fit again.
+ *            The oldest running job is never stopped, and when only
+ *            stopped jobs are left the oldest is continued, so the run
+ *            always moves.
+ *   requeue  SIGKILL the job most over its weight and queue it again
+ *            with its measured peak + 25%, at least double its weight;
+ *            heavier than the budget, it then runs alone. At most
+ *            RUN_MAX_REQUEUES times, then it fails.
+ *   kill     SIGKILL the job most over its weight; it fails.
+ *
+ * "Most over" is the most bytes measured above the weight; the victim
+ * is never simply the youngest job. With requeue and kill, a job with a
+ * cgroup is also capped there at weight x (1 + cap margin), so a liar
+ * that touches its memory faster than a sample is stopped by the kernel
+ * in its own cgroup (an OOM kill there, told apart from any other
+ * SIGKILL) before the machine is hurt.
+ *
+ * Supervisor thread only.
+ */
+#include "run.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+
+/**
+ * grow_claim() - make @j's claim on the budget max(weight, peak).
+ * @r: the runner.
+ * @j: a running job, just measured.
+ *
+ * The claim only grows while the job runs: memory a job touched once it
+ * may touch again, and all of it goes back when the job is reaped.
+ */
+static void
+grow_claim(struct runner *r, struct job *j)
+{
+	int64_t want = j->peak_bytes;
+
+	if (r->budget == NULL || want <= j->held + j->consumed)
+		return;
+	int64_t more = want - j->held - j->consumed;
+	if (ration_sem_consume(r->budget, more) == 0)
+		j->consumed += more;
+}
+
+/* over_by() - bytes @j measured above its weight; <= 0 if none. */
+static int64_t
+over_by(const struct job *j)
+{
+	return j->peak_bytes - j->weight;
+}
+
+/**
+ * pick_victim() - the running job most over its weight.
+ * @running: the running jobs, oldest first.
+ * @spare:   a job never to pick (the oldest running one), or NULL.
+ *
+ * Skips jobs already stopped or being killed, and jobs running alone
+ * (heavier than the budget, nothing else to make room for).
+ *
+ * Return: the job, or NULL if none is over its weight.
+ */
+static struct job *
+pick_victim(struct job *running, const struct job *spare)
+{
+	struct job *best = NULL;
+
+	for (struct job *j = running; j != NULL; j = j->next) {
+		if (j == spare || j->stopped || j->overrun_killed ||
+		    j->kill_sent || j->alone || over_by(j) <= 0)
+			continue;
+		if (best == NULL || over_by(j) > over_by(best))
+			best = j;
+	}
+	return best;
+}
+
+/**
+ * suspend_or_continue() - --overrun suspend, once per sample.
+ * @r:       the runner.
+ * @running: the running jobs, oldest first.
+ * @over:    whether the claims pass the budget.
+ */
+static void
+suspend_or_continue(struct runner *r, struct job *running, bool over)
+{
+	struct job *oldest_running = NULL, *oldest_stopped = NULL;
+
+	for (struct job *j = running; j != NULL; j = j->next) {
+		if (!j->stopped && oldest_running == NULL)
+			oldest_running = j;
+		if (j->stopped && oldest_stopped == NULL)
+			oldest_stopped = j;
+	}
+	if (oldest_stopped != NULL && (!over || oldest_running == NULL)) {
+		kill(-oldest_stopped->pid, SIGCONT);
+		oldest_stopped->stopped = false;
+		return;
+	}
+	if (!over)
+		return;
+	struct job *v = pick_victim(running, oldest_running);
+	if (v == NULL)
+		return;
+	kill(-v->pid, SIGSTOP);
+	v->stopped = true;
+	r->suspends++;
+	char a[16], b[16];
+	format_size(v->peak_bytes, a, sizeof(a));
+	format_size(v->weight, b, sizeof(b));
+	progress_clear(r);
+	fprintf(stderr, RUN_NAME ": job %u (line %u) uses %s, weight %s; "
+		"budget full: stopped until there is room: %s\n", v->seq,
+		v->line, a, b, v->cmd);
+}
+
+/**
+ * kill_victim() - --overrun requeue and kill: SIGKILL the job most over
+ * its weight, one at a time (none while an earlier victim is not yet
+ * reaped: its memory is still counted until then).
+ * @r:       the runner.
+ * @running: the running jobs.
+ */
+static void
+kill_victim(struct runner *r, struct job *running)
+{
+	for (struct job *j = running; j != NULL; j = j->next)
+		if (j->overrun_killed)
+			return;
+	struct job *v = pick_victim(running, NULL);
+	if (v == NULL)
+		return;
+	kill(-v->pid, SIGKILL);
+	v->kill_sent = true;
+	v->overrun_killed = true;
+	r->overrun_kills++;
+}
+
+/**
+ * check_oom() - a capped job whose cgroup saw an OOM kill loses the
+ * rest of its processes too: half a pipeline is no result, and its
+ * memory is what the budget needs back.
+ * @r: the runner.
+ * @j: a running job with a cap.
+ */
+static void
+check_oom(struct runner *r, struct job *j)
+{
+	int64_t n = cg_job_oom_kills(&r->cg, j);
+
+	if (n <= 0 || j->kill_sent)
+		return;
+	j->oom_kills = n;
+	kill(-j->pid, SIGKILL);
+	j->kill_sent = true;
+}
+
+/* overrun_tick() - see run.h. */
+void
+overrun_tick(struct runner *r, struct job *running)
+{
+	measure_jobs(r, running);
+	for (struct job *j = running; j != NULL; j = j->next) {
+		grow_claim(r, j);
+		if (j->cap > 0)
+			check_oom(r, j);
+	}
+	if (r->budget == NULL)
+		return;
+	bool over = ration_sem_available(r->budget) < 0;
+	switch (r->o->overrun) {
+	case OVERRUN_WAIT:
+		break;
+	case OVERRUN_SUSPEND:
+		suspend_or_continue(r, running, over);
+		break;
+	case OVERRUN_REQUEUE:
+	case OVERRUN_KILL:
+		if (over)
+			kill_victim(r, running);
+		break;
+	}
+}
+
+/* overrun_requeue_weight() - see run.h. */
+int64_t
+overrun_requeue_weight(const struct job *j)
+{
+	int64_t peak = j->peak_bytes > 0 ? j->peak_bytes : 0;
+	int64_t w = peak + peak / 4;
+
+	if (j->weight > 0 && w < 2 * j->weight)
+		w = 2 * j->weight;
+	if (w <= 0)
+		w = 1;
+	return w > RATION_SEM_MAX ? RATION_SEM_MAX : w;
+}
+
+/* parse_overrun() - see run.h. */
+int
+parse_overrun(const char *s, enum overrun_mode *out)
+{
+	static const char *const names[] = {
+		[OVERRUN_WAIT] = "wait", [OVERRUN_SUSPEND] = "suspend",
+		[OVERRUN_REQUEUE] = "requeue", [OVERRUN_KILL] = "kill",
+	};
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		if (strcmp(s, names[i]) == 0) {
+			*out = (enum overrun_mode)i;
+			return 0;
+		}
+	}
+	return -EINVAL;
+}

@@ -1,0 +1,327 @@
+/* tools/run_sched.c - ration-run: the dispatcher, FIFO with bounded
+ * backfill.
+ *
+ * One thread takes every job's claims (a slot, its weight from the
+ * budget, a make token) and starts it. The next job in input order is the
+ * head; jobs the supervisor requeued (run_overrun.c) come before the rest
+ * of the input, lowest number first. The head waits in the budget
+ * semaphore's FIFO queue, so nothing queued behind it in the semaphore
+ * can pass it, and the supervisor's ration_sem_consume() for jobs that
+ * use more than they declared keeps it waiting until that memory is
+ * really back.
+ *
+ * Backfill: while the head waits for memory (it holds its slot), every
+ * BACKFILL_POLL_NS the dispatcher looks at the next BACKFILL_WINDOW jobs
+ * behind it and starts, in input order, each one that
+ *   - fits now: a free slot and its weight free in the budget, taken
+ *     without waiting (try_acquire: nobody else is queued then);
+ *   - could not keep the head out on its own: its weight plus the head's
+ *     is within the budget;
+ * until the head has been passed --backfill times (default
+ * RUN_BACKFILL_DEFAULT; 0 = strict FIFO). That is the bound: a head job
+ * is overtaken by at most that many jobs, each of which leaves room for
+ * it, so its wait grows at most by the longest of their run times, and
+ * only when memory is short. Without run-time estimates no rule can
+ * promise more than that; with a jobserver (make -j) there is no
+ * backfill, make's tokens decide.
+ */
+#include "run.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BACKFILL_POLL_NS (20 * 1000000LL)
+#define BACKFILL_WINDOW 64
+#define SETTLE_POLL_NS (100 * 1000000LL)
+
+/* Dispatcher state: where the first job not yet taken may be. */
+struct sched {
+	struct runner *r;
+	size_t in_pos;
+};
+
+/* take_next() - the head: the lowest-numbered requeued job, else the
+ * first job of the input not yet taken (backfill takes some early). */
+static struct job *
+take_next(struct sched *s)
+{
+	struct runner *r = s->r;
+
+	pthread_mutex_lock(&r->mu);
+	struct job *j = r->requeued;
+	if (j != NULL)
+		r->requeued = j->next;
+	pthread_mutex_unlock(&r->mu);
+	if (j != NULL) {
+		j->next = NULL;
+		return j;
+	}
+	while (s->in_pos < r->njobs && r->jobs[s->in_pos].taken)
+		s->in_pos++;
+	if (s->in_pos == r->njobs)
+		return NULL;
+	j = &r->jobs[s->in_pos++];
+	j->taken = true;
+	return j;
+}
+
+/* wait_more() - nothing left to take: wait until every started job is
+ * settled (return false) or one is requeued (true). The dispatch ctx is
+ * checked every SETTLE_POLL_NS. */
+static bool
+wait_more(struct runner *r)
+{
+	bool more;
+
+	pthread_mutex_lock(&r->mu);
+	while (r->requeued == NULL && r->settled < r->dispatched &&
+	       ration_ctx_err(r->dispatch_ctx) == 0) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += SETTLE_POLL_NS;
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+	}
+	more = r->requeued != NULL;
+	pthread_mutex_unlock(&r->mu);
+	return more;
+}
+
+/* budget_weight() - what @j takes from the budget to start: its weight,
+ * or the whole budget (so nothing else runs) when it is heavier than
+ * the budget and may run alone. */
+static int64_t
+budget_weight(const struct runner *r, struct job *j)
+{
+	const struct run_opts *o = r->o;
+
+	if (r->budget == NULL || j->weight <= o->budget_bytes)
+		return j->weight;
+	if (o->alone_if_too_big || o->overrun == OVERRUN_REQUEUE)
+		j->alone = true;
+	return j->alone ? o->budget_bytes : j->weight;
+}
+
+/* start() - @j holds its claims: its make token, its cap, spawn, hand
+ * it to the supervisor. Return: 0, or the error that stops dispatching. */
+static int
+start(struct runner *r, struct job *j)
+{
+	const struct run_opts *o = r->o;
+
+	/* Make's token last: it is shared with the whole build, so hold it
+	 * for as short a time as possible. */
+	int rc = js_acquire(&r->js, r->dispatch_ctx, j);
+	if (rc == 0)
+		rc = ration_ctx_err(r->dispatch_ctx);
+	if (rc < 0) {
+		js_release(&r->js, j);
+		ration_release_all(j->claims, j->nclaims);
+		j->nclaims = 0;
+		if (rc == -EPIPE)
+			fprintf(stderr, RUN_NAME ": make's jobserver closed; "
+				"starting no more jobs\n");
+		return rc;
+	}
+	j->cap = 0;
+	if ((o->overrun == OVERRUN_REQUEUE || o->overrun == OVERRUN_KILL) &&
+	    j->weight > 0)
+		j->cap = j->weight + (int64_t)((double)j->weight *
+					       o->cap_margin);
+	rc = job_spawn(r, j);
+	if (rc < 0) {
+		ration_release_all(j->claims, j->nclaims);
+		j->nclaims = 0;
+		js_release(&r->js, j);
+		j->spawn_err = rc;
+	}
+	job_handoff(r, j);
+	return 0;
+}
+
+/* try_claims() - @c's slot and weight if both are free now. */
+static bool
+try_claims(struct runner *r, struct job *c)
+{
+	size_t n = 0;
+
+	if (r->slots != NULL) {
+		if (ration_sem_try_acquire(r->slots, 1) < 0)
+			return false;
+		c->claims[n++] = (ration_claim_t){ r->slots, 1 };
+	}
+	if (r->budget != NULL && c->weight > 0) {
+		if (ration_sem_try_acquire(r->budget, c->weight) < 0) {
+			ration_release_all(c->claims, n);
+			return false;
+		}
+		c->claims[n++] = (ration_claim_t){ r->budget, c->weight };
+	}
+	c->nclaims = n;
+	c->held = r->budget != NULL ? c->weight : 0;
+	return true;
+}
+
+/**
+ * backfill() - start jobs behind the blocked @head that fit now and
+ * leave room for it (see the top of this file).
+ * @s:      the dispatcher state.
+ * @head:   the job waiting for memory.
+ * @w_head: what it waits for.
+ *
+ * Return: 0, or the error that stops dispatching.
+ */
+static int
+backfill(struct sched *s, struct job *head, int64_t w_head)
+{
+	struct runner *r = s->r;
+	size_t seen = 0;
+
+	for (size_t i = s->in_pos; i < r->njobs && seen < BACKFILL_WINDOW &&
+	     head->bypassed < r->o->backfill; i++) {
+		struct job *c = &r->jobs[i];
+		if (c->taken)
+			continue;
+		seen++;
+		if (c->weight > r->o->budget_bytes - w_head ||
+		    !try_claims(r, c))
+			continue;
+		c->taken = true;
+		head->bypassed++;
+		int rc = start(r, c);
+		if (rc < 0)
+			return rc;
+	}
+	return 0;
+}
+
+/* acquire_budget() - @w of the budget for @head, blocking; with
+ * backfill, in BACKFILL_POLL_NS rounds with a backfill pass between. */
+static int
+acquire_budget(struct sched *s, struct job *head, int64_t w)
+{
+	struct runner *r = s->r;
+
+	if (r->o->backfill == 0 || r->js.active)
+		return ration_sem_acquire(r->budget, r->dispatch_ctx, w);
+	for (;;) {
+		int rc = ration_sem_acquire_until(r->budget, ration_now() +
+						  BACKFILL_POLL_NS, w);
+		if (rc != -ETIMEDOUT)
+			return rc;
+		rc = ration_ctx_err(r->dispatch_ctx);
+		if (rc == 0 && head->bypassed < r->o->backfill)
+			rc = backfill(s, head, w);
+		if (rc < 0)
+			return rc;
+	}
+}
+
+/**
+ * admit() - take @j's slot, then its weight (slot first: a job waiting
+ * for memory then holds only a slot, never budget it is not using yet),
+ * and start it.
+ * @s: the dispatcher state.
+ * @j: the head job.
+ *
+ * Return: 0, or the error that stops dispatching.
+ */
+static int
+admit(struct sched *s, struct job *j)
+{
+	struct runner *r = s->r;
+	int64_t w = budget_weight(r, j);
+	int rc = ration_ctx_err(r->dispatch_ctx);
+	size_t n = 0;
+
+	j->nclaims = 0;
+	if (rc == 0 && r->slots != NULL) {
+		rc = ration_sem_acquire(r->slots, r->dispatch_ctx, 1);
+		if (rc == 0)
+			j->claims[n++] = (ration_claim_t){ r->slots, 1 };
+	}
+	if (rc == 0 && r->budget != NULL && w > 0) {
+		rc = acquire_budget(s, j, w);
+		if (rc == 0)
+			j->claims[n++] = (ration_claim_t){ r->budget, w };
+	}
+	if (rc < 0)
+		ration_release_all(j->claims, n);
+	if (rc == -E2BIG) {
+		/* Heavier than the whole budget: it could never run. That
+		 * fails this job, not the run. */
+		j->reject = rc;
+		job_handoff(r, j);
+		return 0;
+	}
+	if (rc < 0)
+		return rc;
+	j->nclaims = n;
+	j->held = r->budget != NULL ? w : 0;
+	return start(r, j);
+}
+
+/* dispatch() - see run.h. */
+size_t
+dispatch(struct runner *r)
+{
+	struct sched s = { .r = r };
+	struct job *j;
+
+	for (;;) {
+		if (ration_ctx_err(r->dispatch_ctx) != 0)
+			break;
+		j = take_next(&s);
+		if (j == NULL) {
+			if (wait_more(r))
+				continue;
+			break;
+		}
+		if (admit(&s, j) < 0) {
+			j->taken = false;
+			break;
+		}
+	}
+	size_t started = 0;
+	pthread_mutex_lock(&r->mu);
+	for (size_t i = 0; i < r->njobs; i++)
+		started += r->jobs[i].taken;
+	for (j = r->requeued; j != NULL; j = j->next)
+		started--;
+	r->dispatch_done = true;
+	pthread_mutex_unlock(&r->mu);
+	uint64_t one = 1;
+	(void)!write(r->wake_fd, &one, sizeof(one));
+	return started;
+}
+
+/* sched_requeue() - see run.h: linked into r->requeued by seq. */
+void
+sched_requeue(struct runner *r, struct job *j)
+{
+	pthread_mutex_lock(&r->mu);
+	struct job **pp = &r->requeued;
+	while (*pp != NULL && (*pp)->seq < j->seq)
+		pp = &(*pp)->next;
+	j->next = *pp;
+	*pp = j;
+	r->settled++;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* sched_settled() - see run.h. */
+void
+sched_settled(struct runner *r)
+{
+	pthread_mutex_lock(&r->mu);
+	r->settled++;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
