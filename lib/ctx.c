@@ -60,6 +60,8 @@ struct ration_ctx {
 	struct ration__timer timer;   /* armed while an after-func or fd waits */
 	ration_ctx_t *done_next;      /* owned by the one canceller that marked
 				       * the parent done: its worklist link */
+	struct ration__ctx_sig *sig;  /* immutable once published; NULL
+				       * unless made by with_signals */
 };
 
 static ration_ctx_t background = {.deadline = RATION_FOREVER, .fd = -1};
@@ -87,8 +89,8 @@ observed_done(const ration_ctx_t *ctx, int err)
 
 /* Take a reference unless the count is already zero (the ctx is being
  * freed, its last unref waiting for a lock we may hold). */
-static bool
-ref_if_live(ration_ctx_t *c)
+bool
+ration__ctx_ref_if_live(ration_ctx_t *c)
 {
 	long r = atomic_load_explicit(&c->refs, memory_order_relaxed);
 	while (r > 0 && !atomic_compare_exchange_weak_explicit(&c->refs, &r, r + 1,
@@ -107,7 +109,7 @@ static void cancel_err(ration_ctx_t *ctx, int err);
 static bool
 timer_claim(struct ration__timer *t)
 {
-	return ref_if_live(RATION_CONTAINER_OF(t, ration_ctx_t, timer));
+	return ration__ctx_ref_if_live(RATION_CONTAINER_OF(t, ration_ctx_t, timer));
 }
 
 static void
@@ -149,7 +151,7 @@ done_locked(ration_ctx_t *c, int err, struct done_batch *b)
 
 	for (struct ration__list *n = c->children.next; n != &c->children; n = n->next) {
 		ration_ctx_t *child = RATION_CONTAINER_OF(n, ration_ctx_t, sibling);
-		if (!ref_if_live(child))
+		if (!ration__ctx_ref_if_live(child))
 			continue;
 		child->done_next = b->work;
 		b->work = child;
@@ -322,6 +324,8 @@ ration_ctx_unref(ration_ctx_t *ctx)
 		}
 		if (ctx->fd >= 0)
 			close(ctx->fd);
+		if (ctx->sig != NULL)
+			ration__ctx_sig_free(ctx->sig);
 		pthread_mutex_destroy(&ctx->mu);
 		free(ctx);
 		ctx = parent; /* drop the child's reference, iteratively */
@@ -387,6 +391,37 @@ ration_ctx_wait(ration_ctx_t *ctx)
 		ration__park(w.pk, ctx->deadline);
 	ration__ctx_unwatch(ctx, &w);
 	return err;
+}
+
+int
+ration_ctx_sleep(ration_ctx_t *ctx, int64_t ns)
+{
+	int64_t until = ns_add_sat(clock_mono_ns(), ns > 0 ? ns : 0);
+	struct ration__ctx_watch w = {.pk = ration__parker_self()};
+	int err = ration__ctx_watch(ctx, &w);
+	while (err == 0 && (err = ration_ctx_err(ctx)) == 0 && clock_mono_ns() < until)
+		ration__park(w.pk, until < ration_ctx_deadline(ctx) ? until
+								: ration_ctx_deadline(ctx));
+	ration__ctx_unwatch(ctx, &w);
+	return err;
+}
+
+void
+ration__ctx_set_sig(ration_ctx_t *ctx, struct ration__ctx_sig *sig)
+{
+	ctx->sig = sig;
+}
+
+struct ration__ctx_sig *
+ration__ctx_sig(const ration_ctx_t *ctx)
+{
+	return ration__ctx_is_background(ctx) ? NULL : ctx->sig;
+}
+
+const ration_ctx_t *
+ration__ctx_parent(const ration_ctx_t *ctx)
+{
+	return ration__ctx_is_background(ctx) ? NULL : ctx->parent;
 }
 
 int

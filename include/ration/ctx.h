@@ -21,6 +21,8 @@
 #ifndef RATION_CTX_H
 #define RATION_CTX_H
 
+#include <signal.h>
+
 #include "common.h"
 
 #ifdef __cplusplus
@@ -118,6 +120,79 @@ RATION_API int64_t ration_ctx_deadline(const ration_ctx_t *ctx);
  * Blocks: yes, at most until the effective deadline. Allocates: never.
  */
 RATION_API int ration_ctx_wait(ration_ctx_t *ctx);
+
+/**
+ * ration_ctx_sleep() - sleep @ns nanoseconds unless @ctx ends first.
+ * @ctx: NULL = background (a plain sleep).
+ * @ns:  relative; <= 0 only checks @ctx.
+ *
+ * The interruptible sleep of a retry loop or a pacing task: a cancel or
+ * @ctx's deadline wakes it at once.
+ *
+ * Return: 0 once @ns have passed, or @ctx's error (see ration_ctx_err())
+ * if @ctx is done first or already done.
+ *
+ * Blocks: yes, at most @ns. Allocates: never (a thread's first blocking
+ * ration call makes its parker). Calls user code: never.
+ */
+RATION_API int ration_ctx_sleep(ration_ctx_t *ctx, int64_t ns);
+
+/**
+ * ration_ctx_with_signals() - a child of @parent that is cancelled when
+ * one of the signals in @set arrives (Go's signal.NotifyContext).
+ * @parent: NULL = background.
+ * @set:    the signals to catch, e.g. SIGINT and SIGTERM; not SIGKILL,
+ *          SIGSTOP, or a signal the C library reserves.
+ * @out:    receives the ctx (ration_ctx_unref()).
+ *
+ *	sigset_t set;
+ *	sigemptyset(&set);
+ *	sigaddset(&set, SIGINT);
+ *	sigaddset(&set, SIGTERM);
+ *	ration_ctx_t *ctx;
+ *	if (ration_ctx_with_signals(NULL, &set, &ctx) == 0) {
+ *		run_batch(ctx);           // Ctrl-C: ctx done, -ECANCELED
+ *		if (ration_ctx_signal(ctx) != 0) ...
+ *		ration_ctx_unref(ctx);    // SIGINT/SIGTERM as before
+ *	}
+ *
+ * While the ctx lives, the signals in @set are caught by a handler of
+ * ration's (the first arrival cancels the ctx with -ECANCELED; later ones
+ * are absorbed, so a second Ctrl-C does not kill the process). The
+ * handler only sets a flag and writes a byte to a pipe; a watcher thread
+ * (started on first use, one per process, kept) does the cancel, so
+ * after-funcs run on that thread. Several ctxs may catch the same signal;
+ * each arrival cancels every live one whose @set holds it. When the last
+ * ctx catching a signal is freed, the disposition in force before the
+ * first one was made is restored. Not for use across fork() (the child has
+ * no watcher); see docs/decisions/006-signal-ctx.md.
+ *
+ * Return: 0, or the first that applies:
+ *   -EINVAL    @set or @out NULL, @set empty, or a signal in it cannot
+ *              be caught (nothing installed)
+ *   -ENOMEM    no memory for the ctx
+ *   -EMFILE    no pipe could be made (first use)
+ *   -EAGAIN    the watcher thread could not be started (first use)
+ * On error no disposition is changed.
+ *
+ * Blocks: no. Allocates: yes, the ctx and a small record. Calls user
+ * code: never.
+ */
+RATION_API int ration_ctx_with_signals(ration_ctx_t *parent, const sigset_t *set,
+				       ration_ctx_t **out);
+
+/**
+ * ration_ctx_signal() - which signal cancelled a ctx made by
+ * ration_ctx_with_signals().
+ * @ctx: that ctx, or a descendant of it (the nearest such ancestor that
+ *       caught a signal answers).
+ *
+ * Return: the signal number, or 0 when no signal cancelled it (or @ctx
+ * and its ancestors were not made by ration_ctx_with_signals()).
+ *
+ * Blocks: no. Allocates: never. Calls user code: never.
+ */
+RATION_API int ration_ctx_signal(const ration_ctx_t *ctx);
 
 /**
  * ration_ctx_fd() - a file descriptor that becomes readable once @ctx is done.

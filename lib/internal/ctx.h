@@ -41,6 +41,21 @@ ration__wait_err(ration_ctx_t *ctx, int64_t deadline_ns)
 	return err;
 }
 
+/* Take a reference on @ctx unless its count already reached zero (its
+ * last unref is freeing it, perhaps waiting for a lock the caller holds).
+ * Return whether a reference was taken. */
+bool ration__ctx_ref_if_live(ration_ctx_t *ctx);
+
+/* A ctx made by ration_ctx_with_signals() carries the state below
+ * (ctx_signal.c); ration_ctx_unref() calls ration__ctx_sig_free() on it
+ * before the ctx's memory goes. */
+struct ration__ctx_sig;
+void ration__ctx_set_sig(ration_ctx_t *ctx, struct ration__ctx_sig *sig);
+struct ration__ctx_sig *ration__ctx_sig(const ration_ctx_t *ctx);
+void ration__ctx_sig_free(struct ration__ctx_sig *sig);
+/* @ctx's parent (immutable), NULL for a root or the background. */
+const ration_ctx_t *ration__ctx_parent(const ration_ctx_t *ctx);
+
 /* Test-only hook, NULL outside tests (tests/test_sem.c, DESIGN §7.3).
  * When set, it is called by a thread that has just learnt that @ctx is
  * done, from ration_ctx_err() or ration__ctx_watch(), before that call
