@@ -13,7 +13,7 @@
  * makes the watcher look. signalfd was not used: it
  * sees a signal only if every thread of the process blocks it, which a
  * library cannot arrange for threads it did not create.
- * docs/decisions/006-signal-ctx.md gives the reasoning.
+ * docs/decisions/008-signal-ctx.md gives the reasoning.
  *
  * Locking: mu guards the registry of live signal ctxs, the per-signal
  * install counts and the saved dispositions, and the one-time start of

@@ -165,7 +165,7 @@ RATION_API int ration_ctx_sleep(ration_ctx_t *ctx, int64_t ns);
  * each arrival cancels every live one whose @set holds it. When the last
  * ctx catching a signal is freed, the disposition in force before the
  * first one was made is restored. Not for use across fork() (the child has
- * no watcher); see docs/decisions/006-signal-ctx.md.
+ * no watcher); see docs/decisions/008-signal-ctx.md.
  *
  * Return: 0, or the first that applies:
  *   -EINVAL    @set or @out NULL, @set empty, or a signal in it cannot
