@@ -103,8 +103,27 @@ struct job {
 enum overrun_mode { OVERRUN_WAIT, OVERRUN_SUSPEND, OVERRUN_REQUEUE,
 		    OVERRUN_KILL };
 
+/* An argument source (run_input.c). */
+struct arg_source {
+	const char *file;          /* -a / :::: FILE ("-" = stdin); NULL: words */
+	char *const *words;        /* the words after ::: */
+	size_t nwords;
+};
+
+/* Where jobs come from: the command line's input language (run_input.c). */
+struct input_spec {
+	char *command;             /* template: the command words joined by
+				      spaces; NULL: each record is a job line */
+	struct arg_source *src;    /* -a, :::, :::: in order; none: stdin */
+	size_t nsrc;
+	const char *job_file;      /* --job-file; NULL = stdin */
+	unsigned max_args;         /* -N; 0 = 1 */
+	bool null_sep;             /* -0: records end at NUL, not newline */
+	const char *weight_expr;   /* -w with {} or size(); NULL: a size */
+};
+
 struct run_opts {
-	const char *arg_file;      /* NULL = stdin */
+	struct input_spec in;
 	int64_t budget_bytes;      /* 0 = no memory budget */
 	int64_t slots;             /* 0 = unlimited */
 	int64_t default_weight;    /* --weight; 0 = none */
@@ -212,12 +231,61 @@ void format_size(int64_t bytes, char *buf, size_t len);
 /* looks_like_weight() - whether the first @len bytes of @s parse as a
  * size: a command word like that is a misplaced weight. */
 bool looks_like_weight(const char *s, size_t len);
-/* read_jobs() - the whole job list from -a FILE or stdin into a new
- * array (*@out, *@count); a bad line is reported on stderr naming it.
- * Return: 0, or a negative errno once every line has been checked. */
+
+/* run_input.c */
+
+/* input_add_file() - -a FILE: one more argument source. 0 or -ENOMEM. */
+int input_add_file(struct input_spec *in, const char *file);
+/* input_parse_words() - the words after the options: the command
+ * template, then ::: WORDS and :::: FILES sources. @why gets the reason
+ * of an -EINVAL (a usage error). Return: 0, -EINVAL or -ENOMEM. */
+int input_parse_words(struct input_spec *in, int argc, char **argv,
+		      char *why, size_t whylen);
+/* input_free() - frees what input_parse_words() made. */
+void input_free(struct input_spec *in);
+/* read_jobs() - every job of @o's input into a new array (*@out,
+ * *@count), numbered from 1; a bad record is reported on stderr naming
+ * it. Return: 0, or a negative errno once every record was checked. */
 int read_jobs(const struct run_opts *o, struct job **out, size_t *count);
 /* free_jobs() - frees what read_jobs() made, and the jobs' buffers. */
 void free_jobs(struct job *jobs, size_t count);
+
+/* run_expand.c */
+
+/* A growing string, NUL-terminated once non-empty; err sticks at the
+ * first -ENOMEM. Zero-initialised = empty. */
+struct sbuf {
+	char *buf;
+	size_t len, cap;
+	int err;
+};
+/* sbuf_add() - append @n bytes of @s to @b. */
+void sbuf_add(struct sbuf *b, const char *s, size_t n);
+/* expand() - the template [@tmpl, @tmpl+@tlen) with GNU parallel's
+ * replacement strings filled from @args (@nargs) and @seq, appended to
+ * @out; values shell-quoted when @quote. *@replaced: whether the
+ * template had any replacement string. */
+void expand(const char *tmpl, size_t tlen, char *const *args, size_t nargs,
+	    unsigned seq, bool quote, struct sbuf *out, bool *replaced);
+/* expand_command() - the command of job @seq: @tmpl expanded, or with the
+ * quoted arguments appended if it has no replacement string. *@out is
+ * new. Return: 0 or -ENOMEM. */
+int expand_command(const char *tmpl, char *const *args, size_t nargs,
+		   unsigned seq, char **out);
+
+/* run_weight.c */
+
+/* weight_is_expr() - whether a --weight value is an expression rather
+ * than a plain size. */
+bool weight_is_expr(const char *s);
+/* weight_eval() - the --weight expression @text for a job's @args and
+ * @seq into *@out bytes; @check: syntax only (no files read). @why gets
+ * the reason of an error. Return: 0, -EINVAL (syntax, not a regular
+ * file, not a size), -ERANGE (negative or too large), -ENOMEM, or
+ * stat()'s -errno for size(FILE). */
+int weight_eval(const char *text, char *const *args, size_t nargs,
+		unsigned seq, bool check, int64_t *out, char *why,
+		size_t whylen);
 
 /* run_jobserver.c */
 

@@ -21,20 +21,31 @@
 
 /* In parts: C11 promises string literals of 4095 bytes only. */
 static const char *const usage_text[] = {
-"Usage: ration-run [OPTION]... < JOBS\n"
-"       ration-run [OPTION]... -a FILE\n"
-"Run shell commands, one per input line, in parallel under a memory budget\n"
-"and a job-slot limit, in input (FIFO) order with bounded backfill.\n"
+"Usage: ration-run [OPTION]... [--job-file FILE] < JOBS\n"
+"       ration-run [OPTION]... COMMAND [ARG]... [::: ARGS | :::: FILES]...\n"
+"Run shell commands in parallel under a memory budget and a job-slot\n"
+"limit, in input (FIFO) order with bounded backfill.\n"
 "\n"
-"A job line is a command for /bin/sh -c, optionally prefixed by its weight\n"
-"and a TAB:  4G<TAB>xz -9 big.tar. Sizes are binary: 512M, 4G, 1.5G, 100K,\n"
-"or plain bytes; a weight of 0 means none. Blank lines are skipped.\n"
+"Without COMMAND, each input line is a job: a command for /bin/sh -c,\n"
+"optionally prefixed by its weight and a TAB:  4G<TAB>xz -9 big.tar.\n"
+"Sizes are binary: 512M, 4G, 1.5G, 100K, or plain bytes; a weight of 0\n"
+"means none. Blank lines are skipped.\n"
+"With COMMAND (GNU parallel's language), each input line, each ARG after\n"
+":::, each line of a FILE after :::: is an argument: {} the argument,\n"
+"{.} without extension, {/} basename, {//} dirname, {/.} basename without\n"
+"extension, {#} job number, {N} {N.} ... the Nth argument; quoted for the\n"
+"shell. A COMMAND without any of them gets the argument(s) appended.\n"
+"Several sources give every combination ({1} {2} ...).\n"
 "\n"
 "Limits:\n"
 "  -m, --memory SIZE      memory budget: SIZE, N% of MemAvailable, or none\n"
 "                         (default: 80% of MemAvailable in /proc/meminfo)\n"
 "  -j, --jobs N           at most N jobs at once; 0 = no limit (default: nproc)\n"
-"  -w, --weight SIZE      weight of every job that declares none\n"
+"  -w, --weight EXPR      weight of every job that declares none: a SIZE,\n"
+"                         or computed per job: '8*size({})' (8 x the bytes\n"
+"                         of the file named by the argument); + - * / ( )\n"
+"                         max(a,b,..) min(..) size(FILE) {..} (an argument\n"
+"                         that is a SIZE)\n"
 "      --learn FILE       weight a job that declares none by the peak memory\n"
 "                         measured for the same command in earlier runs, and\n"
 "                         record this run's peaks in FILE\n"
@@ -56,7 +67,12 @@ static const char *const usage_text[] = {
 "                         start first (default 8; 0 = strict FIFO)\n"
 "",
 "Input:\n"
-"  -a, --arg-file FILE    read jobs from FILE instead of stdin ('-' = stdin)\n"
+"  -a, --arg-file FILE    arguments from FILE ('-' = stdin), as :::: FILE;\n"
+"                         without COMMAND its lines are job lines\n"
+"      --job-file FILE    job lines from FILE instead of stdin; refuses a\n"
+"                         COMMAND, so a file of arguments is never run\n"
+"  -N, --max-args N       N arguments per job (one source only)\n"
+"  -0, --null             input records end with NUL, not newline\n"
 "Failure handling:\n"
 "      --timeout DURATION kill a job running longer than DURATION\n"
 "                         (e.g. 30, 30s, 500ms, 5m, 1.5h); it then fails\n"
@@ -73,6 +89,7 @@ static const char *const usage_text[] = {
 "      --progress         progress line on stderr even if not a terminal\n"
 "      --no-progress      no progress line even on a terminal\n"
 "      --report           summary on stderr at the end (implied by progress)\n"
+"",
 "  -n, --dry-run          print SEQ, weight and command of each job, and the\n"
 "                         limits on stderr; run none\n"
 "  -h, --help             this help\n"
@@ -108,11 +125,14 @@ enum {
 	OPT_LEARN = 256, OPT_TIMEOUT, OPT_GRACE, OPT_HALT, OPT_JOBLOG,
 	OPT_TAG, OPT_LINEBUF, OPT_PROGRESS, OPT_NOPROGRESS, OPT_REPORT,
 	OPT_NOJS, OPT_NOCG, OPT_OVERRUN, OPT_CAPMARGIN, OPT_STRICT,
-	OPT_ALONE, OPT_BACKFILL,
+	OPT_ALONE, OPT_BACKFILL, OPT_JOBFILE,
 };
 
 static const struct option long_opts[] = {
 	{ "arg-file", required_argument, NULL, 'a' },
+	{ "job-file", required_argument, NULL, OPT_JOBFILE },
+	{ "max-args", required_argument, NULL, 'N' },
+	{ "null", no_argument, NULL, '0' },
 	{ "memory", required_argument, NULL, 'm' },
 	{ "jobs", required_argument, NULL, 'j' },
 	{ "weight", required_argument, NULL, 'w' },
@@ -157,13 +177,32 @@ parse_args(int argc, char **argv, struct run_opts *o)
 	o->cap_margin = 0.25;
 	o->backfill = RUN_BACKFILL_DEFAULT;
 	o->sample_ns = RUN_SAMPLE_NS;
-	while ((c = getopt_long(argc, argv, "a:m:j:w:nhV", long_opts,
+	/* '+': options end at the command, whose own options are its own
+	 * (ration-run -j 2 grep -n x ::: a). */
+	while ((c = getopt_long(argc, argv, "+a:m:j:w:N:0nhV", long_opts,
 				NULL)) != -1) {
 		char *end;
 		switch (c) {
 		case 'a':
-			o->arg_file = optarg;
+			if (input_add_file(&o->in, optarg) < 0)
+				usage_error("%s", "out of memory");
 			break;
+		case OPT_JOBFILE:
+			o->in.job_file = optarg;
+			break;
+		case '0':
+			o->in.null_sep = true;
+			break;
+		case 'N': {
+			errno = 0;
+			long long n = strtoll(optarg, &end, 10);
+			if (errno != 0 || end == optarg || *end != '\0' ||
+			    n < 1 || n > 1000000)
+				usage_error("invalid -N '%s' (expected 1 or more)",
+					    optarg);
+			o->in.max_args = (unsigned)n;
+			break;
+		}
 		case 'm':
 			memory = optarg;
 			break;
@@ -175,11 +214,22 @@ parse_args(int argc, char **argv, struct run_opts *o)
 			    o->slots < 0 || o->slots > RATION_SEM_MAX)
 				usage_error("invalid job count '%s'", optarg);
 			break;
-		case 'w':
-			if (parse_size(optarg, &o->default_weight) < 0)
+		case 'w': {
+			char why[256];
+			int64_t w;
+			if (!weight_is_expr(optarg)) {
+				parse_size(optarg, &o->default_weight);
+				break;
+			}
+			if (weight_eval(optarg, NULL, 0, 0, true, &w, why,
+					sizeof(why)) < 0) {
+				fprintf(stderr, RUN_NAME ": --weight: %s\n", why);
 				usage_error("invalid weight '%s' (expected e.g. "
-					    "512M, 4G)", optarg);
+					    "512M, 4G, '8*size({})')", optarg);
+			}
+			o->in.weight_expr = optarg;
 			break;
+		}
 		case OPT_LEARN:
 			o->learn_file = optarg;
 			break;
@@ -268,11 +318,15 @@ parse_args(int argc, char **argv, struct run_opts *o)
 			exit(RUN_EXIT_USAGE);
 		}
 	}
-	if (optind < argc)
-		usage_error("unexpected argument '%s': jobs come from stdin "
-			    "or -a FILE", argv[optind]);
+	char why[256];
+	int rc = input_parse_words(&o->in, argc - optind, argv + optind, why,
+				   sizeof(why));
+	if (rc == -EINVAL)
+		usage_error("%s", why);
+	if (rc < 0)
+		usage_error("%s", "out of memory");
 	if (memory != NULL) {
-		int rc = parse_budget(memory, &o->budget_bytes);
+		rc = parse_budget(memory, &o->budget_bytes);
 		if (rc < 0)
 			usage_error("invalid --memory '%s' (expected e.g. 12G, "
 				    "50%%, none)", memory);
@@ -469,6 +523,7 @@ teardown(struct runner *r)
 	cg_fini(&r->cg, r->njobs);
 	ration_learn_free(r->learn);
 	free_jobs(r->jobs, r->njobs);
+	input_free(&r->o->in);
 }
 
 /* main() - parse, read and check the job list, then dispatch in this
@@ -504,6 +559,7 @@ main(int argc, char **argv)
 	if (o.dry_run) {
 		dry_run(&r);
 		free_jobs(r.jobs, r.njobs);
+		input_free(&o.in);
 		ration_learn_free(r.learn);
 		js_fini(&r.js);
 		return 0;

@@ -59,7 +59,8 @@ jl_field() { awk -F '\t' -v s="$1" -v f="$2" 'FNR > 1 && $1 == s { print $f }' j
 
 t_usage() {
 	"$RR" --help >out 2>err || fail "--help exit $?"
-	for opt in --arg-file --memory --jobs --weight --learn --timeout \
+	for opt in --arg-file --job-file --max-args --null --memory --jobs \
+		--weight --learn --timeout \
 		--grace --halt --joblog --tag --line-buffer --progress \
 		--no-progress --report --no-jobserver --no-cgroup --dry-run --help \
 		--version --overrun --cap-margin --strict-weights \
@@ -72,8 +73,9 @@ t_usage() {
 	done
 	"$RR" --version >out || fail "--version"
 	for bad in "--bogus" "-j abc" "-j -1" "--timeout soon" "--halt sometimes" \
-		"-m 12Q" "-w lots" "extra-arg" "--overrun never" \
-		"--cap-margin -1" "--backfill x"; do
+		"-m 12Q" "-w lots" "--overrun never" \
+		"--cap-margin -1" "--backfill x" "-w 8*size({}" "-N 0" "4G echo" \
+		"--job-file jobs echo" "echo :::+ a" "-N 2 echo ::: a ::: b"; do
 		# shellcheck disable=SC2086
 		echo true | "$RR" $bad >out 2>err
 		rc=$?
@@ -667,8 +669,90 @@ t_alone() {
 	echo PASS
 }
 
+# The commands ration-run would run for "$@" (its dry run, field 4 on).
+rr_cmds() { "$RR" -n -m 1G "$@" 2>/dev/null | cut -f4-; }
+
+t_template() {
+	# parallel's replacement strings, quoting and sources, pinned here so
+	# the test means the same where GNU parallel is not installed.
+	[ "$(rr_cmds echo {.} {/} {//} {/.} {#} ::: a/b.c/d.tar.gz .hidden dir/)" = \
+"echo a/b.c/d.tar d.tar.gz a/b.c d.tar 1
+echo '' .hidden . '' 2
+echo dir/ '' . '' 3" ] || fail "replacement strings: $(rr_cmds echo {.} {/} {//} {/.} {#} ::: a/b.c/d.tar.gz .hidden dir/)"
+	[ "$(rr_cmds echo {} ::: "a b" "it's" "")" = "echo 'a b'
+echo 'it'\"'\"'s'
+echo ''" ] || fail "quoting"
+	[ "$(rr_cmds echo ::: a b ::: 1 2)" = "echo a 1
+echo a 2
+echo b 1
+echo b 2" ] || fail "two sources, appended"
+	[ "$(rr_cmds -N2 echo {2} {1} ::: a b c)" = "echo b a
+echo  c" ] || fail "-N2"
+	[ "$(printf 'x y\0z\0' | rr_cmds -0 echo {})" = "echo 'x y'
+echo z" ] || fail "-0"
+	# It really runs them: one word each, whatever is in it.
+	"$RR" echo x{}x ::: 'a  b' '$HOME' >out 2>err || fail "run: $?"
+	sort out >out.s
+	[ "$(cat out.s)" = 'x$HOMEx
+xa  bx' ] || fail "ran: $(cat out)"
+	# Arguments from stdin, -a and :::: are never run as commands.
+	printf 'touch pwned1\n' >args
+	printf 'touch pwned2\n' | "$RR" echo >out 2>err || fail "stdin args: $?"
+	"$RR" -a args echo >>out 2>err || fail "-a args: $?"
+	"$RR" echo :::: args >>out 2>err || fail ":::: args: $?"
+	[ -e pwned1 ] || [ -e pwned2 ] && fail "an argument ran as a command"
+	[ "$(sort out | tr '\n' ' ')" = "touch pwned1 touch pwned1 touch pwned2 " ] ||
+		fail "arguments: $(cat out)"
+	# Same expansion as GNU parallel on the same input.
+	command -v parallel >/dev/null || { echo "PASS (no GNU parallel to compare)"; return; }
+	for args in "echo {} ::: a.b 'x y' \"q'q\" '' é a=b" \
+		"echo {.} {/} {//} {/.} {#} ::: a/b.c/d.tgz /abs.x noext .h dir/ ./x / a//b a/b/" \
+		"echo {1} {2/} {2.} ::: a b ::: c/d.e f" "echo ::: a b ::: 'c d'" \
+		"-N2 echo {} {1} {2} {3} ::: a b c" "-N3 echo ::: a b c d" \
+		"'echo {} | wc -c; echo {{}}' ::: 'x y'" "echo pre{}post {1x} ::: z"; do
+		eval "set -- $args"
+		want=$(parallel -k --dry-run "$@" </dev/null)
+		got=$(rr_cmds "$@" </dev/null)
+		[ "$want" = "$got" ] || fail "parallel --dry-run $args:
+$want
+ration-run:
+$got"
+	done
+	printf 'l1\n\nl 3\n' >lines
+	for opt in "" "-N2"; do
+		want=$(parallel -k --dry-run $opt echo <lines)
+		got=$(rr_cmds $opt echo <lines)
+		[ "$want" = "$got" ] || fail "stdin $opt: $want / $got"
+	done
+	echo PASS
+}
+
+t_weight_expr() {
+	head -c 1000 /dev/zero >f1
+	head -c 3000 /dev/zero >f2
+	"$RR" -n -m 1G -w '8*size({})' gzip ::: f1 f2 >out 2>err || fail "$?"
+	[ "$(cut -f2,3 out | tr '\n' ' ')" = "7.8K	default 23.4K	default " ] ||
+		fail "8*size({}): $(cat out)"
+	"$RR" -n -m 1G -w 'max(64M, 2 * size({1}) + 1K) - 0' cat ::: f1 >out 2>err ||
+		fail "max(): $?"
+	[ "$(cut -f2 out)" = 64M ] || fail "max(): $(cat out)"
+	"$RR" -n -m 1G -w '{2}' sleep ::: 0 ::: 4M 1.5G >out 2>err || fail "{2}"
+	[ "$(cut -f2 out | tr '\n' ' ')" = "4M 1.5G " ] || fail "{2}: $(cat out)"
+	# The weight is enforced: 8 x 3000 bytes do not fit in 20K.
+	"$RR" -m 20K -w '8*size({})' touch ::: f1 f2 >out 2>err
+	rc=$?
+	[ $rc -eq 1 ] || fail "computed weight above the budget: exit $rc"
+	# A file that cannot be weighed stops the run before anything ran.
+	"$RR" -m 1G -w '8*size({})' touch {}.ran ::: f1 nofile >out 2>err
+	rc=$?
+	[ $rc -eq 64 ] || fail "size() of a missing file: exit $rc"
+	grep -q "job 2 .*size(nofile): No such file" err || fail "message"
+	[ -e f1.ran ] && fail "a job ran before the bad weight was found"
+	echo PASS
+}
+
 case "${1:-}" in
-usage | bad_input | budget | fifo | timeout | halt | exit_codes | tag | \
+usage | bad_input | template | weight_expr | budget | fifo | timeout | halt | exit_codes | tag | \
 line_buffer | jobserver_pipe | jobserver_fifo | learn | signal | progress | \
 defaults | measure | backfill | live | overrun_wait | overrun_suspend | \
 overrun_requeue | overrun_kill | oom | alone)
