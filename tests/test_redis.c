@@ -6,10 +6,7 @@
  * redis-server, or in a build without hiredis, the program exits 77 (meson:
  * skipped) after saying why. Children (fork) never call Check: they return
  * a code through their exit status, reaped with a deadline. */
-#include <arpa/inet.h>
 #include <check.h>
-#include <fcntl.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -17,7 +14,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -25,6 +21,7 @@
 
 #include "helpers.h"
 #include "procs.h"
+#include "redis_server.h"
 
 /* Redis children run whole acquire/lease loops: more than TEST_WAIT_NS. */
 #define CHILD_WAIT_NS (4 * TEST_WAIT_NS)
@@ -32,154 +29,6 @@
  * enough that a renewer delayed by a loaded machine does not lose its own
  * (other tests use the default, 10 s). */
 #define LEASE_NS (1000 * MS)
-
-/* ---- the server ---- */
-
-struct server {
-	pid_t pid;
-	int port;
-	char dir[64];
-	char uri[64];
-};
-
-static struct server main_srv;
-static _Atomic int key_seq;
-
-static bool
-have_redis_server(void)
-{
-	return system("command -v redis-server >/dev/null 2>&1") == 0;
-}
-
-static int
-free_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-	    getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
-		perror("free_port");
-		exit(1);
-	}
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
-/* Send one inline command by hand (the test needs no hiredis of its own);
- * return the connected fd (reply unread) or -1. */
-static int
-send_cmd(int port, const char *cmd)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	size_t len = strlen(cmd);
-	if (fd >= 0 && (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
-			write(fd, cmd, len) != (ssize_t)len)) {
-		close(fd);
-		fd = -1;
-	}
-	return fd;
-}
-
-/* Read a status reply; true if it starts with @want. */
-static bool
-read_reply(int fd, const char *want)
-{
-	char buf[32] = {0};
-	bool ok = fd >= 0 && read(fd, buf, sizeof(buf) - 1) > 0 &&
-		  strncmp(buf, want, strlen(want)) == 0;
-	if (fd >= 0)
-		close(fd);
-	return ok;
-}
-
-static bool
-ping(int port)
-{
-	return read_reply(send_cmd(port, "PING\r\n"), "+PONG");
-}
-
-/* Start redis-server on @port (0 = a free one) in @s->dir (made if empty). */
-static int
-server_start(struct server *s, int port)
-{
-	if (s->dir[0] == '\0') {
-		strcpy(s->dir, "/tmp/ration-redis-XXXXXX");
-		if (mkdtemp(s->dir) == NULL)
-			return -errno;
-	}
-	s->port = port ? port : free_port();
-	snprintf(s->uri, sizeof(s->uri), "redis://127.0.0.1:%d/0", s->port);
-	char ports[16];
-	snprintf(ports, sizeof(ports), "%d", s->port);
-	s->pid = fork();
-	if (s->pid < 0)
-		return -errno;
-	if (s->pid == 0) {
-		int devnull = open("/dev/null", O_WRONLY);
-		dup2(devnull, 1);
-		execlp("redis-server", "redis-server", "--port", ports, "--bind", "127.0.0.1",
-		       "--save", "", "--appendonly", "no", "--dir", s->dir, "--loglevel",
-		       "warning", "--enable-debug-command", "yes", (char *)NULL);
-		_exit(127);
-	}
-	for (int64_t until = ration_now() + 10000 * MS; ration_now() < until;) {
-		if (ping(s->port))
-			return 0;
-		int st;
-		if (waitpid(s->pid, &st, WNOHANG) == s->pid)
-			return -ECHILD; /* it died: port taken? */
-		sleep_ns(10 * MS);
-	}
-	return -ETIMEDOUT;
-}
-
-static void
-server_kill(struct server *s)
-{
-	if (s->pid > 0) {
-		kill(s->pid, SIGKILL);
-		waitpid(s->pid, NULL, 0);
-		s->pid = 0;
-	}
-}
-
-static void
-server_cleanup(struct server *s)
-{
-	server_kill(s);
-	if (s->dir[0] != '\0') {
-		char cmd[128];
-		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", s->dir);
-		(void)system(cmd);
-		s->dir[0] = '\0';
-	}
-}
-
-/* ---- helpers ---- */
-
-static void
-new_key(char *buf, size_t cap)
-{
-	snprintf(buf, cap, "t-%d-%d", (int)getpid(), atomic_fetch_add(&key_seq, 1));
-}
-
-static ration_sem_t *
-open_lease(const char *uri, const char *key, int64_t size, int64_t lease_ns)
-{
-	ration_remote_opts_t o = {.lease_ns = lease_ns};
-	ration_sem_t *s = NULL;
-	ck_assert_int_eq(ration_sem_open_redis(uri, key, size, &o, &s), 0);
-	return s;
-}
-
-static ration_sem_t *
-open_sem(const char *uri, const char *key, int64_t size)
-{
-	return open_lease(uri, key, size, 0);
-}
 
 /* ---- args and the single-client contract ---- */
 
@@ -821,14 +670,29 @@ START_TEST(test_redis_server_restart_errors_then_recovers)
 	ck_assert_msg(rc == -ECONNREFUSED || rc == -EIO, "%s", ration_strerror(rc));
 
 	/* Back, empty (no persistence): the semaphore is re-created from
-	 * the handle's size; what was held is gone, fences keep growing. */
+	 * the handles' size, in recovery: nothing is granted for a lease
+	 * while s (still holding 7) re-asserts its weight and its fence; 4
+	 * never fits again until s releases (it did: 17 of 10 before). */
 	ck_assert_int_eq(server_start(&srv, srv.port), 0);
-	ck_assert_int_eq(ration_lease_release(s, &l), -ESTALE);
-	ration_lease_t l2;
-	ck_assert_int_eq(ration_sem_acquire_lease(t, NULL, 10, &l2), 0);
-	ck_assert_uint_gt(l2.fence, l.fence);
+	int64_t back = ration_now();
+	bool got3 = false;
+	while (!got3) {
+		ck_assert_int_eq(ration_sem_try_acquire(t, 4), -EAGAIN);
+		rc = ration_sem_try_acquire(t, 3);
+		ck_assert_msg(rc == 0 || rc == -EAGAIN, "%s", ration_strerror(rc));
+		got3 = rc == 0;
+		ck_assert_msg(got3 || ration_now() - back < 3 * LEASE_NS + TEST_LATE_NS,
+			      "3 free units never granted after the recovery");
+		sleep_ns(20 * MS);
+	}
+	ck_assert_int_ge(ration_now() - back, LEASE_NS - 100 * MS); /* not in the grace */
 	ck_assert_int_eq(ration_sem_available(s), 0);
+	ck_assert_int_eq(ration_lease_release(s, &l), 0); /* re-asserted, fence too */
+	ration_lease_t l2;
+	ck_assert_int_eq(ration_sem_acquire_lease(t, NULL, 7, &l2), 0);
+	ck_assert_uint_gt(l2.fence, l.fence);
 	ck_assert_int_eq(ration_lease_release(t, &l2), 0);
+	ck_assert_int_eq(ration_sem_release(t, 3), 0);
 	ck_assert_int_eq(ration_sem_available(s), 10);
 	ck_assert_int_eq(ration_sem_free(t), 0);
 	ck_assert_int_eq(ration_sem_free(s), 0);
@@ -910,22 +774,5 @@ redis_suite(void)
 int
 main(void)
 {
-	if (!have_redis_server()) {
-		printf("SKIP: redis-server is not installed (Debian: apt-get install redis-server)\n");
-		return 77;
-	}
-	ration_sem_t *probe;
-	if (ration_sem_open_redis("redis://127.0.0.1:1", "probe", 1, NULL, &probe) == -ENOTSUP) {
-		printf("SKIP: ration was built without hiredis (-Dredis)\n");
-		return 77;
-	}
-	int rc = server_start(&main_srv, 0);
-	if (rc != 0) {
-		fprintf(stderr, "cannot start redis-server: %s\n", strerror(-rc));
-		server_cleanup(&main_srv);
-		return EXIT_FAILURE;
-	}
-	int failed = run_suite(redis_suite());
-	server_cleanup(&main_srv);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return redis_suite_main(redis_suite);
 }

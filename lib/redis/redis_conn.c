@@ -1,6 +1,7 @@
 /* redis_conn.c - URI parsing, connecting and EVALSHA for the Redis backend.
  * No shared state: every function works on the context it is given (the
  * caller serialises use of a context). */
+#include <ctype.h>
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
@@ -13,13 +14,30 @@
 #include "internal/clock.h"
 #include "redis_conn.h"
 
+/* Copy @len bytes of @src into @dst, decoding %XX escapes (a password may
+ * hold any byte, '@' and ':' among them). */
 static int
 copy_part(char *dst, size_t cap, const char *src, size_t len)
 {
-	if (len >= cap)
-		return -EINVAL;
-	memcpy(dst, src, len);
-	dst[len] = '\0';
+	size_t o = 0;
+	for (size_t i = 0; i < len; i++, o++) {
+		if (o + 1 >= cap)
+			return -EINVAL;
+		char c = src[i];
+		if (c == '%') {
+			char hex[3] = {0};
+			if (i + 2 >= len || !isxdigit((unsigned char)src[i + 1]) ||
+			    !isxdigit((unsigned char)src[i + 2]))
+				return -EINVAL;
+			memcpy(hex, src + i + 1, 2);
+			c = (char)strtol(hex, NULL, 16);
+			if (c == '\0')
+				return -EINVAL;
+			i += 2;
+		}
+		dst[o] = c;
+	}
+	dst[o] = '\0';
 	return 0;
 }
 
@@ -36,7 +54,9 @@ ration__redis_parse_uri(const char *uri, struct redis_conf *cf)
 	if (strncmp(p, scheme, sizeof(scheme) - 1) != 0)
 		return -EINVAL;
 	p += sizeof(scheme) - 1;
-	const char *at = strchr(p, '@');
+	/* Host, port and db hold no '@': the last one ends the user info,
+	 * so a password may contain '@' (or spell it %40). */
+	const char *at = strrchr(p, '@');
 	if (at != NULL) {
 		const char *colon = memchr(p, ':', (size_t)(at - p));
 		if (colon == NULL)
@@ -47,8 +67,9 @@ ration__redis_parse_uri(const char *uri, struct redis_conf *cf)
 		p = at + 1;
 	}
 	size_t hlen = strcspn(p, ":/");
-	if (hlen == 0 || copy_part(cf->host, sizeof(cf->host), p, hlen) != 0)
+	if (hlen == 0 || hlen >= sizeof(cf->host))
 		return -EINVAL;
+	memcpy(cf->host, p, hlen);
 	p += hlen;
 	char *end;
 	if (*p == ':') {
@@ -100,6 +121,14 @@ ration__redis_io_err(const redisContext *c)
 	return -EIO;
 }
 
+bool
+ration__redis_gone(const redisContext *c)
+{
+	return c->err == REDIS_ERR_EOF ||
+	       (c->err == REDIS_ERR_IO && (strcmp(c->errstr, strerror(ECONNRESET)) == 0 ||
+					   strcmp(c->errstr, strerror(EPIPE)) == 0));
+}
+
 /* hiredis writes with write(): a server that went away would raise SIGPIPE
  * and kill a process that never asked for sockets. So SIGPIPE is blocked
  * in this thread around each exchange, and one it raised is consumed
@@ -143,14 +172,37 @@ ration__redis_command(redisContext *c, int argc, const char **argv)
 	return r;
 }
 
+/* Bound the next reply by @deadline_ns and io_timeout. -EIO once the
+ * deadline has passed. */
+static int
+bound(redisContext *c, const struct redis_conf *cf, int64_t deadline_ns)
+{
+	int64_t left = deadline_ns - clock_mono_ns();
+	if (left <= 0)
+		return -EIO;
+	ration__redis_timeout(c, left < cf->io_timeout_ns ? left : cf->io_timeout_ns);
+	return 0;
+}
+
+/* Whether @r is the error a server gives while it loads its data. */
+static bool
+loading(const redisReply *r)
+{
+	return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "LOADING", 7) == 0;
+}
+
 /* One command whose reply must be a status "OK". */
 static int
-expect_ok(redisContext *c, int argc, const char **argv)
+expect_ok(redisContext *c, const struct redis_conf *cf, int64_t deadline_ns, int argc,
+	  const char **argv)
 {
+	int rc = bound(c, cf, deadline_ns);
+	if (rc != 0)
+		return rc;
 	redisReply *r = ration__redis_command(c, argc, argv);
 	if (r == NULL)
 		return ration__redis_io_err(c);
-	int rc = r->type == REDIS_REPLY_STATUS ? 0 : -EPROTO;
+	rc = r->type == REDIS_REPLY_STATUS ? 0 : loading(r) ? -EAGAIN : -EPROTO;
 	freeReplyObject(r);
 	return rc;
 }
@@ -162,7 +214,7 @@ ration__redis_connect(const struct redis_conf *cf, int64_t deadline_ns, redisCon
 	if (left > cf->connect_timeout_ns)
 		left = cf->connect_timeout_ns;
 	if (left <= 0)
-		return -ETIMEDOUT;
+		return -EIO;
 	/* hiredis 0.14 (Debian 12) has no redisOptions: connect with a
 	 * timeout, then bound each reply with redisSetTimeout(). */
 	redisContext *c = redisConnectWithTimeout(cf->host, cf->port, to_tv(left));
@@ -173,23 +225,26 @@ ration__redis_connect(const struct redis_conf *cf, int64_t deadline_ns, redisCon
 		redisFree(c);
 		return rc;
 	}
-	ration__redis_timeout(c, cf->io_timeout_ns);
+	/* AUTH and SELECT are bounded by the caller's deadline too: a server
+	 * that accepts but does not answer (stopped) must not hold the call. */
 	int rc = 0;
 	if (cf->pass[0] != '\0') {
 		const char *a3[] = {"AUTH", cf->user, cf->pass};
 		const char *a2[] = {"AUTH", cf->pass};
-		rc = cf->user[0] != '\0' ? expect_ok(c, 3, a3) : expect_ok(c, 2, a2);
+		rc = cf->user[0] != '\0' ? expect_ok(c, cf, deadline_ns, 3, a3)
+					  : expect_ok(c, cf, deadline_ns, 2, a2);
 	}
 	if (rc == 0 && cf->db != 0) {
 		char db[16];
 		snprintf(db, sizeof(db), "%d", cf->db);
 		const char *a[] = {"SELECT", db};
-		rc = expect_ok(c, 2, a);
+		rc = expect_ok(c, cf, deadline_ns, 2, a);
 	}
 	if (rc != 0) {
 		redisFree(c);
 		return rc;
 	}
+	ration__redis_timeout(c, cf->io_timeout_ns);
 	*out = c;
 	return 0;
 }
@@ -208,26 +263,31 @@ load(redisContext *c, char shas[RS_COUNT][41])
 		redisReply *r = v;
 		if (r->type == REDIS_REPLY_STRING && r->len == 40)
 			memcpy(shas[i], r->str, 41);
-		else
-			rc = -EPROTO; /* read on: the connection stays in step */
+		else if (rc == 0) /* read on: the connection stays in step */
+			rc = loading(r) ? -EAGAIN : -EPROTO;
 		freeReplyObject(r);
 	}
 	return rc;
 }
 
 int
-ration__redis_load(redisContext *c, char shas[RS_COUNT][41])
+ration__redis_load(redisContext *c, const struct redis_conf *cf, int64_t deadline_ns,
+		   char shas[RS_COUNT][41])
 {
+	int rc = bound(c, cf, deadline_ns);
+	if (rc != 0)
+		return rc;
 	struct nopipe g;
 	nopipe_begin(&g);
-	int rc = load(c, shas);
+	rc = load(c, shas);
 	nopipe_end(&g);
 	return rc;
 }
 
 int
-ration__redis_eval(redisContext *c, char shas[RS_COUNT][41], enum redis_script script,
-		   const char *key, int nargs, const char *const *args, redisReply **out)
+ration__redis_eval(redisContext *c, const struct redis_conf *cf, int64_t deadline_ns,
+		   char shas[RS_COUNT][41], enum redis_script script, const char *key, int nargs,
+		   const char *const *args, redisReply **out)
 {
 	const char *argv[16];
 	if (nargs > 12)
@@ -239,6 +299,9 @@ ration__redis_eval(redisContext *c, char shas[RS_COUNT][41], enum redis_script s
 	for (int i = 0; i < nargs; i++)
 		argv[4 + i] = args[i];
 	for (int attempt = 0;; attempt++) {
+		int rc = bound(c, cf, deadline_ns);
+		if (rc != 0)
+			return rc;
 		redisReply *r = ration__redis_command(c, 4 + nargs, argv);
 		if (r == NULL)
 			return ration__redis_io_err(c);
@@ -246,14 +309,14 @@ ration__redis_eval(redisContext *c, char shas[RS_COUNT][41], enum redis_script s
 		    strncmp(r->str, "NOSCRIPT", 8) == 0) {
 			/* SCRIPT FLUSH, or a server that restarted under us. */
 			freeReplyObject(r);
-			int rc = ration__redis_load(c, shas);
-			if (rc != 0)
+			if ((rc = ration__redis_load(c, cf, deadline_ns, shas)) != 0)
 				return rc;
 			continue;
 		}
 		if (r->type != REDIS_REPLY_ARRAY || r->elements < 5) {
+			rc = loading(r) ? -EAGAIN : -EPROTO;
 			freeReplyObject(r);
-			return -EPROTO;
+			return rc;
 		}
 		*out = r;
 		return 0;

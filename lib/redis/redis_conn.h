@@ -1,8 +1,9 @@
 /* redis_conn.h - the Redis backend's scripts and connection helpers,
- * shared by redis_sem.c, redis_conn.c and redis_scripts.c. */
+ * shared by the files of lib/redis/. */
 #ifndef RATION_INTERNAL_REDIS_CONN_H
 #define RATION_INTERNAL_REDIS_CONN_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include <hiredis/hiredis.h>
@@ -19,8 +20,10 @@ enum redis_script {
 	RS_CLOSE,
 	RS_RENEW,   /* ticket ("" = none): a = 1 if it is still pending */
 	RS_STATS,   /* a long reply, see redis_sem.c */
-	RS_SYNC,    /* held as the handle counts it */
+	RS_SYNC,    /* held as the handle counts it, mode (e/r), leases */
 	RS_BYE,
+	RS_CONSUME, /* n: taken now, past the size if need be */
+	RS_LIVE,    /* fence: a = 1 if that lease is live */
 	RS_COUNT
 };
 
@@ -52,16 +55,23 @@ struct redis_conf {
 /* Parse "redis://[[user]:pass@]host[:port][/db]". Return 0 or -EINVAL. */
 int ration__redis_parse_uri(const char *uri, struct redis_conf *cf);
 
-/* Connect (by @deadline_ns at the latest), AUTH, SELECT. Return 0 or
- * -ECONNREFUSED / -EIO / -EPROTO. */
+/* Connect, AUTH, SELECT, all by @deadline_ns at the latest. Return 0 or
+ * -ECONNREFUSED / -EIO (also: the deadline passed) / -EPROTO / -EAGAIN (the
+ * server is loading its data: unavailable for now). */
 int ration__redis_connect(const struct redis_conf *cf, int64_t deadline_ns,
 			  redisContext **out);
 
-/* SCRIPT LOAD every script into @shas (one pipelined round trip). */
-int ration__redis_load(redisContext *c, char shas[RS_COUNT][41]);
+/* SCRIPT LOAD every script into @shas (one pipelined round trip), by
+ * @deadline_ns. Errors as ration__redis_connect(). */
+int ration__redis_load(redisContext *c, const struct redis_conf *cf, int64_t deadline_ns,
+		       char shas[RS_COUNT][41]);
 
 /* The negative errno for a failed context (connection refused or other). */
 int ration__redis_io_err(const redisContext *c);
+
+/* Whether @c failed because the server closed it (a restart, a kill), as
+ * opposed to a timeout. */
+bool ration__redis_gone(const redisContext *c);
 
 /* redisCommandArgv() with SIGPIPE held off (a server gone away must not
  * kill the process). NULL: the context failed. */
@@ -70,11 +80,13 @@ redisReply *ration__redis_command(redisContext *c, int argc, const char **argv);
 /* Bound the next reply by @ns (at least 1 ms). */
 void ration__redis_timeout(redisContext *c, int64_t ns);
 
-/* EVALSHA @script (SCRIPT LOAD again on NOSCRIPT). @args are ARGV. On 0,
- * *out is an array reply the caller frees. -EIO etc. mean the connection is
- * unusable; -EPROTO an error reply (connection still fine). */
-int ration__redis_eval(redisContext *c, char shas[RS_COUNT][41], enum redis_script script,
-		       const char *key, int nargs, const char *const *args,
-		       redisReply **out);
+/* EVALSHA @script (SCRIPT LOAD again on NOSCRIPT), each reply bounded by
+ * @deadline_ns and io_timeout. @args are ARGV. On 0, *out is an array
+ * reply the caller frees. -EIO etc. mean the connection is unusable;
+ * -EPROTO an error reply and -EAGAIN a loading server (connection still
+ * fine). */
+int ration__redis_eval(redisContext *c, const struct redis_conf *cf, int64_t deadline_ns,
+		       char shas[RS_COUNT][41], enum redis_script script, const char *key,
+		       int nargs, const char *const *args, redisReply **out);
 
 #endif

@@ -12,3 +12,10 @@ ration_sem_open_redis(const char *uri, const char *key, int64_t size,
 	(void)uri, (void)key, (void)size, (void)opts, (void)out;
 	return -ENOTSUP;
 }
+
+int
+ration_lease_live_redis(ration_sem_t *s, uint64_t fence)
+{
+	(void)s, (void)fence;
+	return -ENOTSUP;
+}

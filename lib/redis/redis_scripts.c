@@ -29,6 +29,8 @@
 	"local META, SESS, SINC, HELD = P..':meta', P..':sess', P..':sinc', P..':held'\n" \
 	"local Q, QI, LEASES = P..':q', P..':qi', P..':leases'\n"                 \
 	"local sid, lease_us = ARGV[1], tonumber(ARGV[2])\n"                      \
+	"local mf, ep, holds = string.match(ARGV[4], '^(%d+):(%d+):(%d)$')\n"     \
+	"mf = tonumber(mf or '0')\n"                                              \
 	"local tm = redis.call('TIME')\n"                                         \
 	"local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])\n"               \
 	"local function S(x) return string.format('%.0f', x) end\n"               \
@@ -41,18 +43,55 @@
 	"  redis.call('RPUSH', k, msg)\n"                                         \
 	"  redis.call('PEXPIRE', k, wake_ms)\n"                                   \
 	"end\n"                                                                   \
-	/* Lost (restart without persistence, flush): re-create from the      \
-	 * caller's size. Fences restart from the server's clock in us, above  \
-	 * any earlier one since no script grants faster than one per us       \
-	 * (and at least from the caller's last fence). */                     \
+	/* Fences and tickets never go below the server's clock in us, so     \
+	 * they keep increasing across a rollback (restart without data, RDB  \
+	 * restore): no script issues faster than one per us for long. */      \
+	"local function next_id(f)\n"                                             \
+	"  local v = math.max(M(f) + 1, now)\n"                                   \
+	"  redis.call('HSET', META, f, S(v))\n"                                   \
+	"  return S(v)\n"                                                         \
+	"end\n"                                                                   \
+	/* New, or lost (restart without persistence, flush): (re-)create it  \
+	 * from the caller's size, with a new epoch; in recovery (below) if    \
+	 * the caller knew an earlier epoch. */                                 \
 	"local size = redis.call('HGET', META, 'size')\n"                         \
 	"if not size then\n"                                                      \
-	"  if tonumber(ARGV[3]) <= 0 then return {-6, '0', 0, 0, 0} end\n"        \
-	"  local f = math.max(now, tonumber(ARGV[4]))\n"                          \
+	"  if tonumber(ARGV[3]) <= 0 then return {-6, '0', 0, 0, 0, '0', '0'} end\n" \
 	"  redis.call('HSET', META, 'size', ARGV[3], 'in_use', 0, 'closed', 0,\n" \
-	"             'ticket', 0, 'fence', S(f), 'ww', 0)\n"                     \
+	"             'ticket', S(now), 'fence', S(math.max(now, mf)), 'ww', 0,\n" \
+	"             'alive', S(now), 'skip', 0, 'rec', S(now), 'epoch', S(now),\n" \
+	"             'grace', (ep and ep ~= '0') and S(now + lease_us) or 0)\n" \
 	"  size = ARGV[3]\n"                                                      \
 	"end\n"                                                                   \
+	/* Session expiry runs on v, the server's time less the gaps in which  \
+	 * no script ran for over half a lease: a stalled (stopped, restarted) \
+	 * server does not count against holders that renew every quarter     \
+	 * lease. A gap while weight is held, a caller that saw a fence the   \
+	 * server no longer has (a rollback), or a holder of an earlier epoch  \
+	 * (the data was lost) starts a recovery: for one lease nothing is     \
+	 * granted and nobody expires, while the holders re-assert what they   \
+	 * hold (sync); 'rec' tells them it began. */                          \
+	"local skip, alive, half = M('skip'), M('alive'), math.floor(lease_us / 2)\n" \
+	"local gap = now - alive\n"                                               \
+	"if gap > half or gap < 0 then\n"                                         \
+	"  skip = skip + (gap > 0 and gap - half or gap)\n"                       \
+	"  redis.call('HSET', META, 'skip', S(skip))\n"                           \
+	"end\n"                                                                   \
+	"redis.call('HSET', META, 'alive', S(now))\n"                             \
+	"local v = now - skip\n"                                                  \
+	"local rec, grace = M('rec'), M('grace')\n"                               \
+	"local epoch = redis.call('HGET', META, 'epoch')\n"                       \
+	"if not epoch then epoch = S(now); redis.call('HSET', META, 'epoch', epoch) end\n" \
+	"if (gap > half and M('in_use') > 0) or mf > M('fence') or\n"            \
+	"   (holds == '1' and ep ~= epoch) then\n"                                \
+	"  if grace == 0 then rec = v end\n"                                      \
+	"  grace = math.max(grace, v + lease_us)\n"                               \
+	"  redis.call('HSET', META, 'rec', S(rec), 'grace', S(grace),\n"          \
+	"             'fence', S(math.max(mf, M('fence'))))\n"                    \
+	"end\n"                                                                   \
+	"local ended = grace > 0 and v >= grace\n"                                \
+	"if ended then grace = 0; redis.call('HSET', META, 'grace', 0) end\n"     \
+	"local recovering = grace > 0\n"                                          \
 	"size = tonumber(size) -- resize alone changes it, and updates this\n"   \
 	"local function unqueue(tk, n)\n"                                         \
 	"  redis.call('ZREM', Q, tk)\n"                                           \
@@ -100,12 +139,12 @@
 	"    local tk = h[1]\n"                                                   \
 	"    local n, s, ls, t0 = string.match(redis.call('HGET', QI, tk), '^(%d+) (%S+) (%d) (%d+)$')\n" \
 	"    n = tonumber(n)\n"                                                   \
-	"    if n > size - used then break end\n"                                 \
+	"    if recovering or n > size - used then break end\n"                   \
 	"    used = used + n\n"                                                   \
 	"    given = true\n"                                                      \
 	"    unqueue(tk, n)\n"                                                    \
 	"    redis.call('HINCRBY', HELD, s, S(n))\n"                              \
-	"    local f = S(redis.call('HINCRBY', META, 'fence', 1))\n"              \
+	"    local f = next_id('fence')\n"                                        \
 	"    if ls == '1' then redis.call('HSET', LEASES, f, s..' '..S(n)) end\n" \
 	"    local waited = math.max(now - tonumber(t0), 0) * 1000\n"             \
 	"    redis.call('HINCRBY', META, 'acquired', 1)\n"                        \
@@ -119,7 +158,10 @@
 	"  end\n"                                                                 \
 	"end\n"                                                                   \
 	/* Expire stale holders and waiters first, by the server's clock. */    \
-	"local dead = redis.call('ZRANGEBYSCORE', SESS, '-inf', '('..S(now), 'LIMIT', 0, 64)\n" \
+	"local dead = {}\n"                                                       \
+	"if not recovering then\n"                                                \
+	"  dead = redis.call('ZRANGEBYSCORE', SESS, '-inf', '('..S(v), 'LIMIT', 0, 64)\n" \
+	"end\n"                                                                   \
 	"for _, s in ipairs(dead) do reclaim(s, true) end\n"                      \
 	"local inc = '0'\n"                                                       \
 	"if sid ~= '' then\n"                                                     \
@@ -128,10 +170,10 @@
 	"    inc = S(now)\n"                                                      \
 	"    redis.call('HSET', SINC, sid, inc)\n"                                \
 	"  end\n"                                                                 \
-	"  redis.call('ZADD', SESS, S(now + lease_us), sid)\n"                    \
+	"  redis.call('ZADD', SESS, S(v + lease_us), sid)\n"                      \
 	"end\n"                                                                   \
-	"if #dead > 0 then grant() end\n"                                         \
-	"local function R(code, a, b) return {code, inc, size, a or 0, b or 0} end\n"
+	"if #dead > 0 or ended then grant() end\n"                                \
+	"local function R(code, a, b) return {code, inc, size, a or 0, b or 0, S(rec), epoch} end\n"
 
 /* Give @n of sid's @held weight back (held >= n checked by the caller). */
 #define GIVE_BACK                                                                 \
@@ -151,11 +193,11 @@ static const char acquire_lua[] = PROLOGUE
 	"if m[1] == '1' then return R(-1) end\n"
 	"if n > size then return R(-2) end\n"
 	"if mode == 2 then return R(0) end\n"
-	"if size - tonumber(m[2]) >= n and redis.call('ZCARD', Q) == 0 then\n"
+	"if not recovering and size - tonumber(m[2]) >= n and redis.call('ZCARD', Q) == 0 then\n"
 	"  local used = redis.call('HINCRBY', META, 'in_use', S(n))\n"
 	"  if used > tonumber(m[3] or '0') then redis.call('HSET', META, 'max_in_use', S(used)) end\n"
 	"  redis.call('HINCRBY', HELD, sid, S(n))\n"
-	"  local f = S(redis.call('HINCRBY', META, 'fence', 1))\n"
+	"  local f = next_id('fence')\n"
 	"  if ls == '1' then redis.call('HSET', LEASES, f, sid..' '..S(n)) end\n"
 	"  redis.call('HINCRBY', META, 'acquired', 1)\n"
 	"  return R(0, f)\n"
@@ -164,7 +206,7 @@ static const char acquire_lua[] = PROLOGUE
 	"  redis.call('HINCRBY', META, 'rejected', 1)\n"
 	"  return R(-3)\n"
 	"end\n"
-	"local tk = S(redis.call('HINCRBY', META, 'ticket', 1))\n"
+	"local tk = next_id('ticket')\n"
 	"redis.call('ZADD', Q, tk, tk)\n"
 	"redis.call('HSET', QI, tk, S(n)..' '..sid..' '..ls..' '..S(now))\n"
 	"redis.call('DEL', P..':w:'..tk)\n"
@@ -264,20 +306,39 @@ static const char stats_lua[] = PROLOGUE
 	"  M('timeouts'), M('cancels'), M('rejected'), M('wait_ns'), M('closed'),\n"
 	"  M('reclaimed'), M('fence')}\n"
 	"for i = 0, 39 do r[#r + 1] = M('h'..i) end\n"
+	"r[#r + 1] = M('consumed')\n"
 	"return r\n";
 
-/* Repair after a call whose outcome the handle could not learn: nothing
- * of the session waits (the handle has no waiter), and it holds what the
- * handle counts; more is given back. a = what the server held. */
+/* Make the session hold what the handle counts (ARGV[5]) after a call
+ * whose outcome the handle could not learn, or after a recovery. Mode 'e'
+ * (exact: no caller of the handle is queued) drops its queue places and
+ * gives back any excess; both modes re-assert a shortfall if it fits in
+ * size (all or nothing), with the leases ARGV[7] lists ("fence:n,...").
+ * a = what the session holds afterwards. */
 static const char sync_lua[] = PROLOGUE GIVE_BACK
-	"local want = tonumber(ARGV[5])\n"
-	"local q = redis.call('HGETALL', QI)\n"
-	"for i = 1, #q, 2 do\n"
-	"  local n, ws = string.match(q[i + 1], '^(%d+) (%S+)')\n"
-	"  if ws == sid then unqueue(q[i], tonumber(n)); redis.call('DEL', P..':w:'..q[i]) end\n"
+	"local want, mode = tonumber(ARGV[5]), ARGV[6]\n"
+	"if mode == 'e' then\n"
+	"  local q = redis.call('HGETALL', QI)\n"
+	"  for i = 1, #q, 2 do\n"
+	"    local n, ws = string.match(q[i + 1], '^(%d+) (%S+)')\n"
+	"    if ws == sid then unqueue(q[i], tonumber(n)); redis.call('DEL', P..':w:'..q[i]) end\n"
+	"  end\n"
 	"end\n"
 	"local held = tonumber(redis.call('HGET', HELD, sid) or '0')\n"
-	"if held > want then give_back(held - want, held) else grant() end\n"
+	"local used = M('in_use')\n"
+	"if held < want and M('closed') == 0 and used + want - held <= size then\n"
+	"  redis.call('HSET', HELD, sid, S(want))\n"
+	"  redis.call('HSET', META, 'in_use', S(used + want - held))\n"
+	"  note_use(used + want - held)\n"
+	"  held = want\n"
+	"end\n"
+	"if held >= want then\n"
+	"  for f, n in string.gmatch(ARGV[7] or '', '(%d+):(%d+)') do\n"
+	"    if redis.call('HEXISTS', LEASES, f) == 0 then redis.call('HSET', LEASES, f, sid..' '..n) end\n"
+	"  end\n"
+	"end\n"
+	"if mode == 'e' and held > want then give_back(held - want, held); held = want\n"
+	"else grant() end\n"
 	"return R(0, S(held))\n";
 
 /* The handle is freed: whatever its session still has goes back. */
@@ -285,6 +346,26 @@ static const char bye_lua[] = PROLOGUE
 	"reclaim(sid, false)\n"
 	"grant()\n"
 	"return R(0)\n";
+
+/* Use that already happened: taken now, never queued, in_use may pass
+ * size (the grant loop waits until the head fits again). */
+static const char consume_lua[] = PROLOGUE
+	"local n = tonumber(ARGV[5])\n"
+	"if M('closed') == 1 then return R(-1) end\n"
+	"local used = M('in_use')\n"
+	"if n > 9007199254740991 - used then return R(-4) end\n"
+	"redis.call('HSET', META, 'in_use', S(used + n))\n"
+	"redis.call('HINCRBY', HELD, sid, S(n))\n"
+	"redis.call('HINCRBY', META, 'consumed', S(n))\n"
+	"note_use(used + n)\n"
+	"return R(0)\n";
+
+/* Whether the lease with fence ARGV[5] is live: stale sessions were
+ * expired by the prologue; during a recovery the answer is not known
+ * (a lost lease may yet be re-asserted, a restored one be a phantom). */
+static const char live_lua[] = PROLOGUE
+	"if recovering then return R(-3) end\n"
+	"return R(0, redis.call('HEXISTS', LEASES, ARGV[5]))\n";
 
 const char *const ration__redis_script[RS_COUNT] = {
 	[RS_ACQUIRE] = acquire_lua,
@@ -296,4 +377,6 @@ const char *const ration__redis_script[RS_COUNT] = {
 	[RS_STATS] = stats_lua,
 	[RS_SYNC] = sync_lua,
 	[RS_BYE] = bye_lua,
+	[RS_CONSUME] = consume_lua,
+	[RS_LIVE] = live_lua,
 };

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "redis_sem.h"
 
@@ -17,7 +18,19 @@ leave(struct remote *r, uint64_t tk, int err)
 	char t[24];
 	snprintf(t, sizeof(t), "%llu", (unsigned long long)tk);
 	const char *x[] = {t, err == -ETIMEDOUT ? "t" : err == -ECANCELED ? "c" : "o"};
-	lock(r);
+	if (ration__redis_lock_until(r, clock_mono_ns() + LEAVE_NS) != 0) {
+		/* Another caller's round trip holds the handle: hand the ticket
+		 * to the next repair rather than wait past the deadline. */
+		for (unsigned i = 0; i < ORPHANS; i++) {
+			uint64_t free_slot = 0;
+			if (atomic_compare_exchange_strong_explicit(&r->dropped[i], &free_slot, tk,
+								    memory_order_relaxed,
+								    memory_order_relaxed))
+				break;
+		} /* all taken: the ticket times out with the session's sync */
+		atomic_fetch_add_explicit(&r->gone, 1, memory_order_relaxed);
+		return err;
+	}
 	r->waiting--;
 	/* Bounded by LEAVE_NS, not by the caller's deadline (already past):
 	 * on failure the ticket is left later, by the next call or renewer. */
@@ -40,12 +53,16 @@ leave(struct remote *r, uint64_t tk, int err)
 	return err;
 }
 
+/* mu is only tried here and in wait_conn_put(): while another caller's
+ * round trip holds it, a new connection (or none kept) does as well. */
 static int
 wait_conn(struct remote *r, int64_t deadline_ns, redisContext **wc)
 {
-	lock(r);
-	*wc = r->nidle > 0 ? r->idle[--r->nidle] : NULL;
-	unlock(r);
+	*wc = NULL;
+	if (pthread_mutex_trylock(&r->mu) == 0) {
+		*wc = r->nidle > 0 ? r->idle[--r->nidle] : NULL;
+		unlock(r);
+	}
 	if (*wc != NULL)
 		return 0;
 	return ration__redis_connect(&r->cf, deadline_ns, wc);
@@ -56,12 +73,13 @@ wait_conn_put(struct remote *r, redisContext *wc)
 {
 	if (wc == NULL)
 		return;
-	lock(r);
-	if (r->nidle < IDLE_CONNS) {
-		r->idle[r->nidle++] = wc;
-		wc = NULL;
+	if (pthread_mutex_trylock(&r->mu) == 0) {
+		if (r->nidle < IDLE_CONNS) {
+			r->idle[r->nidle++] = wc;
+			wc = NULL;
+		}
+		unlock(r);
 	}
-	unlock(r);
 	if (wc != NULL)
 		redisFree(wc);
 }
@@ -90,8 +108,9 @@ still_pending(struct remote *r, uint64_t tk)
 	char t[24];
 	snprintf(t, sizeof(t), "%llu", (unsigned long long)tk);
 	const char *x[] = {t};
-	lock(r);
-	int64_t deadline_ns = clock_mono_ns() + r->cf.io_timeout_ns;
+	int64_t deadline_ns = ns_add_sat(clock_mono_ns(), SLICE_NS);
+	if (ration__redis_lock_until(r, deadline_ns) != 0)
+		return true;
 	int rc = ration__redis_call(r, RS_RENEW, deadline_ns, 1, x, &rp);
 	unlock(r);
 	return rc != 0 || rp.a != 0;
@@ -126,7 +145,7 @@ ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_
 		snprintf(secs, sizeof(secs), "%.3f", (double)slice / 1e9);
 		/* The reply is due after the slice; allow io_timeout for a busy
 		 * server, but not much past the caller's deadline. */
-		int64_t tmo = slice + r->cf.io_timeout_ns;
+		int64_t tmo = ns_add_sat(slice, r->cf.io_timeout_ns);
 		if (deadline_ns != RATION_FOREVER && deadline_ns - now + WAIT_MARGIN_NS < tmo)
 			tmo = deadline_ns - now + WAIT_MARGIN_NS;
 		ration__redis_timeout(wc, tmo);
@@ -148,16 +167,20 @@ ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_
 			msg = rep->element[1]->str[0];
 			if (msg == 'g' && !parse_grant(rep->element[1]->str, &fence, &inc))
 				msg = '?';
+		} else if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "LOADING", 7) == 0) {
+			sleep_ns(slice); /* unavailable for now: ask again */
 		} else if (rep->type != REDIS_REPLY_NIL) {
 			msg = '?';
 		}
 		freeReplyObject(rep);
 
 		if (msg == 0) { /* the slice ended */
-			lock(r);
-			bool lost = r->gen != gen;
-			gen = r->gen;
-			unlock(r);
+			bool lost = false;
+			if (pthread_mutex_trylock(&r->mu) == 0) {
+				lost = r->gen != gen;
+				gen = r->gen;
+				unlock(r);
+			}
 			now = clock_mono_ns();
 			if (!lost && now - last_check < CHECK_NS)
 				continue;
@@ -168,7 +191,7 @@ ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_
 		}
 		lock(r);
 		if (msg == 'g') {
-			ration__redis_note_inc(r, inc);
+			ration__redis_note_inc(r, inc, false);
 			if (inc == r->inc) {
 				r->waiting--;
 				ration__redis_granted(r, fence, n, lease ? out : NULL);
