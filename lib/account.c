@@ -34,6 +34,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "internal/account.h"
 #include "internal/clock.h"
 #include "internal/compiler.h"
 #include "ration/account.h"
@@ -184,4 +185,45 @@ ration_account_end(const ration_account_t *a, ration_task_report_t *out)
 		}
 	}
 #endif
+}
+
+int64_t
+ration_account_round(int64_t bytes)
+{
+#if RATION_HAVE_JEMALLOC
+	if (bytes > 0 && ration_account_available()) {
+		size_t n = nallocx((size_t)bytes, 0);
+		if (n >= (size_t)bytes && n <= (size_t)INT64_MAX)
+			return (int64_t)n;
+	}
+#endif
+	return bytes;
+}
+
+void
+ration__account_judge(ration_task_report_t *r, double tolerance)
+{
+	r->under_declared = false;
+	r->over_reserved = false;
+	if (r->peak_bytes < 0 || r->declared <= 0)
+		return;
+	/* One size-class step: what a buffer just past the rounded
+	 * declaration would add (1 without jemalloc, whose peaks are -1). */
+	int64_t rounded = ration_account_round(r->declared);
+	int64_t step = rounded < INT64_MAX ? ration_account_round(rounded + 1) - rounded : 0;
+	double limit = (double)r->declared * (1.0 + tolerance) + (double)step;
+	r->under_declared = (double)r->peak_bytes > limit;
+	r->over_reserved = r->peak_bytes < r->declared / 2;
+}
+
+unsigned
+ration__account_fit_bucket(int64_t peak, int64_t declared)
+{
+	/* Bucket edges of peak / declared in sixteenths (group.h). */
+	static const double edges[RATION_FIT_BUCKETS - 1] = {1, 2, 4, 8, 12, 16, 20, 24, 32};
+	double ratio16 = (double)peak * 16.0 / (double)declared;
+	unsigned b = 0;
+	while (b < RATION_FIT_BUCKETS - 1 && ratio16 >= edges[b])
+		b++;
+	return b;
 }

@@ -66,6 +66,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal/account.h"
 #include "internal/compiler.h"
 #include "internal/hist.h"
 #include "internal/list.h"
@@ -109,6 +110,7 @@ struct ration_group {
 	bool default_limit;    /* immutable: opts.limit was 0 */
 	bool keep_going;       /* immutable */
 	bool budget_bytes;     /* immutable */
+	double tolerance;      /* immutable: opts.tolerance or its default */
 	bool measure;          /* immutable: on_report or budget_bytes */
 	unsigned account_what; /* immutable: ration_account_begin_with() flags */
 	void (*on_report)(const ration_task_report_t *r, void *udata); /* immutable */
@@ -127,7 +129,9 @@ struct ration_group {
 	/* statistics, written by tasks (relaxed atomics: exact when idle) */
 	_Atomic uint64_t begun RATION_ALIGNED; /* task_main entered */
 	_Atomic uint64_t failed;
-	_Atomic uint64_t over_declared;
+	_Atomic uint64_t under_declared;
+	_Atomic uint64_t over_reserved;
+	_Atomic uint64_t fit_hist[RATION_FIT_BUCKETS];
 	_Atomic int64_t max_peak_bytes;
 	_Atomic int64_t run_ns_total;
 	_Atomic int64_t cpu_ns_total;
@@ -297,6 +301,8 @@ task_main(void *arg, int status)
 		tl_task_of = outer;
 		if (g->measure) {
 			ration_account_end(&acc, &r);
+			if (g->budget_bytes)
+				ration__account_judge(&r, g->tolerance);
 		} else {
 			r.run_ns = ration__ticks_to_ns(ration__ticks() - start);
 			r.cpu_ns = -1;
@@ -338,8 +344,14 @@ task_main(void *arg, int status)
 		atomic_fetch_add_explicit(&g->cpu_ns_total, r.cpu_ns, memory_order_relaxed);
 	if (r.peak_bytes >= 0) {
 		note_max(&g->max_peak_bytes, r.peak_bytes);
-		if (g->budget_bytes && r.peak_bytes > t->weight)
-			atomic_fetch_add_explicit(&g->over_declared, 1, memory_order_relaxed);
+		if (g->budget_bytes && status == 0) {
+			unsigned b = ration__account_fit_bucket(r.peak_bytes, r.declared);
+			atomic_fetch_add_explicit(&g->fit_hist[b], 1, memory_order_relaxed);
+			if (r.under_declared)
+				atomic_fetch_add_explicit(&g->under_declared, 1, memory_order_relaxed);
+			if (r.over_reserved)
+				atomic_fetch_add_explicit(&g->over_reserved, 1, memory_order_relaxed);
+		}
 	}
 	atomic_fetch_add_explicit(&g->wait_hist[ration__hist_bucket(r.wait_ns)], 1, memory_order_relaxed);
 	give_record(g, t);
@@ -474,8 +486,10 @@ ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts, ration_g
 		return -EINVAL;
 	if (opts != NULL)
 		o = *opts;
-	if (o.limit < 0 || o.limit > RATION_SEM_MAX)
+	if (o.limit < 0 || o.limit > RATION_SEM_MAX || !(o.tolerance >= 0))
 		return -EINVAL;
+	if (o.budget_bytes && !ration_account_available())
+		return -ENOTSUP; /* docs/decisions/009-budget-bytes-needs-jemalloc.md */
 	if (o.pool == NULL && (o.pool = ration_pool_default()) == NULL)
 		return -ENOMEM;
 
@@ -509,6 +523,7 @@ ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts, ration_g
 	g->default_limit = default_limit;
 	g->keep_going = o.keep_going;
 	g->budget_bytes = o.budget_bytes;
+	g->tolerance = o.tolerance > 0 ? o.tolerance : 0.05;
 	g->measure = o.on_report != NULL || o.budget_bytes;
 	g->account_what = o.measure_cpu ? RATION_ACCOUNT_CPU : 0;
 	g->on_report = o.on_report;
@@ -594,7 +609,10 @@ ration_group_stats(const ration_group_t *cg, ration_group_stats_t *out)
 	out->started = total + pending;
 	out->running = begun > total ? begun - total : 0;
 	out->failed = atomic_load_explicit(&g->failed, memory_order_relaxed);
-	out->over_declared = atomic_load_explicit(&g->over_declared, memory_order_relaxed);
+	out->under_declared = atomic_load_explicit(&g->under_declared, memory_order_relaxed);
+	out->over_reserved = atomic_load_explicit(&g->over_reserved, memory_order_relaxed);
+	for (unsigned i = 0; i < RATION_FIT_BUCKETS; i++)
+		out->fit_hist[i] = atomic_load_explicit(&g->fit_hist[i], memory_order_relaxed);
 	out->max_peak_bytes = atomic_load_explicit(&g->max_peak_bytes, memory_order_relaxed);
 	out->run_ns_total = atomic_load_explicit(&g->run_ns_total, memory_order_relaxed);
 	out->cpu_ns_total = atomic_load_explicit(&g->cpu_ns_total, memory_order_relaxed);

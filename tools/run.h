@@ -192,7 +192,7 @@ struct runner {
 
 	/* Supervisor only. */
 	size_t done, failed, succeeded, cancelled, running;
-	size_t over_declared;
+	size_t under_declared;
 	struct job *worst_over;
 	size_t oom_killed;         /* jobs OOM-killed inside their cgroup */
 	size_t overrun_kills;      /* jobs killed by --overrun requeue/kill */

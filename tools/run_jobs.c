@@ -200,7 +200,7 @@ note_over(struct runner *r, struct job *j)
 		"weight %s%s: %s\n", j->seq, j->line, p, w,
 		r->o->strict_weights ? " (failed: --strict-weights)" : "",
 		j->cmd);
-	r->over_declared++;
+	r->under_declared++;
 	if (r->worst_over == NULL ||
 	    (double)j->peak_bytes / (double)j->weight >
 	    (double)r->worst_over->peak_bytes /

@@ -457,7 +457,7 @@ report(struct runner *r, size_t started)
 			r->oom_killed == 1 ? "" : "s", r->overrun_kills,
 			r->overrun_kills == 1 ? "" : "s", r->requeues,
 			r->suspends);
-	if (r->over_declared > 0) {
+	if (r->under_declared > 0) {
 		struct job *w = r->worst_over;
 		char c[16];
 		format_size(w->weight, a, sizeof(a));
@@ -465,8 +465,8 @@ report(struct runner *r, size_t started)
 		fprintf(stderr, RUN_NAME ": %s: %zu job%s used more memory "
 			"than declared; worst: job %u (line %u) declared %s, "
 			"measured %s: %s%s\n", r->o->strict_weights ? "error" :
-			"warning", r->over_declared,
-			r->over_declared == 1 ? "" : "s", w->seq, w->line, a, c,
+			"warning", r->under_declared,
+			r->under_declared == 1 ? "" : "s", w->seq, w->line, a, c,
 			w->cmd, r->o->strict_weights ?
 			" (failed: --strict-weights)" : "");
 	}

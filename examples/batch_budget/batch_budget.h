@@ -74,7 +74,7 @@ struct result {
 	int64_t declared_max, measured_max, safety_net;
 	double utilisation;  /* time-average of in-use / budget */
 	int64_t wait_p50, wait_p99;
-	long over_declared;
+	long under_declared;
 	long max_running;    /* most tasks running at once (counted in run_task) */
 	bool measured;       /* jemalloc gave peak figures */
 	bool safety_engaged;
@@ -101,7 +101,7 @@ extern _Atomic int64_t in_use, in_use_max, held_byte_ns;
 extern _Atomic long done, failed_tasks;
 extern _Atomic int64_t running, running_max;
 extern pthread_mutex_t report_mu;
-extern long reports, over_declared;      /* report_mu */
+extern long reports, under_declared;      /* report_mu */
 extern int64_t measured_max;             /* report_mu */
 extern int64_t io_bw;
 

@@ -145,7 +145,7 @@ run(const struct config *c, struct result *r)
 		die_if(ration_sem_new(c->budget, &(ration_sem_opts_t){ .name = "batch.memory" },
 				      &sem), "sem_new");
 		go.budget = sem;
-		go.budget_bytes = true;
+		go.budget_bytes = ration_account_available(); /* -ENOTSUP else */
 		break;
 	case MODE_FIXED:
 		po.threads = (unsigned)(ncpu > 0 ? ncpu : 1);
@@ -206,15 +206,15 @@ run(const struct config *c, struct result *r)
 		ration_group_stats(g, &gs);
 		finished = (long)gs.tasks;
 		r->failed = (long)gs.failed;
-		if (gs.over_declared != (uint64_t)over_declared && c->mode == MODE_BUDGET)
+		if (gs.under_declared != (uint64_t)under_declared && c->mode == MODE_BUDGET)
 			fail_check(r, "group counted %llu over-declared, reports %ld",
-				   (unsigned long long)gs.over_declared, over_declared);
+				   (unsigned long long)gs.under_declared, under_declared);
 	} else {
 		finished = reports;
 		r->failed = atomic_load(&failed_tasks);
 	}
 	r->reports = reports;
-	r->over_declared = over_declared;
+	r->under_declared = under_declared;
 	r->measured_max = measured_max;
 	r->max_in_use = r->max_held = atomic_load(&in_use_max);
 	r->max_running = (long)atomic_load(&running_max);

@@ -184,10 +184,10 @@ print_report(const struct config *c, const struct result *r)
 	fmt_ns(b2, sizeof b2, r->wait_p99);
 	printf("  %-22s p50 %s, p99 %s (offered until started)\n", "wait", b1, b2);
 	if (r->measured)
-		printf("  %-22s %ld (measured peak > declared)\n", "over-declared tasks",
-		       r->over_declared);
+		printf("  %-22s %ld (measured peak > declared x 1.05 + a size class)\n",
+		       "under-declared tasks", r->under_declared);
 	else
-		printf("  %-22s n/a (no jemalloc)\n", "over-declared tasks");
+		printf("  %-22s n/a (no jemalloc)\n", "under-declared tasks");
 	if (r->mode == MODE_UNBOUNDED) {
 		fmt_bytes(b1, sizeof b1, r->safety_net);
 		printf("  %-22s %s (half the RAM): %s\n", "safety net", b1,
@@ -211,12 +211,12 @@ print_json_obj(const struct config *c, const struct result *r)
 	printf("{\"mode\": \"%s\", \"tasks\": %ld, \"failed\": %ld, \"wall_ns\": %lld, "
 	       "\"budget_bytes\": %lld, \"peak_rss_bytes\": %lld, \"max_in_use_bytes\": %lld, "
 	       "\"utilisation\": %.4f, \"wait_p50_ns\": %lld, \"wait_p99_ns\": %lld, "
-	       "\"over_declared\": ", mode_names[r->mode], r->tasks, r->failed,
+	       "\"under_declared\": ", mode_names[r->mode], r->tasks, r->failed,
 	       (long long)r->wall_ns, (long long)r->budget, (long long)r->peak_rss,
 	       (long long)r->max_in_use, r->utilisation, (long long)r->wait_p50,
 	       (long long)r->wait_p99);
 	if (r->measured)
-		printf("%ld, \"measured_peak_max_bytes\": %lld", r->over_declared,
+		printf("%ld, \"measured_peak_max_bytes\": %lld", r->under_declared,
 		       (long long)r->measured_max);
 	else
 		printf("null, \"measured_peak_max_bytes\": null");

@@ -10,7 +10,7 @@ _Atomic int64_t in_use, in_use_max, held_byte_ns;
 _Atomic long done, failed_tasks;
 _Atomic int64_t running, running_max;
 pthread_mutex_t report_mu = PTHREAD_MUTEX_INITIALIZER;
-long reports, over_declared;
+long reports, under_declared;
 int64_t measured_max = -1;
 int64_t io_bw;
 
@@ -98,8 +98,8 @@ on_report(const ration_task_report_t *r, void *udata)
 	if (r->peak_bytes >= 0) {
 		if (r->peak_bytes > measured_max)
 			measured_max = r->peak_bytes;
-		if (r->peak_bytes > r->declared)
-			over_declared++;
+		if (r->under_declared)
+			under_declared++;
 	}
 	pthread_mutex_unlock(&report_mu);
 }

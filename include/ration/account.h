@@ -38,6 +38,11 @@ typedef struct {
 	int64_t peak_bytes;      /* peak live heap above the start, -1 without jemalloc */
 	int64_t allocated_bytes; /* bytes allocated by fn, -1 without jemalloc */
 	int status;              /* fn's return value (or -ECANCELED if never run) */
+	bool under_declared;     /* group with budget_bytes: peak_bytes > declared
+	                          * x (1 + opts.tolerance) + one allocator
+	                          * size-class step above declared */
+	bool over_reserved;      /* group with budget_bytes: peak_bytes <
+	                          * declared / 2 (the budget held room unused) */
 } ration_task_report_t;
 
 /* Scratch for begin/end on the same thread; contents are private. */
@@ -57,6 +62,24 @@ typedef struct {
  * Blocks: no (the answer is computed once). Allocates: once, a probe.
  */
 RATION_API bool ration_account_available(void);
+
+/**
+ * ration_account_round() - what the allocator really hands out for a
+ * request of @bytes.
+ * @bytes: a request size; <= 0 is returned as it is.
+ *
+ * jemalloc rounds every request up to a size class (4 classes per
+ * doubling above 16 KiB: a 1.28 MiB buffer takes 1.5 MiB), and measured
+ * peaks count the rounded sizes. Declaring a task's weight as the sum of
+ * its rounded buffers makes declared and measured comparable.
+ *
+ * Return: jemalloc's nallocx(@bytes) when ration_account_available();
+ * else @bytes (identity), as it is when the size is past what jemalloc
+ * can serve.
+ *
+ * Blocks: no. Allocates: never. Calls user code: never.
+ */
+RATION_API int64_t ration_account_round(int64_t bytes);
 
 /* ration_account_begin_with() flags. */
 #define RATION_ACCOUNT_CPU 1u /* also measure cpu_ns (two system calls) */

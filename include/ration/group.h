@@ -34,6 +34,11 @@ extern "C" {
 
 typedef struct ration_group ration_group_t;
 
+/* ration_group_stats_t.fit_hist: tasks by measured peak / declared, in
+ * buckets [0, 1/16) [1/16, 1/8) [1/8, 1/4) [1/4, 1/2) [1/2, 3/4)
+ * [3/4, 1) [1, 5/4) [5/4, 3/2) [3/2, 2) [2, inf). */
+#define RATION_FIT_BUCKETS 10
+
 /* A task: 0 or a negative errno. @ctx is the group ctx (cancelled by the
  * first error unless keep_going); long tasks should watch it. */
 typedef int (*ration_group_fn)(ration_ctx_t *ctx, void *arg);
@@ -46,7 +51,12 @@ typedef struct {
 	                       * thread limit at group_new, not applied to a go()
 	                       * from the group's own tasks (docs/group.md) */
 	bool keep_going;      /* false: the first error cancels the group ctx */
-	bool budget_bytes;    /* budget counts bytes: report over_declared */
+	bool budget_bytes;    /* budget counts bytes: measure each task's heap
+	                       * peak and judge it (under_declared,
+	                       * over_reserved, fit_hist); needs jemalloc as the
+	                       * process's malloc (group_new: -ENOTSUP) */
+	double tolerance;     /* under_declared margin, a fraction of the
+	                       * declared bytes; 0 = 0.05 */
 	/* NULL = none. Runs on the worker thread that ran fn, right after fn
 	 * returns (and after its error, if any, cancelled the group), before
 	 * the task's weight and slot are released; once per successful go,
@@ -62,7 +72,10 @@ typedef struct {
 	uint64_t running;       /* tasks running now */
 	uint64_t tasks;         /* tasks finished */
 	uint64_t failed;        /* of those, fn returned non-zero (or discarded) */
-	uint64_t over_declared; /* measured peak > declared (budget_bytes, jemalloc) */
+	uint64_t under_declared; /* reports flagged under_declared (budget_bytes) */
+	uint64_t over_reserved;  /* reports flagged over_reserved (budget_bytes) */
+	uint64_t fit_hist[RATION_FIT_BUCKETS]; /* measured peak / declared, per
+	                         * task with budget_bytes; bucket edges below */
 	int64_t wait_p50_ns;    /* go() wait, from a log2 histogram: bucket upper bound */
 	int64_t wait_p99_ns;
 	int64_t max_peak_bytes; /* largest measured task peak; -1 if none measured */
@@ -83,8 +96,12 @@ typedef struct {
  * limit as it is now (ration_pool_stats().max_threads): a task queued
  * behind busy threads would hold its budget weight without using it.
  *
- * Return: 0, -EINVAL (@out NULL, limit < 0), -ENOMEM (also when the
- * default pool cannot be made).
+ * Return: 0, or the first that applies:
+ *   -EINVAL    @out NULL, limit < 0, tolerance < 0 or not a number
+ *   -ENOTSUP   budget_bytes, but heap bytes cannot be measured here
+ *              (ration_account_available() is false: no jemalloc, or the
+ *              process's malloc is not jemalloc's)
+ *   -ENOMEM    also when the default pool cannot be made
  */
 RATION_API int ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts,
 				ration_group_t **out);

@@ -485,7 +485,7 @@ t_measure() {
 	printf '1M\t%s 24 0\n' "$HOG" | "$RR" -m 1G --joblog jl >out 2>err ||
 		fail "exit $?"
 	grep -q "used more memory than declared; worst: job 1 (line 1) declared 1M" err ||
-		fail "no over-declared warning"
+		fail "no under-declared warning"
 	[ "$(jl_field 1 6)" -eq $((1 << 20)) ] || fail "declared column"
 	[ "$(jl_field 1 7)" -ge $((24 << 20)) ] || fail "measured column"
 	# Two 16M processes in one job: both are measured, by a cgroup per
