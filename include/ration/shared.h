@@ -82,9 +82,12 @@ typedef struct {
  *              magic, version, struct or table size: another build), is
  *              truncated, or was never initialised (its creator died)
  *   -EBUSY     all 128 holder slots are in use
+ *   -ETIMEDOUT the segment's mutex stayed held for 2 s (its owner is a
+ *              stopped process, e.g. SIGSTOP or a debugger)
  *   -ENOMEM    no memory for the handle
  *
- * Blocks: briefly, while another process is creating the object.
+ * Blocks: briefly, while another process is creating the object or owns
+ * the segment's mutex (2 s at most each).
  * Allocates: yes. Calls user code: never.
  */
 RATION_API int ration_sem_open_shared(const char *name, int64_t size,

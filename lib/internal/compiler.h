@@ -9,6 +9,19 @@
 #define RATION_ALIGNED     __attribute__((aligned(RATION_CACHELINE)))
 #define RATION_HIDDEN      __attribute__((visibility("hidden")))
 
+/* Built with ThreadSanitizer (gcc says __SANITIZE_THREAD__, clang
+ * __has_feature): for the few calls its runtime does not intercept. */
+#if defined(__SANITIZE_THREAD__)
+#define RATION_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define RATION_TSAN 1
+#endif
+#endif
+#ifndef RATION_TSAN
+#define RATION_TSAN 0
+#endif
+
 /* One pause: tells the CPU we are spinning, yielding the core's pipeline
  * to its sibling and avoiding a memory-order mis-speculation on exit. */
 static inline void

@@ -21,7 +21,7 @@
 #include "ration/common.h"
 
 #define SHM_MAGIC   UINT64_C(0x6873206e6f697461) /* "ation sh" */
-#define SHM_VERSION 2u
+#define SHM_VERSION 3u
 #define SHM_HOLDERS 128u /* open handles, all processes together */
 #define SHM_LANES   256u /* fast-path threads, all processes together */
 #define SHM_WAITERS 256u /* queued callers, all processes together */
@@ -40,10 +40,17 @@
 #define SLOT_FREE 0u
 #define SLOT_USED 1u
 
-/* Waiter slot states; a decided outcome is 0 (GRANTED) or a -errno. */
-#define WAITER_FREE    2
-#define WAITER_WAITING 1
-#define WAITER_GRANTED 0
+/* Waiter slot states; a decided outcome is 0 (GRANTED) or a -errno.
+ * ABANDONED and TAKEN are set by a waiter that could not get mu in time
+ * (its owner may be stopped): it left on its deadline or cancel
+ * (ABANDONED, still counted in nwaiters and waiting_weight) or took its
+ * grant (TAKEN, weight counted by the slot) without the lock; the next
+ * holder of mu settles the slot (unsettled says there is one). */
+#define WAITER_TAKEN     4
+#define WAITER_ABANDONED 3
+#define WAITER_FREE      2
+#define WAITER_WAITING   1
+#define WAITER_GRANTED   0
 
 struct shm_lease {
 	uint64_t fence; /* mu; 0 = free entry */
@@ -90,6 +97,7 @@ struct shm_waiter {
 	uint64_t ticket;         /* mu; FIFO order: lowest is the head */
 	int64_t n;               /* mu */
 	int64_t t0;              /* mu; when queued (CLOCK_MONOTONIC) */
+	int32_t left;            /* waiter, before ABANDONED: why it left */
 };
 
 /* The padding is the point: the word and mu each start a cache line. */
@@ -117,6 +125,7 @@ struct shm_seg { /* NOLINT(clang-analyzer-optin.performance.Padding) */
 	uint64_t next_ticket;
 	_Atomic uint64_t fence;  /* atomic: last lease fence handed out */
 	_Atomic int64_t last_scan_ns; /* atomic: rate limit of dead scans */
+	_Atomic uint32_t unsettled;   /* atomic: ABANDONED/TAKEN slots to settle */
 
 	/* Statistics, mu (plus the lanes' acquired). */
 	int64_t max_waiters_seen;

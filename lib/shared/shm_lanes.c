@@ -76,7 +76,7 @@ lanes_exit(void *arg)
 		if (sh == NULL)
 			continue;
 		struct ration__shm_wake wk = {.n = 0};
-		if (ration__shm_lock(sh->g, &wk) == 0) {
+		if (ration__shm_lock(sh->g, &wk) == 0) { /* no deadline: thread exit */
 			lane_free(sh->g, lc->e[i].li);
 			ration__shm_unlock_wake(sh->g, &wk);
 		}
@@ -99,7 +99,8 @@ ration__shm_lane_bind(struct ration__shm *sh, struct ration__shm_lanes *lc)
 			slot = i; /* empty, or a handle since freed */
 	struct shm_lane *l = NULL;
 	struct ration__shm_wake wk = {.n = 0};
-	if (slot < SHM_LANE_CACHE && ration__shm_lock_bound(sh, &wk) == 0) {
+	/* Binding only speeds later calls up: not worth a wait for mu. */
+	if (slot < SHM_LANE_CACHE && ration__shm_lock_bound(sh, &wk, NULL, SHM_TRY) == 0) {
 		struct shm_seg *g = sh->g;
 		unsigned i = 0;
 		while (i < SHM_LANES &&

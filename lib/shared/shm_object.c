@@ -12,10 +12,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "internal/clock.h"
 #include "internal/sem.h"
 #include "shm.h"
 #include "shm_seg.h"
 #include "ration/shared.h"
+
+#define OPEN_LOCK_NS ((int64_t)2 * 1000000000) /* longest wait for the mutex */
 
 typedef struct ration__shm shared_t;
 typedef struct ration__shm_wake wake_t;
@@ -79,8 +82,10 @@ ration_sem_open_shared(const char *name, int64_t size, const ration_shared_opts_
 	int rc = map_object(path, create, mode, size, sh, &created);
 	if (rc == 0) {
 		wake_t wk = {.n = 0};
-		/* gen 0 is never current: lock_bound claims our holder slot. */
-		if ((rc = ration__shm_lock_bound(sh, &wk)) == 0)
+		/* gen 0 is never current: lock_bound claims our holder slot.
+		 * Bounded: the mutex's owner may be a stopped process. */
+		rc = ration__shm_lock_bound(sh, &wk, NULL, clock_mono_ns() + OPEN_LOCK_NS);
+		if (rc == 0)
 			ration__shm_unlock_wake(sh->g, &wk);
 		if (rc == 0 && (rc = ration__sem_new_backend(&ration__shm_ops, sh, path + 1, out)) != 0) {
 			if (ration__shm_lock(sh->g, &wk) == 0) {

@@ -1,6 +1,7 @@
 /* shm_queue.c - the shared semaphore's FIFO grant queue: waiters are
  * granted in ticket order, under the segment's mu (see shm_seg.c). */
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "internal/clock.h"
@@ -8,16 +9,21 @@
 #include "shm.h"
 #include "shm_seg.h"
 
-void
+bool
 ration__shm_decide(struct shm_seg *g, struct shm_waiter *w, int outcome,
 		   struct ration__shm_wake *wk)
 {
+	/* A CAS: the waiter may leave without mu (WAITING -> ABANDONED).
+	 * release: pairs with the acquire load of state by the waiter. */
+	int32_t waiting = WAITER_WAITING;
+	if (!atomic_compare_exchange_strong_explicit(&w->state, &waiting, outcome,
+						     memory_order_release, memory_order_relaxed))
+		return false;
 	g->nwaiters--;
 	g->waiting_weight -= w->n;
-	/* release: pairs with the acquire load of state by the waiter. */
-	atomic_store_explicit(&w->state, outcome, memory_order_release);
 	atomic_fetch_add_explicit(&w->futex, 1, memory_order_release);
 	wk->idx[wk->n++] = (uint16_t)(w - g->waiter);
+	return true;
 }
 
 void
@@ -55,6 +61,8 @@ ration__shm_grant(struct shm_seg *g, struct ration__shm_wake *wk)
 		int64_t word = atomic_load_explicit(&g->word, memory_order_acquire);
 		if (w == NULL || w->n > word >> 1)
 			break;
+		if (!ration__shm_decide(g, w, WAITER_GRANTED, wk))
+			continue; /* it left just now: the next head */
 		atomic_fetch_sub_explicit(&g->word, w->n * 2, memory_order_relaxed);
 		ration__shm_note_in_use(g, (word >> 1) - w->n);
 		if (now == 0)
@@ -63,7 +71,6 @@ ration__shm_grant(struct shm_seg *g, struct ration__shm_wake *wk)
 		g->acquired++;
 		g->wait_ns_total += (uint64_t)waited;
 		g->wait_hist[ration__hist_bucket(waited)]++;
-		ration__shm_decide(g, w, WAITER_GRANTED, wk);
 	}
 }
 

@@ -38,6 +38,7 @@
 
 #include "internal/clock.h"
 #include "internal/compiler.h"
+#include "internal/ctx.h"
 #include "shm.h"
 #include "shm_seg.h"
 #include "shm_sys.h"
@@ -47,6 +48,7 @@
 #define SCAN_NS        ((int64_t)10 * 1000000)   /* least time between scans */
 #define BUSY_WAIT_NS   ((int64_t)2 * 1000000)    /* a recount waits for lanes */
 #define ALIVE_CACHE    32
+#define LOCK_SLICE_NS  ((int64_t)10 * 1000000)   /* ctx polls while locking */
 
 _Atomic unsigned ration__shm_fork_gen = 1;
 
@@ -255,6 +257,40 @@ alive(struct alive_cache *ac, pid_t pid, uint64_t start)
 
 /* ---- recount ---- */
 
+/* Settle the waiter slots their waiters left without the lock (mu held):
+ * an ABANDONED one leaves the queue, a TAKEN one's weight moves to its
+ * holder. True if a waiter left (followers may fit now). */
+static bool
+settle_orphans(struct shm_seg *g)
+{
+	/* acquire: pairs with the waiters' release increments; a waiter
+	 * that increments after this exchange is settled by the next one. */
+	atomic_exchange_explicit(&g->unsettled, 0, memory_order_acquire);
+	bool left = false;
+	for (unsigned i = 0; i < SHM_WAITERS; i++) {
+		struct shm_waiter *w = &g->waiter[i];
+		int st = atomic_load_explicit(&w->state, memory_order_acquire);
+		if (st == WAITER_ABANDONED) {
+			g->nwaiters--;
+			g->waiting_weight -= w->n;
+			if (w->left == -ETIMEDOUT)
+				g->timeouts++;
+			else
+				g->cancels++;
+			left = true;
+		} else if (st == WAITER_TAKEN) {
+			struct shm_holder *h = &g->holder[w->holder];
+			atomic_store_explicit(&h->held,
+					      atomic_load_explicit(&h->held, memory_order_relaxed) + w->n,
+					      memory_order_relaxed);
+		} else {
+			continue;
+		}
+		atomic_store_explicit(&w->state, WAITER_FREE, memory_order_relaxed);
+	}
+	return left;
+}
+
 static bool
 any_dead(struct shm_seg *g, struct alive_cache *ac)
 {
@@ -313,6 +349,7 @@ static void
 recount(struct shm_seg *g, struct alive_cache *ac, struct ration__shm_wake *wk)
 {
 	g->recounts++;
+	(void)settle_orphans(g); /* before the sums: TAKEN weight to holders */
 	/* acq_rel: a fast-path CAS ordered before this one released the
 	 * owner's busy = 1; we read it below. Any CAS after this fails. */
 	atomic_fetch_or_explicit(&g->word, SHM_SLOW, memory_order_acq_rel);
@@ -378,12 +415,60 @@ recount(struct shm_seg *g, struct alive_cache *ac, struct ration__shm_wake *wk)
 	ration__shm_clear_slow(g);
 }
 
-int
-ration__shm_lock(struct shm_seg *g, struct ration__shm_wake *wk)
+/* One attempt at mu: until @until (absolute, CLOCK_MONOTONIC), or only
+ * if free (SHM_TRY), or without limit (RATION_FOREVER). A pthread code. */
+static int
+lock_once(struct shm_seg *g, int64_t until)
 {
-	int rc = pthread_mutex_lock(&g->mu);
-	if (RATION_LIKELY(rc == 0))
+	if (until == RATION_FOREVER)
+		return pthread_mutex_lock(&g->mu);
+	if (until == SHM_TRY)
+		return pthread_mutex_trylock(&g->mu);
+#if RATION_TSAN
+	/* TSan does not intercept pthread_mutex_clocklock, and its
+	 * timedlock does not count EOWNERDEAD as locked: either way it would
+	 * see our unlock as of a mutex never locked. Its trylock gets both
+	 * right, so under TSan only, poll it every 100 us. */
+	int rc;
+	while ((rc = pthread_mutex_trylock(&g->mu)) == EBUSY && clock_mono_ns() < until) {
+		struct timespec nap = {.tv_nsec = 100000};
+		nanosleep(&nap, NULL);
+	}
+	return rc == EBUSY ? ETIMEDOUT : rc;
+#else
+	struct timespec ts = ns_to_timespec(until);
+	return pthread_mutex_clocklock(&g->mu, CLOCK_MONOTONIC, &ts);
+#endif
+}
+
+int
+ration__shm_lock_until(struct shm_seg *g, struct ration__shm_wake *wk, ration_ctx_t *ctx,
+		       int64_t deadline_ns)
+{
+	/* Without a ctx to poll, one call waits the whole way; with one,
+	 * slices of LOCK_SLICE_NS so that a cancel is seen. A free mutex is
+	 * taken even past the deadline (the caller's checks come first). */
+	int rc = lock_once(g, ctx == NULL || deadline_ns == SHM_TRY ? deadline_ns : SHM_TRY);
+	while (rc == EBUSY && deadline_ns != SHM_TRY) {
+		int err = ration__wait_err(ctx, deadline_ns);
+		if (err != 0)
+			return err;
+		int64_t until = clock_mono_ns() + LOCK_SLICE_NS;
+		rc = lock_once(g, until < deadline_ns ? until : deadline_ns);
+		if (rc == ETIMEDOUT)
+			rc = EBUSY;
+	}
+	if (RATION_LIKELY(rc == 0)) {
+		/* acquire: pairs with the release increment of a waiter
+		 * that left its slot without the lock. */
+		if (RATION_UNLIKELY(atomic_load_explicit(&g->unsettled, memory_order_acquire) != 0) &&
+		    settle_orphans(g) && !g->dirty) {
+			if (!atomic_load_explicit(&g->closed, memory_order_relaxed))
+				ration__shm_grant(g, wk); /* followers may fit now */
+			ration__shm_clear_slow(g);
+		}
 		return 0;
+	}
 	if (rc == EOWNERDEAD) {
 		/* Its owner died inside: whatever it half-updated is
 		 * rebuilt from the slots before anyone else looks. */
@@ -395,6 +480,10 @@ ration__shm_lock(struct shm_seg *g, struct ration__shm_wake *wk)
 		pthread_mutex_consistent(&g->mu);
 		return 0;
 	}
+	if (rc == EBUSY)
+		return -EAGAIN;
+	if (rc == ETIMEDOUT)
+		return -ETIMEDOUT;
 	return -EPROTO; /* ENOTRECOVERABLE: nobody made it consistent */
 }
 
@@ -447,9 +536,10 @@ ration__shm_claim_holder(struct shm_seg *g, uint32_t *out)
 }
 
 int
-ration__shm_lock_bound(struct ration__shm *sh, struct ration__shm_wake *wk)
+ration__shm_lock_bound(struct ration__shm *sh, struct ration__shm_wake *wk, ration_ctx_t *ctx,
+		       int64_t deadline_ns)
 {
-	int rc = ration__shm_lock(sh->g, wk);
+	int rc = ration__shm_lock_until(sh->g, wk, ctx, deadline_ns);
 	if (rc != 0)
 		return rc;
 	unsigned gen = atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed);

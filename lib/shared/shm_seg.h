@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include "shm.h"
+#include "ration/ctx.h"
 
 /* A handle: this process's view of one segment. */
 struct ration__shm {
@@ -60,13 +61,30 @@ void ration__shm_init(void);
 /* This process's pid, start time and fork generation. */
 void ration__shm_self(pid_t *pid, uint64_t *start, unsigned *gen);
 
-/* Lock g->mu; EOWNERDEAD is answered by a recount. 0 or -EPROTO. */
-int ration__shm_lock(struct shm_seg *g, struct ration__shm_wake *wk);
+/* A lock deadline: take g->mu only if it is free now. */
+#define SHM_TRY INT64_MIN
+
+/* Lock g->mu, waiting at most until @deadline_ns (RATION_FOREVER: no
+ * limit; SHM_TRY: not at all) and only while @ctx (may be NULL) is not
+ * done: a process stopped while it owns mu must not hold callers past
+ * their deadlines. EOWNERDEAD is answered by a recount; waiter slots left
+ * without the lock are settled. Return 0, the wait's error (-ETIMEDOUT,
+ * @ctx's), -EAGAIN (SHM_TRY and busy) or -EPROTO (unrecoverable). */
+int ration__shm_lock_until(struct shm_seg *g, struct ration__shm_wake *wk, ration_ctx_t *ctx,
+			   int64_t deadline_ns);
+/* Lock g->mu with no deadline (calls that have none: release, resize...). */
+static inline int
+ration__shm_lock(struct shm_seg *g, struct ration__shm_wake *wk)
+{
+	return ration__shm_lock_until(g, wk, NULL, RATION_FOREVER);
+}
 /* Unlock, then wake the waiters collected in @wk. */
 void ration__shm_unlock_wake(struct shm_seg *g, struct ration__shm_wake *wk);
-/* Lock, and bind @sh's holder slot to this process (a fork child claims
- * its own on first use). 0, -EPROTO or -EBUSY (no holder slot). */
-int ration__shm_lock_bound(struct ration__shm *sh, struct ration__shm_wake *wk);
+/* Lock as ration__shm_lock_until(), and bind @sh's holder slot to this
+ * process (a fork child claims its own on first use). 0, an error of
+ * ration__shm_lock_until() or -EBUSY (no holder slot). */
+int ration__shm_lock_bound(struct ration__shm *sh, struct ration__shm_wake *wk,
+			   ration_ctx_t *ctx, int64_t deadline_ns);
 /* Claim a holder slot for this process (mu held): 0 or -EBUSY. */
 int ration__shm_claim_holder(struct shm_seg *g, uint32_t *out);
 /* Look for dead processes if nobody has for a while, or if a recount is
@@ -77,8 +95,9 @@ int64_t ration__shm_held(struct ration__shm *sh);
 
 /* Grant from the head, in ticket order, while it fits (mu held). */
 void ration__shm_grant(struct shm_seg *g, struct ration__shm_wake *wk);
-/* Decide waiter @w's outcome (mu held): it leaves the queue now. */
-void ration__shm_decide(struct shm_seg *g, struct shm_waiter *w, int outcome,
+/* Decide waiter @w's outcome (mu held): it leaves the queue now. False
+ * if it had already left on its own (ABANDONED): nothing changed. */
+bool ration__shm_decide(struct shm_seg *g, struct shm_waiter *w, int outcome,
 			struct ration__shm_wake *wk);
 /* Clear SLOW if nothing needs it any more (mu held). */
 void ration__shm_clear_slow(struct shm_seg *g);

@@ -41,6 +41,9 @@
 
 #define SLICE_NS ((int64_t)10 * 1000000) /* longest sleep between checks */
 #define SCAN_NS  ((int64_t)10 * 1000000) /* least time between dead scans */
+/* A waiter done waiting gives the lock this long to settle its slot, then
+ * settles it without (the lock's owner may be stopped). */
+#define SETTLE_NS ((int64_t)20 * 1000000)
 
 typedef struct ration__shm shared_t;
 typedef struct ration__shm_wake wake_t;
@@ -168,8 +171,35 @@ take_locked(shared_t *sh, int64_t n)
 	return false;
 }
 
+/* Settle waiter slot @w without mu (its owner may be stopped): leave the
+ * queue if still in it (ABANDONED), take a grant (TAKEN), or free a slot
+ * whose outcome was an error; the next holder of mu does the counting.
+ * @err: why the wait ended, 0 if decided. Return 0 or the error. */
+static int
+settle_unlocked(struct shm_seg *g, struct shm_waiter *w, int err)
+{
+	int32_t st = WAITER_WAITING;
+	w->left = err; /* read only once ABANDONED is seen */
+	/* release (both): the next holder of mu reads n, holder and left. */
+	if (err != 0 && atomic_compare_exchange_strong_explicit(&w->state, &st, WAITER_ABANDONED,
+								memory_order_release,
+								memory_order_acquire)) {
+		atomic_fetch_add_explicit(&g->unsettled, 1, memory_order_release);
+		return err;
+	}
+	st = atomic_load_explicit(&w->state, memory_order_acquire);
+	if (st == WAITER_GRANTED) {
+		atomic_store_explicit(&w->state, WAITER_TAKEN, memory_order_release);
+		atomic_fetch_add_explicit(&g->unsettled, 1, memory_order_release);
+		return 0;
+	}
+	atomic_store_explicit(&w->state, WAITER_FREE, memory_order_release);
+	return st;
+}
+
 /* Wait in slot @w until its outcome is decided or the wait must end; then
- * settle the slot under mu. Return 0 (weight is ours) or an error. */
+ * settle the slot, under mu if it can be had soon. Return 0 (weight is
+ * ours) or an error. */
 static int
 wait_slot(shared_t *sh, struct shm_waiter *w, ration_ctx_t *ctx, int64_t deadline_ns)
 {
@@ -186,11 +216,14 @@ wait_slot(shared_t *sh, struct shm_waiter *w, ration_ctx_t *ctx, int64_t deadlin
 		int64_t now = clock_mono_ns();
 		int64_t until = deadline_ns - now < SLICE_NS ? deadline_ns : now + SLICE_NS;
 		shm_futex_wait(&w->futex, seq, until);
-		/* Still waiting: maybe whoever is ahead of us has died. */
+		/* Still waiting: maybe whoever is ahead of us has died, or
+		 * left without the lock. Only if mu is free: its owner may be
+		 * stopped, and our deadline comes first. */
 		if (atomic_load_explicit(&w->state, memory_order_relaxed) == WAITER_WAITING &&
-		    clock_mono_ns() - atomic_load_explicit(&g->last_scan_ns, memory_order_relaxed) >=
-			    SCAN_NS &&
-		    ration__shm_lock(g, &wk) == 0) {
+		    (clock_mono_ns() - atomic_load_explicit(&g->last_scan_ns,
+							    memory_order_relaxed) >= SCAN_NS ||
+		     atomic_load_explicit(&g->unsettled, memory_order_relaxed) != 0) &&
+		    ration__shm_lock_until(g, &wk, NULL, SHM_TRY) == 0) {
 			ration__shm_maybe_reclaim(g, &wk);
 			ration__shm_unlock_wake(g, &wk);
 		}
@@ -198,9 +231,9 @@ wait_slot(shared_t *sh, struct shm_waiter *w, ration_ctx_t *ctx, int64_t deadlin
 
 	/* Settle: a decision made before we got the lock wins (a grant that
 	 * races with cancel is kept, never lost). */
-	int rc = ration__shm_lock(g, &wk);
+	int rc = ration__shm_lock_until(g, &wk, NULL, clock_mono_ns() + SETTLE_NS);
 	if (rc != 0)
-		return rc;
+		return settle_unlocked(g, w, err);
 	int st = atomic_load_explicit(&w->state, memory_order_relaxed);
 	if (st == WAITER_WAITING) {
 		if (err == -ETIMEDOUT)
@@ -269,7 +302,7 @@ acquire_slow(shared_t *sh, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
 	}
 	struct shm_seg *g = sh->g;
 	wake_t wk = {.n = 0};
-	int err = ration__shm_lock_bound(sh, &wk);
+	int err = ration__shm_lock_bound(sh, &wk, ctx, deadline_ns);
 	if (err != 0)
 		return err;
 	if (atomic_load_explicit(&g->closed, memory_order_relaxed))
@@ -320,7 +353,8 @@ try_slow(shared_t *sh, int64_t n)
 		return 0;
 	struct shm_seg *g = sh->g;
 	wake_t wk = {.n = 0};
-	int err = ration__shm_lock_bound(sh, &wk);
+	/* Never blocks: a busy mu (its owner may be stopped) is -EAGAIN. */
+	int err = ration__shm_lock_bound(sh, &wk, NULL, SHM_TRY);
 	if (err != 0)
 		return err;
 	if (atomic_load_explicit(&g->closed, memory_order_relaxed))
@@ -372,7 +406,7 @@ static RATION_NOINLINE int
 release_slow(shared_t *sh, int64_t n)
 {
 	wake_t wk = {.n = 0};
-	int err = ration__shm_lock_bound(sh, &wk);
+	int err = ration__shm_lock_bound(sh, &wk, NULL, RATION_FOREVER);
 	if (err != 0)
 		return err;
 	err = give_back_locked(sh, n, &wk);
@@ -501,7 +535,7 @@ sh_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n, ration_lease_t *
 	shared_t *sh = s->impl;
 	struct shm_seg *g = sh->g;
 	wake_t wk = {.n = 0};
-	if ((rc = ration__shm_lock_bound(sh, &wk)) != 0)
+	if ((rc = ration__shm_lock_bound(sh, &wk, NULL, RATION_FOREVER)) != 0)
 		return rc;
 	struct shm_lease *l = NULL, *tab = g->holder[sh->hi].leases;
 	for (unsigned i = 0; i < SHM_LEASES && l == NULL; i++)
@@ -526,7 +560,7 @@ sh_lease_release(ration_sem_t *s, const ration_lease_t *lease)
 	shared_t *sh = s->impl;
 	struct shm_seg *g = sh->g;
 	wake_t wk = {.n = 0};
-	int rc = ration__shm_lock_bound(sh, &wk);
+	int rc = ration__shm_lock_bound(sh, &wk, NULL, RATION_FOREVER);
 	if (rc != 0)
 		return rc;
 	struct shm_lease *tab = g->holder[sh->hi].leases;

@@ -38,8 +38,11 @@ struct chaos_worker {
 	_Atomic pid_t pid;     /* in the runner's pid namespace; 0 = none */
 	_Atomic int64_t held;  /* ledger units of this worker */
 	_Atomic int doing[CHAOS_MAX_THREADS];
-	/* Bumped by the runner before it stops the worker: a call that
-	 * spans a stop is not timed (the caller itself was not running). */
+	/* Bumped by the runner before it stops the worker and again after
+	 * it continues it (odd: stopped, or about to be): a call that starts
+	 * at an odd count or sees it change is not timed (the caller itself
+	 * was not running). The SIGSTOP can land well after the bump when
+	 * the runner is preempted in between. */
 	_Atomic uint32_t stops;
 	_Atomic bool stopped;  /* runner: SIGSTOPped, SIGCONT due at cont_at */
 	int64_t cont_at;       /* runner only */

@@ -140,9 +140,11 @@ chaos_stop(struct chaos_run *run, int i, int64_t ns)
 	pid_t pid = atomic_load(&w->pid);
 	if (pid <= 0 || atomic_load(&w->stopped))
 		return;
-	atomic_fetch_add(&w->stops, 1); /* before the stop: see worker.c */
-	if (kill(pid, SIGSTOP) != 0)
+	atomic_fetch_add(&w->stops, 1); /* odd before the stop: see chaos.h */
+	if (kill(pid, SIGSTOP) != 0) {
+		atomic_fetch_add(&w->stops, 1);
 		return;
+	}
 	w->cont_at = ration_now() + ns;
 	atomic_store(&w->stopped, true);
 	run->stops++;
@@ -202,6 +204,7 @@ spawn(struct chaos_run *run, int i)
 	struct chaos_worker *w = &run->led->w[i];
 	atomic_store(&w->ready, false);
 	atomic_store(&w->stopped, false);
+	atomic_store(&w->stops, 0);
 	for (unsigned t = 0; t < CHAOS_MAX_THREADS; t++)
 		atomic_store(&w->doing[t], DOING_NOTHING);
 	pid_t pid = fork();
@@ -260,6 +263,7 @@ continue_due(struct chaos_run *run, bool all)
 			if (pid > 0)
 				kill(pid, SIGCONT);
 			atomic_store(&w->stopped, false);
+			atomic_fetch_add(&w->stops, 1); /* even again */
 		}
 	}
 }
