@@ -9,8 +9,12 @@
  *                          on_report measures by default)
  *         what=heap+cpu    ration_account_begin_with(RATION_ACCOUNT_CPU):
  *                          adds two CLOCK_THREAD_CPUTIME_ID system calls
+ *         what=give_back   a 1 MiB buffer malloc'd, touched and freed,
+ *                          then what a budget_bytes group does at task
+ *                          end (flush the thread cache, purge the arena);
+ *         what=touch_1mib  the same without the give-back (its baseline)
  *       metric ns_per_task = ns of this thread's CPU time per begin+end
- *       pair (best of 3 loops).
+ *       pair (best of 3 loops; the give-back's madvise is CPU time too).
  *   ration-bench -w A1 -peer ration-group  [-n N]
  *       n empty tasks through a group on a 1-thread pool, without and with
  *       on_report (and with measure_cpu); the metric overhead_ns_per_task
@@ -19,6 +23,7 @@
  *       measurement.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -27,6 +32,21 @@
 #include "bench.h"
 
 static volatile int64_t a1_sink;
+
+/* lib/internal/account.h; the bench links the static library. */
+void ration__account_give_back(void);
+
+static void
+touch_1mib(void)
+{
+	/* Through a volatile pointer: the compiler may not drop the pair. */
+	char *volatile p = malloc(1 << 20);
+	if (p == NULL)
+		die("malloc");
+	for (int i = 0; i < 1 << 20; i += 4096)
+		p[i] = (char)i;
+	free(p);
+}
 
 /* The loop is timed on this thread's CPU clock, not the wall clock: on a
  * shared machine a wall-clock loop also counts the time the thread was
@@ -53,6 +73,10 @@ pairs(unsigned mode, long long n)
 			if (mode == 0) {
 				int64_t s = ration_now();
 				a1_sink = ration_now() - s;
+			} else if (mode >= 3) {
+				touch_1mib();
+				if (mode == 3)
+					ration__account_give_back();
 			} else {
 				ration_account_begin_with(&a, mode == 2 ? RATION_ACCOUNT_CPU : 0);
 				ration_account_end(&a, &r);
@@ -111,13 +135,13 @@ group_run(long long n, bool report, bool cpu)
 int
 a1_account(void)
 {
-	static const char *what[] = {"wall", "heap", "heap+cpu"};
+	static const char *what[] = {"wall", "heap", "heap+cpu", "give_back", "touch_1mib"};
 
 	if (bench_n < 0)
 		bench_n = 1000000;
 	if (!strcmp(bench_peer, "ration")) {
-		for (unsigned m = 0; m < 3; m++) {
-			long long n = m == 2 ? bench_n / 10 : bench_n; /* syscalls: fewer */
+		for (unsigned m = 0; m < 5; m++) {
+			long long n = m >= 2 ? bench_n / 10 : bench_n; /* syscalls: fewer */
 			snprintf(bench_params, sizeof bench_params, "n=%lld what=%s jemalloc=%d", n,
 				 what[m], ration_account_available() ? 1 : 0);
 			out("ns_per_task", pairs(m, n), "ns");

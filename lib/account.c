@@ -53,6 +53,9 @@
 static bool available;
 static size_t peak_reset_mib[3], peak_reset_len = 3;
 static size_t peak_read_mib[3], peak_read_len = 3;
+static size_t flush_mib[3], flush_len = 3;   /* thread.tcache.flush */
+static size_t purge_mib[3], purge_len = 3;   /* arena.<i>.purge, i filled in */
+static size_t arena_mib[2], arena_len = 2;   /* thread.arena */
 
 /* This thread's jemalloc allocated-bytes counter; NULL until first used.
  * Read through a volatile pointer: compilers assume malloc() writes no
@@ -81,7 +84,10 @@ static bool
 probe(void)
 {
 	if (mallctlnametomib("thread.peak.reset", peak_reset_mib, &peak_reset_len) != 0 ||
-	    mallctlnametomib("thread.peak.read", peak_read_mib, &peak_read_len) != 0)
+	    mallctlnametomib("thread.peak.read", peak_read_mib, &peak_read_len) != 0 ||
+	    mallctlnametomib("thread.tcache.flush", flush_mib, &flush_len) != 0 ||
+	    mallctlnametomib("arena.0.purge", purge_mib, &purge_len) != 0 ||
+	    mallctlnametomib("thread.arena", arena_mib, &arena_len) != 0)
 		return true;
 	volatile uint64_t *counter = thread_allocatedp();
 	if (counter == NULL)
@@ -226,4 +232,24 @@ ration__account_fit_bucket(int64_t peak, int64_t declared)
 	while (b < RATION_FIT_BUCKETS - 1 && ratio16 >= edges[b])
 		b++;
 	return b;
+}
+
+void
+ration__account_give_back(void)
+{
+#if RATION_HAVE_JEMALLOC
+	if (!ration_account_available())
+		return;
+	/* The thread cache keeps freed blocks for this thread's next
+	 * allocations; flushed, they return to the arena, whose dirty pages
+	 * the purge then hands back to the kernel (MADV_DONTNEED) instead of
+	 * keeping them resident until decay (10 s by default). */
+	(void)mallctlbymib(flush_mib, flush_len, NULL, NULL, NULL, 0);
+	unsigned arena;
+	size_t len = sizeof(arena);
+	if (mallctlbymib(arena_mib, arena_len, &arena, &len, NULL, 0) != 0)
+		return;
+	size_t mib[3] = {purge_mib[0], arena, purge_mib[2]};
+	(void)mallctlbymib(mib, purge_len, NULL, NULL, NULL, 0);
+#endif
 }

@@ -334,6 +334,10 @@ task_main(void *arg, int status)
 	 * behind while the task's weight still keeps that room. */
 	if (g->on_report != NULL)
 		g->on_report(&r, g->udata);
+	/* A byte budget is about resident memory: what the task freed
+	 * leaves the process before its room goes to the next task. */
+	if (g->budget_bytes)
+		ration__account_give_back();
 	release_room(g, t->weight, t->slot);
 
 	if (r.status != 0)

@@ -6,9 +6,11 @@
  * jemalloc, so both branches run in CI). */
 #include <check.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ration.h>
 
@@ -305,6 +307,58 @@ START_TEST(test_account_tolerance_widens_under_declared)
 }
 END_TEST
 
+static int64_t
+rss_bytes(void)
+{
+	long pages = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%ld %ld", &pages, &resident), 2);
+	fclose(f);
+	return (int64_t)resident * sysconf(_SC_PAGESIZE);
+}
+
+/* Holds seven 1 MiB buffers at once (below jemalloc's oversize
+ * threshold, 8 MiB, above which it purges at once anyway), then frees
+ * them. */
+static int
+task_seven_mib(ration_ctx_t *ctx, void *arg)
+{
+	char *p[7];
+	for (int i = 0; i < 7; i++) {
+		p[i] = malloc((size_t)MIB);
+		ck_assert_ptr_nonnull(p[i]);
+		for (size_t k = 0; k < (size_t)MIB; k += 4096)
+			((volatile char *)p[i])[k] = (char)k;
+	}
+	for (int i = 0; i < 7; i++)
+		free(p[i]);
+	return 0;
+}
+
+/* With budget_bytes, what a task freed leaves the process when it ends,
+ * not after jemalloc's decay time (10 s by default). */
+START_TEST(test_account_budget_bytes_gives_freed_memory_back)
+{
+	if (!ration_account_available())
+		return;
+	ration_sem_t *budget;
+	ration_group_t *g;
+	ck_assert_int_eq(ration_sem_new(64 * MIB, NULL, &budget), 0);
+	ration_group_opts_t o = {.budget = budget, .budget_bytes = true, .limit = 1};
+	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
+	int64_t before = rss_bytes();
+
+	ck_assert_int_eq(ration_group_go(g, 8 * MIB, task_seven_mib, NULL), 0);
+	ck_assert_int_eq(ration_group_wait(g), 0);
+
+	int64_t grown = rss_bytes() - before;
+	ck_assert_msg(grown < 3 * MIB, "RSS grew %lld KiB", (long long)(grown >> 10));
+	ration_group_free(g);
+	ck_assert_int_eq(ration_sem_free(budget), 0);
+}
+END_TEST
+
 /* ---- time --------------------------------------------------------------- */
 
 START_TEST(test_account_cpu_and_run_time)
@@ -378,6 +432,7 @@ account_suite(void)
 	tcase_add_test(tc, test_account_round_is_what_the_allocator_hands_out);
 	tcase_add_test(tc, test_account_under_declared_and_over_reserved);
 	tcase_add_test(tc, test_account_tolerance_widens_under_declared);
+	tcase_add_test(tc, test_account_budget_bytes_gives_freed_memory_back);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("time");
