@@ -1,4 +1,4 @@
-/* bench.h - shared state and helpers of ration-bench (DESIGN §8).
+/* bench.h - shared state and helpers of ration-bench (contract §8).
  *
  * One process = one measurement, like bench/peers/c/bench.c, with the
  * same flags and the same output lines, so compare.sh can fold ration's

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# bench/compare.sh - ration against its peers, W1-W5 (DESIGN §8), one run.
+# bench/compare.sh - ration against its peers, W1-W5 (contract §8), one run.
 #
 # Builds ration-bench (meson -Dbench=true in build-bench) and the peer
 # programs in bench/peers (cbench, gobench; bench/peers/README.md), runs

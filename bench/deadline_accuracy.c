@@ -7,7 +7,7 @@
  * lateness = the moment the call returned - deadline. Then the timer
  * thread's side: ration_ctx_after callbacks and ration_ctx_fd readiness
  * (poll) on deadline ctxs, same load. Prints p50/p99/max per kind.
- * Target (DESIGN §3/§10): p99 <= 1 ms.
+ * Target (contract §3/§10): p99 <= 1 ms.
  *
  * Built by scripts/reliability.sh (not by bench/meson.build):
  *   cc -O2 -Iinclude bench/deadline_accuracy.c build-r/lib/libration.a -pthread

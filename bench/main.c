@@ -1,4 +1,4 @@
-/* main.c - ration-bench: W1-W5 of DESIGN §8 for ration and its C peers.
+/* main.c - ration-bench: W1-W5 of contract §8 for ration and its C peers.
  *
  *   ration-bench -w W1|W2|W3|W4|W5 -peer NAME [-n N] [-t T] [-k K]
  *                [-size S] [-budget B] [-spin S] [-pool P]

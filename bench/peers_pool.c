@@ -2,7 +2,7 @@
  *
  *   ration-pool     ration_pool_t of K threads; wait = shutdown(DRAIN).
  *                   W3: default queue_cap (1024 per thread, submit blocks
- *                   when full); W5: queue_cap = SIZE_MAX (DESIGN §10).
+ *                   when full); W5: queue_cap = SIZE_MAX (contract §10).
  *   ration-group    ration_group_t on a pool of -pool threads (default K;
  *                   -pool 0 = ration_pool_default()). W3: limit K, no
  *                   budget. W4: budget = a ration sem of B, go(weight),
@@ -196,7 +196,7 @@ static void
 rg_submit(intptr_t w)
 {
 	if (w < 0)
-		die("ration-group has no W5 (DESIGN §10: go() blocks, no backlog forms)");
+		die("ration-group has no W5 (contract §10: go() blocks, no backlog forms)");
 	if (ration_group_go(group, w, rg_fn, (void *)w) != 0)
 		die("ration_group_go");
 }

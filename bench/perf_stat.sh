@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/perf_stat.sh - context switches, CPU migrations and CPU time per
 # op/task (perf stat, all threads) for ration and its peers on W2 t=8, W3
-# and W4: a design that wins has few context switches per task (DESIGN §12).
+# and W4: a design that wins has few context switches per task (contract §12).
 #
 #   bench/perf_stat.sh            REPS=1; run bench/compare.sh once first
 #   REPS=3 ONLY='^W3' bench/perf_stat.sh

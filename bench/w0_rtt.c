@@ -1,6 +1,6 @@
 /* w0_rtt.c - W0: what moving one cache line between two threads costs.
  *
- * Not a workload of DESIGN §8 but the yardstick for reading them: two
+ * Not a workload of contract §8 but the yardstick for reading them: two
  * threads hand one cache line back and forth n times (each waits, busy,
  * for the other's store) and the line reports ns per round trip. On this
  * 2-vCPU KVM guest it varies from run to run, 108 to 884 ns measured on

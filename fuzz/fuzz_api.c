@@ -476,7 +476,7 @@ run(struct in *in)
 					if (r != 0)
 						want = r;
 				}
-				/* DESIGN §4 (-EPIPE/-E2BIG at once; decision 004): every
+				/* contract §4 (-EPIPE/-E2BIG at once; decision 004): every
 				 * claim is checked before the ctx, so a later claim's
 				 * -EPIPE/-E2BIG wins over the ctx error. */
 				for (int a = 0; a < k && want_all == 0; a++) {

@@ -49,7 +49,7 @@ ration_acquire_all(ration_ctx_t *ctx, const ration_claim_t *claims, size_t count
 		}
 	}
 	/* Check every claim before waiting for any: -EPIPE and -E2BIG come at
-	 * once (DESIGN §4), not after blocking on a lower claim; so does the
+	 * once (contract §4), not after blocking on a lower claim; so does the
 	 * ctx's error. Backends keep their size elsewhere: their acquire
 	 * checks for itself. */
 	for (size_t i = 0; i < k; i++) {

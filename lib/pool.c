@@ -12,7 +12,7 @@
  * linked into p->idle (LIFO, so the most recently active threads are
  * reused and the cold ones time out).
  *
- * Wake policy (the decision that sets the cost per task; DESIGN §10):
+ * Wake policy (the decision that sets the cost per task; contract §10):
  *  - A submit wakes (or starts) a worker only when no worker is spinning
  *    and fewer than min(usable CPUs, threads) workers are awake. Waking a
  *    parked thread costs microseconds on a VM; a running worker finishing

@@ -41,7 +41,7 @@
 
 /* How long a head waiter spins for its grant before parking: a hand-off
  * to a running thread costs a cache-line transfer, waking a sleeping one
- * costs microseconds on a VM (DESIGN §12). Measured on W2 t=8 (2 vCPUs):
+ * costs microseconds on a VM (contract §12). Measured on W2 t=8 (2 vCPUs):
  * 4 us spins gave ~700 ns/op, 20 us ~250 ns/op; yielding while spinning
  * was worse. */
 #define HEAD_SPIN_NS 20000
@@ -226,7 +226,7 @@ spin_for_grant(struct waiter *w)
 	return WAITING;
 }
 
-/* Slow path for acquire: check in DESIGN order, then queue and wait. */
+/* Slow path for acquire: check in contract order, then queue and wait. */
 static RATION_NOINLINE int
 acquire_slow(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
 {

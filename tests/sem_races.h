@@ -1,6 +1,6 @@
 /* sem_races.h - race drivers for the semaphore, shared by test_sem.c (a few
  * thousand rounds, in the unit suite) and stress_sem.c (the full counts of
- * DESIGN §7, suite 'stress').
+ * contract §7, suite 'stress').
  *
  * Each driver runs its threads, joins them and fills a result struct that
  * the test then asserts on. Worker threads never call ck_assert (Check's
@@ -85,7 +85,7 @@ wait_done_with_progress(_Atomic int *done, int n, _Atomic long *progress)
 	return true;
 }
 
-/* ---- DESIGN §7.3: a grant racing with a cancel -------------------------
+/* ---- contract §7.3: a grant racing with a cancel -------------------------
  * Size 1, the test's thread holds the unit. Each round one thread waits
  * for it with a fresh ctx while the test's thread releases it and another
  * thread cancels the ctx at (nearly) the same moment. The waiter either
@@ -219,7 +219,7 @@ gc_race_check(struct gc_race *g, long rounds)
 	ck_assert_int_eq(ration_sem_free(g->s), 0);
 }
 
-/* ---- DESIGN §7.6: lost wake-up ------------------------------------------
+/* ---- contract §7.6: lost wake-up ------------------------------------------
  * Two units circulate between two semaphores through four threads: two
  * waiters each acquire 1 of s (the semaphore under test, both units held
  * at the start) and pass it on by releasing 1 to t; two releasers each
@@ -341,7 +341,7 @@ lw_race_check(struct lw_race *l, long rounds)
 	ck_assert_int_eq(ration_sem_free(l->t), 0);
 }
 
-/* ---- DESIGN §7.9: a cancel racing with the waiter going to sleep --------
+/* ---- contract §7.9: a cancel racing with the waiter going to sleep --------
  * Size 1, held by the test's thread for the whole run. Each round a waiter
  * acquires with a fresh ctx; the test's thread cancels it after a delay
  * that sweeps 0..150 us, so the cancel lands before the waiter queues,

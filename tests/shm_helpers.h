@@ -17,7 +17,7 @@
 #include "helpers.h"
 #include "procs.h"
 
-/* DESIGN §11: a dead holder's weight is back within this. */
+/* contract §11: a dead holder's weight is back within this. */
 #define RECOVERY_NS (100 * MS)
 
 static pid_t runner_pid; /* set first thing by main() */

@@ -1,4 +1,4 @@
-/* stress_sem.c - the semaphore races of DESIGN §7 at full length (meson
+/* stress_sem.c - the semaphore races of contract §7 at full length (meson
  * suite 'stress'). RATION_STRESS_ROUNDS caps every round count, for the
  * sanitizer runs. The drivers are in sem_races.h; test_sem.c runs the
  * same ones briefly in the unit suite.
@@ -20,7 +20,7 @@ report(const char *what, long rounds, int64_t t0)
 		s > 0 ? (double)rounds / s : 0.0);
 }
 
-/* DESIGN §7.3: 10^5 grant/cancel races; final available == size. */
+/* contract §7.3: 10^5 grant/cancel races; final available == size. */
 START_TEST(test_stress_grant_cancel_race_loses_no_weight)
 {
 	struct gc_race g;
@@ -34,7 +34,7 @@ START_TEST(test_stress_grant_cancel_race_loses_no_weight)
 }
 END_TEST
 
-/* DESIGN §7.6: 2 waiters, 2 concurrent releasers, 10^6 rounds, no hang. */
+/* contract §7.6: 2 waiters, 2 concurrent releasers, 10^6 rounds, no hang. */
 START_TEST(test_stress_concurrent_releasers_lose_no_wakeup)
 {
 	struct lw_race l;
@@ -48,7 +48,7 @@ START_TEST(test_stress_concurrent_releasers_lose_no_wakeup)
 }
 END_TEST
 
-/* DESIGN §7.9: 5 * 10^4 cancels (and deadlines) racing with the waiter
+/* contract §7.9: 5 * 10^4 cancels (and deadlines) racing with the waiter
  * parking; the cancel delay sweeps 0..150 us, so every phase of the wait
  * (queueing, head spin, park, sleep) is hit thousands of times. */
 START_TEST(test_stress_cancel_racing_with_park_wakes_waiter)

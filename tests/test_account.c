@@ -1,4 +1,4 @@
-/* test_account.c - measured per-task heap, CPU and wall time. DESIGN §9.
+/* test_account.c - measured per-task heap, CPU and wall time. contract §9.
  *
  * Heap figures exist only when ration was built with jemalloc and the
  * process's malloc is jemalloc's; otherwise both are -1. Each test checks

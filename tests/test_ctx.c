@@ -1,4 +1,4 @@
-/* test_ctx.c - Check suite for ctx (DESIGN §3, §7.7, §7.14, §10 ctx).
+/* test_ctx.c - Check suite for ctx (contract §3, §7.7, §7.14, §10 ctx).
  *
  * Every wait is bounded: TCases set a timeout and the helpers below (like
  * WAIT_FOR and bg_join in helpers.h) give up after TEST_WAIT_NS. The only
@@ -16,7 +16,7 @@
 #include "helpers.h"
 
 
-/* How late an after-func or fd may fire after a deadline. DESIGN §3 aims
+/* How late an after-func or fd may fire after a deadline. contract §3 aims
  * at 1 ms on an idle machine (§10); the lateness actually measured is
  * reported in docs/reliability.md, not asserted here. This bound only
  * fails a timer that does not fire by itself (one that waits for another
@@ -164,7 +164,7 @@ START_TEST(test_ctx_cancel_is_ecanceled_and_idempotent)
 }
 END_TEST
 
-/* DESIGN §10: cause >= 0 behaves as a plain cancel. */
+/* contract §10: cause >= 0 behaves as a plain cancel. */
 START_TEST(test_ctx_cancel_with_sets_cause)
 {
 	ration_ctx_t *a, *b, *c;
@@ -205,7 +205,7 @@ START_TEST(test_ctx_first_error_wins)
 }
 END_TEST
 
-/* DESIGN §10: cancel after the deadline passed keeps -ETIMEDOUT, even when
+/* contract §10: cancel after the deadline passed keeps -ETIMEDOUT, even when
  * nothing had noticed the deadline before the cancel. */
 START_TEST(test_ctx_cancel_after_deadline_stays_timedout)
 {
@@ -227,7 +227,7 @@ START_TEST(test_ctx_cancel_after_deadline_stays_timedout)
 }
 END_TEST
 
-/* DESIGN §3: done as soon as ration_now() >= deadline, noticed or not. */
+/* contract §3: done as soon as ration_now() >= deadline, noticed or not. */
 START_TEST(test_ctx_err_is_timedout_once_deadline_passes_unnoticed)
 {
 	ration_ctx_t *c, *child;
@@ -404,7 +404,7 @@ END_TEST
 
 /* ---- ctx_wait ----------------------------------------------------------- */
 
-/* DESIGN §10: waiting on background could never return. */
+/* contract §10: waiting on background could never return. */
 START_TEST(test_ctx_wait_rejects_background)
 {
 	ck_assert_int_eq(ration_ctx_wait(NULL), -EINVAL);
@@ -544,7 +544,7 @@ START_TEST(test_ctx_fd_of_done_ctx_is_readable_at_once)
 }
 END_TEST
 
-/* DESIGN §3: the fd fires within about 1 ms of a deadline, from the timer
+/* contract §3: the fd fires within about 1 ms of a deadline, from the timer
  * thread, though no thread of ours calls into ration meanwhile. */
 START_TEST(test_ctx_fd_becomes_readable_at_deadline)
 {
@@ -592,7 +592,7 @@ START_TEST(test_ctx_after_rejects_bad_args)
 }
 END_TEST
 
-/* DESIGN §10: after on a done ctx runs fn synchronously; stop_after false. */
+/* contract §10: after on a done ctx runs fn synchronously; stop_after false. */
 START_TEST(test_ctx_after_on_done_ctx_runs_synchronously)
 {
 	ration_ctx_t *a, *b;
@@ -695,7 +695,7 @@ START_TEST(test_ctx_stop_after_prevents_a_pending_run)
 }
 END_TEST
 
-/* DESIGN §3: after-funcs fire within about 1 ms of a deadline, on the
+/* contract §3: after-funcs fire within about 1 ms of a deadline, on the
  * process's timer thread. */
 START_TEST(test_ctx_after_runs_at_deadline_on_timer_thread)
 {
@@ -792,7 +792,7 @@ START_TEST(test_ctx_unref_drops_pending_after_funcs)
 }
 END_TEST
 
-/* ---- DESIGN §7.7: after-funcs that call back into ration ---------------- */
+/* ---- contract §7.7: after-funcs that call back into ration ---------------- */
 
 struct reenter {
 	ration_ctx_t *ctx;
@@ -824,7 +824,7 @@ reenter_fn(void *arg)
 	atomic_fetch_add(&re->calls, 1);
 }
 
-/* DESIGN §7.7: an after-func that cancels its own ctx, registers another
+/* contract §7.7: an after-func that cancels its own ctx, registers another
  * after-func on it, and releases a semaphore does not deadlock (cancel
  * path: it runs in the cancelling thread). */
 START_TEST(test_ctx_after_calling_back_on_cancel_does_not_deadlock)
@@ -857,7 +857,7 @@ START_TEST(test_ctx_after_calling_back_on_cancel_does_not_deadlock)
 }
 END_TEST
 
-/* DESIGN §7.7, deadline path: the same after-func on the timer thread; the
+/* contract §7.7, deadline path: the same after-func on the timer thread; the
  * timer thread then still serves other deadlines. */
 START_TEST(test_ctx_after_calling_back_on_timer_thread_does_not_deadlock)
 {
@@ -916,7 +916,7 @@ unref_own_fn(void *arg)
 	atomic_fetch_add(&u->calls, 1);
 }
 
-/* DESIGN §7.7: an after-func may drop a reference to its own ctx, even the
+/* contract §7.7: an after-func may drop a reference to its own ctx, even the
  * last one the program holds (the timer keeps the ctx alive while firing). */
 START_TEST(test_ctx_after_dropping_its_ctx_on_timer_thread_is_safe)
 {
@@ -1080,7 +1080,7 @@ child_cycle(ration_ctx_t *p, long i, _Atomic long *ran)
 	return ok;
 }
 
-/* DESIGN §7.14: 10^6 child create/cancel/unref cycles return memory,
+/* contract §7.14: 10^6 child create/cancel/unref cycles return memory,
  * timers and fds to their baseline. */
 START_TEST(test_ctx_million_child_cycles_return_to_baseline)
 {
@@ -1271,7 +1271,7 @@ timer_threads(void)
 	return n;
 }
 
-/* DESIGN §3: at most one timer thread for the whole process, started only
+/* contract §3: at most one timer thread for the whole process, started only
  * when something needs it (an after-func or fd on a ctx with a deadline);
  * deadlines that only waiters see never start it. */
 START_TEST(test_ctx_one_timer_thread_started_lazily)
@@ -1334,7 +1334,7 @@ spin_for(int64_t ns)
 	spin_until_time(ration_now() + ns);
 }
 
-/* DESIGN §3/§10: stop_after racing with a cancel in another thread: either
+/* contract §3/§10: stop_after racing with a cancel in another thread: either
  * stop_after returns true and fn never runs, or it returns false and fn
  * ran exactly once (by the time the cancel returned). */
 START_TEST(test_ctx_stop_after_racing_cancel_is_exact)
@@ -1414,7 +1414,7 @@ first_err_main(void *arg)
 	return NULL;
 }
 
-/* DESIGN §3: concurrent cancels with different causes: one wins, and every
+/* contract §3: concurrent cancels with different causes: one wins, and every
  * canceller, the ctx and its child see that same error afterwards. */
 START_TEST(test_ctx_concurrent_cancels_agree_on_first_error)
 {
@@ -1447,7 +1447,7 @@ START_TEST(test_ctx_concurrent_cancels_agree_on_first_error)
 }
 END_TEST
 
-/* DESIGN §7.9 for ration_ctx_wait: a cancel racing with the waiter going
+/* contract §7.9 for ration_ctx_wait: a cancel racing with the waiter going
  * to sleep (delays sweep 0..100 us) always wakes it. */
 struct wait_race {
 	ration_ctx_t *ctx;      /* this round's, published by round */

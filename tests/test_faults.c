@@ -759,7 +759,7 @@ END_TEST
 
 /* ---- account ------------------------------------------------------------ */
 
-/* begin/end allocate nothing (DESIGN §9: per-task overhead, no malloc);
+/* begin/end allocate nothing (contract §9: per-task overhead, no malloc);
  * only ration_account_available()'s one-time probe may. */
 START_TEST(faults_account_begin_end)
 {

@@ -1,5 +1,5 @@
 /* test_group.c - the spawner: errgroup semantics, weights, limit, reports.
- * DESIGN §6, §9, §10 (group). */
+ * contract §6, §9, §10 (group). */
 #include <check.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -187,7 +187,7 @@ END_TEST
 
 /* ---- errors ------------------------------------------------------------- */
 
-/* DESIGN §10: wait returns the error that cancelled the group, never a
+/* contract §10: wait returns the error that cancelled the group, never a
  * sibling's -ECANCELED. */
 START_TEST(test_group_first_error_cancels_siblings_and_is_returned)
 {
@@ -596,7 +596,7 @@ START_TEST(test_group_nested_go_ignores_default_limit)
 }
 END_TEST
 
-/* DESIGN §10: tasks the pool discards at shutdown count as failed with
+/* contract §10: tasks the pool discards at shutdown count as failed with
  * -ECANCELED and give their weight back. */
 START_TEST(test_group_discarded_tasks_count_as_failed)
 {

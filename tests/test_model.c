@@ -190,7 +190,7 @@ model_enqueue(struct model *m, uint64_t *r)
 			}
 		}
 	}
-	/* DESIGN order: closed, n > size, ctx done, take, queue full. */
+	/* contract order: closed, n > size, ctx done, take, queue full. */
 	int expect = 1; /* 1 = queued */
 	if (m->closed)
 		expect = -EPIPE;

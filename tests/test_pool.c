@@ -567,7 +567,7 @@ START_TEST(test_pool_submit_on_full_queue_times_out_with_ctx)
 }
 END_TEST
 
-/* DESIGN §10: a done ctx fails submit even when the queue has room. */
+/* contract §10: a done ctx fails submit even when the queue has room. */
 START_TEST(test_pool_submit_with_done_ctx_fails_even_with_room)
 {
 	ration_pool_t *p = pool_make(&(ration_pool_opts_t){.threads = 2});
@@ -836,7 +836,7 @@ START_TEST(test_pool_thread_init_and_fini_run_once_per_thread)
 }
 END_TEST
 
-/* ---- liveness of the wake policy (DESIGN §10) -------------------------- */
+/* ---- liveness of the wake policy (contract §10) -------------------------- */
 
 /* More blocking tasks than CPUs: the watchdog must bring a thread for each,
  * or they would wait for each other forever. */

@@ -464,7 +464,7 @@ START_TEST(test_redis_deadline_and_cancel)
 }
 END_TEST
 
-/* DESIGN §7.1 across clients: a cancelled head lets the one behind it in. */
+/* contract §7.1 across clients: a cancelled head lets the one behind it in. */
 START_TEST(test_redis_cancelled_head_wakes_follower)
 {
 	char key[64];
@@ -495,7 +495,7 @@ START_TEST(test_redis_cancelled_head_wakes_follower)
 }
 END_TEST
 
-/* DESIGN §7.3 across clients: grants racing deadlines lose no weight. */
+/* contract §7.3 across clients: grants racing deadlines lose no weight. */
 START_TEST(test_redis_grant_racing_deadline_loses_nothing)
 {
 	char key[64];
@@ -531,7 +531,7 @@ acquire_behind_server_sleep(ration_sem_t *t, int64_t n)
 	return rc;
 }
 
-/* DESIGN §7.3 at the acquire itself: the server sleeps through the
+/* contract §7.3 at the acquire itself: the server sleeps through the
  * caller's deadline with the acquire in its socket buffer, then runs it
  * (the race above, made certain). The reply comes after the deadline; the
  * handle must still read it: a ticket queued by it is left at once, and

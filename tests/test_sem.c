@@ -1,4 +1,4 @@
-/* test_sem.c - Check suite for the weighted FIFO semaphore (DESIGN §4,
+/* test_sem.c - Check suite for the weighted FIFO semaphore (contract §4,
  * §7 pitfalls 1-6 and 8-13, §10 sem), named semaphores and acquire_all.
  * §7.3 has a deterministic test through the test-only hook
  * ration__ctx_done_hook (lib/internal/ctx.h) besides the timing sweep.
@@ -156,7 +156,7 @@ START_TEST(test_sem_null_sem_is_rejected)
 }
 END_TEST
 
-/* DESIGN §4: -EINVAL, -EPIPE, -E2BIG, ctx error, -EBUSY, in that order;
+/* contract §4: -EINVAL, -EPIPE, -E2BIG, ctx error, -EBUSY, in that order;
  * after each error, nothing moved. */
 START_TEST(test_sem_acquire_checks_in_design_order)
 {
@@ -216,7 +216,7 @@ START_TEST(test_sem_acquire_checks_in_design_order)
 }
 END_TEST
 
-/* DESIGN §4: a try never overtakes a waiter, even when the units fit. */
+/* contract §4: a try never overtakes a waiter, even when the units fit. */
 START_TEST(test_sem_try_acquire_fails_while_anyone_is_queued)
 {
 	ration_sem_t *s;
@@ -245,7 +245,7 @@ START_TEST(test_sem_try_acquire_fails_while_anyone_is_queued)
 }
 END_TEST
 
-/* DESIGN §7.11: zero/negative weight, over-release and overflow fail with a
+/* contract §7.11: zero/negative weight, over-release and overflow fail with a
  * clear error and change nothing, on the fast and the slow path. */
 START_TEST(test_sem_bad_weights_and_over_release_change_nothing)
 {
@@ -290,7 +290,7 @@ START_TEST(test_sem_bad_weights_and_over_release_change_nothing)
 }
 END_TEST
 
-/* DESIGN §10: sizes up to RATION_SEM_MAX; weights judged against the size
+/* contract §10: sizes up to RATION_SEM_MAX; weights judged against the size
  * whatever their magnitude. */
 START_TEST(test_sem_limits_at_ration_sem_max)
 {
@@ -329,7 +329,7 @@ START_TEST(test_sem_limits_at_ration_sem_max)
 }
 END_TEST
 
-/* DESIGN §7.2: an already-done ctx fails even when tokens are free; the
+/* contract §7.2: an already-done ctx fails even when tokens are free; the
  * count is unchanged. */
 START_TEST(test_sem_done_ctx_fails_even_when_units_are_free)
 {
@@ -368,7 +368,7 @@ timespec_ns(const struct timespec *ts)
 	return (int64_t)ts->tv_sec * 1000000000 + ts->tv_nsec;
 }
 
-/* DESIGN §7.12: deadlines are CLOCK_MONOTONIC; one in the past fails at
+/* contract §7.12: deadlines are CLOCK_MONOTONIC; one in the past fails at
  * once, even if units are free. */
 START_TEST(test_sem_deadlines_are_monotonic_and_past_ones_fail_at_once)
 {
@@ -410,7 +410,7 @@ END_TEST
 
 /* ---- FIFO --------------------------------------------------------------- */
 
-/* DESIGN §7.1: a cancelled head waiter lets the one behind it through. */
+/* contract §7.1: a cancelled head waiter lets the one behind it through. */
 START_TEST(test_sem_cancelled_head_wakes_follower)
 {
 	ration_sem_t *s;
@@ -436,7 +436,7 @@ START_TEST(test_sem_cancelled_head_wakes_follower)
 }
 END_TEST
 
-/* DESIGN §7.1 with a deadline: a timed-out head lets the follower through. */
+/* contract §7.1 with a deadline: a timed-out head lets the follower through. */
 START_TEST(test_sem_timed_out_head_wakes_follower)
 {
 	ration_sem_t *s;
@@ -459,7 +459,7 @@ START_TEST(test_sem_timed_out_head_wakes_follower)
 }
 END_TEST
 
-/* DESIGN §4: strict FIFO. Queued waiters of different weights are granted
+/* contract §4: strict FIFO. Queued waiters of different weights are granted
  * in arrival order; any two neighbours together exceed the size, so each
  * grant can only follow the previous holder's release, and a waiter that
  * would fit early (the 2) must still wait for the 9 ahead of it. */
@@ -501,7 +501,7 @@ START_TEST(test_sem_grants_in_arrival_order)
 }
 END_TEST
 
-/* DESIGN §4: release hands units to exactly the head waiters that fit, in
+/* contract §4: release hands units to exactly the head waiters that fit, in
  * order; a fitting waiter behind one that does not fit keeps waiting. */
 START_TEST(test_sem_release_grants_exactly_the_head_waiters_that_fit)
 {
@@ -542,7 +542,7 @@ START_TEST(test_sem_release_grants_exactly_the_head_waiters_that_fit)
 }
 END_TEST
 
-/* DESIGN §7.4: n > size fails with -E2BIG at once and blocks nobody. */
+/* contract §7.4: n > size fails with -E2BIG at once and blocks nobody. */
 START_TEST(test_sem_e2big_returns_at_once_and_blocks_nobody)
 {
 	ration_sem_t *s;
@@ -599,7 +599,7 @@ small_main(void *arg)
 	return NULL;
 }
 
-/* DESIGN §7.5 (Go x/sync TestLargeAcquireDoesntStarve): a large request is
+/* contract §7.5 (Go x/sync TestLargeAcquireDoesntStarve): a large request is
  * not starved by a stream of small ones: once it queues, the small ones
  * queue behind it. */
 START_TEST(test_sem_large_request_is_not_starved)
@@ -629,7 +629,7 @@ START_TEST(test_sem_large_request_is_not_starved)
 }
 END_TEST
 
-/* DESIGN §7.13: no grant goes to a waiter that has already left. */
+/* contract §7.13: no grant goes to a waiter that has already left. */
 START_TEST(test_sem_no_grant_to_a_waiter_that_left)
 {
 	ration_sem_t *s;
@@ -749,7 +749,7 @@ START_TEST(test_sem_resize_grow_wakes_waiters)
 }
 END_TEST
 
-/* DESIGN §4: shrinking below what is held leaves a deficit that releases
+/* contract §4: shrinking below what is held leaves a deficit that releases
  * repay exactly; queued waiters above the new size get -E2BIG. */
 START_TEST(test_sem_shrink_into_deficit_is_repaid_exactly)
 {
@@ -794,7 +794,7 @@ START_TEST(test_sem_shrink_into_deficit_is_repaid_exactly)
 }
 END_TEST
 
-/* DESIGN §7.8: resize of a closed semaphore keeps it closed (-EPIPE,
+/* contract §7.8: resize of a closed semaphore keeps it closed (-EPIPE,
  * nothing changes); a deficit is still repaid exactly. */
 START_TEST(test_sem_resize_of_closed_sem_keeps_it_closed)
 {
@@ -864,7 +864,7 @@ START_TEST(test_sem_close_wakes_all_waiters_and_release_still_works)
 }
 END_TEST
 
-/* DESIGN §7.10: free of a held or waited-on semaphore returns -EBUSY and
+/* contract §7.10: free of a held or waited-on semaphore returns -EBUSY and
  * frees nothing: the semaphore stays usable and unchanged. */
 START_TEST(test_sem_free_of_busy_sem_returns_ebusy)
 {
@@ -913,7 +913,7 @@ END_TEST
 
 /* ---- limits and stats --------------------------------------------------- */
 
-/* DESIGN §4: with max_waiters queued, acquire fails at once with -EBUSY
+/* contract §4: with max_waiters queued, acquire fails at once with -EBUSY
  * (counted as rejected); a place freed in the queue can be taken again. */
 START_TEST(test_sem_max_waiters_sheds_load)
 {
@@ -957,7 +957,7 @@ START_TEST(test_sem_max_waiters_sheds_load)
 }
 END_TEST
 
-/* DESIGN §4: every counter, exact once no operation is in flight (§10). */
+/* contract §4: every counter, exact once no operation is in flight (§10). */
 START_TEST(test_sem_stats_count_every_outcome)
 {
 	ration_sem_opts_t o = {.name = "budget"};
@@ -1012,7 +1012,7 @@ START_TEST(test_sem_stats_count_every_outcome)
 END_TEST
 
 
-/* DESIGN §4 stats: the log2 histogram holds granted waits only, each in
+/* contract §4 stats: the log2 histogram holds granted waits only, each in
  * bucket floor(log2(wait ns)); fast-path acquires are counted in acquired
  * but not as waits; the high-water marks keep their peak. */
 START_TEST(test_sem_wait_histogram_buckets_granted_waits)
@@ -1086,7 +1086,7 @@ END_TEST
 
 /* ---- named semaphores --------------------------------------------------- */
 
-/* DESIGN §4 and §10: same name, same semaphore; size used on the first
+/* contract §4 and §10: same name, same semaphore; size used on the first
  * open only; each open paired with a free; the last free follows the
  * -EBUSY rule. */
 START_TEST(test_sem_open_shares_one_semaphore_by_name)
@@ -1150,7 +1150,7 @@ START_TEST(test_sem_open_tells_long_names_apart)
 END_TEST
 
 
-/* DESIGN §10: the last free of a named semaphore follows the -EBUSY rule
+/* contract §10: the last free of a named semaphore follows the -EBUSY rule
  * and then frees nothing: the caller keeps its reference, and the name
  * still opens the same semaphore. */
 START_TEST(test_sem_open_busy_last_free_keeps_the_name)
@@ -1233,7 +1233,7 @@ open_race_run(struct open_race *o)
 		pthread_join(t[i], NULL);
 }
 
-/* DESIGN §4: concurrent opens of one name share one semaphore, and the
+/* contract §4: concurrent opens of one name share one semaphore, and the
  * reference count survives opens and frees racing with each other (also
  * while the last reference comes and goes: ASan/TSan watch that phase). */
 START_TEST(test_sem_open_concurrent_opens_and_frees_keep_one_semaphore)
@@ -1297,7 +1297,7 @@ START_TEST(test_acquire_all_takes_all_or_none)
 }
 END_TEST
 
-/* DESIGN §10: the same semaphore twice counts as one claim of the sum. */
+/* contract §10: the same semaphore twice counts as one claim of the sum. */
 START_TEST(test_acquire_all_sums_a_semaphore_listed_twice)
 {
 	ration_sem_t *s;
@@ -1389,7 +1389,7 @@ claimer_main(void *arg)
 	return NULL;
 }
 
-/* DESIGN §4: two callers claiming overlapping sets in opposite order never
+/* contract §4: two callers claiming overlapping sets in opposite order never
  * deadlock (each bounded acquire_all would fail with -ETIMEDOUT). */
 START_TEST(test_acquire_all_opposite_orders_do_not_deadlock)
 {
@@ -1418,7 +1418,7 @@ START_TEST(test_acquire_all_opposite_orders_do_not_deadlock)
 END_TEST
 
 
-/* DESIGN §4 check order, across claims: an impossible claim (-E2BIG), a
+/* contract §4 check order, across claims: an impossible claim (-E2BIG), a
  * closed semaphore (-EPIPE) or a done ctx fails at once, before waiting
  * for an earlier claim that is busy; nothing is taken. (A bounded ctx: a
  * version that waits first fails with -ETIMEDOUT instead.) */
@@ -1568,7 +1568,7 @@ grant_when_seen_done(const ration_ctx_t *ctx, int err)
 	atomic_fetch_add(&grant_hook.fired, 1);
 }
 
-/* DESIGN §7.3, deterministically: the grant lands exactly after the waiter
+/* contract §7.3, deterministically: the grant lands exactly after the waiter
  * saw its ctx end (cancel, then deadline) and before it left the queue.
  * The outcome is settled under the lock (decision 001): the grant came
  * first, so acquire returns 0 and the caller owns the unit. A waiter that
@@ -1657,7 +1657,7 @@ close_when_seen_done(const ration_ctx_t *ctx, int err)
 	atomic_fetch_add(&close_hook.fired, 1);
 }
 
-/* DESIGN §7.10 / §4: ration_sem_free() must not free a semaphore that a
+/* contract §7.10 / §4: ration_sem_free() must not free a semaphore that a
  * caller of acquire is still inside. close (or a shrink's -E2BIG) settles
  * a waiter's outcome and unlinks it; if that waiter is at the same moment
  * leaving on its own cancel/deadline, it still locks s->mu in leave()
@@ -1697,7 +1697,7 @@ START_TEST(test_sem_free_refused_while_a_closed_out_waiter_is_still_inside)
 }
 END_TEST
 
-/* DESIGN §7.3: a grant racing with a cancel never loses weight. */
+/* contract §7.3: a grant racing with a cancel never loses weight. */
 START_TEST(test_sem_grant_cancel_race_loses_no_weight)
 {
 	struct gc_race g;
@@ -1709,7 +1709,7 @@ START_TEST(test_sem_grant_cancel_race_loses_no_weight)
 }
 END_TEST
 
-/* DESIGN §7.6: two waiters, two concurrent releasers: no lost wake-up. */
+/* contract §7.6: two waiters, two concurrent releasers: no lost wake-up. */
 START_TEST(test_sem_concurrent_releasers_lose_no_wakeup)
 {
 	struct lw_race l;
@@ -1721,7 +1721,7 @@ START_TEST(test_sem_concurrent_releasers_lose_no_wakeup)
 }
 END_TEST
 
-/* DESIGN §7.9: a cancel racing with the waiter parking still wakes it. */
+/* contract §7.9: a cancel racing with the waiter parking still wakes it. */
 START_TEST(test_sem_cancel_racing_with_park_wakes_waiter)
 {
 	struct cp_race c;

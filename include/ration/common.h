@@ -1,6 +1,6 @@
 /* ration/common.h - what every layer shares: export macro, time, errors.
  *
- * Conventions (DESIGN.md §1):
+ * Conventions (contract §1):
  *  - Fallible calls return 0 or a negative errno and leave state unchanged
  *    on error. errno itself is never touched.
  *  - Time is int64_t nanoseconds on CLOCK_MONOTONIC; deadlines are absolute.

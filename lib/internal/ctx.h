@@ -56,7 +56,7 @@ void ration__ctx_sig_free(struct ration__ctx_sig *sig);
 /* @ctx's parent (immutable), NULL for a root or the background. */
 const ration_ctx_t *ration__ctx_parent(const ration_ctx_t *ctx);
 
-/* Test-only hook, NULL outside tests (tests/test_sem.c, DESIGN §7.3).
+/* Test-only hook, NULL outside tests (tests/test_sem.c, contract §7.3).
  * When set, it is called by a thread that has just learnt that @ctx is
  * done, from ration_ctx_err() or ration__ctx_watch(), before that call
  * returns @err: a test can then make an event (a grant) land exactly

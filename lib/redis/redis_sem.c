@@ -107,7 +107,7 @@ ration__redis_enqueue(struct remote *r, int64_t deadline_ns, const char *ns, int
 	 * once by the wait (a grant that raced it is given back), and weight
 	 * it granted at once is the caller's (a grant wins). Cut short, the
 	 * reply would leave the ticket queued unknown to us, to be granted to
-	 * nobody (DESIGN §7.3). */
+	 * nobody (contract §7.3). */
 	int rc = ration__redis_call(r, RS_ACQUIRE, reply_deadline(deadline_ns), 3, x, &rp);
 	if (rc != 0) {
 		r->waiting--;
@@ -137,7 +137,7 @@ acquire_common(struct remote *r, ration_ctx_t *ctx, int64_t deadline_ns, int64_t
 	int err = ration__wait_err(ctx, deadline_ns);
 	struct reply rp;
 	if (err != 0) {
-		/* Closed and too big come before the ctx (DESIGN §4), when the
+		/* Closed and too big come before the ctx (contract §4), when the
 		 * server can say so at once; otherwise the ctx error stands. */
 		const char *x[] = {ns, "2", "0"};
 		int64_t dl = clock_mono_ns() + LEAVE_NS;

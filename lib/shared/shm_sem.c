@@ -329,7 +329,7 @@ acquire_slow(shared_t *sh, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
 	return err;
 }
 
-/* n > 0 (sem.c checked). Check order of DESIGN §4: closed, E2BIG, ctx,
+/* n > 0 (sem.c checked). Check order of contract §4: closed, E2BIG, ctx,
  * then take or wait; the fast path may only succeed where all pass. */
 static int
 sh_acquire(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
