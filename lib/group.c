@@ -71,6 +71,7 @@
 #include "internal/hist.h"
 #include "internal/list.h"
 #include "internal/park.h"
+#include "internal/pool.h"
 #include "internal/sem.h"
 #include "internal/stats_clock.h"
 #include "ration/account.h"
@@ -82,6 +83,15 @@
 #define WAITED    ((uint64_t)1) /* wait() found the group idle: no more go */
 #define SLEEPER   ((uint64_t)2) /* a wait() caller sleeps on g->waiters */
 #define STATE_ONE ((uint64_t)4) /* one pending task */
+
+/* A go() that would block runs the group's own queued tasks itself (see
+ * acquire_room()) until HELP_LONG_RUNS of them in a row took longer than
+ * HELP_MAX_NS: about what the wake-up and the two context switches it
+ * saves cost on a VM. Longer tasks would keep the producer from feeding
+ * the pool. In a row, because a short task that was preempted once also
+ * looks long. */
+#define HELP_MAX_NS 20000
+#define HELP_LONG_RUNS 4
 
 /* One go()'s task from submit to finish; recycled through the cache. */
 struct gtask {
@@ -119,6 +129,7 @@ struct ration_group {
 	/* go side */
 	pthread_mutex_t cache_mu RATION_ALIGNED;
 	struct gtask *cache;   /* cache_mu: records ready for go() */
+	_Atomic unsigned long_helps; /* atomic: tasks run by go() in a row that were long */
 
 	/* shared by go, tasks and wait */
 	_Atomic uint64_t state RATION_ALIGNED; /* atomic; see above */
@@ -364,6 +375,44 @@ task_main(void *arg, int status)
 
 /* ---- go ---------------------------------------------------------------- */
 
+/* Whether the queued task @arg is one of group @key's. */
+static bool
+is_ours(void *arg, void *key)
+{
+	return ((struct gtask *)arg)->g == key;
+}
+
+/* @n units of @s for go(). When they are not free at once, the room can
+ * only come from this group's tasks finishing, so while the oldest task
+ * queued in the pool is one of ours, run it here instead of sleeping: a
+ * sleep costs a wake-up and two context switches per task when the
+ * workers are not all running (one CPU: every grant used to preempt the
+ * worker, ~1 switch per task; docs/performance.md). Not from inside a
+ * task (no recursion), not on a backend semaphore (every try is a round
+ * trip), and not once a task run here was long (HELP_MAX_NS). FIFO is
+ * kept: the fast path fails while anyone is queued on @s. */
+static int
+acquire_room(ration_group_t *g, ration_sem_t *s, int64_t n)
+{
+	/* Relaxed: a heuristic; a stale count costs one task run here or not. */
+	if (s->ops == NULL && tl_task_of == NULL &&
+	    atomic_load_explicit(&g->long_helps, memory_order_relaxed) < HELP_LONG_RUNS) {
+		while (!ration__sem_take(s, n)) {
+			int64_t t0 = ration__ticks();
+			if (!ration__pool_help(g->pool, task_main, is_ours, g))
+				return ration_sem_acquire(s, g->ctx, n);
+			bool long_run = ration__ticks_to_ns(ration__ticks() - t0) > HELP_MAX_NS;
+			unsigned runs = atomic_load_explicit(&g->long_helps, memory_order_relaxed);
+			atomic_store_explicit(&g->long_helps, long_run ? runs + 1 : 0,
+					      memory_order_relaxed);
+			if (runs + long_run >= HELP_LONG_RUNS)
+				return ration_sem_acquire(s, g->ctx, n);
+		}
+		return 0;
+	}
+	return ration_sem_acquire(s, g->ctx, n);
+}
+
 /* A failed go(): a group that wait() has finished says -EPIPE, whatever
  * ended the wait (its ctx is cancelled by wait()), and records nothing,
  * since its result is already delivered. Otherwise the failure becomes the
@@ -410,14 +459,13 @@ go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool
 	/* Nested go under the default limit takes no slot (see the top). */
 	bool slot = g->slots != NULL && !(g->default_limit && tl_task_of == g);
 	if (slot) {
-		rc = try ? ration_sem_try_acquire(g->slots, 1)
-			 : ration_sem_acquire(g->slots, g->ctx, 1);
+		rc = try ? ration_sem_try_acquire(g->slots, 1) : acquire_room(g, g->slots, 1);
 		if (rc != 0)
 			return go_err(g, rc, try);
 	}
 	if (g->budget != NULL) {
 		rc = try ? ration_sem_try_acquire(g->budget, weight)
-			 : ration_sem_acquire(g->budget, g->ctx, weight);
+			 : acquire_room(g, g->budget, weight);
 		if (rc != 0) {
 			if (slot)
 				(void)ration_sem_release(g->slots, 1);

@@ -43,6 +43,7 @@
 #include "internal/list.h"
 #include "internal/futex_mutex.h"
 #include "internal/park.h"
+#include "internal/pool.h"
 #include "internal/taskq.h"
 #include "internal/timer.h"
 #include "ration/pool.h"
@@ -222,6 +223,18 @@ leave:
 	return false;
 }
 
+/* Take the oldest task to run it; the queue is not empty; p->mu held. */
+static struct task
+take_locked(ration_pool_t *p)
+{
+	struct task t = queue_pop(&p->q, &p->spares);
+	p->taken++;
+	atomic_store_explicit(&p->queued_hint, p->q.len, memory_order_relaxed);
+	if (++p->running > p->max_running)
+		p->max_running = p->running;
+	return t;
+}
+
 static void *
 worker_main(void *arg)
 {
@@ -233,11 +246,7 @@ worker_main(void *arg)
 		p->thread_init(p->udata);
 	ration__lock(&p->mu);
 	while (worker_wait(p, &owed)) {
-		struct task t = queue_pop(&p->q, &p->spares);
-		p->taken++;
-		atomic_store_explicit(&p->queued_hint, p->q.len, memory_order_relaxed);
-		if (++p->running > p->max_running)
-			p->max_running = p->running;
+		struct task t = take_locked(p);
 		ration__unlock(&p->mu);
 
 		if (p->slots != NULL && ++owed >= p->slot_batch)
@@ -459,6 +468,34 @@ ration_pool_try_submit(ration_pool_t *p, ration_task_fn fn, void *arg)
 		}
 	}
 	return enqueue(p, fn, arg);
+}
+
+bool
+ration__pool_help(ration_pool_t *p, ration_task_fn fn, bool (*mine)(void *arg, void *key),
+		  void *key)
+{
+	if (p->thread_init != NULL || p->thread_fini != NULL)
+		return false;
+	ration__lock(&p->mu);
+	if (p->q.len == 0 || p->shutdown) {
+		ration__unlock(&p->mu);
+		return false;
+	}
+	const struct task *head = &p->q.first->t[p->q.head];
+	if (head->fn != fn || !mine(head->arg, key)) {
+		ration__unlock(&p->mu);
+		return false;
+	}
+	struct task t = take_locked(p);
+	ration__unlock(&p->mu);
+	if (p->slots != NULL)
+		ration_sem_release(p->slots, 1);
+	t.fn(t.arg, 0);
+	ration__lock(&p->mu);
+	p->running--;
+	p->completed++;
+	ration__unlock(&p->mu);
+	return true;
 }
 
 /* ---- life cycle -------------------------------------------------------- */

@@ -108,6 +108,12 @@ take_fast(ration_sem_t *s, int64_t n)
 	return false;
 }
 
+bool
+ration__sem_take(ration_sem_t *s, int64_t n)
+{
+	return take_fast(s, n);
+}
+
 /* Take @n units with the queue empty; s->mu held. SLOW may be clear, so
  * fast-path callers race with us: CAS. */
 static bool

@@ -392,6 +392,82 @@ START_TEST(test_group_waiting_for_slot_holds_no_budget)
 }
 END_TEST
 
+/* ---- a blocked go runs the group's queued tasks ---------------------- */
+
+static pthread_t ran_by; /* task_where; read after ration_group_wait() */
+
+static int
+task_where(ration_ctx_t *ctx, void *arg)
+{
+	ran_by = pthread_self();
+	return 0;
+}
+
+/* Task A of @ga holds the one thread of @p and, with B, the slots of @ga;
+ * task B of @gb waits in the pool queue behind it. A go() on @ga from
+ * another thread then finds no slot. Returns whether B ran on that thread
+ * (the blocked go ran it instead of sleeping). */
+static bool
+blocked_go_ran_queued_task(ration_group_t *ga, ration_group_t *gb)
+{
+	struct bg_go b;
+
+	ck_assert_int_eq(ration_group_go(ga, 1, task_gated, NULL), 0);
+	WAIT_FOR(group_running(ga) == 1);
+	ck_assert_int_eq(ration_group_go(gb, 1, task_where, NULL), 0);
+	bg_go(&b, ga, 1, task_ok, NULL);
+	sleep_ns(50 * MS); /* the go has found no slot by now */
+	atomic_store(&gate, true);
+	ck_assert_int_eq(bg_go_join(&b), 0);
+	ck_assert_int_eq(ration_group_wait(ga), 0);
+	ck_assert_int_eq(ration_group_wait(gb), 0);
+	return pthread_equal(ran_by, b.t);
+}
+
+START_TEST(test_group_blocked_go_runs_its_own_queued_task)
+{
+	ration_pool_t *p = pool_of(1);
+	ration_group_t *g;
+	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.pool = p, .limit = 2}, &g), 0);
+	ck_assert(blocked_go_ran_queued_task(g, g));
+	ck_assert_int_eq(atomic_load(&calls), 2);
+	ration_group_free(g);
+	ration_pool_free(p);
+}
+END_TEST
+
+START_TEST(test_group_blocked_go_leaves_other_groups_tasks_alone)
+{
+	ration_pool_t *p = pool_of(1);
+	ration_group_t *ga, *gb;
+	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.pool = p, .limit = 1}, &ga), 0);
+	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.pool = p}, &gb), 0);
+	ck_assert(!blocked_go_ran_queued_task(ga, gb));
+	ration_group_free(ga);
+	ration_group_free(gb);
+	ration_pool_free(p);
+}
+END_TEST
+
+static void
+thread_init_noop(void *udata)
+{
+}
+
+/* A pool's tasks may rely on its thread_init: they run on its threads. */
+START_TEST(test_group_blocked_go_runs_nothing_of_a_pool_with_thread_init)
+{
+	ration_pool_t *p;
+	ration_group_t *g;
+	ration_pool_opts_t po = {.threads = 1, .thread_init = thread_init_noop};
+	ck_assert_int_eq(ration_pool_new(&po, &p), 0);
+	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.pool = p, .limit = 2}, &g), 0);
+	ck_assert(!blocked_go_ran_queued_task(g, g));
+	ration_group_free(g);
+	ration_pool_free(p);
+}
+END_TEST
+
 START_TEST(test_group_try_go_never_blocks)
 {
 	ration_sem_t *budget;
@@ -794,6 +870,9 @@ group_suite(void)
 	tcase_add_test(tc, test_group_go_blocks_while_budget_full);
 	tcase_add_test(tc, test_group_waiting_for_slot_holds_no_budget);
 	tcase_add_test(tc, test_group_try_go_never_blocks);
+	tcase_add_test(tc, test_group_blocked_go_runs_its_own_queued_task);
+	tcase_add_test(tc, test_group_blocked_go_leaves_other_groups_tasks_alone);
+	tcase_add_test(tc, test_group_blocked_go_runs_nothing_of_a_pool_with_thread_init);
 
 	tc = tcase(s, "lifecycle");
 	tcase_add_test(tc, test_group_go_after_wait_is_epipe);

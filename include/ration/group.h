@@ -119,7 +119,14 @@ RATION_API ration_ctx_t *ration_group_ctx(ration_group_t *g);
  * @weight: 1..budget size (any value >= 1 without a budget).
  *
  * Blocks the caller in FIFO order for a limit slot, then on the budget
- * (back-pressure), until the group ctx is done.
+ * (back-pressure), until the group ctx is done. While it would block and
+ * the oldest task queued in the pool is one of this group's, it runs that
+ * task on the calling thread instead of sleeping (the room it waits for
+ * can only come from such tasks); not from inside a task of the group,
+ * not for a pool with thread_init/thread_fini, not on a backend budget,
+ * and no more once tasks run that way keep taking over 20 us
+ * (docs/group.md). So do not call it while holding a lock that the
+ * group's tasks take.
  *
  * Return: 0 (fn will run exactly once), or the first that applies:
  *   -EINVAL    @g or @fn NULL, @weight <= 0
@@ -136,7 +143,8 @@ RATION_API ration_ctx_t *ration_group_ctx(ration_group_t *g);
  * error cancelled the group, that error is already the first.
  *
  * Blocks: yes. Allocates: a 64-byte task record only when the group's
- * cache of returned records is empty (never in steady state).
+ * cache of returned records is empty (never in steady state). Calls user
+ * code: the group's queued tasks, while it would otherwise block (above).
  */
 RATION_API int ration_group_go(ration_group_t *g, int64_t weight, ration_group_fn fn,
 			       void *arg);

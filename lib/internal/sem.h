@@ -84,6 +84,10 @@ struct ration_sem {
 int ration__sem_new_backend(const struct ration__sem_ops *ops, void *impl,
 			    const char *name, ration_sem_t **out);
 
+/* Take @n units of an in-process @s (ops == NULL) if they are free and
+ * nobody is queued (the lock-free fast path alone): no lock, no wait, and
+ * a miss is not counted as a rejection, unlike try_acquire. */
+bool ration__sem_take(ration_sem_t *s, int64_t n);
 /* Whether @s is held or waited on; takes s->mu. */
 bool ration__sem_busy(ration_sem_t *s);
 /* Free an idle @s (no check). */
