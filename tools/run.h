@@ -98,6 +98,8 @@ struct job {
 	bool overrun_killed;       /* killed by --overrun requeue/kill */
 	bool requeue;              /* queue it again once reaped */
 	bool went_over;            /* measured passed its weight */
+	unsigned tries;            /* failed attempts so far (--retries) */
+	bool order_done;           /* --keep-order: output waits its turn */
 };
 
 enum overrun_mode { OVERRUN_WAIT, OVERRUN_SUSPEND, OVERRUN_REQUEUE,
@@ -122,6 +124,8 @@ struct input_spec {
 	const char *weight_expr;   /* -w with {} or size(); NULL: a size */
 };
 
+enum joblog_format { JOBLOG_RATION, JOBLOG_PARALLEL };
+
 struct run_opts {
 	struct input_spec in;
 	int64_t budget_bytes;      /* 0 = no memory budget */
@@ -132,6 +136,12 @@ struct run_opts {
 	int64_t grace_ns;
 	struct halt_spec halt;
 	const char *joblog;
+	enum joblog_format joblog_format;
+	bool resume;               /* skip the jobs the joblog has */
+	bool resume_failed;        /* skip those it has as succeeded */
+	unsigned retries;          /* attempts per failing job; 0 = 1 */
+	double timeout_pct;        /* --timeout N%: of the median; 0 = none */
+	bool keep_order;           /* output in input order */
 	bool tag, line_buffer, progress, dry_run, report;
 	bool use_jobserver;
 	bool use_cgroup;           /* --no-cgroup clears it */
@@ -193,6 +203,10 @@ struct runner {
 	/* Supervisor only. */
 	size_t done, failed, succeeded, cancelled, running;
 	size_t under_declared;
+	size_t resumed_skipped;    /* main: jobs --resume left out */
+	int64_t *runtimes;         /* sorted, for --timeout N% */
+	size_t nruntimes, runtimes_cap;
+	size_t order_pos;          /* --keep-order: next job to print */
 	struct job *worst_over;
 	size_t oom_killed;         /* jobs OOM-killed inside their cgroup */
 	size_t overrun_kills;      /* jobs killed by --overrun requeue/kill */
@@ -215,6 +229,10 @@ int parse_size(const char *s, int64_t *out);
 /* parse_duration() - "30", "30s", "500ms", "5m", "1.5h", "1d" into ns;
  * -EINVAL unparsable or not positive, -ERANGE too long. */
 int parse_duration(const char *s, int64_t *out_ns);
+/* parse_timeout() - --timeout: a duration into *@out_ns, or "N%" (of
+ * the median run time) into *@out_pct; the other is set to 0.
+ * Return: 0, -EINVAL or -ERANGE. */
+int parse_timeout(const char *s, int64_t *out_ns, double *out_pct);
 /* parse_halt() - "never", [now|soon,](fail|success)=N[%], or a bare N
  * (now,fail=N) into @out; -EINVAL otherwise. */
 int parse_halt(const char *s, struct halt_spec *out);
@@ -286,6 +304,41 @@ bool weight_is_expr(const char *s);
 int weight_eval(const char *text, char *const *args, size_t nargs,
 		unsigned seq, bool check, int64_t *out, char *why,
 		size_t whylen);
+
+/* run_joblog.c */
+
+/* joblog_open() - --joblog: with --resume(-failed), read the log and
+ * drop from r->jobs what it says is done, then open it to append; else
+ * start it afresh. Return: 0, or a negative errno after a message. */
+int joblog_open(struct runner *r);
+/* joblog_line() - one --joblog line for an attempt of @j, flushed at
+ * once. @runtime: seconds; @exitval: exit code, -1 if killed or not run;
+ * @sig: the signal that ended it, 0 if none. */
+void joblog_line(struct runner *r, const struct job *j, double runtime,
+		 int exitval, int sig);
+
+/* run_retry.c */
+
+/* retry_due() - whether @j, which ended @ok or not, is to run again
+ * (--retries); says so on stderr. */
+bool retry_due(struct runner *r, struct job *j, bool ok);
+/* timeout_note_end() - count the run time of @j's attempt towards the
+ * median of --timeout N%. */
+void timeout_note_end(struct runner *r, const struct job *j);
+/* timeout_check() - --timeout N%: time @j out (cancel its ctx with
+ * -ETIMEDOUT) if it is past due at @now. Return: when it will be due,
+ * RATION_FOREVER if never or already. */
+int64_t timeout_check(struct runner *r, struct job *j, int64_t now);
+
+/* run_order.c */
+
+/* order_finish() - pass on @j's output (after its @last attempt), at
+ * once or, with --keep-order, in input order; a @retried attempt's
+ * output is dropped, as parallel drops it. */
+void order_finish(struct runner *r, struct job *j, bool last, bool retried);
+/* order_flush_rest() - --keep-order, once the supervisor has ended:
+ * the output still waiting, passing over jobs that never ran. */
+void order_flush_rest(struct runner *r);
 
 /* run_jobserver.c */
 

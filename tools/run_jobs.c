@@ -78,22 +78,6 @@ check_halt(struct runner *r)
 		ration_ctx_cancel(r->dispatch_ctx);
 }
 
-/* joblog_line() - one --joblog line for @j, flushed at once.
- * @runtime: seconds; @exitval: exit code, -1 if killed or not run;
- * @sig: the signal that ended it, 0 if none. */
-static void
-joblog_line(struct runner *r, const struct job *j, double runtime,
-	    int exitval, int sig)
-{
-	if (r->joblog == NULL)
-		return;
-	fprintf(r->joblog, "%u\t%.6f\t%.6f\t%d\t%d\t%lld\t%lld\t%s\n", j->seq,
-		j->start_wall, runtime, exitval, sig, (long long)j->weight,
-		(long long)(j->peak_bytes < 0 ? 0 : j->peak_bytes), j->cmd);
-	/* Line by line, so `tail -f` and a crash both see every job. */
-	fflush(r->joblog);
-}
-
 /* A job that never ran: its weight is above the budget, or spawn failed. */
 static void
 finish_unrun(struct runner *r, struct job *j)
@@ -120,6 +104,7 @@ finish_unrun(struct runner *r, struct job *j)
 			"%s: %s\n", j->seq, j->line, strerror(-err), j->cmd);
 	}
 	joblog_line(r, j, 0.0, -1, 0);
+	order_finish(r, j, true, false);
 	check_halt(r);
 }
 
@@ -167,12 +152,12 @@ say_overrun(struct runner *r, const struct job *j, bool again)
 		fprintf(stderr, ": %s\n", j->cmd);
 }
 
-/* next_attempt() - make @j, killed for its overrun, ready to be
- * dispatched again with more weight. */
+/* next_attempt() - make @j, killed for its overrun (or failed, with
+ * --retries), ready to be dispatched again with @weight. */
 static void
-next_attempt(struct job *j)
+next_attempt(struct job *j, int64_t weight)
 {
-	j->weight = overrun_requeue_weight(j);
+	j->weight = weight;
 	j->attempt++;
 	j->pid = 0;
 	j->cap = j->held = j->consumed = j->oom_kills = j->kill_at_ns = 0;
@@ -230,10 +215,12 @@ finish(struct runner *r, struct job *j, int wstatus, const struct rusage *ru)
 	bool again = killed && r->o->overrun == OVERRUN_REQUEUE &&
 		     j->attempt < RUN_MAX_REQUEUES && !j->cancelled &&
 		     ration_ctx_err(r->dispatch_ctx) == 0;
-	if (!again) {
+	bool ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 &&
+		  !j->timed_out && !killed;
+	timeout_note_end(r, j);
+	bool retry = !again && retry_due(r, j, ok);
+	if (!again && !retry) {
 		r->done++;
-		bool ok = WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0 &&
-			  !j->timed_out && !killed;
 		note_over(r, j);
 		if (r->o->strict_weights && j->went_over)
 			ok = false;
@@ -252,7 +239,7 @@ finish(struct runner *r, struct job *j, int wstatus, const struct rusage *ru)
 	 * for that. */
 	give_back(r, j);
 
-	out_finish(r, j);
+	order_finish(r, j, !again && !retry, retry);
 	double runtime = (double)(j->end_ns - j->start_ns) / 1e9;
 	int exitval = WIFEXITED(wstatus) ? WEXITSTATUS(wstatus) : -1;
 	int sig = WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : 0;
@@ -261,20 +248,21 @@ finish(struct runner *r, struct job *j, int wstatus, const struct rusage *ru)
 		exitval = -1;
 		sig = SIGKILL;
 	}
-	joblog_line(r, j, runtime, exitval, sig);
+	/* As parallel: one line per job, its last attempt's. */
+	if (!retry)
+		joblog_line(r, j, runtime, exitval, sig);
 	if (j->timed_out) {
 		progress_clear(r);
 		fprintf(stderr, RUN_NAME ": job %u (line %u) timed out after "
-			"%.3gs: %s\n", j->seq, j->line,
-			(double)r->o->timeout_ns / 1e9, j->cmd);
+			"%.3gs: %s\n", j->seq, j->line, runtime, j->cmd);
 	}
 	if (killed)
 		say_overrun(r, j, again);
 	ration_ctx_unref(j->ctx);
 	j->ctx = NULL;
-	if (again) {
-		r->requeues++;
-		next_attempt(j);
+	if (again || retry) {
+		r->requeues += again;
+		next_attempt(j, again ? overrun_requeue_weight(j) : j->weight);
 		sched_requeue(r, j);
 		return;
 	}
@@ -315,6 +303,9 @@ enforce(struct runner *r, struct job *running, int64_t now)
 	int64_t next = RATION_FOREVER;
 
 	for (struct job *j = running; j != NULL; j = j->next) {
+		int64_t due = timeout_check(r, j, now);
+		if (due < next)
+			next = due;
 		int err = ration_ctx_err(j->ctx);
 		if (!j->term_sent && err != 0) {
 			if (err == -ETIMEDOUT)

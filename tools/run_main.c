@@ -75,7 +75,11 @@ static const char *const usage_text[] = {
 "  -0, --null             input records end with NUL, not newline\n"
 "Failure handling:\n"
 "      --timeout DURATION kill a job running longer than DURATION\n"
-"                         (e.g. 30, 30s, 500ms, 5m, 1.5h); it then fails\n"
+"                         (e.g. 30, 30s, 500ms, 5m, 1.5h); it then fails;\n"
+"                         N% = N% of the median run time of the jobs\n"
+"                         finished so far (no limit until one has)\n"
+"      --retries N        run a failing job up to N times in all; only the\n"
+"                         last attempt is logged and its output shown\n"
 "      --grace DURATION   time between SIGTERM and SIGKILL (default 2s)\n"
 "      --halt SPEC        stop early: never (default), now,fail=N,\n"
 "                         soon,fail=N, now,success=N, N% instead of N;\n"
@@ -85,7 +89,15 @@ static const char *const usage_text[] = {
 "      --line-buffer      pass output on line by line while jobs run\n"
 "                         (default: each job's output whole, when it ends)\n"
 "      --joblog FILE      one line per job: Seq Start Runtime Exitval Signal\n"
-"                         Declared Measured Command (TAB-separated, bytes)\n"
+"                         Declared Measured Command (TAB-separated, bytes);\n"
+"                         Seq is the job's place in the input\n"
+"      --joblog-format F  ration (default) or parallel (GNU parallel's\n"
+"                         columns: Seq Host Starttime JobRuntime Send\n"
+"                         Receive Exitval Signal Command)\n"
+"      --resume           run only the jobs whose Seq the joblog lacks, and\n"
+"                         append to it\n"
+"      --resume-failed    also run again those it has as failed\n"
+"  -k, --keep-order       output in input order, not in order of ending\n"
 "      --progress         progress line on stderr even if not a terminal\n"
 "      --no-progress      no progress line even on a terminal\n"
 "      --report           summary on stderr at the end (implied by progress)\n"
@@ -121,16 +133,41 @@ usage_error(const char *fmt, const char *arg)
 	exit(RUN_EXIT_USAGE);
 }
 
+/* count_arg() - @arg of option @name as a count of @min to 1000000;
+ * exits with a usage error otherwise. */
+static unsigned
+count_arg(const char *name, const char *arg, long long min)
+{
+	char *end;
+
+	errno = 0;
+	long long n = strtoll(arg, &end, 10);
+	if (errno != 0 || end == arg || *end != '\0' || n < min ||
+	    n > 1000000) {
+		char msg[160];
+		snprintf(msg, sizeof(msg), "invalid %s '%.40s' (expected a "
+			 "number from %lld)", name, arg, min);
+		usage_error("%s", msg);
+	}
+	return (unsigned)n;
+}
+
 enum {
 	OPT_LEARN = 256, OPT_TIMEOUT, OPT_GRACE, OPT_HALT, OPT_JOBLOG,
 	OPT_TAG, OPT_LINEBUF, OPT_PROGRESS, OPT_NOPROGRESS, OPT_REPORT,
 	OPT_NOJS, OPT_NOCG, OPT_OVERRUN, OPT_CAPMARGIN, OPT_STRICT,
-	OPT_ALONE, OPT_BACKFILL, OPT_JOBFILE,
+	OPT_ALONE, OPT_BACKFILL, OPT_JOBFILE, OPT_RETRIES, OPT_JOBLOGFMT,
+	OPT_RESUME, OPT_RESUMEFAILED,
 };
 
 static const struct option long_opts[] = {
 	{ "arg-file", required_argument, NULL, 'a' },
 	{ "job-file", required_argument, NULL, OPT_JOBFILE },
+	{ "retries", required_argument, NULL, OPT_RETRIES },
+	{ "joblog-format", required_argument, NULL, OPT_JOBLOGFMT },
+	{ "resume", no_argument, NULL, OPT_RESUME },
+	{ "resume-failed", no_argument, NULL, OPT_RESUMEFAILED },
+	{ "keep-order", no_argument, NULL, 'k' },
 	{ "max-args", required_argument, NULL, 'N' },
 	{ "null", no_argument, NULL, '0' },
 	{ "memory", required_argument, NULL, 'm' },
@@ -179,7 +216,7 @@ parse_args(int argc, char **argv, struct run_opts *o)
 	o->sample_ns = RUN_SAMPLE_NS;
 	/* '+': options end at the command, whose own options are its own
 	 * (ration-run -j 2 grep -n x ::: a). */
-	while ((c = getopt_long(argc, argv, "+a:m:j:w:N:0nhV", long_opts,
+	while ((c = getopt_long(argc, argv, "+a:m:j:w:N:0knhV", long_opts,
 				NULL)) != -1) {
 		char *end;
 		switch (c) {
@@ -193,16 +230,9 @@ parse_args(int argc, char **argv, struct run_opts *o)
 		case '0':
 			o->in.null_sep = true;
 			break;
-		case 'N': {
-			errno = 0;
-			long long n = strtoll(optarg, &end, 10);
-			if (errno != 0 || end == optarg || *end != '\0' ||
-			    n < 1 || n > 1000000)
-				usage_error("invalid -N '%s' (expected 1 or more)",
-					    optarg);
-			o->in.max_args = (unsigned)n;
+		case 'N':
+			o->in.max_args = count_arg("-N", optarg, 1);
 			break;
-		}
 		case 'm':
 			memory = optarg;
 			break;
@@ -234,9 +264,32 @@ parse_args(int argc, char **argv, struct run_opts *o)
 			o->learn_file = optarg;
 			break;
 		case OPT_TIMEOUT:
-			if (parse_duration(optarg, &o->timeout_ns) < 0)
+			if (parse_timeout(optarg, &o->timeout_ns,
+					  &o->timeout_pct) < 0)
 				usage_error("invalid --timeout '%s' (expected "
-					    "e.g. 30s, 500ms, 5m)", optarg);
+					    "e.g. 30s, 500ms, 5m, 200%%)", optarg);
+			break;
+		case OPT_RETRIES:
+			o->retries = count_arg("--retries", optarg, 0);
+			break;
+		case OPT_JOBLOGFMT:
+			if (strcmp(optarg, "ration") == 0)
+				o->joblog_format = JOBLOG_RATION;
+			else if (strcmp(optarg, "parallel") == 0)
+				o->joblog_format = JOBLOG_PARALLEL;
+			else
+				usage_error("invalid --joblog-format '%s' "
+					    "(expected ration or parallel)",
+					    optarg);
+			break;
+		case OPT_RESUME:
+			o->resume = true;
+			break;
+		case OPT_RESUMEFAILED:
+			o->resume_failed = true;
+			break;
+		case 'k':
+			o->keep_order = true;
 			break;
 		case OPT_GRACE:
 			if (parse_duration(optarg, &o->grace_ns) < 0)
@@ -292,15 +345,9 @@ parse_args(int argc, char **argv, struct run_opts *o)
 		case OPT_ALONE:
 			o->alone_if_too_big = true;
 			break;
-		case OPT_BACKFILL: {
-			errno = 0;
-			long long n = strtoll(optarg, &end, 10);
-			if (errno != 0 || end == optarg || *end != '\0' ||
-			    n < 0 || n > 1000000)
-				usage_error("invalid --backfill '%s'", optarg);
-			o->backfill = (unsigned)n;
+		case OPT_BACKFILL:
+			o->backfill = count_arg("--backfill", optarg, 0);
 			break;
-		}
 		case 'n':
 			o->dry_run = true;
 			break;
@@ -318,6 +365,12 @@ parse_args(int argc, char **argv, struct run_opts *o)
 			exit(RUN_EXIT_USAGE);
 		}
 	}
+	if ((o->resume || o->resume_failed) && o->joblog == NULL)
+		usage_error("%s", "--resume and --resume-failed need --joblog "
+			    "FILE");
+	if (o->keep_order && o->line_buffer)
+		usage_error("%s", "--keep-order and --line-buffer do not go "
+			    "together");
 	char why[256];
 	int rc = input_parse_words(&o->in, argc - optind, argv + optind, why,
 				   sizeof(why));
@@ -520,7 +573,9 @@ teardown(struct runner *r)
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
 	js_fini(&r->js);
-	cg_fini(&r->cg, r->njobs);
+	/* --resume leaves gaps: the highest Seq is the last job's. */
+	cg_fini(&r->cg, r->njobs > 0 ? r->jobs[r->njobs - 1].seq : 0);
+	free(r->runtimes);
 	ration_learn_free(r->learn);
 	free_jobs(r->jobs, r->njobs);
 	input_free(&r->o->in);
@@ -564,15 +619,12 @@ main(int argc, char **argv)
 		js_fini(&r.js);
 		return 0;
 	}
-	if (o.joblog != NULL) {
-		r.joblog = fopen(o.joblog, "we");
-		if (r.joblog == NULL)
-			usage_error("cannot open --joblog file: %s",
-				    strerror(errno));
-		fprintf(r.joblog, "Seq\tStart\tRuntime\tExitval\tSignal\t"
-			"Declared\tMeasured\tCommand\n");
-		fflush(r.joblog);
-	}
+	if (joblog_open(&r) < 0)
+		exit(RUN_EXIT_USAGE);
+	if (r.resumed_skipped > 0)
+		fprintf(stderr, RUN_NAME ": %zu job%s done according to %s; "
+			"%zu to run\n", r.resumed_skipped,
+			r.resumed_skipped == 1 ? "" : "s", o.joblog, r.njobs);
 
 	/* Blocked before any thread exists, so every thread (ours and the
 	 * ctx timer thread) inherits the mask and only the supervisor's
@@ -608,6 +660,7 @@ main(int argc, char **argv)
 	}
 	size_t started = dispatch(&r);
 	pthread_join(sup, NULL);
+	order_flush_rest(&r);
 
 	report(&r, started);
 	if (r.learn != NULL && (rc = ration_learn_save(r.learn)) < 0)

@@ -107,6 +107,31 @@ parse_duration(const char *s, int64_t *out_ns)
 	return 0;
 }
 
+/* parse_timeout() - see run.h. */
+int
+parse_timeout(const char *s, int64_t *out_ns, double *out_pct)
+{
+	size_t len = strlen(s);
+	double v;
+	const char *rest;
+
+	if (len < 2 || s[len - 1] != '%') {
+		int64_t ns;
+		int rc = parse_duration(s, &ns);
+		if (rc == 0) {
+			*out_ns = ns;
+			*out_pct = 0;
+		}
+		return rc;
+	}
+	if (parse_number(s, &v, &rest) < 0 || rest != s + len - 1 || v <= 0 ||
+	    v > 1e9)
+		return -EINVAL;
+	*out_ns = 0;
+	*out_pct = v;
+	return 0;
+}
+
 /* "never" | [now|soon,](fail|success)=N[%] | N (= now,fail=N). */
 int
 parse_halt(const char *s, struct halt_spec *out)

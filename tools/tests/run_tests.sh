@@ -60,6 +60,7 @@ jl_field() { awk -F '\t' -v s="$1" -v f="$2" 'FNR > 1 && $1 == s { print $f }' j
 t_usage() {
 	"$RR" --help >out 2>err || fail "--help exit $?"
 	for opt in --arg-file --job-file --max-args --null --memory --jobs \
+		--retries --joblog-format --resume --resume-failed --keep-order \
 		--weight --learn --timeout \
 		--grace --halt --joblog --tag --line-buffer --progress \
 		--no-progress --report --no-jobserver --no-cgroup --dry-run --help \
@@ -75,7 +76,9 @@ t_usage() {
 	for bad in "--bogus" "-j abc" "-j -1" "--timeout soon" "--halt sometimes" \
 		"-m 12Q" "-w lots" "--overrun never" \
 		"--cap-margin -1" "--backfill x" "-w 8*size({}" "-N 0" "4G echo" \
-		"--job-file jobs echo" "echo :::+ a" "-N 2 echo ::: a ::: b"; do
+		"--job-file jobs echo" "echo :::+ a" "-N 2 echo ::: a ::: b" \
+		"--resume" "--retries x" "--joblog-format csv" "--timeout 0%" \
+		"-k --line-buffer"; do
 		# shellcheck disable=SC2086
 		echo true | "$RR" $bad >out 2>err
 		rc=$?
@@ -751,8 +754,104 @@ t_weight_expr() {
 	echo PASS
 }
 
+t_retries() {
+	# Fails twice, then succeeds: three attempts, one joblog line.
+	"$RR" --retries 3 --joblog jl \
+		'echo try >>n; [ $(wc -l <n) -ge 3 ] || { echo out; exit 2; }; echo ok {}' \
+		::: x >out 2>err || fail "exit $?"
+	[ "$(wc -l <n)" -eq 3 ] || fail "$(wc -l <n) attempts, want 3"
+	[ "$(cat out)" = "ok x" ] || fail "output of failed attempts shown: $(cat out)"
+	[ "$(grep -c '^1	' jl)" -eq 1 ] || fail "one joblog line per job"
+	grep -q "attempt 3 of 3" err || fail "retry message"
+	# Never more than N in all; the last failure counts.
+	rm -f n
+	"$RR" --retries 2 'echo {} >>n; exit 5' ::: x >out 2>err
+	rc=$?
+	[ $rc -eq 1 ] || fail "exit $rc after the last attempt failed"
+	[ "$(wc -l <n)" -eq 2 ] || fail "$(wc -l <n) attempts, want 2"
+	echo PASS
+}
+
+t_resume() {
+	# Seq is the input position: job 2 fails, 1 and 3 succeed.
+	cmd='echo {} >>ran; exit {}'
+	"$RR" -j 1 --joblog jl "$cmd" ::: 0 3 0 >out 2>err
+	[ $? -eq 1 ] || fail "first run"
+	[ "$(cut -f1,4 jl | tr '\t\n' ': ')" = "Seq:Exitval 1:0 2:3 3:0 " ] ||
+		fail "joblog: $(cat jl)"
+	: >ran
+	# --resume: only the jobs the log lacks (4), appended, Seq kept.
+	"$RR" -j 1 --joblog jl --resume "$cmd" ::: 0 3 0 4 >out 2>err
+	[ $? -eq 1 ] || fail "resume exit"
+	[ "$(cat ran)" = 4 ] || fail "--resume ran: $(cat ran)"
+	[ "$(tail -n 1 jl | cut -f1,4)" = "4	4" ] || fail "appended: $(cat jl)"
+	[ "$(grep -c ^Seq jl)" -eq 1 ] || fail "header written twice"
+	# --resume-failed: the failed ones again (2 and 4), then the new 5.
+	: >ran
+	"$RR" -j 1 --joblog jl --resume-failed "$cmd" ::: 0 0 0 0 0 >out 2>err ||
+		fail "resume-failed exit $?"
+	[ "$(tr '\n' ' ' <ran)" = "0 0 0 " ] || fail "--resume-failed ran: $(cat ran)"
+	[ "$(tail -n 3 jl | cut -f1 | tr '\n' ' ')" = "2 4 5 " ] ||
+		fail "resume-failed Seqs: $(cat jl)"
+	# Nothing left: nothing runs.
+	: >ran
+	"$RR" --joblog jl --resume-failed "$cmd" ::: 0 0 0 0 0 >out 2>err ||
+		fail "all done: exit $?"
+	[ -s ran ] && fail "a finished job ran again"
+	# GNU parallel's columns, and its joblog is resumable by us.
+	"$RR" -j 1 --joblog pjl --joblog-format parallel "$cmd" ::: 0 7 >out 2>err
+	[ "$(head -n 1 pjl)" = "$(printf 'Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand')" ] ||
+		fail "parallel header: $(head -n 1 pjl)"
+	[ "$(awk -F '\t' 'NR == 3 { print $1, $2, $7, $8, $9 }' pjl)" = "2 : 7 0 echo 7 >>ran; exit 7" ] ||
+		fail "parallel line: $(cat pjl)"
+	"$RR" --joblog pjl --resume "$cmd" ::: 0 >out 2>err
+	[ $? -eq 64 ] || fail "a parallel joblog read as ration's"
+	if command -v parallel >/dev/null; then
+		parallel -j 1 --joblog gpjl "$cmd" ::: 0 9 >/dev/null 2>&1
+		: >ran
+		"$RR" --joblog gpjl --joblog-format parallel --resume-failed \
+			"$cmd" ::: 0 9 >out 2>err
+		[ "$(cat ran)" = 9 ] || fail "resume from parallel's log: $(cat ran)"
+	fi
+	echo PASS
+}
+
+t_keep_order() {
+	"$RR" -j 4 -k 'sleep {}; echo {}' ::: 0.6 0.2 0.4 0 >out 2>err ||
+		fail "exit $?"
+	[ "$(tr '\n' ' ' <out)" = "0.6 0.2 0.4 0 " ] || fail "order: $(cat out)"
+	# Without -k: as they end.
+	"$RR" -j 4 'sleep {}; echo {}' ::: 0.6 0 >out 2>err || fail "exit $?"
+	[ "$(tr '\n' ' ' <out)" = "0 0.6 " ] || fail "unordered: $(cat out)"
+	# A job that never ran does not hold the others back.
+	printf '50M\tsleep 0.3; echo a\n200M\techo b\n1M\techo c\n' |
+		"$RR" -m 100M -k >out 2>err
+	[ "$(tr '\n' ' ' <out)" = "a c " ] || fail "with a rejected job: $(cat out)"
+	echo PASS
+}
+
+t_timeout_pct() {
+	# Three 0.1 s jobs set the median; 300% of it times the 10 s job out.
+	t0=$(now)
+	"$RR" -j 1 --timeout 300% --grace 1 --joblog jl 'sleep {}' \
+		::: 0.1 0.1 0.1 10 0.1 >out 2>err
+	rc=$?
+	t=$(elapsed "$t0")
+	[ $rc -eq 1 ] || fail "exit $rc, want 1"
+	# SIGTERM; SIGKILL too if a loaded host did not run it within --grace.
+	case "$(jl_field 4 5)" in 15 | 9) ;; *) fail "job 4 not stopped" ;; esac
+	[ "$(jl_field 5 4)" = 0 ] || fail "job 5 did not run after it"
+	lt "$t" 5 || fail "took ${t}s"
+	grep -q "job 4 (line 4) timed out" err || fail "message"
+	# Until a job has finished there is no limit.
+	"$RR" --timeout 50% 'sleep {}' ::: 0.3 >out 2>err ||
+		fail "the first job timed out: $?"
+	echo PASS "(${t}s)"
+}
+
 case "${1:-}" in
-usage | bad_input | template | weight_expr | budget | fifo | timeout | halt | exit_codes | tag | \
+usage | bad_input | template | weight_expr | retries | resume | keep_order | \
+timeout_pct | budget | fifo | timeout | halt | exit_codes | tag | \
 line_buffer | jobserver_pipe | jobserver_fifo | learn | signal | progress | \
 defaults | measure | backfill | live | overrun_wait | overrun_suspend | \
 overrun_requeue | overrun_kill | oom | alone)
