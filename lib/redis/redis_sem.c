@@ -164,7 +164,7 @@ acquire_common(struct remote *r, ration_ctx_t *ctx, int64_t deadline_ns, int64_t
 		return ration__redis_wait_ticket(r, ctx, deadline_ns, ns, n, lease, tk, gen, out);
 	if ((rc == -EIO || rc == -ETIMEDOUT) && (err = ration__wait_err(ctx, deadline_ns)) != 0)
 		rc = err; /* the deadline cut the call short */
-	return rc == -ETIMEDOUT ? -EIO : rc;
+	return rc;
 }
 
 static int
@@ -280,6 +280,12 @@ release_common(struct remote *r, int64_t n, uint64_t fence)
 	lock(r);
 	ration__redis_repair(r, dl);
 	int rc = ration__redis_call(r, RS_RELEASE, dl, 2, x, &rp);
+	if (rc == 0 && (rp.code == RC_OVERFLOW || rp.code == RC_STALE) && r->resync) {
+		/* The reply says a recovery began (a rollback or a restart
+		 * lost what we hold): re-assert it, then release. */
+		ration__redis_repair(r, dl);
+		rc = ration__redis_call(r, RS_RELEASE, dl, 2, x, &rp);
+	}
 	if (rc != 0 && rc != -EPROTO) {
 		release_later(r, n, fence);
 		rc = 0;

@@ -19,7 +19,7 @@
 
 #define MS              ((int64_t)1000000)
 #define SLICE_NS        (50 * MS)   /* longest BLPOP between ctx checks */
-#define WAIT_MARGIN_NS  (100 * MS)  /* a BLPOP reply past the deadline */
+#define WAIT_MARGIN_NS  (50 * MS)   /* a BLPOP reply past the deadline */
 #define CHECK_NS        (1000 * MS) /* a waiter re-checks its ticket */
 #define LEAVE_NS        (100 * MS)  /* a leave after the deadline, at most */
 #define TRY_NS          (250 * MS)  /* try_acquire and consume, in all */

@@ -202,7 +202,10 @@ ration__redis_call(struct remote *r, enum redis_script script, int64_t deadline_
 static void
 collect_dropped(struct remote *r)
 {
-	r->waiting -= atomic_exchange_explicit(&r->gone, 0, memory_order_relaxed);
+	int64_t gone = atomic_exchange_explicit(&r->gone, 0, memory_order_relaxed);
+	r->waiting -= gone;
+	if (gone > 0)
+		r->unsure = true; /* a ticket the box had no room for: sync drops it */
 	for (unsigned i = 0; i < ORPHANS; i++) {
 		uint64_t tk = atomic_exchange_explicit(&r->dropped[i], 0, memory_order_relaxed);
 		if (tk == 0)

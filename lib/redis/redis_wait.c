@@ -18,7 +18,8 @@ leave(struct remote *r, uint64_t tk, int err)
 	char t[24];
 	snprintf(t, sizeof(t), "%llu", (unsigned long long)tk);
 	const char *x[] = {t, err == -ETIMEDOUT ? "t" : err == -ECANCELED ? "c" : "o"};
-	if (ration__redis_lock_until(r, clock_mono_ns() + LEAVE_NS) != 0) {
+	int64_t dl = clock_mono_ns() + LEAVE_NS;
+	if (ration__redis_lock_until(r, dl) != 0) {
 		/* Another caller's round trip holds the handle: hand the ticket
 		 * to the next repair rather than wait past the deadline. */
 		for (unsigned i = 0; i < ORPHANS; i++) {
@@ -27,7 +28,7 @@ leave(struct remote *r, uint64_t tk, int err)
 								    memory_order_relaxed,
 								    memory_order_relaxed))
 				break;
-		} /* all taken: the ticket times out with the session's sync */
+		}
 		atomic_fetch_add_explicit(&r->gone, 1, memory_order_relaxed);
 		return err;
 	}
@@ -35,7 +36,7 @@ leave(struct remote *r, uint64_t tk, int err)
 	/* Bounded by LEAVE_NS, not by the caller's deadline (already past):
 	 * on failure the ticket is left later, by the next call or renewer. */
 	if (r->c == NULL ||
-	    ration__redis_call(r, RS_LEAVE, clock_mono_ns() + LEAVE_NS, 2, x, &rp) != 0) {
+	    ration__redis_call(r, RS_LEAVE, dl, 2, x, &rp) != 0) {
 		if (r->norphan < ORPHANS)
 			r->orphan[r->norphan++] = tk;
 		r->unsure = true;
@@ -47,7 +48,7 @@ leave(struct remote *r, uint64_t tk, int err)
 		 * hold weight we do not count: sync now, while no other
 		 * caller of ours is queued (else at the next call). */
 		r->unsure = true;
-		ration__redis_repair(r, clock_mono_ns() + LEAVE_NS);
+		ration__redis_repair(r, dl);
 	}
 	unlock(r);
 	return err;
@@ -134,7 +135,8 @@ ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_
 			break;
 		}
 		if (wc == NULL && (rc = wait_conn(r, deadline_ns, &wc)) != 0) {
-			rc = leave(r, tk, rc);
+			int err = ration__wait_err(ctx, deadline_ns); /* it cut the connect short */
+			rc = leave(r, tk, err != 0 ? err : rc);
 			break;
 		}
 		int64_t now = clock_mono_ns();

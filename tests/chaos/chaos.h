@@ -90,6 +90,8 @@ struct chaos_backend {
 /* Scenario flags. */
 #define CHAOS_MAIN_EXIT 1u /* workers' main thread pthread_exit()s */
 #define CHAOS_PIDNS     2u /* each worker in a PID namespace of its own */
+#define CHAOS_LONG_HOLD 4u /* hold grants 0-400 ms (else 0-3 ms): holders keep
+			    * running across a server fault */
 
 struct chaos_scenario {
 	const char *name;
@@ -142,5 +144,7 @@ void chaos_worker_main(struct chaos_run *run, int index) __attribute__((noreturn
 /* Backends (one file each) and their scenarios. */
 extern const struct chaos_scenario chaos_shared_scenarios[];
 extern const unsigned chaos_shared_nscenarios;
+extern const struct chaos_scenario chaos_redis_scenarios[];
+extern const unsigned chaos_redis_nscenarios;
 
 #endif

@@ -40,6 +40,7 @@ struct table {
 };
 static const struct table tables[] = {
 	{chaos_shared_scenarios, &chaos_shared_nscenarios},
+	{chaos_redis_scenarios, &chaos_redis_nscenarios},
 };
 
 /* The process the runner waits for per worker: the worker itself, or the

@@ -140,7 +140,10 @@ thread_main(void *arg)
 			continue;
 		ledger_grant(led, w, n);
 		atomic_store(&w->doing[ta->t], DOING_HOLD);
-		struct timespec hold = {.tv_nsec = (long)(next_rand(&x) % 4) * 1000000};
+		uint64_t hold_ms = run->sc->flags & CHAOS_LONG_HOLD ? 400 : 4;
+		int64_t hold_ns = (int64_t)(next_rand(&x) % hold_ms) * CHAOS_MS;
+		struct timespec hold = {.tv_sec = hold_ns / 1000000000,
+					.tv_nsec = hold_ns % 1000000000};
 		nanosleep(&hold, NULL);
 		atomic_store(&w->doing[ta->t], DOING_NOTHING);
 		ledger_release(led, w, n);
