@@ -48,7 +48,7 @@ pkg-config --exists glib-2.0 || { echo "missing GLib (c-gthreadpool): $APT" >&2;
 
 # ---- build ration-bench --------------------------------------------------
 echo "# build ration-bench ($BUILD)" >&2
-opts=(-Dbench=true -Dbuildtype=release -Dwerror=true -Dtests=false -Dexamples=false)
+opts=(-Dbench=true -Dbuildtype=release -Dwerror=true -Dtests=disabled -Dexamples=false)
 if [ -f "$BUILD/build.ninja" ]; then
 	# reconfigure: lib/ and bench/ pick layers up by file existence
 	meson setup --reconfigure "$BUILD" "${opts[@]}" >/dev/null

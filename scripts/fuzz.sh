@@ -14,7 +14,7 @@ command -v clang >/dev/null || { echo "fuzz.sh: clang not found (apt-get install
 
 if [ ! -f "$dir/build.ninja" ]; then
 	CC=clang meson setup "$dir" -Dbuildtype=debug -Db_sanitize=address,undefined \
-		-Db_lundef=false -Djemalloc=disabled -Dredis=disabled -Dtests=false -Dexamples=false \
+		-Db_lundef=false -Djemalloc=disabled -Dredis=disabled -Dtests=disabled -Dexamples=false \
 		-Dc_args='-fsanitize=fuzzer-no-link -fno-sanitize-recover=undefined' >/dev/null
 fi
 ninja -C "$dir" lib/libration.a >/dev/null

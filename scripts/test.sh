@@ -9,6 +9,10 @@
 #      static analysis (clang-tidy, cppcheck, gcc -fanalyzer); each step
 #      counts as one test. (Its fault-injection step is skipped here: the
 #      suites above already ran it under every sanitizer.)
+#   5. packaging (scripts/package-check.sh), one test: setup without Check,
+#      install into a temporary prefix, a consumer built with pkg-config
+#      (shared and fully static) and as a meson subproject with
+#      default_library=static.
 # Each build lives in its own directory (build-test, build-asan, build-tsan),
 # reused on the next run. Installs missing packages first when run as root
 # (scripts/deps.sh).
@@ -80,5 +84,13 @@ for step in "${steps[@]}"; do
 		exit 1
 	fi
 done
+echo "=== packaging ==="
+if bash scripts/package-check.sh; then
+	passed=$((passed + 1))
+else
+	failed=$((failed + 1))
+	echo "$passed passed, $failed failed"
+	exit 1
+fi
 echo "=== all test runs passed ==="
 echo "$passed passed, $failed failed"
