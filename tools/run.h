@@ -33,6 +33,7 @@
 #define RUN_MAX_REQUEUES 4         /* --overrun requeue: then it fails */
 #define RUN_SAMPLE_NS (50 * 1000000LL)
 #define RUN_BACKFILL_DEFAULT 8     /* --backfill */
+#define RUN_CAP_STEP_MIN (16LL << 20) /* a requeue-mode cap grows by more */
 
 enum weight_src { W_NONE, W_DECLARED, W_DEFAULT, W_LEARNED };
 
@@ -85,6 +86,7 @@ struct job {
 	/* Measurement and overruns (run_measure.c, run_overrun.c): set by
 	 * the dispatcher before the spawn, by the supervisor after. */
 	int64_t cap;               /* limit of its cgroup; 0 = none */
+	bool cap_waits;            /* at its cap it waits (v1), not OOM */
 	int64_t held;              /* budget acquired to start it */
 	int64_t consumed;          /* budget consumed since (measured) */
 	int64_t cur_bytes;         /* last sample; -1 none yet */
@@ -369,9 +371,14 @@ int cg_job_open(const struct cgroup *cg, struct job *j);
 /* cg_job_current() - @j's memory in use now, in bytes, less page cache
  * it is not using (inactive file pages); -1 if unknown. */
 int64_t cg_job_current(const struct cgroup *cg, const struct job *j);
-/* cg_job_oom_kills() - how many of @j's processes the kernel OOM-killed
- * in its cgroup so far; -1 if unknown. */
-int64_t cg_job_oom_kills(const struct cgroup *cg, const struct job *j);
+/* cg_job_oom() - how many of @j's processes the kernel OOM-killed in its
+ * cgroup so far (-1 if unknown); *@waiting: whether they wait at its cap
+ * (v1 with j->cap_waits). */
+int64_t cg_job_oom(const struct cgroup *cg, const struct job *j,
+		   bool *waiting);
+/* cg_job_set_cap() - limit @j's cgroup to @bytes and note it in j->cap.
+ * Return: 0 or a negative errno (EBUSY: it uses more already). */
+int cg_job_set_cap(const struct cgroup *cg, struct job *j, int64_t bytes);
 /* cg_job_close() - close @j's cgroup fds, if open. */
 void cg_job_close(struct job *j);
 /* cg_job_end() - after @j was reaped: its peak in bytes (-1 if none),

@@ -67,19 +67,23 @@ cg_job_open(const struct cgroup *cg, struct job *j)
 	char *dir = job_file(cg, j, NULL);
 	char *procs = job_file(cg, j, "cgroup.procs");
 	char *use = job_file(cg, j, cg_files(cg)->current);
-	char *lim = job_file(cg, j, cg_files(cg)->limit);
 	char *stat = job_file(cg, j, "memory.stat");
 	int rc = 0;
-	if (dir == NULL || procs == NULL || use == NULL || lim == NULL ||
-	    stat == NULL) {
+	if (dir == NULL || procs == NULL || use == NULL || stat == NULL) {
 		rc = -ENOMEM;
 	} else if (mkdir(dir, 0755) < 0) {
 		rc = -errno;
 	} else {
-		char v[32];
-		snprintf(v, sizeof(v), "%lld", (long long)j->cap);
 		if (j->cap > 0)
-			rc = cg_write_text(lim, v);
+			rc = cg_job_set_cap(cg, j, j->cap);
+		/* v1 can make a job that reaches its cap wait instead of
+		 * being OOM-killed, so that ration-run decides: more room,
+		 * or a requeue. */
+		if (rc == 0 && j->cap > 0 && j->cap_waits && cg->version == 1) {
+			char *oc = job_file(cg, j, cg_files(cg)->events);
+			rc = oc ? cg_write_text(oc, "1") : -ENOMEM;
+			free(oc);
+		}
 		if (rc == 0 && (j->cg_fd = open(procs, O_WRONLY |
 						O_CLOEXEC)) < 0)
 			rc = -errno;
@@ -97,7 +101,6 @@ cg_job_open(const struct cgroup *cg, struct job *j)
 	free(dir);
 	free(procs);
 	free(use);
-	free(lim);
 	free(stat);
 	return rc;
 }
@@ -167,24 +170,39 @@ cg_job_current(const struct cgroup *cg, const struct job *j)
 	return (int64_t)use;
 }
 
-/* cg_job_oom_kills() - see run.h: the "oom_kill N" line of
- * memory.events (v2) or memory.oom_control (v1). */
+/* cg_job_oom() - see run.h: the "oom_kill N" line of memory.events
+ * (v2) or memory.oom_control (v1), and v1's "under_oom". */
 int64_t
-cg_job_oom_kills(const struct cgroup *cg, const struct job *j)
+cg_job_oom(const struct cgroup *cg, const struct job *j, bool *waiting)
 {
 	char buf[512];
 	int64_t n = -1;
 
+	*waiting = false;
 	if (j->cg_use_fd < 0)
 		return -1;
 	char *path = job_file(cg, j, cg_files(cg)->events);
 	if (path != NULL && cg_read_text(path, buf, sizeof(buf)) == 0) {
-		const char *p = strstr(buf, "oom_kill ");
-		if (p != NULL && (p == buf || p[-1] == '\n'))
-			n = strtoll(p + 9, NULL, 10);
+		n = stat_value(buf, "oom_kill");
+		*waiting = stat_value(buf, "under_oom") > 0;
 	}
 	free(path);
 	return n;
+}
+
+/* cg_job_set_cap() - see run.h. */
+int
+cg_job_set_cap(const struct cgroup *cg, struct job *j, int64_t bytes)
+{
+	char v[32];
+	char *path = job_file(cg, j, cg_files(cg)->limit);
+
+	snprintf(v, sizeof(v), "%lld", (long long)bytes);
+	int rc = path ? cg_write_text(path, v) : -ENOMEM;
+	free(path);
+	if (rc == 0)
+		j->cap = bytes;
+	return rc;
 }
 
 /* cg_job_close() - see run.h. */
@@ -205,7 +223,8 @@ cg_job_close(struct job *j)
 int64_t
 cg_job_end(const struct cgroup *cg, struct job *j, int64_t *oom_kills)
 {
-	*oom_kills = cg_job_oom_kills(cg, j);
+	bool waiting;
+	*oom_kills = cg_job_oom(cg, j, &waiting);
 	if (j->cg_use_fd < 0)
 		return -1;
 	cg_job_close(j);

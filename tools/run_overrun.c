@@ -16,7 +16,11 @@
  *   requeue  SIGKILL the job most over its weight and queue it again
  *            with its measured peak + 25%, at least double its weight;
  *            heavier than the budget, it then runs alone. At most
- *            RUN_MAX_REQUEUES times, then it fails.
+ *            RUN_MAX_REQUEUES times, then it fails. A job that nears its
+ *            cap (below) while the budget has room gets a higher cap
+ *            instead, its claim raised to it at once; on cgroup v1 a
+ *            job at its cap waits there (oom_kill_disable) for that
+ *            decision instead of being OOM-killed.
  *   kill     SIGKILL the job most over its weight; it fails.
  *
  * "Most over" is the most bytes measured above the weight; the victim
@@ -149,22 +153,67 @@ kill_victim(struct runner *r, struct job *running)
 }
 
 /**
- * check_oom() - a capped job whose cgroup saw an OOM kill loses the
- * rest of its processes too: half a pipeline is no result, and its
- * memory is what the budget needs back.
+ * grow_cap() - --overrun requeue: more room for a job near its cap, if
+ * the budget has it; its claim grows to the new cap at once, so the room
+ * is its own before anyone else can take it.
+ * @r: the runner.
+ * @j: a running job with a cap, not being killed.
+ *
+ * Return: true if the cap grew.
+ */
+static bool
+grow_cap(struct runner *r, struct job *j)
+{
+	int64_t step = (int64_t)((double)j->weight * r->o->cap_margin);
+
+	if (r->budget == NULL)
+		return false;
+	if (step < RUN_CAP_STEP_MIN)
+		step = RUN_CAP_STEP_MIN;
+	int64_t cap = j->cap + step;
+	int64_t more = cap - j->held - j->consumed;
+	if (more > 0 && ration_sem_available(r->budget) < more)
+		return false;
+	if (cg_job_set_cap(&r->cg, j, cap) < 0)
+		return false;
+	if (more > 0 && ration_sem_consume(r->budget, more) == 0)
+		j->consumed += more;
+	return true;
+}
+
+/**
+ * watch_cap() - a job capped in its cgroup. An OOM kill there kills the
+ * rest of the job too: half a pipeline is no result, and its memory is
+ * what the budget needs back. Under --overrun requeue a job near its cap
+ * (v1: waiting at it) gets more room while the budget has it; waiting at
+ * its cap with no room left, it is killed and requeued.
  * @r: the runner.
  * @j: a running job with a cap.
  */
 static void
-check_oom(struct runner *r, struct job *j)
+watch_cap(struct runner *r, struct job *j)
 {
-	int64_t n = cg_job_oom_kills(&r->cg, j);
+	bool waiting;
 
-	if (n <= 0 || j->kill_sent)
+	if (j->kill_sent || j->cg_use_fd < 0)
 		return;
-	j->oom_kills = n;
+	int64_t n = cg_job_oom(&r->cg, j, &waiting);
+	if (n > 0) {
+		j->oom_kills = n;
+		kill(-j->pid, SIGKILL);
+		j->kill_sent = true;
+		return;
+	}
+	if (r->o->overrun != OVERRUN_REQUEUE)
+		return;
+	if (!waiting && j->cur_bytes < j->cap - j->cap / 5)
+		return;
+	if (grow_cap(r, j) || !waiting)
+		return;
 	kill(-j->pid, SIGKILL);
 	j->kill_sent = true;
+	j->overrun_killed = true;
+	r->overrun_kills++;
 }
 
 /* overrun_tick() - see run.h. */
@@ -175,7 +224,7 @@ overrun_tick(struct runner *r, struct job *running)
 	for (struct job *j = running; j != NULL; j = j->next) {
 		grow_claim(r, j);
 		if (j->cap > 0)
-			check_oom(r, j);
+			watch_cap(r, j);
 	}
 	if (r->budget == NULL)
 		return;

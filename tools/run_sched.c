@@ -134,6 +134,7 @@ start(struct runner *r, struct job *j)
 	    j->weight > 0)
 		j->cap = j->weight + (int64_t)((double)j->weight *
 					       o->cap_margin);
+	j->cap_waits = o->overrun == OVERRUN_REQUEUE;
 	rc = job_spawn(r, j);
 	if (rc < 0) {
 		ration_release_all(j->claims, j->nclaims);

@@ -638,26 +638,48 @@ t_overrun_kill() {
 
 t_oom() {
 	cgroup_or_skip
-	# Capped at 10M x 1.25 in its own cgroup, a job using 60M is
-	# OOM-killed there, told apart from other SIGKILLs; requeued with
-	# double the weight each time, it fits at 80M.
-	printf '10M\t%s 60 0.2\n10M\tsleep 0.2\n' "$HOG" >jobs
-	"$RR" -a jobs -m 100M -j 2 --overrun requeue --report --joblog jl \
-		>out 2>err || fail "requeue: exit $?"
-	grep -q "job 1 (line 1) OOM-killed in its cgroup at its cap 12.5M (weight 10M); requeued with weight 20M" err ||
-		fail "first OOM kill not reported"
-	grep -q "[2-9] OOM kills in a job's own cgroup" err || fail "report"
-	[ "$(awk -F '\t' 'FNR > 1 && $1 == 1 && $4 == 0' jl | wc -l)" -eq 1 ] ||
-		fail "job 1 did not succeed at last"
-	# --overrun kill: the OOM kill fails the job; a plain SIGKILL is no
-	# OOM kill.
+	# --overrun kill: capped at 10M x 1.25 in its own cgroup, a job
+	# using 60M is OOM-killed there and fails, reported as an OOM kill;
+	# a plain SIGKILL is not taken for one.
 	printf '10M\t%s 60 0.2\nkill -9 $$\n' "$HOG" >jobs
-	"$RR" -a jobs -m 100M -j 2 --overrun kill --report >out 2>err
+	"$RR" -a jobs -m 100M -j 2 --overrun kill --report --joblog jl >out 2>err
 	[ $? -eq 2 ] || fail "kill: exit not 2"
-	grep -q "job 1 (line 1) OOM-killed in its cgroup" err || fail "kill: no OOM"
+	grep -q "job 1 (line 1) OOM-killed in its cgroup at its cap 12.5M (weight 10M)" err ||
+		fail "kill: no OOM kill reported"
 	grep -q "job 2 (line 2) OOM" err && fail "kill: SIGKILL taken for OOM"
 	grep -q "1 OOM kill in a job's own cgroup" err || fail "kill: report"
+	[ "$(jl_field 1 5)" = 9 ] || fail "kill: joblog signal of the OOM kill"
 	echo PASS
+}
+
+t_cap_grow() {
+	cgroup_or_skip
+	v1=no
+	grep -q "measured: cgroup v1" err && v1=yes
+	# --overrun requeue with room in the budget: the cap grows with the
+	# job, its claim with it; on v1 the job waits at its cap meanwhile,
+	# so it is never killed.
+	printf '10M\t%s 60 0.2\n10M\tsleep 0.2\n' "$HOG" >jobs
+	"$RR" -a jobs -m 100M -j 2 --overrun requeue --report --joblog jl \
+		>out 2>err || fail "room: exit $?"
+	[ "$(jl_field 1 4)" = 0 ] || fail "room: job 1 failed"
+	[ "$(jl_field 1 7)" -ge $((60 << 20)) ] || fail "room: job 1 did not grow"
+	if [ $v1 = yes ]; then
+		grep -q "overruns:" err && fail "room: a job was killed on v1"
+		[ "$(awk -F '\t' 'FNR > 1 && $1 == 1' jl | wc -l)" -eq 1 ] ||
+			fail "room: job 1 ran more than once"
+	fi
+	# No room (job 2 holds 85M): job 1 at its cap is killed and requeued
+	# with double its weight, runs after job 2, and grows then.
+	printf '10M\t%s 60 0.2\n85M\tsleep 1\n' "$HOG" >jobs
+	"$RR" -a jobs -m 100M -j 2 --overrun requeue --report --joblog jl \
+		>out 2>err || fail "full: exit $?"
+	grep -q "job 1 (line 1) .*; requeued with weight 20M" err ||
+		fail "full: job 1 not requeued with 20M"
+	[ "$(awk -F '\t' 'FNR > 1 && $1 == 1 && $4 == 0' jl | wc -l)" -eq 1 ] ||
+		fail "full: job 1 did not succeed at last"
+	starts_after_end 2 1 0.05 || fail "full: the requeued job 1 did not wait for room"
+	echo PASS "(cgroup v1: $v1)"
 }
 
 t_alone() {
@@ -854,7 +876,7 @@ usage | bad_input | template | weight_expr | retries | resume | keep_order | \
 timeout_pct | budget | fifo | timeout | halt | exit_codes | tag | \
 line_buffer | jobserver_pipe | jobserver_fifo | learn | signal | progress | \
 defaults | measure | backfill | live | overrun_wait | overrun_suspend | \
-overrun_requeue | overrun_kill | oom | alone)
+overrun_requeue | overrun_kill | oom | cap_grow | alone)
 	"t_$1" ;;
 *)
 	echo "usage: $0 SCENARIO" >&2
