@@ -21,6 +21,11 @@
  *       is the difference against the run without on_report. This one
  *       includes scheduling noise; the pair figures above are the clean
  *       measurement.
+ *   ration-bench -w A1 -peer ration-elastic [-n N]
+ *       the same empty tasks through a group with a (roomy) budget, and
+ *       tasks that each make 100 malloc(64)/free pairs: elastic off, on,
+ *       and off again (the allocator hook stays once installed), so the
+ *       overhead per task and per malloc/free pair (docs/elastic.md).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -107,28 +112,95 @@ a1_task(ration_ctx_t *ctx, void *arg)
 	return 0;
 }
 
-/* ns per task of n empty tasks through a group on a 1-thread pool. */
+#define A1_MALLOCS 100
+
+static int
+a1_alloc_task(ration_ctx_t *ctx, void *arg)
+{
+	(void)ctx;
+	(void)arg;
+	for (int i = 0; i < A1_MALLOCS; i++) {
+		void *volatile m = malloc(64);
+		free(m);
+	}
+	task_done();
+	return 0;
+}
+
+/* ns per task of n tasks (@fn) through a group on a 1-thread pool; with
+ * @budget, on a budget of 1 GiB (weight 1), elastic or not. */
 static double
-group_run(long long n, bool report, bool cpu)
+group_run_fn(long long n, ration_group_opts_t o, bool budget, ration_group_fn fn)
 {
 	ration_pool_t *p;
 	ration_group_t *g;
+	ration_sem_t *s = NULL;
 	if (ration_pool_new(&(ration_pool_opts_t){.threads = 1, .name = "a1"}, &p) != 0)
 		die("ration_pool_new");
-	ration_group_opts_t o = {.pool = p, .on_report = report ? a1_report : NULL,
-				 .measure_cpu = cpu};
+	if (budget && ration_sem_new((int64_t)1 << 30, NULL, &s) != 0)
+		die("ration_sem_new");
+	o.pool = p;
+	o.budget = s;
 	if (ration_group_new(NULL, &o, &g) != 0)
 		die("ration_group_new");
 	double t0 = now_ns();
 	for (long long i = 0; i < n; i++)
-		if (ration_group_go(g, 1, a1_task, NULL) != 0)
+		if (ration_group_go(g, 1, fn, NULL) != 0)
 			die("ration_group_go");
 	if (ration_group_wait(g) != 0)
 		die("ration_group_wait");
 	double d = (now_ns() - t0) / (double)n;
 	ration_group_free(g);
 	ration_pool_free(p);
+	if (s != NULL)
+		ration_sem_free(s);
 	return d;
+}
+
+/* ns per task of n empty tasks through a group on a 1-thread pool. */
+static double
+group_run(long long n, bool report, bool cpu)
+{
+	ration_group_opts_t o = {.on_report = report ? a1_report : NULL, .measure_cpu = cpu};
+	return group_run_fn(n, o, false, a1_task);
+}
+
+/* Best of 3 for empty tasks ([0]) and allocating tasks ([1]). */
+static void
+elastic_phase(bool elastic, double t[2])
+{
+	t[0] = t[1] = 1e99;
+	for (int rep = 0; rep < 3; rep++) {
+		ration_group_opts_t o = {.elastic = elastic, .limit = RATION_SEM_MAX};
+		double d = group_run_fn(bench_n, o, true, a1_task);
+		t[0] = d < t[0] ? d : t[0];
+		d = group_run_fn(bench_n / 10, o, true, a1_alloc_task);
+		t[1] = d < t[1] ? d : t[1];
+	}
+}
+
+/* Phases, not interleaved: the allocator hook stays installed once the
+ * first elastic group is made, so "off" is measured before and after. */
+static void
+a1_elastic(void)
+{
+	static const char *phase[] = {"off", "on", "off_after_on"};
+	double t[3][2];
+	elastic_phase(false, t[0]);
+	elastic_phase(true, t[1]);
+	elastic_phase(false, t[2]);
+	for (int p = 0; p < 3; p++) {
+		snprintf(bench_params, sizeof bench_params, "task=empty elastic=%s jemalloc=%d",
+			 phase[p], ration_account_available() ? 1 : 0);
+		out("ns_per_task", t[p][0], "ns");
+		if (p > 0)
+			out("overhead_ns_per_task", t[p][0] - t[0][0], "ns");
+		snprintf(bench_params, sizeof bench_params, "task=%d_mallocs elastic=%s", A1_MALLOCS,
+			 phase[p]);
+		out("ns_per_task", t[p][1], "ns");
+		if (p > 0)
+			out("overhead_ns_per_malloc_free", (t[p][1] - t[0][1]) / A1_MALLOCS, "ns");
+	}
 }
 #endif
 
@@ -171,6 +243,10 @@ a1_account(void)
 		out("overhead_ns_per_task", cpu - base, "ns");
 		return 0;
 	}
+	if (!strcmp(bench_peer, "ration-elastic")) {
+		a1_elastic();
+		return 0;
+	}
 #endif
-	die("A1 peers: ration, ration-group");
+	die("A1 peers: ration, ration-group, ration-elastic");
 }

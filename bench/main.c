@@ -16,7 +16,8 @@
  *           c-gthreadpool+wsem
  *   W5      ration-pool (queue_cap = SIZE_MAX, K threads), c-gthreadpool
  *   A1      ration (account begin/end pairs), ration-group (group task
- *           with and without on_report): per-task accounting cost
+ *           with and without on_report): per-task accounting cost;
+ *           ration-elastic (budget group, elastic off/on)
  *   W0      cacheline-rtt: one cache line's round trip between two
  *           threads, the yardstick for W2-W4 on this machine
  */
@@ -156,7 +157,7 @@ usage(void)
 	      "peers: W1/W2 ration c-posix-sem c-wsem, W2 futex-pingpong;\n"
 	      "       W3 ration-group ration-pool c-gthreadpool c-pthread;\n"
 	      "       W4 ration-group c-gthreadpool+wsem; W5 ration-pool c-gthreadpool;\n"
-	      "       A1 (accounting cost, issue #6) ration ration-group;\n"
+	      "       A1 (accounting cost, issue #6) ration ration-group ration-elastic;\n"
 	      "       W0 (cache-line round trip) cacheline-rtt\n",
 	      stderr);
 	exit(2);

@@ -68,6 +68,7 @@
 
 #include "internal/account.h"
 #include "internal/compiler.h"
+#include "internal/elastic.h"
 #include "internal/hist.h"
 #include "internal/list.h"
 #include "internal/park.h"
@@ -103,6 +104,7 @@ struct gtask {
 	uint64_t seq;    /* the report's seq */
 	int64_t go_tick; /* when go() was called (internal/stats_clock.h), for wait_ns */
 	bool slot;     /* holds a limit slot */
+	struct ration__claim claim; /* while fn runs (budget groups) */
 };
 
 /* A caller of ration_group_wait(); lives on its stack while linked. */
@@ -116,6 +118,7 @@ struct ration_group {
 	ration_pool_t *pool;   /* immutable, borrowed */
 	ration_sem_t *budget;  /* immutable, borrowed; NULL = no budget */
 	ration_sem_t *slots;   /* immutable, owned; NULL = no limit */
+	struct ration__elastic *el; /* immutable, owned; NULL = no budget */
 	int64_t limit;         /* immutable: units of slots, 0 = none */
 	bool default_limit;    /* immutable: opts.limit was 0 */
 	bool keep_going;       /* immutable */
@@ -306,10 +309,15 @@ task_main(void *arg, int status)
 	if (status == 0) {
 		if (g->measure)
 			ration_account_begin_with(&acc, g->account_what);
+		ration_ctx_t *ctx = g->ctx;
+		if (g->el != NULL)
+			ctx = ration__claim_begin(g->el, &t->claim, g->ctx, t->weight, start);
 		ration_group_t *outer = tl_task_of;
 		tl_task_of = g;
-		r.status = t->fn(g->ctx, t->arg);
+		r.status = t->fn(ctx, t->arg);
 		tl_task_of = outer;
+		if (g->el != NULL)
+			ration__claim_end(&t->claim, &r);
 		if (g->measure) {
 			ration_account_end(&acc, &r);
 			if (g->budget_bytes)
@@ -538,7 +546,8 @@ ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts, ration_g
 		return -EINVAL;
 	if (opts != NULL)
 		o = *opts;
-	if (o.limit < 0 || o.limit > RATION_SEM_MAX || !(o.tolerance >= 0))
+	if (o.limit < 0 || o.limit > RATION_SEM_MAX || !(o.tolerance >= 0) ||
+	    (o.elastic && o.budget == NULL))
 		return -EINVAL;
 	if (o.budget_bytes && !ration_account_available())
 		return -ENOTSUP; /* docs/decisions/009-budget-bytes-needs-jemalloc.md */
@@ -557,7 +566,9 @@ ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts, ration_g
 	if (g == NULL)
 		return -ENOMEM;
 	memset(g, 0, sizeof(*g));
-	int rc = ration_ctx_with_cancel(parent, &g->ctx);
+	int rc = o.budget != NULL ? ration__elastic_new(&o, &g->el) : 0;
+	if (rc == 0 && (rc = ration_ctx_with_cancel(parent, &g->ctx)) != 0)
+		ration__elastic_free(g->el);
 	if (rc != 0) {
 		free(g);
 		return rc;
@@ -565,6 +576,7 @@ ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts, ration_g
 	if (o.limit > 0 &&
 	    (rc = ration_sem_new(o.limit, &(ration_sem_opts_t){.name = "group.limit"},
 				 &g->slots)) != 0) {
+		ration__elastic_free(g->el);
 		ration_ctx_unref(g->ctx);
 		free(g);
 		return rc;
@@ -670,6 +682,8 @@ ration_group_stats(const ration_group_t *cg, ration_group_stats_t *out)
 	out->cpu_ns_total = atomic_load_explicit(&g->cpu_ns_total, memory_order_relaxed);
 	out->first_error = atomic_load_explicit(&g->first_error, memory_order_relaxed);
 	out->limit = g->limit;
+	if (g->el != NULL)
+		ration__elastic_stats(g->el, out);
 
 	/* Percentiles from the log2 histogram: the upper bound of the bucket
 	 * holding the rank (the last, open bucket reports its lower bound). */
@@ -706,6 +720,7 @@ ration_group_free(ration_group_t *g)
 	}
 	if (g->slots != NULL)
 		(void)ration_sem_free(g->slots);
+	ration__elastic_free(g->el);
 	ration_ctx_unref(g->ctx);
 	pthread_mutex_destroy(&g->cache_mu);
 	pthread_mutex_destroy(&g->mu);

@@ -74,41 +74,6 @@ group_running(ration_group_t *g)
 	return st.running;
 }
 
-/* A ration_group_go() on its own thread. */
-struct bg_go {
-	pthread_t t;
-	ration_group_t *g;
-	int64_t weight;
-	ration_group_fn fn;
-	void *arg;
-	_Atomic bool done;
-	int rc;
-};
-
-static void *
-bg_go_main(void *arg)
-{
-	struct bg_go *b = arg;
-	b->rc = ration_group_go(b->g, b->weight, b->fn, b->arg);
-	atomic_store(&b->done, true);
-	return NULL;
-}
-
-static void
-bg_go(struct bg_go *b, ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg)
-{
-	*b = (struct bg_go){.g = g, .weight = weight, .fn = fn, .arg = arg};
-	atomic_init(&b->done, false);
-	ck_assert_int_eq(pthread_create(&b->t, NULL, bg_go_main, b), 0);
-}
-
-static int
-bg_go_join(struct bg_go *b)
-{
-	WAIT_FOR(atomic_load(&b->done));
-	pthread_join(b->t, NULL);
-	return b->rc;
-}
 
 static int nreps; /* reports seen (report tests) */
 

@@ -43,6 +43,8 @@ typedef struct {
 	                          * size-class step above declared */
 	bool over_reserved;      /* group with budget_bytes: peak_bytes <
 	                          * declared / 2 (the budget held room unused) */
+	int64_t overrun_bytes;   /* largest claim - declared (elastic, task_grow);
+	                          * 0 if never over */
 } ration_task_report_t;
 
 /* Scratch for begin/end on the same thread; contents are private. */

@@ -65,6 +65,14 @@ typedef struct {
 	void *udata;          /* passed to on_report */
 	bool measure_cpu;     /* reports carry cpu_ns (two ~0.8 us system calls per
 	                       * task on Linux); false = cpu_ns is -1 */
+	bool elastic;         /* a running task's claim on the budget (bytes) follows
+	                       * its measured memory (docs/elastic.md); needs budget;
+	                       * false = the claim is the declared weight */
+	double overrun_cancel; /* elastic: > 0 cancels a task's ctx with -ENOMEM once
+	                        * its measured memory passes weight x this;
+	                        * 0 = never */
+	int64_t sample_ns;    /* elastic without allocator hooks: how often memory is
+	                       * measured; 0 = 1 ms */
 } ration_group_opts_t;
 
 typedef struct {
@@ -83,6 +91,9 @@ typedef struct {
 	int64_t cpu_ns_total;   /* summed thread CPU time of finished tasks */
 	int first_error;        /* what wait() will return so far */
 	int64_t limit;          /* the limit in force (opts.limit, or the default); 0 = none */
+	uint64_t overrun_tasks; /* finished tasks whose claim passed their weight */
+	int64_t max_overrun_bytes; /* largest claim - weight of a finished task */
+	int64_t consumed_total; /* units taken past weights (elastic, task_grow), summed */
 } ration_group_stats_t;
 
 /**
@@ -96,12 +107,21 @@ typedef struct {
  * limit as it is now (ration_pool_stats().max_threads): a task queued
  * behind busy threads would hold its budget weight without using it.
  *
+ * With opts.elastic, fn's ctx is the task's own child of the group ctx
+ * when opts.overrun_cancel > 0 (so that one task can be cancelled alone),
+ * and the allocator hook of docs/elastic.md is installed.
+ *
  * Return: 0, or the first that applies:
- *   -EINVAL    @out NULL, limit < 0, tolerance < 0 or not a number
+ *   -EINVAL    @out NULL, limit < 0, tolerance < 0 or not a number,
+ *              elastic without a budget, overrun_cancel < 0 or not a
+ *              number (or < 1 and not 0), sample_ns < 0
  *   -ENOTSUP   budget_bytes, but heap bytes cannot be measured here
  *              (ration_account_available() is false: no jemalloc, or the
- *              process's malloc is not jemalloc's)
+ *              process's malloc is not jemalloc's); elastic without the
+ *              allocator hook and without /proc/self/statm
  *   -ENOMEM    also when the default pool cannot be made
+ *   -EAGAIN    elastic without the allocator hook: no sampler thread
+ *              could be started
  */
 RATION_API int ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts,
 				ration_group_t **out);
@@ -176,6 +196,38 @@ RATION_API int ration_group_wait(ration_group_t *g);
  * ration_group_stats() - fill @out with a snapshot of @g's counters.
  */
 RATION_API void ration_group_stats(const ration_group_t *g, ration_group_stats_t *out);
+
+/**
+ * ration_task_grow() - the running group task asks for @n more units of
+ * its group's budget.
+ * @ctx: ends the wait when done; usually the ctx fn was given.
+ * @n:   units wanted on top of what the task holds (its weight and
+ *       earlier grows).
+ *
+ * The calling task is the group task running on this thread. Waits in
+ * FIFO order with the budget's other callers, except that the oldest
+ * running task of the group never waits: it takes the units at once
+ * (ration_sem_consume), and when the oldest ends, the next oldest's
+ * pending grow proceeds at once, so grow cannot deadlock even when every
+ * running task grows. The units are the task's until fn returns; then
+ * they go back with its weight. In an elastic group they raise the floor
+ * under its measured claim.
+ *
+ * Return: 0, or the first that applies:
+ *   -EPERM     not called from inside a group task whose group has a
+ *              budget
+ *   -EINVAL    @n <= 0
+ *   -E2BIG     the task's units plus @n exceed the budget's size and it
+ *              is not the oldest running task
+ *   ctx error  -ECANCELED, -ETIMEDOUT or the cause, even if units are free
+ *   -EOVERFLOW the budget's in-use count would pass RATION_SEM_MAX
+ *   -EPIPE     the budget was closed
+ * On error the task holds what it held before.
+ *
+ * Blocks: yes (never for the oldest running task). Allocates: a child ctx
+ * when it has to wait. Calls user code: never.
+ */
+RATION_API int ration_task_grow(ration_ctx_t *ctx, int64_t n);
 
 /**
  * ration_group_free() - wait for running tasks (as wait()), then free @g.
