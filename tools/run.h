@@ -181,8 +181,11 @@ struct cgroup {
 
 struct runner {
 	struct run_opts *o;
-	struct job *jobs;
-	size_t njobs;
+	struct job **jobs;         /* chunks of JOB_CHUNK (run_input.c) */
+	size_t njobs;              /* written by main, then the dispatcher,
+				      under mu once threads run */
+	struct stream *stream;     /* input read as it arrives; NULL: whole */
+	bool input_failed;         /* a bad record stopped a streamed input */
 	ration_sem_t *budget;      /* NULL: no memory budget */
 	ration_sem_t *slots;       /* NULL: unlimited */
 	ration_ctx_t *kill_ctx;    /* cancelled: running jobs get SIGTERM */
@@ -263,12 +266,54 @@ int input_parse_words(struct input_spec *in, int argc, char **argv,
 		      char *why, size_t whylen);
 /* input_free() - frees what input_parse_words() made. */
 void input_free(struct input_spec *in);
-/* read_jobs() - every job of @o's input into a new array (*@out,
- * *@count), numbered from 1; a bad record is reported on stderr naming
- * it. Return: 0, or a negative errno once every record was checked. */
-int read_jobs(const struct run_opts *o, struct job **out, size_t *count);
-/* free_jobs() - frees what read_jobs() made, and the jobs' buffers. */
-void free_jobs(struct job *jobs, size_t count);
+/* Jobs live in chunks that never move: the supervisor holds pointers
+ * to them while the dispatcher adds more (streamed input). */
+#define JOB_CHUNK 1024
+#define JOB_CHUNKS_MAX 32768
+
+/* job_at() - job @i (0-based) of @r. */
+static inline struct job *
+job_at(const struct runner *r, size_t i)
+{
+	return &r->jobs[i / JOB_CHUNK][i % JOB_CHUNK];
+}
+/* job_new() - the next job slot, zeroed; counted only by job_commit().
+ * NULL when out of memory or past JOB_CHUNK * JOB_CHUNKS_MAX jobs. */
+struct job *job_new(struct runner *r);
+/* job_commit() - count the job job_new() gave (under r->mu). */
+void job_commit(struct runner *r);
+/* jobs_seen() - r->njobs, read under r->mu (the supervisor's view). */
+size_t jobs_seen(struct runner *r);
+/* job_weigh() - @j's weight when it declares none: learnt, else -w. */
+void job_weigh(struct runner *r, struct job *j);
+/* make_job() - fill @j from the records @args (@n of them): a job line
+ * joined from them, or the template expanded; then a --weight
+ * expression. @src and @lineno name the first record in messages.
+ * Return: 0, 1 (a blank job line: no job), or a negative errno after a
+ * message. */
+int make_job(const struct input_spec *in, char *const *args, size_t n,
+	     const char *src, unsigned lineno, unsigned seq, struct job *j);
+/* read_jobs() - every job of r->o's input into r->jobs, numbered from 1
+ * and weighed; a bad record is reported on stderr naming it. Return: 0,
+ * or a negative errno once every record was checked. */
+int read_jobs(struct runner *r);
+/* free_jobs() - frees r->jobs and the jobs' buffers. */
+void free_jobs(struct runner *r);
+
+/* run_stream.c */
+
+/* stream_open() - when the input is a pipe or terminal read as it
+ * arrives (stdin the only source; not --dry-run or --resume), set up
+ * r->stream. Return: 0 (r->stream may stay NULL: read it whole) or
+ * -ENOMEM. */
+int stream_open(struct runner *r);
+/* stream_more() - dispatcher: read until one more job is in r->jobs,
+ * waiting for input but not past r->dispatch_ctx. Return: 1, 0 at the
+ * end of input (or the ctx done), or -EINVAL after a bad record
+ * (r->input_failed; its message printed). */
+int stream_more(struct runner *r);
+/* stream_close() - frees r->stream. */
+void stream_close(struct runner *r);
 
 /* run_expand.c */
 

@@ -197,13 +197,10 @@ parse_line(char *text, const char *src, unsigned lineno, struct job *j)
 	return j->cmd == NULL ? -ENOMEM : 0;
 }
 
-/* Fill @j from the records @args (@n of them): a job line joined from
- * them, or the template expanded; then a --weight expression. @src and
- * @lineno name the first record in messages. Return: 0, 1 (a blank job
- * line: no job), or a negative errno after a message. */
-static int
-make_job(const struct input_spec *in, char **args, size_t n, const char *src,
-	 unsigned lineno, unsigned seq, struct job *j)
+/* make_job() - see run.h. */
+int
+make_job(const struct input_spec *in, char *const *args, size_t n,
+	 const char *src, unsigned lineno, unsigned seq, struct job *j)
 {
 	int rc;
 
@@ -265,34 +262,75 @@ read_sources(const struct input_spec *in, struct records **recs,
 	return rc;
 }
 
-/* Append a zeroed job to the array (*@jobs, *@n, *@cap). */
-static struct job *
-new_job(struct job **jobs, size_t *n, size_t *cap)
+/* job_new() - see run.h. */
+struct job *
+job_new(struct runner *r)
 {
-	if (*n == *cap) {
-		size_t ncap = *cap ? *cap * 2 : 64;
-		struct job *nj = realloc(*jobs, ncap * sizeof(*nj));
-		if (nj == NULL)
+	size_t c = r->njobs / JOB_CHUNK;
+
+	if (c >= JOB_CHUNKS_MAX)
+		return NULL;
+	if (r->jobs == NULL) {
+		r->jobs = calloc(JOB_CHUNKS_MAX, sizeof(*r->jobs));
+		if (r->jobs == NULL)
 			return NULL;
-		*jobs = nj;
-		*cap = ncap;
 	}
-	struct job *j = &(*jobs)[*n];
+	if (r->jobs[c] == NULL) {
+		/* Published to the supervisor by job_commit()'s lock. */
+		r->jobs[c] = calloc(JOB_CHUNK, sizeof(struct job));
+		if (r->jobs[c] == NULL)
+			return NULL;
+	}
+	struct job *j = job_at(r, r->njobs);
 	memset(j, 0, sizeof(*j));
 	j->out_fd = j->err_fd = j->cg_fd = -1;
 	return j;
 }
 
+/* job_commit() - see run.h. */
+void
+job_commit(struct runner *r)
+{
+	pthread_mutex_lock(&r->mu);
+	r->njobs++;
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* jobs_seen() - see run.h. */
+size_t
+jobs_seen(struct runner *r)
+{
+	pthread_mutex_lock(&r->mu);
+	size_t n = r->njobs;
+	pthread_mutex_unlock(&r->mu);
+	return n;
+}
+
+/* job_weigh() - see run.h: the declared weight first, then what --learn
+ * measured before (its peak plus the learn table's margin), then -w. */
+void
+job_weigh(struct runner *r, struct job *j)
+{
+	if (j->wsrc == W_DECLARED)
+		return;
+	int64_t learned = ration_learn_weight(r->learn, j->cmd, -1);
+	if (learned > 0) {
+		j->weight = learned;
+		j->wsrc = W_LEARNED;
+	} else if (r->o->default_weight > 0) {
+		j->weight = r->o->default_weight;
+		j->wsrc = W_DEFAULT;
+	}
+}
+
 /* read_jobs() - see run.h. Every bad record is reported, not only the
  * first, so one run shows the user all of them. */
 int
-read_jobs(const struct run_opts *o, struct job **out, size_t *count)
+read_jobs(struct runner *r)
 {
-	const struct input_spec *in = &o->in;
+	const struct input_spec *in = &r->o->in;
 	struct records *recs = NULL;
 	size_t nrecs = 0;
-	struct job *jobs = NULL;
-	size_t n = 0, cap = 0;
 	size_t per_job = in->max_args > 0 ? in->max_args : 1;
 	unsigned seq = 0;          /* numbers bad jobs too, for messages */
 
@@ -324,7 +362,7 @@ read_jobs(const struct run_opts *o, struct job **out, size_t *count)
 				idx[--k] = 0;
 			more = k > 0;
 		}
-		struct job *j = new_job(&jobs, &n, &cap);
+		struct job *j = job_new(r);
 		if (j == NULL) {
 			rc = -ENOMEM;
 			break;
@@ -334,7 +372,9 @@ read_jobs(const struct run_opts *o, struct job **out, size_t *count)
 		if (jrc <= 0)
 			seq++;
 		if (jrc == 0) {
-			j->seq = (unsigned)++n;
+			j->seq = (unsigned)r->njobs + 1;
+			job_weigh(r, j);
+			job_commit(r);
 		} else {
 			free(j->cmd);
 			if (jrc < 0)
@@ -346,25 +386,25 @@ read_jobs(const struct run_opts *o, struct job **out, size_t *count)
 		records_free(&recs[i]);
 	free(recs);
 	free(args);
-	if (rc < 0) {
-		free_jobs(jobs, n);
-		return rc;
-	}
-	*out = jobs;
-	*count = n;
-	return 0;
+	return rc;
 }
 
 /* free_jobs() - see run.h. */
 void
-free_jobs(struct job *jobs, size_t count)
+free_jobs(struct runner *r)
 {
-	for (size_t i = 0; i < count; i++) {
-		free(jobs[i].cmd);
-		free(jobs[i].out_lb.buf);
-		free(jobs[i].err_lb.buf);
+	for (size_t i = 0; i < r->njobs; i++) {
+		struct job *j = job_at(r, i);
+		free(j->cmd);
+		free(j->out_lb.buf);
+		free(j->err_lb.buf);
 	}
-	free(jobs);
+	for (size_t c = 0; r->jobs != NULL && c < JOB_CHUNKS_MAX &&
+	     r->jobs[c] != NULL; c++)
+		free(r->jobs[c]);
+	free(r->jobs);
+	r->jobs = NULL;
+	r->njobs = 0;
 }
 
 /* Grow @in's source list by one; NULL when out of memory. */

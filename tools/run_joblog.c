@@ -80,7 +80,7 @@ drop_logged(struct runner *r, const enum logged *seen, size_t n)
 	size_t w = 0;
 
 	for (size_t i = 0; i < r->njobs; i++) {
-		struct job *j = &r->jobs[i];
+		struct job *j = job_at(r, i);
 		enum logged l = j->seq <= n ? seen[j->seq - 1] : NOT_LOGGED;
 		bool skip = l == LOGGED_OK ||
 			    (l == LOGGED_FAILED && !r->o->resume_failed);
@@ -89,7 +89,7 @@ drop_logged(struct runner *r, const enum logged *seen, size_t n)
 			r->resumed_skipped++;
 			continue;
 		}
-		r->jobs[w++] = *j;
+		*job_at(r, w++) = *j;
 	}
 	r->njobs = w;
 }
@@ -100,7 +100,7 @@ joblog_open(struct runner *r)
 {
 	const struct run_opts *o = r->o;
 	bool resume = o->resume || o->resume_failed;
-	size_t n = r->njobs > 0 ? r->jobs[r->njobs - 1].seq : 0;
+	size_t n = r->njobs > 0 ? job_at(r, r->njobs - 1)->seq : 0;
 
 	if (o->joblog == NULL)
 		return 0;

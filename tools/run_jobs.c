@@ -55,7 +55,7 @@ check_halt(struct runner *r)
 	size_t count = h->on_success ? r->succeeded : r->failed;
 	size_t need = h->n;
 	if (h->percent)
-		need = (r->njobs * h->n + 99) / 100;
+		need = (jobs_seen(r) * h->n + 99) / 100;
 	if (need == 0)
 		need = 1;
 	if (count < need)

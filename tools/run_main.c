@@ -36,6 +36,8 @@ static const char *const usage_text[] = {
 "extension, {#} job number, {N} {N.} ... the Nth argument; quoted for the\n"
 "shell. A COMMAND without any of them gets the argument(s) appended.\n"
 "Several sources give every combination ({1} {2} ...).\n"
+"Stdin from a pipe or terminal is read as it arrives: jobs start before\n"
+"it ends. Files are read and checked whole first.\n"
 "\n"
 "Limits:\n"
 "  -m, --memory SIZE      memory budget: SIZE, N% of MemAvailable, or none\n"
@@ -399,26 +401,6 @@ parse_args(int argc, char **argv, struct run_opts *o)
 		o->report = true;
 }
 
-/* Declared weight first, then what --learn measured before (its peak
- * plus the learn table's margin), then -w. */
-static void
-assign_weights(struct runner *r)
-{
-	for (size_t i = 0; i < r->njobs; i++) {
-		struct job *j = &r->jobs[i];
-		if (j->wsrc == W_DECLARED)
-			continue;
-		int64_t learned = ration_learn_weight(r->learn, j->cmd, -1);
-		if (learned > 0) {
-			j->weight = learned;
-			j->wsrc = W_LEARNED;
-		} else if (r->o->default_weight > 0) {
-			j->weight = r->o->default_weight;
-			j->wsrc = W_DEFAULT;
-		}
-	}
-}
-
 /**
  * dry_run() - -n: each job's number, weight, its source and command on
  * stdout, and the limits the run would have on stderr.
@@ -449,7 +431,7 @@ dry_run(const struct runner *r)
 		r->js.unavailable ? "unavailable" : "none");
 
 	for (size_t i = 0; i < r->njobs; i++) {
-		const struct job *j = &r->jobs[i];
+		const struct job *j = job_at(r, i);
 		char w[16];
 		format_size(j->weight, w, sizeof(w));
 		printf("%u\t%s\t%s%s\t%s\n", j->seq, j->weight ? w : "-",
@@ -556,7 +538,7 @@ setup(struct runner *r)
 		return -errno;
 	if (pthread_cond_init(&r->cv, NULL) != 0)
 		return -ENOMEM;
-	return pthread_mutex_init(&r->mu, NULL) == 0 ? 0 : -ENOMEM;
+	return 0;
 }
 
 /* teardown() - frees everything setup() and main() made. */
@@ -575,10 +557,11 @@ teardown(struct runner *r)
 	pthread_cond_destroy(&r->cv);
 	js_fini(&r->js);
 	/* --resume leaves gaps: the highest Seq is the last job's. */
-	cg_fini(&r->cg, r->njobs > 0 ? r->jobs[r->njobs - 1].seq : 0);
+	cg_fini(&r->cg, r->njobs > 0 ? job_at(r, r->njobs - 1)->seq : 0);
 	free(r->runtimes);
 	ration_learn_free(r->learn);
-	free_jobs(r->jobs, r->njobs);
+	free_jobs(r);
+	stream_close(r);
 	input_free(&r->o->in);
 }
 
@@ -588,7 +571,9 @@ int
 main(int argc, char **argv)
 {
 	struct run_opts o;
-	struct runner r = { .o = &o, .wake_fd = -1 };
+	/* mu is static: reading the input takes it (job_commit()). */
+	struct runner r = { .o = &o, .wake_fd = -1,
+			    .mu = PTHREAD_MUTEX_INITIALIZER };
 	int rc;
 
 	parse_args(argc, argv, &o);
@@ -609,12 +594,15 @@ main(int argc, char **argv)
 	    (rc = ration_learn_open(o.learn_file, &r.learn)) < 0)
 		usage_error("cannot read --learn file: %s", rc == -EPROTO ?
 			    "not a learn table, or damaged" : strerror(-rc));
-	if (read_jobs(&o, &r.jobs, &r.njobs) < 0)
+	if (stream_open(&r) < 0) {
+		fprintf(stderr, RUN_NAME ": out of memory\n");
+		exit(RUN_EXIT_INTERNAL);
+	}
+	if (r.stream == NULL && read_jobs(&r) < 0)
 		exit(RUN_EXIT_USAGE);
-	assign_weights(&r);
 	if (o.dry_run) {
 		dry_run(&r);
-		free_jobs(r.jobs, r.njobs);
+		free_jobs(&r);
 		input_free(&o.in);
 		ration_learn_free(r.learn);
 		js_fini(&r.js);
@@ -676,6 +664,9 @@ main(int argc, char **argv)
 	else
 		status = r.failed > RUN_EXIT_FAILCAP ? RUN_EXIT_FAILCAP :
 			 (int)r.failed;
+	/* Streamed input: the jobs before the bad record ran. */
+	if (r.signo == 0 && r.input_failed)
+		status = RUN_EXIT_USAGE;
 	teardown(&r);
 	return status;
 }

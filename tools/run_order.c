@@ -28,8 +28,10 @@ discard(struct job *j)
 static void
 flush_ready(struct runner *r, bool skip_unready)
 {
-	while (r->order_pos < r->njobs) {
-		struct job *j = &r->jobs[r->order_pos];
+	size_t n = jobs_seen(r);
+
+	while (r->order_pos < n) {
+		struct job *j = job_at(r, r->order_pos);
 		if (!j->order_done && !skip_unready)
 			break;
 		if (j->order_done)

@@ -277,11 +277,12 @@ progress_draw(struct runner *r, bool final)
 	pthread_mutex_lock(&r->mu);
 	size_t dispatched = r->dispatched;
 	bool ddone = r->dispatch_done;
+	size_t njobs = r->njobs;	/* grows while input streams */
 	pthread_mutex_unlock(&r->mu);
-	size_t queued = ddone ? 0 : r->njobs - dispatched;
+	size_t queued = ddone ? 0 : njobs - dispatched;
 	int64_t elapsed = ration_now() - r->t0_ns;
 	if (r->done > 0) {
-		size_t left = r->njobs - r->done;
+		size_t left = njobs - r->done;
 		format_eta(elapsed / (int64_t)r->done * (int64_t)left, eta,
 			   sizeof(eta));
 	}
@@ -289,7 +290,7 @@ progress_draw(struct runner *r, bool final)
 		format_eta(elapsed, eta, sizeof(eta));
 	int n = snprintf(line, sizeof(line), "%s%s: %zu/%zu done",
 			 r->progress_tty ? "\r\033[K" : "", RUN_NAME, r->done,
-			 r->njobs);
+			 njobs);
 	if (r->failed > 0)
 		n += snprintf(line + n, sizeof(line) - (size_t)n,
 			      " (%zu failed)", r->failed);

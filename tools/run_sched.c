@@ -59,11 +59,12 @@ take_next(struct sched *s)
 		j->next = NULL;
 		return j;
 	}
-	while (s->in_pos < r->njobs && r->jobs[s->in_pos].taken)
+	while (s->in_pos < r->njobs && job_at(r, s->in_pos)->taken)
 		s->in_pos++;
-	if (s->in_pos == r->njobs)
+	/* Streamed input: the next job is read only when one is needed. */
+	if (s->in_pos == r->njobs && (r->stream == NULL || stream_more(r) <= 0))
 		return NULL;
-	j = &r->jobs[s->in_pos++];
+	j = job_at(r, s->in_pos++);
 	j->taken = true;
 	return j;
 }
@@ -186,7 +187,7 @@ backfill(struct sched *s, struct job *head, int64_t w_head)
 
 	for (size_t i = s->in_pos; i < r->njobs && seen < BACKFILL_WINDOW &&
 	     head->bypassed < r->o->backfill; i++) {
-		struct job *c = &r->jobs[i];
+		struct job *c = job_at(r, i);
 		if (c->taken)
 			continue;
 		seen++;
@@ -292,7 +293,7 @@ dispatch(struct runner *r)
 	size_t started = 0;
 	pthread_mutex_lock(&r->mu);
 	for (size_t i = 0; i < r->njobs; i++)
-		started += r->jobs[i].taken;
+		started += job_at(r, i)->taken;
 	for (j = r->requeued; j != NULL; j = j->next)
 		started--;
 	r->dispatch_done = true;

@@ -871,9 +871,62 @@ t_timeout_pct() {
 	echo PASS "(${t}s)"
 }
 
+# wait_file F: until F exists (10 s at most).
+wait_file() {
+	i=0
+	while [ ! -e "$1" ]; do
+		i=$((i + 1))
+		[ $i -lt 200 ] || return 1
+		sleep 0.05
+	done
+}
+
+t_stream() {
+	# Jobs start as lines arrive: the writer keeps the pipe open until
+	# the first job has run.
+	mkfifo in
+	"$RR" -j 2 touch {}.ran <in >out 2>err &
+	rr=$!
+	exec 3>in
+	echo a >&3
+	wait_file a.ran || fail "no job started while stdin was open"
+	printf 'job\tline\n' >&3
+	wait_file 'job	line.ran' || fail "second line"
+	exec 3>&-
+	wait $rr || fail "exit $?"
+	# Job lines too; a bad line stops the input there, exit 64.
+	mkfifo in2
+	"$RR" <in2 >out 2>err &
+	rr=$!
+	exec 3>in2
+	echo 'touch b.ran' >&3
+	wait_file b.ran || fail "job line did not start while stdin was open"
+	printf '4G touch c.ran\ntouch d.ran\n' >&3
+	exec 3>&-
+	wait $rr
+	rc=$?
+	[ $rc -eq 64 ] || fail "bad streamed line: exit $rc, want 64"
+	[ -e c.ran ] || [ -e d.ran ] && fail "a job after the bad line ran"
+	grep -q "line 2: '4G' looks like a weight" err || fail "message"
+	# A signal ends the wait for input at once.
+	mkfifo in3
+	"$RR" true <in3 >out 2>err &
+	rr=$!
+	exec 3>in3
+	sleep 0.3
+	kill -TERM $rr
+	t0=$(now)
+	wait $rr
+	rc=$?
+	exec 3>&-
+	[ $rc -eq 143 ] || fail "SIGTERM while reading: exit $rc, want 143"
+	lt "$(elapsed "$t0")" 5 || fail "slow to stop"
+	echo PASS
+}
+
 case "${1:-}" in
 usage | bad_input | template | weight_expr | retries | resume | keep_order | \
-timeout_pct | budget | fifo | timeout | halt | exit_codes | tag | \
+timeout_pct | stream | budget | fifo | timeout | halt | exit_codes | tag | \
 line_buffer | jobserver_pipe | jobserver_fifo | learn | signal | progress | \
 defaults | measure | backfill | live | overrun_wait | overrun_suspend | \
 overrun_requeue | overrun_kill | oom | cap_grow | alone)
