@@ -14,7 +14,9 @@
 #include <ration/shared.h>
 
 #include "../lib/shared/shm.h"
+#include "../lib/shared/shm_seg.h"
 #include "helpers.h"
+#include "internal/sem.h"
 #include "procs.h"
 
 /* contract §11: a dead holder's weight is back within this. */
@@ -55,6 +57,25 @@ map_seg(const char *name)
 	close(fd);
 	ck_assert_ptr_ne(g, MAP_FAILED);
 	return g;
+}
+
+/* The handle behind @s (lib/shared/shm_seg.h). */
+static inline struct ration__shm *
+shm_of(ration_sem_t *s)
+{
+	return s->impl;
+}
+
+/* The fast-path lane @s has bound in @g (one thread: one lane), or NULL. */
+static inline struct shm_lane *
+own_lane(struct shm_seg *g, ration_sem_t *s)
+{
+	struct ration__shm *sh = shm_of(s);
+	for (unsigned i = 0; i < SHM_LANES; i++)
+		if (atomic_load(&g->lane[i].state) == SLOT_USED && g->lane[i].holder == sh->hi &&
+		    atomic_load(&g->lane[i].token) == sh->token)
+			return &g->lane[i];
+	return NULL;
 }
 
 /* ---- children ---- */

@@ -477,10 +477,7 @@ child_die_in_fast_path(void *arg)
 	struct shm_seg *g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (g == MAP_FAILED)
 		return 2;
-	struct shm_lane *l = NULL;
-	for (unsigned i = 0; i < SHM_LANES && l == NULL; i++)
-		if (atomic_load(&g->lane[i].state) == SLOT_USED && g->lane[i].pid == getpid())
-			l = &g->lane[i];
+	struct shm_lane *l = own_lane(g, s);
 	if (l == NULL || atomic_load(&l->held) != 3)
 		return 3; /* the acquire did not take the fast path */
 	atomic_store(&l->busy, 1);
@@ -525,10 +522,7 @@ START_TEST(test_shared_busy_lane_delays_but_never_overgrants)
 	WAIT_FOR(atomic_load(&sc->ready));
 	ck_assert_int_eq(ration_sem_try_acquire(s, 1), 0); /* binds our lane */
 	struct shm_seg *g = map_seg(name);
-	struct shm_lane *l = NULL;
-	for (unsigned i = 0; i < SHM_LANES && l == NULL; i++)
-		if (atomic_load(&g->lane[i].state) == SLOT_USED && g->lane[i].pid == getpid())
-			l = &g->lane[i];
+	struct shm_lane *l = own_lane(g, s);
 	ck_assert_ptr_nonnull(l);
 	atomic_store(&l->busy, 1); /* "stopped" between CAS and store */
 	kill_and_reap(victim);
@@ -586,29 +580,26 @@ START_TEST(test_shared_killed_inside_mutex_is_recovered)
 }
 END_TEST
 
-/* A slot claimed by a live pid whose start time differs belongs to a dead
- * process whose pid was reused: it must be reclaimed. */
-START_TEST(test_shared_pid_reuse_does_not_fool_recovery)
+/* A slot USED with nobody holding its lock belongs to a dead process,
+ * whatever else it says: it must be reclaimed (no pid is looked at). */
+START_TEST(test_shared_unlocked_slots_are_reclaimed)
 {
 	char name[64];
 	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 10);
 	struct shm_seg *g = map_seg(name);
-	pid_t live[2] = {getpid(), getppid()};
 	ck_assert_int_eq(pthread_mutex_lock(&g->mu), 0);
 	for (int i = 0; i < 2; i++) {
 		struct shm_holder *h = &g->holder[SHM_HOLDERS - 1 - i];
 		ck_assert_uint_eq(atomic_load(&h->state), SLOT_FREE);
-		h->pid = live[i];
-		h->start = 12345; /* not when live[i] started */
+		h->token = 1000 + (uint64_t)i;
 		atomic_store(&h->held, 4);
 		atomic_store(&h->state, SLOT_USED);
 	}
 	struct shm_lane *l = &g->lane[SHM_LANES - 1]; /* and a fast-path lane */
 	ck_assert_uint_eq(atomic_load(&l->state), SLOT_FREE);
-	l->pid = getppid();
-	l->start = 12345;
 	l->holder = SHM_HOLDERS - 2;
+	atomic_store(&l->token, 1001);
 	atomic_store(&l->held, 1);
 	atomic_store(&l->busy, 1); /* as if killed between CAS and store */
 	atomic_store(&l->state, SLOT_USED);
@@ -1043,7 +1034,7 @@ shared_suite(void)
 	tcase_add_test(tc, test_shared_killed_holder_weight_returns);
 	tcase_add_test(tc, test_shared_killed_head_waiter_gives_up_its_place);
 	tcase_add_test(tc, test_shared_killed_inside_mutex_is_recovered);
-	tcase_add_test(tc, test_shared_pid_reuse_does_not_fool_recovery);
+	tcase_add_test(tc, test_shared_unlocked_slots_are_reclaimed);
 	tcase_add_test(tc, test_shared_killed_after_grant_before_taking_it);
 	tcase_add_test(tc, test_shared_killed_inside_fast_path_is_recovered);
 	tcase_add_test(tc, test_shared_busy_lane_delays_but_never_overgrants);

@@ -1,17 +1,22 @@
 /* test_shared_faults.c - the shared-memory semaphore under the faults of
  * issue 19, each with real processes: a process stopped while it owns the
- * segment's mutex. (The chaos suite, tests/chaos/, runs them at random.)
+ * segment's mutex; a holder whose main thread has exited, one in another
+ * PID namespace, a handle judged dead. (The chaos suite, tests/chaos/,
+ * runs them at random.)
  *
  * Children never call Check: they report through their exit status and a
  * scratch mapping, reaped with a deadline, so a call that blocks fails its
  * test instead of hanging it. */
 #include <check.h>
 #include <errno.h>
+#include <sched.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include <ration.h>
 #include <ration/shared.h>
@@ -233,6 +238,187 @@ START_TEST(test_shared_grant_taken_while_mutex_owner_stopped)
 }
 END_TEST
 
+
+/* ---- liveness: zombie leaders, PID namespaces, reclaimed handles ---- */
+
+/* The state letter of /proc/<pid>/stat, or 0. */
+static char
+proc_state(pid_t pid)
+{
+	char path[64], buf[512];
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	FILE *f = fopen(path, "r");
+	if (f == NULL)
+		return 0;
+	size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[len] = '\0';
+	const char *p = strrchr(buf, ')');
+	return p != NULL && p[1] == ' ' ? p[2] : 0;
+}
+
+/* Available units, after a dead scan (stats runs one when due). */
+static int64_t
+scanned_available(ration_sem_t *s)
+{
+	ration_sem_stats_t st;
+	ration_sem_stats(s, &st);
+	return st.available;
+}
+
+/* For ~150 ms, with dead scans running, no 5 of 10 may be had: the 6
+ * somebody holds stay held. */
+static void
+assert_weight_stays_held(ration_sem_t *s)
+{
+	for (int i = 0; i < 10; i++) {
+		ck_assert_int_eq(scanned_available(s), 4);
+		ck_assert_int_eq(ration_sem_try_acquire(s, 5), -EAGAIN);
+		sleep_ns(15 * MS);
+	}
+}
+
+static void *
+hold_until_go(void *arg)
+{
+	struct job *j = arg;
+	ration_sem_t *s = child_open(j->name);
+	if (ration_sem_acquire(s, NULL, j->n) != 0)
+		_exit(3);
+	atomic_store(&j->sc->ready, 1);
+	while (!atomic_load(&j->sc->go))
+		sleep_ns(MS);
+	_exit(ration_sem_release(s, j->n) == 0 && ration_sem_free(s) == 0 ? 0 : 4);
+}
+
+/* Main thread exits; another holds the weight until told. The job and its
+ * name move off the main thread's stack, which does not outlive it. */
+static int
+child_zombie_leader(void *arg)
+{
+	static struct job job;
+	static char name[64];
+	job = *(struct job *)arg;
+	snprintf(name, sizeof(name), "%s", job.name);
+	job.name = name;
+	pthread_t t;
+	if (pthread_create(&t, NULL, hold_until_go, &job) != 0)
+		return 5;
+	pthread_exit(NULL);
+}
+
+/* Issue 19.1: a process whose main thread has exited shows as a zombie
+ * while another thread holds weight; it was judged dead, its weight handed
+ * out again (over-grant), and its release then inflated the budget. */
+START_TEST(test_shared_zombie_main_thread_keeps_its_weight)
+{
+	char name[64];
+	new_name(name, sizeof(name));
+	ration_sem_t *s = create(name, 10);
+	struct job j = {.name = name, .sc = scratch_new(), .n = 6};
+	pid_t child = spawn(child_zombie_leader, &j);
+	WAIT_FOR(atomic_load(&j.sc->ready));
+	WAIT_FOR(proc_state(child) == 'Z'); /* the leader is gone */
+
+	assert_weight_stays_held(s);
+	atomic_store(&j.sc->go, 1);
+	ck_assert_int_eq(reap(child), 0);
+	ck_assert_int_eq(ration_sem_available(s), 10); /* not 16 */
+	ck_assert_int_eq(ration_sem_free(s), 0);
+	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
+}
+END_TEST
+
+/* In a PID namespace of its own: the holder (pid 1 there) reports its pid
+ * as the parent sees it, then holds until killed. */
+static int
+child_in_pidns(void *arg)
+{
+	struct job *j = arg;
+	if (unshare(CLONE_NEWPID) != 0)
+		return errno == EPERM || errno == EINVAL ? 77 : 6;
+	pid_t pid = fork();
+	if (pid < 0)
+		return 7;
+	if (pid == 0) {
+		ration_sem_t *s = child_open(j->name);
+		if (getpid() != 1 || ration_sem_acquire(s, NULL, j->n) != 0)
+			_exit(8);
+		atomic_store(&j->sc->ready, 1);
+		for (;;)
+			pause();
+	}
+	atomic_store(&j->sc->fence[0], (uint64_t)pid);
+	int st;
+	return waitpid(pid, &st, 0) == pid && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? 0 : 9;
+}
+
+/* Issue 19.2: a holder in another PID namespace (containers sharing
+ * /dev/shm) was judged by a pid that means something else here: dead at
+ * once (over-grant), or alive for ever. Liveness no longer uses pids. */
+START_TEST(test_shared_holder_in_another_pid_namespace)
+{
+	char name[64];
+	new_name(name, sizeof(name));
+	ration_sem_t *s = create(name, 10);
+	struct job j = {.name = name, .sc = scratch_new(), .n = 6};
+	pid_t launcher = spawn(child_in_pidns, &j);
+	WAIT_FOR(atomic_load(&j.sc->ready) || waitpid(launcher, NULL, WNOHANG) != 0);
+	if (!atomic_load(&j.sc->ready)) {
+		printf("skipped: PID namespaces not permitted here (unshare(CLONE_NEWPID))\n");
+		ck_assert_int_eq(ration_sem_free(s), 0);
+		ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
+		return;
+	}
+	assert_weight_stays_held(s);
+
+	pid_t holder = (pid_t)atomic_load(&j.sc->fence[0]);
+	ck_assert_int_gt(holder, 1);
+	int64_t t0 = ration_now();
+	ck_assert_int_eq(kill(holder, SIGKILL), 0);
+	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 10), 0);
+	printf("pid namespace: weight back %.2f ms after SIGKILL\n",
+	       (double)(ration_now() - t0) / 1e6);
+	ck_assert_int_lt(ration_now() - t0, RECOVERY_NS);
+	ck_assert_int_eq(reap(launcher), 0);
+	ck_assert_int_eq(ration_sem_release(s, 10), 0);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
+}
+END_TEST
+
+/* A handle judged dead (here: its descriptor closed behind its back, the
+ * one way a live process can look dead) has its weight reclaimed; a
+ * release through it must not give that weight back a second time. */
+START_TEST(test_shared_release_through_reclaimed_handle_gives_nothing_back)
+{
+	char name[64];
+	new_name(name, sizeof(name));
+	ration_sem_t *s = create(name, 10);
+	ration_sem_t *a;
+	ck_assert_int_eq(ration_sem_open_shared(name, 0, NULL, &a), 0);
+	ck_assert_int_eq(ration_sem_acquire(a, NULL, 4), 0);  /* fast path: a lane */
+	ck_assert_int_eq(ration_sem_consume(a, 2), 0);
+	ck_assert_int_eq(ration_sem_available(s), 4);
+	close(shm_of(a)->fd);
+	shm_of(a)->fd = -1;
+
+	WAIT_FOR(scanned_available(s) == 10);
+	ck_assert_int_eq(ration_sem_release(a, 4), -ESTALE);
+	ck_assert_int_eq(ration_sem_release(a, 2), -ESTALE);
+	ck_assert_int_eq(ration_sem_available(s), 10); /* not 16 */
+	ck_assert_int_eq(ration_sem_try_acquire(a, 1), -ESTALE);
+	ck_assert_int_eq(ration_sem_acquire(a, NULL, 1), -ESTALE);
+	ck_assert_int_eq(ration_sem_consume(a, 1), -ESTALE);
+	ck_assert_int_eq(ration_sem_available(s), 10);
+	ck_assert_int_eq(ration_sem_free(a), 0);
+	ck_assert_int_eq(ration_sem_try_acquire(s, 10), 0);
+	ck_assert_int_eq(ration_sem_release(s, 10), 0);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
+}
+END_TEST
+
 static Suite *
 faults_suite(void)
 {
@@ -242,6 +428,13 @@ faults_suite(void)
 	tcase_add_test(tc, test_shared_stopped_mutex_owner_blocks_no_deadline);
 	tcase_add_test(tc, test_shared_waiter_leaves_while_mutex_owner_stopped);
 	tcase_add_test(tc, test_shared_grant_taken_while_mutex_owner_stopped);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("liveness");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, test_shared_zombie_main_thread_keeps_its_weight);
+	tcase_add_test(tc, test_shared_holder_in_another_pid_namespace);
+	tcase_add_test(tc, test_shared_release_through_reclaimed_handle_gives_nothing_back);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -7,7 +7,17 @@
  * deadline/cancel, try, resize, close, stats); release gives back weight
  * held through this handle. A process that dies (SIGKILL included, at any
  * point) has its weight and its queue places returned within 100 ms, found
- * by the other processes' waiters: no daemon.
+ * by the other processes' waiters: no daemon. A process is alive while it
+ * exists, whatever its threads do (a main thread that has exited does not
+ * make it dead) and whatever PID namespace it is in (containers sharing
+ * /dev/shm): each handle holds a kernel lock (an OFD lock on the shm
+ * object, through a descriptor of its own) that the kernel drops only when
+ * the process is gone; no pid is compared.
+ *
+ * Calls with a deadline (acquire, _until, with a ctx) keep it even while
+ * a stopped process (SIGSTOP, a debugger) owns the segment's mutex;
+ * try_acquire never waits for it (-EAGAIN). Calls without a deadline
+ * (release, consume, resize, close, stats, free, leases) wait for it.
  *
  *	ration_shared_opts_t o = {.create = true};
  *	ration_sem_t *mem;
@@ -68,9 +78,16 @@ typedef struct {
  * is one holder: ration_sem_release() gives back weight acquired through
  * it, by any thread of the process. A handle inherited over fork() becomes
  * a new, empty holder in the child on first use (weight the parent holds
- * stays the parent's). A process that dies holding weight, or queued, has
- * it given back within 100 ms by the other processes' calls (no daemon);
- * a recycled pid is told apart by its start time.
+ * stays the parent's; the child's copy of the handle's descriptor is given
+ * a description of its own, through /proc/thread-self/fd, so that the
+ * child does not keep the parent looking alive). A process that dies
+ * holding weight, or queued, has it given back within 100 ms by the other
+ * processes' calls (no daemon).
+ *
+ * Do not close the descriptor the handle keeps (close_range(), closefrom()
+ * in a daemon): the process then looks dead, its weight is given to
+ * others, and every later call through the handle but ration_sem_free()
+ * returns -ESTALE (nothing is given back twice).
  *
  * Return: 0, or
  *   -EINVAL    @name invalid, @out NULL, @size out of range on create, or
@@ -84,6 +101,8 @@ typedef struct {
  *   -EBUSY     all 128 holder slots are in use
  *   -ETIMEDOUT the segment's mutex stayed held for 2 s (its owner is a
  *              stopped process, e.g. SIGSTOP or a debugger)
+ *   -ENOLCK    no OFD locks (Linux < 3.15) or /proc not mounted: liveness
+ *              could not be proven, so the object is not used
  *   -ENOMEM    no memory for the handle
  *
  * Blocks: briefly, while another process is creating the object or owns

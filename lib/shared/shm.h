@@ -21,7 +21,7 @@
 #include "ration/common.h"
 
 #define SHM_MAGIC   UINT64_C(0x6873206e6f697461) /* "ation sh" */
-#define SHM_VERSION 3u
+#define SHM_VERSION 4u
 #define SHM_HOLDERS 128u /* open handles, all processes together */
 #define SHM_LANES   256u /* fast-path threads, all processes together */
 #define SHM_WAITERS 256u /* queued callers, all processes together */
@@ -60,11 +60,18 @@ struct shm_lease {
 /* One per open handle. Weight taken or given back on the slow path
  * (grants, releases of weight another thread took) is counted here; the
  * fast path counts in the lanes. The handle holds held + the held of its
- * lanes; either part alone may be negative. */
+ * lanes; either part alone may be negative.
+ *
+ * Liveness: the handle holds an OFD lock (fcntl F_OFD_SETLK) on byte
+ * <index> of the shm object through its own open file description, which
+ * the kernel drops when the last descriptor of it closes: at the death of
+ * the process, not of a thread (a zombie main thread keeps it), whatever
+ * pid namespace the process is in. USED without that lock = dead. The
+ * token tells this claim of the slot from any later one. */
 struct shm_holder {
 	_Atomic uint32_t state; /* mu; FREE/USED, USED stored last on claim */
-	int32_t pid;            /* mu */
-	uint64_t start;         /* mu; /proc/<pid>/stat field 22 */
+	uint32_t pad;
+	uint64_t token;         /* mu; never 0, never reused in a segment */
 	_Atomic int64_t held;   /* mu */
 	struct shm_lease leases[SHM_LEASES];
 };
@@ -79,10 +86,10 @@ struct shm_lane {
 	_Atomic uint32_t state;    /* mu; FREE/USED */
 	_Atomic uint32_t busy;     /* owner: 1 from before its CAS to after held */
 	uint32_t holder;           /* mu; index of the handle's holder slot */
-	int32_t pid;               /* mu */
-	uint64_t start;            /* mu */
+	_Atomic uint64_t token;    /* mu; the holder's token when bound */
 	_Atomic int64_t held;      /* owner: weight taken on the fast path */
 	_Atomic uint64_t acquired; /* owner: fast acquisitions, for stats */
+	_Atomic uint64_t consumed; /* owner: units taken by consume, for stats */
 };
 
 /* One per queued caller. The waiter sleeps on futex (a shared futex:
@@ -91,9 +98,8 @@ struct shm_lane {
 struct shm_waiter {
 	_Atomic uint32_t futex;
 	_Atomic int32_t state;   /* mu; FREE, WAITING or the outcome */
-	int32_t pid;             /* mu */
-	uint32_t holder;         /* mu; index of the handle's holder slot */
-	uint64_t start;          /* mu */
+	uint32_t holder;         /* mu; index of the handle's holder slot; the
+				  * holder's liveness is the waiter's */
 	uint64_t ticket;         /* mu; FIFO order: lowest is the head */
 	int64_t n;               /* mu */
 	int64_t t0;              /* mu; when queued (CLOCK_MONOTONIC) */
@@ -123,13 +129,14 @@ struct shm_seg { /* NOLINT(clang-analyzer-optin.performance.Padding) */
 	int64_t nwaiters;        /* slots in WAITING */
 	int64_t waiting_weight;
 	uint64_t next_ticket;
+	uint64_t next_token;     /* holder tokens handed out */
 	_Atomic uint64_t fence;  /* atomic: last lease fence handed out */
 	_Atomic int64_t last_scan_ns; /* atomic: rate limit of dead scans */
 	_Atomic uint32_t unsettled;   /* atomic: ABANDONED/TAKEN slots to settle */
 
-	/* Statistics, mu (plus the lanes' acquired). */
+	/* Statistics, mu (plus the lanes' acquired and consumed). */
 	int64_t max_waiters_seen;
-	uint64_t acquired, contended, timeouts, cancels, rejected;
+	uint64_t acquired, consumed, contended, timeouts, cancels, rejected;
 	uint64_t wait_ns_total, reclaimed, rebuilds, recounts;
 	uint64_t wait_hist[RATION_HIST_BUCKETS];
 

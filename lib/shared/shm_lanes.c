@@ -11,6 +11,7 @@
  * no longer runs operations on the handle (it is exiting, or the handle is
  * being freed, which the caller promises is idle).
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -57,9 +58,22 @@ lane_free(struct shm_seg *g, uint32_t li)
 	atomic_fetch_add_explicit(&h->held, atomic_load_explicit(&l->held, memory_order_relaxed),
 				  memory_order_relaxed);
 	g->acquired += atomic_load_explicit(&l->acquired, memory_order_relaxed);
+	g->consumed += atomic_load_explicit(&l->consumed, memory_order_relaxed);
 	atomic_store_explicit(&l->held, 0, memory_order_relaxed);
 	atomic_store_explicit(&l->acquired, 0, memory_order_relaxed);
+	atomic_store_explicit(&l->consumed, 0, memory_order_relaxed);
+	atomic_store_explicit(&l->token, 0, memory_order_relaxed); /* no holder's any more */
 	atomic_store_explicit(&l->state, SLOT_FREE, memory_order_relaxed);
+}
+
+/* Whether lane @li is still @sh's: not if @sh was judged dead and its
+ * lanes reclaimed (and maybe bound again by someone else) (mu held). */
+static bool
+lane_ours(struct ration__shm *sh, uint32_t li)
+{
+	struct shm_lane *l = &sh->g->lane[li];
+	return atomic_load_explicit(&l->state, memory_order_relaxed) == SLOT_USED &&
+	       atomic_load_explicit(&l->token, memory_order_relaxed) == sh->token;
 }
 
 /* Thread exit: give every lane this thread bound back to its handle. */
@@ -76,8 +90,9 @@ lanes_exit(void *arg)
 		if (sh == NULL)
 			continue;
 		struct ration__shm_wake wk = {.n = 0};
-		if (ration__shm_lock(sh->g, &wk) == 0) { /* no deadline: thread exit */
-			lane_free(sh->g, lc->e[i].li);
+		if (ration__shm_lock(sh, &wk) == 0) { /* no deadline: thread exit */
+			if (lane_ours(sh, lc->e[i].li))
+				lane_free(sh->g, lc->e[i].li);
 			ration__shm_unlock_wake(sh->g, &wk);
 		}
 	}
@@ -108,12 +123,12 @@ ration__shm_lane_bind(struct ration__shm *sh, struct ration__shm_lanes *lc)
 			i++;
 		if (i < SHM_LANES) {
 			l = &g->lane[i];
-			unsigned my_gen;
-			ration__shm_self(&l->pid, &l->start, &my_gen);
 			l->holder = sh->hi;
+			atomic_store_explicit(&l->token, sh->token, memory_order_relaxed);
 			atomic_store_explicit(&l->busy, 0, memory_order_relaxed);
 			atomic_store_explicit(&l->held, 0, memory_order_relaxed);
 			atomic_store_explicit(&l->acquired, 0, memory_order_relaxed);
+			atomic_store_explicit(&l->consumed, 0, memory_order_relaxed);
 			atomic_store_explicit(&l->state, SLOT_USED, memory_order_relaxed);
 			lc->e[slot].id = sh->id;
 			lc->e[slot].li = i;
@@ -136,21 +151,21 @@ ration__shm_release_handle(struct ration__shm *sh)
 {
 	struct shm_seg *g = sh->g;
 	struct ration__shm_wake wk = {.n = 0};
-	pid_t pid;
-	uint64_t start;
-	unsigned gen;
+	unsigned gen = atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed);
 	int rc = 0;
 
-	ration__shm_self(&pid, &start, &gen);
 	pthread_mutex_lock(&reg_mu);
 	if (sh->gen == gen) { /* our slot (not a parent's, over fork) */
-		if ((rc = ration__shm_lock(g, &wk)) != 0)
-			goto out;
+		if ((rc = ration__shm_lock_bound(sh, &wk, NULL, RATION_FOREVER)) != 0) {
+			if (rc == -ESTALE)
+				rc = 0; /* reclaimed: nothing of ours to give back */
+			goto unregister;
+		}
 		bool busy = ration__shm_held(sh) != 0;
 		for (unsigned i = 0; i < SHM_WAITERS && !busy; i++) {
 			struct shm_waiter *w = &g->waiter[i];
 			busy = atomic_load_explicit(&w->state, memory_order_relaxed) != WAITER_FREE &&
-			       w->holder == sh->hi && w->pid == pid;
+			       w->holder == sh->hi;
 		}
 		if (busy) {
 			ration__shm_unlock_wake(g, &wk);
@@ -161,9 +176,14 @@ ration__shm_release_handle(struct ration__shm *sh)
 			if (atomic_load_explicit(&g->lane[i].state, memory_order_relaxed) == SLOT_USED &&
 			    g->lane[i].holder == sh->hi)
 				lane_free(g, i);
+		/* Unlock first: a slot USED and unlocked is only judged dead
+		 * (and it holds nothing now); FREE and locked would be skipped
+		 * by claimers until we unlock. */
+		ration__shm_slot_unlock(sh->fd, sh->hi);
 		atomic_store_explicit(&g->holder[sh->hi].state, SLOT_FREE, memory_order_relaxed);
 		ration__shm_unlock_wake(g, &wk);
 	}
+unregister:
 	for (struct ration__shm **p = &registry; *p != NULL; p = &(*p)->reg_next) {
 		if (*p == sh) {
 			*p = sh->reg_next;
@@ -186,4 +206,9 @@ void
 ration__shm_lanes_atfork_child(void)
 {
 	pthread_mutex_init(&reg_mu, NULL);
+	/* The parent's descriptions hold the parent's slot locks: ours must
+	 * not keep them alive (see shm_alive.c). */
+	for (struct ration__shm *sh = registry; sh != NULL; sh = sh->reg_next)
+		if (sh->fd >= 0)
+			sh->fd = ration__shm_reopen(sh->fd);
 }

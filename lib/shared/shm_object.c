@@ -23,8 +23,12 @@
 typedef struct ration__shm shared_t;
 typedef struct ration__shm_wake wake_t;
 
-/* Open or create the object at @path and map it into @sh->g; *@created
- * says whether this call made the object (so a later failure unlinks it). */
+/* Open or create the object at @path, map it into @sh->g, and keep in
+ * @sh->fd a descriptor of a second open file description of it, which
+ * will hold our holder slot's lock (shm_alive.c): not the mapped one,
+ * since a mapping keeps its description alive, and a fork child inherits
+ * the mapping. *@created says whether this call made the object (so a
+ * later failure unlinks it). */
 static int
 map_object(const char *path, bool create, mode_t mode, int64_t size, shared_t *sh,
 	   bool *created)
@@ -57,6 +61,10 @@ map_object(const char *path, bool create, mode_t mode, int64_t size, shared_t *s
 		if (!create || e != ENOENT)
 			break; /* with create: unlinked in between, try again */
 	}
+	if (rc == 0 && (sh->fd = ration__shm_reopen(fcntl(fd, F_DUPFD_CLOEXEC, 0))) < 0) {
+		munmap(sh->g, sizeof(*sh->g));
+		rc = -ENOLCK;
+	}
 	if (fd >= 0)
 		close(fd); /* the mapping keeps the object */
 	return rc;
@@ -78,6 +86,7 @@ ration_sem_open_shared(const char *name, int64_t size, const ration_shared_opts_
 	shared_t *sh = calloc(1, sizeof(*sh));
 	if (sh == NULL)
 		return -ENOMEM;
+	sh->fd = -1;
 	bool created = false;
 	int rc = map_object(path, create, mode, size, sh, &created);
 	if (rc == 0) {
@@ -88,7 +97,8 @@ ration_sem_open_shared(const char *name, int64_t size, const ration_shared_opts_
 		if (rc == 0)
 			ration__shm_unlock_wake(sh->g, &wk);
 		if (rc == 0 && (rc = ration__sem_new_backend(&ration__shm_ops, sh, path + 1, out)) != 0) {
-			if (ration__shm_lock(sh->g, &wk) == 0) {
+			if (ration__shm_lock(sh, &wk) == 0) {
+				ration__shm_slot_unlock(sh->fd, sh->hi);
 				atomic_store_explicit(&sh->g->holder[sh->hi].state, SLOT_FREE,
 						      memory_order_relaxed);
 				ration__shm_unlock_wake(sh->g, &wk);
@@ -98,6 +108,7 @@ ration_sem_open_shared(const char *name, int64_t size, const ration_shared_opts_
 			ration__shm_register(sh);
 		} else {
 			munmap(sh->g, sizeof(*sh->g));
+			close(sh->fd);
 			/* State unchanged on error: a create that fails takes its
 			 * name away again (an opener that raced in keeps its
 			 * mapping; later opens start afresh). */

@@ -19,7 +19,7 @@
  * word (CAS by fast paths while SLOW is clear), the lanes' busy/held/
  * acquired (their owner), futex words, fence and last_scan_ns (atomics).
  * The registry lock of shm_lanes.c is taken before g->mu, never after.
- * self_mu guards the cached identity; nothing is taken under it. Wakes are
+ * Wakes are
  * issued after g->mu is dropped.
  */
 #include <errno.h>
@@ -47,15 +47,10 @@
 #define INIT_POLL_NS   ((int64_t)10 * 1000000)
 #define SCAN_NS        ((int64_t)10 * 1000000)   /* least time between scans */
 #define BUSY_WAIT_NS   ((int64_t)2 * 1000000)    /* a recount waits for lanes */
-#define ALIVE_CACHE    32
 #define LOCK_SLICE_NS  ((int64_t)10 * 1000000)   /* ctx polls while locking */
 
 _Atomic unsigned ration__shm_fork_gen = 1;
 
-static pid_t self_pid;
-static uint64_t self_start;
-static unsigned self_gen;
-static pthread_mutex_t self_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t init_once = PTHREAD_ONCE_INIT;
 
 /* ---- segment ---- */
@@ -168,14 +163,13 @@ ration__shm_attach(int fd, struct shm_seg **out)
 	return 0;
 }
 
-/* ---- who we are, who is alive ---- */
+/* ---- process set-up, who is alive ---- */
 
 static void
 atfork_child(void)
 {
-	pthread_mutex_init(&self_mu, NULL);
-	ration__shm_lanes_atfork_child();
 	atomic_fetch_add_explicit(&ration__shm_fork_gen, 1, memory_order_relaxed);
+	ration__shm_lanes_atfork_child();
 }
 
 static void
@@ -191,68 +185,37 @@ ration__shm_init(void)
 	pthread_once(&init_once, init_once_fn);
 }
 
-void
-ration__shm_self(pid_t *pid, uint64_t *start, unsigned *gen)
-{
-	unsigned g = atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed);
-	pthread_mutex_lock(&self_mu);
-	if (self_gen != g) {
-		self_pid = getpid();
-		self_start = shm_proc_start(self_pid);
-		self_gen = g;
-	}
-	*pid = self_pid;
-	*start = self_start;
-	*gen = g;
-	pthread_mutex_unlock(&self_mu);
-}
-
-/* Liveness answers of one scan: each pid is asked once. */
+/* Liveness answers of one scan, per holder slot (shm_alive.c says how):
+ * each slot's lock is probed at most once. */
+enum { ALIVE_UNKNOWN, ALIVE_YES, ALIVE_NO };
 struct alive_cache {
-	unsigned n;
-	pid_t me;
-	uint64_t my_start;
-	struct {
-		pid_t pid;
-		uint64_t start;
-		bool alive;
-	} e[ALIVE_CACHE];
+	struct ration__shm *sh; /* the asking handle: its own slot is alive */
+	uint8_t v[SHM_HOLDERS];
 };
 
 static void
-alive_cache_init(struct alive_cache *ac)
+alive_cache_init(struct alive_cache *ac, struct ration__shm *sh)
 {
-	unsigned gen;
-	ac->n = 0;
-	ration__shm_self(&ac->me, &ac->my_start, &gen);
+	ac->sh = sh;
+	memset(ac->v, ALIVE_UNKNOWN, sizeof(ac->v));
 }
 
-/* Dead: kill() says ESRCH, or /proc shows a zombie or another start time
- * (the pid was reused). If /proc cannot tell (hidepid), trust kill(). */
+/* Whether holder slot @i is USED by a live process. Our own slot answers
+ * our probe "unlocked" (a description never conflicts with itself), so it
+ * is known alive; a fork child's handle, not yet bound, is not ours. */
 static bool
-alive(struct alive_cache *ac, pid_t pid, uint64_t start)
+alive(struct shm_seg *g, struct alive_cache *ac, uint32_t i)
 {
-	if (pid <= 0)
+	if (i >= SHM_HOLDERS ||
+	    atomic_load_explicit(&g->holder[i].state, memory_order_relaxed) != SLOT_USED)
 		return false;
-	if (pid == ac->me)
-		return start == ac->my_start;
-	for (unsigned i = 0; i < ac->n; i++)
-		if (ac->e[i].pid == pid && ac->e[i].start == start)
-			return ac->e[i].alive;
-	bool ok;
-	if (kill(pid, 0) != 0 && errno == ESRCH) {
-		ok = false;
-	} else {
-		uint64_t st = shm_proc_start(pid);
-		ok = st == UINT64_MAX || (st != 0 && st == start);
+	if (ac->v[i] == ALIVE_UNKNOWN) {
+		struct ration__shm *sh = ac->sh;
+		bool self = i == sh->hi && sh->gen == atomic_load_explicit(&ration__shm_fork_gen,
+									   memory_order_relaxed);
+		ac->v[i] = self || ration__shm_slot_locked(sh->fd, i) ? ALIVE_YES : ALIVE_NO;
 	}
-	if (ac->n < ALIVE_CACHE) {
-		ac->e[ac->n].pid = pid;
-		ac->e[ac->n].start = start;
-		ac->e[ac->n].alive = ok;
-		ac->n++;
-	}
-	return ok;
+	return ac->v[i] == ALIVE_YES;
 }
 
 /* ---- recount ---- */
@@ -297,19 +260,19 @@ any_dead(struct shm_seg *g, struct alive_cache *ac)
 	for (unsigned i = 0; i < SHM_HOLDERS; i++) {
 		struct shm_holder *h = &g->holder[i];
 		if (atomic_load_explicit(&h->state, memory_order_relaxed) == SLOT_USED &&
-		    !alive(ac, h->pid, h->start))
+		    !alive(g, ac, i))
 			return true;
 	}
 	for (unsigned i = 0; i < SHM_LANES; i++) {
 		struct shm_lane *l = &g->lane[i];
 		if (atomic_load_explicit(&l->state, memory_order_relaxed) == SLOT_USED &&
-		    !alive(ac, l->pid, l->start))
+		    !alive(g, ac, l->holder))
 			return true;
 	}
 	for (unsigned i = 0; i < SHM_WAITERS; i++) {
 		struct shm_waiter *w = &g->waiter[i];
 		if (atomic_load_explicit(&w->state, memory_order_relaxed) != WAITER_FREE &&
-		    !alive(ac, w->pid, w->start))
+		    !alive(g, ac, w->holder))
 			return true;
 	}
 	return false;
@@ -325,7 +288,7 @@ lanes_quiet(struct shm_seg *g, struct alive_cache *ac)
 	for (unsigned i = 0; i < SHM_LANES; i++) {
 		struct shm_lane *l = &g->lane[i];
 		if (atomic_load_explicit(&l->state, memory_order_relaxed) != SLOT_USED ||
-		    !alive(ac, l->pid, l->start))
+		    !alive(g, ac, l->holder))
 			continue;
 		/* acquire: pairs with the owner's release store of busy = 0,
 		 * so its held store is seen. */
@@ -363,9 +326,14 @@ recount(struct shm_seg *g, struct alive_cache *ac, struct ration__shm_wake *wk)
 		struct shm_lane *l = &g->lane[i];
 		if (atomic_load_explicit(&l->state, memory_order_relaxed) != SLOT_USED)
 			continue;
-		if (!alive(ac, l->pid, l->start)) {
+		if (!alive(g, ac, l->holder)) {
 			g->acquired += atomic_load_explicit(&l->acquired, memory_order_relaxed);
+			g->consumed += atomic_load_explicit(&l->consumed, memory_order_relaxed);
+			atomic_store_explicit(&l->consumed, 0, memory_order_relaxed);
 			g->reclaimed += (uint64_t)atomic_load_explicit(&l->held, memory_order_relaxed);
+			atomic_store_explicit(&l->held, 0, memory_order_relaxed);
+			atomic_store_explicit(&l->acquired, 0, memory_order_relaxed);
+			atomic_store_explicit(&l->token, 0, memory_order_relaxed); /* see lane_of() */
 			atomic_store_explicit(&l->state, SLOT_FREE, memory_order_relaxed);
 			continue;
 		}
@@ -375,7 +343,7 @@ recount(struct shm_seg *g, struct alive_cache *ac, struct ration__shm_wake *wk)
 		struct shm_holder *h = &g->holder[i];
 		if (atomic_load_explicit(&h->state, memory_order_relaxed) != SLOT_USED)
 			continue;
-		if (!alive(ac, h->pid, h->start)) {
+		if (!alive(g, ac, i)) {
 			g->reclaimed += (uint64_t)atomic_load_explicit(&h->held, memory_order_relaxed);
 			atomic_store_explicit(&h->held, 0, memory_order_relaxed);
 			memset(h->leases, 0, sizeof(h->leases));
@@ -389,7 +357,7 @@ recount(struct shm_seg *g, struct alive_cache *ac, struct ration__shm_wake *wk)
 		int st = atomic_load_explicit(&w->state, memory_order_relaxed);
 		if (st == WAITER_FREE)
 			continue;
-		if (!alive(ac, w->pid, w->start)) {
+		if (!alive(g, ac, w->holder)) {
 			atomic_store_explicit(&w->state, WAITER_FREE, memory_order_relaxed);
 			continue;
 		}
@@ -442,9 +410,10 @@ lock_once(struct shm_seg *g, int64_t until)
 }
 
 int
-ration__shm_lock_until(struct shm_seg *g, struct ration__shm_wake *wk, ration_ctx_t *ctx,
+ration__shm_lock_until(struct ration__shm *sh, struct ration__shm_wake *wk, ration_ctx_t *ctx,
 		       int64_t deadline_ns)
 {
+	struct shm_seg *g = sh->g;
 	/* Without a ctx to poll, one call waits the whole way; with one,
 	 * slices of LOCK_SLICE_NS so that a cancel is seen. A free mutex is
 	 * taken even past the deadline (the caller's checks come first). */
@@ -473,7 +442,7 @@ ration__shm_lock_until(struct shm_seg *g, struct ration__shm_wake *wk, ration_ct
 		/* Its owner died inside: whatever it half-updated is
 		 * rebuilt from the slots before anyone else looks. */
 		struct alive_cache ac;
-		alive_cache_init(&ac);
+		alive_cache_init(&ac, sh);
 		g->rebuilds++;
 		recount(g, &ac, wk);
 		atomic_store_explicit(&g->last_scan_ns, clock_mono_ns(), memory_order_relaxed);
@@ -497,39 +466,43 @@ ration__shm_unlock_wake(struct shm_seg *g, struct ration__shm_wake *wk)
 }
 
 void
-ration__shm_maybe_reclaim(struct shm_seg *g, struct ration__shm_wake *wk)
+ration__shm_maybe_reclaim(struct ration__shm *sh, struct ration__shm_wake *wk)
 {
+	struct shm_seg *g = sh->g;
 	int64_t now = clock_mono_ns();
 	if (!g->dirty &&
 	    now - atomic_load_explicit(&g->last_scan_ns, memory_order_relaxed) < SCAN_NS)
 		return;
 	atomic_store_explicit(&g->last_scan_ns, now, memory_order_relaxed);
 	struct alive_cache ac;
-	alive_cache_init(&ac);
+	alive_cache_init(&ac, sh);
 	if (g->dirty || any_dead(g, &ac))
 		recount(g, &ac, wk);
 }
 
 /* ---- holders ---- */
 
-int
-ration__shm_claim_holder(struct shm_seg *g, uint32_t *out)
+/* Claim a free holder slot for @sh (mu held): take its OFD lock, then
+ * mark it USED with a new token. 0, -EBUSY (none free) or -ENOLCK. */
+static int
+claim_holder(struct ration__shm *sh)
 {
-	pid_t pid;
-	uint64_t start;
-	unsigned gen;
-
-	ration__shm_self(&pid, &start, &gen);
-	for (unsigned i = 0; i < SHM_HOLDERS; i++) {
+	struct shm_seg *g = sh->g;
+	for (uint32_t i = 0; i < SHM_HOLDERS; i++) {
 		struct shm_holder *h = &g->holder[i];
 		if (atomic_load_explicit(&h->state, memory_order_relaxed) != SLOT_FREE)
 			continue;
-		h->pid = pid;
-		h->start = start;
+		int rc = ration__shm_slot_lock(sh->fd, i);
+		if (rc == -EAGAIN)
+			continue; /* its last owner is leaving: still has the lock */
+		if (rc != 0)
+			return rc;
+		h->token = ++g->next_token;
 		atomic_store_explicit(&h->held, 0, memory_order_relaxed);
 		memset(h->leases, 0, sizeof(h->leases));
 		atomic_store_explicit(&h->state, SLOT_USED, memory_order_release);
-		*out = i;
+		sh->hi = i;
+		sh->token = h->token;
 		return 0;
 	}
 	return -EBUSY;
@@ -539,22 +512,28 @@ int
 ration__shm_lock_bound(struct ration__shm *sh, struct ration__shm_wake *wk, ration_ctx_t *ctx,
 		       int64_t deadline_ns)
 {
-	int rc = ration__shm_lock_until(sh->g, wk, ctx, deadline_ns);
+	int rc = ration__shm_lock_until(sh, wk, ctx, deadline_ns);
 	if (rc != 0)
 		return rc;
+	struct shm_seg *g = sh->g;
 	unsigned gen = atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed);
 	if (RATION_UNLIKELY(sh->gen != gen)) {
-		if ((rc = ration__shm_claim_holder(sh->g, &sh->hi)) != 0) {
-			ration__shm_maybe_reclaim(sh->g, wk); /* slots of the dead */
-			rc = ration__shm_claim_holder(sh->g, &sh->hi);
+		if ((rc = claim_holder(sh)) == -EBUSY) {
+			ration__shm_maybe_reclaim(sh, wk); /* slots of the dead */
+			rc = claim_holder(sh);
 		}
-		if (rc != 0) {
-			ration__shm_unlock_wake(sh->g, wk);
-			return rc;
-		}
-		sh->gen = gen;
+		if (rc == 0)
+			sh->gen = gen;
+	} else if (RATION_UNLIKELY(atomic_load_explicit(&g->holder[sh->hi].state,
+							memory_order_relaxed) != SLOT_USED ||
+				   g->holder[sh->hi].token != sh->token)) {
+		/* Judged dead and reclaimed (its weight went back): nothing
+		 * may be given back or taken through this slot any more. */
+		rc = -ESTALE;
 	}
-	return 0;
+	if (rc != 0)
+		ration__shm_unlock_wake(g, wk);
+	return rc;
 }
 
 int64_t

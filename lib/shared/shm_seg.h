@@ -20,6 +20,11 @@ struct ration__shm {
 	uint64_t id;             /* immutable; unique in the process, never reused */
 	uint32_t hi;             /* g->mu; our holder slot */
 	unsigned gen;            /* g->mu; fork generation hi was claimed in */
+	uint64_t token;          /* g->mu; the token of our claim of hi */
+	int fd;                  /* the shm object, an open file description of
+				  * our own (reopened in a fork child): holds
+				  * the OFD lock of our holder slot; -1 if a
+				  * fork child could not reopen it */
 	struct ration__shm *reg_next; /* registry lock (shm_seg.c) */
 };
 
@@ -58,8 +63,21 @@ int ration__shm_create(int fd, int64_t size, struct shm_seg **out);
 int ration__shm_attach(int fd, struct shm_seg **out);
 /* Once per process: the atfork handler and the thread-exit key. */
 void ration__shm_init(void);
-/* This process's pid, start time and fork generation. */
-void ration__shm_self(pid_t *pid, uint64_t *start, unsigned *gen);
+
+/* Liveness (shm_alive.c): the OFD lock of holder slot @i through @fd.
+ * Take it: 0, -EAGAIN (another description holds it) or -ENOLCK (no OFD
+ * locks here). */
+int ration__shm_slot_lock(int fd, uint32_t i);
+void ration__shm_slot_unlock(int fd, uint32_t i);
+/* Whether another open file description holds the lock of slot @i (a
+ * probe through @fd, which sees only others' locks); true when it cannot
+ * tell: a slot is never judged dead on doubt. */
+bool ration__shm_slot_locked(int fd, uint32_t i);
+/* Give descriptor @fd an open file description of its own, of the same
+ * file (in a fork child, the inherited one is shared with the parent, and
+ * with it the parent's locks): @fd, or -1 (and @fd closed) if impossible
+ * (/proc not mounted) or if @fd < 0. */
+int ration__shm_reopen(int fd);
 
 /* A lock deadline: take g->mu only if it is free now. */
 #define SHM_TRY INT64_MIN
@@ -70,26 +88,27 @@ void ration__shm_self(pid_t *pid, uint64_t *start, unsigned *gen);
  * their deadlines. EOWNERDEAD is answered by a recount; waiter slots left
  * without the lock are settled. Return 0, the wait's error (-ETIMEDOUT,
  * @ctx's), -EAGAIN (SHM_TRY and busy) or -EPROTO (unrecoverable). */
-int ration__shm_lock_until(struct shm_seg *g, struct ration__shm_wake *wk, ration_ctx_t *ctx,
-			   int64_t deadline_ns);
+int ration__shm_lock_until(struct ration__shm *sh, struct ration__shm_wake *wk,
+			   ration_ctx_t *ctx, int64_t deadline_ns);
 /* Lock g->mu with no deadline (calls that have none: release, resize...). */
 static inline int
-ration__shm_lock(struct shm_seg *g, struct ration__shm_wake *wk)
+ration__shm_lock(struct ration__shm *sh, struct ration__shm_wake *wk)
 {
-	return ration__shm_lock_until(g, wk, NULL, RATION_FOREVER);
+	return ration__shm_lock_until(sh, wk, NULL, RATION_FOREVER);
 }
 /* Unlock, then wake the waiters collected in @wk. */
 void ration__shm_unlock_wake(struct shm_seg *g, struct ration__shm_wake *wk);
 /* Lock as ration__shm_lock_until(), and bind @sh's holder slot to this
  * process (a fork child claims its own on first use). 0, an error of
- * ration__shm_lock_until() or -EBUSY (no holder slot). */
+ * ration__shm_lock_until(), -EBUSY (no holder slot), -ENOLCK (no lock to
+ * prove we live: no OFD locks, or a fork child could not reopen the
+ * object) or -ESTALE (our slot was reclaimed: we were judged dead, which
+ * takes closing the handle's descriptor behind its back). */
 int ration__shm_lock_bound(struct ration__shm *sh, struct ration__shm_wake *wk,
 			   ration_ctx_t *ctx, int64_t deadline_ns);
-/* Claim a holder slot for this process (mu held): 0 or -EBUSY. */
-int ration__shm_claim_holder(struct shm_seg *g, uint32_t *out);
 /* Look for dead processes if nobody has for a while, or if a recount is
  * owed; recount when one is found (mu held). */
-void ration__shm_maybe_reclaim(struct shm_seg *g, struct ration__shm_wake *wk);
+void ration__shm_maybe_reclaim(struct ration__shm *sh, struct ration__shm_wake *wk);
 /* Weight @sh holds: its holder's held plus its lanes' (mu held). */
 int64_t ration__shm_held(struct ration__shm *sh);
 
@@ -104,7 +123,8 @@ void ration__shm_clear_slow(struct shm_seg *g);
 /* Raise max_in_use to size - @avail_after if that is higher. */
 void ration__shm_note_in_use(struct shm_seg *g, int64_t avail_after);
 
-/* shm_lanes.c's part of ration__shm_init() and of the atfork child. */
+/* shm_lanes.c's part of ration__shm_init() and of the atfork child (which
+ * also reopens every registered handle's descriptor). */
 void ration__shm_lanes_init(void);
 void ration__shm_lanes_atfork_child(void);
 /* The ops of a shared handle (shm_sem.c). */
@@ -118,6 +138,13 @@ void ration__shm_register(struct ration__shm *sh);
  * path for @sh, which is correct, only slower). */
 struct ration__shm_lane_ref *ration__shm_lane_bind(struct ration__shm *sh,
 						  struct ration__shm_lanes *lc);
+/* The calling thread's lane for @sh, binding one if mu is free; NULL =
+ * the slow path (shm_sem.c). */
+struct ration__shm_lane_ref *ration__shm_lane_get(struct ration__shm *sh);
+/* ration_sem_consume() on a shared semaphore (shm_consume.c). */
+struct ration_sem;
+int ration__shm_consume(struct ration_sem *s, int64_t n);
+
 /* ration_sem_free(): -EBUSY if @sh holds weight or has a caller queued;
  * else fold and free its lanes and holder slot, unregister it. */
 int ration__shm_release_handle(struct ration__shm *sh);

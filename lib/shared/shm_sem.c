@@ -54,8 +54,10 @@ static _Thread_local struct ration__shm_lanes tls_lanes;
 
 /* ---- fast path ---- */
 
-/* This thread's lane for @sh, or NULL: not bound yet, or @sh was made or
- * bound in an ancestor process (fork). */
+/* This thread's lane for @sh, or NULL: not bound yet, @sh was made or
+ * bound in an ancestor process (fork), or the lane is no longer @sh's (the
+ * handle was judged dead and its slots reclaimed: the slow path then
+ * answers -ESTALE). */
 static inline struct ration__shm_lane_ref *
 lane_of(const shared_t *sh)
 {
@@ -64,7 +66,10 @@ lane_of(const shared_t *sh)
 		return NULL;
 	for (unsigned i = 0; i < SHM_LANE_CACHE; i++)
 		if (tls_lanes.e[i].id == sh->id)
-			return &tls_lanes.e[i];
+			return RATION_LIKELY(atomic_load_explicit(&tls_lanes.e[i].lane->token,
+								  memory_order_relaxed) == sh->token)
+				       ? &tls_lanes.e[i]
+				       : NULL;
 	return NULL;
 }
 
@@ -142,6 +147,12 @@ lane_get(shared_t *sh)
 	if (sh->gen != atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed))
 		return NULL; /* the slow path binds the holder first */
 	return ration__shm_lane_bind(sh, &tls_lanes);
+}
+
+struct ration__shm_lane_ref *
+ration__shm_lane_get(struct ration__shm *sh)
+{
+	return lane_get(sh);
 }
 
 /* ---- slow path ---- */
@@ -223,15 +234,15 @@ wait_slot(shared_t *sh, struct shm_waiter *w, ration_ctx_t *ctx, int64_t deadlin
 		    (clock_mono_ns() - atomic_load_explicit(&g->last_scan_ns,
 							    memory_order_relaxed) >= SCAN_NS ||
 		     atomic_load_explicit(&g->unsettled, memory_order_relaxed) != 0) &&
-		    ration__shm_lock_until(g, &wk, NULL, SHM_TRY) == 0) {
-			ration__shm_maybe_reclaim(g, &wk);
+		    ration__shm_lock_until(sh, &wk, NULL, SHM_TRY) == 0) {
+			ration__shm_maybe_reclaim(sh, &wk);
 			ration__shm_unlock_wake(g, &wk);
 		}
 	}
 
 	/* Settle: a decision made before we got the lock wins (a grant that
 	 * races with cancel is kept, never lost). */
-	int rc = ration__shm_lock_until(g, &wk, NULL, clock_mono_ns() + SETTLE_NS);
+	int rc = ration__shm_lock_until(sh, &wk, NULL, clock_mono_ns() + SETTLE_NS);
 	if (rc != 0)
 		return settle_unlocked(g, w, err);
 	int st = atomic_load_explicit(&w->state, memory_order_relaxed);
@@ -272,8 +283,6 @@ enqueue(shared_t *sh, int64_t n, wake_t *wk)
 			w = &g->waiter[i];
 	if (w == NULL)
 		return NULL;
-	unsigned gen;
-	ration__shm_self(&w->pid, &w->start, &gen);
 	w->holder = sh->hi;
 	w->ticket = g->next_ticket++;
 	w->n = n;
@@ -313,7 +322,7 @@ acquire_slow(shared_t *sh, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
 		;
 	else if (!take_locked(sh, n)) {
 		/* Not enough: before queueing, reclaim from the dead. */
-		ration__shm_maybe_reclaim(g, &wk);
+		ration__shm_maybe_reclaim(sh, &wk);
 		if (!take_locked(sh, n)) {
 			struct shm_waiter *w = enqueue(sh, n, &wk);
 			if (w == NULL) {
@@ -362,7 +371,7 @@ try_slow(shared_t *sh, int64_t n)
 	else if (n > atomic_load_explicit(&g->size, memory_order_relaxed))
 		err = -E2BIG;
 	else if (!take_locked(sh, n)) {
-		ration__shm_maybe_reclaim(g, &wk);
+		ration__shm_maybe_reclaim(sh, &wk);
 		if (!take_locked(sh, n)) {
 			g->rejected++;
 			err = -EAGAIN;
@@ -430,7 +439,7 @@ sh_resize(ration_sem_t *s, int64_t new_size)
 	shared_t *sh = s->impl;
 	struct shm_seg *g = sh->g;
 	wake_t wk = {.n = 0};
-	int err = ration__shm_lock(g, &wk);
+	int err = ration__shm_lock(sh, &wk);
 	if (err != 0)
 		return err;
 	if (atomic_load_explicit(&g->closed, memory_order_relaxed)) {
@@ -460,7 +469,7 @@ sh_close(ration_sem_t *s)
 	shared_t *sh = s->impl;
 	struct shm_seg *g = sh->g;
 	wake_t wk = {.n = 0};
-	if (ration__shm_lock(g, &wk) != 0)
+	if (ration__shm_lock(sh, &wk) != 0)
 		return;
 	atomic_store_explicit(&g->closed, 1, memory_order_relaxed);
 	atomic_fetch_or_explicit(&g->word, SHM_SLOW, memory_order_relaxed);
@@ -481,12 +490,12 @@ sh_available(const ration_sem_t *s)
 static void
 sh_stats(const ration_sem_t *s, ration_sem_stats_t *out)
 {
-	const shared_t *sh = s->impl;
+	shared_t *sh = s->impl; /* stats locks and may reclaim: not const */
 	struct shm_seg *g = sh->g;
 	wake_t wk = {.n = 0};
-	if (ration__shm_lock(g, &wk) != 0)
+	if (ration__shm_lock(sh, &wk) != 0)
 		return;
-	ration__shm_maybe_reclaim(g, &wk);
+	ration__shm_maybe_reclaim(sh, &wk);
 	out->size = atomic_load_explicit(&g->size, memory_order_relaxed);
 	out->available = atomic_load_explicit(&g->word, memory_order_relaxed) >> 1;
 	out->in_use = out->size - out->available;
@@ -495,10 +504,13 @@ sh_stats(const ration_sem_t *s, ration_sem_stats_t *out)
 	out->max_in_use = atomic_load_explicit(&g->max_in_use, memory_order_relaxed);
 	out->max_waiters_seen = g->max_waiters_seen;
 	out->acquired = g->acquired;
-	for (unsigned i = 0; i < SHM_LANES; i++)
-		if (atomic_load_explicit(&g->lane[i].state, memory_order_relaxed) == SLOT_USED)
-			out->acquired += atomic_load_explicit(&g->lane[i].acquired,
-							      memory_order_relaxed);
+	out->consumed = g->consumed;
+	for (unsigned i = 0; i < SHM_LANES; i++) {
+		if (atomic_load_explicit(&g->lane[i].state, memory_order_relaxed) != SLOT_USED)
+			continue;
+		out->acquired += atomic_load_explicit(&g->lane[i].acquired, memory_order_relaxed);
+		out->consumed += atomic_load_explicit(&g->lane[i].consumed, memory_order_relaxed);
+	}
 	out->contended = g->contended;
 	out->timeouts = g->timeouts;
 	out->cancels = g->cancels;
@@ -520,6 +532,8 @@ sh_free(ration_sem_t *s)
 	if (rc != 0)
 		return rc;
 	munmap(sh->g, sizeof(*sh->g));
+	if (sh->fd >= 0)
+		close(sh->fd); /* drops our slot's lock, if still held */
 	free(sh);
 	return 0;
 }
@@ -583,6 +597,7 @@ const struct ration__sem_ops ration__shm_ops = {
 	.acquire = sh_acquire,
 	.try_acquire = sh_try_acquire,
 	.release = sh_release,
+	.consume = ration__shm_consume,
 	.resize = sh_resize,
 	.close = sh_close,
 	.available = sh_available,
