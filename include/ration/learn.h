@@ -28,6 +28,7 @@
  * refused with -EPROTO by ration_learn_open, never read in part. A file
  * written by ration-run before this format ("# ration-run learn v1", then
  * "<bytes>\t<command>" lines) is read as well and saved in this format.
+ * Why these choices: docs/decisions/012-learn-table.md.
  */
 #ifndef RATION_LEARN_H
 #define RATION_LEARN_H
