@@ -39,12 +39,16 @@
 
 #define WAITING 1 /* waiter state until its outcome (0 or -errno) is set */
 
-/* How long a head waiter spins for its grant before parking: a hand-off
- * to a running thread costs a cache-line transfer, waking a sleeping one
- * costs microseconds on a VM (contract §12). Measured on W2 t=8 (2 vCPUs):
- * 4 us spins gave ~700 ns/op, 20 us ~250 ns/op; yielding while spinning
- * was worse. */
+/* The longest a head waiter spins for its grant before parking: a
+ * hand-off to a running thread costs a cache-line transfer, waking a
+ * sleeping one costs microseconds on a VM (contract §12). Measured on W2
+ * t=8 (2 vCPUs): 4 us spins gave ~700 ns/op, 20 us ~250 ns/op; yielding
+ * while spinning was worse. The spin actually used adapts between
+ * SPIN_MIN_NS and this (s->spin_ns): with more threads than CPUs the
+ * holder the spinner waits for is often not running, and every spin
+ * then burns the CPU it needs (docs/sem.md, "Spinning"). */
 #define HEAD_SPIN_NS 20000
+#define SPIN_MIN_NS 1000
 
 struct waiter {
 	struct ration__list node; /* s->mu */
@@ -175,12 +179,14 @@ grant_locked(ration_sem_t *s, struct ration__wake_list *wl)
 	if (list_empty(&s->queue)) {
 		if (!atomic_load_explicit(&s->closed, memory_order_relaxed))
 			atomic_fetch_and_explicit(&s->word, ~SEM_SLOW, memory_order_release);
-	} else if (now != 0 && ration__may_spin()) {
+	} else if (now != 0 && ration__may_spin() &&
+		   atomic_load_explicit(&s->spin_ns, memory_order_relaxed) >= HEAD_SPIN_NS / 2) {
 		/* Pre-wake the new head: it wakes and spins while the units
 		 * just granted are in use, so its own grant is a hand-off to
 		 * a running thread instead of a futex wake on the critical
-		 * path (W2 t=8: ~740 -> ~140 ns/op, medians of 5). Not with
-		 * one CPU: there it could only wake, find no grant, and park
+		 * path (W2 t=8: ~740 -> ~140 ns/op, medians of 5). Only while
+		 * spins win (spin_ns near its top), and not with one CPU:
+		 * there the woken head could only find no grant and park
 		 * again, two context switches for nothing. */
 		struct waiter *head = RATION_CONTAINER_OF(list_first(&s->queue), struct waiter, node);
 		wake_list_add(wl, head->pk);
@@ -214,22 +220,33 @@ leave(ration_sem_t *s, struct waiter *w, int err)
 	return st;
 }
 
+/* Spin for @w's outcome for up to s->spin_ns, if fewer than all but one
+ * usable CPU already have a spinner on @s: the holders that will release
+ * need a CPU. Then adapt s->spin_ns: double it after a win, halve it
+ * after a spin that ran out (as glibc's adaptive mutex tunes its count). */
 static int
-spin_for_grant(struct waiter *w)
+spin_for_grant(ration_sem_t *s, struct waiter *w)
 {
-	int st;
-	if (!ration__may_spin())
-		return atomic_load_explicit(&w->state, memory_order_acquire);
-	int64_t until = clock_mono_ns() + HEAD_SPIN_NS;
+	int st = atomic_load_explicit(&w->state, memory_order_acquire);
+	if (st != WAITING || !ration__may_spin())
+		return st;
+	if (atomic_fetch_add_explicit(&s->spinners, 1, memory_order_relaxed) + 1 >= ration__ncpu()) {
+		atomic_fetch_sub_explicit(&s->spinners, 1, memory_order_relaxed);
+		return st;
+	}
+	int32_t budget = atomic_load_explicit(&s->spin_ns, memory_order_relaxed);
+	int64_t until = clock_mono_ns() + budget;
 	do {
-		for (int i = 0; i < 64; i++) {
-			st = atomic_load_explicit(&w->state, memory_order_acquire);
-			if (st != WAITING)
-				return st;
+		for (int i = 0; i < 64 && st == WAITING; i++) {
 			ration__cpu_relax();
+			st = atomic_load_explicit(&w->state, memory_order_acquire);
 		}
-	} while (clock_mono_ns() < until);
-	return WAITING;
+	} while (st == WAITING && clock_mono_ns() < until);
+	int32_t next = st != WAITING ? budget * 2 : budget / 2;
+	next = next > HEAD_SPIN_NS ? HEAD_SPIN_NS : next < SPIN_MIN_NS ? SPIN_MIN_NS : next;
+	atomic_store_explicit(&s->spin_ns, next, memory_order_relaxed);
+	atomic_fetch_sub_explicit(&s->spinners, 1, memory_order_relaxed);
+	return st;
 }
 
 /* Slow path for acquire: check in contract order, then queue and wait. */
@@ -278,7 +295,7 @@ acquire_slow(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
 	pthread_mutex_unlock(&s->mu);
 	wake_list_wake(&wl);
 
-	int st = head ? spin_for_grant(&w) : WAITING;
+	int st = head ? spin_for_grant(s, &w) : WAITING;
 	if (st == WAITING) {
 		struct ration__ctx_watch cw = {.pk = w.pk};
 		err = ration__ctx_watch(ctx, &cw);
@@ -288,7 +305,7 @@ acquire_slow(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
 			ration__park(w.pk, deadline_ns);
 			/* Woken while still waiting: we were pre-woken as the new
 			 * head (or woke spuriously); spin for the grant first. */
-			if ((st = spin_for_grant(&w)) != WAITING)
+			if ((st = spin_for_grant(s, &w)) != WAITING)
 				break;
 		}
 		if (err != 0)
@@ -573,6 +590,7 @@ ration_sem_new(int64_t size, const ration_sem_opts_t *opts, ration_sem_t **out)
 	memset(s, 0, sizeof(*s));
 	atomic_init(&s->word, units(size));
 	atomic_init(&s->size, size);
+	atomic_init(&s->spin_ns, HEAD_SPIN_NS);
 	pthread_mutex_init(&s->mu, NULL);
 	list_init(&s->queue);
 	list_init(&s->reg_node);

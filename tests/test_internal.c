@@ -1,6 +1,7 @@
 /* test_internal.c - the internal building blocks under the pool and group:
  * the queue lock (lib/internal/futex_mutex.h), the statistics clock
- * (stats_clock.h), the CPU count (cpu.h) and the task queue (taskq.h). Each is hidden behind the
+ * (stats_clock.h), the CPU count (cpu.h), the task queue (taskq.h) and the
+ * semaphore's spin budget (sem.h). Each is hidden behind the
  * public API, where a bug shows only as a rare hang or a wrong statistic;
  * here each is checked directly. */
 #include <check.h>
@@ -10,6 +11,7 @@
 
 #include "internal/cpu.h"
 #include "internal/futex_mutex.h"
+#include "internal/sem.h"
 #include "internal/stats_clock.h"
 #include "internal/taskq.h"
 #include "helpers.h"
@@ -134,6 +136,41 @@ START_TEST(ncpu_is_the_affinity_mask)
 }
 END_TEST
 
+/* ---- sem spin budget ---------------------------------------------------- */
+
+static void *
+acquire_one(void *arg)
+{
+	ck_assert_int_eq(ration_sem_acquire(arg, NULL, 1), 0);
+	return NULL;
+}
+
+/* A head waiter whose spin runs out (nobody releases) cuts the semaphore's
+ * spin budget (docs/sem.md, "Spinning"); with one CPU nobody spins. */
+START_TEST(sem_lost_spin_cuts_the_spin_budget)
+{
+	ration_sem_t *s;
+	ration_sem_stats_t st;
+	pthread_t t;
+
+	ck_assert_int_eq(ration_sem_new(1, NULL, &s), 0);
+	ck_assert_int_eq(ration_sem_acquire(s, NULL, 1), 0);
+	int32_t top = atomic_load_explicit(&s->spin_ns, memory_order_relaxed);
+	ck_assert_int_eq(pthread_create(&t, NULL, acquire_one, s), 0);
+	if (ration__may_spin()) {
+		WAIT_FOR(atomic_load_explicit(&s->spin_ns, memory_order_relaxed) < top);
+	} else {
+		WAIT_FOR((ration_sem_stats(s, &st), st.waiters == 1));
+		sleep_ns(20 * MS);
+		ck_assert_int_eq(atomic_load_explicit(&s->spin_ns, memory_order_relaxed), top);
+	}
+	ck_assert_int_eq(ration_sem_release(s, 1), 0);
+	pthread_join(t, NULL);
+	ck_assert_int_eq(ration_sem_release(s, 1), 0);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+}
+END_TEST
+
 /* ---- taskq ------------------------------------------------------------- */
 
 static void
@@ -220,6 +257,9 @@ internal_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("cpu");
 	tcase_add_test(tc, ncpu_is_the_affinity_mask);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("sem");
+	tcase_add_test(tc, sem_lost_spin_cuts_the_spin_budget);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("taskq");
 	tcase_add_test(tc, taskq_fifo_across_chunks);

@@ -58,6 +58,11 @@ struct ration_sem {
 	 * shrink settled and unlinked them): incremented under mu, dropped
 	 * (release) as each one's last touch; free refuses while non-zero. */
 	_Atomic int64_t inside;
+	/* How long a head waiter spins for its grant before it parks, in ns:
+	 * halved after a spin that ran out, doubled after one that won
+	 * (sem.c, spin_for_grant). Relaxed: a heuristic. */
+	_Atomic int32_t spin_ns;
+	_Atomic uint32_t spinners;  /* atomic: waiters spinning now */
 	size_t max_waiters;         /* immutable; 0 = unlimited */
 	_Atomic bool closed;        /* written under mu */
 	uint64_t acquired_slow;     /* mu */
