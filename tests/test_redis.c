@@ -518,12 +518,13 @@ START_TEST(test_redis_grant_racing_deadline_loses_nothing)
 }
 END_TEST
 
-/* acquire_until(@t, now + 30 ms, @n) sent while the server sleeps 150 ms:
- * its reply comes after the caller's deadline. */
+/* acquire_until(@t, now + 30 ms, @n) sent while the server sleeps 100 ms:
+ * its reply comes about 50 ms after the caller's deadline (the handle
+ * reads a reply up to 100 ms past it). */
 static int
 acquire_behind_server_sleep(ration_sem_t *t, int64_t n)
 {
-	int fd = send_cmd(main_srv.port, "DEBUG SLEEP 0.15\r\n");
+	int fd = send_cmd(main_srv.port, "DEBUG SLEEP 0.1\r\n");
 	ck_assert_int_ge(fd, 0);
 	sleep_ns(20 * MS); /* let the sleep begin */
 	int rc = ration_sem_acquire_until(t, ration_now() + 30 * MS, n);
