@@ -1,6 +1,5 @@
 /* acquire_all.c - ration_acquire_all(): several semaphores at once, taken
  * in one global order so that two callers never deadlock. */
-#include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,17 +52,11 @@ ration_acquire_all(ration_ctx_t *ctx, const ration_claim_t *claims, size_t count
 	 * ctx's error. Backends keep their size elsewhere: their acquire
 	 * checks for itself. */
 	for (size_t i = 0; i < k; i++) {
-		ration_sem_t *s = c[i].sem;
-		if (s->ops != NULL)
-			continue;
-		if (atomic_load_explicit(&s->closed, memory_order_relaxed)) {
-			rc = -EPIPE;
+		rc = ration__sem_verdict(c[i].sem, c[i].n);
+		if (rc == -ENOTSUP)
+			rc = 0;
+		if (rc != 0)
 			goto out;
-		}
-		if (c[i].n > atomic_load_explicit(&s->size, memory_order_relaxed)) {
-			rc = -E2BIG;
-			goto out;
-		}
 	}
 	if ((rc = ration_ctx_err(ctx)) != 0)
 		goto out;

@@ -6,8 +6,8 @@
 #include "internal/compiler.h"
 #include "internal/cpu.h"
 
-/* ~1 us on the Zen 3 this was tuned on (a pause is ~30 ns there; 16
- * pauses gave up part of the W2 gain, 64 and 128 added little). */
+/* About 1 us where a pause takes ~30 ns; how 32 was chosen is in
+ * docs/performance.md ("Constants in the code"). */
 #define BACKOFF_PAUSES 32
 
 static _Atomic unsigned ncpu_cached; /* 0 = not read yet */

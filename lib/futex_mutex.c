@@ -6,10 +6,10 @@
 #include "internal/cpu.h"
 #include "internal/futex_mutex.h"
 
-/* Spins before sleeping: about 6 us of pause here (~30 ns each on this
- * Zen 3; less where a pause is shorter), the order of a futex wake on
- * this VM, and far longer than any critical section under such a lock
- * unless its holder was preempted. */
+/* Spins before sleeping: about 6 us where a pause takes ~30 ns (less
+ * where it is shorter), the order of a futex wake on a VM, and far longer
+ * than any critical section under such a lock unless its holder was
+ * preempted. */
 #define LOCK_SPINS 200
 
 void

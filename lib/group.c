@@ -67,6 +67,7 @@
 #include <string.h>
 
 #include "internal/account.h"
+#include "internal/atomic_max.h"
 #include "internal/compiler.h"
 #include "internal/elastic.h"
 #include "internal/hist.h"
@@ -160,27 +161,20 @@ static _Thread_local ration_group_t *tl_task_of;
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* The budget's -EPIPE/-E2BIG verdict for @n, without waiting. Reads the
- * size of an in-process semaphore directly (stats would take its lock on
+/* The budget's -EPIPE/-E2BIG verdict for @n, without waiting. An
+ * in-process semaphore answers without its lock (stats would take it on
  * every go); a backend semaphore answers through its stats. */
 static int
 budget_check(ration_sem_t *s, int64_t n)
 {
-	int64_t size;
-	bool closed;
-
-	if (s->ops == NULL) {
-		closed = atomic_load_explicit(&s->closed, memory_order_relaxed);
-		size = atomic_load_explicit(&s->size, memory_order_relaxed);
-	} else {
-		ration_sem_stats_t st;
-		ration_sem_stats(s, &st);
-		closed = st.closed;
-		size = st.size;
-	}
-	if (closed)
+	int rc = ration__sem_verdict(s, n);
+	if (rc != -ENOTSUP)
+		return rc;
+	ration_sem_stats_t st;
+	ration_sem_stats(s, &st);
+	if (st.closed)
 		return -EPIPE;
-	return n > size ? -E2BIG : 0;
+	return n > st.size ? -E2BIG : 0;
 }
 
 /* Give back what a go() or a finished task holds. */
@@ -283,15 +277,6 @@ note_error(ration_group_t *g, int err)
 						memory_order_relaxed);
 }
 
-static void
-note_max(_Atomic int64_t *max, int64_t v)
-{
-	int64_t m = atomic_load_explicit(max, memory_order_relaxed);
-	while (v > m && !atomic_compare_exchange_weak_explicit(max, &m, v, memory_order_relaxed,
-							       memory_order_relaxed))
-		;
-}
-
 /* ---- the task ---------------------------------------------------------- */
 
 static void
@@ -366,7 +351,7 @@ task_main(void *arg, int status)
 	if (r.cpu_ns > 0)
 		atomic_fetch_add_explicit(&g->cpu_ns_total, r.cpu_ns, memory_order_relaxed);
 	if (r.peak_bytes >= 0) {
-		note_max(&g->max_peak_bytes, r.peak_bytes);
+		ration__atomic_max(&g->max_peak_bytes, r.peak_bytes);
 		if (g->budget_bytes && status == 0) {
 			unsigned b = ration__account_fit_bucket(r.peak_bytes, r.declared);
 			atomic_fetch_add_explicit(&g->fit_hist[b], 1, memory_order_relaxed);

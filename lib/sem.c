@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "internal/atomic_max.h"
 #include "internal/clock.h"
 #include "internal/compiler.h"
 #include "internal/cpu.h"
@@ -41,12 +42,12 @@
 
 /* The longest a head waiter spins for its grant before parking: a
  * hand-off to a running thread costs a cache-line transfer, waking a
- * sleeping one costs microseconds on a VM (contract §12). Measured on W2
- * t=8 (2 vCPUs): 4 us spins gave ~700 ns/op, 20 us ~250 ns/op; yielding
- * while spinning was worse. The spin actually used adapts between
- * SPIN_MIN_NS and this (s->spin_ns): with more threads than CPUs the
- * holder the spinner waits for is often not running, and every spin
- * then burns the CPU it needs (docs/sem.md, "Spinning"). */
+ * sleeping one costs microseconds on a VM (contract §12). Why 20 us, and
+ * not a yield: the W2 measurements in docs/performance.md ("Constants in
+ * the code"). The spin actually used adapts between SPIN_MIN_NS and this
+ * (s->spin_ns): with more threads than CPUs the holder the spinner waits
+ * for is often not running, and every spin then burns the CPU it needs
+ * (docs/sem.md, "Spinning"). */
 #define HEAD_SPIN_NS 20000
 #define SPIN_MIN_NS 1000
 
@@ -73,12 +74,8 @@ units(int64_t n)
 static void
 note_in_use(ration_sem_t *s, int64_t avail_after)
 {
-	int64_t in_use = atomic_load_explicit(&s->size, memory_order_relaxed) - avail_after;
-	int64_t max = atomic_load_explicit(&s->max_in_use, memory_order_relaxed);
-	while (in_use > max &&
-	       !atomic_compare_exchange_weak_explicit(&s->max_in_use, &max, in_use,
-						      memory_order_relaxed, memory_order_relaxed))
-		;
+	ration__atomic_max(&s->max_in_use,
+			   atomic_load_explicit(&s->size, memory_order_relaxed) - avail_after);
 }
 
 /* Fast path, lock-free: take @n units only while nobody is queued (SLOW
@@ -168,12 +165,8 @@ grant_locked(ration_sem_t *s, struct ration__wake_list *wl)
 			break;
 		atomic_fetch_sub_explicit(&s->word, units(w->n), memory_order_relaxed);
 		note_in_use(s, avail_of(word) - w->n);
-		if (now == 0)
-			now = clock_mono_ns();
-		int64_t waited = now > w->t0 ? now - w->t0 : 0;
 		s->acquired_slow++;
-		s->wait_ns_total += (uint64_t)waited;
-		s->wait_hist[ration__hist_bucket(waited)]++;
+		ration__hist_note_wait(&s->wait_ns_total, s->wait_hist, &now, w->t0);
 		finish_waiter(s, w, 0, wl);
 	}
 	if (list_empty(&s->queue)) {
@@ -184,7 +177,7 @@ grant_locked(ration_sem_t *s, struct ration__wake_list *wl)
 		/* Pre-wake the new head: it wakes and spins while the units
 		 * just granted are in use, so its own grant is a hand-off to
 		 * a running thread instead of a futex wake on the critical
-		 * path (W2 t=8: ~740 -> ~140 ns/op, medians of 5). Only while
+		 * path (docs/performance.md, "Constants in the code"). Only while
 		 * spins win (spin_ns near its top), and not with one CPU:
 		 * there the woken head could only find no grant and park
 		 * again, two context switches for nothing. */

@@ -11,6 +11,48 @@ fail=0
 missing=0
 srcs=$(ls lib/*.c lib/shared/*.c lib/redis/*.c)
 
+# The layers (docs/architecture.md): the core (lib/*.c, lib/internal/)
+# includes no backend header, and no backend includes another's. A
+# backend's headers are its public one (include/ration/<backend>.h) and
+# those in its folder (lib/<backend>/*.h); the Redis backend alone may
+# include hiredis.
+echo "=== layering ==="
+backends=$(cd lib && for d in */; do [ "$d" != internal/ ] && echo "${d%/}"; done)
+# headers_of B: an extended regex matching what an #include of one of B's
+# headers names (whole target, between the quotes or brackets).
+headers_of() {
+	local re="ration/$1\\.h|(.*/)?$1/.*"
+	local h
+	for h in lib/"$1"/*.h; do
+		[ -e "$h" ] && re="$re|(.*/)?$(basename "$h" | sed 's/\./\\./g')"
+	done
+	if [ "$1" = redis ]; then
+		re="$re|hiredis/.*"
+	fi
+	echo "^($re)\$"
+}
+layer_out=
+for b in $backends; do
+	re=$(headers_of "$b")
+	files="lib/*.c lib/internal/*.h"
+	for o in $backends; do
+		[ "$o" != "$b" ] && files="$files lib/$o/*.c lib/$o/*.h"
+	done
+	# shellcheck disable=SC2086 # the globs are meant to expand
+	while IFS=: read -r file line target; do
+		if [[ "$target" =~ $re ]]; then
+			layer_out+="$file:$line: includes $target, a header of backend '$b'"$'\n'
+		fi
+	done < <(grep -HnE '^[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]' $files 2>/dev/null |
+		sed -E 's/^([^:]*:[0-9]+):[[:space:]]*#[[:space:]]*include[[:space:]]*[<"]([^>"]*)[>"].*/\1:\2/')
+done
+if [ -n "$layer_out" ]; then
+	printf '%s' "$layer_out"
+	fail=1
+else
+	echo "clean (core: lib/*.c lib/internal/; backends: $(echo $backends))"
+fi
+
 echo "=== clang-tidy ==="
 if command -v clang-tidy >/dev/null; then
 	[ -f build-r/compile_commands.json ] || meson setup build-r >/dev/null

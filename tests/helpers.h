@@ -41,6 +41,16 @@ stress_rounds(long dflt)
 	return v > 0 ? (v < dflt ? v : dflt) : dflt;
 }
 
+/* Raise the high-water mark *@max to @v if @v is larger. */
+static inline void
+note_max(_Atomic int64_t *max, int64_t v)
+{
+	int64_t m = atomic_load_explicit(max, memory_order_relaxed);
+	while (v > m && !atomic_compare_exchange_weak_explicit(max, &m, v, memory_order_relaxed,
+							       memory_order_relaxed))
+		;
+}
+
 static inline void
 sleep_ns(int64_t ns)
 {

@@ -20,15 +20,6 @@ static _Atomic unsigned char *calls; /* per task index */
 static long ntasks;
 static long fail_at = -1; /* task index that fails, or -1 */
 
-static void
-note_max(_Atomic int64_t *max, int64_t v)
-{
-	int64_t m = atomic_load_explicit(max, memory_order_relaxed);
-	while (v > m && !atomic_compare_exchange_weak_explicit(max, &m, v, memory_order_relaxed,
-								memory_order_relaxed))
-		;
-}
-
 static int
 task(ration_ctx_t *ctx, void *arg)
 {

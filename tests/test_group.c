@@ -223,14 +223,6 @@ END_TEST
 
 static _Atomic int64_t run_now, run_max, weight_now, weight_max;
 
-static void
-note_max(_Atomic int64_t *max, int64_t v)
-{
-	int64_t m = atomic_load(max);
-	while (v > m && !atomic_compare_exchange_weak(max, &m, v))
-		;
-}
-
 static int
 task_weighed(ration_ctx_t *ctx, void *arg)
 {

@@ -400,10 +400,7 @@ cc_gtask(ration_ctx_t *ctx, void *arg)
 {
 	long id = (long)(intptr_t)arg;
 	int64_t w = 1 + id % 8;
-	int64_t now = atomic_fetch_add(&C.grunning, w) + w;
-	int64_t m = atomic_load(&C.grunning_max);
-	while (now > m && !atomic_compare_exchange_weak(&C.grunning_max, &m, now))
-		;
+	note_max(&C.grunning_max, atomic_fetch_add(&C.grunning, w) + w);
 	atomic_fetch_add(&C.gtask_runs[id], 1);
 	if (id % 4 == 0)
 		sleep_ns(50000); /* hold the weight a while: the budget binds */

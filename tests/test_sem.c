@@ -1663,8 +1663,8 @@ close_when_seen_done(const ration_ctx_t *ctx, int err)
  * leaving on its own cancel/deadline, it still locks s->mu in leave()
  * afterwards. With a busy check of only "no waiters, nothing held", a
  * "close; free" shutdown path freed the mutex under the leaving waiter
- * (use after free); found by this audit, fixed in lib/sem.c by counting
- * callers still inside acquire (s->inside). */
+ * (use after free). The semaphore counts the callers still inside
+ * acquire (s->inside) and refuses to free while any is. */
 START_TEST(test_sem_free_refused_while_a_closed_out_waiter_is_still_inside)
 {
 	ration_sem_t *s;

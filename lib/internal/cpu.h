@@ -22,8 +22,8 @@ ration__may_spin(void)
  * word other CPUs keep hitting (the semaphore's fast path). Retrying at
  * once pulls the cache line back while the winner still needs it, so the
  * line crosses CPUs on every operation; waiting lets the winner finish a
- * few operations in its own cache (W2 t=2/4/8 went from 32-75 / 64-97 /
- * 161-270 ns/op to 14-22 / 15-21 / 19-144; docs/sem.md). A no-op with one
+ * few operations in its own cache (docs/sem.md; the W2 figures in
+ * docs/performance.md). A no-op with one
  * usable CPU: there the CAS was lost to a thread that preempted us and is
  * not running now. Out of line, so the fast paths keep their registers. */
 void ration__backoff(void);

@@ -2,6 +2,7 @@
 #ifndef RATION_INTERNAL_SEM_H
 #define RATION_INTERNAL_SEM_H
 
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
 
@@ -93,6 +94,21 @@ int ration__sem_new_backend(const struct ration__sem_ops *ops, void *impl,
  * nobody is queued (the lock-free fast path alone): no lock, no wait, and
  * a miss is not counted as a rejection, unlike try_acquire. */
 bool ration__sem_take(ration_sem_t *s, int64_t n);
+
+/* What an acquire of @n on @s would answer at once, without waiting and
+ * without the lock: -EPIPE (closed), -E2BIG (@n past the size) or 0. Only
+ * an in-process semaphore can tell here; a backend's state is elsewhere,
+ * so for one this returns -ENOTSUP and its acquire checks for itself. */
+static inline int
+ration__sem_verdict(const ration_sem_t *s, int64_t n)
+{
+	if (s->ops != NULL)
+		return -ENOTSUP;
+	if (atomic_load_explicit(&s->closed, memory_order_relaxed))
+		return -EPIPE;
+	return n > atomic_load_explicit(&s->size, memory_order_relaxed) ? -E2BIG : 0;
+}
+
 /* Whether @s is held or waited on; takes s->mu. */
 bool ration__sem_busy(ration_sem_t *s);
 /* Free an idle @s (no check). */

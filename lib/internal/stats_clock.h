@@ -1,11 +1,10 @@
 /* stats_clock.h - a cheap clock for the durations in statistics.
  *
  * A group reads the time three times per task (go, start, end) for its
- * wait and run statistics. clock_gettime(CLOCK_MONOTONIC) costs ~33 ns
- * through the vDSO on this VM, and its ordered TSC read (lfence; rdtsc)
- * also waits for every cache miss in flight, so in a profile of W3 the
- * three reads were a third of all cycles. A plain rdtsc costs ~13 ns and
- * waits for nothing. Ticks are used only for differences between two
+ * wait and run statistics. clock_gettime(CLOCK_MONOTONIC) goes through
+ * the vDSO, and its ordered TSC read (lfence; rdtsc) also waits for every
+ * cache miss in flight, of which a task hand-off has many; a plain rdtsc
+ * is cheaper and waits for nothing (the costs measured: docs/group.md). Ticks are used only for differences between two
  * readings (never deadlines, never compared with ration_now()), so their
  * origin does not matter, only their rate.
  *

@@ -4,7 +4,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "internal/clock.h"
+#include "internal/atomic_max.h"
 #include "internal/hist.h"
 #include "shm.h"
 #include "shm_seg.h"
@@ -29,12 +29,8 @@ ration__shm_decide(struct shm_seg *g, struct shm_waiter *w, int outcome,
 void
 ration__shm_note_in_use(struct shm_seg *g, int64_t avail_after)
 {
-	int64_t in_use = atomic_load_explicit(&g->size, memory_order_relaxed) - avail_after;
-	int64_t max = atomic_load_explicit(&g->max_in_use, memory_order_relaxed);
-	while (in_use > max &&
-	       !atomic_compare_exchange_weak_explicit(&g->max_in_use, &max, in_use,
-						      memory_order_relaxed, memory_order_relaxed))
-		;
+	ration__atomic_max(&g->max_in_use,
+			   atomic_load_explicit(&g->size, memory_order_relaxed) - avail_after);
 }
 
 static struct shm_waiter *
@@ -65,12 +61,8 @@ ration__shm_grant(struct shm_seg *g, struct ration__shm_wake *wk)
 			continue; /* it left just now: the next head */
 		atomic_fetch_sub_explicit(&g->word, w->n * 2, memory_order_relaxed);
 		ration__shm_note_in_use(g, (word >> 1) - w->n);
-		if (now == 0)
-			now = clock_mono_ns();
-		int64_t waited = now > w->t0 ? now - w->t0 : 0;
 		g->acquired++;
-		g->wait_ns_total += (uint64_t)waited;
-		g->wait_hist[ration__hist_bucket(waited)]++;
+		ration__hist_note_wait(&g->wait_ns_total, g->wait_hist, &now, w->t0);
 	}
 }
 
