@@ -62,6 +62,7 @@ typedef struct {
  * malloc really is jemalloc's (a program that links only libration.so but
  * allocates with glibc gets false).
  * Blocks: no (the answer is computed once). Allocates: once, a probe.
+ * Calls user code: never.
  */
 RATION_API bool ration_account_available(void);
 
@@ -92,7 +93,8 @@ RATION_API int64_t ration_account_round(int64_t bytes);
  *
  * Resets the thread's jemalloc peak counter (one per thread: nested begin
  * calls on one thread share it).
- * Blocks: no. Allocates: never. Cost: docs/account.md (< 100 ns).
+ * Blocks: no. Allocates: never. Calls user code: never. Cost:
+ * docs/account.md (< 100 ns).
  */
 RATION_API void ration_account_begin(ration_account_t *a);
 
@@ -102,7 +104,7 @@ RATION_API void ration_account_begin(ration_account_t *a);
  * @a:    scratch for the matching ration_account_end().
  * @what: 0, or RATION_ACCOUNT_CPU to fill cpu_ns too.
  *
- * Blocks: no. Allocates: never.
+ * Blocks: no. Allocates: never. Calls user code: never.
  */
 RATION_API void ration_account_begin_with(ration_account_t *a, unsigned what);
 
@@ -112,6 +114,8 @@ RATION_API void ration_account_begin_with(ration_account_t *a, unsigned what);
  * Must run on the thread that called begin. Fills run_ns, cpu_ns (-1
  * unless begun with RATION_ACCOUNT_CPU), peak_bytes and allocated_bytes;
  * leaves arg, seq, declared, wait_ns and status as they are.
+ *
+ * Blocks: no. Allocates: never. Calls user code: never.
  */
 RATION_API void ration_account_end(const ration_account_t *a, ration_task_report_t *out);
 

@@ -79,6 +79,8 @@ RATION_API const char *ration_strerror(int err);
  * ration_version() - the library version as "MAJOR.MINOR.PATCH".
  *
  * Return: a static string; never NULL.
+ *
+ * Blocks: no. Allocates: never. Calls user code: never.
  */
 RATION_API const char *ration_version(void);
 

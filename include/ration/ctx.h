@@ -36,6 +36,8 @@ typedef struct ration_ctx ration_ctx_t;
  *
  * Return: a static ctx; ref/unref on it are no-ops, cancel is ignored.
  * Equivalent to passing NULL wherever a ctx is taken.
+ *
+ * Blocks: no. Allocates: never. Calls user code: never.
  */
 RATION_API ration_ctx_t *ration_ctx_background(void);
 
@@ -69,6 +71,8 @@ RATION_API int ration_ctx_with_deadline(ration_ctx_t *parent, int64_t deadline_n
  * @timeout_ns: relative; the addition saturates at RATION_FOREVER.
  *
  * Return: as ration_ctx_with_deadline().
+ *
+ * Blocks: no. Allocates: yes. Calls user code: never.
  */
 RATION_API int ration_ctx_with_timeout(ration_ctx_t *parent, int64_t timeout_ns,
 				       ration_ctx_t **out);
@@ -81,7 +85,8 @@ RATION_API int ration_ctx_with_timeout(ration_ctx_t *parent, int64_t timeout_ns,
  * @ctx and runs its pending after-funcs, in the calling thread, with no
  * ration lock held. NULL and the background ctx are ignored.
  *
- * Blocks: no (after-funcs run inline). Allocates: never.
+ * Blocks: no (after-funcs run inline). Allocates: never. Calls user code:
+ * the pending after-funcs of every ctx it makes done, before it returns.
  */
 RATION_API void ration_ctx_cancel(ration_ctx_t *ctx);
 
@@ -89,6 +94,9 @@ RATION_API void ration_ctx_cancel(ration_ctx_t *ctx);
  * ration_ctx_cancel_with() - cancel with a cause of the caller's choosing.
  * @cause: a negative errno that ration_ctx_err() will then return;
  *         @cause >= 0 means -ECANCELED.
+ *
+ * Blocks: no (after-funcs run inline). Allocates: never. Calls user code:
+ * as ration_ctx_cancel().
  */
 RATION_API void ration_ctx_cancel_with(ration_ctx_t *ctx, int cause);
 
@@ -99,7 +107,8 @@ RATION_API void ration_ctx_cancel_with(ration_ctx_t *ctx, int cause);
  * to cancel_with. A passed deadline reports -ETIMEDOUT at once, even
  * before anything else has noticed it. NULL = background = 0.
  *
- * Blocks: no. Allocates: never. Lock-free once done.
+ * Blocks: no. Allocates: never. Calls user code: never. Lock-free once
+ * done.
  */
 RATION_API int ration_ctx_err(const ration_ctx_t *ctx);
 
@@ -108,6 +117,8 @@ RATION_API int ration_ctx_err(const ration_ctx_t *ctx);
  *
  * Return: the earliest deadline of @ctx and its ancestors, or
  * RATION_FOREVER if none has one.
+ *
+ * Blocks: no. Allocates: never. Calls user code: never.
  */
 RATION_API int64_t ration_ctx_deadline(const ration_ctx_t *ctx);
 
@@ -118,6 +129,7 @@ RATION_API int64_t ration_ctx_deadline(const ration_ctx_t *ctx);
  * background ctx, which would never return.
  *
  * Blocks: yes, at most until the effective deadline. Allocates: never.
+ * Calls user code: never.
  */
 RATION_API int ration_ctx_wait(ration_ctx_t *ctx);
 
@@ -204,6 +216,9 @@ RATION_API int ration_ctx_signal(const ration_ctx_t *ctx);
  *
  * Return: the fd (>= 0), -EINVAL (NULL or background: it could never fire),
  * -ENOMEM or -EMFILE when no fd can be made.
+ *
+ * Blocks: no. Allocates: the eventfd on first call (and, with a deadline,
+ * the timer thread's entry for it). Calls user code: never.
  */
 RATION_API int ration_ctx_fd(ration_ctx_t *ctx);
 
@@ -221,6 +236,9 @@ RATION_API int ration_ctx_fd(ration_ctx_t *ctx);
  * Return: 0, -EINVAL (@ctx is NULL/background, or @fn NULL) or -ENOMEM
  * (fn is then never run).
  * Allocates: yes, one small node.
+ *
+ * Blocks: no. Allocates: yes, one small node. Calls user code: @fn, before
+ * this returns, when @ctx is already done.
  */
 RATION_API int ration_ctx_after(ration_ctx_t *ctx, void (*fn)(void *arg), void *arg,
 				uint64_t *id);
@@ -230,6 +248,9 @@ RATION_API int ration_ctx_after(ration_ctx_t *ctx, void (*fn)(void *arg), void *
  *
  * Return: true if fn has not run and now never will; false if it already
  * ran, is running, or @id is unknown.
+ *
+ * Blocks: no (it does not wait for a running fn). Allocates: never. Calls
+ * user code: never.
  */
 RATION_API bool ration_ctx_stop_after(ration_ctx_t *ctx, uint64_t id);
 
@@ -237,6 +258,8 @@ RATION_API bool ration_ctx_stop_after(ration_ctx_t *ctx, uint64_t id);
  * ration_ctx_ref() - take one more reference to @ctx.
  *
  * Return: @ctx. NULL and the background ctx are returned as they are.
+ *
+ * Blocks: no. Allocates: never. Calls user code: never.
  */
 RATION_API ration_ctx_t *ration_ctx_ref(ration_ctx_t *ctx);
 
@@ -250,6 +273,9 @@ RATION_API ration_ctx_t *ration_ctx_ref(ration_ctx_t *ctx);
  * A cancel of an ancestor that runs concurrently may already have taken
  * @ctx's after-funcs and run them as this returns: if an after-func's
  * @arg dies with @ctx, ration_ctx_stop_after() it first.
+ *
+ * Blocks: when it frees @ctx while the timer thread is firing its
+ * deadline, until that returns. Allocates: never. Calls user code: never.
  */
 RATION_API void ration_ctx_unref(ration_ctx_t *ctx);
 

@@ -122,6 +122,10 @@ typedef struct {
  *   -ENOMEM    also when the default pool cannot be made
  *   -EAGAIN    elastic without the allocator hook: no sampler thread
  *              could be started
+ *
+ * Blocks: no. Allocates: yes (the group, its ctx and limit semaphore; the
+ * default pool on first use; with opts.elastic, a sampler thread). Calls
+ * user code: never.
  */
 RATION_API int ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts,
 				ration_group_t **out);
@@ -130,6 +134,10 @@ RATION_API int ration_group_new(ration_ctx_t *parent, const ration_group_opts_t 
  * ration_group_ctx() - the group's ctx, done after the first error (unless
  * keep_going), when the parent is done, or after wait(). Borrowed: valid
  * until ration_group_free().
+ *
+ * Return: the ctx, or NULL for @g NULL.
+ *
+ * Blocks: no. Allocates: never. Calls user code: never.
  */
 RATION_API ration_ctx_t *ration_group_ctx(ration_group_t *g);
 
@@ -176,6 +184,9 @@ RATION_API int ration_group_go(ration_group_t *g, int64_t weight, ration_group_f
  * the pool queue has no room right now. -ENOMEM when no task record can
  * be allocated or the pool queue cannot grow. Errors are recorded as by
  * ration_group_go(), except -EAGAIN, which is not an error of the group.
+ *
+ * Blocks: no. Allocates: as ration_group_go(). Calls user code: never in
+ * the caller (@fn and on_report run on a pool thread).
  */
 RATION_API int ration_group_try_go(ration_group_t *g, int64_t weight, ration_group_fn fn,
 				   void *arg);
@@ -189,11 +200,15 @@ RATION_API int ration_group_try_go(ration_group_t *g, int64_t weight, ration_gro
  * -EPIPE; wait may be called again and returns the same value.
  *
  * Blocks: yes. Must not be called from one of the group's own tasks.
+ * Allocates: never. Calls user code: the after-funcs of the group's ctx
+ * (and its descendants), which it cancels.
  */
 RATION_API int ration_group_wait(ration_group_t *g);
 
 /**
  * ration_group_stats() - fill @out with a snapshot of @g's counters.
+ *
+ * Blocks: no. Allocates: never. Calls user code: never.
  */
 RATION_API void ration_group_stats(const ration_group_t *g, ration_group_stats_t *out);
 
@@ -232,6 +247,9 @@ RATION_API int ration_task_grow(ration_ctx_t *ctx, int64_t n);
 /**
  * ration_group_free() - wait for running tasks (as wait()), then free @g.
  * NULL is ignored.
+ *
+ * Blocks: yes, as ration_group_wait(). Allocates: never. Calls user code:
+ * as ration_group_wait().
  */
 RATION_API void ration_group_free(ration_group_t *g);
 

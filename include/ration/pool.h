@@ -72,6 +72,9 @@ typedef struct {
  * Return: 0, -EINVAL (@out NULL, min_threads > threads, negative
  * idle_timeout_ns), -ENOMEM, or -EAGAIN (min_threads could not be started:
  * nothing is left running).
+ *
+ * Blocks: no. Allocates: yes, and starts min_threads threads. Calls user
+ * code: never in the caller (thread_init runs on each new thread).
  */
 RATION_API int ration_pool_new(const ration_pool_opts_t *opts, ration_pool_t **out);
 
@@ -82,6 +85,9 @@ RATION_API int ration_pool_new(const ration_pool_opts_t *opts, ration_pool_t **o
  * never shut down or freed by users (calls to do so return -EINVAL/ignored).
  *
  * Return: the pool, or NULL if it could not be made (-ENOMEM).
+ *
+ * Blocks: only while another thread is making the default pool.
+ * Allocates: on the first call. Calls user code: never.
  */
 RATION_API ration_pool_t *ration_pool_default(void);
 
@@ -111,6 +117,8 @@ RATION_API int ration_pool_submit(ration_pool_t *p, ration_ctx_t *ctx, ration_ta
  * Return: 0, -EINVAL, -EPIPE, -EAGAIN (queue full, or no thread could be
  * started), or -ENOMEM (the queue could not grow). On error fn is never
  * called.
+ *
+ * Blocks: no. Allocates: as ration_pool_submit(). Calls user code: never.
  */
 RATION_API int ration_pool_try_submit(ration_pool_t *p, ration_task_fn fn, void *arg);
 
@@ -122,11 +130,16 @@ RATION_API int ration_pool_try_submit(ration_pool_t *p, ration_task_fn fn, void 
  * min_threads is capped at the new maximum.
  *
  * Return: 0, -EINVAL (@threads == 0) or -EPIPE (shut down).
+ *
+ * Blocks: no. Allocates: the threads it starts for queued work. Calls user
+ * code: never in the caller.
  */
 RATION_API int ration_pool_resize(ration_pool_t *p, unsigned threads);
 
 /**
  * ration_pool_stats() - fill @out with a snapshot of @p's counters.
+ *
+ * Blocks: no. Allocates: never. Calls user code: never.
  */
 RATION_API void ration_pool_stats(const ration_pool_t *p, ration_pool_stats_t *out);
 
@@ -142,6 +155,10 @@ RATION_API void ration_pool_stats(const ration_pool_t *p, ration_pool_stats_t *o
  * Return: 0 when every task has finished and every thread has exited, or
  * the ctx error if it ends first (workers go on draining; free() waits),
  * or -EINVAL for the default pool.
+ *
+ * Blocks: yes, until every task has finished or @ctx ends. Allocates:
+ * never. Calls user code: with RATION_DISCARD, each queued fn (with
+ * -ECANCELED) in the calling thread; otherwise never in the caller.
  */
 RATION_API int ration_pool_shutdown(ration_pool_t *p, enum ration_shutdown mode,
 				    ration_ctx_t *ctx);
@@ -150,6 +167,10 @@ RATION_API int ration_pool_shutdown(ration_pool_t *p, enum ration_shutdown mode,
  * ration_pool_free() - shut down (DRAIN, if not already), wait for every
  * thread, and free @p. Must not be called from one of @p's own tasks.
  * NULL and the default pool are ignored.
+ *
+ * Blocks: yes, until every task has run and every thread has exited.
+ * Allocates: never. Calls user code: never in the caller (queued tasks run
+ * on the pool's threads).
  */
 RATION_API void ration_pool_free(ration_pool_t *p);
 

@@ -15,6 +15,11 @@
  *	ration_sem_free(mem);
  *
  * All functions are thread-safe. Design notes: docs/sem.md.
+ *
+ * The same calls work on a semaphore from ration_sem_open_shared() or
+ * ration_sem_open_redis(); the Blocks lines below describe an in-process
+ * one. On the others a call may also wait for the segment's lock or for a
+ * round trip to the server (see ration/shared.h, ration/redis.h).
  */
 #ifndef RATION_SEM_H
 #define RATION_SEM_H
@@ -66,7 +71,7 @@ typedef struct {
  * @out:  receives the semaphore, owned by the caller (ration_sem_free()).
  *
  * Return: 0, -EINVAL (@size out of range, @out NULL) or -ENOMEM.
- * Blocks: no. Allocates: yes.
+ * Blocks: no. Allocates: yes. Calls user code: never.
  */
 RATION_API int ration_sem_new(int64_t size, const ration_sem_opts_t *opts,
 			      ration_sem_t **out);
@@ -79,6 +84,8 @@ RATION_API int ration_sem_new(int64_t size, const ration_sem_opts_t *opts,
  *
  * Return: 0 (freed), -EINVAL (@s NULL), or -EBUSY if units are held or a
  * caller is queued: nothing is freed and @s stays usable.
+ *
+ * Blocks: no. Allocates: never. Calls user code: never.
  */
 RATION_API int ration_sem_free(ration_sem_t *s);
 
@@ -124,7 +131,7 @@ RATION_API int ration_sem_acquire_until(ration_sem_t *s, int64_t deadline_ns, in
  * try never overtakes a waiter).
  *
  * Return: 0, -EINVAL, -EPIPE, -E2BIG (@n > size) or -EAGAIN.
- * Blocks: no. Allocates: never.
+ * Blocks: no. Allocates: never. Calls user code: never.
  */
 RATION_API int ration_sem_try_acquire(ration_sem_t *s, int64_t n);
 
@@ -177,6 +184,9 @@ RATION_API int ration_sem_release(ration_sem_t *s, int64_t n);
  *
  * Return: 0, -EINVAL (@new_size not in 1..RATION_SEM_MAX) or -EPIPE (@s
  * closed: nothing changes).
+ *
+ * Blocks: no (takes the semaphore's lock for a moment). Allocates: never.
+ * Calls user code: never.
  */
 RATION_API int ration_sem_resize(ration_sem_t *s, int64_t new_size);
 
@@ -186,6 +196,9 @@ RATION_API int ration_sem_resize(ration_sem_t *s, int64_t new_size);
  * Every queued waiter, and every later acquire, fails with -EPIPE.
  * Release keeps working, so holders can give their units back.
  * Idempotent.
+ *
+ * Blocks: no (takes the semaphore's lock for a moment). Allocates: never.
+ * Calls user code: never.
  */
 RATION_API void ration_sem_close(ration_sem_t *s);
 
@@ -194,11 +207,16 @@ RATION_API void ration_sem_close(ration_sem_t *s);
  *
  * Return: negative while in deficit after a shrink. A snapshot: other
  * threads may change it at once.
+ *
+ * Blocks: no. Allocates: never. Calls user code: never.
  */
 RATION_API int64_t ration_sem_available(const ration_sem_t *s);
 
 /**
  * ration_sem_stats() - fill @out with a snapshot of @s's counters.
+ *
+ * Blocks: no (takes the semaphore's lock for the copy). Allocates: never.
+ * Calls user code: never.
  */
 RATION_API void ration_sem_stats(const ration_sem_t *s, ration_sem_stats_t *out);
 
@@ -215,6 +233,9 @@ RATION_API void ration_sem_stats(const ration_sem_t *s, ration_sem_stats_t *out)
  *
  * Return: 0, -EINVAL (@name NULL/empty, @out NULL, or @size out of range
  * when the name is new) or -ENOMEM.
+ *
+ * Blocks: no (takes the registry's lock for a moment). Allocates: the
+ * first open of a name. Calls user code: never.
  */
 RATION_API int ration_sem_open(const char *name, int64_t size, ration_sem_t **out);
 
@@ -240,12 +261,17 @@ typedef struct {
  * -EOVERFLOW (summed weight overflows); -ENOMEM (more than
  * RATION_CLAIMS_INLINE semaphores and no memory); or the first error of
  * ration_sem_acquire() on any claim.
+ *
+ * Blocks: yes, as ration_sem_acquire() on each claim. Allocates: only
+ * past RATION_CLAIMS_INLINE distinct semaphores. Calls user code: never.
  */
 RATION_API int ration_acquire_all(ration_ctx_t *ctx, const ration_claim_t *claims,
 				  size_t count);
 
 /**
  * ration_release_all() - release every claim taken by ration_acquire_all().
+ *
+ * Blocks: no. Allocates: never. Calls user code: never.
  */
 RATION_API void ration_release_all(const ration_claim_t *claims, size_t count);
 
