@@ -388,7 +388,7 @@ static int
 acquire_room(ration_group_t *g, ration_sem_t *s, int64_t n)
 {
 	/* Relaxed: a heuristic; a stale count costs one task run here or not. */
-	if (s->ops == NULL && tl_task_of == NULL &&
+	if (!ration__sem_is_backend(s) && tl_task_of == NULL &&
 	    atomic_load_explicit(&g->long_helps, memory_order_relaxed) < HELP_LONG_RUNS) {
 		while (!ration__sem_take(s, n)) {
 			int64_t t0 = ration__ticks();

@@ -95,6 +95,14 @@ int ration__sem_new_backend(const struct ration__sem_ops *ops, void *impl,
  * a miss is not counted as a rejection, unlike try_acquire. */
 bool ration__sem_take(ration_sem_t *s, int64_t n);
 
+/* Whether @s is served by a backend (shared memory, Redis) rather than
+ * this process's memory. */
+static inline bool
+ration__sem_is_backend(const ration_sem_t *s)
+{
+	return s->ops != NULL;
+}
+
 /* What an acquire of @n on @s would answer at once, without waiting and
  * without the lock: -EPIPE (closed), -E2BIG (@n past the size) or 0. Only
  * an in-process semaphore can tell here; a backend's state is elsewhere,
@@ -102,7 +110,7 @@ bool ration__sem_take(ration_sem_t *s, int64_t n);
 static inline int
 ration__sem_verdict(const ration_sem_t *s, int64_t n)
 {
-	if (s->ops != NULL)
+	if (ration__sem_is_backend(s))
 		return -ENOTSUP;
 	if (atomic_load_explicit(&s->closed, memory_order_relaxed))
 		return -EPIPE;
