@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # scripts/test.sh - the whole test suite, as CI runs it:
-#   1. plain build (gcc, -Werror): unit, stress, example and tool suites;
-#      the unit suites again on one CPU (taskset -c 0)
+#   1. plain build (gcc, -Werror): unit, stress, chaos, example and tool
+#      suites; the unit suites again on one CPU (taskset -c 0)
 #   2. AddressSanitizer + LeakSanitizer + UBSan (clang)
 #   3. ThreadSanitizer (gcc)
 #   4. reliability (scripts/reliability.sh): the model test at 10^6 ops,

@@ -387,6 +387,53 @@ START_TEST(test_shared_holder_in_another_pid_namespace)
 }
 END_TEST
 
+/* Hold j->n, fork a child that keeps the inherited handle (and mapping)
+ * and outlives us, report its pid in sc->fence[0], wait to be killed. */
+static int
+child_hold_and_fork(void *arg)
+{
+	struct job *j = arg;
+	ration_sem_t *s = child_open(j->name);
+	if (ration_sem_acquire(s, NULL, j->n) != 0)
+		return 3;
+	pid_t grandchild = fork();
+	if (grandchild < 0)
+		return 4;
+	if (grandchild == 0) {
+		while (!atomic_load(&j->sc->go))
+			sleep_ns(MS);
+		_exit(0);
+	}
+	atomic_store(&j->sc->fence[0], (uint64_t)grandchild);
+	atomic_store(&j->sc->ready, 1);
+	for (;;)
+		pause();
+}
+
+/* A fork child inherits the handle's descriptor and the mapping; neither
+ * may keep its dead parent looking alive. */
+START_TEST(test_shared_fork_child_does_not_keep_a_dead_parent_alive)
+{
+	char name[64];
+	new_name(name, sizeof(name));
+	ration_sem_t *s = create(name, 10);
+	struct job j = {.name = name, .sc = scratch_new(), .n = 6};
+	pid_t parent = spawn(child_hold_and_fork, &j);
+	WAIT_FOR(atomic_load(&j.sc->ready));
+	ck_assert_int_eq(ration_sem_available(s), 4);
+	int64_t t0 = ration_now();
+	kill_and_reap(parent);
+	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 10), 0);
+	ck_assert_int_lt(ration_now() - t0, RECOVERY_NS);
+	pid_t orphan = (pid_t)atomic_load(&j.sc->fence[0]);
+	ck_assert_int_eq(kill(orphan, 0), 0); /* it still lives */
+	atomic_store(&j.sc->go, 1);
+	ck_assert_int_eq(ration_sem_release(s, 10), 0);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
+}
+END_TEST
+
 /* A handle judged dead (here: its descriptor closed behind its back, the
  * one way a live process can look dead) has its weight reclaimed; a
  * release through it must not give that weight back a second time. */
@@ -434,6 +481,7 @@ faults_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_shared_zombie_main_thread_keeps_its_weight);
 	tcase_add_test(tc, test_shared_holder_in_another_pid_namespace);
+	tcase_add_test(tc, test_shared_fork_child_does_not_keep_a_dead_parent_alive);
 	tcase_add_test(tc, test_shared_release_through_reclaimed_handle_gives_nothing_back);
 	suite_add_tcase(s, tc);
 	return s;
