@@ -87,6 +87,8 @@ struct job {
 	 * the dispatcher before the spawn, by the supervisor after. */
 	int64_t cap;               /* limit of its cgroup; 0 = none */
 	bool cap_waits;            /* at its cap it waits (v1), not OOM */
+	bool at_cap;               /* waited at its cap at the last sample */
+	int64_t reserved;          /* consumed for a cap not yet raised */
 	int64_t held;              /* budget acquired to start it */
 	int64_t consumed;          /* budget consumed since (measured) */
 	int64_t cur_bytes;         /* last sample; -1 none yet */
@@ -217,6 +219,7 @@ struct runner {
 	size_t overrun_kills;      /* jobs killed by --overrun requeue/kill */
 	size_t requeues;           /* attempts queued again */
 	size_t suspends;           /* SIGSTOPs by --overrun suspend */
+	int64_t reserved;          /* sum of the jobs' reserved */
 	int64_t next_sample_ns;
 	bool pgroup_scan;          /* a running job has no cgroup */
 	int64_t t0_ns;

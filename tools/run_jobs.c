@@ -116,7 +116,8 @@ give_back(struct runner *r, struct job *j)
 {
 	if (j->consumed > 0)
 		ration_sem_release(r->budget, j->consumed);
-	j->consumed = 0;
+	r->reserved -= j->reserved;
+	j->consumed = j->reserved = 0;
 	while (j->nclaims > 0) {
 		j->nclaims--;
 		ration_sem_release(j->claims[j->nclaims].sem,
@@ -164,6 +165,7 @@ next_attempt(struct job *j, int64_t weight)
 	j->peak_bytes = j->cur_bytes = -1;
 	j->term_sent = j->kill_sent = j->timed_out = j->cancelled = false;
 	j->stopped = j->overrun_killed = j->requeue = j->went_over = false;
+	j->at_cap = false;
 	j->bypassed = 0;
 	j->wstatus = 0;
 }

@@ -17,10 +17,11 @@
  *            with its measured peak + 25%, at least double its weight;
  *            heavier than the budget, it then runs alone. At most
  *            RUN_MAX_REQUEUES times, then it fails. A job that nears its
- *            cap (below) while the budget has room gets a higher cap
- *            instead, its claim raised to it at once; on cgroup v1 a
- *            job at its cap waits there (oom_kill_disable) for that
- *            decision instead of being OOM-killed.
+ *            cap (below) gets a higher cap instead, its claim raised to
+ *            it at once; on cgroup v1 a job at its cap waits there
+ *            (oom_kill_disable) instead of being OOM-killed, for room
+ *            that running jobs give back, ahead of new jobs. Only when
+ *            every running job waits at its cap is one killed.
  *   kill     SIGKILL the job most over its weight; it fails.
  *
  * "Most over" is the most bytes measured above the weight; the victim
@@ -71,8 +72,8 @@ over_by(const struct job *j)
  * @running: the running jobs, oldest first.
  * @spare:   a job never to pick (the oldest running one), or NULL.
  *
- * Skips jobs already stopped or being killed, and jobs running alone
- * (heavier than the budget, nothing else to make room for).
+ * Skips jobs already stopped or being killed. A job running alone
+ * (heavier than the budget) is a victim only for passing its own weight.
  *
  * Return: the job, or NULL if none is over its weight.
  */
@@ -83,7 +84,7 @@ pick_victim(struct job *running, const struct job *spare)
 
 	for (struct job *j = running; j != NULL; j = j->next) {
 		if (j == spare || j->stopped || j->overrun_killed ||
-		    j->kill_sent || j->alone || over_by(j) <= 0)
+		    j->kill_sent || over_by(j) <= 0)
 			continue;
 		if (best == NULL || over_by(j) > over_by(best))
 			best = j;
@@ -153,40 +154,56 @@ kill_victim(struct runner *r, struct job *running)
 }
 
 /**
- * grow_cap() - --overrun requeue: more room for a job near its cap, if
- * the budget has it; its claim grows to the new cap at once, so the room
- * is its own before anyone else can take it.
- * @r: the runner.
- * @j: a running job with a cap, not being killed.
- *
- * Return: true if the cap grew.
+ * grow_cap() - --overrun requeue: more room for a job at or near its
+ * cap. Its claim grows to the new cap at once (consume), so the room is
+ * its own before the dispatcher can give it away. With room now, the cap
+ * is raised now. Without, a job waiting at its cap (v1) reserves the room
+ * all the same: the claim then passes the budget, which admits nothing
+ * new until running jobs have given that much back, and the cap is
+ * raised then (first, before any new job: the reservation is in the
+ * semaphore's count).
+ * @r:       the runner.
+ * @j:       a running job with a cap, not being killed.
+ * @waiting: whether it waits at its cap.
  */
-static bool
-grow_cap(struct runner *r, struct job *j)
+static void
+grow_cap(struct runner *r, struct job *j, bool waiting)
 {
 	int64_t step = (int64_t)((double)j->weight * r->o->cap_margin);
 
 	if (r->budget == NULL)
-		return false;
+		return;
+	if (j->reserved > 0) {
+		if (ration_sem_available(r->budget) >= 0 &&
+		    cg_job_set_cap(&r->cg, j, j->cap + j->reserved) == 0) {
+			r->reserved -= j->reserved;
+			j->reserved = 0;
+		}
+		return;
+	}
 	if (step < RUN_CAP_STEP_MIN)
 		step = RUN_CAP_STEP_MIN;
-	int64_t cap = j->cap + step;
-	int64_t more = cap - j->held - j->consumed;
-	if (more > 0 && ration_sem_available(r->budget) < more)
-		return false;
-	if (cg_job_set_cap(&r->cg, j, cap) < 0)
-		return false;
-	if (more > 0 && ration_sem_consume(r->budget, more) == 0)
-		j->consumed += more;
-	return true;
+	int64_t more = j->cap + step - j->held - j->consumed;
+	if (more < 0)
+		more = 0;
+	bool room = ration_sem_available(r->budget) >= more;
+	if (!room && !waiting)
+		return;
+	if (more > 0 && ration_sem_consume(r->budget, more) < 0)
+		return;
+	j->consumed += more;
+	if (room && cg_job_set_cap(&r->cg, j, j->cap + step) == 0)
+		return;
+	j->reserved = step;
+	r->reserved += step;
 }
 
 /**
  * watch_cap() - a job capped in its cgroup. An OOM kill there kills the
  * rest of the job too: half a pipeline is no result, and its memory is
  * what the budget needs back. Under --overrun requeue a job near its cap
- * (v1: waiting at it) gets more room while the budget has it; waiting at
- * its cap with no room left, it is killed and requeued.
+ * (v1: waiting at it) gets more room, now or once running jobs give it
+ * back (grow_cap()).
  * @r: the runner.
  * @j: a running job with a cap.
  */
@@ -195,6 +212,7 @@ watch_cap(struct runner *r, struct job *j)
 {
 	bool waiting;
 
+	j->at_cap = false;
 	if (j->kill_sent || j->cg_use_fd < 0)
 		return;
 	int64_t n = cg_job_oom(&r->cg, j, &waiting);
@@ -206,14 +224,21 @@ watch_cap(struct runner *r, struct job *j)
 	}
 	if (r->o->overrun != OVERRUN_REQUEUE)
 		return;
-	if (!waiting && j->cur_bytes < j->cap - j->cap / 5)
-		return;
-	if (grow_cap(r, j) || !waiting)
-		return;
-	kill(-j->pid, SIGKILL);
-	j->kill_sent = true;
-	j->overrun_killed = true;
-	r->overrun_kills++;
+	if (waiting || j->reserved > 0 || j->cur_bytes >= j->cap - j->cap / 5)
+		grow_cap(r, j, waiting);
+	/* Stuck: waiting at its cap for room not there yet. */
+	j->at_cap = waiting && j->reserved > 0;
+}
+
+/* all_stuck() - whether every running job waits at its cap: then none
+ * will give memory back, and one must be killed. */
+static bool
+all_stuck(const struct job *running)
+{
+	for (const struct job *j = running; j != NULL; j = j->next)
+		if (!j->at_cap || j->kill_sent)
+			return false;
+	return running != NULL;
 }
 
 /* overrun_tick() - see run.h. */
@@ -228,7 +253,8 @@ overrun_tick(struct runner *r, struct job *running)
 	}
 	if (r->budget == NULL)
 		return;
-	bool over = ration_sem_available(r->budget) < 0;
+	/* Room reserved for jobs waiting at their caps is no overrun. */
+	bool over = ration_sem_available(r->budget) + r->reserved < 0;
 	switch (r->o->overrun) {
 	case OVERRUN_WAIT:
 		break;
@@ -237,7 +263,7 @@ overrun_tick(struct runner *r, struct job *running)
 		break;
 	case OVERRUN_REQUEUE:
 	case OVERRUN_KILL:
-		if (over)
+		if (over || all_stuck(running))
 			kill_victim(r, running);
 		break;
 	}
