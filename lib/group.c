@@ -125,6 +125,9 @@ struct ration_group {
 	bool keep_going;       /* immutable */
 	bool budget_bytes;     /* immutable */
 	double tolerance;      /* immutable: opts.tolerance or its default */
+	int64_t give_back_min; /* immutable: budget_bytes, a task peak from which
+				* its freed memory is handed back (1/64 of the
+				* budget's size at group_new) */
 	bool measure;          /* immutable: on_report or budget_bytes */
 	unsigned account_what; /* immutable: ration_account_begin_with() flags */
 	void (*on_report)(const ration_task_report_t *r, void *udata); /* immutable */
@@ -339,8 +342,12 @@ task_main(void *arg, int status)
 	if (g->on_report != NULL)
 		g->on_report(&r, g->udata);
 	/* A byte budget is about resident memory: what the task freed
-	 * leaves the process before its room goes to the next task. */
-	if (g->budget_bytes)
+	 * leaves the process before its room goes to the next task. Only
+	 * for tasks that used a 64th of the budget or more: the next task
+	 * re-faults what a purge returned (a 2 MiB zstd context: hundreds
+	 * of us), and what small tasks leave dirty is reused by the next
+	 * ones (docs/account.md). */
+	if (g->budget_bytes && r.peak_bytes >= g->give_back_min)
 		ration__account_give_back();
 	release_room(g, t->weight, t->slot);
 
@@ -573,6 +580,11 @@ ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts, ration_g
 	g->keep_going = o.keep_going;
 	g->budget_bytes = o.budget_bytes;
 	g->tolerance = o.tolerance > 0 ? o.tolerance : 0.05;
+	if (o.budget_bytes && o.budget != NULL) {
+		ration_sem_stats_t bs;
+		ration_sem_stats(o.budget, &bs);
+		g->give_back_min = bs.size / 64;
+	}
 	g->measure = o.on_report != NULL || o.budget_bytes;
 	g->account_what = o.measure_cpu ? RATION_ACCOUNT_CPU : 0;
 	g->on_report = o.on_report;

@@ -16,8 +16,8 @@
  * The summary compares what tasks declared with what jemalloc measured
  * (under_declared, over_reserved, the declared/measured histogram).
  * --compare N runs the same tree twice in child processes, once under the
- * budget and once on a fixed pool of N threads with no budget, and prints
- * wall time and peak RSS side by side.
+ * budget and once on a fixed pool of N threads with no budget (into
+ * OUT/budget and OUT/fixed), and prints wall time and peak RSS of each.
  *
  * Exit status: 0 all files compressed, 1 a file failed, 2 bad usage,
  * 124 deadline, 130 interrupted by a signal.
@@ -193,19 +193,39 @@ run(const struct opts *o, const struct tree *t)
 	return status;
 }
 
-/* --compare: each mode in a child of its own (peak RSS is per process). */
+/* Scan, make the output directories, run; the exit status. */
 static int
-compare(struct opts o, const struct tree *t)
+scan_and_run(const struct opts *o)
+{
+	struct tree t;
+	int rc = tree_scan(o->src, o->out, o->level, &t);
+	if (rc == 0)
+		rc = tree_mkdirs(&t);
+	if (rc != 0) {
+		fprintf(stderr, "zcompress: %s: %s\n", o->src, ration_strerror(rc));
+		return 1;
+	}
+	return run(o, &t);
+}
+
+/* --compare: each mode in a child of its own (peak RSS is per process),
+ * writing under OUT/budget and OUT/fixed, so that both create their files
+ * (creating thousands of files costs more than overwriting them). */
+static int
+compare(struct opts o)
 {
 	int status = 0;
 	for (int fixed = 0; fixed < 2; fixed++) {
 		fflush(stdout);
 		pid_t pid = fork();
 		if (pid == 0) {
+			char out[4096];
+			snprintf(out, sizeof(out), "%s/%s", o.out, fixed ? "fixed" : "budget");
+			o.out = out;
 			o.fixed = fixed;
 			if (fixed)
 				o.threads = o.compare;
-			exit(run(&o, t));
+			exit(scan_and_run(&o));
 		}
 		int st;
 		if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st))
@@ -273,13 +293,5 @@ main(int argc, char **argv)
 	    o.deadline_s < 0 || o.compare < 0)
 		usage(2);
 
-	struct tree t;
-	int rc = tree_scan(o.src, o.out, o.level, &t);
-	if (rc == 0)
-		rc = tree_mkdirs(&t);
-	if (rc != 0) {
-		fprintf(stderr, "zcompress: %s: %s\n", o.src, ration_strerror(rc));
-		return 1;
-	}
-	return o.compare > 0 ? compare(o, &t) : run(&o, &t);
+	return o.compare > 0 ? compare(o) : scan_and_run(&o);
 }
