@@ -1,7 +1,8 @@
 /* shm_seg.c - the shared semaphore's segment: making and checking it,
- * liveness of the processes in its slots, the robust lock and the recount
- * that repairs the derived state after a crash, and holder slots. Lanes
- * the queue: shm_queue.c; the lanes: shm_lanes.c; the operations: shm_sem.c.
+ * judging its slots alive (through shm_alive.c's locks), the robust lock
+ * (waited for no longer than the caller's deadline) and the recount that
+ * repairs the derived state after a crash, and holder slots. The queue:
+ * shm_queue.c; the lanes: shm_lanes.c; the operations: shm_sem.c.
  *
  * Truth and derived state. The slots are the truth:
  *	avail = size - sum(held of USED holders) - sum(held of USED lanes)
@@ -17,10 +18,11 @@
  *
  * Locking: g->mu (robust, process-shared) guards the segment but for the
  * word (CAS by fast paths while SLOW is clear), the lanes' busy/held/
- * acquired (their owner), futex words, fence and last_scan_ns (atomics).
- * The registry lock of shm_lanes.c is taken before g->mu, never after.
- * Wakes are
- * issued after g->mu is dropped.
+ * acquired/consumed (their owner), futex words, fence, last_scan_ns and
+ * unsettled (atomics). The registry lock of shm_lanes.c is taken before
+ * g->mu, never after. Wakes are issued after g->mu is dropped. A stopped
+ * process may own g->mu for as long as it is stopped: see
+ * ration__shm_lock_until() and docs/shared.md.
  */
 #include <errno.h>
 #include <fcntl.h>

@@ -1,7 +1,8 @@
 /* shm_seg.h (internal) - what the files of the shared backend share: the
- * handle, making and checking the segment, who we are, the robust lock
- * with its recount and holder slots (shm_seg.c); lanes, the registry and
- * granting from the queue (shm_queue.c), the lanes (shm_lanes.c); the ops table (shm_sem.c). */
+ * handle, making and checking the segment, the robust lock with its
+ * recount and holder slots (shm_seg.c); liveness locks (shm_alive.c);
+ * granting from the queue (shm_queue.c); the lanes and the registry
+ * (shm_lanes.c); consume (shm_consume.c); the ops table (shm_sem.c). */
 #ifndef RATION_INTERNAL_SHM_SEG_H
 #define RATION_INTERNAL_SHM_SEG_H
 
