@@ -58,6 +58,7 @@ struct remote {
 	int64_t epoch;              /* mu: the semaphore's creation, as seen */
 	int64_t rec;                /* mu: start of its last recovery, as seen */
 	unsigned gen;               /* mu: moves when the session was lost */
+	unsigned booked;            /* mu: replies booked (the renewer's may be late) */
 	int64_t held;               /* mu: weight this handle holds */
 	int64_t stale;              /* mu: weight lost with a session */
 	int64_t waiting;            /* mu: callers queued or queueing */

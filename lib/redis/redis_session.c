@@ -99,6 +99,7 @@ note_recovery(struct remote *r, int64_t rec, int64_t epoch)
 static void
 book(struct remote *r, const redisReply *rep, bool with_sid, struct reply *out)
 {
+	r->booked++;
 	out->code = (int)reply_num(rep->element[0]);
 	out->size = reply_num(rep->element[2]);
 	out->a = reply_num(rep->element[3]);
@@ -295,7 +296,7 @@ renewer_needed(struct remote *r)
 /* One renewal on the renewer's own connection, mu not held: a server that
  * does not answer holds this thread, never the handle. */
 static void
-renew(struct remote *r, int64_t deadline_ns, const char *const *args)
+renew(struct remote *r, int64_t deadline_ns, const char *const *args, unsigned booked)
 {
 	if (r->rc == NULL) {
 		if (ration__redis_connect(&r->cf, deadline_ns, &r->rc) != 0)
@@ -318,7 +319,8 @@ renew(struct remote *r, int64_t deadline_ns, const char *const *args)
 	}
 	struct reply rp;
 	lock(r);
-	book(r, rep, true, &rp);
+	if (r->booked == booked) /* else a later reply told us more */
+		book(r, rep, true, &rp);
 	unlock(r);
 	freeReplyObject(rep);
 }
@@ -344,8 +346,9 @@ ration__redis_renewer(void *arg)
 		const char *args[5];
 		common_args(r, true, size, fence, args);
 		args[4] = "";
+		unsigned booked = r->booked;
 		unlock(r);
-		renew(r, deadline_ns, args);
+		renew(r, deadline_ns, args, booked);
 		lock(r);
 	}
 	unlock(r);
