@@ -434,9 +434,9 @@ void cg_job_close(struct job *j);
  * its cgroup. */
 int64_t cg_job_end(const struct cgroup *cg, struct job *j,
 		   int64_t *oom_kills);
-/* cg_fini() - remove what cg_init() and cg_job_open() made (jobs 1 to
- * @njobs) and go back to the cgroup ration-run started in. */
-void cg_fini(struct cgroup *cg, size_t njobs);
+/* cg_fini() - remove what cg_init() and cg_job_open() made and go back
+ * to the cgroup ration-run started in. */
+void cg_fini(struct cgroup *cg);
 
 /* run_jobs.c */
 

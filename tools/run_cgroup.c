@@ -38,6 +38,7 @@
 #include "run.h"
 #include "run_cgroup.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
@@ -475,38 +476,41 @@ cg_job_dir(unsigned seq, unsigned attempt, char *buf, size_t len)
 }
 
 /**
- * rmdir_jobs() - remove the job cgroups that are left in RUN.
+ * rmdir_jobs() - remove the job cgroups that are left in RUN: every
+ * attempt of every job (retries and requeues each had one).
  * @cg: the state.
- * @njobs: the highest job number.
  *
  * Return: whether one is still busy (a process of it is still dying).
  */
 static bool
-rmdir_jobs(const struct cgroup *cg, size_t njobs)
+rmdir_jobs(const struct cgroup *cg)
 {
-	char name[32];
+	DIR *d = opendir(cg->run);
+	struct dirent *e;
 	bool busy = false;
 
-	for (size_t i = 1; i <= njobs; i++) {
-		for (unsigned a = 0; a <= RUN_MAX_REQUEUES; a++) {
-			cg_job_dir((unsigned)i, a, name, sizeof(name));
-			char *dir = cg_path_join(cg->run, name);
-			if (dir != NULL && rmdir(dir) < 0 && errno == EBUSY)
-				busy = true;
-			free(dir);
-		}
+	if (d == NULL)
+		return false;
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, "job", 3) != 0)
+			continue;
+		char *dir = cg_path_join(cg->run, e->d_name);
+		if (dir != NULL && rmdir(dir) < 0 && errno == EBUSY)
+			busy = true;
+		free(dir);
 	}
+	closedir(d);
 	return busy;
 }
 
 /* cg_fini() - see run.h. Main thread, no job running. */
 void
-cg_fini(struct cgroup *cg, size_t njobs)
+cg_fini(struct cgroup *cg)
 {
 	if (cg->run != NULL) {
 		/* Processes of a job killed as a group may still be dying:
 		 * give them up to a second. */
-		for (int i = 0; i < 100 && rmdir_jobs(cg, njobs); i++) {
+		for (int i = 0; i < 100 && rmdir_jobs(cg); i++) {
 			struct timespec ts = { 0, 10 * 1000000L };
 			nanosleep(&ts, NULL);
 		}

@@ -556,8 +556,7 @@ teardown(struct runner *r)
 	pthread_mutex_destroy(&r->mu);
 	pthread_cond_destroy(&r->cv);
 	js_fini(&r->js);
-	/* --resume leaves gaps: the highest Seq is the last job's. */
-	cg_fini(&r->cg, r->njobs > 0 ? job_at(r, r->njobs - 1)->seq : 0);
+	cg_fini(&r->cg);
 	free(r->runtimes);
 	ration_learn_free(r->learn);
 	free_jobs(r);
