@@ -6,8 +6,10 @@
 #include <check.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ration.h>
 
@@ -49,6 +51,27 @@ note_max(_Atomic int64_t *max, int64_t v)
 	while (v > m && !atomic_compare_exchange_weak_explicit(max, &m, v, memory_order_relaxed,
 							       memory_order_relaxed))
 		;
+}
+
+/* A pool of exactly @threads threads (the test fails if none is made). */
+static inline ration_pool_t *
+pool_of(unsigned threads)
+{
+	ration_pool_t *p;
+	ck_assert_int_eq(ration_pool_new(&(ration_pool_opts_t){.threads = threads}, &p), 0);
+	return p;
+}
+
+/* Resident set size, from /proc/self/statm. */
+static inline int64_t
+rss_bytes(void)
+{
+	long pages = 0, resident = 0;
+	FILE *f = fopen("/proc/self/statm", "r");
+	ck_assert_ptr_nonnull(f);
+	ck_assert_int_eq(fscanf(f, "%ld %ld", &pages, &resident), 2);
+	fclose(f);
+	return (int64_t)resident * sysconf(_SC_PAGESIZE);
 }
 
 static inline void

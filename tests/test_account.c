@@ -307,17 +307,6 @@ START_TEST(test_account_tolerance_widens_under_declared)
 }
 END_TEST
 
-static int64_t
-rss_bytes(void)
-{
-	long pages = 0, resident = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_eq(fscanf(f, "%ld %ld", &pages, &resident), 2);
-	fclose(f);
-	return (int64_t)resident * sysconf(_SC_PAGESIZE);
-}
-
 /* Holds seven 1 MiB buffers at once (below jemalloc's oversize
  * threshold, 8 MiB, above which it purges at once anyway), then frees
  * them. */

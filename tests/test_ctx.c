@@ -1016,18 +1016,6 @@ START_TEST(test_ctx_unreffed_children_are_detached)
 }
 END_TEST
 
-/* Resident set size, from /proc/self/statm. */
-static int64_t
-rss_bytes(void)
-{
-	long pages = 0, resident = 0;
-	FILE *f = fopen("/proc/self/statm", "r");
-	ck_assert_ptr_nonnull(f);
-	ck_assert_int_eq(fscanf(f, "%ld %ld", &pages, &resident), 2);
-	fclose(f);
-	return (int64_t)resident * sysconf(_SC_PAGESIZE);
-}
-
 /* Threads of this process, from /proc/self/status. */
 static long
 thread_count(void)

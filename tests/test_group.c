@@ -21,14 +21,6 @@ gate_wait(void)
 	WAIT_FOR(atomic_load(&gate));
 }
 
-static ration_pool_t *
-pool_of(unsigned threads)
-{
-	ration_pool_t *p;
-	ck_assert_int_eq(ration_pool_new(&(ration_pool_opts_t){.threads = threads}, &p), 0);
-	return p;
-}
-
 static _Atomic int calls;
 
 static int

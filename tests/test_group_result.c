@@ -24,14 +24,6 @@ task_fail(ration_ctx_t *ctx, void *arg)
 	return -EIO;
 }
 
-static ration_pool_t *
-pool_of(unsigned threads)
-{
-	ration_pool_t *p;
-	ck_assert_int_eq(ration_pool_new(&(ration_pool_opts_t){.threads = threads}, &p), 0);
-	return p;
-}
-
 static void
 setup(void)
 {
