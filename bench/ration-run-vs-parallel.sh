@@ -248,7 +248,7 @@ NR == 1 { next }
 	n[k]++; mk[k] += $4; if ($5 > pk[k]) pk[k] = $5; mn[k] += $6
 	oo[k] += $7; lo[k] += $8; jo[k] += $9
 	ms[$1, $2, $3] = $4
-	rounds[$1] = 1
+	if ($1 > nr) nr = $1
 }
 END {
 	print "| set | runner | makespan s | peak real use MiB | vs budget | mean use MiB | OOM kills (box) | jobs lost | OOM kills in own cgroup |"
@@ -265,7 +265,7 @@ END {
 	print ""
 	for (s = 1; s <= 2; s++) {
 		line = ""
-		for (r in rounds) {
+		for (r = 1; r <= nr; r++) {
 			a = ms[r, sets[s], "ration-run"]; b = ms[r, sets[s], "parallel"]
 			if (a && b) line = line sprintf(" %.2f", a / b)
 		}
