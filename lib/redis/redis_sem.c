@@ -442,6 +442,7 @@ rd_free(ration_sem_t *s)
 	if (getpid() != r->pid)
 		return -EINVAL;
 	lock(r);
+	ration__redis_collect_dropped(r); /* waiters that left without mu */
 	if (r->held > 0 || r->waiting > 0) {
 		unlock(r);
 		return -EBUSY;

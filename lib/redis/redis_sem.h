@@ -138,6 +138,8 @@ int ration__redis_call_raw(struct remote *r, enum redis_script script, bool with
 void ration__redis_repair(struct remote *r, int64_t deadline_ns);
 /* A grant message showed incarnation @inc of our session. */
 void ration__redis_note_inc(struct remote *r, int64_t inc, bool recovery);
+/* Take over the tickets (and the count) of waiters that left without mu. */
+void ration__redis_collect_dropped(struct remote *r);
 /* The renewer thread's body (mu not held). */
 void *ration__redis_renewer(void *arg);
 

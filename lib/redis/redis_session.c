@@ -199,9 +199,8 @@ ration__redis_call(struct remote *r, enum redis_script script, int64_t deadline_
 	return ration__redis_call_raw(r, script, true, deadline_ns, nx, x, out, NULL);
 }
 
-/* Take over what waiters dropped without mu (mu held). */
-static void
-collect_dropped(struct remote *r)
+void
+ration__redis_collect_dropped(struct remote *r)
 {
 	int64_t gone = atomic_exchange_explicit(&r->gone, 0, memory_order_relaxed);
 	r->waiting -= gone;
@@ -260,7 +259,7 @@ void
 ration__redis_repair(struct remote *r, int64_t deadline_ns)
 {
 	struct reply rp;
-	collect_dropped(r);
+	ration__redis_collect_dropped(r);
 	while (r->norphan > 0) {
 		char tk[24];
 		snprintf(tk, sizeof(tk), "%llu", (unsigned long long)r->orphan[r->norphan - 1]);
