@@ -23,9 +23,9 @@
  *       measurement.
  *   ration-bench -w A1 -peer ration-elastic [-n N]
  *       the same empty tasks through a group with a (roomy) budget, and
- *       tasks that each make 100 malloc(64)/free pairs: elastic off, on,
- *       and off again (the allocator hook stays once installed), so the
- *       overhead per task and per malloc/free pair (docs/elastic.md).
+ *       tasks that each make 100 malloc(64)/free pairs: elastic off, then
+ *       on; the overhead per task and per malloc/free pair
+ *       (docs/elastic.md).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -179,24 +179,20 @@ elastic_phase(bool elastic, double t[2])
 	}
 }
 
-/* Phases, not interleaved: the allocator hook stays installed once the
- * first elastic group is made, so "off" is measured before and after. */
 static void
 a1_elastic(void)
 {
-	static const char *phase[] = {"off", "on", "off_after_on"};
-	double t[3][2];
+	double t[2][2];
 	elastic_phase(false, t[0]);
 	elastic_phase(true, t[1]);
-	elastic_phase(false, t[2]);
-	for (int p = 0; p < 3; p++) {
-		snprintf(bench_params, sizeof bench_params, "task=empty elastic=%s jemalloc=%d",
-			 phase[p], ration_account_available() ? 1 : 0);
+	for (int p = 0; p < 2; p++) {
+		snprintf(bench_params, sizeof bench_params, "task=empty elastic=%d jemalloc=%d", p,
+			 ration_account_available() ? 1 : 0);
 		out("ns_per_task", t[p][0], "ns");
 		if (p > 0)
 			out("overhead_ns_per_task", t[p][0] - t[0][0], "ns");
-		snprintf(bench_params, sizeof bench_params, "task=%d_mallocs elastic=%s", A1_MALLOCS,
-			 phase[p]);
+		snprintf(bench_params, sizeof bench_params, "task=%d_mallocs elastic=%d", A1_MALLOCS,
+			 p);
 		out("ns_per_task", t[p][1], "ns");
 		if (p > 0)
 			out("overhead_ns_per_malloc_free", (t[p][1] - t[0][1]) / A1_MALLOCS, "ns");

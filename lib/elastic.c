@@ -58,16 +58,6 @@ round_step(int64_t bytes)
 	return (bytes + RATION__CLAIM_STEP - 1) / RATION__CLAIM_STEP * RATION__CLAIM_STEP;
 }
 
-/* The hook's thresholds after a change of claim; el->mu held. */
-static void
-set_thresholds(struct ration__claim *c)
-{
-	atomic_store_explicit(&c->hi, c->claim, memory_order_relaxed);
-	atomic_store_explicit(&c->lo,
-			      c->claim > c->floor ? c->claim - RATION__CLAIM_SHRINK : INT64_MIN,
-			      memory_order_relaxed);
-}
-
 /* @n units were taken from the budget for @c; el->mu held. */
 static void
 add_claim(struct ration__elastic *el, struct ration__claim *c, int64_t n)
@@ -76,7 +66,6 @@ add_claim(struct ration__elastic *el, struct ration__claim *c, int64_t n)
 	if (c->claim > c->max_claim)
 		c->max_claim = c->claim;
 	atomic_fetch_add_explicit(&el->consumed_total, n, memory_order_relaxed);
-	set_thresholds(c);
 }
 
 /* Take @n units for @c now, room or not; el->mu held. */
@@ -97,7 +86,6 @@ lower_locked(struct ration__elastic *el, struct ration__claim *c, int64_t target
 		return;
 	(void)ration_sem_release(el->budget, c->claim - target);
 	c->claim = target;
-	set_thresholds(c);
 }
 
 /* Link @c in start order (from the tail: starts arrive nearly in order). */
@@ -138,12 +126,10 @@ cancel_unref(ration_ctx_t *ctx, int cause)
 
 /* Raise @c's claim by @n, waiting in FIFO order on the budget until the
  * units are granted, @ctx is done, or @c becomes the oldest (then they are
- * taken at once). @until_oldest: when @n can never fit (-E2BIG), wait to
- * become the oldest instead of failing. Return 0 with the units held, or
- * the error that ended the wait (the claim is then unchanged). */
+ * taken at once). Return 0 with the units held, or the error that ended
+ * the wait (the claim is then unchanged). */
 static int
-raise_waiting(struct ration__elastic *el, struct ration__claim *c, ration_ctx_t *ctx, int64_t n,
-	      bool until_oldest)
+raise_waiting(struct ration__elastic *el, struct ration__claim *c, ration_ctx_t *ctx, int64_t n)
 {
 	ration_ctx_t *w;
 	int rc = ration_ctx_with_cancel(ctx, &w);
@@ -160,13 +146,10 @@ raise_waiting(struct ration__elastic *el, struct ration__claim *c, ration_ctx_t 
 	pthread_mutex_unlock(&el->mu);
 
 	rc = ration_sem_acquire(el->budget, w, n);
-	bool granted = rc == 0;
-	if (rc == -E2BIG && until_oldest)
-		rc = ration_ctx_wait(w);
 
 	pthread_mutex_lock(&el->mu);
 	c->wake = NULL;
-	if (granted) {
+	if (rc == 0) {
 		add_claim(el, c, n);
 	} else if (ration_ctx_err(ctx) != 0) {
 		rc = ration_ctx_err(ctx);
@@ -181,12 +164,13 @@ raise_waiting(struct ration__elastic *el, struct ration__claim *c, ration_ctx_t 
 
 /* ---- measured claims ----------------------------------------------------- */
 
-/* Decide what @measured means for @c; el->mu held. Returns the units
- * still to be waited for (0: settled), and in *@victim a reference to
- * the ctx to cancel with -ENOMEM, if overrun_cancel fires. */
-static int64_t
+/* Set @c's claim to follow @measured bytes (never below its floor): raise
+ * it at once (consume: the memory is in use whether or not there is room)
+ * or lower it. Fires overrun_cancel: returns in *@victim a reference to
+ * the ctx to cancel with -ENOMEM once el->mu is dropped. el->mu held. */
+static void
 measured_locked(struct ration__elastic *el, struct ration__claim *c, int64_t measured,
-		bool may_wait, ration_ctx_t **victim)
+		ration_ctx_t **victim)
 {
 	if (el->overrun_cancel > 0 && !c->cancelled && c->own_ctx != NULL &&
 	    (double)measured > (double)c->weight * el->overrun_cancel) {
@@ -194,51 +178,39 @@ measured_locked(struct ration__elastic *el, struct ration__claim *c, int64_t mea
 		*victim = ration_ctx_ref(c->own_ctx);
 	}
 	if (measured > c->claim) {
-		int64_t more = round_step(measured) - c->claim;
-		if (may_wait && !is_oldest(el, c))
-			return more;
-		/* -EPIPE (closed budget) or -EOVERFLOW: nothing to hold back;
-		 * the memory is in use whether or not it can be counted. */
-		(void)consume_locked(el, c, more);
+		/* -EPIPE (closed budget) or -EOVERFLOW: nothing to hold back. */
+		(void)consume_locked(el, c, round_step(measured) - c->claim);
 	} else if (c->claim > c->floor && measured + RATION__CLAIM_SHRINK <= c->claim) {
 		int64_t target = round_step(measured);
 		lower_locked(el, c, target > c->floor ? target : c->floor);
 	}
-	return 0;
 }
 
+/* One sample of every running task. With per-task counters each task's
+ * live heap above its start; without, the process's RSS growth since the
+ * group became busy, past the floors of its running tasks, charged to the
+ * oldest task: it is the one that never waits, and the one whose end a
+ * queued go() is waiting for. At most one overrun_cancel per pass (the
+ * cancel runs unlocked; the next pass sees the rest). */
 void
-ration__claim_measured(struct ration__claim *c, int64_t measured, bool may_wait)
+ration__elastic_sample_locked(struct ration__elastic *el)
 {
-	struct ration__elastic *el = c->el;
 	ration_ctx_t *victim = NULL;
-
-	pthread_mutex_lock(&el->mu);
-	int64_t wait = measured_locked(el, c, measured, may_wait, &victim);
-	pthread_mutex_unlock(&el->mu);
-	cancel_unref(victim, -ENOMEM);
-	if (wait > 0 && raise_waiting(el, c, c->ctx, wait, true) != 0) {
-		/* The task's ctx ended the wait: it is being cancelled, but
-		 * the memory is there and is counted until it ends. */
-		pthread_mutex_lock(&el->mu);
-		(void)consume_locked(el, c, wait);
-		pthread_mutex_unlock(&el->mu);
+	if (el->per_task) {
+		for (struct ration__list *n = el->tracked.next; n != &el->tracked && !victim;
+		     n = n->next) {
+			struct ration__claim *c = CLAIM_OF(n);
+			if (c->allocp != NULL)
+				measured_locked(el, c, (int64_t)(*c->allocp - *c->deallocp -
+								 c->heap0), &victim);
+		}
+	} else if (!list_empty(&el->tracked)) {
+		int64_t rss = ration__rss_read(el->rss_fd);
+		struct ration__claim *c = CLAIM_OF(list_first(&el->tracked));
+		int64_t excess = rss - el->rss_base - el->floors;
+		if (rss >= 0)
+			measured_locked(el, c, c->floor + (excess > 0 ? excess : 0), &victim);
 	}
-}
-
-/* Without a per-task heap figure the process's RSS growth since the group
- * became busy, past the floors of its running tasks, is charged to the
- * oldest task: it is the one allowed to go on growing, and the one whose
- * end a queued go() is waiting for. */
-void
-ration__elastic_sample_locked(struct ration__elastic *el, int64_t rss)
-{
-	if (list_empty(&el->tracked))
-		return;
-	struct ration__claim *c = CLAIM_OF(list_first(&el->tracked));
-	int64_t excess = rss - el->rss_base - el->floors;
-	ration_ctx_t *victim = NULL;
-	(void)measured_locked(el, c, c->floor + (excess > 0 ? excess : 0), false, &victim);
 	if (victim != NULL) {
 		pthread_mutex_unlock(&el->mu);
 		cancel_unref(victim, -ENOMEM);
@@ -273,16 +245,17 @@ ration__claim_begin(struct ration__elastic *el, struct ration__claim *c, ration_
 
 	if (el->overrun_cancel > 0 && ration_ctx_with_cancel(group_ctx, &c->own_ctx) == 0)
 		c->ctx = c->own_ctx;
-	set_thresholds(c);
+	c->allocp = c->deallocp = NULL;
+	if (el->per_task && ration__heap_counters(&c->allocp, &c->deallocp))
+		c->heap0 = *c->allocp - *c->deallocp;
 	pthread_mutex_lock(&el->mu);
-	if (list_empty(&el->tracked) && !el->hooked) {
-		el->rss_base = ration__rss_read(el->rss_fd);
-		pthread_cond_signal(&el->cv);
+	if (list_empty(&el->tracked)) {
+		if (!el->per_task)
+			el->rss_base = ration__rss_read(el->rss_fd);
+		pthread_cond_signal(&el->cv); /* the sampler starts sampling */
 	}
 	track_locked(el, c);
 	pthread_mutex_unlock(&el->mu);
-	if (el->hooked)
-		ration__heap_watch(c);
 	return c->ctx;
 }
 
@@ -292,8 +265,6 @@ ration__claim_end(struct ration__claim *c, ration_task_report_t *r)
 	struct ration__elastic *el = c->el;
 
 	tl_claim = c->outer;
-	if (el->hooked)
-		ration__heap_unwatch(c);
 	if (c->tracked) {
 		pthread_mutex_lock(&el->mu);
 		ration_ctx_t *next = untrack_locked(el, c);
@@ -351,12 +322,11 @@ ration_task_grow(ration_ctx_t *ctx, int64_t n)
 		wait = true;
 	pthread_mutex_unlock(&el->mu);
 	if (wait)
-		rc = raise_waiting(el, c, ctx, n, false);
+		rc = raise_waiting(el, c, ctx, n);
 	if (rc == 0) {
 		pthread_mutex_lock(&el->mu);
 		c->floor += n;
 		el->floors += n;
-		set_thresholds(c);
 		pthread_mutex_unlock(&el->mu);
 	}
 	return rc;
@@ -387,9 +357,11 @@ ration__elastic_new(const ration_group_opts_t *o, struct ration__elastic **out)
 	pthread_condattr_destroy(&ca);
 
 	int rc = 0;
-	if (el->elastic && !(el->hooked = ration__heap_hook_get())) {
-		el->rss_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC);
-		if (el->rss_fd < 0)
+	if (el->elastic) {
+		const volatile uint64_t *a, *d;
+		el->per_task = ration__heap_counters(&a, &d);
+		if (!el->per_task &&
+		    (el->rss_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)) < 0)
 			rc = -ENOTSUP;
 		else if (pthread_create(&el->sampler, NULL, ration__elastic_sampler, el) != 0)
 			rc = -EAGAIN;

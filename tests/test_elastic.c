@@ -2,10 +2,10 @@
  * elastic groups (measured claims, backpressure, overrun_cancel) and
  * their reports and statistics. docs/elastic.md.
  *
- * The elastic tests run twice (loop index 0, 1): with the allocator hook
- * where jemalloc is the process allocator, and with the RSS sampler
- * forced (ration__elastic_no_hook), which is also what builds without
- * jemalloc (the sanitizer builds) use for both. */
+ * The elastic tests run twice (loop index 0, 1): with per-task jemalloc
+ * counters where jemalloc is the process allocator, and with RSS forced
+ * (ration__elastic_rss_only), which is also what builds without jemalloc
+ * (the sanitizer builds) use for both. */
 #include <check.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,7 +21,7 @@
 
 /* Test-only switch in lib/elastic_measure.c (hidden; tests link the
  * static library). */
-extern _Atomic bool ration__elastic_no_hook;
+extern _Atomic bool ration__elastic_rss_only;
 
 /* ---- a scripted task ---------------------------------------------------- */
 
@@ -148,7 +148,7 @@ group_down(void)
 	ck_assert_int_eq(in_use(), 0);
 	ration_pool_free(pool);
 	ck_assert_int_eq(ration_sem_free(budget), 0);
-	atomic_store(&ration__elastic_no_hook, false);
+	atomic_store(&ration__elastic_rss_only, false);
 }
 
 static void
@@ -179,11 +179,11 @@ rank_from_now(void)
 	ck_assert_int_eq(w.grow_rc, 0);
 }
 
-/* Loop index 1 forces the RSS sampler (and memory that leaves on free). */
+/* Loop index 1 forces RSS (and memory that leaves the process on free). */
 static void
 pick_mode(int i)
 {
-	atomic_store(&ration__elastic_no_hook, i == 1);
+	atomic_store(&ration__elastic_rss_only, i == 1);
 	use_mmap = i == 1 || !ration_account_available();
 }
 
@@ -469,31 +469,6 @@ START_TEST(test_elastic_oldest_allocates_past_the_budget)
 }
 END_TEST
 
-/* Backpressure: a younger task allocating past its claim while the budget
- * is full waits inside malloc until the oldest ends. Needs the hook. */
-START_TEST(test_elastic_younger_task_waits_inside_malloc)
-{
-	struct job a = {0}, b = {.alloc = 60 * MIB};
-	pick_mode(0);
-	if (!ration_account_available())
-		return; /* no hook without jemalloc: covered by docs/elastic.md */
-	group_up(64 * MIB, 2, true, 0);
-	go(&a, 8 * MIB);
-	go(&b, 8 * MIB);
-
-	wait_waiters(budget, 1); /* b, inside malloc */
-	ck_assert_int_eq(atomic_load(&b.step), 1);
-	ck_assert_int_eq(in_use(), 16 * MIB);
-	atomic_store(&a.go_on, true);
-
-	WAIT_FOR(atomic_load(&b.step) == 2);
-	ck_assert_int_ge(in_use(), 60 * MIB);
-	atomic_store(&b.go_on, true);
-	ck_assert_int_eq(ration_group_wait(grp), 0);
-	group_down();
-}
-END_TEST
-
 /* ---- suite --------------------------------------------------------------- */
 
 static Suite *
@@ -523,7 +498,6 @@ elastic_suite(void)
 	tcase_add_loop_test(tc, test_elastic_memory_freed_early_goes_back_early, 0, 2);
 	tcase_add_loop_test(tc, test_elastic_overrun_cancel_is_enomem, 0, 2);
 	tcase_add_loop_test(tc, test_elastic_oldest_allocates_past_the_budget, 0, 2);
-	tcase_add_test(tc, test_elastic_younger_task_waits_inside_malloc);
 	suite_add_tcase(s, tc);
 	return s;
 }

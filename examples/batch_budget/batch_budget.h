@@ -39,8 +39,8 @@
 #define SAMPLE_NS 10000000LL       /* timeline: every 10 ms */
 #define SPARK_WIDTH 60
 
-enum mode { MODE_BUDGET, MODE_FIXED, MODE_UNBOUNDED };
-extern const char *const mode_names[3];
+enum mode { MODE_BUDGET, MODE_FIXED, MODE_UNBOUNDED, MODE_ELASTIC, NMODES };
+extern const char *const mode_names[NMODES];
 
 struct config {
 	int64_t budget;
@@ -52,10 +52,13 @@ struct config {
 	enum mode mode;
 	bool compare, json, progress;
 	const char *timeline;
+	const char *plot;    /* --plot FILE.svg */
+	double lie_p, lie_f; /* --lie P:F: fraction P of tasks allocate F x declared */
 };
 
 struct task {
-	int64_t bytes;      /* declared = allocated */
+	int64_t bytes;      /* declared (the weight) */
+	int64_t alloc;      /* allocated: bytes, or F x bytes for a liar */
 	uint64_t seed;
 	uint64_t sum;       /* the hash; nonzero once run */
 	int64_t offer_ns;   /* when it was offered (go() called, thread made) */
@@ -76,6 +79,10 @@ struct result {
 	int64_t wait_p50, wait_p99;
 	long under_declared;
 	long max_running;    /* most tasks running at once (counted in run_task) */
+	long liars;          /* tasks that allocate more than they declare */
+	int64_t lie_max;     /* largest alloc - declared of a liar */
+	bool grouped;        /* a group ran the tasks: the two below are set */
+	int64_t max_overrun, consumed_total; /* group statistics (elastic) */
 	bool measured;       /* jemalloc gave peak figures */
 	bool safety_engaged;
 	char spark[SPARK_WIDTH * 3 + 1], spark_rss[SPARK_WIDTH * 3 + 1];
@@ -85,6 +92,7 @@ struct result {
 
 struct sample {
 	int64_t t_ns, in_use, rss;
+	int64_t claimed;     /* the budget's in_use (claims), -1 without a budget */
 	long done;
 };
 
@@ -115,6 +123,7 @@ extern struct sample *samples;
 extern size_t nsamples, samples_cap;
 extern _Atomic bool sampling;
 extern int64_t run_t0;
+extern ration_sem_t *run_budget;         /* the run's budget, read by sampler() */
 extern long page_size;
 
 int64_t rss_now(void);
@@ -126,6 +135,11 @@ void fmt_ns(char *out, size_t len, int64_t ns);
 void print_report(const struct config *c, const struct result *r);
 void print_json_obj(const struct config *c, const struct result *r);
 void print_compare(const struct result *rs, int n);
+
+/* ---- plot.c: --plot ---- */
+
+int write_plot(const char *path, const struct config *c, const struct result *rs,
+	       struct sample *const *smp, const size_t *ns, int n);
 
 /* ---- modes.c: one run in the mode c->mode ---- */
 

@@ -35,11 +35,20 @@
  *              task()` would), no budget; a safety net of half the RAM
  *              (a semaphore) and a cap of 4096 live threads stop it from
  *              taking the machine down; the report says if the net engaged
+ *   elastic    budget, plus opts.elastic: a running task's claim on the
+ *              budget follows what it really allocates, so a task that
+ *              lies about its size holds back the next go() instead of
+ *              taking the process past the budget
+ *
+ * --lie P:F makes a seeded fraction P of the tasks allocate F x what they
+ * declare (the same tasks in every mode).
  *
  * The program checks (exit 1 if violated): every task ran exactly once and
- * was reported, nothing failed, and in budget mode the bytes in use never
- * exceeded the budget (ration_sem_stats max_in_use) and peak RSS stayed
- * within budget + --rss-slack. Bad flags exit 2.
+ * was reported, nothing failed; in budget mode without liars the bytes in
+ * use never exceeded the budget (ration_sem_stats max_in_use) and peak RSS
+ * stayed within budget + --rss-slack; in elastic mode peak RSS stayed
+ * within budget + the largest task's overrun + --rss-slack. Bad flags
+ * exit 2.
  *
  * Freed task memory goes back to the OS at once, so RSS follows the bytes
  * in use: with jemalloc (the default build) via malloc_conf below (purge
@@ -52,6 +61,7 @@
  *   workload.c  the seeded workload and the task body
  *   modes.c     the budget / fixed / unbounded runners and the checks
  *   report.c    sampling, sparklines, timeline CSV, text and JSON output
+ *   plot.c      --plot: the SVG picture
  */
 #include "batch_budget.h"
 
@@ -101,15 +111,20 @@ usage(FILE *f)
 "                    budget is cut down to the budget\n"
 "  --threads N       worker threads in budget mode (default 64)\n"
 "  --seed S          workload seed (default 1)\n"
-"  --mode M          budget | fixed | unbounded (default budget)\n"
+"  --mode M          budget | elastic | fixed | unbounded (default budget)\n"
 "                      budget:    weight = declared bytes on a --budget semaphore\n"
+"                      elastic:   budget, and a task's claim follows the memory it\n"
+"                                 really allocates (group opts.elastic)\n"
 "                      fixed:     at most K = online CPUs tasks at a time\n"
 "                      unbounded: a thread per task, all at once (safety net RAM/2)\n"
-"  --compare         run all three modes, each in a fresh child process, side by side\n"
+"  --compare         run every mode, each in a fresh child process, side by side\n"
 "  --json            print one JSON object instead of the report (with --compare:\n"
-"                    {\"compare\": [budget, fixed, unbounded]})\n"
+"                    {\"compare\": [budget, fixed, unbounded, elastic]})\n"
 "  --timeline FILE   write in-use/RSS samples (every 10 ms) as CSV; with --compare\n"
 "                    one file per mode: FILE with -budget/-fixed/-unbounded inserted\n"
+"  --lie P:F         a seeded fraction P of the tasks (0..1) allocate F x what\n"
+"                    they declare (the same tasks in every mode), e.g. 0.2:3\n"
+"  --plot FILE.svg   draw in-use, claimed and RSS over time, one panel per mode\n"
 "  --progress        progress line on stderr even when it is not a terminal\n"
 "  --io-bw SIZE      simulated input read speed per task, bytes/s (default 512M;\n"
 "                    0 = no I/O wait, pure CPU)\n"
@@ -140,7 +155,7 @@ parse_args(int argc, char **argv, struct config *c)
 		if (!flag) {
 			static const char *const with_value[] = {
 				"--budget", "--tasks", "--threads", "--seed", "--mode",
-				"--timeline", "--io-bw", "--rss-slack",
+				"--timeline", "--io-bw", "--rss-slack", "--lie", "--plot",
 			};
 			if (strncmp(a, "--", 2) != 0)
 				bad_usage("unexpected argument '%s'", a);
@@ -204,12 +219,28 @@ parse_args(int argc, char **argv, struct config *c)
 				c->mode = MODE_FIXED;
 			else if (!strcmp(v, "unbounded"))
 				c->mode = MODE_UNBOUNDED;
+			else if (!strcmp(v, "elastic"))
+				c->mode = MODE_ELASTIC;
 			else
-				bad_usage("--mode: '%s' is not one of budget, fixed, unbounded", v);
+				bad_usage("--mode: '%s' is not one of budget, elastic, fixed, "
+					  "unbounded", v);
 		} else if (!strcmp(a, "--timeline")) {
 			if (*v == '\0')
 				bad_usage("--timeline: empty file name%s", "");
 			c->timeline = v;
+		} else if (!strcmp(a, "--lie")) {
+			char *end;
+			c->lie_p = strtod(v, &end);
+			if (end == v || *end != ':' || !(c->lie_p >= 0 && c->lie_p <= 1))
+				bad_usage("--lie: '%s' is not P:F with P in 0..1 (e.g. 0.2:3)", v);
+			const char *f = end + 1;
+			c->lie_f = strtod(f, &end);
+			if (end == f || *end != '\0' || !(c->lie_f > 0 && c->lie_f <= 64))
+				bad_usage("--lie: '%s' is not P:F with F in (0, 64] (e.g. 0.2:3)", v);
+		} else if (!strcmp(a, "--plot")) {
+			if (*v == '\0')
+				bad_usage("--plot: empty file name%s", "");
+			c->plot = v;
 		} else if (!strcmp(a, "--io-bw")) {
 			c->io_bw = parse_size(v);
 			if (c->io_bw < 0)
@@ -223,6 +254,39 @@ parse_args(int argc, char **argv, struct config *c)
 			bad_usage("unknown option '%s'", a);
 		}
 	}
+}
+
+static bool
+write_all(int fd, const void *buf, size_t len)
+{
+	for (size_t off = 0; off < len;) {
+		ssize_t n = write(fd, (const char *)buf + off, len - off);
+		if (n <= 0)
+			return false;
+		off += (size_t)n;
+	}
+	return true;
+}
+
+static bool
+read_all(int fd, void *buf, size_t len)
+{
+	for (size_t off = 0; off < len;) {
+		ssize_t n = read(fd, (char *)buf + off, len - off);
+		if (n <= 0)
+			return false;
+		off += (size_t)n;
+	}
+	return true;
+}
+
+static void
+plot_or_warn(const struct config *c, const struct result *rs, struct sample *const *smp,
+	     const size_t *ns, int n)
+{
+	int rc = write_plot(c->plot, c, rs, smp, ns, n);
+	if (rc != 0)
+		fprintf(stderr, "batch_budget: %s: %s\n", c->plot, strerror(-rc));
 }
 
 /* "mem.csv" + "fixed" -> "mem-fixed.csv" */
@@ -265,15 +329,21 @@ main(int argc, char **argv)
 		} else {
 			print_report(&c, &r);
 		}
+		if (c.plot != NULL)
+			plot_or_warn(&c, &r, &samples, &nsamples, 1);
+		free(samples);
 		return r.ok ? 0 : 1;
 	}
 
 	/* --compare: each mode in its own child, so each gets a fresh process
 	 * (ru_maxrss is a high-water mark that never goes down). No thread of
-	 * ours exists yet, so fork() is safe. */
-	struct result rs[3];
+	 * ours exists yet, so fork() is safe. A child sends its result, then
+	 * its samples (count, array) for --plot. */
+	struct result rs[NMODES];
+	struct sample *smp[NMODES] = { 0 };
+	size_t ns[NMODES] = { 0 };
 	int ok = 1;
-	for (int m = 0; m < 3; m++) {
+	for (int m = 0; m < NMODES; m++) {
 		int fds[2];
 		if (pipe(fds) != 0)
 			die_if(-errno, "pipe");
@@ -289,19 +359,20 @@ main(int argc, char **argv)
 				cc.timeline = timeline_name(c.timeline, mode_names[m]);
 			struct result r;
 			run(&cc, &r);
-			ssize_t w = write(fds[1], &r, sizeof r);
-			_exit(w == (ssize_t)sizeof r ? 0 : 3);
+			bool sent = write_all(fds[1], &r, sizeof r) &&
+				    write_all(fds[1], &nsamples, sizeof nsamples) &&
+				    write_all(fds[1], samples, nsamples * sizeof *samples);
+			_exit(sent ? 0 : 3);
 		}
 		close(fds[1]);
-		ssize_t got = 0, n;
-		while (got < (ssize_t)sizeof rs[m] &&
-		       (n = read(fds[0], (char *)&rs[m] + got, sizeof rs[m] - (size_t)got)) > 0)
-			got += n;
+		bool got = read_all(fds[0], &rs[m], sizeof rs[m]) &&
+			   read_all(fds[0], &ns[m], sizeof ns[m]) &&
+			   (smp[m] = malloc(ns[m] * sizeof *smp[m] + 1)) != NULL &&
+			   read_all(fds[0], smp[m], ns[m] * sizeof *smp[m]);
 		close(fds[0]);
 		int status;
 		waitpid(pid, &status, 0);
-		if (got != (ssize_t)sizeof rs[m] || !WIFEXITED(status) ||
-		    WEXITSTATUS(status) != 0) {
+		if (!got || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 			fprintf(stderr, "batch_budget: the %s run died (status %d)\n",
 				mode_names[m], status);
 			return 1;
@@ -313,13 +384,17 @@ main(int argc, char **argv)
 	}
 	if (c.json) {
 		printf("{\"compare\": [");
-		for (int m = 0; m < 3; m++) {
+		for (int m = 0; m < NMODES; m++) {
 			fputs(m ? ", " : "", stdout);
 			print_json_obj(&c, &rs[m]);
 		}
 		printf("]}\n");
 	} else {
-		print_compare(rs, 3);
+		print_compare(rs, NMODES);
 	}
+	if (c.plot != NULL)
+		plot_or_warn(&c, rs, smp, ns, NMODES);
+	for (int m = 0; m < NMODES; m++)
+		free(smp[m]);
 	return ok ? 0 : 1;
 }

@@ -3,7 +3,7 @@
  * the text report, the JSON object and the --compare table on stdout. */
 #include "batch_budget.h"
 
-const char *const mode_names[3] = { "budget", "fixed", "unbounded" };
+const char *const mode_names[NMODES] = { "budget", "fixed", "unbounded", "elastic" };
 
 /* ---- sampling: timeline, progress line ---- */
 
@@ -12,6 +12,7 @@ size_t nsamples, samples_cap;
 _Atomic bool sampling;
 int64_t run_t0;
 long page_size;
+ration_sem_t *run_budget;
 
 int64_t
 rss_now(void)
@@ -51,8 +52,13 @@ sampler(void *argp)
 		struct timespec ts = { 0, SAMPLE_NS };
 		nanosleep(&ts, NULL);
 		int64_t now = ration_now();
-		struct sample s = { now - run_t0, atomic_load(&in_use), rss_now(),
+		struct sample s = { now - run_t0, atomic_load(&in_use), rss_now(), -1,
 				    atomic_load(&done) };
+		if (run_budget != NULL) {
+			ration_sem_stats_t ss;
+			ration_sem_stats(run_budget, &ss);
+			s.claimed = ss.in_use;
+		}
 		if (nsamples == samples_cap) {
 			size_t cap = samples_cap ? samples_cap * 2 : 1024;
 			struct sample *n = realloc(samples, cap * sizeof *n);
@@ -196,10 +202,26 @@ print_report(const struct config *c, const struct result *r)
 	fmt_bytes(b1, sizeof b1, r->spark_scale);
 	printf("  %-22s %s  (█ = %s)\n", "in use over time", r->spark, b1);
 	printf("  %-22s %s\n", "RSS over time", r->spark_rss);
-	if (r->ok)
+	if (r->liars > 0) {
+		fmt_bytes(b1, sizeof b1, r->lie_max);
+		printf("  %-22s %ld tasks allocate %.1f x what they declare (largest lie %s)\n",
+		       "liars (--lie)", r->liars, c->lie_f, b1);
+	}
+	if (r->grouped && (r->mode == MODE_ELASTIC || r->consumed_total > 0)) {
+		fmt_bytes(b1, sizeof b1, r->max_overrun);
+		fmt_bytes(b2, sizeof b2, r->consumed_total);
+		printf("  %-22s largest %s past a task's weight; %s taken past weights in all\n",
+		       "overruns (elastic)", b1, b2);
+	}
+	bool rss_checked = !UNDER_SANITIZER && c->rss_slack > 0;
+	if (r->ok && r->mode == MODE_ELASTIC)
+		printf("  %-22s ok: every task accounted%s\n", "checks",
+		       rss_checked ? ", peak RSS <= budget + largest overrun + slack"
+				   : " (RSS not checked)");
+	else if (r->ok)
 		printf("  %-22s ok: every task accounted%s%s\n", "checks",
 		       r->mode == MODE_BUDGET ? ", max in use <= budget" : "",
-		       r->mode != MODE_BUDGET ? "" : UNDER_SANITIZER || c->rss_slack == 0 ?
+		       r->mode != MODE_BUDGET ? "" : r->liars > 0 || !rss_checked ?
 		       " (RSS not checked)" : ", peak RSS <= budget + slack");
 	else
 		printf("  %-22s FAILED: %s\n", "checks", r->why);
@@ -222,16 +244,23 @@ print_json_obj(const struct config *c, const struct result *r)
 		printf("null, \"measured_peak_max_bytes\": null");
 	printf(", \"max_held_bytes\": %lld, \"max_running\": %ld, \"declared_max_bytes\": %lld, "
 	       "\"declared_total_bytes\": %lld, "
-	       "\"rss_before_bytes\": %lld, \"threads\": %u, \"seed\": %llu, \"ok\": %s}",
+	       "\"rss_before_bytes\": %lld, \"threads\": %u, \"seed\": %llu, ",
 	       (long long)r->max_held, r->max_running, (long long)r->declared_max,
 	       (long long)r->declared_total, (long long)r->rss_base, r->threads,
-	       (unsigned long long)c->seed, r->ok ? "true" : "false");
+	       (unsigned long long)c->seed);
+	if (r->grouped)
+		printf("\"max_overrun_bytes\": %lld, \"consumed_total\": %lld, ",
+		       (long long)r->max_overrun, (long long)r->consumed_total);
+	else
+		printf("\"max_overrun_bytes\": null, \"consumed_total\": null, ");
+	printf("\"liars\": %ld, \"lie_factor\": %g, \"ok\": %s}", r->liars,
+	       r->liars > 0 ? c->lie_f : 1.0, r->ok ? "true" : "false");
 }
 
 void
 print_compare(const struct result *rs, int n)
 {
-	char b[3][32], h[3][32];
+	char b[1][32], h[NMODES][32];
 	for (int i = 0; i < n; i++) {
 		if (rs[i].mode == MODE_FIXED)
 			snprintf(h[i], sizeof h[i], "fixed (K=%u)", rs[i].threads);
@@ -240,7 +269,10 @@ print_compare(const struct result *rs, int n)
 	}
 	fmt_bytes(b[0], sizeof b[0], rs[0].budget);
 	printf("batch_budget --compare: %ld tasks, budget %s\n", rs[0].tasks, b[0]);
-	printf("  %-24s %-16s %-16s %-16s\n", "", h[0], h[1], h[2]);
+	printf("  %-24s", "");
+	for (int i = 0; i < n; i++)
+		printf(" %-16s", h[i]);
+	printf("\n");
 #define ROW(label, ...)                                                         \
 	do {                                                                    \
 		printf("  %-24s", label);                                       \
@@ -262,6 +294,10 @@ print_compare(const struct result *rs, int n)
 	    snprintf(cell, sizeof cell, "%.0f%%", 100.0 * r->utilisation));
 	ROW("wait p50", fmt_ns(cell, sizeof cell, r->wait_p50));
 	ROW("wait p99", fmt_ns(cell, sizeof cell, r->wait_p99));
+	ROW("max overrun (group)", r->grouped ? fmt_bytes(cell, sizeof cell, r->max_overrun)
+					       : (void)snprintf(cell, sizeof cell, "-"));
+	ROW("consumed past weights", r->grouped ? fmt_bytes(cell, sizeof cell, r->consumed_total)
+						 : (void)snprintf(cell, sizeof cell, "-"));
 	ROW("tasks done/failed", snprintf(cell, sizeof cell, "%ld/%ld",
 					 r->tasks - r->failed, r->failed));
 	ROW("checks", snprintf(cell, sizeof cell, "%s", r->ok ? "ok" : "FAILED"));

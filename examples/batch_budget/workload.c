@@ -52,17 +52,20 @@ run_task(ration_ctx_t *ctx, void *arg)
 	int64_t t0 = ration_now();
 	t->wait_ns = t0 - t->offer_ns;
 	atomic_fetch_add(&t->runs, 1);
-	note_in_use(t->bytes);
+	note_in_use(t->alloc);
 
+	/* A liar fills all it allocated (resident) and hashes what it
+	 * declared: its extra memory is a scratch buffer, its work the same. */
 	size_t words = (size_t)t->bytes / sizeof(uint64_t);
-	uint64_t *buf = malloc((size_t)t->bytes);
+	size_t fill = (size_t)t->alloc / sizeof(uint64_t);
+	uint64_t *buf = malloc((size_t)t->alloc);
 	if (buf == NULL) {
-		note_in_use(-t->bytes);
+		note_in_use(-t->alloc);
 		atomic_fetch_add(&failed_tasks, 1);
 		return -ENOMEM;
 	}
 	uint64_t x = t->seed;
-	for (size_t i = 0; i < words; i += 8) {
+	for (size_t i = 0; i < fill; i += 8) {
 		uint64_t r = splitmix64(&x);
 		for (size_t j = 0; j < 8; j++)
 			buf[i + j] = r + j * 0x9e3779b97f4a7c15u;
@@ -81,8 +84,8 @@ run_task(ration_ctx_t *ctx, void *arg)
 	t->sum = (h[0] ^ h[1] * 3 ^ h[2] * 5 ^ h[3] * 7) | 1;
 	free(buf);
 
-	note_in_use(-t->bytes);
-	atomic_fetch_add_explicit(&held_byte_ns, t->bytes / KIB * (ration_now() - t0) / 1024,
+	note_in_use(-t->alloc);
+	atomic_fetch_add_explicit(&held_byte_ns, t->alloc / KIB * (ration_now() - t0) / 1024,
 				  memory_order_relaxed);
 	atomic_fetch_add(&done, 1);
 	return 0;
@@ -123,6 +126,9 @@ void
 make_workload(const struct config *c)
 {
 	uint64_t x = c->seed;
+	/* Liars from a stream of their own: the sizes stay those of the
+	 * honest run, and the same tasks lie in every mode. */
+	uint64_t lx = c->seed ^ 0x6c69617273ull;
 	int64_t cap = c->budget < MAX_TASK ? c->budget : MAX_TASK;
 	for (long i = 0; i < c->tasks; i++) {
 		/* Heavy-tailed, Pareto-like: each octave is rarer than the one
@@ -137,6 +143,9 @@ make_workload(const struct config *c)
 		int64_t b = size_class(base + (int64_t)(splitmix64(&x) % (uint64_t)base));
 		tasks[i].bytes = b < cap ? b : cap / 4096 * 4096;
 		tasks[i].seed = splitmix64(&x);
+		bool liar = (double)(splitmix64(&lx) >> 11) * 0x1p-53 < c->lie_p;
+		tasks[i].alloc = liar ? (int64_t)((double)tasks[i].bytes * c->lie_f) / 4096 * 4096
+				      : tasks[i].bytes;
 		tasks[i].sum = 0;
 		atomic_store(&tasks[i].runs, 0);
 	}

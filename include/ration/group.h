@@ -71,7 +71,7 @@ typedef struct {
 	double overrun_cancel; /* elastic: > 0 cancels a task's ctx with -ENOMEM once
 	                        * its measured memory passes weight x this;
 	                        * 0 = never */
-	int64_t sample_ns;    /* elastic without allocator hooks: how often memory is
+	int64_t sample_ns;    /* elastic: how often running tasks' memory is
 	                       * measured; 0 = 1 ms */
 } ration_group_opts_t;
 
@@ -109,7 +109,7 @@ typedef struct {
  *
  * With opts.elastic, fn's ctx is the task's own child of the group ctx
  * when opts.overrun_cancel > 0 (so that one task can be cancelled alone),
- * and the allocator hook of docs/elastic.md is installed.
+ * and the group starts one sampler thread (docs/elastic.md).
  *
  * Return: 0, or the first that applies:
  *   -EINVAL    @out NULL, limit < 0, tolerance < 0 or not a number,
@@ -117,11 +117,10 @@ typedef struct {
  *              number (or < 1 and not 0), sample_ns < 0
  *   -ENOTSUP   budget_bytes, but heap bytes cannot be measured here
  *              (ration_account_available() is false: no jemalloc, or the
- *              process's malloc is not jemalloc's); elastic without the
- *              allocator hook and without /proc/self/statm
+ *              process's malloc is not jemalloc's); elastic without
+ *              jemalloc and without /proc/self/statm
  *   -ENOMEM    also when the default pool cannot be made
- *   -EAGAIN    elastic without the allocator hook: no sampler thread
- *              could be started
+ *   -EAGAIN    elastic: no sampler thread could be started
  *
  * Blocks: no. Allocates: yes (the group, its ctx and limit semaphore; the
  * default pool on first use; with opts.elastic, a sampler thread). Calls

@@ -2,8 +2,9 @@
  * the declared weight, plus what ration_task_grow() added, plus (elastic
  * groups) what the task was measured to use past both. lib/elastic.c keeps
  * the claims and the oldest-first order; lib/elastic_measure.c measures
- * (jemalloc hook or the RSS sampler). group.c calls only the functions
- * below, around fn. */
+ * them (one sampler thread per elastic group: per-task jemalloc counters,
+ * or the process's RSS). group.c calls only the functions below, around
+ * fn. */
 #ifndef RATION_INTERNAL_ELASTIC_H
 #define RATION_INTERNAL_ELASTIC_H
 
@@ -36,9 +37,11 @@ struct ration__claim {
 	int64_t floor;              /* el->mu: weight + grown; claim >= floor */
 	int64_t claim;              /* el->mu: units held, weight included */
 	int64_t max_claim;          /* el->mu */
-	uint64_t heap0;             /* task: live heap counter at start (hook) */
-	_Atomic int64_t hi;         /* atomic: measured past this -> raise */
-	_Atomic int64_t lo;         /* atomic: measured under this -> lower */
+	/* The task thread's jemalloc counters (NULL: not measured per task)
+	 * and their difference at the start: set before the claim is
+	 * tracked, read by the sampler while it is. */
+	const volatile uint64_t *allocp, *deallocp;
+	uint64_t heap0;
 	bool tracked;               /* task: linked on el->tracked */
 	bool cancelled;             /* el->mu: overrun_cancel has fired */
 };
@@ -47,7 +50,7 @@ struct ration__claim {
 struct ration__elastic {
 	ration_sem_t *budget;       /* immutable, borrowed */
 	bool elastic;               /* immutable: opts.elastic */
-	bool hooked;                /* immutable: measured by the allocator hook */
+	bool per_task;              /* immutable: jemalloc counters per task, else RSS */
 	double overrun_cancel;      /* immutable: factor, 0 = never */
 	int64_t sample_ns;          /* immutable */
 	int rss_fd;                 /* immutable: /proc/self/statm, or -1 */
@@ -89,37 +92,24 @@ void ration__elastic_stats(struct ration__elastic *el, ration_group_stats_t *out
 /* ---- between elastic.c and elastic_measure.c ---- */
 
 /* Claims grow and shrink in steps, so that a task's small allocations do
- * not each take the slow path; a claim shrinks only when it is this much
+ * not each cost a semaphore call; a claim shrinks only when it is this much
  * over what is measured, so a task hovering at a step does not flap. */
 #define RATION__CLAIM_STEP   ((int64_t)64 << 10)
 #define RATION__CLAIM_SHRINK ((int64_t)256 << 10)
 
-/* A task that allocates past its claim waits for room only when this
- * allocation is at least this large; smaller ones just count (consume).
- * Small allocations come from everywhere, some under locks (stdio, the
- * loader) that the oldest task may need: waiting there could deadlock. */
-#define RATION__WAIT_MIN_BYTES ((size_t)64 << 10)
-
-/* Set @c's claim to match @measured bytes (floor <= claim): raise it
- * (waiting for room unless @c is the oldest or !@may_wait) or lower it.
- * Also fires overrun_cancel. Called with no lock held. */
-void ration__claim_measured(struct ration__claim *c, int64_t measured, bool may_wait);
-
 /* The sampler's pass (el->mu held; may drop and retake it). */
-void ration__elastic_sample_locked(struct ration__elastic *el, int64_t rss);
+void ration__elastic_sample_locked(struct ration__elastic *el);
 
-/* elastic_measure.c: whether the allocator hook is usable (jemalloc is
- * the process allocator and the hook is, or now gets, installed). */
-bool ration__heap_hook_get(void);
-/* Start/stop measuring the calling thread's heap for @c (hook mode). */
-void ration__heap_watch(struct ration__claim *c);
-void ration__heap_unwatch(struct ration__claim *c);
+/* elastic_measure.c: the calling thread's jemalloc allocated/deallocated
+ * counters; false without jemalloc as the process allocator. */
+bool ration__heap_counters(const volatile uint64_t **allocp,
+			   const volatile uint64_t **deallocp);
 /* The process's resident bytes through @fd (/proc/self/statm); -1 on error. */
 int64_t ration__rss_read(int fd);
 /* The sampler thread's body (arg: the struct ration__elastic). */
 void *ration__elastic_sampler(void *arg);
-/* Test-only: when set before group_new, elastic groups use the RSS
- * sampler even where the hook would work. Not exported. */
-extern _Atomic bool ration__elastic_no_hook;
+/* Test-only: when set before group_new, elastic groups measure RSS even
+ * where per-task counters exist. Not exported. */
+extern _Atomic bool ration__elastic_rss_only;
 
 #endif
