@@ -74,8 +74,21 @@ tree_scan(const char *src, const char *out, int level, struct tree *t)
 	walk_level = level;
 	int rc = nftw(src, visit, 64, FTW_PHYS);
 	if (rc == -1)
-		return -errno;
+		rc = -errno;
+	if (rc != 0)
+		tree_free(t);
 	return rc;
+}
+
+void
+tree_free(struct tree *t)
+{
+	for (size_t i = 0; i < t->n; i++) {
+		free(t->files[i].src);
+		free(t->files[i].dst);
+	}
+	free(t->files);
+	memset(t, 0, sizeof(*t));
 }
 
 /* mkdir -p of the directory part of @path. */

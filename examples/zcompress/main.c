@@ -203,9 +203,12 @@ scan_and_run(const struct opts *o)
 		rc = tree_mkdirs(&t);
 	if (rc != 0) {
 		fprintf(stderr, "zcompress: %s: %s\n", o->src, ration_strerror(rc));
+		tree_free(&t);
 		return 1;
 	}
-	return run(o, &t);
+	rc = run(o, &t);
+	tree_free(&t);
+	return rc;
 }
 
 /* --compare: each mode in a child of its own (peak RSS is per process),

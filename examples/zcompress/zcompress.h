@@ -28,8 +28,11 @@ struct totals {
 };
 
 /* Collect the regular files under @src, mirrored under @out with ".zst"
- * appended, each with its declared weight at @level. 0 or -errno. */
+ * appended, each with its declared weight at @level. 0 or -errno (then
+ * @t holds nothing). tree_free() gives back what a scan made. */
 int tree_scan(const char *src, const char *out, int level, struct tree *t);
+
+void tree_free(struct tree *t);
 
 /* Make the directories of every dst; 0 or -errno. */
 int tree_mkdirs(const struct tree *t);
