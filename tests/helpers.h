@@ -6,6 +6,7 @@
 #include <check.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <time.h>
@@ -22,15 +23,35 @@
  * because CI runs the suites in parallel under sanitizers on 2 cores. */
 #define TEST_LATE_NS (1000 * MS)
 
-/* Run every test of @s; the number that failed. */
+/* Run every test of @s; the number that failed. With RATION_TEST_TAP set
+ * (meson sets it: tests/meson.build) the results go to stdout as TAP, one
+ * line a test, and Check prints nothing else there; otherwise Check's own
+ * report, as verbose as CK_VERBOSITY asks (silent, minimal, normal,
+ * verbose). */
 static inline int
 run_suite(Suite *s)
 {
 	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
+	bool tap = getenv("RATION_TEST_TAP") != NULL;
+	if (tap)
+		srunner_set_tap(sr, "-");
+	srunner_run_all(sr, tap ? CK_SILENT : CK_ENV);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed;
+}
+
+/* Skip a whole suite that cannot run here, saying @why: a TAP plan of no
+ * tests under meson (RATION_TEST_TAP), else Automake's exit code 77. */
+static inline int
+skip_suite(const char *why)
+{
+	if (getenv("RATION_TEST_TAP") != NULL) {
+		printf("1..0 # SKIP %s\n", why);
+		return 0;
+	}
+	printf("SKIP: %s\n", why);
+	return 77;
 }
 
 /* Rounds for loops that stress races: RATION_STRESS_ROUNDS overrides

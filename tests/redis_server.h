@@ -186,13 +186,11 @@ static inline int
 redis_suite_main(Suite *(*suite)(void))
 {
 	if (!have_redis_server()) {
-		printf("SKIP: redis-server is not installed (Debian: apt-get install redis-server)\n");
-		return 77;
+		return skip_suite("redis-server is not installed (Debian: apt-get install redis-server)");
 	}
 	ration_sem_t *probe;
 	if (ration_sem_open_redis("redis://127.0.0.1:1", "probe", 1, NULL, &probe) == -ENOTSUP) {
-		printf("SKIP: ration was built without hiredis (-Dredis)\n");
-		return 77;
+		return skip_suite("ration was built without hiredis (-Dredis)");
 	}
 	int rc = server_start(&main_srv, 0);
 	if (rc != 0) {

@@ -126,7 +126,6 @@ after_fn(void *arg)
 	atomic_fetch_add(&afters_out, 1);
 }
 
-#ifdef HAVE_GROUP
 static int
 group_fn(ration_ctx_t *ctx, void *arg)
 {
@@ -134,7 +133,6 @@ group_fn(ration_ctx_t *ctx, void *arg)
 	(void)arg;
 	return 0;
 }
-#endif
 
 static void *
 driver(void *arg)
@@ -233,7 +231,6 @@ driver(void *arg)
 			}
 			break;
 		}
-#ifdef HAVE_GROUP
 		case 7: {
 			ration_group_t *g;
 			ration_group_opts_t o = {.pool = shared_pool, .budget = budget, .limit = 4};
@@ -245,7 +242,6 @@ driver(void *arg)
 			ration_group_free(g);
 			break;
 		}
-#endif
 		case 8: { /* shared (shm) semaphore: open, use, free */
 			ration_sem_t *s;
 			CHECK(ration_sem_open_shared(shm_name, 0, NULL, &s) == 0);

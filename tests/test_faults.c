@@ -807,7 +807,6 @@ START_TEST(faults_account_probe)
 }
 END_TEST
 
-#ifdef HAVE_GROUP
 /* ---- group ------------------------------------------------------------- */
 
 struct group_st {
@@ -928,7 +927,6 @@ START_TEST(faults_group)
 	ck_assert_int_eq(ration_sem_free(s.budget), 0);
 }
 END_TEST
-#endif
 
 static Suite *
 faults_suite(void)
@@ -952,9 +950,7 @@ faults_suite(void)
 	const char *fork_env = getenv("CK_FORK");
 	if (fork_env == NULL || strcmp(fork_env, "no") != 0)
 		tcase_add_test(tc, faults_account_probe);
-#ifdef HAVE_GROUP
 	tcase_add_test(tc, faults_group);
-#endif
 	suite_add_tcase(s, tc);
 	return s;
 }

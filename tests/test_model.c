@@ -379,7 +379,6 @@ static struct {
 	unsigned char *after_stopped;
 	_Atomic long ops_done;
 	_Atomic int threads_done;
-#ifdef HAVE_GROUP
 	/* group tasks: weight 1 + id % 8 on a budget of GROUP_BUDGET */
 	ration_group_t *g;
 	ration_sem_t *gbudget;
@@ -389,10 +388,8 @@ static struct {
 	unsigned char *gtask_accepted;
 	_Atomic int64_t grunning, grunning_max; /* weight inside fn */
 	_Atomic long gfailed;
-#endif
 } C;
 
-#ifdef HAVE_GROUP
 #define GROUP_BUDGET 16
 
 static int
@@ -408,7 +405,6 @@ cc_gtask(ration_ctx_t *ctx, void *arg)
 	(void)ctx;
 	return id % 97 == 0 ? -EIO : 0; /* keep_going: errors do not cancel */
 }
-#endif
 
 static void
 cc_task(void *arg, int status)
@@ -534,7 +530,6 @@ cc_thread(void *arg)
 		} else if (k < 94) {
 			rc = ration_pool_resize(C.pool, 1 + (unsigned)rnd(&r, 4));
 			CHECK(rc == 0, "pool resize: %d", rc);
-#ifdef HAVE_GROUP
 		} else if (k < 98) { /* group: weighted go / try_go */
 			long id = atomic_fetch_add(&C.next_gtask, 1);
 			if (id >= C.max_tasks)
@@ -552,7 +547,6 @@ cc_thread(void *arg)
 			C.gtask_accepted[id] = rc == 0;
 			if (rc == 0 && id % 97 == 0)
 				atomic_fetch_add(&C.gfailed, 1);
-#endif
 		} else { /* a snapshot is self-consistent */
 			ration_sem_stats_t st;
 			ration_sem_stats(C.s[i], &st);
@@ -643,7 +637,6 @@ START_TEST(model_concurrent)
 					 &C.pool),
 			 0);
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &C.root), 0);
-#ifdef HAVE_GROUP
 	C.gtask_runs = calloc((size_t)C.max_tasks, 1);
 	C.gtask_accepted = calloc((size_t)C.max_tasks, 1);
 	ck_assert(C.gtask_runs && C.gtask_accepted);
@@ -652,7 +645,6 @@ START_TEST(model_concurrent)
 	ration_group_opts_t go = {.pool = C.gpool, .budget = C.gbudget, .limit = 4,
 				  .keep_going = true};
 	ck_assert_int_eq(ration_group_new(NULL, &go, &C.g), 0);
-#endif
 
 	int64_t t0 = ration_now();
 	pthread_t th[NTHR];
@@ -668,7 +660,6 @@ START_TEST(model_concurrent)
 		pthread_join(th[t], NULL);
 	int64_t t1 = ration_now();
 
-#ifdef HAVE_GROUP
 	/* Group: first error, each accepted task once, budget respected. */
 	int gerr = ration_group_wait(C.g);
 	CHECK(gerr == (atomic_load(&C.gfailed) ? -EIO : 0), "group wait: %d", gerr);
@@ -697,7 +688,6 @@ START_TEST(model_concurrent)
 	       " of %d\n", gaccepted, ngtasks, atomic_load(&C.grunning_max), GROUP_BUDGET);
 	free(C.gtask_runs);
 	free(C.gtask_accepted);
-#endif
 
 	/* Weight conserved: nobody holds anything, so all is available. */
 	for (int i = 0; i < NSEM; i++) {

@@ -114,44 +114,34 @@ START_TEST(test_shared_bad_arguments_and_enoent)
 }
 END_TEST
 
-START_TEST(test_shared_single_process_contract)
+/* The contract itself (errors, weights, resize, close, stats) is in
+ * test_contract.c; here, what two handles on one object see. */
+START_TEST(test_shared_second_handle_is_another_holder)
 {
 	char name[64];
 	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 10), *s2;
 	ck_assert_int_eq(ration_sem_open_shared(name + 1, 0, NULL, &s2), 0); /* no '/' */
 
-	ck_assert_int_eq(ration_sem_acquire(s, NULL, 0), -EINVAL);
-	ck_assert_int_eq(ration_sem_acquire(s, NULL, 11), -E2BIG);
-	ck_assert_int_eq(ration_sem_try_acquire(s, 11), -E2BIG);
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 6), 0);
 	ck_assert_int_eq(ration_sem_available(s2), 4);
 	ck_assert_int_eq(ration_sem_try_acquire(s2, 5), -EAGAIN);
 	ck_assert_int_eq(ration_sem_release(s2, 1), -EOVERFLOW); /* s2 holds nothing */
-	ck_assert_int_eq(ration_sem_release(s, 7), -EOVERFLOW);
 	ck_assert_int_eq(ration_sem_release(s, INT64_MAX), -EOVERFLOW);
-	ck_assert_int_eq(ration_sem_available(s), 4);
-	ck_assert_int_eq(ration_sem_free(s), -EBUSY);
-	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() - 1, 1), -ETIMEDOUT);
 	ck_assert_int_eq(ration_sem_acquire_until(s2, ration_now() + 20 * MS, 5), -ETIMEDOUT);
 
 	ration_sem_stats_t st;
 	ration_sem_stats(s2, &st);
 	ck_assert_int_eq(st.size, 10);
 	ck_assert_int_eq(st.in_use, 6);
-	ck_assert_int_eq(st.waiters, 0);
 	ck_assert_uint_eq(st.timeouts, 1);
-	ck_assert_uint_eq(st.acquired, 1);
 	ck_assert_str_eq(st.name, name + 1);
 
-	ck_assert_int_eq(ration_sem_resize(s, 3), 0); /* deficit of 3 */
+	ck_assert_int_eq(ration_sem_resize(s2, 3), 0); /* deficit of 3, seen by s */
 	ck_assert_int_eq(ration_sem_available(s), -3);
 	ck_assert_int_eq(ration_sem_release(s, 6), 0);
-	ck_assert_int_eq(ration_sem_available(s), 3);
-	ck_assert_int_eq(ration_sem_resize(s, 10), 0);
 	ration_sem_close(s2);
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 1), -EPIPE);
-	ck_assert_int_eq(ration_sem_resize(s, 5), -EPIPE);
 	ck_assert_int_eq(ration_sem_free(s2), 0);
 	ck_assert_int_eq(ration_sem_free(s), 0);
 	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
@@ -1017,7 +1007,7 @@ shared_suite(void)
 	tc = tcase_create("args");
 	tcase_set_timeout(tc, 20);
 	tcase_add_test(tc, test_shared_bad_arguments_and_enoent);
-	tcase_add_test(tc, test_shared_single_process_contract);
+	tcase_add_test(tc, test_shared_second_handle_is_another_holder);
 	tcase_add_test(tc, test_shared_weights_are_64_bit);
 	tcase_add_test(tc, test_shared_mode_is_applied);
 	tcase_add_test(tc, test_shared_mode_refuses_other_users);
