@@ -27,7 +27,7 @@
  * (meson sets it: tests/meson.build) the results go to stdout as TAP, one
  * line a test, and Check prints nothing else there; otherwise Check's own
  * report, as verbose as CK_VERBOSITY asks (silent, minimal, normal,
- * verbose). */
+ * verbose). stdout is then TAP's: a test's own notes go to stderr. */
 static inline int
 run_suite(Suite *s)
 {

@@ -377,7 +377,7 @@ START_TEST(test_shared_holder_in_another_pid_namespace)
 	int64_t t0 = ration_now();
 	ck_assert_int_eq(kill(holder, SIGKILL), 0);
 	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 10), 0);
-	printf("pid namespace: weight back %.2f ms after SIGKILL\n",
+	fprintf(stderr, "pid namespace: weight back %.2f ms after SIGKILL\n",
 	       (double)(ration_now() - t0) / 1e6);
 	ck_assert_int_lt(ration_now() - t0, RECOVERY_NS);
 	ck_assert_int_eq(reap(launcher), 0);
