@@ -215,8 +215,14 @@ ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_
 			break;
 		}
 		/* 'x': the session was reclaimed while we waited (stalled past
-		 * the lease, or the server lost its data): queue again. */
+		 * the lease, or the server lost its data): queue again, unless
+		 * the deadline passed meanwhile (the ticket is gone: nothing to
+		 * leave). */
 		r->waiting--;
+		if ((rc = ration__wait_err(ctx, deadline_ns)) != 0) {
+			unlock(r);
+			break;
+		}
 		rc = ration__redis_enqueue(r, deadline_ns, ns, n, lease, &tk, out);
 		gen = r->gen;
 		unlock(r);
