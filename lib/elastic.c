@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "internal/atomic_max.h"
 #include "internal/elastic.h"
 #include "ration/group.h"
 
@@ -281,13 +282,7 @@ ration__claim_end(struct ration__claim *c, ration_task_report_t *r)
 	r->overrun_bytes = c->max_claim - c->weight;
 	if (r->overrun_bytes > 0) {
 		atomic_fetch_add_explicit(&el->overrun_tasks, 1, memory_order_relaxed);
-		int64_t m = atomic_load_explicit(&el->max_overrun_bytes, memory_order_relaxed);
-		while (r->overrun_bytes > m &&
-		       !atomic_compare_exchange_weak_explicit(&el->max_overrun_bytes, &m,
-							      r->overrun_bytes,
-							      memory_order_relaxed,
-							      memory_order_relaxed))
-			;
+		ration__atomic_max(&el->max_overrun_bytes, r->overrun_bytes);
 	}
 }
 
