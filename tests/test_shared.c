@@ -85,14 +85,30 @@ child_occupancy(void *arg)
 	return ration_sem_free(s);
 }
 
+/* ---- fixture: each test's shm object ---- */
+
+/* The name of the test's object, fresh for each test; teardown removes the
+ * object even when the test failed before its own unlink. */
+static char name[64];
+
+static void
+setup(void)
+{
+	new_name(name, sizeof(name));
+}
+
+static void
+teardown(void)
+{
+	(void)ration_sem_unlink_shared(name);
+}
+
 /* ---- args ---- */
 
 START_TEST(test_shared_bad_arguments_and_enoent)
 {
-	char name[64];
 	ration_shared_opts_t o = {.create = true};
 	ration_sem_t *s;
-	new_name(name, sizeof(name));
 
 	ck_assert_int_eq(ration_sem_open_shared(NULL, 1, &o, &s), -EINVAL);
 	ck_assert_int_eq(ration_sem_open_shared("", 1, &o, &s), -EINVAL);
@@ -118,8 +134,6 @@ END_TEST
  * test_contract.c; here, what two handles on one object see. */
 START_TEST(test_shared_second_handle_is_another_holder)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 10), *s2;
 	ck_assert_int_eq(ration_sem_open_shared(name + 1, 0, NULL, &s2), 0); /* no '/' */
 
@@ -151,8 +165,6 @@ END_TEST
 /* Weights are 64-bit, up to RATION_SEM_MAX, on the fast path and off it. */
 START_TEST(test_shared_weights_are_64_bit)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, RATION_SEM_MAX);
 	const int64_t big = (int64_t)1 << 60;
 
@@ -178,10 +190,9 @@ END_TEST
 
 START_TEST(test_shared_mode_is_applied)
 {
-	char name[64], path[96];
+	char path[96];
 	ration_shared_opts_t o = {.create = true, .mode = 0640};
 	ration_sem_t *s;
-	new_name(name, sizeof(name));
 	ck_assert_int_eq(ration_sem_open_shared(name, 1, &o, &s), 0);
 	struct stat st;
 	snprintf(path, sizeof(path), "/dev/shm%s", name);
@@ -223,9 +234,7 @@ child_open_as_nobody(void *arg)
 
 START_TEST(test_shared_mode_refuses_other_users)
 {
-	char name[64];
 	ration_sem_t *s, *t;
-	new_name(name, sizeof(name));
 	ration_shared_opts_t o = {.create = true}; /* mode 0 = 0600 */
 	ck_assert_int_eq(ration_sem_open_shared(name, 1, &o, &s), 0);
 	struct job j = {.name = name};
@@ -279,8 +288,6 @@ assert_grants_stay(struct scratch *sc, int k)
 
 START_TEST(test_shared_fifo_across_processes)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 10);
 	struct scratch *sc = scratch_new();
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 10), 0);
@@ -320,8 +327,6 @@ END_TEST
 
 START_TEST(test_shared_weights_never_exceed_size)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 8);
 	struct scratch *sc = scratch_new();
 	struct job j = {.name = name, .sc = sc, .n = 8, .rounds = (int)stress_rounds(400)};
@@ -383,8 +388,6 @@ wait_through_kill(ration_sem_t *s, pid_t victim, int64_t n, const char *what)
 
 START_TEST(test_shared_killed_holder_weight_returns)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 10);
 	struct scratch *sc = scratch_new();
 	struct job j = {.name = name, .sc = sc, .n = 7};
@@ -403,8 +406,6 @@ END_TEST
 
 START_TEST(test_shared_killed_head_waiter_gives_up_its_place)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 10);
 	struct scratch *sc = scratch_new();
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 8), 0);
@@ -427,8 +428,6 @@ END_TEST
  * yet moved to its holder. Killed there, it must still come back. */
 START_TEST(test_shared_killed_after_grant_before_taking_it)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 10);
 	struct scratch *sc = scratch_new();
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 10), 0);
@@ -479,8 +478,6 @@ child_die_in_fast_path(void *arg)
 
 START_TEST(test_shared_killed_inside_fast_path_is_recovered)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 10);
 	struct scratch *sc = scratch_new();
 	struct job j = {.name = name, .sc = sc};
@@ -503,8 +500,6 @@ END_TEST
  * goes on, the dead process's weight comes back. */
 START_TEST(test_shared_busy_lane_delays_but_never_overgrants)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 10);
 	struct scratch *sc = scratch_new();
 	struct job j = {.name = name, .sc = sc, .n = 6};
@@ -551,8 +546,6 @@ child_die_in_mutex(void *arg)
 
 START_TEST(test_shared_killed_inside_mutex_is_recovered)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 10);
 	struct scratch *sc = scratch_new();
 	struct job j = {.name = name, .sc = sc, .n = 6};
@@ -574,8 +567,6 @@ END_TEST
  * whatever else it says: it must be reclaimed (no pid is looked at). */
 START_TEST(test_shared_unlocked_slots_are_reclaimed)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 10);
 	struct shm_seg *g = map_seg(name);
 	ck_assert_int_eq(pthread_mutex_lock(&g->mu), 0);
@@ -621,8 +612,6 @@ cancel_later(void *arg)
 
 START_TEST(test_shared_deadline_and_cancel_while_other_process_holds)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 4);
 	struct scratch *sc = scratch_new();
 	struct job j = {.name = name, .sc = sc, .n = 4};
@@ -661,8 +650,6 @@ END_TEST
 
 START_TEST(test_shared_waiter_in_child_times_out_closes_and_e2big)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 10);
 	struct scratch *sc = scratch_new();
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 10), 0);
@@ -713,8 +700,6 @@ take_and_wait(void *arg)
  * lane into the holder, and the handle is then idle. */
 START_TEST(test_shared_weight_taken_by_one_thread_released_by_another)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 10);
 	struct lane_job j = {.s = s};
 	pthread_t t;
@@ -776,8 +761,6 @@ hammer_main(void *arg)
  * occupancy never exceeds the size and the counts come out exact. */
 START_TEST(test_shared_threads_mix_fast_and_slow_paths)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 6);
 	_Atomic int64_t occ = 0;
 	_Atomic int viol = 0;
@@ -806,9 +789,7 @@ END_TEST
 
 START_TEST(test_shared_bad_segments_are_refused)
 {
-	char name[64];
 	ration_sem_t *s, *t;
-	new_name(name, sizeof(name));
 	s = create(name, 4);
 	struct shm_seg *g = map_seg(name);
 
@@ -843,9 +824,7 @@ END_TEST
 
 START_TEST(test_shared_unlink_keeps_open_handles)
 {
-	char name[64];
 	ration_sem_t *t;
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 4);
 	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
 	ck_assert_int_eq(ration_sem_open_shared(name, 0, NULL, &t), -ENOENT);
@@ -876,8 +855,6 @@ child_create_race(void *arg)
 
 START_TEST(test_shared_concurrent_create_is_safe)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	struct scratch *sc = scratch_new();
 	struct job j = {.name = name, .sc = sc};
 	pid_t pid[6];
@@ -928,8 +905,6 @@ cmp_u64(const void *a, const void *b)
 
 START_TEST(test_shared_lease_fences_increase_across_processes)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 3);
 	struct scratch *sc = scratch_new();
 	ration_lease_t a, b;
@@ -978,8 +953,6 @@ END_TEST
 
 START_TEST(test_shared_handle_inherited_over_fork_is_a_new_holder)
 {
-	char name[64];
-	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 5);
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 2), 0);
 	pid_t pid = fork();
@@ -1005,6 +978,7 @@ shared_suite(void)
 	TCase *tc;
 
 	tc = tcase_create("args");
+	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 20);
 	tcase_add_test(tc, test_shared_bad_arguments_and_enoent);
 	tcase_add_test(tc, test_shared_second_handle_is_another_holder);
@@ -1014,12 +988,14 @@ shared_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("fifo");
+	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_shared_fifo_across_processes);
 	tcase_add_test(tc, test_shared_weights_never_exceed_size);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("recovery");
+	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_shared_killed_holder_weight_returns);
 	tcase_add_test(tc, test_shared_killed_head_waiter_gives_up_its_place);
@@ -1031,18 +1007,21 @@ shared_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("wait");
+	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_shared_deadline_and_cancel_while_other_process_holds);
 	tcase_add_test(tc, test_shared_waiter_in_child_times_out_closes_and_e2big);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("threads");
+	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_shared_weight_taken_by_one_thread_released_by_another);
 	tcase_add_test(tc, test_shared_threads_mix_fast_and_slow_paths);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("segment");
+	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_shared_bad_segments_are_refused);
 	tcase_add_test(tc, test_shared_unlink_keeps_open_handles);
@@ -1050,6 +1029,7 @@ shared_suite(void)
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("lease");
+	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_shared_lease_fences_increase_across_processes);
 	tcase_add_test(tc, test_shared_handle_inherited_over_fork_is_a_new_holder);
