@@ -83,7 +83,8 @@ pairs(unsigned mode, long long n)
 				if (mode == 3)
 					ration__account_give_back();
 			} else {
-				ration_account_begin_with(&a, mode == 2 ? RATION_ACCOUNT_CPU : 0);
+				ration_account_begin_with(
+					&a, mode == 2 ? RATION_ACCOUNT_CPU : 0);
 				ration_account_end(&a, &r);
 				a1_sink = r.run_ns;
 			}
@@ -130,12 +131,14 @@ a1_alloc_task(ration_ctx_t *ctx, void *arg)
 /* ns per task of n tasks (@fn) through a group on a 1-thread pool; with
  * @budget, on a budget of 1 GiB (weight 1), elastic or not. */
 static double
-group_run_fn(long long n, ration_group_opts_t o, bool budget, ration_group_fn fn)
+group_run_fn(long long n, ration_group_opts_t o, bool budget,
+	     ration_group_fn fn)
 {
 	ration_pool_t *p;
 	ration_group_t *g;
 	ration_sem_t *s = NULL;
-	if (ration_pool_new(&(ration_pool_opts_t){.threads = 1, .name = "a1"}, &p) != 0)
+	if (ration_pool_new(&(ration_pool_opts_t){.threads = 1, .name = "a1"},
+			    &p) != 0)
 		die("ration_pool_new");
 	if (budget && ration_sem_new((int64_t)1 << 30, NULL, &s) != 0)
 		die("ration_sem_new");
@@ -161,7 +164,8 @@ group_run_fn(long long n, ration_group_opts_t o, bool budget, ration_group_fn fn
 static double
 group_run(long long n, bool report, bool cpu)
 {
-	ration_group_opts_t o = {.on_report = report ? a1_report : NULL, .measure_cpu = cpu};
+	ration_group_opts_t o = {.on_report = report ? a1_report : NULL,
+				 .measure_cpu = cpu};
 	return group_run_fn(n, o, false, a1_task);
 }
 
@@ -171,7 +175,8 @@ elastic_phase(bool elastic, double t[2])
 {
 	t[0] = t[1] = 1e99;
 	for (int rep = 0; rep < 3; rep++) {
-		ration_group_opts_t o = {.elastic = elastic, .limit = RATION_SEM_MAX};
+		ration_group_opts_t o = {.elastic = elastic,
+					 .limit = RATION_SEM_MAX};
 		double d = group_run_fn(bench_n, o, true, a1_task);
 		t[0] = d < t[0] ? d : t[0];
 		d = group_run_fn(bench_n / 10, o, true, a1_alloc_task);
@@ -186,16 +191,18 @@ a1_elastic(void)
 	elastic_phase(false, t[0]);
 	elastic_phase(true, t[1]);
 	for (int p = 0; p < 2; p++) {
-		snprintf(bench_params, sizeof bench_params, "task=empty elastic=%d jemalloc=%d", p,
+		snprintf(bench_params, sizeof bench_params,
+			 "task=empty elastic=%d jemalloc=%d", p,
 			 ration_account_available() ? 1 : 0);
 		out("ns_per_task", t[p][0], "ns");
 		if (p > 0)
 			out("overhead_ns_per_task", t[p][0] - t[0][0], "ns");
-		snprintf(bench_params, sizeof bench_params, "task=%d_mallocs elastic=%d", A1_MALLOCS,
-			 p);
+		snprintf(bench_params, sizeof bench_params,
+			 "task=%d_mallocs elastic=%d", A1_MALLOCS, p);
 		out("ns_per_task", t[p][1], "ns");
 		if (p > 0)
-			out("overhead_ns_per_malloc_free", (t[p][1] - t[0][1]) / A1_MALLOCS, "ns");
+			out("overhead_ns_per_malloc_free",
+			    (t[p][1] - t[0][1]) / A1_MALLOCS, "ns");
 	}
 }
 #endif
@@ -203,15 +210,18 @@ a1_elastic(void)
 int
 a1_account(void)
 {
-	static const char *what[] = {"wall", "heap", "heap+cpu", "give_back", "touch_1mib"};
+	static const char *what[] = {"wall", "heap", "heap+cpu", "give_back",
+				     "touch_1mib"};
 
 	if (bench_n < 0)
 		bench_n = 1000000;
 	if (!strcmp(bench_peer, "ration")) {
 		for (unsigned m = 0; m < 5; m++) {
-			long long n = m >= 2 ? bench_n / 10 : bench_n; /* syscalls: fewer */
-			snprintf(bench_params, sizeof bench_params, "n=%lld what=%s jemalloc=%d", n,
-				 what[m], ration_account_available() ? 1 : 0);
+			long long n = m >= 2 ? bench_n / 10
+					     : bench_n; /* syscalls: fewer */
+			snprintf(bench_params, sizeof bench_params,
+				 "n=%lld what=%s jemalloc=%d", n, what[m],
+				 ration_account_available() ? 1 : 0);
 			out("ns_per_task", pairs(m, n), "ns");
 		}
 		return 0;
@@ -229,11 +239,13 @@ a1_account(void)
 		}
 		snprintf(bench_params, sizeof bench_params, "report=0");
 		out("ns_per_task", base, "ns");
-		snprintf(bench_params, sizeof bench_params, "report=1 what=heap jemalloc=%d",
+		snprintf(bench_params, sizeof bench_params,
+			 "report=1 what=heap jemalloc=%d",
 			 ration_account_available() ? 1 : 0);
 		out("ns_per_task", heap, "ns");
 		out("overhead_ns_per_task", heap - base, "ns");
-		snprintf(bench_params, sizeof bench_params, "report=1 what=heap+cpu jemalloc=%d",
+		snprintf(bench_params, sizeof bench_params,
+			 "report=1 what=heap+cpu jemalloc=%d",
 			 ration_account_available() ? 1 : 0);
 		out("ns_per_task", cpu, "ns");
 		out("overhead_ns_per_task", cpu - base, "ns");

@@ -11,7 +11,8 @@
 #include <stdint.h>
 
 /* Flags (-1 = workload default). */
-extern long long bench_n, bench_t, bench_k, bench_size, bench_budget, bench_spin;
+extern long long bench_n, bench_t, bench_k, bench_size, bench_budget,
+	bench_spin;
 extern long long bench_pool_threads; /* -pool: threads under ration-group */
 extern const char *bench_w, *bench_peer;
 extern char bench_params[256];
@@ -45,13 +46,13 @@ typedef struct {
 	void (*submit)(intptr_t w);
 	void (*wait)(void);
 	void (*stop)(void);
-	bool weighted;  /* W4: the peer takes the weight itself (no wsem step) */
+	bool weighted; /* W4: the peer takes the weight itself (no wsem step) */
 } bench_pool_t;
 
 const bench_pool_t *find_pool(const char *name);
 /* Run one task body: blocker, or (W4) take the weight, spin, give it back. */
 void run_task(intptr_t w, bool take_weight);
-extern bool bench_w4;  /* W4: tasks spin; wsem-style peers take the weight */
+extern bool bench_w4; /* W4: tasks spin; wsem-style peers take the weight */
 /* W3/W4: start @p, submit bench_n tasks of weight 1 + i % @weights, wait,
  * check that all ran, stop; print ns/task, tasks/s and peak RSS. */
 void run_tasks(const bench_pool_t *p, int weights);

@@ -24,8 +24,9 @@
 #include <ration.h>
 
 enum kind { K_UNTIL, K_CTX, K_AFTER, K_FD, NKIND };
-static const char *const kind_name[NKIND] = {"acquire_until", "acquire(ctx deadline)",
-					     "ctx_after (timer thread)", "ctx_fd (timer thread)"};
+static const char *const kind_name[NKIND] = {
+	"acquire_until", "acquire(ctx deadline)", "ctx_after (timer thread)",
+	"ctx_fd (timer thread)"};
 
 static ration_sem_t *held;
 static int64_t *late[NKIND];
@@ -57,7 +58,8 @@ static void
 busy(uint64_t *x)
 {
 	*x = *x * 6364136223846793005u + 1;
-	int64_t until = ration_now() + (int64_t)(*x >> 40) % 300000; /* up to 0.3 ms */
+	int64_t until =
+		ration_now() + (int64_t)(*x >> 40) % 300000; /* up to 0.3 ms */
 	while (ration_now() < until)
 		;
 }
@@ -71,7 +73,8 @@ worker(void *arg)
 
 	for (long i = 0; i < n; i++) {
 		busy(&x);
-		int64_t dl = ration_now() + 200000 + (int64_t)(x >> 44) % 800000; /* 0.2-1 ms */
+		int64_t dl = ration_now() + 200000 +
+			     (int64_t)(x >> 44) % 800000; /* 0.2-1 ms */
 		int64_t end;
 		ration_ctx_t *c;
 		switch (k) {
@@ -102,7 +105,8 @@ worker(void *arg)
 		default: {
 			if (ration_ctx_with_deadline(NULL, dl, &c) != 0)
 				abort();
-			struct pollfd p = {.fd = ration_ctx_fd(c), .events = POLLIN};
+			struct pollfd p = {.fd = ration_ctx_fd(c),
+					   .events = POLLIN};
 			if (p.fd < 0 || poll(&p, 1, 10000) != 1)
 				abort();
 			end = ration_now();
@@ -129,14 +133,18 @@ main(void)
 	per_kind = e != NULL && atol(e) > 0 ? atol(e) : 10000;
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
 	e = getenv("DEADLINE_THREADS");
-	nthreads = e != NULL && atoi(e) > 0 ? atoi(e) : (int)(2 * (ncpu > 0 ? ncpu : 1));
-	if (ration_sem_new(1, NULL, &held) != 0 || ration_sem_try_acquire(held, 1) != 0)
+	nthreads = e != NULL && atoi(e) > 0 ? atoi(e)
+					    : (int)(2 * (ncpu > 0 ? ncpu : 1));
+	if (ration_sem_new(1, NULL, &held) != 0 ||
+	    ration_sem_try_acquire(held, 1) != 0)
 		return 1;
 
-	printf("deadline_accuracy: %ld waits per kind, %d threads on %ld CPUs, busy work "
+	printf("deadline_accuracy: %ld waits per kind, %d threads on %ld CPUs, "
+	       "busy work "
 	       "0-0.3 ms between waits, deadlines 0.2-1 ms ahead\n",
 	       per_kind, nthreads, ncpu);
-	printf("%-26s %10s %10s %10s %10s\n", "kind", "p50 us", "p99 us", "max us", "early");
+	printf("%-26s %10s %10s %10s %10s\n", "kind", "p50 us", "p99 us",
+	       "max us", "early");
 	int bad = 0;
 	for (int k = 0; k < NKIND; k++) {
 		late[k] = calloc((size_t)per_kind, sizeof(int64_t));
@@ -144,11 +152,14 @@ main(void)
 		if (late[k] == NULL || t == NULL)
 			return 1;
 		for (int i = 0; i < nthreads; i++)
-			pthread_create(&t[i], NULL, worker, (void *)(intptr_t)k);
+			pthread_create(&t[i], NULL, worker,
+				       (void *)(intptr_t)k);
 		for (int i = 0; i < nthreads; i++)
 			pthread_join(t[i], NULL);
 		free(t);
-		long n = atomic_load(&nlate[k]) < per_kind ? atomic_load(&nlate[k]) : per_kind;
+		long n = atomic_load(&nlate[k]) < per_kind
+				 ? atomic_load(&nlate[k])
+				 : per_kind;
 		qsort(late[k], (size_t)n, sizeof(int64_t), cmp64);
 		long early = 0;
 		for (long i = 0; i < n; i++)
@@ -156,7 +167,8 @@ main(void)
 		/* A wait that returns before its deadline breaks the contract. */
 		bad |= early != 0;
 		printf("%-26s %10.1f %10.1f %10.1f %10ld\n", kind_name[k],
-		       (double)late[k][n / 2] / 1e3, (double)late[k][n * 99 / 100] / 1e3,
+		       (double)late[k][n / 2] / 1e3,
+		       (double)late[k][n * 99 / 100] / 1e3,
 		       (double)late[k][n - 1] / 1e3, early);
 		free(late[k]);
 	}

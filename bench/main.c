@@ -31,8 +31,8 @@
 
 #include "bench.h"
 
-long long bench_n = -1, bench_t = 2, bench_k = 8, bench_size = -1, bench_budget = 16,
-	  bench_spin = -1, bench_pool_threads = -1;
+long long bench_n = -1, bench_t = 2, bench_k = 8, bench_size = -1,
+	  bench_budget = 16, bench_spin = -1, bench_pool_threads = -1;
 const char *bench_w = "", *bench_peer = "";
 char bench_params[256];
 _Atomic long long bench_done;
@@ -71,14 +71,16 @@ void
 out(const char *metric, double v, const char *unit)
 {
 	int prec = v >= 1000 ? 0 : v >= 10 ? 1 : 2;
-	printf("%s %s %s %s=%.*f %s\n", bench_w, bench_peer, bench_params, metric, prec, v, unit);
+	printf("%s %s %s %s=%.*f %s\n", bench_w, bench_peer, bench_params,
+	       metric, prec, v, unit);
 	fflush(stdout);
 }
 
 _Noreturn void
 die(const char *msg)
 {
-	fprintf(stderr, "ration-bench: %s (w=%s peer=%s)\n", msg, bench_w, bench_peer);
+	fprintf(stderr, "ration-bench: %s (w=%s peer=%s)\n", msg, bench_w,
+		bench_peer);
 	exit(2);
 }
 
@@ -151,13 +153,17 @@ calibrate(double target_ns)
 static void
 usage(void)
 {
-	fputs("usage: ration-bench -w W0..W5|A1 -peer NAME [-n N] [-t T] [-k K] [-size S]\n"
+	fputs("usage: ration-bench -w W0..W5|A1 -peer NAME [-n N] [-t T] [-k "
+	      "K] [-size S]\n"
 	      "                    [-budget B] [-spin S] [-pool P]\n"
-	      "       ration-bench -calibrate [-target NS] | -spincheck -spin S\n"
+	      "       ration-bench -calibrate [-target NS] | -spincheck -spin "
+	      "S\n"
 	      "peers: W1/W2 ration c-posix-sem c-wsem, W2 futex-pingpong;\n"
 	      "       W3 ration-group ration-pool c-gthreadpool c-pthread;\n"
-	      "       W4 ration-group c-gthreadpool+wsem; W5 ration-pool c-gthreadpool;\n"
-	      "       A1 (accounting cost, issue #6) ration ration-group ration-elastic;\n"
+	      "       W4 ration-group c-gthreadpool+wsem; W5 ration-pool "
+	      "c-gthreadpool;\n"
+	      "       A1 (accounting cost, issue #6) ration ration-group "
+	      "ration-elastic;\n"
 	      "       W0 (cache-line round trip) cacheline-rtt\n",
 	      stderr);
 	exit(2);
@@ -210,8 +216,8 @@ main(int argc, char **argv)
 		return 0;
 	}
 	if (do_check) {
-		printf("spincheck ration-bench spin=%lld ns_per_call=%.1f ns\n", bench_spin,
-		       spin_call_ns(bench_spin));
+		printf("spincheck ration-bench spin=%lld ns_per_call=%.1f ns\n",
+		       bench_spin, spin_call_ns(bench_spin));
 		return 0;
 	}
 	if (bench_t < 1 || bench_k < 1 || bench_budget < 1)

@@ -174,9 +174,11 @@ rg_fn(ration_ctx_t *ctx, void *arg)
 static void
 rg_start(void)
 {
-	long long threads = bench_pool_threads < 0 ? bench_k : bench_pool_threads;
+	long long threads =
+		bench_pool_threads < 0 ? bench_k : bench_pool_threads;
 	if (threads > 0) {
-		ration_pool_opts_t po = {.threads = (unsigned)threads, .name = "bench"};
+		ration_pool_opts_t po = {.threads = (unsigned)threads,
+					 .name = "bench"};
 		if (ration_pool_new(&po, &gpool) != 0)
 			die("ration_pool_new");
 	}
@@ -196,7 +198,8 @@ static void
 rg_submit(intptr_t w)
 {
 	if (w < 0)
-		die("ration-group has no W5 (contract §10: go() blocks, no backlog forms)");
+		die("ration-group has no W5 (contract §10: go() blocks, no "
+		    "backlog forms)");
 	if (ration_group_go(group, w, rg_fn, (void *)w) != 0)
 		die("ration_group_go");
 }
@@ -334,7 +337,8 @@ find_pool(const char *name)
 			die("this peer takes weights itself: no +wsem/+sem");
 		if (in_task == IN_TASK_WSEM)
 			wsem_init(&budget_wsem, bench_budget);
-		if (in_task == IN_TASK_SEM && ration_sem_new(bench_budget, NULL, &budget_sem) != 0)
+		if (in_task == IN_TASK_SEM &&
+		    ration_sem_new(bench_budget, NULL, &budget_sem) != 0)
 			die("ration_sem_new");
 		return &pools[i];
 	}

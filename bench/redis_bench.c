@@ -31,8 +31,8 @@ static void
 report(const char *what, int64_t *lat, long n)
 {
 	qsort(lat, (size_t)n, sizeof(*lat), cmp_i64);
-	printf("%-34s p50 %7.1f us   p99 %7.1f us   (n=%ld)\n", what, (double)lat[n / 2] / 1e3,
-	       (double)lat[n * 99 / 100] / 1e3, n);
+	printf("%-34s p50 %7.1f us   p99 %7.1f us   (n=%ld)\n", what,
+	       (double)lat[n / 2] / 1e3, (double)lat[n * 99 / 100] / 1e3, n);
 }
 
 static pid_t server_pid;
@@ -44,7 +44,8 @@ start_server(char *uri, size_t cap)
 	if (system("command -v redis-server >/dev/null 2>&1") != 0)
 		return -1;
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(a);
 	if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
 	    getsockname(fd, (struct sockaddr *)&a, &len) != 0)
@@ -58,9 +59,9 @@ start_server(char *uri, size_t cap)
 	if ((server_pid = fork()) == 0) {
 		if (freopen("/dev/null", "w", stdout) == NULL)
 			_exit(127);
-		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-		       "--save", "", "--appendonly", "no", "--dir", server_dir, "--loglevel",
-		       "warning", (char *)NULL);
+		execlp("redis-server", "redis-server", "--port", port, "--bind",
+		       "127.0.0.1", "--save", "", "--appendonly", "no", "--dir",
+		       server_dir, "--loglevel", "warning", (char *)NULL);
 		_exit(127);
 	}
 	snprintf(uri, cap, "redis://127.0.0.1:%s/0", port);
@@ -103,7 +104,8 @@ client_main(void *arg)
 		abort();
 	for (long i = 0; i < c->n; i++) {
 		int64_t t0 = ration_now();
-		if (ration_sem_acquire(s, NULL, 1) != 0 || ration_sem_release(s, 1) != 0)
+		if (ration_sem_acquire(s, NULL, 1) != 0 ||
+		    ration_sem_release(s, 1) != 0)
 			abort();
 		c->lat[i] = ration_now() - t0;
 	}
@@ -121,7 +123,8 @@ main(int argc, char **argv)
 	} else {
 		int rc = start_server(uri, sizeof(uri));
 		if (rc == -1) {
-			fprintf(stderr, "redis-server not installed: skipped\n");
+			fprintf(stderr,
+				"redis-server not installed: skipped\n");
 			return 77;
 		}
 		if (rc != 0) {
@@ -142,7 +145,8 @@ main(int argc, char **argv)
 	for (int pass = 0; pass < 2; pass++) { /* the first pass warms up */
 		for (long i = 0; i < n; i++) {
 			int64_t t0 = ration_now();
-			if (ration_sem_acquire(s, NULL, 1) != 0 || ration_sem_release(s, 1) != 0)
+			if (ration_sem_acquire(s, NULL, 1) != 0 ||
+			    ration_sem_release(s, 1) != 0)
 				abort();
 			lat[i] = ration_now() - t0;
 		}
@@ -173,7 +177,9 @@ main(int argc, char **argv)
 		struct client cl[4];
 		long per = n / 4;
 		for (int i = 0; i < t; i++) {
-			cl[i] = (struct client){.uri = uri, .n = per, .lat = lat + (long)i * per};
+			cl[i] = (struct client){.uri = uri,
+						.n = per,
+						.lat = lat + (long)i * per};
 			pthread_create(&cl[i].t, NULL, client_main, &cl[i]);
 		}
 		for (int i = 0; i < t; i++)

@@ -40,7 +40,8 @@ run_ration(ration_sem_t *s, long n)
 {
 	int64_t t0 = cpu_ns();
 	for (long i = 0; i < n; i++) {
-		if (ration_sem_acquire(s, NULL, 1) != 0 || ration_sem_release(s, 1) != 0)
+		if (ration_sem_acquire(s, NULL, 1) != 0 ||
+		    ration_sem_release(s, 1) != 0)
 			abort();
 	}
 	return (double)(cpu_ns() - t0) / (double)n;
@@ -51,7 +52,8 @@ run_try(ration_sem_t *s, long n)
 {
 	int64_t t0 = cpu_ns();
 	for (long i = 0; i < n; i++) {
-		if (ration_sem_try_acquire(s, 1) != 0 || ration_sem_release(s, 1) != 0)
+		if (ration_sem_try_acquire(s, 1) != 0 ||
+		    ration_sem_release(s, 1) != 0)
 			abort();
 	}
 	return (double)(cpu_ns() - t0) / (double)n;
@@ -76,7 +78,8 @@ main(int argc, char **argv)
 		char *end;
 		n = strtol(argv[1], &end, 10);
 		if (argc > 2 || end == argv[1] || *end != '\0' || n < 1) {
-			fprintf(stderr, "usage: shared-bench [n]   (n >= 1, default 2000000)\n");
+			fprintf(stderr, "usage: shared-bench [n]   (n >= 1, "
+					"default 2000000)\n");
 			return 2;
 		}
 	}
@@ -106,13 +109,18 @@ main(int argc, char **argv)
 		qsort(r[i], RUNS, sizeof(double), cmp_d);
 	double in = r[0][RUNS / 2], sh = r[1][RUNS / 2], tr = r[2][RUNS / 2];
 	double px = r[3][RUNS / 2];
-	printf("uncontended acquire(1)+release(1), n=%ld, CPU time, median of %d\n", n, RUNS);
+	printf("uncontended acquire(1)+release(1), n=%ld, CPU time, median of "
+	       "%d\n",
+	       n, RUNS);
 	printf("  ration in-process      %7.1f ns/op\n", in);
-	printf("  ration shared          %7.1f ns/op   (%.2fx in-process)\n", sh, sh / in);
-	printf("  ration shared, try     %7.1f ns/op   (%.2fx in-process)\n", tr, tr / in);
-	printf("  POSIX sem_open         %7.1f ns/op   (%.2fx in-process)\n", px, px / in);
-	printf("  shared/in-process per round: min %.2f median %.2f max %.2f\n", r[4][0],
-	       r[4][RUNS / 2], r[4][RUNS - 1]);
+	printf("  ration shared          %7.1f ns/op   (%.2fx in-process)\n",
+	       sh, sh / in);
+	printf("  ration shared, try     %7.1f ns/op   (%.2fx in-process)\n",
+	       tr, tr / in);
+	printf("  POSIX sem_open         %7.1f ns/op   (%.2fx in-process)\n",
+	       px, px / in);
+	printf("  shared/in-process per round: min %.2f median %.2f max %.2f\n",
+	       r[4][0], r[4][RUNS / 2], r[4][RUNS - 1]);
 	ration_sem_free(local);
 	ration_sem_free(shared);
 	sem_close(p);

@@ -11,8 +11,8 @@
  *   ration-bench -w W0 -peer cacheline-rtt [-n 1000000]
  */
 #include <pthread.h>
-#include <stdio.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "bench.h"
@@ -25,7 +25,8 @@ bouncer(void *arg)
 {
 	(void)arg;
 	for (long long i = 1; i <= bench_n; i++) {
-		while (atomic_load_explicit(&ball, memory_order_acquire) != 2 * i - 1)
+		while (atomic_load_explicit(&ball, memory_order_acquire) !=
+		       2 * i - 1)
 			;
 		atomic_store_explicit(&ball, 2 * i, memory_order_release);
 	}
@@ -47,7 +48,8 @@ w0_rtt(void)
 	double t0 = now_ns();
 	for (long long i = 1; i <= bench_n; i++) {
 		atomic_store_explicit(&ball, 2 * i - 1, memory_order_release);
-		while (atomic_load_explicit(&ball, memory_order_acquire) != 2 * i)
+		while (atomic_load_explicit(&ball, memory_order_acquire) !=
+		       2 * i)
 			;
 	}
 	double dt = now_ns() - t0;

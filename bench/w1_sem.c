@@ -9,10 +9,10 @@ sem_t bench_psem;
 wsem_t bench_wsem;
 
 /* One loop per peer, so the calls inline (or are direct) in each. */
-#define W1_LOOP(acq, rel)                                                     \
-	for (long long i = 0; i < bench_n; i++) {                             \
-		acq();                                                        \
-		rel();                                                        \
+#define W1_LOOP(acq, rel)                                                      \
+	for (long long i = 0; i < bench_n; i++) {                              \
+		acq();                                                         \
+		rel();                                                         \
 	}
 
 int
@@ -23,7 +23,8 @@ w1_sem(void)
 	if (bench_size < 0)
 		bench_size = 1 << 20;
 	enum sem_peer p = sem_peer_init(bench_size);
-	snprintf(bench_params, sizeof bench_params, "n=%lld size=%lld", bench_n, bench_size);
+	snprintf(bench_params, sizeof bench_params, "n=%lld size=%lld", bench_n,
+		 bench_size);
 
 	double t0 = now_ns();
 	switch (p) {

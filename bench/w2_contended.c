@@ -30,11 +30,11 @@ struct w2_arg {
 
 static pthread_barrier_t ready, go; /* main reads the clock between the two */
 
-#define W2_LOOP(acq, rel)                                                     \
-	for (long long i = 0; i < bench_n; i++) {                             \
-		acq();                                                        \
-		me->count++;                                                  \
-		rel();                                                        \
+#define W2_LOOP(acq, rel)                                                      \
+	for (long long i = 0; i < bench_n; i++) {                              \
+		acq();                                                         \
+		me->count++;                                                   \
+		rel();                                                         \
 	}
 
 static void *
@@ -86,7 +86,8 @@ pingpong_thread(void *arg)
 	pthread_barrier_wait(&go);
 	for (long long i = 0; i < bench_n; i++) {
 		/* acquire: pairs with the release store of the other thread. */
-		while (atomic_load_explicit(&turn, memory_order_acquire) != mine)
+		while (atomic_load_explicit(&turn, memory_order_acquire) !=
+		       mine)
 			futex_wait(&turn, other);
 		me->count++;
 		atomic_store_explicit(&turn, other, memory_order_release);
@@ -112,8 +113,8 @@ w2_contended(void)
 			bench_size = 2;
 		peer = sem_peer_init(bench_size);
 	}
-	snprintf(bench_params, sizeof bench_params, "t=%lld n=%lld size=%lld", bench_t, bench_n,
-		 bench_size);
+	snprintf(bench_params, sizeof bench_params, "t=%lld n=%lld size=%lld",
+		 bench_t, bench_n, bench_size);
 
 	pthread_t *th = calloc((size_t)bench_t, sizeof(*th));
 	struct w2_arg *args = calloc((size_t)bench_t, sizeof(*args));
@@ -124,8 +125,10 @@ w2_contended(void)
 	pthread_barrier_init(&ready, NULL, (unsigned)bench_t + 1);
 	pthread_barrier_init(&go, NULL, (unsigned)bench_t + 1);
 	for (long long i = 0; i < bench_t; i++) {
-		args[i] = (struct w2_arg){.c = &c[i], .peer = peer, .index = (int)i};
-		if (pthread_create(&th[i], NULL, pingpong ? pingpong_thread : w2_thread,
+		args[i] = (struct w2_arg){
+			.c = &c[i], .peer = peer, .index = (int)i};
+		if (pthread_create(&th[i], NULL,
+				   pingpong ? pingpong_thread : w2_thread,
 				   &args[i]) != 0)
 			die("pthread_create");
 	}

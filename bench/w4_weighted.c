@@ -17,8 +17,9 @@ w4_weighted(void)
 	const bench_pool_t *p = find_pool(bench_peer);
 	if (!strcmp(p->name, "c-pthread"))
 		die("W4 not implemented for c-pthread");
-	snprintf(bench_params, sizeof bench_params, "n=%lld k=%lld budget=%lld spin=%lld", bench_n,
-		 bench_k, bench_budget, bench_spin);
+	snprintf(bench_params, sizeof bench_params,
+		 "n=%lld k=%lld budget=%lld spin=%lld", bench_n, bench_k,
+		 bench_budget, bench_spin);
 	if (bench_budget < 8)
 		die("-budget must be >= 8 (weights go up to 8)");
 

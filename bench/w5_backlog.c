@@ -14,7 +14,8 @@ w5_backlog(void)
 	const bench_pool_t *p = find_pool(bench_peer);
 	if (!strcmp(p->name, "c-pthread"))
 		die("W5 not applicable to c-pthread (no queue)");
-	snprintf(bench_params, sizeof bench_params, "n=%lld k=%lld", bench_n, bench_k);
+	snprintf(bench_params, sizeof bench_params, "n=%lld k=%lld", bench_n,
+		 bench_k);
 
 	p->start();
 	for (long long i = 0; i < bench_k; i++)
@@ -31,7 +32,8 @@ w5_backlog(void)
 	double t2 = now_ns();
 	check_done();
 	p->stop();
-	out("bytes_per_task", (double)(peak - rss0) * 1024.0 / (double)bench_n, "B");
+	out("bytes_per_task", (double)(peak - rss0) * 1024.0 / (double)bench_n,
+	    "B");
 	out("submit_ns_per_task", (t1 - t0) / (double)bench_n, "ns");
 	out("drain_ns_per_task", (t2 - t1) / (double)bench_n, "ns");
 	out("peak_rss_kb", (double)peak, "KiB");

@@ -17,8 +17,9 @@
 typedef struct {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
-	int64_t avail;       /* mu: free units */
-	uint64_t next, head; /* mu: next ticket to hand out, ticket served now */
+	int64_t avail; /* mu: free units */
+	uint64_t next,
+		head; /* mu: next ticket to hand out, ticket served now */
 } wsem_t;
 
 static inline void

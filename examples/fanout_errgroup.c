@@ -24,13 +24,13 @@
 #include "example_args.h"
 
 #define SLICE_NS 10000000LL   /* 10 ms */
-#define WORK_NS 2000000000LL  /* 2 s if nobody cancels */
+#define WORK_NS  2000000000LL /* 2 s if nobody cancels */
 
 struct query {
 	int id;
 	int64_t fail_after_ns; /* 0 = never fails */
 	int rc;
-	int64_t stopped_ns;    /* when it returned, from the start */
+	int64_t stopped_ns; /* when it returned, from the start */
 };
 
 static int64_t t0;
@@ -39,7 +39,8 @@ static void
 die_if(int rc, const char *what)
 {
 	if (rc != 0) {
-		fprintf(stderr, "fanout_errgroup: %s: %s\n", what, ration_strerror(rc));
+		fprintf(stderr, "fanout_errgroup: %s: %s\n", what,
+			ration_strerror(rc));
 		exit(1);
 	}
 }
@@ -55,7 +56,7 @@ sleep_ctx(ration_ctx_t *ctx, int64_t ns)
 	rc = ration_ctx_wait(nap);
 	ration_ctx_unref(nap);
 	if (rc == -ETIMEDOUT && ration_ctx_err(ctx) == 0)
-		return 0;      /* our own nap ran out: slept in full */
+		return 0; /* our own nap ran out: slept in full */
 	return ration_ctx_err(ctx) ? ration_ctx_err(ctx) : rc;
 }
 
@@ -66,12 +67,14 @@ query(ration_ctx_t *ctx, void *arg)
 	int64_t start = ration_now();
 	int rc = 0;
 	while (ration_now() - start < WORK_NS) {
-		if (q->fail_after_ns && ration_now() - start >= q->fail_after_ns) {
+		if (q->fail_after_ns &&
+		    ration_now() - start >= q->fail_after_ns) {
 			rc = -EIO;
-			fprintf(stderr, "query %d: failing with %s\n", q->id, ration_strerror(rc));
+			fprintf(stderr, "query %d: failing with %s\n", q->id,
+				ration_strerror(rc));
 			break;
 		}
-		rc = sleep_ctx(ctx, SLICE_NS);   /* one slice of "work" */
+		rc = sleep_ctx(ctx, SLICE_NS); /* one slice of "work" */
 		if (rc != 0)
 			break;
 	}
@@ -83,9 +86,11 @@ query(ration_ctx_t *ctx, void *arg)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: fanout_errgroup [--tasks N] [--fail I] [--fail-after-ms MS]\n"
+	fprintf(f, "usage: fanout_errgroup [--tasks N] [--fail I] "
+		   "[--fail-after-ms MS]\n"
 		   "  --tasks N          queries started at once, default 8\n"
-		   "  --fail I           query I fails with EIO (0 = none), default 3\n"
+		   "  --fail I           query I fails with EIO (0 = none), "
+		   "default 3\n"
 		   "  --fail-after-ms MS when it fails, default 50\n");
 }
 
@@ -105,12 +110,14 @@ main(int argc, char **argv)
 		} else if (!strcmp(a, "--fail-after-ms") && v) {
 			fail_ms = arg_int(v), i++;
 		} else {
-			fprintf(stderr, "fanout_errgroup: bad argument '%s'\n", a);
+			fprintf(stderr, "fanout_errgroup: bad argument '%s'\n",
+				a);
 			usage(stderr);
 			return 2;
 		}
 	}
-	if (ntasks < 1 || ntasks > 256 || fail < 0 || fail_ms < 1 || fail_ms > 1000) {
+	if (ntasks < 1 || ntasks > 256 || fail < 0 || fail_ms < 1 ||
+	    fail_ms > 1000) {
 		fprintf(stderr, "fanout_errgroup: need 1 <= --tasks <= 256, "
 				"1 <= --fail-after-ms <= 1000\n");
 		return 2;
@@ -118,10 +125,10 @@ main(int argc, char **argv)
 
 	/* One thread per query so they all run at once, as goroutines would. */
 	ration_pool_t *pool;
-	ration_pool_opts_t po = { .threads = (unsigned)ntasks, .name = "query" };
+	ration_pool_opts_t po = {.threads = (unsigned)ntasks, .name = "query"};
 	die_if(ration_pool_new(&po, &pool), "pool_new");
 	ration_group_t *g;
-	ration_group_opts_t go = { .pool = pool };  /* keep_going = false */
+	ration_group_opts_t go = {.pool = pool}; /* keep_going = false */
 	die_if(ration_group_new(NULL, &go, &g), "group_new");
 
 	struct query *qs = calloc((size_t)ntasks, sizeof *qs);
@@ -133,8 +140,9 @@ main(int argc, char **argv)
 		qs[i].id = i + 1;
 		qs[i].fail_after_ns = (i + 1 == fail) ? fail_ms * 1000000LL : 0;
 		int rc = ration_group_go(g, 1, query, &qs[i]);
-		if (rc != 0) {  /* already cancelled: stop fanning out */
-			fprintf(stderr, "query %d not started: %s\n", i + 1, ration_strerror(rc));
+		if (rc != 0) { /* already cancelled: stop fanning out */
+			fprintf(stderr, "query %d not started: %s\n", i + 1,
+				ration_strerror(rc));
 			break;
 		}
 		launched++;
@@ -156,18 +164,24 @@ main(int argc, char **argv)
 	}
 	int ok;
 	if (fail >= 1 && fail <= ntasks) {
-		printf("group wait: %s; %d cancelled, the last %.0f ms after the failure; "
-		       "wall %.0f ms\n", err ? ration_strerror(err) : "ok", cancelled,
-		       cancelled ? (double)(last_stop - fail_ms * 1000000LL) / 1e6 : 0.0,
+		printf("group wait: %s; %d cancelled, the last %.0f ms after "
+		       "the failure; "
+		       "wall %.0f ms\n",
+		       err ? ration_strerror(err) : "ok", cancelled,
+		       cancelled
+			       ? (double)(last_stop - fail_ms * 1000000LL) / 1e6
+			       : 0.0,
 		       (double)wall / 1e6);
-		ok = err == -EIO && failed == 1 && cancelled + failed == launched &&
-		     wall < WORK_NS / 2;
-		printf("first error won, the rest stopped early: %s\n", ok ? "yes" : "NO");
+		ok = err == -EIO && failed == 1 &&
+		     cancelled + failed == launched && wall < WORK_NS / 2;
+		printf("first error won, the rest stopped early: %s\n",
+		       ok ? "yes" : "NO");
 	} else {
-		printf("group wait: %s; wall %.0f ms\n", err ? ration_strerror(err) : "ok",
-		       (double)wall / 1e6);
+		printf("group wait: %s; wall %.0f ms\n",
+		       err ? ration_strerror(err) : "ok", (double)wall / 1e6);
 		ok = err == 0 && done == launched && launched == ntasks;
-		printf("no error, every query ran to the end: %s\n", ok ? "yes" : "NO");
+		printf("no error, every query ran to the end: %s\n",
+		       ok ? "yes" : "NO");
 	}
 	ration_group_free(g);
 	ration_pool_free(pool);

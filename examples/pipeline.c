@@ -32,9 +32,9 @@
 
 #include "example_args.h"
 
-#define MIB (INT64_C(1) << 20)
+#define MIB         (INT64_C(1) << 20)
 #define FETCH_LIMIT 4
-#define MIN_ITEM (256 << 10)  /* decoded sizes are 256K..4M */
+#define MIN_ITEM    (256 << 10) /* decoded sizes are 256K..4M */
 
 struct item {
 	int id;
@@ -47,12 +47,15 @@ struct stage {
 	const char *name;
 	ration_pool_t *pool;
 	ration_group_t *g;
-	_Atomic int64_t now, max; /* items (fetch, store) or bytes (decode) inside */
+	_Atomic int64_t now,
+		max; /* items (fetch, store) or bytes (decode) inside */
 };
 
-static struct stage fetch_st = { .name = "fetch" }, decode_st = { .name = "decode" },
-		    store_st = { .name = "store" };
-static _Atomic int64_t in_flight, in_flight_max; /* items anywhere in the pipeline */
+static struct stage fetch_st = {.name = "fetch"},
+		    decode_st = {.name = "decode"},
+		    store_st = {.name = "store"};
+static _Atomic int64_t in_flight,
+	in_flight_max; /* items anywhere in the pipeline */
 static _Atomic long stored;
 static uint64_t *store_log; /* checksum per item id, written by store */
 
@@ -60,7 +63,8 @@ static void
 die_if(int rc, const char *what)
 {
 	if (rc != 0) {
-		fprintf(stderr, "pipeline: %s: %s\n", what, ration_strerror(rc));
+		fprintf(stderr, "pipeline: %s: %s\n", what,
+			ration_strerror(rc));
 		exit(1);
 	}
 }
@@ -68,7 +72,7 @@ die_if(int rc, const char *what)
 static void
 sleep_us(long us)
 {
-	struct timespec ts = { us / 1000000, (us % 1000000) * 1000L };
+	struct timespec ts = {us / 1000000, (us % 1000000) * 1000L};
 	nanosleep(&ts, NULL);
 }
 
@@ -88,7 +92,7 @@ store(ration_ctx_t *ctx, void *arg)
 	struct item *it = arg;
 	(void)ctx;
 	count(&store_st.now, &store_st.max, 1);
-	sleep_us(2000);  /* a 2 ms write */
+	sleep_us(2000); /* a 2 ms write */
 	store_log[it->id] = it->sum;
 	atomic_fetch_add(&stored, 1);
 	count(&store_st.now, &store_st.max, -1);
@@ -143,11 +147,13 @@ fetch(ration_ctx_t *ctx, void *arg)
 }
 
 static void
-stage_new(struct stage *st, ration_sem_t *budget, int64_t limit, unsigned threads)
+stage_new(struct stage *st, ration_sem_t *budget, int64_t limit,
+	  unsigned threads)
 {
-	ration_pool_opts_t po = { .threads = threads, .name = st->name };
+	ration_pool_opts_t po = {.threads = threads, .name = st->name};
 	die_if(ration_pool_new(&po, &st->pool), "pool_new");
-	ration_group_opts_t go = { .pool = st->pool, .budget = budget, .limit = limit };
+	ration_group_opts_t go = {
+		.pool = st->pool, .budget = budget, .limit = limit};
 	die_if(ration_group_new(NULL, &go, &st->g), "group_new");
 }
 
@@ -156,7 +162,8 @@ usage(FILE *f)
 {
 	fprintf(f, "usage: pipeline [--items N] [--budget SIZE]\n"
 		   "  --items N      items through the pipeline, default 200\n"
-		   "  --budget SIZE  bytes the decode stage may hold (K/M/G), default 24M\n");
+		   "  --budget SIZE  bytes the decode stage may hold (K/M/G), "
+		   "default 24M\n");
 }
 
 int
@@ -180,12 +187,13 @@ main(int argc, char **argv)
 		}
 	}
 	if (nitems < 1 || nitems > 1000000 || budget < 4 * MIB) {
-		fprintf(stderr, "pipeline: need 1 <= --items <= 1000000, --budget >= 4M\n");
+		fprintf(stderr, "pipeline: need 1 <= --items <= 1000000, "
+				"--budget >= 4M\n");
 		return 2;
 	}
 
 	ration_sem_t *mem;
-	ration_sem_opts_t so = { .name = "decode.bytes" };
+	ration_sem_opts_t so = {.name = "decode.bytes"};
 	die_if(ration_sem_new(budget, &so, &mem), "sem_new");
 	/* Decode holds as many items as fit in its bytes; 8 threads work on
 	 * them, the rest wait in its pool's queue with their bytes reserved. */
@@ -202,7 +210,8 @@ main(int argc, char **argv)
 		if (it == NULL)
 			die_if(-ENOMEM, "calloc");
 		it->id = id;
-		it->bytes = (int64_t)(256 + (id * 7919) % 3840) << 10; /* 256K..4M */
+		it->bytes = (int64_t)(256 + (id * 7919) % 3840)
+			    << 10; /* 256K..4M */
 		count(&in_flight, &in_flight_max, 1);
 		int64_t t = ration_now();
 		int rc = ration_group_go(fetch_st.g, 1, fetch, it);
@@ -211,8 +220,8 @@ main(int argc, char **argv)
 			free(it);
 		die_if(rc, "go fetch");
 		if (id % 50 == 49)
-			fprintf(stderr, "pipeline: %d items in, %ld stored\n", id + 1,
-				atomic_load(&stored));
+			fprintf(stderr, "pipeline: %d items in, %ld stored\n",
+				id + 1, atomic_load(&stored));
 	}
 	/* Each stage's tasks finish only after handing on, so wait in order. */
 	die_if(ration_group_wait(fetch_st.g), "fetch");
@@ -222,20 +231,24 @@ main(int argc, char **argv)
 
 	ration_sem_stats_t ms;
 	ration_sem_stats(mem, &ms);
-	printf("%d items in %.2f s; producer blocked %.2f s by back-pressure\n", nitems,
-	       (double)wall / 1e9, (double)blocked_ns / 1e9);
+	printf("%d items in %.2f s; producer blocked %.2f s by back-pressure\n",
+	       nitems, (double)wall / 1e9, (double)blocked_ns / 1e9);
 	printf("stage   bound        max inside\n");
-	printf("fetch   %-12d %lld\n", FETCH_LIMIT, (long long)atomic_load(&fetch_st.max));
+	printf("fetch   %-12d %lld\n", FETCH_LIMIT,
+	       (long long)atomic_load(&fetch_st.max));
 	printf("decode  %-8.1f MiB %.1f MiB (sem max_in_use %.1f MiB)\n",
-	       (double)budget / (double)MIB, (double)atomic_load(&decode_st.max) / (double)MIB,
+	       (double)budget / (double)MIB,
+	       (double)atomic_load(&decode_st.max) / (double)MIB,
 	       (double)ms.max_in_use / (double)MIB);
-	printf("store   %-12d %lld\n", 1, (long long)atomic_load(&store_st.max));
+	printf("store   %-12d %lld\n", 1,
+	       (long long)atomic_load(&store_st.max));
 	/* Decode is bounded in bytes, so in items by budget / smallest item. */
 	int64_t bound = FETCH_LIMIT + budget / MIN_ITEM + 1 + 1;
-	printf("items in the pipeline at once: at most %lld (bound %lld: %d fetch + "
+	printf("items in the pipeline at once: at most %lld (bound %lld: %d "
+	       "fetch + "
 	       "%lld decode + 1 store + 1 in the producer's hand)\n",
-	       (long long)atomic_load(&in_flight_max), (long long)bound, FETCH_LIMIT,
-	       (long long)(budget / MIN_ITEM));
+	       (long long)atomic_load(&in_flight_max), (long long)bound,
+	       FETCH_LIMIT, (long long)(budget / MIN_ITEM));
 
 	int ok = atomic_load(&stored) == nitems &&
 		 atomic_load(&in_flight_max) <= bound &&
@@ -244,7 +257,8 @@ main(int argc, char **argv)
 		 atomic_load(&decode_st.max) <= budget && ms.in_use == 0;
 	for (int id = 0; id < nitems; id++)
 		ok &= store_log[id] != 0;
-	printf("every item stored once, every stage within its bound: %s\n", ok ? "yes" : "NO");
+	printf("every item stored once, every stage within its bound: %s\n",
+	       ok ? "yes" : "NO");
 
 	ration_group_free(fetch_st.g);
 	ration_group_free(decode_st.g);

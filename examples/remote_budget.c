@@ -42,7 +42,8 @@ stop_server(void)
 		char cmd[128];
 		snprintf(cmd, sizeof(cmd), "rm -rf '%s'", server_dir);
 		if (system(cmd) != 0)
-			fprintf(stderr, "remote_budget: could not remove %s\n", server_dir);
+			fprintf(stderr, "remote_budget: could not remove %s\n",
+				server_dir);
 	}
 }
 
@@ -50,7 +51,8 @@ static void
 die_if(int rc, const char *what)
 {
 	if (rc != 0) {
-		fprintf(stderr, "remote_budget: %s: %s\n", what, ration_strerror(rc));
+		fprintf(stderr, "remote_budget: %s: %s\n", what,
+			ration_strerror(rc));
 		if (getpid() == main_pid)
 			stop_server();
 		exit(1);
@@ -60,7 +62,8 @@ die_if(int rc, const char *what)
 static void
 sleep_ms(long ms)
 {
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+	struct timespec ts = {.tv_sec = ms / 1000,
+			      .tv_nsec = (ms % 1000) * 1000000};
 	nanosleep(&ts, NULL);
 }
 
@@ -68,10 +71,12 @@ static bool
 ping(int port)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	char buf[8] = {0};
-	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	bool ok = fd >= 0 &&
+		  connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
 		  write(fd, "PING\r\n", 6) == 6 && read(fd, buf, 5) == 5 &&
 		  strncmp(buf, "+PONG", 5) == 0;
 	if (fd >= 0)
@@ -86,7 +91,8 @@ start_server(char *uri, size_t cap)
 	if (system("command -v redis-server >/dev/null 2>&1") != 0)
 		return -ENOENT;
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(a);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
 	    getsockname(fd, (struct sockaddr *)&a, &len) != 0)
@@ -101,9 +107,10 @@ start_server(char *uri, size_t cap)
 	if ((server_pid = fork()) == 0) {
 		if (freopen("/dev/null", "w", stdout) == NULL)
 			_exit(127);
-		execlp("redis-server", "redis-server", "--port", ports, "--bind", "127.0.0.1",
-		       "--save", "", "--appendonly", "no", "--dir", server_dir, "--loglevel",
-		       "warning", (char *)NULL);
+		execlp("redis-server", "redis-server", "--port", ports,
+		       "--bind", "127.0.0.1", "--save", "", "--appendonly",
+		       "no", "--dir", server_dir, "--loglevel", "warning",
+		       (char *)NULL);
 		_exit(127);
 	}
 	snprintf(uri, cap, "redis://127.0.0.1:%d/0", port);
@@ -127,14 +134,17 @@ static int
 victim(const char *uri, int64_t budget, int64_t lease_ms, int fd)
 {
 	ration_sem_t *s = open_budget(uri, budget, lease_ms);
-	die_if(ration_sem_resize(s, budget), "resize"); /* a rerun on an old key */
+	die_if(ration_sem_resize(s, budget),
+	       "resize"); /* a rerun on an old key */
 	ration_lease_t l;
-	die_if(ration_sem_acquire_lease(s, NULL, budget / 2, &l), "acquire (victim)");
+	die_if(ration_sem_acquire_lease(s, NULL, budget / 2, &l),
+	       "acquire (victim)");
 	if (write(fd, &l.fence, sizeof(l.fence)) != (ssize_t)sizeof(l.fence))
 		return 1;
 	sleep_ms(3 * lease_ms); /* stopped meanwhile: wakes late */
 	int rc = ration_lease_release(s, &l);
-	fprintf(stderr, "worker 0: back after the stall; release of fence %llu: %s\n",
+	fprintf(stderr,
+		"worker 0: back after the stall; release of fence %llu: %s\n",
 		(unsigned long long)l.fence, ration_strerror(rc));
 	die_if(ration_sem_free(s), "free (victim)");
 	return rc == -ESTALE ? 0 : 2;
@@ -148,7 +158,9 @@ worker(const char *uri, int id, int64_t budget, int rounds, int64_t lease_ms)
 	unsigned seed = (unsigned)getpid();
 	uint64_t first = 0, last = 0;
 	for (int i = 0; i < rounds; i++) {
-		int64_t n = 1 + rand_r(&seed) % (budget / 2); /* may need the victim's share */
+		int64_t n = 1 + rand_r(&seed) %
+					(budget /
+					 2); /* may need the victim's share */
 		ration_ctx_t *ctx;
 		ration_lease_t l;
 		die_if(ration_ctx_with_timeout(NULL, 30000 * MS, &ctx), "ctx");
@@ -169,7 +181,8 @@ worker(const char *uri, int id, int64_t budget, int rounds, int64_t lease_ms)
 static void
 usage(void)
 {
-	printf("usage: remote_budget [--uri redis://host:port/db] [--workers N] [--budget N]\n"
+	printf("usage: remote_budget [--uri redis://host:port/db] [--workers "
+	       "N] [--budget N]\n"
 	       "                     [--rounds N] [--lease-ms MS]\n");
 }
 
@@ -207,7 +220,8 @@ main(int argc, char **argv)
 	if (uri[0] == '\0') {
 		int rc = start_server(uri, sizeof(uri));
 		if (rc == -ENOENT) {
-			printf("remote_budget: redis-server is not installed: skipped\n");
+			printf("remote_budget: redis-server is not installed: "
+			       "skipped\n");
 			return 77;
 		}
 		die_if(rc, "start redis-server");
@@ -224,12 +238,15 @@ main(int argc, char **argv)
 	if ((pid[0] = fork()) == 0)
 		_exit(victim(uri, budget, lease_ms, pfd[1]));
 	uint64_t victim_fence = 0;
-	if (read(pfd[0], &victim_fence, sizeof(victim_fence)) != (ssize_t)sizeof(victim_fence))
+	if (read(pfd[0], &victim_fence, sizeof(victim_fence)) !=
+	    (ssize_t)sizeof(victim_fence))
 		die_if(-EIO, "victim");
 	kill(pid[0], SIGSTOP);
 	int64_t t_stop = ration_now();
-	fprintf(stderr, "worker 0: holds %lld of %lld (fence %llu), now stopped\n",
-		(long long)(budget / 2), (long long)budget, (unsigned long long)victim_fence);
+	fprintf(stderr,
+		"worker 0: holds %lld of %lld (fence %llu), now stopped\n",
+		(long long)(budget / 2), (long long)budget,
+		(unsigned long long)victim_fence);
 
 	for (int i = 1; i < workers; i++)
 		if ((pid[i] = fork()) == 0)
@@ -254,19 +271,23 @@ main(int argc, char **argv)
 
 	ration_sem_stats_t sst;
 	ration_sem_stats(s, &sst);
-	printf("budget %lld across %d processes, lease %lld ms\n", (long long)budget, workers,
-	       (long long)lease_ms);
-	printf("  workers done: %d of %d, %d rounds each\n", workers - 1 - failed, workers - 1,
-	       rounds);
-	printf("  stopped worker's fence %llu; a later grant's %llu (fences only grow)\n",
+	printf("budget %lld across %d processes, lease %lld ms\n",
+	       (long long)budget, workers, (long long)lease_ms);
+	printf("  workers done: %d of %d, %d rounds each\n",
+	       workers - 1 - failed, workers - 1, rounds);
+	printf("  stopped worker's fence %llu; a later grant's %llu (fences "
+	       "only grow)\n",
 	       (unsigned long long)victim_fence, (unsigned long long)all.fence);
-	printf("  whole budget free again %lld ms after the stop (lease %lld ms)\n",
+	printf("  whole budget free again %lld ms after the stop (lease %lld "
+	       "ms)\n",
 	       (long long)reclaimed_ms, (long long)lease_ms);
 	printf("  stopped worker's release after waking: %s\n",
 	       stale_seen ? "-ESTALE, as it must" : "NOT stale (wrong)");
-	printf("  acquired %llu, contended %llu, max in use %lld of %lld, wait total %.1f ms\n",
-	       (unsigned long long)sst.acquired, (unsigned long long)sst.contended,
-	       (long long)sst.max_in_use, (long long)sst.size, (double)sst.wait_ns_total / 1e6);
+	printf("  acquired %llu, contended %llu, max in use %lld of %lld, wait "
+	       "total %.1f ms\n",
+	       (unsigned long long)sst.acquired,
+	       (unsigned long long)sst.contended, (long long)sst.max_in_use,
+	       (long long)sst.size, (double)sst.wait_ns_total / 1e6);
 	die_if(ration_sem_free(s), "free");
 	stop_server();
 	return failed == 0 && stale_seen && all.fence > victim_fence ? 0 : 1;

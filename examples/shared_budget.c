@@ -26,7 +26,8 @@ static void
 die_if(int rc, const char *what)
 {
 	if (rc != 0) {
-		fprintf(stderr, "shared_budget: %s: %s\n", what, ration_strerror(rc));
+		fprintf(stderr, "shared_budget: %s: %s\n", what,
+			ration_strerror(rc));
 		exit(1);
 	}
 }
@@ -34,7 +35,8 @@ die_if(int rc, const char *what)
 static void
 sleep_ms(long ms)
 {
-	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000};
+	struct timespec ts = {.tv_sec = ms / 1000,
+			      .tv_nsec = (ms % 1000) * 1000000};
 	nanosleep(&ts, NULL);
 }
 
@@ -46,15 +48,19 @@ worker(const char *name, int id, int64_t budget, int rounds)
 	die_if(ration_sem_open_shared(name, 0, NULL, &s), "open (worker)");
 	if (id == 0) {
 		/* The victim: holds half the budget until it is killed. */
-		die_if(ration_sem_acquire(s, NULL, budget / 2), "acquire (victim)");
+		die_if(ration_sem_acquire(s, NULL, budget / 2),
+		       "acquire (victim)");
 		for (;;)
 			pause();
 	}
 	unsigned seed = (unsigned)getpid();
 	for (int i = 0; i < rounds; i++) {
-		int64_t n = budget / 16 + (int64_t)(rand_r(&seed) % 4) * (budget / 16);
+		int64_t n = budget / 16 +
+			    (int64_t)(rand_r(&seed) % 4) * (budget / 16);
 		ration_ctx_t *ctx;
-		die_if(ration_ctx_with_timeout(NULL, 5 * (int64_t)1000000000, &ctx), "ctx");
+		die_if(ration_ctx_with_timeout(NULL, 5 * (int64_t)1000000000,
+					       &ctx),
+		       "ctx");
 		die_if(ration_sem_acquire(s, ctx, n), "acquire");
 		ration_ctx_unref(ctx);
 		char *mem = malloc((size_t)n);
@@ -81,7 +87,8 @@ main(int argc, char **argv)
 		else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
 			rounds = atoi(argv[++i]);
 		else {
-			printf("usage: shared_budget [--workers N>=2] [--budget 64M] [--rounds 40]\n");
+			printf("usage: shared_budget [--workers N>=2] "
+			       "[--budget 64M] [--rounds 40]\n");
 			return strcmp(argv[i], "--help") == 0 ? 0 : 2;
 		}
 	}
@@ -113,18 +120,21 @@ main(int argc, char **argv)
 
 	ration_sem_stats_t st;
 	ration_sem_stats(s, &st);
-	printf("before kill: budget %lld MiB, in use %lld MiB (victim holds %lld MiB), "
+	printf("before kill: budget %lld MiB, in use %lld MiB (victim holds "
+	       "%lld MiB), "
 	       "%lld waiting\n",
 	       (long long)(budget >> 20), (long long)(st.in_use >> 20),
 	       (long long)(budget / 2 >> 20), (long long)st.waiters);
 
 	int64_t t_kill = ration_now();
 	kill(pid[0], SIGKILL);
-	fprintf(stderr, "shared_budget: SIGKILLed worker 0 (pid %d)\n", (int)pid[0]);
+	fprintf(stderr, "shared_budget: SIGKILLed worker 0 (pid %d)\n",
+		(int)pid[0]);
 	/* Ask for the whole budget: granted (FIFO: the survivors queue behind
 	 * us) once they hand back their slices and the victim's half is
 	 * reclaimed from its dead process. */
-	die_if(ration_sem_acquire_until(s, t_kill + 2 * (int64_t)1000000000, budget),
+	die_if(ration_sem_acquire_until(s, t_kill + 2 * (int64_t)1000000000,
+					budget),
 	       "acquire whole budget after the kill");
 	printf("whole budget free again %.1f ms after the kill\n",
 	       (double)(ration_now() - t_kill) / 1e6);
@@ -140,18 +150,23 @@ main(int argc, char **argv)
 	waitpid(pid[0], NULL, 0);
 	/* The survivors only finish if they got the victim's half back. */
 	int64_t t_done = ration_now();
-	while (ration_sem_available(s) != budget && ration_now() - t_done < 1000000000)
+	while (ration_sem_available(s) != budget &&
+	       ration_now() - t_done < 1000000000)
 		sleep_ms(1), ration_sem_stats(s, &st); /* a look reclaims too */
 	ration_sem_stats(s, &st);
-	printf("after kill:  %d surviving workers finished %d rounds each in %.0f ms; "
-	       "available %lld of %lld MiB; max in use %lld MiB; %llu acquires, "
+	printf("after kill:  %d surviving workers finished %d rounds each in "
+	       "%.0f ms; "
+	       "available %lld of %lld MiB; max in use %lld MiB; %llu "
+	       "acquires, "
 	       "%llu waited\n",
 	       workers - 1 - failed, rounds, (double)(t_done - t_kill) / 1e6,
 	       (long long)(st.available >> 20), (long long)(budget >> 20),
-	       (long long)(st.max_in_use >> 20), (unsigned long long)st.acquired,
+	       (long long)(st.max_in_use >> 20),
+	       (unsigned long long)st.acquired,
 	       (unsigned long long)st.contended);
 
-	bool ok = failed == 0 && st.available == budget && st.max_in_use <= budget;
+	bool ok = failed == 0 && st.available == budget &&
+		  st.max_in_use <= budget;
 	printf("%s\n", ok ? "budget recovered" : "budget NOT recovered");
 	die_if(ration_sem_free(s), "free");
 	die_if(ration_sem_unlink_shared(name), "unlink");

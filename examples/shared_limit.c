@@ -34,7 +34,8 @@ static void
 die_if(int rc, const char *what)
 {
 	if (rc != 0) {
-		fprintf(stderr, "shared_limit: %s: %s\n", what, ration_strerror(rc));
+		fprintf(stderr, "shared_limit: %s: %s\n", what,
+			ration_strerror(rc));
 		exit(1);
 	}
 }
@@ -81,7 +82,8 @@ static uint64_t
 decoder_decode(unsigned w, unsigned h)
 {
 	int64_t bytes = (int64_t)w * h * 4;
-	die_if(ration_sem_acquire(decoder_mem, NULL, bytes), "decoder: acquire");
+	die_if(ration_sem_acquire(decoder_mem, NULL, bytes),
+	       "decoder: acquire");
 	note_held(bytes);
 	unsigned char *px = malloc((size_t)bytes);
 	if (px == NULL)
@@ -144,7 +146,7 @@ decode_thread(void *arg)
 	uint64_t sum = 0;
 	for (int i = 0; i < rounds; i++) {
 		seed = seed * 1103515245u + 12345u;
-		unsigned w = 64 + (seed >> 8) % 961;  /* 64..1024 px */
+		unsigned w = 64 + (seed >> 8) % 961; /* 64..1024 px */
 		unsigned h = 64 + (seed >> 16) % 961;
 		sum += decoder_decode(w, h);
 	}
@@ -158,7 +160,8 @@ fetch_thread(void *arg)
 	uint64_t sum = 0;
 	for (int i = 0; i < rounds; i++) {
 		seed = seed * 1103515245u + 12345u;
-		sum += fetcher_get(64 * 1024 + (int64_t)((seed >> 4) % (4 * MIB)));
+		sum += fetcher_get(64 * 1024 +
+				   (int64_t)((seed >> 4) % (4 * MIB)));
 	}
 	return (void *)(uintptr_t)sum;
 }
@@ -166,11 +169,12 @@ fetch_thread(void *arg)
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-		"usage: shared_limit [--limit SIZE] [--threads N] [--rounds N]\n"
-		"  --limit SIZE   the process-wide memory limit (K/M/G), default 16M\n"
-		"  --threads N    threads per module, default 3\n"
-		"  --rounds N     buffers per thread, default 50\n");
+	fprintf(f, "usage: shared_limit [--limit SIZE] [--threads N] [--rounds "
+		   "N]\n"
+		   "  --limit SIZE   the process-wide memory limit (K/M/G), "
+		   "default 16M\n"
+		   "  --threads N    threads per module, default 3\n"
+		   "  --rounds N     buffers per thread, default 50\n");
 }
 
 int
@@ -200,7 +204,8 @@ main(int argc, char **argv)
 	}
 	/* The largest single buffer is 1024*1024*4 = 4 MiB. */
 	if (limit < 4 * MIB || nthreads < 1 || nthreads > 64 || rounds < 1) {
-		fprintf(stderr, "shared_limit: need --limit >= 4M, 1 <= --threads <= 64, "
+		fprintf(stderr, "shared_limit: need --limit >= 4M, 1 <= "
+				"--threads <= 64, "
 				"--rounds >= 1\n");
 		return 2;
 	}
@@ -214,11 +219,15 @@ main(int argc, char **argv)
 	int n = 0;
 	for (int i = 0; i < nthreads; i++) {
 		die_if(-pthread_create(&th[n++], NULL, decode_thread,
-				       (void *)(uintptr_t)(i + 1)), "pthread_create");
+				       (void *)(uintptr_t)(i + 1)),
+		       "pthread_create");
 		die_if(-pthread_create(&th[n++], NULL, fetch_thread,
-				       (void *)(uintptr_t)(i + 101)), "pthread_create");
+				       (void *)(uintptr_t)(i + 101)),
+		       "pthread_create");
 	}
-	fprintf(stderr, "shared_limit: %d decoder + %d fetcher threads, %d rounds each\n",
+	fprintf(stderr,
+		"shared_limit: %d decoder + %d fetcher threads, %d rounds "
+		"each\n",
 		nthreads, nthreads, rounds);
 	for (int i = 0; i < n; i++)
 		die_if(-pthread_join(th[i], NULL), "pthread_join");
@@ -226,14 +235,18 @@ main(int argc, char **argv)
 	ration_sem_stats_t st;
 	ration_sem_stats(decoder_mem, &st);
 	printf("limit            %8.1f MiB\n", (double)st.size / MIB);
-	printf("max in use       %8.1f MiB (sem)  %.1f MiB (counted by the modules)\n",
-	       (double)st.max_in_use / MIB, (double)atomic_load(&held_max) / MIB);
+	printf("max in use       %8.1f MiB (sem)  %.1f MiB (counted by the "
+	       "modules)\n",
+	       (double)st.max_in_use / MIB,
+	       (double)atomic_load(&held_max) / MIB);
 	printf("acquires         %8llu (%llu had to wait)\n",
-	       (unsigned long long)st.acquired, (unsigned long long)st.contended);
+	       (unsigned long long)st.acquired,
+	       (unsigned long long)st.contended);
 	printf("in use at end    %8lld\n", (long long)st.in_use);
 
-	int ok = st.max_in_use <= st.size && atomic_load(&held_max) <= st.size &&
-		 st.in_use == 0 && st.acquired == 2 * (uint64_t)nthreads * (uint64_t)rounds &&
+	int ok = st.max_in_use <= st.size &&
+		 atomic_load(&held_max) <= st.size && st.in_use == 0 &&
+		 st.acquired == 2 * (uint64_t)nthreads * (uint64_t)rounds &&
 		 decoder_mem == fetch_mem;
 	printf("in-use never exceeded the limit: %s\n", ok ? "yes" : "NO");
 

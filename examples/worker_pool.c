@@ -25,16 +25,17 @@
 
 struct job {
 	int id;
-	int fail;     /* make this one fail */
-	int result;   /* written by the worker */
-	int err;      /* 0 or negative errno */
+	int fail;   /* make this one fail */
+	int result; /* written by the worker */
+	int err;    /* 0 or negative errno */
 };
 
 static void
 die_if(int rc, const char *what)
 {
 	if (rc != 0) {
-		fprintf(stderr, "worker_pool: %s: %s\n", what, ration_strerror(rc));
+		fprintf(stderr, "worker_pool: %s: %s\n", what,
+			ration_strerror(rc));
 		exit(1);
 	}
 }
@@ -42,7 +43,7 @@ die_if(int rc, const char *what)
 static void
 sleep_ms(long ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 	nanosleep(&ts, NULL);
 }
 
@@ -53,7 +54,7 @@ worker(ration_ctx_t *ctx, void *arg)
 	struct job *j = arg;
 	(void)ctx;
 	fprintf(stderr, "job %d started\n", j->id);
-	sleep_ms(20 + 10 * (j->id % 3));  /* finish out of order */
+	sleep_ms(20 + 10 * (j->id % 3)); /* finish out of order */
 	if (j->fail) {
 		j->err = -EIO;
 		fprintf(stderr, "job %d failed\n", j->id);
@@ -67,10 +68,11 @@ worker(ration_ctx_t *ctx, void *arg)
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: worker_pool [--workers N] [--jobs N] [--fail J]\n"
-		   "  --workers N  pool threads, default 3\n"
-		   "  --jobs N     jobs, default 9\n"
-		   "  --fail J     job J fails with EIO (0 = none), default 5\n");
+	fprintf(f,
+		"usage: worker_pool [--workers N] [--jobs N] [--fail J]\n"
+		"  --workers N  pool threads, default 3\n"
+		"  --jobs N     jobs, default 9\n"
+		"  --fail J     job J fails with EIO (0 = none), default 5\n");
 }
 
 int
@@ -94,16 +96,20 @@ main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (workers < 1 || workers > 256 || njobs < 1 || njobs > 100000 || fail < 0) {
-		fprintf(stderr, "worker_pool: need 1 <= --workers <= 256, 1 <= --jobs <= 100000\n");
+	if (workers < 1 || workers > 256 || njobs < 1 || njobs > 100000 ||
+	    fail < 0) {
+		fprintf(stderr, "worker_pool: need 1 <= --workers <= 256, 1 <= "
+				"--jobs <= 100000\n");
 		return 2;
 	}
 
 	ration_pool_t *pool;
-	ration_pool_opts_t po = { .threads = (unsigned)workers, .name = "worker" };
+	ration_pool_opts_t po = {.threads = (unsigned)workers,
+				 .name = "worker"};
 	die_if(ration_pool_new(&po, &pool), "pool_new");
 	ration_group_t *g;
-	ration_group_opts_t go = { .pool = pool, .limit = workers, .keep_going = true };
+	ration_group_opts_t go = {
+		.pool = pool, .limit = workers, .keep_going = true};
 	die_if(ration_group_new(NULL, &go, &g), "group_new");
 
 	struct job *jobs = calloc((size_t)njobs, sizeof *jobs);
@@ -120,11 +126,13 @@ main(int argc, char **argv)
 	int bad = 0, failed = 0;
 	for (int i = 0; i < njobs; i++) {
 		if (jobs[i].err) {
-			printf("job %d: error: %s\n", jobs[i].id, ration_strerror(jobs[i].err));
+			printf("job %d: error: %s\n", jobs[i].id,
+			       ration_strerror(jobs[i].err));
 			failed++;
 			bad += !jobs[i].fail;
 		} else {
-			printf("job %d: result %d\n", jobs[i].id, jobs[i].result);
+			printf("job %d: result %d\n", jobs[i].id,
+			       jobs[i].result);
 			bad += jobs[i].fail || jobs[i].result != jobs[i].id * 2;
 		}
 	}
@@ -135,8 +143,9 @@ main(int argc, char **argv)
 	printf("%d jobs, %llu finished, %llu failed\n", njobs,
 	       (unsigned long long)gs.tasks, (unsigned long long)gs.failed);
 	int expect_fail = fail >= 1 && fail <= njobs;
-	bad += gs.tasks != (uint64_t)njobs || gs.failed != (uint64_t)expect_fail ||
-	       failed != expect_fail || (err != 0) != expect_fail;
+	bad += gs.tasks != (uint64_t)njobs ||
+	       gs.failed != (uint64_t)expect_fail || failed != expect_fail ||
+	       (err != 0) != expect_fail;
 
 	ration_group_free(g);
 	ration_pool_free(pool);

@@ -31,7 +31,8 @@ static void
 die_if(int rc, const char *what)
 {
 	if (rc != 0) {
-		fprintf(stderr, "workpool_stats: %s: %s\n", what, ration_strerror(rc));
+		fprintf(stderr, "workpool_stats: %s: %s\n", what,
+			ration_strerror(rc));
 		exit(1);
 	}
 }
@@ -39,7 +40,7 @@ die_if(int rc, const char *what)
 static void
 sleep_ms(long ms)
 {
-	struct timespec ts = { ms / 1000, (ms % 1000) * 1000000L };
+	struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
 	nanosleep(&ts, NULL);
 }
 
@@ -49,7 +50,7 @@ do_work(void *arg, int status)
 {
 	long id = (long)(intptr_t)arg;
 	if (status != 0)
-		return;  /* discarded at shutdown: nothing to free */
+		return; /* discarded at shutdown: nothing to free */
 	sleep_ms(10 + id % 3 * 10);
 	atomic_fetch_add(&ran, 1);
 }
@@ -59,20 +60,23 @@ print_stats(ration_pool_t *p, const char *when)
 {
 	ration_pool_stats_t s;
 	ration_pool_stats(p, &s);
-	printf("%-10s threads %2llu  running %2llu  queued %3llu  submitted %4llu  "
-	       "completed %4llu  rejected %3llu\n", when,
-	       (unsigned long long)s.threads, (unsigned long long)s.running,
-	       (unsigned long long)s.queued, (unsigned long long)s.submitted,
-	       (unsigned long long)s.completed, (unsigned long long)s.rejected);
+	printf("%-10s threads %2llu  running %2llu  queued %3llu  submitted "
+	       "%4llu  "
+	       "completed %4llu  rejected %3llu\n",
+	       when, (unsigned long long)s.threads,
+	       (unsigned long long)s.running, (unsigned long long)s.queued,
+	       (unsigned long long)s.submitted, (unsigned long long)s.completed,
+	       (unsigned long long)s.rejected);
 }
 
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: workpool_stats [--threads N] [--queue N] [--jobs N]\n"
-		   "  --threads N  workers, default 3\n"
-		   "  --queue N    queue capacity, default 10\n"
-		   "  --jobs N     jobs to post, default 60\n");
+	fprintf(f,
+		"usage: workpool_stats [--threads N] [--queue N] [--jobs N]\n"
+		"  --threads N  workers, default 3\n"
+		"  --queue N    queue capacity, default 10\n"
+		"  --jobs N     jobs to post, default 60\n");
 }
 
 int
@@ -91,29 +95,36 @@ main(int argc, char **argv)
 		} else if (!strcmp(a, "--jobs") && v) {
 			njobs = arg_int(v), i++;
 		} else {
-			fprintf(stderr, "workpool_stats: bad argument '%s'\n", a);
+			fprintf(stderr, "workpool_stats: bad argument '%s'\n",
+				a);
 			usage(stderr);
 			return 2;
 		}
 	}
-	if (threads < 1 || threads > 256 || queue < 1 || njobs < 1 || njobs > 1000000) {
-		fprintf(stderr, "workpool_stats: need 1 <= --threads <= 256, --queue >= 1, "
+	if (threads < 1 || threads > 256 || queue < 1 || njobs < 1 ||
+	    njobs > 1000000) {
+		fprintf(stderr, "workpool_stats: need 1 <= --threads <= 256, "
+				"--queue >= 1, "
 				"1 <= --jobs <= 1000000\n");
 		return 2;
 	}
 
 	ration_pool_t *p;
-	ration_pool_opts_t po = { .threads = (unsigned)threads,
-				  .queue_cap = (size_t)queue, .name = "workpool" };
+	ration_pool_opts_t po = {.threads = (unsigned)threads,
+				 .queue_cap = (size_t)queue,
+				 .name = "workpool"};
 	die_if(ration_pool_new(&po, &p), "pool_new");
 	print_stats(p, "start");
 
 	unsigned long accepted = 0, rejected = 0;
 	for (long id = 1; id <= njobs; id++) {
-		int rc = ration_pool_try_submit(p, do_work, (void *)(intptr_t)id);
+		int rc = ration_pool_try_submit(p, do_work,
+						(void *)(intptr_t)id);
 		if (rc == -EAGAIN) {
 			rejected++;
-			fprintf(stderr, "job %ld: at capacity (%d queued), dropped\n", id, queue);
+			fprintf(stderr,
+				"job %ld: at capacity (%d queued), dropped\n",
+				id, queue);
 		} else {
 			die_if(rc, "try_submit");
 			accepted++;
@@ -122,7 +133,8 @@ main(int argc, char **argv)
 			char when[32];
 			snprintf(when, sizeof when, "after %ld", id);
 			print_stats(p, when);
-			sleep_ms(40);  /* the poster pauses: the queue drains a bit */
+			sleep_ms(
+				40); /* the poster pauses: the queue drains a bit */
 		}
 	}
 	die_if(ration_pool_shutdown(p, RATION_DRAIN, NULL), "shutdown");
@@ -130,13 +142,15 @@ main(int argc, char **argv)
 
 	ration_pool_stats_t s;
 	ration_pool_stats(p, &s);
-	printf("posted %d: accepted %lu, at capacity %lu; ran %lu\n", njobs, accepted,
-	       rejected, atomic_load(&ran));
+	printf("posted %d: accepted %lu, at capacity %lu; ran %lu\n", njobs,
+	       accepted, rejected, atomic_load(&ran));
 	int ok = s.submitted == accepted && s.completed == accepted &&
-		 atomic_load(&ran) == accepted && accepted + rejected == (unsigned long)njobs &&
+		 atomic_load(&ran) == accepted &&
+		 accepted + rejected == (unsigned long)njobs &&
 		 s.rejected == rejected && s.max_queued <= (uint64_t)queue &&
 		 s.max_running <= (uint64_t)threads;
-	printf("every accepted job ran once, queue stayed <= %d: %s\n", queue, ok ? "yes" : "NO");
+	printf("every accepted job ran once, queue stayed <= %d: %s\n", queue,
+	       ok ? "yes" : "NO");
 	ration_pool_free(p);
 	return ok ? 0 : 1;
 }

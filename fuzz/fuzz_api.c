@@ -50,9 +50,22 @@ take(struct in *in, unsigned bytes)
 static int64_t
 hostile(struct in *in)
 {
-	static const int64_t edges[] = {0, 1, -1, 2, 3, 7, 16, 100, INT64_MAX, INT64_MIN,
-					INT64_MAX - 1, RATION_SEM_MAX, RATION_SEM_MAX + 1,
-					-RATION_SEM_MAX, INT32_MAX, (int64_t)1 << 62};
+	static const int64_t edges[] = {0,
+					1,
+					-1,
+					2,
+					3,
+					7,
+					16,
+					100,
+					INT64_MAX,
+					INT64_MIN,
+					INT64_MAX - 1,
+					RATION_SEM_MAX,
+					RATION_SEM_MAX + 1,
+					-RATION_SEM_MAX,
+					INT32_MAX,
+					(int64_t)1 << 62};
 	unsigned k = (unsigned)take(in, 1);
 	if (k < 128)
 		return (int64_t)(k % 24); /* small: the common case */
@@ -131,11 +144,14 @@ check_sem(const struct msem *m)
 {
 	ration_sem_stats_t st;
 	ration_sem_stats(m->s, &st);
-	if (st.size != m->size || st.available != m->avail || st.closed != m->closed ||
-	    st.waiters != 0 || st.in_use != st.size - st.available)
-		FAIL("sem state: size %lld/%lld avail %lld/%lld closed %d/%d waiters %lld",
-		     (long long)st.size, (long long)m->size, (long long)st.available,
-		     (long long)m->avail, st.closed, m->closed, (long long)st.waiters);
+	if (st.size != m->size || st.available != m->avail ||
+	    st.closed != m->closed || st.waiters != 0 ||
+	    st.in_use != st.size - st.available)
+		FAIL("sem state: size %lld/%lld avail %lld/%lld closed %d/%d "
+		     "waiters %lld",
+		     (long long)st.size, (long long)m->size,
+		     (long long)st.available, (long long)m->avail, st.closed,
+		     m->closed, (long long)st.waiters);
 }
 
 /* The model error of a ctx now (a passed deadline counts). */
@@ -144,7 +160,8 @@ ctx_model_err(struct mctx *c)
 {
 	if (c->c == NULL)
 		return 0;
-	if (c->err == 0 && c->deadline != RATION_FOREVER && ration_now() >= c->deadline)
+	if (c->err == 0 && c->deadline != RATION_FOREVER &&
+	    ration_now() >= c->deadline)
 		c->err = -ETIMEDOUT;
 	return c->err;
 }
@@ -202,7 +219,9 @@ fuzz_group(struct in *in, ration_pool_t *pool)
 	ration_sem_t *b;
 	EXPECT(ration_sem_new(bsize, NULL, &b), 0, "group budget sem_new");
 	bool keep_going = take(in, 1) & 1;
-	ration_group_opts_t o = {.pool = pool, .budget = b, .limit = (int64_t)(take(in, 1) % 3),
+	ration_group_opts_t o = {.pool = pool,
+				 .budget = b,
+				 .limit = (int64_t)(take(in, 1) % 3),
 				 .keep_going = keep_going};
 	ration_group_t *g;
 	EXPECT(ration_group_new(NULL, &o, &g), 0, "group_new");
@@ -212,35 +231,43 @@ fuzz_group(struct in *in, ration_pool_t *pool)
 	for (int id = 0; id < n; id++) {
 		atomic_store(&gtask_runs[id], 0);
 		int64_t w = hostile(in);
-		int rc = ration_group_try_go(g, w, gtask_fn, (void *)(intptr_t)id);
+		int rc = ration_group_try_go(g, w, gtask_fn,
+					     (void *)(intptr_t)id);
 		if (w <= 0)
 			EXPECT(rc, -EINVAL, "group_try_go(weight <= 0)");
 		else if (w > bsize)
 			EXPECT(rc, -E2BIG, "group_try_go(weight > budget)");
-		else if (rc != 0 && rc != -EAGAIN && !(rc == -ECANCELED && !keep_going))
-			FAIL("group_try_go(%lld of %lld): %d", (long long)w, (long long)bsize, rc);
+		else if (rc != 0 && rc != -EAGAIN &&
+			 !(rc == -ECANCELED && !keep_going))
+			FAIL("group_try_go(%lld of %lld): %d", (long long)w,
+			     (long long)bsize, rc);
 		accepted[id] = rc == 0;
 		failed |= rc == 0 && id % 3 == 0;
 		if (go_err == 0 && rc != 0 && rc != -EAGAIN)
 			go_err = rc;
 	}
-	EXPECT(ration_group_try_go(g, 1, NULL, NULL), -EINVAL, "group_try_go(fn NULL)");
-	EXPECT(ration_group_try_go(NULL, 1, gtask_fn, NULL), -EINVAL, "group_try_go(g NULL)");
+	EXPECT(ration_group_try_go(g, 1, NULL, NULL), -EINVAL,
+	       "group_try_go(fn NULL)");
+	EXPECT(ration_group_try_go(NULL, 1, gtask_fn, NULL), -EINVAL,
+	       "group_try_go(g NULL)");
 	if (go_err == 0)
 		go_err = -EINVAL;
 	int werr = ration_group_wait(g);
 	if (werr != go_err && !(failed && werr == -EIO))
-		FAIL("group_wait: %d, expected %d%s", werr, go_err, failed ? " or -EIO" : "");
-	EXPECT(ration_group_try_go(g, 1, gtask_fn, NULL), -EPIPE, "group_try_go after wait");
-	EXPECT(ration_group_go(g, 1, gtask_fn, NULL), -EPIPE, "group_go after wait");
+		FAIL("group_wait: %d, expected %d%s", werr, go_err,
+		     failed ? " or -EIO" : "");
+	EXPECT(ration_group_try_go(g, 1, gtask_fn, NULL), -EPIPE,
+	       "group_try_go after wait");
+	EXPECT(ration_group_go(g, 1, gtask_fn, NULL), -EPIPE,
+	       "group_go after wait");
 	for (int id = 0; id < n; id++)
 		if (atomic_load(&gtask_runs[id]) != (accepted[id] ? 1 : 0))
-			FAIL("group task %d: ran %d, accepted %d", id, atomic_load(&gtask_runs[id]),
-			     accepted[id]);
+			FAIL("group task %d: ran %d, accepted %d", id,
+			     atomic_load(&gtask_runs[id]), accepted[id]);
 	ration_group_free(g);
 	if (ration_sem_available(b) != bsize)
-		FAIL("group budget: %lld of %lld back", (long long)ration_sem_available(b),
-		     (long long)bsize);
+		FAIL("group budget: %lld of %lld back",
+		     (long long)ration_sem_available(b), (long long)bsize);
 	EXPECT(ration_sem_free(b), 0, "group budget sem_free");
 }
 
@@ -283,18 +310,22 @@ run(struct in *in)
 				/* Another slot may have the same name open: share its model. */
 				struct msem *twin = NULL;
 				for (int i = 0; i < NS; i++)
-					if (sems[i].s != NULL && sems[i].named == named)
+					if (sems[i].s != NULL &&
+					    sems[i].named == named)
 						twin = &sems[i];
-				rc = ration_sem_open(names[named - 1], size, &m->s);
+				rc = ration_sem_open(names[named - 1], size,
+						     &m->s);
 				if (twin != NULL) {
 					EXPECT(rc, 0, "sem_open (known)");
 					if (m->s != twin->s)
-						FAIL("sem_open: same name, different semaphore");
+						FAIL("sem_open: same name, "
+						     "different semaphore");
 					/* One semaphore, one model: this slot aliases the twin. */
 					m->s = NULL;
 					name_refs[named - 1]++;
 					/* drop the extra reference at once: keep models 1:1 */
-					EXPECT(ration_sem_free(twin->s), 0, "sem_free (extra ref)");
+					EXPECT(ration_sem_free(twin->s), 0,
+					       "sem_free (extra ref)");
 					name_refs[named - 1]--;
 					break;
 				}
@@ -318,14 +349,18 @@ run(struct in *in)
 			int64_t n = hostile(in);
 			unsigned how = (unsigned)take(in, 1) % 4;
 			int pred = model_acquire(m, n, 0);
-			int64_t dl = how == 0	     ? INT64_MIN
-				     : how == 1	     ? ration_now() - 1
-				     : pred != 1 && how == 2 ? RATION_FOREVER
-							   : ration_now() + 2000;
+			int64_t dl = how == 0   ? INT64_MIN
+				     : how == 1 ? ration_now() - 1
+				     : pred != 1 && how == 2
+					     ? RATION_FOREVER
+					     : ration_now() + 2000;
 			rc = ration_sem_acquire_until(m->s, dl, n);
 			int live = pred == 1 ? -ETIMEDOUT : pred;
 			int dead = model_acquire(m, n, -ETIMEDOUT);
-			int want = how < 2 ? dead : dl == RATION_FOREVER ? live : rc == dead ? dead : live;
+			int want = how < 2                ? dead
+				   : dl == RATION_FOREVER ? live
+				   : rc == dead           ? dead
+							  : live;
 			EXPECT(rc, want, "acquire_until");
 			if (rc == 0)
 				m->avail -= n;
@@ -341,8 +376,10 @@ run(struct in *in)
 			if (want == 1 || (ctx == NULL && take(in, 1) & 1)) {
 				/* would wait: use a cancelled ctx instead */
 				ration_ctx_t *d;
-				EXPECT(ration_ctx_with_cancel(NULL, &d), 0, "ctx_with_cancel");
-				ration_ctx_cancel_with(d, -(int)(take(in, 1) % 140));
+				EXPECT(ration_ctx_with_cancel(NULL, &d), 0,
+				       "ctx_with_cancel");
+				ration_ctx_cancel_with(
+					d, -(int)(take(in, 1) % 140));
 				int derr = ration_ctx_err(d);
 				if (derr >= 0)
 					FAIL("cancel_with gave err %d", derr);
@@ -361,12 +398,13 @@ run(struct in *in)
 			if (m->s == NULL)
 				break;
 			int64_t n = hostile(in);
-			int want = n <= 0 ? -EINVAL
+			int want = n <= 0                        ? -EINVAL
 				   : !m->closed && m->avail >= n ? 0
-				   : m->closed			 ? -EPIPE
-				   : n > m->size		 ? -E2BIG
+				   : m->closed                   ? -EPIPE
+				   : n > m->size                 ? -E2BIG
 								 : -EAGAIN;
-			EXPECT(ration_sem_try_acquire(m->s, n), want, "try_acquire");
+			EXPECT(ration_sem_try_acquire(m->s, n), want,
+			       "try_acquire");
 			if (want == 0)
 				m->avail -= n;
 			break;
@@ -375,7 +413,9 @@ run(struct in *in)
 			if (m->s == NULL)
 				break;
 			int64_t n = hostile(in);
-			int want = n <= 0 ? -EINVAL : n > m->size - m->avail ? -EOVERFLOW : 0;
+			int want = n <= 0                   ? -EINVAL
+				   : n > m->size - m->avail ? -EOVERFLOW
+							    : 0;
 			EXPECT(ration_sem_release(m->s, n), want, "release");
 			if (want == 0)
 				m->avail += n;
@@ -385,7 +425,9 @@ run(struct in *in)
 			if (m->s == NULL)
 				break;
 			int64_t ns = hostile(in);
-			int want = ns < 1 || ns > RATION_SEM_MAX ? -EINVAL : m->closed ? -EPIPE : 0;
+			int want = ns < 1 || ns > RATION_SEM_MAX ? -EINVAL
+				   : m->closed                   ? -EPIPE
+								 : 0;
 			EXPECT(ration_sem_resize(m->s, ns), want, "resize");
 			if (want == 0) {
 				m->avail += ns - m->size;
@@ -402,10 +444,11 @@ run(struct in *in)
 				break;
 			}
 			int64_t n = hostile(in);
-			int want = n <= 0				      ? -EINVAL
-				   : m->closed				      ? -EPIPE
-				   : n > RATION_SEM_MAX - (m->size - m->avail) ? -EOVERFLOW
-									      : 0;
+			int want = n <= 0      ? -EINVAL
+				   : m->closed ? -EPIPE
+				   : n > RATION_SEM_MAX - (m->size - m->avail)
+					   ? -EOVERFLOW
+					   : 0;
 			EXPECT(ration_sem_consume(m->s, n), want, "consume");
 			if (want == 0)
 				m->avail -= n;
@@ -415,7 +458,8 @@ run(struct in *in)
 			if (m->s == NULL)
 				break;
 			bool busy = m->avail != m->size;
-			bool last = m->named == 0 || name_refs[m->named - 1] == 1;
+			bool last =
+				m->named == 0 || name_refs[m->named - 1] == 1;
 			rc = ration_sem_free(m->s);
 			EXPECT(rc, busy && last ? -EBUSY : 0, "sem_free");
 			if (rc == 0) {
@@ -450,7 +494,8 @@ run(struct in *in)
 					sum[j] += cl[i].n;
 			}
 			ration_ctx_t *d;
-			EXPECT(ration_ctx_with_deadline(NULL, INT64_MIN, &d), 0, "ctx");
+			EXPECT(ration_ctx_with_deadline(NULL, INT64_MIN, &d), 0,
+			       "ctx");
 			bool fits = true;
 			if (inval) {
 				want = -EINVAL;
@@ -464,15 +509,18 @@ run(struct in *in)
 						order[k++] = j;
 				for (int a = 0; a < k; a++)
 					for (int b = a + 1; b < k; b++)
-						if ((uintptr_t)sems[order[b]].s <
-						    (uintptr_t)sems[order[a]].s) {
+						if ((uintptr_t)sems[order[b]]
+							    .s <
+						    (uintptr_t)sems[order[a]]
+							    .s) {
 							int t = order[a];
 							order[a] = order[b];
 							order[b] = t;
 						}
 				for (int a = 0; a < k && want == 0; a++) {
 					struct msem *x = &sems[order[a]];
-					int r = model_acquire(x, sum[order[a]], -ETIMEDOUT);
+					int r = model_acquire(x, sum[order[a]],
+							      -ETIMEDOUT);
 					if (r != 0)
 						want = r;
 				}
@@ -521,33 +569,45 @@ run(struct in *in)
 			unsigned how = (unsigned)take(in, 1) % 3;
 			if (how == 0) {
 				dl = RATION_FOREVER;
-				rc = ration_ctx_with_cancel(par ? par->c : NULL, &c->c);
+				rc = ration_ctx_with_cancel(par ? par->c : NULL,
+							    &c->c);
 			} else if (how == 1) {
 				dl = ctx_deadline(in);
-				rc = ration_ctx_with_deadline(par ? par->c : NULL, dl, &c->c);
+				rc = ration_ctx_with_deadline(
+					par ? par->c : NULL, dl, &c->c);
 			} else {
 				int64_t t = hostile(in);
 				if (t > 0 && t < (int64_t)3600 * 1000000000)
 					t = -t; /* no "a little later": model stays exact */
 				int64_t now = ration_now();
-				rc = ration_ctx_with_timeout(par ? par->c : NULL, t, &c->c);
-				dl = t <= 0 ? now : RATION_FOREVER - now < t ? RATION_FOREVER : now + t;
+				rc = ration_ctx_with_timeout(
+					par ? par->c : NULL, t, &c->c);
+				dl = t <= 0                     ? now
+				     : RATION_FOREVER - now < t ? RATION_FOREVER
+								: now + t;
 				now = ration_now();
-				dl_hi = t <= 0 ? now : RATION_FOREVER - now < t ? RATION_FOREVER : now + t;
+				dl_hi = t <= 0 ? now
+					: RATION_FOREVER - now < t
+						? RATION_FOREVER
+						: now + t;
 			}
 			EXPECT(rc, 0, "ctx_with");
 			int64_t pdl = par ? par->deadline : RATION_FOREVER;
 			int64_t got = ration_ctx_deadline(c->c);
 			int64_t want_dl = dl < pdl ? dl : pdl;
 			/* with_timeout reads the clock itself: allow its "now". */
-			if (how == 2 ? got < want_dl || got > (dl_hi < pdl ? dl_hi : pdl)
+			if (how == 2 ? got < want_dl ||
+					       got > (dl_hi < pdl ? dl_hi : pdl)
 				     : got != want_dl)
-				FAIL("ctx_deadline %lld, model %lld", (long long)got, (long long)want_dl);
+				FAIL("ctx_deadline %lld, model %lld",
+				     (long long)got, (long long)want_dl);
 			c->deadline = got;
 			int perr = par ? ctx_model_err(par) : 0;
 			c->err = 0;
 			if (perr != 0)
-				c->err = c->deadline != RATION_FOREVER && ration_now() >= c->deadline
+				c->err = c->deadline != RATION_FOREVER &&
+							 ration_now() >=
+								 c->deadline
 						 ? -ETIMEDOUT
 						 : perr;
 			for (int a = 0; a < 4; a++)
@@ -569,10 +629,12 @@ run(struct in *in)
 			}
 			/* first error wins, for the ctx and its descendants */
 			int want = before != 0 ? before : cause;
-			EXPECT(ration_ctx_err(c->c), want, "ctx_err after cancel");
+			EXPECT(ration_ctx_err(c->c), want,
+			       "ctx_err after cancel");
 			c->err = want;
 			for (int a = 0; a < 4; a++)
-				if (c->afters[a] >= 0 && after_runs[c->afters[a]] != 1 &&
+				if (c->afters[a] >= 0 &&
+				    after_runs[c->afters[a]] != 1 &&
 				    !after_stopped[c->afters[a]])
 					FAIL("after-func not run by cancel");
 			/* children: re-read (they follow, first error wins there too) */
@@ -586,21 +648,27 @@ run(struct in *in)
 				break;
 			int a = (int)(take(in, 1) % 4);
 			if (c->afters[a] >= 0) {
-				bool stopped = ration_ctx_stop_after(c->c, c->ids[a]);
+				bool stopped =
+					ration_ctx_stop_after(c->c, c->ids[a]);
 				int slot = c->afters[a];
 				if (stopped) {
 					if (after_runs[slot] != 0)
-						FAIL("stop_after true for an after-func that ran");
+						FAIL("stop_after true for an "
+						     "after-func that ran");
 					after_stopped[slot] = 1;
-				} else if (after_runs[slot] != 1 && !after_stopped[slot]) {
-					FAIL("stop_after false but after-func pending");
+				} else if (after_runs[slot] != 1 &&
+					   !after_stopped[slot]) {
+					FAIL("stop_after false but after-func "
+					     "pending");
 				}
 				c->afters[a] = -1;
 				break;
 			}
 			int slot = nafter++;
 			int done = ctx_model_err(c);
-			rc = ration_ctx_after(c->c, after_fn, (void *)(intptr_t)slot, &c->ids[a]);
+			rc = ration_ctx_after(c->c, after_fn,
+					      (void *)(intptr_t)slot,
+					      &c->ids[a]);
 			EXPECT(rc, 0, "ctx_after");
 			if (done != 0 && after_runs[slot] != 1)
 				FAIL("after on a done ctx did not run inline");
@@ -610,10 +678,15 @@ run(struct in *in)
 		}
 		case 13: { /* err / deadline / wait / fd: all non-blocking here */
 			if (c->c == NULL) {
-				EXPECT(ration_ctx_err(NULL), 0, "ctx_err(NULL)");
-				EXPECT(ration_ctx_wait(NULL), -EINVAL, "ctx_wait(NULL)");
-				EXPECT(ration_ctx_fd(ration_ctx_background()), -EINVAL, "ctx_fd(bg)");
-				EXPECT(ration_ctx_after(NULL, after_fn, NULL, NULL), -EINVAL, "after(NULL)");
+				EXPECT(ration_ctx_err(NULL), 0,
+				       "ctx_err(NULL)");
+				EXPECT(ration_ctx_wait(NULL), -EINVAL,
+				       "ctx_wait(NULL)");
+				EXPECT(ration_ctx_fd(ration_ctx_background()),
+				       -EINVAL, "ctx_fd(bg)");
+				EXPECT(ration_ctx_after(NULL, after_fn, NULL,
+							NULL),
+				       -EINVAL, "after(NULL)");
 				break;
 			}
 			int want = ctx_model_err(c);
@@ -626,7 +699,8 @@ run(struct in *in)
 			struct pollfd p = {.fd = fd, .events = POLLIN};
 			int ready = poll(&p, 1, 0);
 			if ((want != 0) != (ready == 1))
-				FAIL("ctx_fd readiness %d vs err %d", ready, want);
+				FAIL("ctx_fd readiness %d vs err %d", ready,
+				     want);
 			break;
 		}
 		case 14: /* unref (cancel first: pending after-funcs then run) */
@@ -636,12 +710,15 @@ run(struct in *in)
 				ration_ctx_cancel(c->c);
 				for (int i = 0; i < NC; i++)
 					if (ctxs[i].c != NULL)
-						ctxs[i].err = ration_ctx_err(ctxs[i].c);
+						ctxs[i].err = ration_ctx_err(
+							ctxs[i].c);
 			}
 			for (int a = 0; a < 4; a++)
-				if (c->afters[a] >= 0 && after_runs[c->afters[a]] == 0 &&
+				if (c->afters[a] >= 0 &&
+				    after_runs[c->afters[a]] == 0 &&
 				    !after_stopped[c->afters[a]])
-					after_stopped[c->afters[a]] = 2; /* dropped, or run by a child's ancestor later */
+					after_stopped[c->afters[a]] =
+						2; /* dropped, or run by a child's ancestor later */
 			ration_ctx_unref(c->c);
 			c->c = NULL;
 			break;
@@ -654,37 +731,54 @@ run(struct in *in)
 				o.queue_cap = (size_t)(take(in, 1) % 5);
 				if (o.queue_cap == 4)
 					o.queue_cap = SIZE_MAX;
-				unsigned thr = o.threads ? o.threads : (unsigned)sysconf(_SC_NPROCESSORS_ONLN);
-				int want = o.min_threads > thr || o.idle_timeout_ns < 0 ? -EINVAL : 0;
-				EXPECT(ration_pool_new(&o, &pool), want, "pool_new");
+				unsigned thr =
+					o.threads
+						? o.threads
+						: (unsigned)sysconf(
+							  _SC_NPROCESSORS_ONLN);
+				int want = o.min_threads > thr ||
+							   o.idle_timeout_ns < 0
+						   ? -EINVAL
+						   : 0;
+				EXPECT(ration_pool_new(&o, &pool), want,
+				       "pool_new");
 				if (want != 0)
 					pool = NULL;
 				break;
 			}
 			unsigned what = (unsigned)take(in, 1) % 5;
 			if (what < 2 && ntask < 64) {
-				rc = ration_pool_try_submit(pool, task_fn, (void *)(intptr_t)ntask);
+				rc = ration_pool_try_submit(
+					pool, task_fn, (void *)(intptr_t)ntask);
 				if (rc != 0 && rc != -EAGAIN)
 					FAIL("try_submit: %d", rc);
 				if (rc == 0)
 					ntask++;
-				EXPECT(ration_pool_try_submit(pool, NULL, NULL), -EINVAL, "try_submit(NULL)");
+				EXPECT(ration_pool_try_submit(pool, NULL, NULL),
+				       -EINVAL, "try_submit(NULL)");
 			} else if (what == 4) {
 				fuzz_group(in, pool);
 			} else if (what == 2) {
 				unsigned nt = (unsigned)take(in, 1) % 3;
-				EXPECT(ration_pool_resize(pool, nt), nt == 0 ? -EINVAL : 0, "pool_resize");
+				EXPECT(ration_pool_resize(pool, nt),
+				       nt == 0 ? -EINVAL : 0, "pool_resize");
 			} else {
-				enum ration_shutdown mode = take(in, 1) & 1 ? RATION_DISCARD : RATION_DRAIN;
-				EXPECT(ration_pool_shutdown(pool, mode, NULL), 0, "pool_shutdown");
-				EXPECT(ration_pool_try_submit(pool, task_fn, NULL), -EPIPE,
-				       "try_submit after shutdown");
+				enum ration_shutdown mode =
+					take(in, 1) & 1 ? RATION_DISCARD
+							: RATION_DRAIN;
+				EXPECT(ration_pool_shutdown(pool, mode, NULL),
+				       0, "pool_shutdown");
+				EXPECT(ration_pool_try_submit(pool, task_fn,
+							      NULL),
+				       -EPIPE, "try_submit after shutdown");
 				ration_pool_free(pool);
 				pool = NULL;
 				for (int t = pool_tasks0; t < ntask; t++)
 					if (task_runs[t] + task_cancel[t] != 1)
-						FAIL("task %d called %d times", t,
-						     task_runs[t] + task_cancel[t]);
+						FAIL("task %d called %d times",
+						     t,
+						     task_runs[t] +
+							     task_cancel[t]);
 				pool_tasks0 = ntask;
 			}
 			break;
@@ -700,14 +794,16 @@ run(struct in *in)
 		ration_pool_free(pool);
 		for (int t = pool_tasks0; t < ntask; t++)
 			if (task_runs[t] + task_cancel[t] != 1)
-				FAIL("task %d called %d times", t, task_runs[t] + task_cancel[t]);
+				FAIL("task %d called %d times", t,
+				     task_runs[t] + task_cancel[t]);
 	}
 	for (int i = 0; i < NS; i++) {
 		struct msem *m = &sems[i];
 		if (m->s == NULL)
 			continue;
 		if (m->avail != m->size)
-			EXPECT(ration_sem_release(m->s, m->size - m->avail), 0, "final release");
+			EXPECT(ration_sem_release(m->s, m->size - m->avail), 0,
+			       "final release");
 		if (ration_sem_available(m->s) != m->size)
 			FAIL("weight lost");
 		EXPECT(ration_sem_free(m->s), 0, "final free");
@@ -720,10 +816,11 @@ run(struct in *in)
 			ration_ctx_unref(ctxs[i].c);
 		}
 	for (int a = 0; a < nafter; a++)
-		if (after_stopped[a] == 1 ? after_runs[a] != 0
+		if (after_stopped[a] == 1   ? after_runs[a] != 0
 		    : after_stopped[a] == 2 ? after_runs[a] > 1
 					    : after_runs[a] != 1)
-			FAIL("after-func %d: ran %d, stopped %d", a, after_runs[a], after_stopped[a]);
+			FAIL("after-func %d: ran %d, stopped %d", a,
+			     after_runs[a], after_stopped[a]);
 	/* Registry empty again: a fresh open takes the size given. */
 	for (int i = 0; i < 2; i++) {
 		if (name_refs[i] != 0)
@@ -734,7 +831,8 @@ run(struct in *in)
 			FAIL("named semaphore outlived its last free");
 		EXPECT(ration_sem_free(s), 0, "free reopened");
 	}
-	if (ration_strerror(INT32_MIN) == NULL || ration_strerror(INT32_MAX) == NULL)
+	if (ration_strerror(INT32_MIN) == NULL ||
+	    ration_strerror(INT32_MAX) == NULL)
 		FAIL("strerror NULL");
 }
 
@@ -774,11 +872,13 @@ main(int argc, char **argv)
 			continue;
 		if (S_ISDIR(st.st_mode)) {
 			DIR *d = opendir(argv[i]);
-			for (struct dirent *e; d != NULL && (e = readdir(d)) != NULL;) {
+			for (struct dirent *e;
+			     d != NULL && (e = readdir(d)) != NULL;) {
 				if (e->d_name[0] == '.')
 					continue;
 				char p[4096];
-				snprintf(p, sizeof(p), "%s/%s", argv[i], e->d_name);
+				snprintf(p, sizeof(p), "%s/%s", argv[i],
+					 e->d_name);
 				if (replay_file(p) == 0)
 					files++;
 			}
@@ -799,7 +899,8 @@ main(int argc, char **argv)
 		}
 		LLVMFuzzerTestOneInput(buf, 64 + (size_t)(x % 448));
 	}
-	printf("fuzz_replay: %d corpus files + 2000 generated inputs: ok\n", files);
+	printf("fuzz_replay: %d corpus files + 2000 generated inputs: ok\n",
+	       files);
 	return 0;
 }
 #endif

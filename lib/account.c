@@ -53,9 +53,9 @@
 static bool available;
 static size_t peak_reset_mib[3], peak_reset_len = 3;
 static size_t peak_read_mib[3], peak_read_len = 3;
-static size_t flush_mib[3], flush_len = 3;   /* thread.tcache.flush */
-static size_t purge_mib[3], purge_len = 3;   /* arena.<i>.purge, i filled in */
-static size_t arena_mib[2], arena_len = 2;   /* thread.arena */
+static size_t flush_mib[3], flush_len = 3; /* thread.tcache.flush */
+static size_t purge_mib[3], purge_len = 3; /* arena.<i>.purge, i filled in */
+static size_t arena_mib[2], arena_len = 2; /* thread.arena */
 
 /* This thread's jemalloc allocated-bytes counter; NULL until first used.
  * Read through a volatile pointer: compilers assume malloc() writes no
@@ -83,9 +83,12 @@ thread_allocatedp(void)
 static bool
 probe(void)
 {
-	if (mallctlnametomib("thread.peak.reset", peak_reset_mib, &peak_reset_len) != 0 ||
-	    mallctlnametomib("thread.peak.read", peak_read_mib, &peak_read_len) != 0 ||
-	    mallctlnametomib("thread.tcache.flush", flush_mib, &flush_len) != 0 ||
+	if (mallctlnametomib("thread.peak.reset", peak_reset_mib,
+			     &peak_reset_len) != 0 ||
+	    mallctlnametomib("thread.peak.read", peak_read_mib,
+			     &peak_read_len) != 0 ||
+	    mallctlnametomib("thread.tcache.flush", flush_mib, &flush_len) !=
+		    0 ||
 	    mallctlnametomib("arena.0.purge", purge_mib, &purge_len) != 0 ||
 	    mallctlnametomib("thread.arena", arena_mib, &arena_len) != 0)
 		return true;
@@ -115,7 +118,8 @@ ration_account_available(void)
 #if RATION_HAVE_JEMALLOC
 	/* acquire: pairs with the release below; publishes available and
 	 * the MIBs. */
-	if (RATION_LIKELY(atomic_load_explicit(&probe_done, memory_order_acquire)))
+	if (RATION_LIKELY(
+		    atomic_load_explicit(&probe_done, memory_order_acquire)))
 		return available;
 	pthread_mutex_lock(&probe_mu);
 	if (!atomic_load_explicit(&probe_done, memory_order_relaxed) && probe())
@@ -155,8 +159,10 @@ ration_account_begin_with(ration_account_t *a, unsigned what)
 	a->dealloc0 = 0;
 #if RATION_HAVE_JEMALLOC
 	volatile uint64_t *counter;
-	if (ration_account_available() && (counter = thread_allocatedp()) != NULL) {
-		(void)mallctlbymib(peak_reset_mib, peak_reset_len, NULL, NULL, NULL, 0);
+	if (ration_account_available() &&
+	    (counter = thread_allocatedp()) != NULL) {
+		(void)mallctlbymib(peak_reset_mib, peak_reset_len, NULL, NULL,
+				   NULL, 0);
 		a->alloc0 = *counter;
 	}
 #endif
@@ -184,10 +190,15 @@ ration_account_end(const ration_account_t *a, ration_task_report_t *out)
 		size_t len = sizeof(peak);
 		volatile uint64_t *counter = thread_allocatedp();
 		if (counter != NULL &&
-		    mallctlbymib(peak_read_mib, peak_read_len, &peak, &len, NULL, 0) == 0) {
-			out->peak_bytes = peak > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)peak;
+		    mallctlbymib(peak_read_mib, peak_read_len, &peak, &len,
+				 NULL, 0) == 0) {
+			out->peak_bytes = peak > (uint64_t)INT64_MAX
+						  ? INT64_MAX
+						  : (int64_t)peak;
 			uint64_t d = *counter - a->alloc0;
-			out->allocated_bytes = d > (uint64_t)INT64_MAX ? INT64_MAX : (int64_t)d;
+			out->allocated_bytes = d > (uint64_t)INT64_MAX
+						       ? INT64_MAX
+						       : (int64_t)d;
 		}
 	}
 #endif
@@ -216,7 +227,9 @@ ration__account_judge(ration_task_report_t *r, double tolerance)
 	/* One size-class step: what a buffer just past the rounded
 	 * declaration would add (1 without jemalloc, whose peaks are -1). */
 	int64_t rounded = ration_account_round(r->declared);
-	int64_t step = rounded < INT64_MAX ? ration_account_round(rounded + 1) - rounded : 0;
+	int64_t step = rounded < INT64_MAX
+			       ? ration_account_round(rounded + 1) - rounded
+			       : 0;
 	double limit = (double)r->declared * (1.0 + tolerance) + (double)step;
 	r->under_declared = (double)r->peak_bytes > limit;
 	r->over_reserved = r->peak_bytes < r->declared / 2;
@@ -226,7 +239,8 @@ unsigned
 ration__account_fit_bucket(int64_t peak, int64_t declared)
 {
 	/* Bucket edges of peak / declared in sixteenths (group.h). */
-	static const double edges[RATION_FIT_BUCKETS - 1] = {1, 2, 4, 8, 12, 16, 20, 24, 32};
+	static const double edges[RATION_FIT_BUCKETS - 1] = {1,  2,  4,  8, 12,
+							     16, 20, 24, 32};
 	double ratio16 = (double)peak * 16.0 / (double)declared;
 	unsigned b = 0;
 	while (b < RATION_FIT_BUCKETS - 1 && ratio16 >= edges[b])

@@ -16,7 +16,8 @@ claim_cmp(const void *a, const void *b)
 }
 
 int
-ration_acquire_all(ration_ctx_t *ctx, const ration_claim_t *claims, size_t count)
+ration_acquire_all(ration_ctx_t *ctx, const ration_claim_t *claims,
+		   size_t count)
 {
 	ration_claim_t inline_buf[RATION_CLAIMS_INLINE];
 	ration_claim_t *c = inline_buf;
@@ -30,7 +31,8 @@ ration_acquire_all(ration_ctx_t *ctx, const ration_claim_t *claims, size_t count
 	for (size_t i = 0; i < count; i++)
 		if (claims[i].sem == NULL || claims[i].n <= 0)
 			return -EINVAL;
-	if (count > RATION_CLAIMS_INLINE && (c = malloc(count * sizeof(*c))) == NULL)
+	if (count > RATION_CLAIMS_INLINE &&
+	    (c = malloc(count * sizeof(*c))) == NULL)
 		return -ENOMEM;
 	memcpy(c, claims, count * sizeof(*c));
 	/* One global order (address) means two callers with overlapping
@@ -61,7 +63,8 @@ ration_acquire_all(ration_ctx_t *ctx, const ration_claim_t *claims, size_t count
 	if ((rc = ration_ctx_err(ctx)) != 0)
 		goto out;
 	for (; taken < k; taken++)
-		if ((rc = ration_sem_acquire(c[taken].sem, ctx, c[taken].n)) != 0)
+		if ((rc = ration_sem_acquire(c[taken].sem, ctx, c[taken].n)) !=
+		    0)
 			break;
 	if (rc != 0)
 		while (taken-- > 0)

@@ -23,7 +23,7 @@ ration_deadline_after(int64_t timeout_ns)
  * from its docs. ENOTSUP stands for EOPNOTSUPP too (one value on Linux). */
 #define RATION_ERRORS(X)                                                       \
 	X(E2BIG, "Argument list too long, "                                    \
-	  "or request larger than the whole budget")                           \
+		 "or request larger than the whole budget")                    \
 	X(EACCES, "Permission denied")                                         \
 	X(EADDRINUSE, "Address already in use")                                \
 	X(EADDRNOTAVAIL, "Cannot assign requested address")                    \
@@ -90,7 +90,7 @@ ration_deadline_after(int64_t timeout_ns)
 	X(EOWNERDEAD, "Owner died")                                            \
 	X(EPERM, "Operation not permitted")                                    \
 	X(EPIPE, "Broken pipe, "                                               \
-	  "or semaphore closed, pool shut down or group waited")               \
+		 "or semaphore closed, pool shut down or group waited")        \
 	X(EPROTO, "Protocol error")                                            \
 	X(EPROTONOSUPPORT, "Protocol not supported")                           \
 	X(EPROTOTYPE, "Protocol wrong type for socket")                        \
@@ -99,7 +99,7 @@ ration_deadline_after(int64_t timeout_ns)
 	X(ESPIPE, "Illegal seek")                                              \
 	X(ESRCH, "No such process")                                            \
 	X(ESTALE, "Stale file handle, "                                        \
-	  "or lease expired: its weight was reclaimed")                        \
+		  "or lease expired: its weight was reclaimed")                \
 	X(ETIME, "Timer expired")                                              \
 	X(ETIMEDOUT, "Timed out (deadline passed, or connection timed out)")   \
 	X(ETXTBSY, "Text file busy")                                           \

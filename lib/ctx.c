@@ -46,21 +46,22 @@ struct after {
 };
 
 struct ration_ctx {
-	_Atomic int err;          /* 0 until done; set once, under mu */
-	_Atomic long refs;        /* background: unused */
-	int64_t deadline;         /* effective (min over ancestors); immutable */
-	ration_ctx_t *parent;     /* holds a reference; NULL for roots */
+	_Atomic int err;      /* 0 until done; set once, under mu */
+	_Atomic long refs;    /* background: unused */
+	int64_t deadline;     /* effective (min over ancestors); immutable */
+	ration_ctx_t *parent; /* holds a reference; NULL for roots */
 	pthread_mutex_t mu;
 	struct ration__list children; /* mu: child->sibling */
-	struct ration__list sibling;  /* parent->mu; self-linked when not a child */
+	struct ration__list
+		sibling; /* parent->mu; self-linked when not a child */
 	struct ration__list watchers; /* mu: struct ration__ctx_watch */
 	struct after *afters;         /* mu; pending after-funcs */
 	uint64_t next_id;             /* mu */
 	int fd;                       /* mu; -1 until ration_ctx_fd() */
-	struct ration__timer timer;   /* armed while an after-func or fd waits */
-	ration_ctx_t *done_next;      /* owned by the one canceller that marked
+	struct ration__timer timer;  /* armed while an after-func or fd waits */
+	ration_ctx_t *done_next;     /* owned by the one canceller that marked
 				       * the parent done: its worklist link */
-	struct ration__ctx_sig *sig;  /* immutable once published; NULL
+	struct ration__ctx_sig *sig; /* immutable once published; NULL
 				       * unless made by with_signals */
 };
 
@@ -70,7 +71,7 @@ static ration_ctx_t background = {.deadline = RATION_FOREVER, .fd = -1};
 struct done_batch {
 	struct ration__wake_list wake;
 	struct after *afters;
-	ration_ctx_t *work;   /* children still to mark done, each holding a
+	ration_ctx_t *work; /* children still to mark done, each holding a
 			       * reference taken for the canceller */
 };
 
@@ -81,8 +82,8 @@ _Atomic(ration__ctx_hook_fn) ration__ctx_done_hook;
 static inline void
 observed_done(const ration_ctx_t *ctx, int err)
 {
-	ration__ctx_hook_fn hook =
-		atomic_load_explicit(&ration__ctx_done_hook, memory_order_relaxed);
+	ration__ctx_hook_fn hook = atomic_load_explicit(&ration__ctx_done_hook,
+							memory_order_relaxed);
 	if (RATION_UNLIKELY(hook != NULL))
 		hook(ctx, err);
 }
@@ -93,9 +94,9 @@ bool
 ration__ctx_ref_if_live(ration_ctx_t *c)
 {
 	long r = atomic_load_explicit(&c->refs, memory_order_relaxed);
-	while (r > 0 && !atomic_compare_exchange_weak_explicit(&c->refs, &r, r + 1,
-							       memory_order_relaxed,
-							       memory_order_relaxed))
+	while (r > 0 && !atomic_compare_exchange_weak_explicit(
+				&c->refs, &r, r + 1, memory_order_relaxed,
+				memory_order_relaxed))
 		;
 	return r > 0;
 }
@@ -109,7 +110,8 @@ static void cancel_err(ration_ctx_t *ctx, int err);
 static bool
 timer_claim(struct ration__timer *t)
 {
-	return ration__ctx_ref_if_live(RATION_CONTAINER_OF(t, ration_ctx_t, timer));
+	return ration__ctx_ref_if_live(
+		RATION_CONTAINER_OF(t, ration_ctx_t, timer));
 }
 
 static void
@@ -149,8 +151,10 @@ done_locked(ration_ctx_t *c, int err, struct done_batch *b)
 	 * sees everything the canceller did before cancelling. */
 	atomic_store_explicit(&c->err, err, memory_order_release);
 
-	for (struct ration__list *n = c->children.next; n != &c->children; n = n->next) {
-		ration_ctx_t *child = RATION_CONTAINER_OF(n, ration_ctx_t, sibling);
+	for (struct ration__list *n = c->children.next; n != &c->children;
+	     n = n->next) {
+		ration_ctx_t *child =
+			RATION_CONTAINER_OF(n, ration_ctx_t, sibling);
 		if (!ration__ctx_ref_if_live(child))
 			continue;
 		child->done_next = b->work;
@@ -159,8 +163,10 @@ done_locked(ration_ctx_t *c, int err, struct done_batch *b)
 	while (!list_empty(&c->watchers)) {
 		struct ration__list *n = list_first(&c->watchers);
 		list_remove(n);
-		wake_list_add(&b->wake,
-			      RATION_CONTAINER_OF(n, struct ration__ctx_watch, node)->pk);
+		wake_list_add(
+			&b->wake,
+			RATION_CONTAINER_OF(n, struct ration__ctx_watch, node)
+				->pk);
 	}
 	if (c->afters != NULL) {
 		struct after *last = c->afters;
@@ -206,7 +212,9 @@ cancel_err(ration_ctx_t *ctx, int err)
 		ration_ctx_t *c = b.work;
 		b.work = c->done_next;
 		pthread_mutex_lock(&c->mu);
-		done_locked(c, atomic_load_explicit(&c->parent->err, memory_order_relaxed),
+		done_locked(c,
+			    atomic_load_explicit(&c->parent->err,
+						 memory_order_relaxed),
 			    &b);
 		pthread_mutex_unlock(&c->mu);
 		ration_ctx_unref(c); /* may free it: no lock is held here */
@@ -261,10 +269,12 @@ ctx_new(ration_ctx_t *parent, int64_t deadline_ns, ration_ctx_t **out)
 		if (parent->deadline < c->deadline)
 			c->deadline = parent->deadline;
 		pthread_mutex_lock(&parent->mu);
-		int perr = atomic_load_explicit(&parent->err, memory_order_relaxed);
+		int perr = atomic_load_explicit(&parent->err,
+						memory_order_relaxed);
 		if (perr != 0)
-			atomic_store_explicit(&c->err, deadline_passed(c) ? -ETIMEDOUT : perr,
-					      memory_order_relaxed);
+			atomic_store_explicit(
+				&c->err, deadline_passed(c) ? -ETIMEDOUT : perr,
+				memory_order_relaxed);
 		else
 			list_push_back(&parent->children, &c->sibling);
 		pthread_mutex_unlock(&parent->mu);
@@ -280,13 +290,15 @@ ration_ctx_with_cancel(ration_ctx_t *parent, ration_ctx_t **out)
 }
 
 int
-ration_ctx_with_deadline(ration_ctx_t *parent, int64_t deadline_ns, ration_ctx_t **out)
+ration_ctx_with_deadline(ration_ctx_t *parent, int64_t deadline_ns,
+			 ration_ctx_t **out)
 {
 	return ctx_new(parent, deadline_ns, out);
 }
 
 int
-ration_ctx_with_timeout(ration_ctx_t *parent, int64_t timeout_ns, ration_ctx_t **out)
+ration_ctx_with_timeout(ration_ctx_t *parent, int64_t timeout_ns,
+			ration_ctx_t **out)
 {
 	return ctx_new(parent, ration_deadline_after(timeout_ns), out);
 }
@@ -305,7 +317,8 @@ ration_ctx_unref(ration_ctx_t *ctx)
 	while (!ration__ctx_is_background(ctx)) {
 		/* acq_rel: the freeing thread must see every other holder's
 		 * writes, which they published with this release. */
-		if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1)
+		if (atomic_fetch_sub_explicit(&ctx->refs, 1,
+					      memory_order_acq_rel) != 1)
 			return;
 		ration_ctx_t *parent = ctx->parent;
 		if (parent != NULL) {
@@ -399,9 +412,11 @@ ration_ctx_sleep(ration_ctx_t *ctx, int64_t ns)
 	int64_t until = ns_add_sat(clock_mono_ns(), ns > 0 ? ns : 0);
 	struct ration__ctx_watch w = {.pk = ration__parker_self()};
 	int err = ration__ctx_watch(ctx, &w);
-	while (err == 0 && (err = ration_ctx_err(ctx)) == 0 && clock_mono_ns() < until)
-		ration__park(w.pk, until < ration_ctx_deadline(ctx) ? until
-								: ration_ctx_deadline(ctx));
+	while (err == 0 && (err = ration_ctx_err(ctx)) == 0 &&
+	       clock_mono_ns() < until)
+		ration__park(w.pk, until < ration_ctx_deadline(ctx)
+					   ? until
+					   : ration_ctx_deadline(ctx));
 	ration__ctx_unwatch(ctx, &w);
 	return err;
 }
@@ -438,7 +453,8 @@ ration_ctx_fd(ration_ctx_t *ctx)
 		rc = errno == EMFILE || errno == ENFILE ? -EMFILE : -ENOMEM;
 		goto out;
 	}
-	if (atomic_load_explicit(&ctx->err, memory_order_relaxed) != 0 || deadline_passed(ctx)) {
+	if (atomic_load_explicit(&ctx->err, memory_order_relaxed) != 0 ||
+	    deadline_passed(ctx)) {
 		uint64_t one = 1;
 		(void)!write(rc, &one, sizeof(one));
 	} else if (ctx->deadline != RATION_FOREVER) {
@@ -456,7 +472,8 @@ out:
 }
 
 int
-ration_ctx_after(ration_ctx_t *ctx, void (*fn)(void *arg), void *arg, uint64_t *id)
+ration_ctx_after(ration_ctx_t *ctx, void (*fn)(void *arg), void *arg,
+		 uint64_t *id)
 {
 	if (ration__ctx_is_background(ctx) || fn == NULL)
 		return -EINVAL;
@@ -464,7 +481,8 @@ ration_ctx_after(ration_ctx_t *ctx, void (*fn)(void *arg), void *arg, uint64_t *
 	if (a == NULL)
 		return -ENOMEM;
 	pthread_mutex_lock(&ctx->mu);
-	if (atomic_load_explicit(&ctx->err, memory_order_relaxed) == 0 && deadline_passed(ctx)) {
+	if (atomic_load_explicit(&ctx->err, memory_order_relaxed) == 0 &&
+	    deadline_passed(ctx)) {
 		/* Nobody has noticed the deadline yet: make it official, so the
 		 * after-func runs below as for any done ctx. */
 		pthread_mutex_unlock(&ctx->mu);
@@ -488,7 +506,10 @@ ration_ctx_after(ration_ctx_t *ctx, void (*fn)(void *arg), void *arg, uint64_t *
 			return rc;
 		}
 	}
-	*a = (struct after){.next = ctx->afters, .fn = fn, .arg = arg, .id = ++ctx->next_id};
+	*a = (struct after){.next = ctx->afters,
+			    .fn = fn,
+			    .arg = arg,
+			    .id = ++ctx->next_id};
 	ctx->afters = a;
 	if (id != NULL)
 		*id = a->id;

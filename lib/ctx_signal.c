@@ -51,11 +51,11 @@ struct ration__ctx_sig {
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
 static struct ration__list registry = {&registry, &registry}; /* mu */
-static unsigned installs[NSIG];    /* mu: live ctxs catching each signal */
-static struct sigaction saved[NSIG]; /* mu: disposition before the first */
-static bool started;               /* mu: pipe and watcher exist */
-static _Atomic int write_fd = -1;  /* atomic: read by the handler */
-static _Atomic unsigned long arrivals;      /* atomic: signals caught */
+static unsigned installs[NSIG];        /* mu: live ctxs catching each signal */
+static struct sigaction saved[NSIG];   /* mu: disposition before the first */
+static bool started;                   /* mu: pipe and watcher exist */
+static _Atomic int write_fd = -1;      /* atomic: read by the handler */
+static _Atomic unsigned long arrivals; /* atomic: signals caught */
 static _Atomic unsigned long raised[NSIG]; /* atomic: number of the last
 					    * arrival of each, 0 = none */
 
@@ -65,10 +65,13 @@ on_signal(int signo)
 	int saved_errno = errno;
 	/* Relaxed: the byte written below is what wakes the watcher; the
 	 * write() system call orders the stores before its own effect. */
-	unsigned long n = atomic_fetch_add_explicit(&arrivals, 1, memory_order_relaxed) + 1;
+	unsigned long n =
+		atomic_fetch_add_explicit(&arrivals, 1, memory_order_relaxed) +
+		1;
 	atomic_store_explicit(&raised[signo], n, memory_order_relaxed);
 	char b = 0;
-	ssize_t w = write(atomic_load_explicit(&write_fd, memory_order_relaxed), &b, 1);
+	ssize_t w = write(atomic_load_explicit(&write_fd, memory_order_relaxed),
+			  &b, 1);
 	(void)w; /* a full pipe already holds a wake-up */
 	errno = saved_errno;
 }
@@ -84,17 +87,21 @@ deliver(const unsigned long *arrived)
 		ration_ctx_t *batch[16];
 		int n = 0;
 		pthread_mutex_lock(&mu);
-		for (struct ration__list *l = registry.next; l != &registry && n < 16;
-		     l = l->next) {
-			struct ration__ctx_sig *sg = RATION_CONTAINER_OF(l, struct ration__ctx_sig, node);
-			if (atomic_load_explicit(&sg->signo, memory_order_relaxed) != 0)
+		for (struct ration__list *l = registry.next;
+		     l != &registry && n < 16; l = l->next) {
+			struct ration__ctx_sig *sg = RATION_CONTAINER_OF(
+				l, struct ration__ctx_sig, node);
+			if (atomic_load_explicit(&sg->signo,
+						 memory_order_relaxed) != 0)
 				continue;
 			for (int s = 1; s < NSIG; s++) {
-				if (arrived[s] <= sg->born || sigismember(&sg->set, s) != 1)
+				if (arrived[s] <= sg->born ||
+				    sigismember(&sg->set, s) != 1)
 					continue;
 				/* release: ration_ctx_signal()'s acquire
 				 * load sees the number once it sees it set. */
-				atomic_store_explicit(&sg->signo, s, memory_order_release);
+				atomic_store_explicit(&sg->signo, s,
+						      memory_order_release);
 				if (ration__ctx_ref_if_live(sg->ctx))
 					batch[n++] = sg->ctx;
 				break;
@@ -121,7 +128,8 @@ watcher(void *arg)
 		unsigned long arrived[NSIG] = {0};
 		bool any = false;
 		for (int s = 1; s < NSIG; s++) {
-			arrived[s] = atomic_exchange_explicit(&raised[s], 0, memory_order_relaxed);
+			arrived[s] = atomic_exchange_explicit(
+				&raised[s], 0, memory_order_relaxed);
 			any |= arrived[s] != 0;
 		}
 		if (any)
@@ -168,7 +176,8 @@ start_locked(void)
 static int
 catch_locked(const sigset_t *set)
 {
-	struct sigaction act = {.sa_handler = on_signal, .sa_flags = SA_RESTART};
+	struct sigaction act = {.sa_handler = on_signal,
+				.sa_flags = SA_RESTART};
 	sigemptyset(&act.sa_mask);
 	for (int s = 1; s < NSIG; s++) {
 		if (sigismember(set, s) != 1 || installs[s]++ > 0)
@@ -176,7 +185,8 @@ catch_locked(const sigset_t *set)
 		if (sigaction(s, &act, &saved[s]) != 0) {
 			installs[s]--;
 			for (int u = 1; u < s; u++)
-				if (sigismember(set, u) == 1 && --installs[u] == 0)
+				if (sigismember(set, u) == 1 &&
+				    --installs[u] == 0)
 					(void)sigaction(u, &saved[u], NULL);
 			return -EINVAL;
 		}
@@ -193,7 +203,8 @@ catchable(const sigset_t *set)
 		if (sigismember(set, s) != 1)
 			continue;
 		struct sigaction now;
-		if (s == SIGKILL || s == SIGSTOP || sigaction(s, NULL, &now) != 0)
+		if (s == SIGKILL || s == SIGSTOP ||
+		    sigaction(s, NULL, &now) != 0)
 			return false;
 		any = true;
 	}
@@ -201,7 +212,8 @@ catchable(const sigset_t *set)
 }
 
 int
-ration_ctx_with_signals(ration_ctx_t *parent, const sigset_t *set, ration_ctx_t **out)
+ration_ctx_with_signals(ration_ctx_t *parent, const sigset_t *set,
+			ration_ctx_t **out)
 {
 	if (set == NULL || out == NULL || !catchable(set))
 		return -EINVAL;
@@ -223,7 +235,8 @@ ration_ctx_with_signals(ration_ctx_t *parent, const sigset_t *set, ration_ctx_t 
 	if (rc == 0)
 		rc = catch_locked(set);
 	if (rc == 0) {
-		sg->born = atomic_load_explicit(&arrivals, memory_order_relaxed);
+		sg->born =
+			atomic_load_explicit(&arrivals, memory_order_relaxed);
 		list_push_back(&registry, &sg->node);
 		ration__ctx_set_sig(c, sg);
 	}
@@ -254,7 +267,9 @@ ration_ctx_signal(const ration_ctx_t *ctx)
 {
 	for (; ctx != NULL; ctx = ration__ctx_parent(ctx)) {
 		struct ration__ctx_sig *sg = ration__ctx_sig(ctx);
-		int s = sg != NULL ? atomic_load_explicit(&sg->signo, memory_order_acquire) : 0;
+		int s = sg != NULL ? atomic_load_explicit(&sg->signo,
+							  memory_order_acquire)
+				   : 0;
 		if (s != 0)
 			return s;
 	}

@@ -56,7 +56,8 @@ is_oldest(struct ration__elastic *el, struct ration__claim *c)
 static int64_t
 round_step(int64_t bytes)
 {
-	return (bytes + RATION__CLAIM_STEP - 1) / RATION__CLAIM_STEP * RATION__CLAIM_STEP;
+	return (bytes + RATION__CLAIM_STEP - 1) / RATION__CLAIM_STEP *
+	       RATION__CLAIM_STEP;
 }
 
 /* @n units were taken from the budget for @c; el->mu held. */
@@ -81,7 +82,8 @@ consume_locked(struct ration__elastic *el, struct ration__claim *c, int64_t n)
 
 /* Lower @c's claim to @target (>= floor); el->mu held. */
 static void
-lower_locked(struct ration__elastic *el, struct ration__claim *c, int64_t target)
+lower_locked(struct ration__elastic *el, struct ration__claim *c,
+	     int64_t target)
 {
 	if (target >= c->claim)
 		return;
@@ -94,7 +96,8 @@ static void
 track_locked(struct ration__elastic *el, struct ration__claim *c)
 {
 	struct ration__list *at = &el->tracked;
-	while (at->prev != &el->tracked && CLAIM_OF(at->prev)->start_tick > c->start_tick)
+	while (at->prev != &el->tracked &&
+	       CLAIM_OF(at->prev)->start_tick > c->start_tick)
 		at = at->prev;
 	list_insert_before(at, &c->node);
 	el->floors += c->floor;
@@ -130,7 +133,8 @@ cancel_unref(ration_ctx_t *ctx, int cause)
  * taken at once). Return 0 with the units held, or the error that ended
  * the wait (the claim is then unchanged). */
 static int
-raise_waiting(struct ration__elastic *el, struct ration__claim *c, ration_ctx_t *ctx, int64_t n)
+raise_waiting(struct ration__elastic *el, struct ration__claim *c,
+	      ration_ctx_t *ctx, int64_t n)
 {
 	ration_ctx_t *w;
 	int rc = ration_ctx_with_cancel(ctx, &w);
@@ -170,8 +174,8 @@ raise_waiting(struct ration__elastic *el, struct ration__claim *c, ration_ctx_t 
  * or lower it. Fires overrun_cancel: returns in *@victim a reference to
  * the ctx to cancel with -ENOMEM once el->mu is dropped. el->mu held. */
 static void
-measured_locked(struct ration__elastic *el, struct ration__claim *c, int64_t measured,
-		ration_ctx_t **victim)
+measured_locked(struct ration__elastic *el, struct ration__claim *c,
+		int64_t measured, ration_ctx_t **victim)
 {
 	if (el->overrun_cancel > 0 && !c->cancelled && c->own_ctx != NULL &&
 	    (double)measured > (double)c->weight * el->overrun_cancel) {
@@ -181,7 +185,8 @@ measured_locked(struct ration__elastic *el, struct ration__claim *c, int64_t mea
 	if (measured > c->claim) {
 		/* -EPIPE (closed budget) or -EOVERFLOW: nothing to hold back. */
 		(void)consume_locked(el, c, round_step(measured) - c->claim);
-	} else if (c->claim > c->floor && measured + RATION__CLAIM_SHRINK <= c->claim) {
+	} else if (c->claim > c->floor &&
+		   measured + RATION__CLAIM_SHRINK <= c->claim) {
 		int64_t target = round_step(measured);
 		lower_locked(el, c, target > c->floor ? target : c->floor);
 	}
@@ -198,19 +203,24 @@ ration__elastic_sample_locked(struct ration__elastic *el)
 {
 	ration_ctx_t *victim = NULL;
 	if (el->per_task) {
-		for (struct ration__list *n = el->tracked.next; n != &el->tracked && !victim;
-		     n = n->next) {
+		for (struct ration__list *n = el->tracked.next;
+		     n != &el->tracked && !victim; n = n->next) {
 			struct ration__claim *c = CLAIM_OF(n);
 			if (c->allocp != NULL)
-				measured_locked(el, c, (int64_t)(*c->allocp - *c->deallocp -
-								 c->heap0), &victim);
+				measured_locked(el, c,
+						(int64_t)(*c->allocp -
+							  *c->deallocp -
+							  c->heap0),
+						&victim);
 		}
 	} else if (!list_empty(&el->tracked)) {
 		int64_t rss = ration__rss_read(el->rss_fd);
 		struct ration__claim *c = CLAIM_OF(list_first(&el->tracked));
 		int64_t excess = rss - el->rss_base - el->floors;
 		if (rss >= 0)
-			measured_locked(el, c, c->floor + (excess > 0 ? excess : 0), &victim);
+			measured_locked(el, c,
+					c->floor + (excess > 0 ? excess : 0),
+					&victim);
 	}
 	if (victim != NULL) {
 		pthread_mutex_unlock(&el->mu);
@@ -222,8 +232,8 @@ ration__elastic_sample_locked(struct ration__elastic *el)
 /* ---- around fn ----------------------------------------------------------- */
 
 ration_ctx_t *
-ration__claim_begin(struct ration__elastic *el, struct ration__claim *c, ration_ctx_t *group_ctx,
-		    int64_t weight, int64_t start_tick)
+ration__claim_begin(struct ration__elastic *el, struct ration__claim *c,
+		    ration_ctx_t *group_ctx, int64_t weight, int64_t start_tick)
 {
 	c->el = el;
 	c->weight = c->floor = c->claim = c->max_claim = weight;
@@ -236,7 +246,8 @@ ration__claim_begin(struct ration__elastic *el, struct ration__claim *c, ration_
 	c->outer = tl_claim;
 	tl_claim = c;
 	if (!el->elastic) {
-		if (RATION_LIKELY(!atomic_load_explicit(&el->track_all, memory_order_relaxed)))
+		if (RATION_LIKELY(!atomic_load_explicit(&el->track_all,
+							memory_order_relaxed)))
 			return group_ctx;
 		pthread_mutex_lock(&el->mu);
 		track_locked(el, c);
@@ -244,7 +255,8 @@ ration__claim_begin(struct ration__elastic *el, struct ration__claim *c, ration_
 		return group_ctx;
 	}
 
-	if (el->overrun_cancel > 0 && ration_ctx_with_cancel(group_ctx, &c->own_ctx) == 0)
+	if (el->overrun_cancel > 0 &&
+	    ration_ctx_with_cancel(group_ctx, &c->own_ctx) == 0)
 		c->ctx = c->own_ctx;
 	c->allocp = c->deallocp = NULL;
 	if (el->per_task && ration__heap_counters(&c->allocp, &c->deallocp))
@@ -270,7 +282,8 @@ ration__claim_end(struct ration__claim *c, ration_task_report_t *r)
 		pthread_mutex_lock(&el->mu);
 		ration_ctx_t *next = untrack_locked(el, c);
 		if (c->claim > c->weight)
-			(void)ration_sem_release(el->budget, c->claim - c->weight);
+			(void)ration_sem_release(el->budget,
+						 c->claim - c->weight);
 		pthread_mutex_unlock(&el->mu);
 		cancel_unref(next, -ECANCELED);
 		c->tracked = false;
@@ -281,7 +294,8 @@ ration__claim_end(struct ration__claim *c, ration_task_report_t *r)
 	 * there; the task is untracked now, so no one else touches it. */
 	r->overrun_bytes = c->max_claim - c->weight;
 	if (r->overrun_bytes > 0) {
-		atomic_fetch_add_explicit(&el->overrun_tasks, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&el->overrun_tasks, 1,
+					  memory_order_relaxed);
 		ration__atomic_max(&el->max_overrun_bytes, r->overrun_bytes);
 	}
 }
@@ -333,7 +347,8 @@ int
 ration__elastic_new(const ration_group_opts_t *o, struct ration__elastic **out)
 {
 	if (isnan(o->overrun_cancel) || o->overrun_cancel < 0 ||
-	    (o->overrun_cancel > 0 && o->overrun_cancel < 1) || o->sample_ns < 0)
+	    (o->overrun_cancel > 0 && o->overrun_cancel < 1) ||
+	    o->sample_ns < 0)
 		return -EINVAL;
 	struct ration__elastic *el = calloc(1, sizeof(*el));
 	if (el == NULL)
@@ -356,9 +371,11 @@ ration__elastic_new(const ration_group_opts_t *o, struct ration__elastic **out)
 		const volatile uint64_t *a, *d;
 		el->per_task = ration__heap_counters(&a, &d);
 		if (!el->per_task &&
-		    (el->rss_fd = open("/proc/self/statm", O_RDONLY | O_CLOEXEC)) < 0)
+		    (el->rss_fd = open("/proc/self/statm",
+				       O_RDONLY | O_CLOEXEC)) < 0)
 			rc = -ENOTSUP;
-		else if (pthread_create(&el->sampler, NULL, ration__elastic_sampler, el) != 0)
+		else if (pthread_create(&el->sampler, NULL,
+					ration__elastic_sampler, el) != 0)
 			rc = -EAGAIN;
 		else
 			el->has_sampler = true;
@@ -393,7 +410,10 @@ ration__elastic_free(struct ration__elastic *el)
 void
 ration__elastic_stats(struct ration__elastic *el, ration_group_stats_t *out)
 {
-	out->overrun_tasks = atomic_load_explicit(&el->overrun_tasks, memory_order_relaxed);
-	out->max_overrun_bytes = atomic_load_explicit(&el->max_overrun_bytes, memory_order_relaxed);
-	out->consumed_total = atomic_load_explicit(&el->consumed_total, memory_order_relaxed);
+	out->overrun_tasks =
+		atomic_load_explicit(&el->overrun_tasks, memory_order_relaxed);
+	out->max_overrun_bytes = atomic_load_explicit(&el->max_overrun_bytes,
+						      memory_order_relaxed);
+	out->consumed_total =
+		atomic_load_explicit(&el->consumed_total, memory_order_relaxed);
 }

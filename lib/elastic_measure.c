@@ -50,11 +50,13 @@ static _Thread_local uint64_t *tl_allocp, *tl_deallocp;
 #endif
 
 bool
-ration__heap_counters(const volatile uint64_t **allocp, const volatile uint64_t **deallocp)
+ration__heap_counters(const volatile uint64_t **allocp,
+		      const volatile uint64_t **deallocp)
 {
 #if RATION_HAVE_JEMALLOC
 	if (!ration_account_available() ||
-	    atomic_load_explicit(&ration__elastic_rss_only, memory_order_relaxed))
+	    atomic_load_explicit(&ration__elastic_rss_only,
+				 memory_order_relaxed))
 		return false;
 	if (tl_deallocp == NULL) {
 		uint64_t *a, *d;
@@ -97,11 +99,13 @@ ration__elastic_sampler(void *arg)
 	pthread_mutex_lock(&el->mu);
 	while (!el->stop) {
 		if (list_empty(&el->tracked)) {
-			pthread_cond_wait(&el->cv, &el->mu); /* until a task begins */
+			pthread_cond_wait(&el->cv,
+					  &el->mu); /* until a task begins */
 			continue;
 		}
 		int64_t at = clock_mono_ns() + el->sample_ns;
-		struct timespec ts = {.tv_sec = at / 1000000000, .tv_nsec = at % 1000000000};
+		struct timespec ts = {.tv_sec = at / 1000000000,
+				      .tv_nsec = at % 1000000000};
 		(void)pthread_cond_timedwait(&el->cv, &el->mu, &ts);
 		if (!el->stop)
 			ration__elastic_sample_locked(el);

@@ -92,7 +92,7 @@
  * saves cost on a VM. Longer tasks would keep the producer from feeding
  * the pool. In a row, because a short task that was preempted once also
  * looks long. */
-#define HELP_MAX_NS 20000
+#define HELP_MAX_NS    20000
 #define HELP_LONG_RUNS 4
 
 /* One go()'s task from submit to finish; recycled through the cache. */
@@ -102,9 +102,9 @@ struct gtask {
 	ration_group_fn fn;
 	void *arg;
 	int64_t weight;
-	uint64_t seq;    /* the report's seq */
+	uint64_t seq; /* the report's seq */
 	int64_t go_tick; /* when go() was called (internal/stats_clock.h), for wait_ns */
-	bool slot;     /* holds a limit slot */
+	bool slot;                  /* holds a limit slot */
 	struct ration__claim claim; /* while fn runs (budget groups) */
 };
 
@@ -115,34 +115,37 @@ struct group_waiter {
 };
 
 struct ration_group {
-	ration_ctx_t *ctx;     /* immutable; one reference, dropped by free */
-	ration_pool_t *pool;   /* immutable, borrowed */
-	ration_sem_t *budget;  /* immutable, borrowed; NULL = no budget */
-	ration_sem_t *slots;   /* immutable, owned; NULL = no limit */
+	ration_ctx_t *ctx;    /* immutable; one reference, dropped by free */
+	ration_pool_t *pool;  /* immutable, borrowed */
+	ration_sem_t *budget; /* immutable, borrowed; NULL = no budget */
+	ration_sem_t *slots;  /* immutable, owned; NULL = no limit */
 	struct ration__elastic *el; /* immutable, owned; NULL = no budget */
-	int64_t limit;         /* immutable: units of slots, 0 = none */
-	bool default_limit;    /* immutable: opts.limit was 0 */
-	bool keep_going;       /* immutable */
-	bool budget_bytes;     /* immutable */
+	int64_t limit;              /* immutable: units of slots, 0 = none */
+	bool default_limit;         /* immutable: opts.limit was 0 */
+	bool keep_going;            /* immutable */
+	bool budget_bytes;          /* immutable */
 	double tolerance;      /* immutable: opts.tolerance or its default */
 	int64_t give_back_min; /* immutable: budget_bytes, a task peak from which
 				* its freed memory is handed back (1/64 of the
 				* budget's size at group_new) */
 	bool measure;          /* immutable: on_report or budget_bytes */
-	unsigned account_what; /* immutable: ration_account_begin_with() flags */
-	void (*on_report)(const ration_task_report_t *r, void *udata); /* immutable */
-	void *udata;           /* immutable */
+	unsigned
+		account_what; /* immutable: ration_account_begin_with() flags */
+	void (*on_report)(const ration_task_report_t *r,
+			  void *udata); /* immutable */
+	void *udata;                    /* immutable */
 
 	/* go side */
 	pthread_mutex_t cache_mu RATION_ALIGNED;
-	struct gtask *cache;   /* cache_mu: records ready for go() */
-	_Atomic unsigned long_helps; /* atomic: tasks run by go() in a row that were long */
+	struct gtask *cache; /* cache_mu: records ready for go() */
+	_Atomic unsigned
+		long_helps; /* atomic: tasks run by go() in a row that were long */
 
 	/* shared by go, tasks and wait */
 	_Atomic uint64_t state RATION_ALIGNED; /* atomic; see above */
-	struct gtask *_Atomic returned;        /* atomic stack: push one, pop all */
-	_Atomic int first_error;               /* atomic; 0 until a task or go fails */
-	_Atomic uint64_t seqs;                 /* atomic: seq of the last go */
+	struct gtask *_Atomic returned; /* atomic stack: push one, pop all */
+	_Atomic int first_error;        /* atomic; 0 until a task or go fails */
+	_Atomic uint64_t seqs;          /* atomic: seq of the last go */
 
 	/* statistics, written by tasks (relaxed atomics: exact when idle) */
 	_Atomic uint64_t begun RATION_ALIGNED; /* task_main entered */
@@ -153,7 +156,8 @@ struct ration_group {
 	_Atomic int64_t max_peak_bytes;
 	_Atomic int64_t run_ns_total;
 	_Atomic int64_t cpu_ns_total;
-	_Atomic uint64_t wait_hist[RATION_HIST_BUCKETS]; /* sum = tasks finished */
+	_Atomic uint64_t
+		wait_hist[RATION_HIST_BUCKETS]; /* sum = tasks finished */
 
 	pthread_mutex_t mu;
 	struct ration__list waiters; /* mu: struct group_waiter */
@@ -196,7 +200,8 @@ release_room(ration_group_t *g, int64_t weight, bool slot)
 static void
 give_record(ration_group_t *g, struct gtask *t)
 {
-	struct gtask *head = atomic_load_explicit(&g->returned, memory_order_relaxed);
+	struct gtask *head =
+		atomic_load_explicit(&g->returned, memory_order_relaxed);
 	do
 		t->next = head;
 	while (!atomic_compare_exchange_weak_explicit(&g->returned, &head, t,
@@ -212,7 +217,8 @@ take_record(ration_group_t *g)
 	pthread_mutex_lock(&g->cache_mu);
 	struct gtask *t = g->cache;
 	if (t == NULL)
-		t = atomic_exchange_explicit(&g->returned, NULL, memory_order_acquire);
+		t = atomic_exchange_explicit(&g->returned, NULL,
+					     memory_order_acquire);
 	if (t != NULL)
 		g->cache = t->next;
 	pthread_mutex_unlock(&g->cache_mu);
@@ -230,9 +236,9 @@ start_one(ration_group_t *g)
 	do {
 		if (st & WAITED)
 			return false;
-	} while (!atomic_compare_exchange_weak_explicit(&g->state, &st, st + STATE_ONE,
-							memory_order_relaxed,
-							memory_order_relaxed));
+	} while (!atomic_compare_exchange_weak_explicit(
+		&g->state, &st, st + STATE_ONE, memory_order_relaxed,
+		memory_order_relaxed));
 	return true;
 }
 
@@ -248,22 +254,27 @@ finish(ration_group_t *g)
 	for (;;) {
 		if ((st & SLEEPER) && st / STATE_ONE == 1)
 			break;
-		if (atomic_compare_exchange_weak_explicit(&g->state, &st, st - STATE_ONE,
-							  memory_order_release,
-							  memory_order_relaxed))
+		if (atomic_compare_exchange_weak_explicit(
+			    &g->state, &st, st - STATE_ONE,
+			    memory_order_release, memory_order_relaxed))
 			return;
 	}
 
 	struct ration__wake_list wl;
 	wake_list_init(&wl);
 	pthread_mutex_lock(&g->mu);
-	st = atomic_fetch_sub_explicit(&g->state, STATE_ONE, memory_order_release) - STATE_ONE;
+	st = atomic_fetch_sub_explicit(&g->state, STATE_ONE,
+				       memory_order_release) -
+	     STATE_ONE;
 	if (st / STATE_ONE == 0) {
-		atomic_fetch_and_explicit(&g->state, ~SLEEPER, memory_order_relaxed);
+		atomic_fetch_and_explicit(&g->state, ~SLEEPER,
+					  memory_order_relaxed);
 		while (!list_empty(&g->waiters)) {
 			struct ration__list *n = list_first(&g->waiters);
 			list_remove(n);
-			wake_list_add(&wl, RATION_CONTAINER_OF(n, struct group_waiter, node)->pk);
+			wake_list_add(&wl, RATION_CONTAINER_OF(
+						   n, struct group_waiter, node)
+						   ->pk);
 		}
 	}
 	pthread_mutex_unlock(&g->mu);
@@ -276,7 +287,8 @@ static void
 note_error(ration_group_t *g, int err)
 {
 	int zero = 0;
-	atomic_compare_exchange_strong_explicit(&g->first_error, &zero, err, memory_order_relaxed,
+	atomic_compare_exchange_strong_explicit(&g->first_error, &zero, err,
+						memory_order_relaxed,
 						memory_order_relaxed);
 }
 
@@ -287,7 +299,9 @@ task_main(void *arg, int status)
 {
 	struct gtask *t = arg;
 	ration_group_t *g = t->g;
-	ration_task_report_t r = {.arg = t->arg, .seq = t->seq, .declared = t->weight,
+	ration_task_report_t r = {.arg = t->arg,
+				  .seq = t->seq,
+				  .declared = t->weight,
 				  .status = status};
 	ration_account_t acc;
 
@@ -299,7 +313,8 @@ task_main(void *arg, int status)
 			ration_account_begin_with(&acc, g->account_what);
 		ration_ctx_t *ctx = g->ctx;
 		if (g->el != NULL)
-			ctx = ration__claim_begin(g->el, &t->claim, g->ctx, t->weight, start);
+			ctx = ration__claim_begin(g->el, &t->claim, g->ctx,
+						  t->weight, start);
 		ration_group_t *outer = tl_task_of;
 		tl_task_of = g;
 		r.status = t->fn(ctx, t->arg);
@@ -354,21 +369,28 @@ task_main(void *arg, int status)
 	if (r.status != 0)
 		atomic_fetch_add_explicit(&g->failed, 1, memory_order_relaxed);
 	if (r.run_ns > 0)
-		atomic_fetch_add_explicit(&g->run_ns_total, r.run_ns, memory_order_relaxed);
+		atomic_fetch_add_explicit(&g->run_ns_total, r.run_ns,
+					  memory_order_relaxed);
 	if (r.cpu_ns > 0)
-		atomic_fetch_add_explicit(&g->cpu_ns_total, r.cpu_ns, memory_order_relaxed);
+		atomic_fetch_add_explicit(&g->cpu_ns_total, r.cpu_ns,
+					  memory_order_relaxed);
 	if (r.peak_bytes >= 0) {
 		ration__atomic_max(&g->max_peak_bytes, r.peak_bytes);
 		if (g->budget_bytes && status == 0) {
-			unsigned b = ration__account_fit_bucket(r.peak_bytes, r.declared);
-			atomic_fetch_add_explicit(&g->fit_hist[b], 1, memory_order_relaxed);
+			unsigned b = ration__account_fit_bucket(r.peak_bytes,
+								r.declared);
+			atomic_fetch_add_explicit(&g->fit_hist[b], 1,
+						  memory_order_relaxed);
 			if (r.under_declared)
-				atomic_fetch_add_explicit(&g->under_declared, 1, memory_order_relaxed);
+				atomic_fetch_add_explicit(&g->under_declared, 1,
+							  memory_order_relaxed);
 			if (r.over_reserved)
-				atomic_fetch_add_explicit(&g->over_reserved, 1, memory_order_relaxed);
+				atomic_fetch_add_explicit(&g->over_reserved, 1,
+							  memory_order_relaxed);
 		}
 	}
-	atomic_fetch_add_explicit(&g->wait_hist[ration__hist_bucket(r.wait_ns)], 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&g->wait_hist[ration__hist_bucket(r.wait_ns)],
+				  1, memory_order_relaxed);
 	give_record(g, t);
 	finish(g);
 }
@@ -396,14 +418,18 @@ acquire_room(ration_group_t *g, ration_sem_t *s, int64_t n)
 {
 	/* Relaxed: a heuristic; a stale count costs one task run here or not. */
 	if (!ration__sem_is_backend(s) && tl_task_of == NULL &&
-	    atomic_load_explicit(&g->long_helps, memory_order_relaxed) < HELP_LONG_RUNS) {
+	    atomic_load_explicit(&g->long_helps, memory_order_relaxed) <
+		    HELP_LONG_RUNS) {
 		while (!ration__sem_take(s, n)) {
 			int64_t t0 = ration__ticks();
 			if (!ration__pool_help(g->pool, task_main, is_ours, g))
 				return ration_sem_acquire(s, g->ctx, n);
-			bool long_run = ration__ticks_to_ns(ration__ticks() - t0) > HELP_MAX_NS;
-			unsigned runs = atomic_load_explicit(&g->long_helps, memory_order_relaxed);
-			atomic_store_explicit(&g->long_helps, long_run ? runs + 1 : 0,
+			bool long_run = ration__ticks_to_ns(ration__ticks() -
+							    t0) > HELP_MAX_NS;
+			unsigned runs = atomic_load_explicit(
+				&g->long_helps, memory_order_relaxed);
+			atomic_store_explicit(&g->long_helps,
+					      long_run ? runs + 1 : 0,
 					      memory_order_relaxed);
 			if (runs + long_run >= HELP_LONG_RUNS)
 				return ration_sem_acquire(s, g->ctx, n);
@@ -440,7 +466,8 @@ go_err(ration_group_t *g, int rc, bool try)
 }
 
 static int
-go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool try)
+go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg,
+	  bool try)
 {
 	int64_t go_tick = ration__ticks();
 	int rc;
@@ -459,7 +486,8 @@ go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool
 	/* Nested go under the default limit takes no slot (see the top). */
 	bool slot = g->slots != NULL && !(g->default_limit && tl_task_of == g);
 	if (slot) {
-		rc = try ? ration_sem_try_acquire(g->slots, 1) : acquire_room(g, g->slots, 1);
+		rc = try ? ration_sem_try_acquire(g->slots, 1)
+			 : acquire_room(g, g->slots, 1);
 		if (rc != 0)
 			return go_err(g, rc, try);
 	}
@@ -495,7 +523,8 @@ go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool
 	/* The number is taken before the submit (the task may run at once)
 	 * and given back if the submit fails and no later go() took one, so
 	 * seqs stay dense unless go() calls on several threads fail. */
-	t->seq = atomic_fetch_add_explicit(&g->seqs, 1, memory_order_relaxed) + 1;
+	t->seq = atomic_fetch_add_explicit(&g->seqs, 1, memory_order_relaxed) +
+		 1;
 
 	rc = try ? ration_pool_try_submit(g->pool, task_main, t)
 		 : ration_pool_submit(g->pool, g->ctx, task_main, t);
@@ -504,9 +533,9 @@ go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool
 		 * wait() did not end the submit: record before undoing. */
 		(void)go_fail(g, rc, try);
 		uint64_t mine = t->seq;
-		(void)atomic_compare_exchange_strong_explicit(&g->seqs, &mine, mine - 1,
-							      memory_order_relaxed,
-							      memory_order_relaxed);
+		(void)atomic_compare_exchange_strong_explicit(
+			&g->seqs, &mine, mine - 1, memory_order_relaxed,
+			memory_order_relaxed);
 		release_room(g, weight, slot);
 		give_record(g, t);
 		finish(g);
@@ -516,13 +545,15 @@ go_common(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg, bool
 }
 
 int
-ration_group_go(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg)
+ration_group_go(ration_group_t *g, int64_t weight, ration_group_fn fn,
+		void *arg)
 {
 	return go_common(g, weight, fn, arg, false);
 }
 
 int
-ration_group_try_go(ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg)
+ration_group_try_go(ration_group_t *g, int64_t weight, ration_group_fn fn,
+		    void *arg)
 {
 	return go_common(g, weight, fn, arg, true);
 }
@@ -530,7 +561,8 @@ ration_group_try_go(ration_group_t *g, int64_t weight, ration_group_fn fn, void 
 /* ---- life cycle -------------------------------------------------------- */
 
 int
-ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts, ration_group_t **out)
+ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts,
+		 ration_group_t **out)
 {
 	ration_group_opts_t o = {0};
 
@@ -566,7 +598,8 @@ ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts, ration_g
 		return rc;
 	}
 	if (o.limit > 0 &&
-	    (rc = ration_sem_new(o.limit, &(ration_sem_opts_t){.name = "group.limit"},
+	    (rc = ration_sem_new(o.limit,
+				 &(ration_sem_opts_t){.name = "group.limit"},
 				 &g->slots)) != 0) {
 		ration__elastic_free(g->el);
 		ration_ctx_unref(g->ctx);
@@ -619,16 +652,16 @@ ration_group_wait(ration_group_t *g)
 	uint64_t st = atomic_load_explicit(&g->state, memory_order_acquire);
 	for (;;) {
 		if (st / STATE_ONE == 0) {
-			if (atomic_compare_exchange_weak_explicit(&g->state, &st, st | WAITED,
-								  memory_order_acquire,
-								  memory_order_acquire))
+			if (atomic_compare_exchange_weak_explicit(
+				    &g->state, &st, st | WAITED,
+				    memory_order_acquire, memory_order_acquire))
 				break;
 			continue;
 		}
 		if (!(st & SLEEPER) &&
-		    !atomic_compare_exchange_weak_explicit(&g->state, &st, st | SLEEPER,
-							   memory_order_acquire,
-							   memory_order_acquire))
+		    !atomic_compare_exchange_weak_explicit(
+			    &g->state, &st, st | SLEEPER, memory_order_acquire,
+			    memory_order_acquire))
 			continue;
 		list_push_back(&g->waiters, &me.node);
 		pthread_mutex_unlock(&g->mu);
@@ -661,23 +694,33 @@ ration_group_stats(const ration_group_t *cg, ration_group_stats_t *out)
 
 	uint64_t hist[RATION_HIST_BUCKETS], total = 0;
 	for (unsigned i = 0; i < RATION_HIST_BUCKETS; i++) {
-		hist[i] = atomic_load_explicit(&g->wait_hist[i], memory_order_relaxed);
+		hist[i] = atomic_load_explicit(&g->wait_hist[i],
+					       memory_order_relaxed);
 		total += hist[i];
 	}
-	uint64_t pending = atomic_load_explicit(&g->state, memory_order_relaxed) / STATE_ONE;
+	uint64_t pending =
+		atomic_load_explicit(&g->state, memory_order_relaxed) /
+		STATE_ONE;
 	uint64_t begun = atomic_load_explicit(&g->begun, memory_order_relaxed);
 	out->tasks = total;
 	out->started = total + pending;
 	out->running = begun > total ? begun - total : 0;
 	out->failed = atomic_load_explicit(&g->failed, memory_order_relaxed);
-	out->under_declared = atomic_load_explicit(&g->under_declared, memory_order_relaxed);
-	out->over_reserved = atomic_load_explicit(&g->over_reserved, memory_order_relaxed);
+	out->under_declared =
+		atomic_load_explicit(&g->under_declared, memory_order_relaxed);
+	out->over_reserved =
+		atomic_load_explicit(&g->over_reserved, memory_order_relaxed);
 	for (unsigned i = 0; i < RATION_FIT_BUCKETS; i++)
-		out->fit_hist[i] = atomic_load_explicit(&g->fit_hist[i], memory_order_relaxed);
-	out->max_peak_bytes = atomic_load_explicit(&g->max_peak_bytes, memory_order_relaxed);
-	out->run_ns_total = atomic_load_explicit(&g->run_ns_total, memory_order_relaxed);
-	out->cpu_ns_total = atomic_load_explicit(&g->cpu_ns_total, memory_order_relaxed);
-	out->first_error = atomic_load_explicit(&g->first_error, memory_order_relaxed);
+		out->fit_hist[i] = atomic_load_explicit(&g->fit_hist[i],
+							memory_order_relaxed);
+	out->max_peak_bytes =
+		atomic_load_explicit(&g->max_peak_bytes, memory_order_relaxed);
+	out->run_ns_total =
+		atomic_load_explicit(&g->run_ns_total, memory_order_relaxed);
+	out->cpu_ns_total =
+		atomic_load_explicit(&g->cpu_ns_total, memory_order_relaxed);
+	out->first_error =
+		atomic_load_explicit(&g->first_error, memory_order_relaxed);
 	out->limit = g->limit;
 	if (g->el != NULL)
 		ration__elastic_stats(g->el, out);
@@ -686,13 +729,15 @@ ration_group_stats(const ration_group_t *cg, ration_group_stats_t *out)
 	 * holding the rank (the last, open bucket reports its lower bound). */
 	if (total == 0)
 		return;
-	uint64_t rank50 = (total * 50 + 99) / 100, rank99 = (total * 99 + 99) / 100;
+	uint64_t rank50 = (total * 50 + 99) / 100,
+		 rank99 = (total * 99 + 99) / 100;
 	uint64_t seen = 0;
 	for (unsigned i = 0; i < RATION_HIST_BUCKETS; i++) {
 		if (hist[i] == 0)
 			continue;
-		int64_t bound = i + 1 < RATION_HIST_BUCKETS ? (int64_t)1 << (i + 1)
-							 : (int64_t)1 << i;
+		int64_t bound = i + 1 < RATION_HIST_BUCKETS
+					? (int64_t)1 << (i + 1)
+					: (int64_t)1 << i;
 		if (seen < rank50 && seen + hist[i] >= rank50)
 			out->wait_p50_ns = bound;
 		if (seen < rank99 && seen + hist[i] >= rank99)
@@ -707,8 +752,9 @@ ration_group_free(ration_group_t *g)
 	if (g == NULL)
 		return;
 	(void)ration_group_wait(g);
-	struct gtask *lists[2] = {g->cache, atomic_load_explicit(&g->returned,
-								 memory_order_acquire)};
+	struct gtask *lists[2] = {
+		g->cache,
+		atomic_load_explicit(&g->returned, memory_order_acquire)};
 	for (int i = 0; i < 2; i++) {
 		for (struct gtask *t = lists[i], *next; t != NULL; t = next) {
 			next = t->next;

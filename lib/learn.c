@@ -31,7 +31,7 @@
 
 #define HEADER        "# ration learn v1"
 #define LEGACY_HEADER "# ration-run learn v1"
-#define MARGIN_MAX    1000	/* percent; more is a typo, not a margin */
+#define MARGIN_MAX    1000 /* percent; more is a typo, not a margin */
 
 struct entry {
 	char *key;
@@ -40,10 +40,10 @@ struct entry {
 
 struct ration_learn {
 	pthread_mutex_t mu;
-	char *path;            /* NULL: in memory only */
-	struct entry *v;       /* mu; sorted by key, keys unique */
-	size_t n, cap;         /* mu */
-	int64_t margin;        /* mu; percent */
+	char *path;      /* NULL: in memory only */
+	struct entry *v; /* mu; sorted by key, keys unique */
+	size_t n, cap;   /* mu */
+	int64_t margin;  /* mu; percent */
 };
 
 /* Lower bound of @key in @l->v: its index if present, else where it goes. */
@@ -87,7 +87,7 @@ insert_at(struct ration_learn *l, size_t at, const char *key, size_t keylen,
 	memcpy(k, key, keylen);
 	k[keylen] = '\0';
 	memmove(&l->v[at + 1], &l->v[at], (l->n - at) * sizeof(*l->v));
-	l->v[at] = (struct entry){ k, peak };
+	l->v[at] = (struct entry){k, peak};
 	l->n++;
 	return 0;
 }
@@ -148,8 +148,7 @@ add_peak(struct ration_learn *l, const char *num, const char *num_end,
  * its header. *@ended is set by the "end" line, which must be the last.
  * Return: 0, -EPROTO or -ENOMEM. */
 static int
-parse_record(struct ration_learn *l, char *line, bool *margin_seen,
-	     bool *ended)
+parse_record(struct ration_learn *l, char *line, bool *margin_seen, bool *ended)
 {
 	char *tab = strchr(line, '\t');
 	char *eol = line + strlen(line);
@@ -222,8 +221,8 @@ parse_file(struct ration_learn *l, char *buf, size_t len)
 	for (char *line = nl + 1; rc == 0 && line < buf + len; line = nl + 1) {
 		nl = memchr(line, '\n', (size_t)(buf + len - line));
 		*nl = '\0';
-		rc = legacy ? parse_legacy(l, line) :
-			      parse_record(l, line, &margin_seen, &ended);
+		rc = legacy ? parse_legacy(l, line)
+			    : parse_record(l, line, &margin_seen, &ended);
 	}
 	if (rc == 0 && !legacy && !ended)
 		rc = -EPROTO;
@@ -242,8 +241,8 @@ slurp(int fd, char **out, size_t *len)
 		return -ENOMEM;
 	for (;;) {
 		if (n == cap) {
-			char *nb = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2) :
-							 NULL;
+			char *nb = cap <= SIZE_MAX / 2 ? realloc(buf, cap * 2)
+						       : NULL;
 			if (nb == NULL) {
 				free(buf);
 				return -ENOMEM;
@@ -444,9 +443,9 @@ static void
 sync_dir(const char *path)
 {
 	const char *slash = strrchr(path, '/');
-	char *dir = slash == NULL ? strdup(".") :
-		    slash == path ? strdup("/") :
-				    strndup(path, (size_t)(slash - path));
+	char *dir = slash == NULL   ? strdup(".")
+		    : slash == path ? strdup("/")
+				    : strndup(path, (size_t)(slash - path));
 
 	if (dir == NULL)
 		return;
@@ -499,7 +498,7 @@ replace_file(const char *path, const struct text *t)
 int
 ration_learn_save(ration_learn_t *l)
 {
-	struct text t = { 0 };
+	struct text t = {0};
 
 	if (l == NULL)
 		return -EINVAL;

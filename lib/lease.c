@@ -5,7 +5,8 @@
 #include "internal/sem.h"
 
 int
-ration_sem_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n, ration_lease_t *out)
+ration_sem_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n,
+			 ration_lease_t *out)
 {
 	if (s == NULL || out == NULL || n <= 0 || s->ops == NULL ||
 	    s->ops->acquire_lease == NULL)
@@ -16,7 +17,8 @@ ration_sem_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n, ration_l
 int
 ration_lease_release(ration_sem_t *s, const ration_lease_t *lease)
 {
-	if (s == NULL || lease == NULL || s->ops == NULL || s->ops->lease_release == NULL)
+	if (s == NULL || lease == NULL || s->ops == NULL ||
+	    s->ops->lease_release == NULL)
 		return -EINVAL;
 	return s->ops->lease_release(s, lease);
 }

@@ -25,8 +25,8 @@ enum { EMPTY = 0, NOTIFIED = 1, PARKED = 2 };
 
 static pthread_mutex_t registry_mu = PTHREAD_MUTEX_INITIALIZER;
 static struct ration__parker static_parkers[STATIC_PARKERS];
-static unsigned static_used;                  /* registry_mu */
-static struct ration__parker *free_parkers;   /* registry_mu */
+static unsigned static_used;                /* registry_mu */
+static struct ration__parker *free_parkers; /* registry_mu */
 static pthread_key_t parker_key;
 static pthread_once_t parker_once = PTHREAD_ONCE_INIT;
 static _Thread_local struct ration__parker *self;
@@ -88,8 +88,8 @@ futex_wait_until(_Atomic uint32_t *word, uint32_t val, int64_t deadline_ns)
 	}
 	/* FUTEX_WAIT_BITSET takes an absolute timeout, on CLOCK_MONOTONIC
 	 * unless FUTEX_CLOCK_REALTIME is given. */
-	(void)syscall(SYS_futex, word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG, val, tsp,
-		      NULL, FUTEX_BITSET_MATCH_ANY);
+	(void)syscall(SYS_futex, word, FUTEX_WAIT_BITSET | FUTEX_PRIVATE_FLAG,
+		      val, tsp, NULL, FUTEX_BITSET_MATCH_ANY);
 }
 
 void
@@ -97,14 +97,16 @@ ration__park(struct ration__parker *p, int64_t deadline_ns)
 {
 	if (RATION_UNLIKELY(p == NULL)) {
 		int64_t now = clock_mono_ns();
-		int64_t until = deadline_ns - now < POLL_NS ? deadline_ns : now + POLL_NS;
+		int64_t until = deadline_ns - now < POLL_NS ? deadline_ns
+							    : now + POLL_NS;
 		struct timespec ts = ns_to_timespec(until);
 		clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
 		return;
 	}
 	/* acquire: pairs with the release exchange in ration__unpark(), so
 	 * whatever the waker wrote before unparking is visible on return. */
-	if (atomic_exchange_explicit(&p->word, EMPTY, memory_order_acquire) == NOTIFIED)
+	if (atomic_exchange_explicit(&p->word, EMPTY, memory_order_acquire) ==
+	    NOTIFIED)
 		return;
 	uint32_t expect = EMPTY;
 	if (!atomic_compare_exchange_strong_explicit(&p->word, &expect, PARKED,
@@ -126,7 +128,9 @@ ration__unpark(struct ration__parker *p)
 		return; /* a polling thread notices by itself */
 	/* release: publishes the waker's writes (a grant, a cancel) to the
 	 * parked thread; pairs with the acquire exchanges in ration__park(). */
-	if (atomic_exchange_explicit(&p->word, NOTIFIED, memory_order_release) == PARKED)
-		(void)syscall(SYS_futex, &p->word, FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL,
-			      NULL, 0);
+	if (atomic_exchange_explicit(&p->word, NOTIFIED,
+				     memory_order_release) == PARKED)
+		(void)syscall(SYS_futex, &p->word,
+			      FUTEX_WAKE | FUTEX_PRIVATE_FLAG, 1, NULL, NULL,
+			      0);
 }

@@ -40,8 +40,8 @@
 #include "internal/compiler.h"
 #include "internal/cpu.h"
 #include "internal/ctx.h"
-#include "internal/list.h"
 #include "internal/futex_mutex.h"
+#include "internal/list.h"
 #include "internal/park.h"
 #include "internal/pool.h"
 #include "internal/taskq.h"
@@ -49,7 +49,7 @@
 #include "ration/pool.h"
 #include "ration/sem.h"
 
-#define DEFAULT_IDLE_NS ((int64_t)10 * 1000000000)
+#define DEFAULT_IDLE_NS          ((int64_t)10 * 1000000000)
 #define DEFAULT_QUEUE_PER_THREAD 1024
 /* How long an idle worker spins for new work before parking: long enough
  * to cover the gap between two submits of a busy producer, short enough
@@ -69,46 +69,48 @@ struct ration_pool {
 	 * takes it, always under mu: all on the lock word's cache line, so
 	 * a hand-over of the lock moves one line (plus the task's slot). */
 	struct ration__lock mu RATION_ALIGNED;
-	struct queue q;               /* mu */
-	uint64_t taken;               /* mu: tasks taken from the queue */
-	uint64_t running;             /* mu */
-	uint64_t completed;           /* mu */
+	struct queue q;     /* mu */
+	uint64_t taken;     /* mu: tasks taken from the queue */
+	uint64_t running;   /* mu */
+	uint64_t completed; /* mu */
 
 	/* Polled by a spinning worker, read by every submit (kick). */
 	_Atomic size_t queued_hint RATION_ALIGNED; /* atomic mirror of q.len */
-	_Atomic unsigned spinning;    /* atomic: workers spinning for work */
+	_Atomic unsigned spinning; /* atomic: workers spinning for work */
 
 	/* Read on every task, written rarely (state changes, high-water
 	 * marks): shared in every CPU's cache while nothing changes. */
-	ration_sem_t *slots RATION_ALIGNED; /* immutable; NULL = unbounded queue */
-	int64_t slot_batch;           /* immutable: slots a worker gives back at once */
-	unsigned ncpu;                /* immutable */
-	unsigned max_threads;         /* mu */
-	unsigned min_threads;         /* mu */
-	unsigned nthreads;            /* mu: alive, until after thread_fini */
-	unsigned nleaving;            /* mu: of nthreads, those on their way out */
-	unsigned nidle;               /* mu */
-	bool shutdown;                /* mu */
-	bool watchdog_armed;          /* mu: so a submit arms it at most once */
-	uint64_t max_running;         /* mu: high-water mark */
-	uint64_t max_queued;          /* mu: high-water mark */
+	ration_sem_t *slots
+		RATION_ALIGNED; /* immutable; NULL = unbounded queue */
+	int64_t slot_batch;   /* immutable: slots a worker gives back at once */
+	unsigned ncpu;        /* immutable */
+	unsigned max_threads; /* mu */
+	unsigned min_threads; /* mu */
+	unsigned nthreads;    /* mu: alive, until after thread_fini */
+	unsigned nleaving;    /* mu: of nthreads, those on their way out */
+	unsigned nidle;       /* mu */
+	bool shutdown;        /* mu */
+	bool watchdog_armed;  /* mu: so a submit arms it at most once */
+	uint64_t max_running; /* mu: high-water mark */
+	uint64_t max_queued;  /* mu: high-water mark */
 
-	struct ration__list idle;     /* mu: struct idle_worker */
-	struct ration__list drainers; /* mu: struct idle_worker waiting in shutdown */
-	unsigned next_index;          /* mu: for thread names */
-	struct spares spares;         /* mu: emptied chunks kept for reuse */
-	uint64_t unqueued;            /* mu: tasks taken out by run_queued_here() */
-	uint64_t taken_at_arm;        /* mu: taken when the watchdog was armed */
-	uint64_t submitted_at_arm;    /* mu: submitted, likewise */
+	struct ration__list idle; /* mu: struct idle_worker */
+	struct ration__list
+		drainers;      /* mu: struct idle_worker waiting in shutdown */
+	unsigned next_index;   /* mu: for thread names */
+	struct spares spares;  /* mu: emptied chunks kept for reuse */
+	uint64_t unqueued;     /* mu: tasks taken out by run_queued_here() */
+	uint64_t taken_at_arm; /* mu: taken when the watchdog was armed */
+	uint64_t submitted_at_arm; /* mu: submitted, likewise */
 	struct ration__timer watchdog;
-	int64_t idle_ns;              /* immutable */
-	bool is_default;              /* immutable */
-	char name[16];                /* immutable */
-	void (*thread_init)(void *);  /* immutable */
-	void (*thread_fini)(void *);  /* immutable */
-	void *udata;                  /* immutable */
-	uint64_t discarded;           /* mu */
-	_Atomic uint64_t rejected;    /* atomic */
+	int64_t idle_ns;             /* immutable */
+	bool is_default;             /* immutable */
+	char name[16];               /* immutable */
+	void (*thread_init)(void *); /* immutable */
+	void (*thread_fini)(void *); /* immutable */
+	void *udata;                 /* immutable */
+	uint64_t discarded;          /* mu */
+	_Atomic uint64_t rejected;   /* atomic */
 };
 
 /* Tasks accepted: each is queued, taken by a worker, or taken out by a
@@ -133,7 +135,9 @@ wake_all_locked(struct ration__list *list, struct ration__wake_list *wl)
 	while (!list_empty(list)) {
 		struct ration__list *n = list_first(list);
 		list_remove(n);
-		wake_list_add(wl, RATION_CONTAINER_OF(n, struct idle_worker, node)->pk);
+		wake_list_add(
+			wl,
+			RATION_CONTAINER_OF(n, struct idle_worker, node)->pk);
 	}
 }
 
@@ -157,12 +161,14 @@ spin_for_work(ration_pool_t *p)
 	unsigned zero = 0;
 	if (!ration__may_spin() ||
 	    !atomic_compare_exchange_strong_explicit(&p->spinning, &zero, 1,
-						     memory_order_relaxed, memory_order_relaxed))
+						     memory_order_relaxed,
+						     memory_order_relaxed))
 		return;
 	int64_t until = clock_mono_ns() + IDLE_SPIN_NS;
 	do {
 		for (int i = 0; i < 64; i++) {
-			if (atomic_load_explicit(&p->queued_hint, memory_order_relaxed) != 0)
+			if (atomic_load_explicit(&p->queued_hint,
+						 memory_order_relaxed) != 0)
 				goto out;
 			ration__cpu_relax();
 		}
@@ -197,7 +203,9 @@ worker_wait(ration_pool_t *p, int64_t *owed)
 		if (p->q.len != 0 || p->shutdown)
 			continue;
 		bool may_expire = p->nthreads - p->nleaving > p->min_threads;
-		int64_t deadline = may_expire ? ration_deadline_after(p->idle_ns) : RATION_FOREVER;
+		int64_t deadline = may_expire
+					   ? ration_deadline_after(p->idle_ns)
+					   : RATION_FOREVER;
 		list_push_back(&p->idle, &me.node);
 		p->nidle++;
 		ration__unlock(&p->mu);
@@ -207,7 +215,8 @@ worker_wait(ration_pool_t *p, int64_t *owed)
 			/* Not woken by a submit: a timeout or a spurious wake. */
 			list_remove(&me.node);
 			p->nidle--;
-			if (p->q.len == 0 && p->nthreads - p->nleaving > p->min_threads &&
+			if (p->q.len == 0 &&
+			    p->nthreads - p->nleaving > p->min_threads &&
 			    clock_mono_ns() >= deadline)
 				goto leave;
 		}
@@ -308,7 +317,9 @@ wake_one_locked(ration_pool_t *p, struct ration__wake_list *wl)
 		struct ration__list *n = list_first(&p->idle);
 		list_remove(n);
 		p->nidle--;
-		wake_list_add(wl, RATION_CONTAINER_OF(n, struct idle_worker, node)->pk);
+		wake_list_add(
+			wl,
+			RATION_CONTAINER_OF(n, struct idle_worker, node)->pk);
 		return true;
 	}
 	return p->nthreads < p->max_threads && start_worker_locked(p) == 0;
@@ -319,12 +330,14 @@ wake_one_locked(ration_pool_t *p, struct ration__wake_list *wl)
 static void
 watchdog_arm_locked(ration_pool_t *p, struct ration__wake_list *wl)
 {
-	if (!p->watchdog_armed && (!list_empty(&p->idle) || p->nthreads < p->max_threads)) {
+	if (!p->watchdog_armed &&
+	    (!list_empty(&p->idle) || p->nthreads < p->max_threads)) {
 		p->taken_at_arm = p->taken;
 		p->submitted_at_arm = submitted_locked(p);
 		/* If the timer cannot be armed, wake now rather than risk a
 		 * task waiting behind blocked workers. */
-		if (ration__timer_arm(&p->watchdog, ration_deadline_after(WATCHDOG_NS)) == 0)
+		if (ration__timer_arm(&p->watchdog,
+				      ration_deadline_after(WATCHDOG_NS)) == 0)
 			p->watchdog_armed = true;
 		else
 			(void)wake_one_locked(p, wl);
@@ -360,7 +373,8 @@ kick_locked(ration_pool_t *p, struct ration__wake_list *wl)
 		return;
 	}
 	unsigned awake = p->nthreads - p->nidle;
-	if (awake < awake_target(p, tl_worker_of != p) && wake_one_locked(p, wl))
+	if (awake < awake_target(p, tl_worker_of != p) &&
+	    wake_one_locked(p, wl))
 		return;
 	watchdog_arm_locked(p, wl);
 }
@@ -400,7 +414,8 @@ watchdog_fire(struct ration__timer *t)
 		p->taken_at_arm = p->taken;
 		p->submitted_at_arm = submitted_locked(p);
 		if ((!list_empty(&p->idle) || p->nthreads < p->max_threads) &&
-		    ration__timer_arm(&p->watchdog, ration_deadline_after(WATCHDOG_NS)) == 0)
+		    ration__timer_arm(&p->watchdog,
+				      ration_deadline_after(WATCHDOG_NS)) == 0)
 			p->watchdog_armed = true;
 	}
 	ration__unlock(&p->mu);
@@ -425,7 +440,8 @@ enqueue(ration_pool_t *p, ration_task_fn fn, void *arg)
 	} else if (!queue_push(&p->q, &p->spares, fn, arg)) {
 		rc = -ENOMEM;
 	} else {
-		atomic_store_explicit(&p->queued_hint, p->q.len, memory_order_relaxed);
+		atomic_store_explicit(&p->queued_hint, p->q.len,
+				      memory_order_relaxed);
 		if (p->q.len > p->max_queued)
 			p->max_queued = p->q.len;
 		kick_locked(p, &wl);
@@ -438,7 +454,8 @@ enqueue(ration_pool_t *p, ration_task_fn fn, void *arg)
 }
 
 int
-ration_pool_submit(ration_pool_t *p, ration_ctx_t *ctx, ration_task_fn fn, void *arg)
+ration_pool_submit(ration_pool_t *p, ration_ctx_t *ctx, ration_task_fn fn,
+		   void *arg)
 {
 	if (p == NULL || fn == NULL)
 		return -EINVAL;
@@ -463,7 +480,8 @@ ration_pool_try_submit(ration_pool_t *p, ration_task_fn fn, void *arg)
 		int rc = ration_sem_try_acquire(p->slots, 1);
 		if (rc != 0) {
 			if (rc == -EAGAIN)
-				atomic_fetch_add_explicit(&p->rejected, 1, memory_order_relaxed);
+				atomic_fetch_add_explicit(&p->rejected, 1,
+							  memory_order_relaxed);
 			return rc;
 		}
 	}
@@ -471,8 +489,8 @@ ration_pool_try_submit(ration_pool_t *p, ration_task_fn fn, void *arg)
 }
 
 bool
-ration__pool_help(ration_pool_t *p, ration_task_fn fn, bool (*mine)(void *arg, void *key),
-		  void *key)
+ration__pool_help(ration_pool_t *p, ration_task_fn fn,
+		  bool (*mine)(void *arg, void *key), void *key)
 {
 	if (p->thread_init != NULL || p->thread_fini != NULL)
 		return false;
@@ -523,16 +541,21 @@ ration_pool_new(const ration_pool_opts_t *opts, ration_pool_t **out)
 		return -ENOMEM;
 	memset(p, 0, sizeof(*p));
 	if (o.queue_cap != SIZE_MAX) {
-		int64_t cap = o.queue_cap > (size_t)RATION_SEM_MAX ? RATION_SEM_MAX
-								 : (int64_t)o.queue_cap;
-		int rc = ration_sem_new(cap, &(ration_sem_opts_t){.name = "pool.slots"}, &p->slots);
+		int64_t cap = o.queue_cap > (size_t)RATION_SEM_MAX
+				      ? RATION_SEM_MAX
+				      : (int64_t)o.queue_cap;
+		int rc = ration_sem_new(
+			cap, &(ration_sem_opts_t){.name = "pool.slots"},
+			&p->slots);
 		if (rc != 0) {
 			free(p);
 			return rc;
 		}
 		/* Up to 1/64 of the capacity, so try_submit's "full" stays
 		 * exact for small queues and within ~1.5% for large ones. */
-		p->slot_batch = cap / 64 < 1 ? 1 : cap / 64 > 32 ? 32 : cap / 64;
+		p->slot_batch = cap / 64 < 1    ? 1
+				: cap / 64 > 32 ? 32
+						: cap / 64;
 	}
 	list_init(&p->idle);
 	list_init(&p->drainers);
@@ -541,7 +564,8 @@ ration_pool_new(const ration_pool_opts_t *opts, ration_pool_t **out)
 	p->idle_ns = o.idle_timeout_ns;
 	p->ncpu = ration__ncpu();
 	ration__timer_init(&p->watchdog, watchdog_claim, watchdog_fire);
-	snprintf(p->name, sizeof(p->name), "%s", o.name != NULL ? o.name : "ration");
+	snprintf(p->name, sizeof(p->name), "%s",
+		 o.name != NULL ? o.name : "ration");
 	p->thread_init = o.thread_init;
 	p->thread_fini = o.thread_fini;
 	p->udata = o.udata;
@@ -569,15 +593,18 @@ ration_pool_default(void)
 {
 	/* acquire: pairs with the release store below, so the pool is seen
 	 * fully made. */
-	ration_pool_t *p = atomic_load_explicit(&default_pool, memory_order_acquire);
+	ration_pool_t *p =
+		atomic_load_explicit(&default_pool, memory_order_acquire);
 	if (RATION_LIKELY(p != NULL))
 		return p;
 	pthread_mutex_lock(&default_mu);
 	p = atomic_load_explicit(&default_pool, memory_order_relaxed);
 	if (p == NULL) {
-		if (ration_pool_new(&(ration_pool_opts_t){.name = "ration"}, &p) == 0) {
+		if (ration_pool_new(&(ration_pool_opts_t){.name = "ration"},
+				    &p) == 0) {
 			p->is_default = true;
-			atomic_store_explicit(&default_pool, p, memory_order_release);
+			atomic_store_explicit(&default_pool, p,
+					      memory_order_release);
 		} else {
 			p = NULL;
 		}
@@ -641,7 +668,8 @@ ration_pool_stats(const ration_pool_t *cp, ration_pool_stats_t *out)
 	out->discarded = p->discarded;
 	out->max_running = p->max_running;
 	out->max_queued = p->max_queued;
-	out->rejected = atomic_load_explicit(&p->rejected, memory_order_relaxed);
+	out->rejected =
+		atomic_load_explicit(&p->rejected, memory_order_relaxed);
 	out->max_threads = p->max_threads;
 	ration__unlock(&p->mu);
 }
@@ -677,11 +705,13 @@ run_queued_here(ration_pool_t *p, int status)
 }
 
 int
-ration_pool_shutdown(ration_pool_t *p, enum ration_shutdown mode, ration_ctx_t *ctx)
+ration_pool_shutdown(ration_pool_t *p, enum ration_shutdown mode,
+		     ration_ctx_t *ctx)
 {
 	struct ration__wake_list wl;
 
-	if (p == NULL || p->is_default || (mode != RATION_DRAIN && mode != RATION_DISCARD))
+	if (p == NULL || p->is_default ||
+	    (mode != RATION_DRAIN && mode != RATION_DISCARD))
 		return -EINVAL;
 	wake_list_init(&wl);
 	ration__lock(&p->mu);

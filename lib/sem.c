@@ -49,14 +49,14 @@
  * for is often not running, and every spin then burns the CPU it needs
  * (docs/sem.md, "Spinning"). */
 #define HEAD_SPIN_NS 20000
-#define SPIN_MIN_NS 1000
+#define SPIN_MIN_NS  1000
 
 struct waiter {
 	struct ration__list node; /* s->mu */
 	int64_t n;
-	int64_t t0;               /* when queued, for the wait histogram */
+	int64_t t0; /* when queued, for the wait histogram */
 	struct ration__parker *pk;
-	_Atomic int state;        /* WAITING until set once, under s->mu */
+	_Atomic int state; /* WAITING until set once, under s->mu */
 };
 
 static inline int64_t
@@ -74,8 +74,10 @@ units(int64_t n)
 static void
 note_in_use(ration_sem_t *s, int64_t avail_after)
 {
-	ration__atomic_max(&s->max_in_use,
-			   atomic_load_explicit(&s->size, memory_order_relaxed) - avail_after);
+	ration__atomic_max(
+		&s->max_in_use,
+		atomic_load_explicit(&s->size, memory_order_relaxed) -
+			avail_after);
 }
 
 /* Fast path, lock-free: take @n units only while nobody is queued (SLOW
@@ -88,13 +90,14 @@ take_fast(ration_sem_t *s, int64_t n)
 		int64_t seen = w;
 		/* acquire: the previous holder's writes, published by the
 		 * release CAS/RMW that gave the units back, become visible. */
-		if (atomic_compare_exchange_weak_explicit(&s->word, &w, w - units(n),
-							  memory_order_acquire,
-							  memory_order_relaxed)) {
+		if (atomic_compare_exchange_weak_explicit(
+			    &s->word, &w, w - units(n), memory_order_acquire,
+			    memory_order_relaxed)) {
 			/* Same cache line as the word, which the CAS has
 			 * just made ours. Per-thread counting instead was
 			 * measured no faster (docs/performance.md). */
-			atomic_fetch_add_explicit(&s->acquired_fast, 1, memory_order_relaxed);
+			atomic_fetch_add_explicit(&s->acquired_fast, 1,
+						  memory_order_relaxed);
 			note_in_use(s, avail_of(w) - n);
 			return true;
 		}
@@ -122,9 +125,9 @@ take_locked(ration_sem_t *s, int64_t n)
 {
 	int64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
 	while (avail_of(w) >= n) {
-		if (atomic_compare_exchange_weak_explicit(&s->word, &w, w - units(n),
-							  memory_order_acquire,
-							  memory_order_relaxed)) {
+		if (atomic_compare_exchange_weak_explicit(
+			    &s->word, &w, w - units(n), memory_order_acquire,
+			    memory_order_relaxed)) {
 			s->acquired_slow++;
 			note_in_use(s, avail_of(w) - n);
 			return true;
@@ -137,7 +140,8 @@ take_locked(ration_sem_t *s, int64_t n)
  * before the state store: once the state is set the waiter may return and
  * its stack frame be gone. */
 static void
-finish_waiter(ration_sem_t *s, struct waiter *w, int outcome, struct ration__wake_list *wl)
+finish_waiter(ration_sem_t *s, struct waiter *w, int outcome,
+	      struct ration__wake_list *wl)
 {
 	list_remove(&w->node);
 	s->nwaiters--;
@@ -157,23 +161,29 @@ grant_locked(ration_sem_t *s, struct ration__wake_list *wl)
 	int64_t now = 0;
 
 	while (!list_empty(&s->queue)) {
-		struct waiter *w = RATION_CONTAINER_OF(list_first(&s->queue), struct waiter, node);
+		struct waiter *w = RATION_CONTAINER_OF(list_first(&s->queue),
+						       struct waiter, node);
 		/* SLOW is set (the queue is not empty): only mu holders change
 		 * the word. acquire: see the releasers' writes, to pass them on. */
-		int64_t word = atomic_load_explicit(&s->word, memory_order_acquire);
+		int64_t word =
+			atomic_load_explicit(&s->word, memory_order_acquire);
 		if (avail_of(word) < w->n)
 			break;
-		atomic_fetch_sub_explicit(&s->word, units(w->n), memory_order_relaxed);
+		atomic_fetch_sub_explicit(&s->word, units(w->n),
+					  memory_order_relaxed);
 		note_in_use(s, avail_of(word) - w->n);
 		s->acquired_slow++;
-		ration__hist_note_wait(&s->wait_ns_total, s->wait_hist, &now, w->t0);
+		ration__hist_note_wait(&s->wait_ns_total, s->wait_hist, &now,
+				       w->t0);
 		finish_waiter(s, w, 0, wl);
 	}
 	if (list_empty(&s->queue)) {
 		if (!atomic_load_explicit(&s->closed, memory_order_relaxed))
-			atomic_fetch_and_explicit(&s->word, ~SEM_SLOW, memory_order_release);
+			atomic_fetch_and_explicit(&s->word, ~SEM_SLOW,
+						  memory_order_release);
 	} else if (now != 0 && ration__may_spin() &&
-		   atomic_load_explicit(&s->spin_ns, memory_order_relaxed) >= HEAD_SPIN_NS / 2) {
+		   atomic_load_explicit(&s->spin_ns, memory_order_relaxed) >=
+			   HEAD_SPIN_NS / 2) {
 		/* Pre-wake the new head: it wakes and spins while the units
 		 * just granted are in use, so its own grant is a hand-off to
 		 * a running thread instead of a futex wake on the critical
@@ -181,7 +191,8 @@ grant_locked(ration_sem_t *s, struct ration__wake_list *wl)
 		 * spins win (spin_ns near its top), and not with one CPU:
 		 * there the woken head could only find no grant and park
 		 * again, two context switches for nothing. */
-		struct waiter *head = RATION_CONTAINER_OF(list_first(&s->queue), struct waiter, node);
+		struct waiter *head = RATION_CONTAINER_OF(list_first(&s->queue),
+							  struct waiter, node);
 		wake_list_add(wl, head->pk);
 	}
 }
@@ -223,20 +234,27 @@ spin_for_grant(ration_sem_t *s, struct waiter *w)
 	int st = atomic_load_explicit(&w->state, memory_order_acquire);
 	if (st != WAITING || !ration__may_spin())
 		return st;
-	if (atomic_fetch_add_explicit(&s->spinners, 1, memory_order_relaxed) + 1 >= ration__ncpu()) {
-		atomic_fetch_sub_explicit(&s->spinners, 1, memory_order_relaxed);
+	if (atomic_fetch_add_explicit(&s->spinners, 1, memory_order_relaxed) +
+		    1 >=
+	    ration__ncpu()) {
+		atomic_fetch_sub_explicit(&s->spinners, 1,
+					  memory_order_relaxed);
 		return st;
 	}
-	int32_t budget = atomic_load_explicit(&s->spin_ns, memory_order_relaxed);
+	int32_t budget =
+		atomic_load_explicit(&s->spin_ns, memory_order_relaxed);
 	int64_t until = clock_mono_ns() + budget;
 	do {
 		for (int i = 0; i < 64 && st == WAITING; i++) {
 			ration__cpu_relax();
-			st = atomic_load_explicit(&w->state, memory_order_acquire);
+			st = atomic_load_explicit(&w->state,
+						  memory_order_acquire);
 		}
 	} while (st == WAITING && clock_mono_ns() < until);
 	int32_t next = st != WAITING ? budget * 2 : budget / 2;
-	next = next > HEAD_SPIN_NS ? HEAD_SPIN_NS : next < SPIN_MIN_NS ? SPIN_MIN_NS : next;
+	next = next > HEAD_SPIN_NS  ? HEAD_SPIN_NS
+	       : next < SPIN_MIN_NS ? SPIN_MIN_NS
+				    : next;
 	atomic_store_explicit(&s->spin_ns, next, memory_order_relaxed);
 	atomic_fetch_sub_explicit(&s->spinners, 1, memory_order_relaxed);
 	return st;
@@ -292,7 +310,9 @@ acquire_slow(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
 	if (st == WAITING) {
 		struct ration__ctx_watch cw = {.pk = w.pk};
 		err = ration__ctx_watch(ctx, &cw);
-		while (err == 0 && (st = atomic_load_explicit(&w.state, memory_order_acquire)) == WAITING) {
+		while (err == 0 &&
+		       (st = atomic_load_explicit(
+				&w.state, memory_order_acquire)) == WAITING) {
 			if ((err = ration__wait_err(ctx, deadline_ns)) != 0)
 				break;
 			ration__park(w.pk, deadline_ns);
@@ -324,7 +344,8 @@ ration_sem_acquire(ration_sem_t *s, ration_ctx_t *ctx, int64_t n)
 		return s->ops->acquire(s, ctx, ration_ctx_deadline(ctx), n);
 	/* Fast path: background ctx (or a live one) and units free with
 	 * nobody queued. Anything else, errors included: acquire_slow(). */
-	if (RATION_LIKELY(ctx == NULL || ration_ctx_err(ctx) == 0) && take_fast(s, n))
+	if (RATION_LIKELY(ctx == NULL || ration_ctx_err(ctx) == 0) &&
+	    take_fast(s, n))
 		return 0;
 	return acquire_slow(s, ctx, ration_ctx_deadline(ctx), n);
 }
@@ -336,7 +357,8 @@ ration_sem_acquire_until(ration_sem_t *s, int64_t deadline_ns, int64_t n)
 		return -EINVAL;
 	if (s->ops != NULL)
 		return s->ops->acquire(s, NULL, deadline_ns, n);
-	if (RATION_LIKELY(deadline_ns == RATION_FOREVER || clock_mono_ns() < deadline_ns) &&
+	if (RATION_LIKELY(deadline_ns == RATION_FOREVER ||
+			  clock_mono_ns() < deadline_ns) &&
 	    take_fast(s, n))
 		return 0;
 	return acquire_slow(s, NULL, deadline_ns, n);
@@ -377,14 +399,15 @@ consume_word(ration_sem_t *s, int64_t n, bool locked)
 			return 1;
 		/* acquire: pairs with the release store of size in resize,
 		 * as in ration_sem_release(). */
-		int64_t size = atomic_load_explicit(&s->size, memory_order_acquire);
+		int64_t size =
+			atomic_load_explicit(&s->size, memory_order_acquire);
 		if (n > RATION_SEM_MAX - (size - avail_of(w)))
 			return -EOVERFLOW;
 		/* Relaxed: consumed units hand nothing to anyone; the units
 		 * that later come back are published by their release. */
-		if (atomic_compare_exchange_weak_explicit(&s->word, &w, w - units(n),
-							  memory_order_relaxed,
-							  memory_order_relaxed)) {
+		if (atomic_compare_exchange_weak_explicit(
+			    &s->word, &w, w - units(n), memory_order_relaxed,
+			    memory_order_relaxed)) {
 			note_in_use(s, avail_of(w) - n);
 			atomic_fetch_add_explicit(&s->consumed, (uint64_t)n,
 						  memory_order_relaxed);
@@ -399,7 +422,8 @@ ration_sem_consume(ration_sem_t *s, int64_t n)
 	if (s == NULL || n <= 0)
 		return -EINVAL;
 	if (s->ops != NULL)
-		return s->ops->consume != NULL ? s->ops->consume(s, n) : -ENOTSUP;
+		return s->ops->consume != NULL ? s->ops->consume(s, n)
+					       : -ENOTSUP;
 	/* Lock-free while nobody is queued: taking units can only delay
 	 * later takers, never grant anyone. With waiters queued the word
 	 * changes only under mu (grant_locked() reads it, then takes from it). */
@@ -432,8 +456,9 @@ release_slow(ration_sem_t *s, int64_t n)
 			pthread_mutex_unlock(&s->mu);
 			return -EOVERFLOW;
 		}
-	} while (!atomic_compare_exchange_weak_explicit(&s->word, &w, w + units(n),
-							memory_order_release, memory_order_relaxed));
+	} while (!atomic_compare_exchange_weak_explicit(
+		&s->word, &w, w + units(n), memory_order_release,
+		memory_order_relaxed));
 	grant_locked(s, &wl);
 	pthread_mutex_unlock(&s->mu);
 	wake_list_wake(&wl);
@@ -454,14 +479,16 @@ ration_sem_release(ration_sem_t *s, int64_t n)
 		/* acquire: pairs with the release store in resize. A resize
 		 * raises SLOW before it stores a new size, so if we read the
 		 * new size our CAS below sees SLOW and fails. */
-		int64_t size = atomic_load_explicit(&s->size, memory_order_acquire);
+		int64_t size =
+			atomic_load_explicit(&s->size, memory_order_acquire);
 		if (RATION_UNLIKELY(n > size - avail_of(w)))
-			return release_slow(s, n); /* decides -EOVERFLOW under mu */
+			return release_slow(
+				s, n); /* decides -EOVERFLOW under mu */
 		/* release: hands this holder's writes to the next taker of the
 		 * units; pairs with the acquire CAS in take_fast(). */
-		if (atomic_compare_exchange_weak_explicit(&s->word, &w, w + units(n),
-							  memory_order_release,
-							  memory_order_relaxed))
+		if (atomic_compare_exchange_weak_explicit(
+			    &s->word, &w, w + units(n), memory_order_release,
+			    memory_order_relaxed))
 			return 0;
 	}
 }
@@ -485,12 +512,14 @@ ration_sem_resize(ration_sem_t *s, int64_t new_size)
 	atomic_fetch_or_explicit(&s->word, SEM_SLOW, memory_order_relaxed);
 	int64_t old = atomic_load_explicit(&s->size, memory_order_relaxed);
 	atomic_store_explicit(&s->size, new_size, memory_order_release);
-	atomic_fetch_add_explicit(&s->word, units(new_size - old), memory_order_relaxed);
+	atomic_fetch_add_explicit(&s->word, units(new_size - old),
+				  memory_order_relaxed);
 	if (new_size < old) {
 		struct ration__list *n, *next;
 		for (n = s->queue.next; n != &s->queue; n = next) {
 			next = n->next;
-			struct waiter *w = RATION_CONTAINER_OF(n, struct waiter, node);
+			struct waiter *w =
+				RATION_CONTAINER_OF(n, struct waiter, node);
 			if (w->n > new_size)
 				finish_waiter(s, w, -E2BIG, &wl);
 		}
@@ -516,10 +545,12 @@ ration_sem_close(ration_sem_t *s)
 	pthread_mutex_lock(&s->mu);
 	if (!atomic_load_explicit(&s->closed, memory_order_relaxed)) {
 		atomic_store_explicit(&s->closed, true, memory_order_relaxed);
-		atomic_fetch_or_explicit(&s->word, SEM_SLOW, memory_order_relaxed);
+		atomic_fetch_or_explicit(&s->word, SEM_SLOW,
+					 memory_order_relaxed);
 		while (!list_empty(&s->queue))
-			finish_waiter(s, RATION_CONTAINER_OF(list_first(&s->queue),
-							     struct waiter, node),
+			finish_waiter(s,
+				      RATION_CONTAINER_OF(list_first(&s->queue),
+							  struct waiter, node),
 				      -EPIPE, &wl);
 	}
 	pthread_mutex_unlock(&s->mu);
@@ -533,13 +564,15 @@ ration_sem_available(const ration_sem_t *s)
 		return 0;
 	if (s->ops != NULL)
 		return s->ops->available(s);
-	return avail_of(atomic_load_explicit(&((ration_sem_t *)s)->word, memory_order_relaxed));
+	return avail_of(atomic_load_explicit(&((ration_sem_t *)s)->word,
+					     memory_order_relaxed));
 }
 
 void
 ration_sem_stats(const ration_sem_t *cs, ration_sem_stats_t *out)
 {
-	ration_sem_t *s = (ration_sem_t *)cs; /* the lock is not part of the value */
+	ration_sem_t *s =
+		(ration_sem_t *)cs; /* the lock is not part of the value */
 
 	if (out == NULL)
 		return;
@@ -552,19 +585,23 @@ ration_sem_stats(const ration_sem_t *cs, ration_sem_stats_t *out)
 	}
 	pthread_mutex_lock(&s->mu);
 	out->size = atomic_load_explicit(&s->size, memory_order_relaxed);
-	out->available = avail_of(atomic_load_explicit(&s->word, memory_order_relaxed));
+	out->available =
+		avail_of(atomic_load_explicit(&s->word, memory_order_relaxed));
 	out->in_use = out->size - out->available;
 	out->waiters = s->nwaiters;
 	out->waiting_weight = s->waiting_weight;
-	out->max_in_use = atomic_load_explicit(&s->max_in_use, memory_order_relaxed);
+	out->max_in_use =
+		atomic_load_explicit(&s->max_in_use, memory_order_relaxed);
 	out->max_waiters_seen = s->max_waiters_seen;
-	out->acquired = s->acquired_slow +
-			atomic_load_explicit(&s->acquired_fast, memory_order_relaxed);
+	out->acquired =
+		s->acquired_slow +
+		atomic_load_explicit(&s->acquired_fast, memory_order_relaxed);
 	out->contended = s->contended;
 	out->timeouts = s->timeouts;
 	out->cancels = s->cancels;
 	out->rejected = s->rejected;
-	out->consumed = atomic_load_explicit(&s->consumed, memory_order_relaxed);
+	out->consumed =
+		atomic_load_explicit(&s->consumed, memory_order_relaxed);
 	out->wait_ns_total = s->wait_ns_total;
 	memcpy(out->wait_hist, s->wait_hist, sizeof(out->wait_hist));
 	out->closed = atomic_load_explicit(&s->closed, memory_order_relaxed);
@@ -600,10 +637,12 @@ bool
 ration__sem_busy(ration_sem_t *s)
 {
 	pthread_mutex_lock(&s->mu);
-	bool busy = s->nwaiters != 0 ||
-		    atomic_load_explicit(&s->inside, memory_order_acquire) != 0 ||
-		    avail_of(atomic_load_explicit(&s->word, memory_order_relaxed)) !=
-			    atomic_load_explicit(&s->size, memory_order_relaxed);
+	bool busy =
+		s->nwaiters != 0 ||
+		atomic_load_explicit(&s->inside, memory_order_acquire) != 0 ||
+		avail_of(
+			atomic_load_explicit(&s->word, memory_order_relaxed)) !=
+			atomic_load_explicit(&s->size, memory_order_relaxed);
 	pthread_mutex_unlock(&s->mu);
 	return busy;
 }
@@ -635,8 +674,8 @@ ration_sem_free(ration_sem_t *s)
 }
 
 int
-ration__sem_new_backend(const struct ration__sem_ops *ops, void *impl, const char *name,
-			ration_sem_t **out)
+ration__sem_new_backend(const struct ration__sem_ops *ops, void *impl,
+			const char *name, ration_sem_t **out)
 {
 	ration_sem_opts_t opts = {.name = name};
 	ration_sem_t *s;

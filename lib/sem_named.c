@@ -26,8 +26,10 @@ ration_sem_open(const char *name, int64_t size, ration_sem_t **out)
 	size_t len = strlen(name);
 	int rc = 0;
 	pthread_mutex_lock(&registry_mu);
-	for (struct ration__list *n = registry.next; n != &registry; n = n->next) {
-		ration_sem_t *s = RATION_CONTAINER_OF(n, ration_sem_t, reg_node);
+	for (struct ration__list *n = registry.next; n != &registry;
+	     n = n->next) {
+		ration_sem_t *s =
+			RATION_CONTAINER_OF(n, ration_sem_t, reg_node);
 		if (strcmp(s->full_name, name) == 0) {
 			s->refs++;
 			*out = s;

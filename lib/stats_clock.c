@@ -29,10 +29,13 @@ tsc_is_clock(void)
 	if (!__get_cpuid(0x80000007, &a, &b, &c, &d) || !(d & (1u << 8)))
 		return false;
 	char src[32] = "";
-	FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/current_clocksource", "re");
+	FILE *f = fopen("/sys/devices/system/clocksource/clocksource0/"
+			"current_clocksource",
+			"re");
 	if (f == NULL)
 		return false;
-	bool ok = fgets(src, sizeof(src), f) != NULL && strcmp(src, "tsc\n") == 0;
+	bool ok =
+		fgets(src, sizeof(src), f) != NULL && strcmp(src, "tsc\n") == 0;
 	fclose(f);
 	return ok;
 }

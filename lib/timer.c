@@ -149,8 +149,9 @@ ration__timer_arm(struct ration__timer *t, int64_t deadline_ns)
 	if (heap_n == heap_cap) {
 		size_t cap = heap_cap ? heap_cap * 2 : 64;
 		/* An array of pointers, so sizeof a pointer is meant. */
-		struct ration__timer **h =
-			realloc(heap, cap * sizeof(*h)); /* NOLINT(bugprone-sizeof-expression) */
+		struct ration__timer **h = realloc(
+			heap,
+			cap * sizeof(*h)); /* NOLINT(bugprone-sizeof-expression) */
 		if (h == NULL) {
 			rc = -ENOMEM;
 			goto out;

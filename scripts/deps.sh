@@ -4,7 +4,7 @@
 # skips it. Sourced by run-main-job.sh and test.sh; safe to run alone.
 set -euo pipefail
 RATION_PKGS=(gcc clang libclang-rt-14-dev make meson ninja-build pkg-config check
-	libjemalloc-dev python3 clang-tidy cppcheck redis-server libhiredis-dev parallel
+	libjemalloc-dev python3 clang-tidy clang-format cppcheck redis-server libhiredis-dev parallel
 	libzstd-dev zstd)
 missing=()
 for p in "${RATION_PKGS[@]}"; do

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# scripts/static.sh - static analysis of lib/ (core and backends): clang-tidy (.clang-tidy),
+# scripts/static.sh - static analysis of lib/ (core and backends): the
+# layering rule, clang-format on every C file, clang-tidy (.clang-tidy),
 # cppcheck, gcc -fanalyzer. Installs nothing: a missing tool is reported
 # and skipped (exit 2 if any was missing and STATIC_STRICT=1). Exit 1 on
 # any finding. Needs a configured build dir for clang-tidy's compile
@@ -51,6 +52,24 @@ if [ -n "$layer_out" ]; then
 	fail=1
 else
 	echo "clean (core: lib/*.c lib/internal/; backends: $(echo $backends))"
+fi
+
+# The layout (.clang-format) holds for every C file but the peers' own.
+echo "=== clang-format ==="
+if command -v clang-format >/dev/null; then
+	unformatted=$(git ls-files '*.c' '*.h' | grep -v '^bench/peers/' |
+		xargs clang-format --dry-run 2>&1 | grep -E '^[^ ].*: (warning|error):' |
+		cut -d: -f1 | sort -u)
+	if [ -n "$unformatted" ]; then
+		echo "not formatted (clang-format -i FILE):"
+		echo "$unformatted"
+		fail=1
+	else
+		echo clean
+	fi
+else
+	echo "clang-format not found: skipped"
+	missing=1
 fi
 
 echo "=== clang-tidy ==="

@@ -48,19 +48,19 @@ size_t fa_live(void);
 void fa_forget(void);
 const char *fa_kind_name(enum fa_kind k);
 
-
 void *__real_malloc(size_t size);
 void *__real_calloc(size_t n, size_t size);
 void *__real_realloc(void *p, size_t size);
 void *__real_aligned_alloc(size_t align, size_t size);
 int __real_posix_memalign(void **out, size_t align, size_t size);
 void __real_free(void *p);
-int __real_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *),
-			  void *arg);
+int __real_pthread_create(pthread_t *t, const pthread_attr_t *a,
+			  void *(*fn)(void *), void *arg);
 int __real_eventfd(unsigned int initval, int flags);
 int __real_shm_open(const char *name, int oflag, mode_t mode);
 int __real_ftruncate64(int fd, off64_t len);
-void *__real_mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off);
+void *__real_mmap64(void *addr, size_t len, int prot, int flags, int fd,
+		    off64_t off);
 int __real_munmap(void *addr, size_t len);
 
 void *__wrap_malloc(size_t size);
@@ -69,16 +69,17 @@ void *__wrap_realloc(void *p, size_t size);
 void *__wrap_aligned_alloc(size_t align, size_t size);
 int __wrap_posix_memalign(void **out, size_t align, size_t size);
 void __wrap_free(void *p);
-int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *),
-			  void *arg);
+int __wrap_pthread_create(pthread_t *t, const pthread_attr_t *a,
+			  void *(*fn)(void *), void *arg);
 int __wrap_eventfd(unsigned int initval, int flags);
 int __wrap_shm_open(const char *name, int oflag, mode_t mode);
 int __wrap_ftruncate64(int fd, off64_t len);
-void *__wrap_mmap64(void *addr, size_t len, int prot, int flags, int fd, off64_t off);
+void *__wrap_mmap64(void *addr, size_t len, int prot, int flags, int fd,
+		    off64_t off);
 int __wrap_munmap(void *addr, size_t len);
 
 /* Per thread: which call fails, how many were seen, what failed. */
-static _Thread_local long fail_at;  /* 0 = disarmed */
+static _Thread_local long fail_at; /* 0 = disarmed */
 static _Thread_local long seen;
 static _Thread_local enum fa_kind failed_kind;
 
@@ -253,7 +254,8 @@ __wrap_free(void *p)
 }
 
 int
-__wrap_pthread_create(pthread_t *t, const pthread_attr_t *a, void *(*fn)(void *), void *arg)
+__wrap_pthread_create(pthread_t *t, const pthread_attr_t *a,
+		      void *(*fn)(void *), void *arg)
 {
 	if (should_fail(FA_THREAD))
 		return EAGAIN;

@@ -69,8 +69,9 @@ static inline void
 note_max(_Atomic int64_t *max, int64_t v)
 {
 	int64_t m = atomic_load_explicit(max, memory_order_relaxed);
-	while (v > m && !atomic_compare_exchange_weak_explicit(max, &m, v, memory_order_relaxed,
-							       memory_order_relaxed))
+	while (v > m &&
+	       !atomic_compare_exchange_weak_explicit(
+		       max, &m, v, memory_order_relaxed, memory_order_relaxed))
 		;
 }
 
@@ -79,7 +80,9 @@ static inline ration_pool_t *
 pool_of(unsigned threads)
 {
 	ration_pool_t *p;
-	ck_assert_int_eq(ration_pool_new(&(ration_pool_opts_t){.threads = threads}, &p), 0);
+	ck_assert_int_eq(
+		ration_pool_new(&(ration_pool_opts_t){.threads = threads}, &p),
+		0);
 	return p;
 }
 
@@ -98,7 +101,8 @@ rss_bytes(void)
 static inline void
 sleep_ns(int64_t ns)
 {
-	struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+	struct timespec ts = {.tv_sec = ns / 1000000000,
+			      .tv_nsec = ns % 1000000000};
 	nanosleep(&ts, NULL);
 }
 
@@ -139,8 +143,9 @@ static inline void *
 bg_main(void *arg)
 {
 	struct bg *b = arg;
-	b->rc = b->use_until ? ration_sem_acquire_until(b->s, b->deadline_ns, b->n)
-			     : ration_sem_acquire(b->s, b->ctx, b->n);
+	b->rc = b->use_until
+			? ration_sem_acquire_until(b->s, b->deadline_ns, b->n)
+			: ration_sem_acquire(b->s, b->ctx, b->n);
 	atomic_store(&b->done, true);
 	return NULL;
 }
@@ -163,7 +168,8 @@ bg_acquire(struct bg *b, ration_sem_t *s, ration_ctx_t *ctx, int64_t n)
 static inline void
 bg_acquire_until(struct bg *b, ration_sem_t *s, int64_t deadline_ns, int64_t n)
 {
-	*b = (struct bg){.s = s, .n = n, .deadline_ns = deadline_ns, .use_until = true};
+	*b = (struct bg){
+		.s = s, .n = n, .deadline_ns = deadline_ns, .use_until = true};
 	bg_start(b);
 }
 
@@ -197,7 +203,8 @@ bg_go_main(void *arg)
 }
 
 static inline void
-bg_go(struct bg_go *b, ration_group_t *g, int64_t weight, ration_group_fn fn, void *arg)
+bg_go(struct bg_go *b, ration_group_t *g, int64_t weight, ration_group_fn fn,
+      void *arg)
 {
 	*b = (struct bg_go){.g = g, .weight = weight, .fn = fn, .arg = arg};
 	atomic_init(&b->done, false);

@@ -48,7 +48,8 @@ static inline int
 free_port(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(a);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
 	    getsockname(fd, (struct sockaddr *)&a, &len) != 0) {
@@ -65,7 +66,8 @@ static inline int
 send_cmd(int port, const char *cmd)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	size_t len = strlen(cmd);
 	if (fd >= 0 && (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0 ||
@@ -115,11 +117,24 @@ server_start(struct server *s, int port)
 	if (s->pid == 0) {
 		int devnull = open("/dev/null", O_WRONLY);
 		dup2(devnull, 1);
-		const char *argv[32] = {"redis-server", "--port", ports, "--bind", "127.0.0.1",
-					"--save", "", "--appendonly", "no", "--dir", s->dir,
-					"--loglevel", "warning", "--enable-debug-command", "yes"};
+		const char *argv[32] = {"redis-server",
+					"--port",
+					ports,
+					"--bind",
+					"127.0.0.1",
+					"--save",
+					"",
+					"--appendonly",
+					"no",
+					"--dir",
+					s->dir,
+					"--loglevel",
+					"warning",
+					"--enable-debug-command",
+					"yes"};
 		int argc = 15;
-		for (int i = 0; s->extra != NULL && s->extra[i] != NULL && i < 8; i++)
+		for (int i = 0;
+		     s->extra != NULL && s->extra[i] != NULL && i < 8; i++)
 			argv[argc++] = s->extra[i];
 		execvp("redis-server", (char *const *)argv);
 		_exit(127);
@@ -162,7 +177,8 @@ server_cleanup(struct server *s)
 static inline void
 new_key(char *buf, size_t cap)
 {
-	snprintf(buf, cap, "t-%d-%d", (int)getpid(), atomic_fetch_add(&key_seq, 1));
+	snprintf(buf, cap, "t-%d-%d", (int)getpid(),
+		 atomic_fetch_add(&key_seq, 1));
 }
 
 static inline ration_sem_t *
@@ -186,15 +202,18 @@ static inline int
 redis_suite_main(Suite *(*suite)(void))
 {
 	if (!have_redis_server()) {
-		return skip_suite("redis-server is not installed (Debian: apt-get install redis-server)");
+		return skip_suite("redis-server is not installed (Debian: "
+				  "apt-get install redis-server)");
 	}
 	ration_sem_t *probe;
-	if (ration_sem_open_redis("redis://127.0.0.1:1", "probe", 1, NULL, &probe) == -ENOTSUP) {
+	if (ration_sem_open_redis("redis://127.0.0.1:1", "probe", 1, NULL,
+				  &probe) == -ENOTSUP) {
 		return skip_suite("ration was built without hiredis (-Dredis)");
 	}
 	int rc = server_start(&main_srv, 0);
 	if (rc != 0) {
-		fprintf(stderr, "cannot start redis-server: %s\n", strerror(-rc));
+		fprintf(stderr, "cannot start redis-server: %s\n",
+			strerror(-rc));
 		server_cleanup(&main_srv);
 		return EXIT_FAILURE;
 	}

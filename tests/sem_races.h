@@ -52,7 +52,8 @@ spin_ge(_Atomic long *v, long want)
 static inline int
 acquire_bounded(ration_sem_t *s, int64_t n)
 {
-	return ration_sem_acquire_until(s, ration_deadline_after(TEST_WAIT_NS), n);
+	return ration_sem_acquire_until(s, ration_deadline_after(TEST_WAIT_NS),
+					n);
 }
 
 /* Busy-wait about @ns (no sleep: the point is to land at a chosen moment
@@ -95,15 +96,15 @@ wait_done_with_progress(_Atomic int *done, int n, _Atomic long *progress)
 struct gc_race {
 	ration_sem_t *s;
 	long rounds;
-	ration_ctx_t *ctx;             /* this round's; published by round */
-	_Atomic long round;            /* test -> waiter: round r begins */
-	_Atomic long cancel_round;     /* test -> canceller: cancel round r */
+	ration_ctx_t *ctx;         /* this round's; published by round */
+	_Atomic long round;        /* test -> waiter: round r begins */
+	_Atomic long cancel_round; /* test -> canceller: cancel round r */
 	_Atomic long waiter_done;
 	_Atomic long cancel_done;
-	_Atomic long granted;          /* rounds the waiter got the unit */
-	_Atomic long cancelled;        /* rounds it got -ECANCELED */
-	_Atomic long bad;              /* anything else */
-	_Atomic long lost;             /* rounds that ended with available != 1 */
+	_Atomic long granted;   /* rounds the waiter got the unit */
+	_Atomic long cancelled; /* rounds it got -ECANCELED */
+	_Atomic long bad;       /* anything else */
+	_Atomic long lost;      /* rounds that ended with available != 1 */
 	_Atomic bool stuck;
 };
 
@@ -176,15 +177,18 @@ gc_race_run(struct gc_race *g, long rounds)
 			while (sem_waiters(g->s) != 1 && ration_now() < until)
 				sched_yield();
 		}
-		atomic_store_explicit(&g->cancel_round, r, memory_order_release);
+		atomic_store_explicit(&g->cancel_round, r,
+				      memory_order_release);
 		/* Sweep the release over 0..60 us after the cancel is let go:
 		 * a woken waiter spins for a grant before it gives up, so the
 		 * narrow window (grant after it decided to leave, before it
 		 * took the lock) sits some tens of us after the cancel. */
-		spin_ns(r % 2 ? (int64_t)(race_rand(&rnd) % 3000) : (r * 7919) % 60000);
+		spin_ns(r % 2 ? (int64_t)(race_rand(&rnd) % 3000)
+			      : (r * 7919) % 60000);
 		if (ration_sem_release(g->s, 1) != 0)
 			atomic_fetch_add(&g->bad, 1);
-		if (!spin_ge(&g->waiter_done, r) || !spin_ge(&g->cancel_done, r)) {
+		if (!spin_ge(&g->waiter_done, r) ||
+		    !spin_ge(&g->cancel_done, r)) {
 			atomic_store(&g->stuck, true);
 			break; /* ctx leaks: the run has failed anyway */
 		}
@@ -212,7 +216,8 @@ gc_race_check(struct gc_race *g, long rounds)
 	ck_assert(!atomic_load(&g->stuck));
 	ck_assert_int_eq(atomic_load(&g->bad), 0);
 	ck_assert_int_eq(atomic_load(&g->lost), 0);
-	ck_assert_int_eq(atomic_load(&g->granted) + atomic_load(&g->cancelled), rounds);
+	ck_assert_int_eq(atomic_load(&g->granted) + atomic_load(&g->cancelled),
+			 rounds);
 	ck_assert_int_eq(ration_sem_release(g->s, 1), 0);
 	ck_assert_int_eq(ration_sem_available(g->s), 1);
 	ck_assert_int_eq(sem_waiters(g->s), 0);
@@ -233,9 +238,9 @@ gc_race_check(struct gc_race *g, long rounds)
 struct lw_race {
 	ration_sem_t *s;
 	ration_sem_t *t;
-	long rounds;             /* acquires of s per waiter */
-	_Atomic long granted;    /* acquires of s, both waiters */
-	_Atomic long passed;     /* acquires of t, both releasers */
+	long rounds;          /* acquires of s per waiter */
+	_Atomic long granted; /* acquires of s, both waiters */
+	_Atomic long passed;  /* acquires of t, both releasers */
 	_Atomic long bad;
 	_Atomic bool stuck;
 	_Atomic int done;
@@ -254,7 +259,8 @@ lw_waiter_main(void *arg)
 		} else {
 			/* the other waiter sleeps through a ctx (watch path) */
 			ration_ctx_t *ctx;
-			if (ration_ctx_with_timeout(NULL, TEST_WAIT_NS, &ctx) != 0) {
+			if (ration_ctx_with_timeout(NULL, TEST_WAIT_NS, &ctx) !=
+			    0) {
 				atomic_fetch_add(&l->bad, 1);
 				break;
 			}
@@ -358,7 +364,7 @@ struct cp_race {
 	_Atomic long cancelled;
 	_Atomic long timedout;
 	_Atomic long bad;
-	_Atomic long leftover;  /* rounds that ended with waiters != 0 */
+	_Atomic long leftover; /* rounds that ended with waiters != 0 */
 	_Atomic bool stuck;
 };
 
@@ -432,7 +438,8 @@ cp_race_check(struct cp_race *c, long rounds)
 	ck_assert(!atomic_load(&c->stuck));
 	ck_assert_int_eq(atomic_load(&c->bad), 0);
 	ck_assert_int_eq(atomic_load(&c->leftover), 0);
-	ck_assert_int_eq(atomic_load(&c->cancelled) + atomic_load(&c->timedout), rounds);
+	ck_assert_int_eq(atomic_load(&c->cancelled) + atomic_load(&c->timedout),
+			 rounds);
 	ck_assert_int_eq(atomic_load(&c->timedout), rounds / 3);
 	ck_assert_int_eq(ration_sem_available(c->s), 0);
 	ck_assert_int_eq(ration_sem_release(c->s, 1), 0);
@@ -448,16 +455,16 @@ cp_race_check(struct cp_race *c, long rounds)
 
 struct mix {
 	ration_sem_t *s;
-	int64_t size_max;      /* sizes stay in [size_max / 2, size_max] */
-	long ops;              /* per thread */
-	bool timeouts;         /* false: every acquire must succeed */
+	int64_t size_max; /* sizes stay in [size_max / 2, size_max] */
+	long ops;         /* per thread */
+	bool timeouts;    /* false: every acquire must succeed */
 	bool resize;
 	_Atomic int64_t occ;
 	_Atomic int64_t occ_max;
-	_Atomic long over;     /* times occ exceeded size_max */
+	_Atomic long over; /* times occ exceeded size_max */
 	_Atomic long bad;
 	_Atomic long ok;
-	_Atomic long fails;    /* -ETIMEDOUT, -EAGAIN, -E2BIG: expected here */
+	_Atomic long fails; /* -ETIMEDOUT, -EAGAIN, -E2BIG: expected here */
 	_Atomic long progress;
 	_Atomic int done;
 	_Atomic int seed;
@@ -511,7 +518,8 @@ mix_main(void *arg)
 			rc = ration_sem_try_acquire(m->s, n);
 		} else if (pick < 97 || !m->resize) {
 			int64_t t = (int64_t)(race_rand(&rnd) % 1000000);
-			rc = ration_sem_acquire_until(m->s, ration_deadline_after(t), n);
+			rc = ration_sem_acquire_until(
+				m->s, ration_deadline_after(t), n);
 		} else {
 			uint64_t r = race_rand(&rnd) % (uint64_t)(half + 1);
 			int64_t size = half + (int64_t)r;
@@ -526,7 +534,8 @@ mix_main(void *arg)
 			atomic_fetch_add(&m->fails, 1);
 		else
 			atomic_fetch_add(&m->bad, 1);
-		atomic_fetch_add_explicit(&m->progress, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&m->progress, 1,
+					  memory_order_relaxed);
 	}
 	atomic_fetch_add(&m->done, 1);
 	return NULL;
@@ -543,7 +552,8 @@ mix_run(struct mix *m, int nthreads)
 		ck_assert_int_eq(ration_sem_new(m->size_max, NULL, &m->s), 0);
 	for (int i = 0; i < nthreads; i++)
 		ck_assert_int_eq(pthread_create(&t[i], NULL, mix_main, m), 0);
-	bool finished = wait_done_with_progress(&m->done, nthreads, &m->progress);
+	bool finished =
+		wait_done_with_progress(&m->done, nthreads, &m->progress);
 	if (!finished)
 		ration_sem_close(m->s); /* so that the joins return */
 	for (int i = 0; i < nthreads; i++)

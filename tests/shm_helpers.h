@@ -53,7 +53,8 @@ map_seg(const char *name)
 {
 	int fd = shm_open(name, O_RDWR, 0);
 	ck_assert_int_ge(fd, 0);
-	struct shm_seg *g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	struct shm_seg *g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE,
+				 MAP_SHARED, fd, 0);
 	close(fd);
 	ck_assert_ptr_ne(g, MAP_FAILED);
 	return g;
@@ -72,7 +73,8 @@ own_lane(struct shm_seg *g, ration_sem_t *s)
 {
 	struct ration__shm *sh = shm_of(s);
 	for (unsigned i = 0; i < SHM_LANES; i++)
-		if (atomic_load(&g->lane[i].state) == SLOT_USED && g->lane[i].holder == sh->hi &&
+		if (atomic_load(&g->lane[i].state) == SLOT_USED &&
+		    g->lane[i].holder == sh->hi &&
 		    atomic_load(&g->lane[i].token) == sh->token)
 			return &g->lane[i];
 	return NULL;

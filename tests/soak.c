@@ -51,7 +51,8 @@ static _Atomic int failed;
 #define CHECK(cond)                                                            \
 	do {                                                                   \
 		if (!(cond)) {                                                 \
-			fprintf(stderr, "soak: %s:%d: %s\n", __FILE__, __LINE__, #cond); \
+			fprintf(stderr, "soak: %s:%d: %s\n", __FILE__,         \
+				__LINE__, #cond);                              \
 			atomic_store(&failed, 1);                              \
 		}                                                              \
 	} while (0)
@@ -98,7 +99,8 @@ threads_now(void)
 static void
 sleep_ns(int64_t ns)
 {
-	struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+	struct timespec ts = {.tv_sec = ns / 1000000000,
+			      .tv_nsec = ns % 1000000000};
 	nanosleep(&ts, NULL);
 }
 
@@ -151,21 +153,26 @@ driver(void *arg)
 				CHECK(ration_sem_release(budget, n) == 0);
 			break;
 		case 1:
-			rc = ration_sem_acquire_until(budget, ration_deadline_after(50000), n);
+			rc = ration_sem_acquire_until(
+				budget, ration_deadline_after(50000), n);
 			if (rc == 0)
 				CHECK(ration_sem_release(budget, n) == 0);
 			else
 				CHECK(rc == -ETIMEDOUT);
 			break;
 		case 2:
-			CHECK(ration_ctx_with_timeout(NULL, (int64_t)(xs(&x) % 100000), &c) == 0);
+			CHECK(ration_ctx_with_timeout(
+				      NULL, (int64_t)(xs(&x) % 100000), &c) ==
+			      0);
 			if (ration_sem_acquire(budget, c, n) == 0)
 				CHECK(ration_sem_release(budget, n) == 0);
 			ration_ctx_unref(c);
 			break;
 		case 3: { /* ctx tree with after-funcs and an fd */
 			ration_ctx_t *kid;
-			CHECK(ration_ctx_with_timeout(NULL, (int64_t)(xs(&x) % 200000), &c) == 0);
+			CHECK(ration_ctx_with_timeout(
+				      NULL, (int64_t)(xs(&x) % 200000), &c) ==
+			      0);
 			CHECK(ration_ctx_with_cancel(c, &kid) == 0);
 			atomic_fetch_add(&afters_in, 2);
 			CHECK(ration_ctx_after(c, after_fn, NULL, NULL) == 0);
@@ -187,7 +194,8 @@ driver(void *arg)
 		case 4: { /* named: open/free pairs */
 			char name[32];
 			ration_sem_t *s;
-			snprintf(name, sizeof(name), "soak.%u", (unsigned)(xs(&x) % 8));
+			snprintf(name, sizeof(name), "soak.%u",
+				 (unsigned)(xs(&x) % 8));
 			CHECK(ration_sem_open(name, 16, &s) == 0);
 			if (ration_sem_try_acquire(s, 1) == 0)
 				CHECK(ration_sem_release(s, 1) == 0);
@@ -202,17 +210,22 @@ driver(void *arg)
 				cl[i] = (ration_claim_t){budget, 1};
 			if (ration_acquire_all(NULL, cl, 2) == 0)
 				ration_release_all(cl, 2);
-			if (ration_acquire_all(NULL, cl, RATION_CLAIMS_INLINE + 2) == 0)
-				ration_release_all(cl, RATION_CLAIMS_INLINE + 2);
+			if (ration_acquire_all(NULL, cl,
+					       RATION_CLAIMS_INLINE + 2) == 0)
+				ration_release_all(cl,
+						   RATION_CLAIMS_INLINE + 2);
 			break;
 		}
 		case 6: { /* shared pool, and a private pool made/freed every ~2 s */
 			ration_pool_t *p = shared_pool;
 			if (xs(&x) % 2) {
 				if (own == NULL) {
-					CHECK(ration_pool_new(&(ration_pool_opts_t){.threads = 2,
-										    .idle_timeout_ns = 1000000},
-							      &own) == 0);
+					CHECK(ration_pool_new(
+						      &(ration_pool_opts_t){
+							      .threads = 2,
+							      .idle_timeout_ns =
+								      1000000},
+						      &own) == 0);
 					own_until = ration_now() + 2000000000;
 				}
 				p = own;
@@ -224,8 +237,11 @@ driver(void *arg)
 				atomic_fetch_sub(&tasks_in, 1);
 			}
 			if (own != NULL && ration_now() > own_until) {
-				CHECK(ration_pool_shutdown(own, xs(&x) % 2 ? RATION_DRAIN : RATION_DISCARD,
-							   NULL) == 0);
+				CHECK(ration_pool_shutdown(
+					      own,
+					      xs(&x) % 2 ? RATION_DRAIN
+							 : RATION_DISCARD,
+					      NULL) == 0);
 				ration_pool_free(own);
 				own = NULL;
 			}
@@ -233,10 +249,14 @@ driver(void *arg)
 		}
 		case 7: {
 			ration_group_t *g;
-			ration_group_opts_t o = {.pool = shared_pool, .budget = budget, .limit = 4};
+			ration_group_opts_t o = {.pool = shared_pool,
+						 .budget = budget,
+						 .limit = 4};
 			CHECK(ration_group_new(NULL, &o, &g) == 0);
 			for (int i = 0; i < 8; i++)
-				if (ration_group_go(g, 1 + (int64_t)(xs(&x) % 32), group_fn, NULL) != 0)
+				if (ration_group_go(g,
+						    1 + (int64_t)(xs(&x) % 32),
+						    group_fn, NULL) != 0)
 					break;
 			CHECK(ration_group_wait(g) == 0);
 			ration_group_free(g);
@@ -244,8 +264,10 @@ driver(void *arg)
 		}
 		case 8: { /* shared (shm) semaphore: open, use, free */
 			ration_sem_t *s;
-			CHECK(ration_sem_open_shared(shm_name, 0, NULL, &s) == 0);
-			rc = ration_sem_acquire_until(s, ration_deadline_after(20000), 1 + n % 4);
+			CHECK(ration_sem_open_shared(shm_name, 0, NULL, &s) ==
+			      0);
+			rc = ration_sem_acquire_until(
+				s, ration_deadline_after(20000), 1 + n % 4);
 			if (rc == 0)
 				CHECK(ration_sem_release(s, 1 + n % 4) == 0);
 			else
@@ -254,7 +276,8 @@ driver(void *arg)
 			break;
 		}
 		default:
-			(void)ration_sem_resize(budget, 512 + (int64_t)(xs(&x) % 512));
+			(void)ration_sem_resize(budget,
+						512 + (int64_t)(xs(&x) % 512));
 			break;
 		}
 		atomic_fetch_add_explicit(&ops, 1, memory_order_relaxed);
@@ -272,13 +295,16 @@ run_for(int64_t ns)
 	for (intptr_t i = 0; i < NDRV; i++)
 		if (pthread_create(&t[i], NULL, driver, (void *)i) != 0)
 			abort();
-	int64_t end = ration_now() + ns, next = ration_now() + 60 * (int64_t)1000000000;
+	int64_t end = ration_now() + ns,
+		next = ration_now() + 60 * (int64_t)1000000000;
 	while (ration_now() < end) {
 		sleep_ns(100000000);
 		if (ration_now() >= next) {
-			printf("soak: %lld s, %ld ops, RSS %ld KiB, %d threads\n",
-			       (long long)(ns - (end - ration_now())) / 1000000000, atomic_load(&ops),
-			       rss_kib(), threads_now());
+			printf("soak: %lld s, %ld ops, RSS %ld KiB, %d "
+			       "threads\n",
+			       (long long)(ns - (end - ration_now())) /
+				       1000000000,
+			       atomic_load(&ops), rss_kib(), threads_now());
 			fflush(stdout);
 			next += 60 * (int64_t)1000000000;
 		}
@@ -312,11 +338,14 @@ main(void)
 	ration_sem_t *anchor;
 	snprintf(shm_name, sizeof(shm_name), "ration-soak-%d", (int)getpid());
 	(void)ration_sem_unlink_shared(shm_name);
-	if (ration_sem_open_shared(shm_name, 8, &(ration_shared_opts_t){.create = true},
+	if (ration_sem_open_shared(shm_name, 8,
+				   &(ration_shared_opts_t){.create = true},
 				   &anchor) != 0)
 		return 1;
 	if (ration_sem_new(1024, NULL, &budget) != 0 ||
-	    ration_pool_new(&(ration_pool_opts_t){.threads = 2, .min_threads = 2, .queue_cap = 256},
+	    ration_pool_new(&(ration_pool_opts_t){.threads = 2,
+						  .min_threads = 2,
+						  .queue_cap = 256},
 			    &shared_pool) != 0)
 		return 1;
 	/* Warm-up: allocator arenas, parkers, the timer heap, pool chunks. */
@@ -326,8 +355,8 @@ main(void)
 	int thr0 = threads_now();
 	int fds0 = fds_now();
 	long ops0 = atomic_load(&ops);
-	printf("soak: start (after %llds warm-up): RSS %ld KiB, %d threads\n", (long long)warm,
-	       rss0, thr0);
+	printf("soak: start (after %llds warm-up): RSS %ld KiB, %d threads\n",
+	       (long long)warm, rss0, thr0);
 	fflush(stdout);
 
 	run_for(secs * 1000000000);
@@ -336,10 +365,12 @@ main(void)
 	int thr1 = threads_now();
 	int fds1 = fds_now();
 	long nops = atomic_load(&ops) - ops0;
-	printf("soak: end after %llds: %ld ops (%.0f/s); RSS %ld KiB (%+ld KiB), %d threads (%+d), "
+	printf("soak: end after %llds: %ld ops (%.0f/s); RSS %ld KiB (%+ld "
+	       "KiB), %d threads (%+d), "
 	       "%d fds (%+d); tasks %ld/%ld, after-funcs %ld/%ld\n",
-	       (long long)secs, nops, (double)nops / (double)secs, rss1, rss1 - rss0, thr1,
-	       thr1 - thr0, fds1, fds1 - fds0, atomic_load(&tasks_out), atomic_load(&tasks_in),
+	       (long long)secs, nops, (double)nops / (double)secs, rss1,
+	       rss1 - rss0, thr1, thr1 - thr0, fds1, fds1 - fds0,
+	       atomic_load(&tasks_out), atomic_load(&tasks_in),
 	       atomic_load(&afters_out), atomic_load(&afters_in));
 
 	CHECK(atomic_load(&tasks_out) == atomic_load(&tasks_in));

@@ -12,8 +12,8 @@
 #include "helpers.h"
 
 #define PRODUCERS 4
-#define BUDGET 16
-#define LIMIT 8
+#define BUDGET    16
+#define LIMIT     8
 
 static _Atomic int64_t run_now, run_max, weight_now, weight_max;
 static _Atomic unsigned char *calls; /* per task index */
@@ -45,7 +45,8 @@ producer_main(void *arg)
 {
 	struct producer *pr = arg;
 	for (long i = pr->first; i < ntasks; i += PRODUCERS) {
-		int rc = ration_group_go(pr->g, 1 + i % 8, task, (void *)(intptr_t)i);
+		int rc = ration_group_go(pr->g, 1 + i % 8, task,
+					 (void *)(intptr_t)i);
 		pr->accepted[i] = rc == 0;
 		if (rc != 0 && rc != -ECANCELED)
 			ck_abort_msg("go: %s", ration_strerror(rc));
@@ -70,8 +71,11 @@ run(long n, long fail)
 
 	struct producer pr[PRODUCERS];
 	for (int i = 0; i < PRODUCERS; i++) {
-		pr[i] = (struct producer){.g = g, .first = i, .accepted = accepted};
-		ck_assert_int_eq(pthread_create(&pr[i].t, NULL, producer_main, &pr[i]), 0);
+		pr[i] = (struct producer){
+			.g = g, .first = i, .accepted = accepted};
+		ck_assert_int_eq(
+			pthread_create(&pr[i].t, NULL, producer_main, &pr[i]),
+			0);
 	}
 	for (int i = 0; i < PRODUCERS; i++)
 		pthread_join(pr[i].t, NULL);
@@ -82,7 +86,8 @@ run(long n, long fail)
 	ck_assert_int_le(atomic_load(&weight_max), BUDGET);
 	long ran = 0;
 	for (long i = 0; i < n; i++) {
-		ck_assert_msg(calls[i] == accepted[i], "task %ld: accepted %d, called %d", i,
+		ck_assert_msg(calls[i] == accepted[i],
+			      "task %ld: accepted %d, called %d", i,
 			      accepted[i], calls[i]);
 		ran += calls[i];
 	}

@@ -19,23 +19,23 @@
 
 #include "helpers.h"
 
-#define NPOOLS 3
-#define THREADS 4
-#define EPOCH_OPS 5000
+#define NPOOLS           3
+#define THREADS          4
+#define EPOCH_OPS        5000
 #define MAX_THREADS_EVER 6 /* resize picks 1..6; initial sizes are <= 4 */
 /* Tasks per epoch: one per op, plus nested submits from tasks (fewer). */
 #define MAX_TASKS (2 * EPOCH_OPS)
 
 static ration_pool_t *pools[NPOOLS];
 static _Atomic uint32_t next_id;
-static _Atomic uint8_t calls[MAX_TASKS];   /* times fn was called */
+static _Atomic uint8_t calls[MAX_TASKS];    /* times fn was called */
 static _Atomic uint8_t accepted[MAX_TASKS]; /* submit returned 0 */
 static uint8_t task_pool[MAX_TASKS];        /* written before submit */
 static _Atomic uint64_t n_accepted, n_ok, n_cancelled;
-static _Atomic int bad;       /* unexpected return code or status */
-static _Atomic int bad_code;  /* the first one, for the message */
+static _Atomic int bad;      /* unexpected return code or status */
+static _Atomic int bad_code; /* the first one, for the message */
 static _Atomic int bad_where;
-static _Atomic int too_many;  /* stats showed more threads than ever allowed */
+static _Atomic int too_many; /* stats showed more threads than ever allowed */
 
 static void
 note_bad(int where, int code)
@@ -138,9 +138,11 @@ runner_main(void *arg)
 		unsigned op = (unsigned)(x & 255);
 		if (i == r->shutdown_at) {
 			/* A racing shutdown: sometimes bounded, sometimes not. */
-			enum ration_shutdown mode = (x >> 16) & 1 ? RATION_DISCARD : RATION_DRAIN;
+			enum ration_shutdown mode =
+				(x >> 16) & 1 ? RATION_DISCARD : RATION_DRAIN;
 			ration_ctx_t *ctx = NULL;
-			if ((x >> 17) & 1 && ration_ctx_with_timeout(NULL, 200000, &ctx) != 0)
+			if ((x >> 17) & 1 &&
+			    ration_ctx_with_timeout(NULL, 200000, &ctx) != 0)
 				note_bad(6, -ENOMEM);
 			int rc = ration_pool_shutdown(pools[pi], mode, ctx);
 			if (rc != 0 && !(ctx != NULL && rc == -ETIMEDOUT))
@@ -152,13 +154,16 @@ runner_main(void *arg)
 		} else if (op < 230) {
 			submit_one(pi, 1 + (op & 1), &rs);
 		} else if (op < 240) {
-			int rc = ration_pool_resize(pools[pi], 1 + (unsigned)(x >> 20) % MAX_THREADS_EVER);
+			int rc = ration_pool_resize(
+				pools[pi],
+				1 + (unsigned)(x >> 20) % MAX_THREADS_EVER);
 			if (rc != 0 && rc != -EPIPE)
 				note_bad(8, rc);
 		} else {
 			ration_pool_stats_t st;
 			ration_pool_stats(pools[pi], &st);
-			if (st.threads > MAX_THREADS_EVER || st.running > MAX_THREADS_EVER)
+			if (st.threads > MAX_THREADS_EVER ||
+			    st.running > MAX_THREADS_EVER)
 				atomic_fetch_add(&too_many, 1);
 		}
 	}
@@ -174,14 +179,19 @@ dump_and_fail(long epoch, int runner)
 		ration_pool_stats_t st;
 		ration_pool_stats(pools[i], &st);
 		fprintf(stderr,
-			"pool %d: threads %llu idle %llu running %llu queued %llu "
+			"pool %d: threads %llu idle %llu running %llu queued "
+			"%llu "
 			"submitted %llu completed %llu discarded %llu\n",
-			i, (unsigned long long)st.threads, (unsigned long long)st.idle,
-			(unsigned long long)st.running, (unsigned long long)st.queued,
-			(unsigned long long)st.submitted, (unsigned long long)st.completed,
+			i, (unsigned long long)st.threads,
+			(unsigned long long)st.idle,
+			(unsigned long long)st.running,
+			(unsigned long long)st.queued,
+			(unsigned long long)st.submitted,
+			(unsigned long long)st.completed,
 			(unsigned long long)st.discarded);
 	}
-	ck_abort_msg("epoch %ld: runner %d did not finish its operations", epoch, runner);
+	ck_abort_msg("epoch %ld: runner %d did not finish its operations",
+		     epoch, runner);
 }
 
 static void
@@ -189,7 +199,10 @@ run_epoch(long epoch, long ops)
 {
 	static const ration_pool_opts_t opts[NPOOLS] = {
 		{.threads = 2, .queue_cap = 4, .name = "st-small"},
-		{.threads = 4, .min_threads = 1, .queue_cap = 64, .idle_timeout_ns = 2 * MS,
+		{.threads = 4,
+		 .min_threads = 1,
+		 .queue_cap = 64,
+		 .idle_timeout_ns = 2 * MS,
 		 .name = "st-mid"},
 		{.threads = 3, .queue_cap = SIZE_MAX, .name = "st-unb"},
 	};
@@ -209,16 +222,20 @@ run_epoch(long epoch, long ops)
 		r[i] = (struct runner){
 			.idx = i,
 			.ops = ops / THREADS,
-			.seed = (uint64_t)(epoch * THREADS + i) * 0x2545f4914f6cdd1du + 7,
+			.seed = (uint64_t)(epoch * THREADS + i) *
+					0x2545f4914f6cdd1du +
+				7,
 		};
 		/* Runner 0 shuts one pool down somewhere in the epoch (in
 		 * about a third of the epochs, near the end: the pools stay
 		 * useful for most of the run). */
 		r[i].shutdown_at = -1;
 		if (i == 0 && epoch % 3 == 0 && r[i].ops >= 2)
-			r[i].shutdown_at = r[i].ops / 2 + epoch % (r[i].ops / 2);
+			r[i].shutdown_at =
+				r[i].ops / 2 + epoch % (r[i].ops / 2);
 		atomic_init(&r[i].done, false);
-		ck_assert_int_eq(pthread_create(&r[i].t, NULL, runner_main, &r[i]), 0);
+		ck_assert_int_eq(
+			pthread_create(&r[i].t, NULL, runner_main, &r[i]), 0);
 	}
 	/* An epoch takes well under a second alone; the machine is shared
 	 * with other builds, so allow far more before calling it a hang. */
@@ -232,10 +249,12 @@ run_epoch(long epoch, long ops)
 	}
 
 	for (int i = 0; i < NPOOLS; i++) {
-		int rc = ration_pool_shutdown(pools[i], i == 1 ? RATION_DISCARD : RATION_DRAIN, NULL);
+		int rc = ration_pool_shutdown(
+			pools[i], i == 1 ? RATION_DISCARD : RATION_DRAIN, NULL);
 		ck_assert_int_eq(rc, 0);
 	}
-	ck_assert_msg(atomic_load(&bad) == 0, "epoch %ld: unexpected code %d at site %d", epoch,
+	ck_assert_msg(atomic_load(&bad) == 0,
+		      "epoch %ld: unexpected code %d at site %d", epoch,
 		      atomic_load(&bad_code), atomic_load(&bad_where));
 	ck_assert_int_eq(atomic_load(&too_many), 0);
 
@@ -258,9 +277,11 @@ run_epoch(long epoch, long ops)
 	if (n > MAX_TASKS)
 		n = MAX_TASKS;
 	for (uint32_t id = 0; id < n; id++)
-		ck_assert_msg(atomic_load(&calls[id]) == atomic_load(&accepted[id]),
-			      "epoch %ld task %u: accepted %d, fn called %d times", epoch, id,
-			      atomic_load(&accepted[id]), atomic_load(&calls[id]));
+		ck_assert_msg(
+			atomic_load(&calls[id]) == atomic_load(&accepted[id]),
+			"epoch %ld task %u: accepted %d, fn called %d times",
+			epoch, id, atomic_load(&accepted[id]),
+			atomic_load(&calls[id]));
 	for (int i = 0; i < NPOOLS; i++)
 		ration_pool_free(pools[i]);
 }
@@ -290,7 +311,8 @@ crowd_main(void *arg)
 	struct crowd *c = arg;
 	for (int i = 0; i < c->n; i++) {
 		uint32_t id = (uint32_t)(c->base + i);
-		int rc = ration_pool_submit(c->p, NULL, task_fn, (void *)(uintptr_t)id);
+		int rc = ration_pool_submit(c->p, NULL, task_fn,
+					    (void *)(uintptr_t)id);
 		if (rc == 0) {
 			atomic_store(&accepted[id], 1);
 			atomic_fetch_add(&n_accepted, 1);
@@ -311,28 +333,35 @@ START_TEST(test_pool_shutdown_racing_blocked_submitters_loses_nothing)
 
 	for (long round = 0; round < rounds; round++) {
 		ration_pool_t *p;
-		ck_assert_int_eq(ration_pool_new(&(ration_pool_opts_t){.threads = 2, .queue_cap = 2},
-						 &p),
-				 0);
+		ck_assert_int_eq(
+			ration_pool_new(&(ration_pool_opts_t){.threads = 2,
+							      .queue_cap = 2},
+					&p),
+			0);
 		for (int i = 0; i < MAX_TASKS; i++) {
 			atomic_store(&calls[i], 0);
 			atomic_store(&accepted[i], 0);
 			task_pool[i] = 0;
 		}
-		atomic_store(&next_id, SUBMITTERS * PER); /* nested ids follow */
+		atomic_store(&next_id,
+			     SUBMITTERS * PER); /* nested ids follow */
 		atomic_store(&n_accepted, 0);
 		atomic_store(&n_ok, 0);
 		atomic_store(&n_cancelled, 0);
 		pools[0] = p; /* for nested submits from task_fn */
 		struct crowd c[SUBMITTERS];
 		for (int i = 0; i < SUBMITTERS; i++) {
-			c[i] = (struct crowd){.p = p, .base = i * PER, .n = PER};
+			c[i] = (struct crowd){
+				.p = p, .base = i * PER, .n = PER};
 			atomic_init(&c[i].done, false);
-			ck_assert_int_eq(pthread_create(&c[i].t, NULL, crowd_main, &c[i]), 0);
+			ck_assert_int_eq(pthread_create(&c[i].t, NULL,
+							crowd_main, &c[i]),
+					 0);
 		}
 		sleep_ns((round % 5) * 200000);
 
-		int rc = ration_pool_shutdown(p, round & 1 ? RATION_DISCARD : RATION_DRAIN, NULL);
+		int rc = ration_pool_shutdown(
+			p, round & 1 ? RATION_DISCARD : RATION_DRAIN, NULL);
 
 		ck_assert_int_eq(rc, 0);
 		for (int i = 0; i < SUBMITTERS; i++) {
@@ -348,7 +377,8 @@ START_TEST(test_pool_shutdown_racing_blocked_submitters_loses_nothing)
 		/* Nested submits use ids past the crowd's; they are counted in
 		 * n_accepted too, so compare the crowd's own ids one by one. */
 		for (int id = 0; id < SUBMITTERS * PER; id++)
-			ck_assert_int_eq(atomic_load(&calls[id]), atomic_load(&accepted[id]));
+			ck_assert_int_eq(atomic_load(&calls[id]),
+					 atomic_load(&accepted[id]));
 		ck_assert_uint_eq(st.submitted, atomic_load(&n_accepted));
 		ration_pool_free(p);
 	}
@@ -362,7 +392,8 @@ main(void)
 	TCase *tc = tcase_create("stress");
 	tcase_set_timeout(tc, 500);
 	tcase_add_test(tc, test_pool_random_ops_lose_and_duplicate_no_task);
-	tcase_add_test(tc, test_pool_shutdown_racing_blocked_submitters_loses_nothing);
+	tcase_add_test(
+		tc, test_pool_shutdown_racing_blocked_submitters_loses_nothing);
 	suite_add_tcase(s, tc);
 
 	int failed = run_suite(s);

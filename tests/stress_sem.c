@@ -69,7 +69,9 @@ END_TEST
  * largest size; at the end every unit is back. */
 START_TEST(test_stress_random_mix_keeps_the_books)
 {
-	struct mix m = {.size_max = 16, .ops = stress_rounds(40000), .timeouts = true,
+	struct mix m = {.size_max = 16,
+			.ops = stress_rounds(40000),
+			.timeouts = true,
 			.resize = true};
 
 	int64_t t0 = ration_now();
@@ -98,7 +100,8 @@ END_TEST
 /* The same mix without resizes: occupancy stays within the one size. */
 START_TEST(test_stress_random_mix_without_resize_stays_within_size)
 {
-	struct mix m = {.size_max = 10, .ops = stress_rounds(40000), .timeouts = true};
+	struct mix m = {
+		.size_max = 10, .ops = stress_rounds(40000), .timeouts = true};
 
 	int64_t t0 = ration_now();
 	bool finished = mix_run(&m, 6);
@@ -135,8 +138,12 @@ count_worker(void *arg)
 		for (int i = 0; i < NSEMS; i++) {
 			/* sem i gets i + 1 acquires per round */
 			for (int k = 0; k <= i; k++) {
-				ck_assert_int_eq(ration_sem_try_acquire(count_sems[i], 1), 0);
-				ck_assert_int_eq(ration_sem_release(count_sems[i], 1), 0);
+				ck_assert_int_eq(ration_sem_try_acquire(
+							 count_sems[i], 1),
+						 0);
+				ck_assert_int_eq(
+					ration_sem_release(count_sems[i], 1),
+					0);
 			}
 		}
 	}
@@ -149,11 +156,14 @@ START_TEST(test_stress_acquired_counted_once_per_thread_and_sem)
 	int64_t t0 = ration_now();
 	for (int gen = 0; gen < 3; gen++) {
 		for (int i = 0; i < NSEMS; i++)
-			ck_assert_int_eq(ration_sem_new(64, NULL, &count_sems[i]), 0);
+			ck_assert_int_eq(
+				ration_sem_new(64, NULL, &count_sems[i]), 0);
 		pthread_t t[3];
 		for (int k = 0; k < 3; k++)
-			ck_assert_int_eq(pthread_create(&t[k], NULL, count_worker,
-							(void *)(intptr_t)rounds), 0);
+			ck_assert_int_eq(
+				pthread_create(&t[k], NULL, count_worker,
+					       (void *)(intptr_t)rounds),
+				0);
 		/* one more on this (long-lived) thread */
 		(void)count_worker((void *)(intptr_t)rounds);
 		for (int k = 0; k < 3; k++)
@@ -161,7 +171,8 @@ START_TEST(test_stress_acquired_counted_once_per_thread_and_sem)
 		for (int i = 0; i < NSEMS; i++) {
 			ration_sem_stats_t st;
 			ration_sem_stats(count_sems[i], &st);
-			ck_assert_uint_eq(st.acquired, (uint64_t)(4 * rounds * (i + 1)));
+			ck_assert_uint_eq(st.acquired,
+					  (uint64_t)(4 * rounds * (i + 1)));
 			ck_assert_int_eq(ration_sem_free(count_sems[i]), 0);
 		}
 	}
@@ -180,8 +191,10 @@ stress_suite(void)
 	tcase_add_test(tc, test_stress_concurrent_releasers_lose_no_wakeup);
 	tcase_add_test(tc, test_stress_cancel_racing_with_park_wakes_waiter);
 	tcase_add_test(tc, test_stress_random_mix_keeps_the_books);
-	tcase_add_test(tc, test_stress_random_mix_without_resize_stays_within_size);
-	tcase_add_test(tc, test_stress_acquired_counted_once_per_thread_and_sem);
+	tcase_add_test(tc,
+		       test_stress_random_mix_without_resize_stays_within_size);
+	tcase_add_test(tc,
+		       test_stress_acquired_counted_once_per_thread_and_sem);
 	suite_add_tcase(su, tc);
 	return su;
 }

@@ -33,13 +33,13 @@
 #include "helpers.h"
 #include "procs.h"
 
-#define WORKERS  4
-#define THREADS  3
+#define WORKERS   4
+#define THREADS   3
 #define SIZE_MAX_ 16
 #define SIZE_MIN_ 8
 
 struct slot {
-	_Atomic int pid;          /* 0 = none */
+	_Atomic int pid; /* 0 = none */
 	_Atomic int64_t occupancy;
 };
 
@@ -119,7 +119,9 @@ worker_thread(void *arg)
 		ration_lease_t l = {0};
 		int rc;
 		if (op == 8) { /* a resize, maybe killed inside the mutex */
-			rc = ration_sem_resize(w->s, rand_r(&seed) % 2 ? SIZE_MAX_ : SIZE_MIN_);
+			rc = ration_sem_resize(w->s, rand_r(&seed) % 2
+							     ? SIZE_MAX_
+							     : SIZE_MIN_);
 			if (rc != 0)
 				note_error(rc);
 			continue;
@@ -129,9 +131,11 @@ worker_thread(void *arg)
 		else if (op <= 2)
 			rc = ration_sem_try_acquire(w->s, n);
 		else if (op == 3)
-			rc = ration_sem_acquire_until(w->s, ration_now() + 2 * MS, n);
+			rc = ration_sem_acquire_until(w->s,
+						      ration_now() + 2 * MS, n);
 		else
-			rc = ration_sem_acquire_until(w->s, ration_now() + 500 * MS, n);
+			rc = ration_sem_acquire_until(
+				w->s, ration_now() + 500 * MS, n);
 		if (rc == -EAGAIN || rc == -ETIMEDOUT)
 			continue;
 		if (rc != 0) {
@@ -148,7 +152,8 @@ worker_thread(void *arg)
 		for (volatile int k = rand_r(&seed) % 500; k > 0; k--)
 			;
 		atomic_fetch_sub(&me->occupancy, n);
-		rc = op == 0 ? ration_lease_release(w->s, &l) : ration_sem_release(w->s, n);
+		rc = op == 0 ? ration_lease_release(w->s, &l)
+			     : ration_sem_release(w->s, n);
 		if (rc != 0)
 			note_error(rc);
 		atomic_fetch_add(&bd->ops, 1);
@@ -191,7 +196,8 @@ START_TEST(test_stress_shared_kills_under_load)
 	snprintf(name, sizeof(name), "/ration-stress-%d", (int)getpid());
 	ration_sem_unlink_shared(name);
 	ck_assert_int_eq(ration_sem_open_shared(name, SIZE_MAX_, &o, &s), 0);
-	bd = mmap(NULL, sizeof(*bd), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	bd = mmap(NULL, sizeof(*bd), PROT_READ | PROT_WRITE,
+		  MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	ck_assert_ptr_ne(bd, MAP_FAILED);
 	memset(bd, 0, sizeof(*bd));
 
@@ -203,22 +209,30 @@ START_TEST(test_stress_shared_kills_under_load)
 	for (long r = 0; r < rounds; r++) {
 		sleep_ns((20 + rand_r(&seed) % 80) * MS);
 		if (r % 5 == 4) /* shrink (deficit possible) and grow back */
-			ck_assert_int_eq(ration_sem_resize(s, r % 10 == 4 ? SIZE_MIN_ : SIZE_MAX_), 0);
+			ck_assert_int_eq(
+				ration_sem_resize(s, r % 10 == 4 ? SIZE_MIN_
+								 : SIZE_MAX_),
+				0);
 		int v = rand_r(&seed) % WORKERS;
 		kill(pid[v], SIGKILL);
-		ck_assert_int_eq(reap_within(pid[v], TEST_WAIT_NS), 1000 + SIGKILL);
+		ck_assert_int_eq(reap_within(pid[v], TEST_WAIT_NS),
+				 1000 + SIGKILL);
 		pid[v] = spawn_worker(v);
 	}
 	atomic_store(&bd->stop, 1);
 	for (int i = 0; i < WORKERS; i++)
 		ck_assert_int_eq(reap_within(pid[i], TEST_WAIT_NS), 0);
-	ck_assert_int_eq(ration_sem_resize(s, SIZE_MAX_), 0); /* workers resize too */
+	ck_assert_int_eq(ration_sem_resize(s, SIZE_MAX_),
+			 0); /* workers resize too */
 
 	long ops = atomic_load(&bd->ops);
-	int violations = atomic_load(&bd->violations), errors = atomic_load(&bd->errors);
+	int violations = atomic_load(&bd->violations),
+	    errors = atomic_load(&bd->errors);
 	fprintf(stderr, "stress_shared: %ld kills, %ld ops\n", rounds, ops);
-	ck_assert_msg(violations == 0, "%d occupancy/fence violations", violations);
-	ck_assert_msg(errors == 0, "%d errors, last %d", errors, atomic_load(&bd->last_error));
+	ck_assert_msg(violations == 0, "%d occupancy/fence violations",
+		      violations);
+	ck_assert_msg(errors == 0, "%d errors, last %d", errors,
+		      atomic_load(&bd->last_error));
 	/* Everyone gone: every killed worker's weight must be back. */
 	int64_t deadline = ration_now() + TEST_WAIT_NS;
 	ration_sem_stats_t st;

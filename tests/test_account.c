@@ -78,7 +78,8 @@ run_one_with(ration_group_fn fn, int64_t weight, bool measure_cpu)
 {
 	ration_group_t *g;
 	nreps = 0;
-	ration_group_opts_t o = {.on_report = on_report, .measure_cpu = measure_cpu};
+	ration_group_opts_t o = {.on_report = on_report,
+				 .measure_cpu = measure_cpu};
 	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
 	ck_assert_int_eq(ration_group_go(g, weight, fn, NULL), 0);
 	ck_assert_int_eq(ration_group_wait(g), 0);
@@ -203,7 +204,8 @@ START_TEST(test_account_budget_bytes_needs_measurable_heap)
 	ration_sem_t *budget;
 	ration_group_t *g = NULL;
 	ck_assert_int_eq(ration_sem_new(64 * MIB, NULL, &budget), 0);
-	ration_group_opts_t o = {.budget = budget, .budget_bytes = true, .tolerance = -0.1};
+	ration_group_opts_t o = {
+		.budget = budget, .budget_bytes = true, .tolerance = -0.1};
 	ck_assert_int_eq(ration_group_new(NULL, &o, &g), -EINVAL);
 	o.tolerance = 0;
 
@@ -219,12 +221,14 @@ START_TEST(test_account_round_is_what_the_allocator_hands_out)
 {
 	ck_assert_int_eq(ration_account_round(0), 0);
 	ck_assert_int_eq(ration_account_round(-5), -5);
-	ck_assert_int_eq(ration_account_round(INT64_MAX), INT64_MAX); /* too big: as is */
+	ck_assert_int_eq(ration_account_round(INT64_MAX),
+			 INT64_MAX); /* too big: as is */
 	if (!ration_account_available()) {
 		ck_assert_int_eq(ration_account_round(1342177), 1342177);
 		return;
 	}
-	ck_assert_int_eq(ration_account_round(1342177), 3 * MIB / 2); /* 1.28 MiB */
+	ck_assert_int_eq(ration_account_round(1342177),
+			 3 * MIB / 2); /* 1.28 MiB */
 	ck_assert_int_eq(ration_account_round(4 * MIB), 4 * MIB);
 	ck_assert_int_eq(ration_account_round(4 * MIB + 1), 5 * MIB);
 	ck_assert_int_eq(ration_account_round(1), 8);
@@ -243,14 +247,18 @@ keep_by_seq(const ration_task_report_t *r, void *udata)
 /* Runs tasks (declared, allocated) in a budget_bytes group with
  * @tolerance; fills judged[] and @st. */
 static void
-run_judged(double tolerance, const int64_t (*tasks)[2], int n, ration_group_stats_t *st)
+run_judged(double tolerance, const int64_t (*tasks)[2], int n,
+	   ration_group_stats_t *st)
 {
 	ration_sem_t *budget;
 	ration_group_t *g;
 	memset(judged, 0, sizeof(judged));
 	ck_assert_int_eq(ration_sem_new(64 * MIB, NULL, &budget), 0);
-	ration_group_opts_t o = {.budget = budget, .budget_bytes = true, .limit = 1,
-				 .tolerance = tolerance, .on_report = keep_by_seq};
+	ration_group_opts_t o = {.budget = budget,
+				 .budget_bytes = true,
+				 .limit = 1,
+				 .tolerance = tolerance,
+				 .on_report = keep_by_seq};
 	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
 	for (int i = 0; i < n; i++)
 		ck_assert_int_eq(ration_group_go(g, tasks[i][0], task_alloc,
@@ -334,7 +342,8 @@ START_TEST(test_account_budget_bytes_gives_freed_memory_back)
 	ration_sem_t *budget;
 	ration_group_t *g;
 	ck_assert_int_eq(ration_sem_new(64 * MIB, NULL, &budget), 0);
-	ration_group_opts_t o = {.budget = budget, .budget_bytes = true, .limit = 1};
+	ration_group_opts_t o = {
+		.budget = budget, .budget_bytes = true, .limit = 1};
 	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
 	int64_t before = rss_bytes();
 
@@ -342,7 +351,8 @@ START_TEST(test_account_budget_bytes_gives_freed_memory_back)
 	ck_assert_int_eq(ration_group_wait(g), 0);
 
 	int64_t grown = rss_bytes() - before;
-	ck_assert_msg(grown < 3 * MIB, "RSS grew %lld KiB", (long long)(grown >> 10));
+	ck_assert_msg(grown < 3 * MIB, "RSS grew %lld KiB",
+		      (long long)(grown >> 10));
 	ration_group_free(g);
 	ck_assert_int_eq(ration_sem_free(budget), 0);
 }
@@ -355,7 +365,8 @@ START_TEST(test_account_cpu_and_run_time)
 	ration_task_report_t r = run_one_with(task_spin_3ms, 1, true);
 
 	ck_assert_int_ge(r.cpu_ns, 3000000);
-	ck_assert_int_ge(r.run_ns, r.cpu_ns - 100000); /* clocks differ slightly */
+	ck_assert_int_ge(r.run_ns,
+			 r.cpu_ns - 100000); /* clocks differ slightly */
 	ck_assert_int_ge(r.wait_ns, 0);
 }
 END_TEST

@@ -15,7 +15,8 @@ START_TEST(test_strerror_plain_codes_read_as_strerror)
 	ck_assert_str_eq(ration_strerror(-ENOENT), "No such file or directory");
 	ck_assert_str_eq(ration_strerror(-EIO), "Input/output error");
 	ck_assert_str_eq(ration_strerror(-EPROTO), "Protocol error");
-	ck_assert_str_eq(ration_strerror(EIO), "Input/output error"); /* positive too */
+	ck_assert_str_eq(ration_strerror(EIO),
+			 "Input/output error"); /* positive too */
 	ck_assert_str_eq(ration_strerror(0), "Success");
 }
 END_TEST
@@ -23,20 +24,23 @@ END_TEST
 /* Every code ration itself returns has a text of its own. */
 START_TEST(test_strerror_names_every_ration_code)
 {
-	static const int codes[] = {EINVAL,  E2BIG,    ECANCELED, ETIMEDOUT, EAGAIN,
-				    EPIPE,   EOVERFLOW, EBUSY,    ENOMEM,    ENOENT,
-				    ESTALE,  ECONNREFUSED, EIO,   EPROTO,    ENOTSUP,
-				    EMFILE,  EPERM};
+	static const int codes[] = {
+		EINVAL,    E2BIG,  ECANCELED, ETIMEDOUT, EAGAIN, EPIPE,
+		EOVERFLOW, EBUSY,  ENOMEM,    ENOENT,    ESTALE, ECONNREFUSED,
+		EIO,       EPROTO, ENOTSUP,   EMFILE,    EPERM};
 	enum { N = sizeof(codes) / sizeof(codes[0]) };
 	for (int i = 0; i < N; i++) {
 		const char *m = ration_strerror(-codes[i]);
-		ck_assert_msg(strcmp(m, "Unknown error") != 0, "no text for %d", codes[i]);
+		ck_assert_msg(strcmp(m, "Unknown error") != 0, "no text for %d",
+			      codes[i]);
 		for (int j = 0; j < i; j++)
-			ck_assert_msg(strcmp(m, ration_strerror(-codes[j])) != 0,
-				      "%d and %d share a text", codes[i], codes[j]);
+			ck_assert_msg(
+				strcmp(m, ration_strerror(-codes[j])) != 0,
+				"%d and %d share a text", codes[i], codes[j]);
 	}
 	ck_assert_str_eq(ration_strerror(-EPIPE),
-			 "Broken pipe, or semaphore closed, pool shut down or group waited");
+			 "Broken pipe, or semaphore closed, pool shut down or "
+			 "group waited");
 }
 END_TEST
 
@@ -68,9 +72,11 @@ START_TEST(test_strerror_matches_libc_for_every_known_code)
 					      strstr(ours, ", or ") != NULL,
 				      "%d: %s", e, ours);
 		else if (e == ETIMEDOUT)
-			ck_assert_str_eq(ours, "Timed out (deadline passed, or connection timed out)");
+			ck_assert_str_eq(ours, "Timed out (deadline passed, or "
+					       "connection timed out)");
 		else
-			ck_assert_msg(strcmp(ours, libc) == 0, "%d: '%s' vs '%s'", e, ours, libc);
+			ck_assert_msg(strcmp(ours, libc) == 0,
+				      "%d: '%s' vs '%s'", e, ours, libc);
 	}
 	ck_assert_int_ge(known, 70); /* the POSIX set */
 }

@@ -45,7 +45,8 @@ open_inproc(const char *name, int64_t size, ration_sem_t **out)
 static int
 open_shared(const char *name, int64_t size, ration_sem_t **out)
 {
-	return ration_sem_open_shared(name, size, &(ration_shared_opts_t){.create = true}, out);
+	return ration_sem_open_shared(
+		name, size, &(ration_shared_opts_t){.create = true}, out);
 }
 
 static void
@@ -123,10 +124,12 @@ START_TEST(test_contract_errors_in_order)
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 11), -E2BIG);
 	ck_assert_int_eq(ration_sem_try_acquire(s, 11), -E2BIG);
 	ck_assert_int_eq(ration_sem_release(s, 0), -EINVAL);
-	ck_assert_int_eq(ration_sem_release(s, 1), -EOVERFLOW); /* nothing held */
+	ck_assert_int_eq(ration_sem_release(s, 1),
+			 -EOVERFLOW); /* nothing held */
 	ck_assert_int_eq(ration_sem_resize(s, 0), -EINVAL);
 	/* A deadline already past fails at once, even with units free. */
-	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() - 1, 1), -ETIMEDOUT);
+	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() - 1, 1),
+			 -ETIMEDOUT);
 	/* -E2BIG comes before the ctx's error. */
 	ration_ctx_t *done;
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &done), 0);
@@ -148,7 +151,7 @@ START_TEST(test_contract_weights_and_try)
 	ck_assert_int_eq(ration_sem_try_acquire(s, 4), 0);
 	ck_assert_int_eq(ration_sem_available(s), 0);
 	ck_assert_int_eq(ration_sem_release(s, 11), -EOVERFLOW); /* 10 held */
-	ck_assert_int_eq(ration_sem_free(s), -EBUSY);            /* still usable */
+	ck_assert_int_eq(ration_sem_free(s), -EBUSY); /* still usable */
 	ck_assert_int_eq(ration_sem_release(s, 10), 0);
 	ck_assert_int_eq(ration_sem_available(s), 10);
 	ration_sem_stats_t st = stats(s);
@@ -247,7 +250,8 @@ START_TEST(test_contract_deadline_and_cancel_lose_no_weight)
 	ration_ctx_unref(ctx);
 
 	int64_t t0 = ration_now();
-	ck_assert_int_eq(ration_sem_acquire_until(s, t0 + 50 * MS, 1), -ETIMEDOUT);
+	ck_assert_int_eq(ration_sem_acquire_until(s, t0 + 50 * MS, 1),
+			 -ETIMEDOUT);
 	int64_t late = ration_now() - (t0 + 50 * MS);
 	ck_assert_int_ge(late, 0);
 	ck_assert_int_lt(late, TEST_LATE_NS);
@@ -258,7 +262,8 @@ START_TEST(test_contract_deadline_and_cancel_lose_no_weight)
 	ck_assert_uint_eq(st.timeouts, 1);
 	ck_assert_int_eq(st.in_use, 10);
 	ck_assert_int_eq(ration_sem_release(s, 10), 0);
-	ck_assert_int_eq(ration_sem_acquire(s, NULL, 10), 0); /* all of it came back */
+	ck_assert_int_eq(ration_sem_acquire(s, NULL, 10),
+			 0); /* all of it came back */
 	ck_assert_int_eq(ration_sem_release(s, 10), 0);
 	ck_assert_int_eq(ration_sem_free(s), 0);
 }
@@ -307,7 +312,8 @@ START_TEST(test_contract_close_fails_waiters_release_still_works)
 	ck_assert_int_eq(bg_join(&w[1]), -EPIPE);
 	ration_sem_close(s); /* idempotent */
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 1), -EPIPE);
-	ck_assert_int_eq(ration_sem_acquire(s, NULL, 100), -EPIPE); /* before -E2BIG */
+	ck_assert_int_eq(ration_sem_acquire(s, NULL, 100),
+			 -EPIPE); /* before -E2BIG */
 	ck_assert_int_eq(ration_sem_try_acquire(s, 1), -EPIPE);
 	ck_assert_int_eq(ration_sem_resize(s, 3), -EPIPE);
 	ck_assert_int_eq(ration_sem_release(s, 10), 0);
@@ -353,7 +359,8 @@ START_TEST(test_contract_weights_never_exceed_size)
 {
 	struct occupancy o = {.s = sem(8), .size = 8};
 	/* A Redis round trip is ~100x a local one: fewer rounds there. */
-	o.rounds = (int)stress_rounds(strcmp(B->name, "redis") == 0 ? 100 : 2000);
+	o.rounds =
+		(int)stress_rounds(strcmp(B->name, "redis") == 0 ? 100 : 2000);
 	pthread_t t[4];
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(pthread_create(&t[i], NULL, occupant, &o), 0);
@@ -373,7 +380,8 @@ START_TEST(test_contract_leases)
 	ration_sem_t *s = sem(4);
 	ration_lease_t a, b;
 	if (!B->leases) {
-		ck_assert_int_eq(ration_sem_acquire_lease(s, NULL, 1, &a), -EINVAL);
+		ck_assert_int_eq(ration_sem_acquire_lease(s, NULL, 1, &a),
+				 -EINVAL);
 		ck_assert_int_eq(ration_lease_release(s, &a), -EINVAL);
 		ck_assert_int_eq(ration_sem_available(s), 4);
 		ck_assert_int_eq(ration_sem_free(s), 0);
@@ -390,7 +398,8 @@ START_TEST(test_contract_leases)
 	ck_assert_int_gt(a.expires_ns, ration_now());
 	ck_assert_int_eq(ration_sem_available(s), 0);
 	ck_assert_int_eq(ration_lease_release(s, &a), 0);
-	ck_assert_int_eq(ration_lease_release(s, &a), -ESTALE); /* already given back */
+	ck_assert_int_eq(ration_lease_release(s, &a),
+			 -ESTALE); /* already given back */
 	ck_assert_int_eq(ration_lease_release(s, NULL), -EINVAL);
 	ck_assert_int_eq(ration_sem_available(s), 1);
 	ck_assert_int_eq(ration_lease_release(s, &b), 0);
@@ -412,7 +421,8 @@ START_TEST(test_contract_consume_past_the_size)
 	struct bg w;
 	bg_acquire(&w, s, NULL, 2);
 	wait_waiters(s, 1);
-	ck_assert_int_eq(ration_sem_release(s, 2), 0); /* in_use 3: 2 does not fit */
+	ck_assert_int_eq(ration_sem_release(s, 2),
+			 0); /* in_use 3: 2 does not fit */
 	assert_still_waiting(&w);
 	ck_assert_int_eq(ration_sem_release(s, 1), 0); /* in_use 2: it fits */
 	ck_assert_int_eq(bg_join(&w), 0);
@@ -439,8 +449,10 @@ contract_suite(void)
 	tcase_add_test(tc, test_contract_fifo_small_does_not_pass_large);
 	tcase_add_test(tc, test_contract_large_request_is_not_starved);
 	tcase_add_test(tc, test_contract_deadline_and_cancel_lose_no_weight);
-	tcase_add_test(tc, test_contract_resize_grows_wakes_and_shrinks_into_deficit);
-	tcase_add_test(tc, test_contract_close_fails_waiters_release_still_works);
+	tcase_add_test(
+		tc, test_contract_resize_grows_wakes_and_shrinks_into_deficit);
+	tcase_add_test(tc,
+		       test_contract_close_fails_waiters_release_still_works);
 	tcase_add_test(tc, test_contract_weights_never_exceed_size);
 	tcase_add_test(tc, test_contract_leases);
 	tcase_add_test(tc, test_contract_consume_past_the_size);
@@ -451,7 +463,8 @@ contract_suite(void)
 int
 main(int argc, char **argv)
 {
-	for (size_t i = 0; argc == 2 && i < sizeof(backends) / sizeof(backends[0]); i++)
+	for (size_t i = 0;
+	     argc == 2 && i < sizeof(backends) / sizeof(backends[0]); i++)
 		if (strcmp(argv[1], backends[i].name) == 0)
 			B = &backends[i];
 	if (B == NULL) {

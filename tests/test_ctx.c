@@ -15,7 +15,6 @@
 
 #include "helpers.h"
 
-
 /* How late an after-func or fd may fire after a deadline. contract §3 aims
  * at 1 ms on an idle machine (§10); the lateness actually measured is
  * reported in docs/reliability.md, not asserted here. This bound only
@@ -70,7 +69,7 @@ fd_readable(int fd, int timeout_ms)
 
 /* What an after-func saw when it ran. */
 struct rec {
-	pthread_t caller;    /* the test's thread, set before registering */
+	pthread_t caller; /* the test's thread, set before registering */
 	_Atomic int calls;
 	_Atomic int64_t at_ns;
 	_Atomic bool on_caller;
@@ -90,7 +89,8 @@ rec_fn(void *arg)
 {
 	struct rec *r = arg;
 	atomic_store(&r->at_ns, ration_now());
-	atomic_store(&r->on_caller, pthread_equal(pthread_self(), r->caller) != 0);
+	atomic_store(&r->on_caller,
+		     pthread_equal(pthread_self(), r->caller) != 0);
 	atomic_fetch_add(&r->calls, 1); /* seq_cst: publishes the two above */
 }
 
@@ -128,7 +128,8 @@ END_TEST
 START_TEST(test_ctx_with_rejects_null_out)
 {
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, NULL), -EINVAL);
-	ck_assert_int_eq(ration_ctx_with_deadline(NULL, RATION_FOREVER, NULL), -EINVAL);
+	ck_assert_int_eq(ration_ctx_with_deadline(NULL, RATION_FOREVER, NULL),
+			 -EINVAL);
 	ck_assert_int_eq(ration_ctx_with_timeout(NULL, MS, NULL), -EINVAL);
 }
 END_TEST
@@ -138,7 +139,8 @@ START_TEST(test_ctx_with_cancel_starts_live)
 	ration_ctx_t *a, *b;
 
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &a), 0);
-	ck_assert_int_eq(ration_ctx_with_cancel(ration_ctx_background(), &b), 0);
+	ck_assert_int_eq(ration_ctx_with_cancel(ration_ctx_background(), &b),
+			 0);
 
 	ck_assert_ptr_ne(a, b);
 	ck_assert_int_eq(ration_ctx_err(a), 0);
@@ -291,10 +293,13 @@ START_TEST(test_ctx_effective_deadline_is_min_of_ancestors)
 	int64_t dp = now + 10000 * MS;
 	ck_assert_int_eq(ration_ctx_with_deadline(NULL, dp, &p), 0);
 
-	ck_assert_int_eq(ration_ctx_with_deadline(p, now + 20000 * MS, &later), 0);
-	ck_assert_int_eq(ration_ctx_with_deadline(p, now + 5000 * MS, &earlier), 0);
+	ck_assert_int_eq(ration_ctx_with_deadline(p, now + 20000 * MS, &later),
+			 0);
+	ck_assert_int_eq(ration_ctx_with_deadline(p, now + 5000 * MS, &earlier),
+			 0);
 	ck_assert_int_eq(ration_ctx_with_cancel(earlier, &g_cancel), 0);
-	ck_assert_int_eq(ration_ctx_with_deadline(later, RATION_FOREVER, &g_forever), 0);
+	ck_assert_int_eq(
+		ration_ctx_with_deadline(later, RATION_FOREVER, &g_forever), 0);
 	ck_assert_int_eq(ration_ctx_with_cancel(p, &c_cancel), 0);
 
 	ck_assert_int_eq(ration_ctx_deadline(p), dp);
@@ -378,7 +383,8 @@ START_TEST(test_ctx_children_of_done_parent_are_born_done)
 	ck_assert_int_eq(ration_ctx_with_timeout(p, 10000 * MS, &cd), 0);
 	ck_assert_int_eq(ration_ctx_with_cancel(c, &g), 0);
 	ck_assert_int_eq(ration_ctx_with_cancel(tp, &tc), 0);
-	ck_assert_int_eq(ration_ctx_with_deadline(live, ration_now() - 1, &past), 0);
+	ck_assert_int_eq(
+		ration_ctx_with_deadline(live, ration_now() - 1, &past), 0);
 
 	ck_assert_int_eq(ration_ctx_err(c), -EIO);
 	ck_assert_int_eq(ration_ctx_err(cd), -EIO);
@@ -484,8 +490,8 @@ START_TEST(test_ctx_fd_becomes_readable_on_cancel)
 	ck_assert_int_eq(ration_ctx_fd(c), fd);
 	ck_assert(!fd_readable(fd, 0));
 
-	ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC);     /* not leaked to exec */
-	ck_assert(fcntl(fd, F_GETFL) & O_NONBLOCK);     /* never blocks a loop */
+	ck_assert(fcntl(fd, F_GETFD) & FD_CLOEXEC); /* not leaked to exec */
+	ck_assert(fcntl(fd, F_GETFL) & O_NONBLOCK); /* never blocks a loop */
 	ration_ctx_t *extra = ration_ctx_ref(c);
 
 	ration_ctx_cancel(c);
@@ -554,7 +560,8 @@ START_TEST(test_ctx_fd_becomes_readable_at_deadline)
 	int fd = ration_ctx_fd(c);
 	ck_assert_int_ge(fd, 0);
 	bool early = fd_readable(fd, 0);
-	ck_assert(!early || ration_now() >= ration_ctx_deadline(p)); /* not before */
+	ck_assert(!early ||
+		  ration_now() >= ration_ctx_deadline(p)); /* not before */
 
 	bool ready = fd_readable(fd, (int)(TEST_WAIT_NS / MS));
 	int64_t t = ration_now();
@@ -579,8 +586,9 @@ START_TEST(test_ctx_after_rejects_bad_args)
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &c), 0);
 
 	ck_assert_int_eq(ration_ctx_after(NULL, rec_fn, &r, &id), -EINVAL);
-	ck_assert_int_eq(ration_ctx_after(ration_ctx_background(), rec_fn, &r, &id),
-			 -EINVAL);
+	ck_assert_int_eq(
+		ration_ctx_after(ration_ctx_background(), rec_fn, &r, &id),
+		-EINVAL);
 	ck_assert_int_eq(ration_ctx_after(c, NULL, &r, &id), -EINVAL);
 	ration_ctx_cancel(c);
 
@@ -615,7 +623,8 @@ START_TEST(test_ctx_after_on_done_ctx_runs_synchronously)
 	ck_assert(!ration_ctx_stop_after(a, ida));
 	ck_assert(!ration_ctx_stop_after(b, idb));
 	ck_assert_int_eq(ration_ctx_err(b), -ETIMEDOUT);
-	ck_assert_int_eq(ration_ctx_after(a, rec_fn, &ra, NULL), 0); /* id optional */
+	ck_assert_int_eq(ration_ctx_after(a, rec_fn, &ra, NULL),
+			 0); /* id optional */
 	ck_assert_int_eq(atomic_load(&ra.calls), 2);
 	ration_ctx_unref(a);
 	ration_ctx_unref(b);
@@ -635,7 +644,8 @@ START_TEST(test_ctx_after_runs_once_in_the_cancelling_thread)
 	ck_assert_int_eq(ration_ctx_after(c, rec_fn, &r2, &id2), 0);
 	ck_assert_int_eq(ration_ctx_after(c, rec_fn, &r3, &id3), 0);
 	ck_assert_int_eq(atomic_load(&r1.calls) + atomic_load(&r2.calls) +
-				 atomic_load(&r3.calls), 0);
+				 atomic_load(&r3.calls),
+			 0);
 	ck_assert(id1 != id2 && id2 != id3 && id1 != id3);
 
 	ration_ctx_cancel(c);
@@ -712,7 +722,8 @@ START_TEST(test_ctx_after_runs_at_deadline_on_timer_thread)
 		ck_assert_int_eq(ration_ctx_after(p, rec_fn, &rp, NULL), 0);
 		if (ration_now() < ration_ctx_deadline(p))
 			break;
-		WAIT_FOR(atomic_load(&r.calls) == 1 && atomic_load(&rp.calls) == 1);
+		WAIT_FOR(atomic_load(&r.calls) == 1 &&
+			 atomic_load(&rp.calls) == 1);
 		ration_ctx_unref(c);
 		ration_ctx_unref(p);
 	}
@@ -796,9 +807,9 @@ END_TEST
 
 struct reenter {
 	ration_ctx_t *ctx;
-	ration_sem_t *sem;  /* released (1 unit) if set */
+	ration_sem_t *sem; /* released (1 unit) if set */
 	uint64_t own_id;
-	struct rec nested;  /* after registered from inside the after-func */
+	struct rec nested; /* after registered from inside the after-func */
 	int err_seen;
 	int acquire_rc;
 	bool stop_own;
@@ -838,7 +849,8 @@ START_TEST(test_ctx_after_calling_back_on_cancel_does_not_deadlock)
 	re.sem = s;
 	rec_init(&re.nested);
 	atomic_init(&re.calls, 0);
-	ck_assert_int_eq(ration_ctx_after(re.ctx, reenter_fn, &re, &re.own_id), 0);
+	ck_assert_int_eq(ration_ctx_after(re.ctx, reenter_fn, &re, &re.own_id),
+			 0);
 	bg_acquire(&b, s, NULL, 1);
 	wait_waiters(s, 1);
 
@@ -849,7 +861,8 @@ START_TEST(test_ctx_after_calling_back_on_cancel_does_not_deadlock)
 	ck_assert(!re.stop_own);
 	ck_assert_int_eq(atomic_load(&re.nested.calls), 1);
 	ck_assert_int_eq(re.acquire_rc, -ECANCELED);
-	ck_assert_int_eq(bg_join(&b), 0); /* got the unit the after-func released */
+	ck_assert_int_eq(bg_join(&b),
+			 0); /* got the unit the after-func released */
 	ck_assert_int_eq(ration_sem_available(s), 0);
 	ck_assert_int_eq(ration_sem_release(s, 1), 0);
 	ration_ctx_unref(re.ctx);
@@ -876,10 +889,14 @@ START_TEST(test_ctx_after_calling_back_on_timer_thread_does_not_deadlock)
 		rec_init(&re.nested);
 		atomic_init(&re.calls, 0);
 		ck_assert_int_eq(ration_ctx_with_timeout(NULL, t, &re.ctx), 0);
-		ck_assert_int_eq(ration_ctx_after(re.ctx, reenter_fn, &re, &re.own_id), 0);
-		if (atomic_load(&re.calls) == 0 || !atomic_load(&re.nested.on_caller))
+		ck_assert_int_eq(
+			ration_ctx_after(re.ctx, reenter_fn, &re, &re.own_id),
+			0);
+		if (atomic_load(&re.calls) == 0 ||
+		    !atomic_load(&re.nested.on_caller))
 			break; /* pending, or already run by the timer thread */
-		ck_assert_int_eq(ration_sem_try_acquire(s, 1), 0); /* it released */
+		ck_assert_int_eq(ration_sem_try_acquire(s, 1),
+				 0); /* it released */
 		ration_ctx_unref(re.ctx);
 	}
 	bg_acquire(&b, s, NULL, 1); /* may find the unit already released */
@@ -1080,7 +1097,8 @@ START_TEST(test_ctx_million_child_cycles_return_to_baseline)
 	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 3600000 * MS, &p), 0);
 	ck_assert_int_eq(ration_ctx_after(p, count_fn, &parent_ran, NULL), 0);
 	long failed = 0;
-	for (long i = 0; i < 2000; i++) /* warm up: timer thread, heap, malloc */
+	for (long i = 0; i < 2000;
+	     i++) /* warm up: timer thread, heap, malloc */
 		failed += !child_cycle(p, i, &ran);
 	int64_t rss0 = rss_bytes();
 	long threads0 = thread_count();
@@ -1139,7 +1157,8 @@ tree_race_main(void *arg)
 		 * (During the cancel a child may briefly lag its parent.) */
 		if (after_cancel) {
 			atomic_fetch_add(&tr->born_done, 1);
-			if (ration_ctx_err(c) != -EIO || ration_ctx_err(g) != -EIO)
+			if (ration_ctx_err(c) != -EIO ||
+			    ration_ctx_err(g) != -EIO)
 				atomic_store(&tr->bad, 2);
 		}
 		if (i % 3 == 0)
@@ -1158,7 +1177,8 @@ START_TEST(test_ctx_concurrent_children_and_cancel_stay_consistent)
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &tr.root), 0);
 	ck_assert_int_eq(ration_ctx_with_cancel(tr.root, &kept), 0);
 	for (int i = 0; i < 4; i++)
-		ck_assert_int_eq(pthread_create(&t[i], NULL, tree_race_main, &tr), 0);
+		ck_assert_int_eq(
+			pthread_create(&t[i], NULL, tree_race_main, &tr), 0);
 
 	WAIT_FOR(atomic_load(&tr.ready) == 4 && atomic_load(&tr.made) > 100);
 	ration_ctx_cancel_with(tr.root, -EIO);
@@ -1174,7 +1194,6 @@ START_TEST(test_ctx_concurrent_children_and_cancel_stay_consistent)
 	ration_ctx_unref(tr.root);
 }
 END_TEST
-
 
 /* ---- races and limits --------------------------------------------------- */
 
@@ -1201,9 +1220,12 @@ START_TEST(test_ctx_deep_chain_is_cancelled_without_recursion)
 		for (int i = 1; i < DEPTH; i++)
 			failed |= ration_ctx_with_cancel(c[i - 1], &c[i]);
 		ck_assert_int_eq(failed, 0);
-		ck_assert_int_eq(ration_ctx_after(c[0], rec_fn, &root, NULL), 0);
-		ck_assert_int_eq(ration_ctx_after(c[DEPTH - 1], rec_fn, &leaf, NULL), 0);
-		if (atomic_load(&root.calls) == 0 && atomic_load(&leaf.calls) == 0)
+		ck_assert_int_eq(ration_ctx_after(c[0], rec_fn, &root, NULL),
+				 0);
+		ck_assert_int_eq(
+			ration_ctx_after(c[DEPTH - 1], rec_fn, &leaf, NULL), 0);
+		if (atomic_load(&root.calls) == 0 &&
+		    atomic_load(&leaf.calls) == 0)
 			break; /* both wait for the timer thread */
 		for (int i = DEPTH - 1; i >= 0; i--)
 			ration_ctx_unref(c[i]);
@@ -1212,12 +1234,15 @@ START_TEST(test_ctx_deep_chain_is_cancelled_without_recursion)
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &d[0]), 0);
 	for (int i = 1; i < DEPTH; i++)
 		ck_assert_int_eq(ration_ctx_with_cancel(d[i - 1], &d[i]), 0);
-	ck_assert_int_eq(ration_ctx_after(d[DEPTH - 1], rec_fn, &leaf2, NULL), 0);
+	ck_assert_int_eq(ration_ctx_after(d[DEPTH - 1], rec_fn, &leaf2, NULL),
+			 0);
 
-	WAIT_FOR(atomic_load(&root.calls) == 1 && atomic_load(&leaf.calls) == 1);
+	WAIT_FOR(atomic_load(&root.calls) == 1 &&
+		 atomic_load(&leaf.calls) == 1);
 	ration_ctx_cancel_with(d[0], -EIO); /* this thread */
 
-	ck_assert(!atomic_load(&root.on_caller)); /* the timer thread fired it */
+	ck_assert(
+		!atomic_load(&root.on_caller)); /* the timer thread fired it */
 	ck_assert_int_eq(ration_ctx_err(c[DEPTH - 1]), -ETIMEDOUT);
 	ck_assert_int_eq(ration_ctx_err(c[DEPTH / 2]), -ETIMEDOUT);
 	ck_assert_int_eq(atomic_load(&leaf2.calls), 1);
@@ -1246,7 +1271,8 @@ timer_threads(void)
 	while ((e = readdir(dir)) != NULL) {
 		if (e->d_name[0] == '.')
 			continue;
-		snprintf(path, sizeof(path), "/proc/self/task/%s/comm", e->d_name);
+		snprintf(path, sizeof(path), "/proc/self/task/%s/comm",
+			 e->d_name);
 		FILE *f = fopen(path, "r");
 		if (f == NULL)
 			continue; /* the thread just exited */
@@ -1268,7 +1294,8 @@ START_TEST(test_ctx_one_timer_thread_started_lazily)
 	ration_sem_t *s;
 	struct rec r[32];
 	int before = timer_threads();
-	ck_assert_int_le(before, 1); /* 1 if an earlier test (no fork) started it */
+	ck_assert_int_le(before,
+			 1); /* 1 if an earlier test (no fork) started it */
 
 	/* Deadlines seen only by waiters and queries: no timer needed. */
 	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 5 * MS, &a), 0);
@@ -1276,18 +1303,22 @@ START_TEST(test_ctx_one_timer_thread_started_lazily)
 	ck_assert_int_eq(ration_ctx_wait(b), -ETIMEDOUT);
 	ck_assert_int_eq(ration_sem_new(1, NULL, &s), 0);
 	ck_assert_int_eq(ration_sem_try_acquire(s, 1), 0);
-	ck_assert_int_eq(ration_sem_acquire_until(s, ration_deadline_after(5 * MS), 1),
-			 -ETIMEDOUT);
+	ck_assert_int_eq(
+		ration_sem_acquire_until(s, ration_deadline_after(5 * MS), 1),
+		-ETIMEDOUT);
 	ration_ctx_cancel(b);
 	ck_assert_int_eq(timer_threads(), before);
 
 	/* Many deadline after-funcs and fds, on many ctxs: one thread. */
 	for (int i = 0; i < 32; i++) {
 		rec_init(&r[i]);
-		ck_assert_int_eq(ration_ctx_with_timeout(NULL, (i % 4 + 4) * 50 * MS, &cs[i]),
+		ck_assert_int_eq(ration_ctx_with_timeout(
+					 NULL, (i % 4 + 4) * 50 * MS, &cs[i]),
 				 0);
 		if (i % 2)
-			ck_assert_int_eq(ration_ctx_after(cs[i], rec_fn, &r[i], NULL), 0);
+			ck_assert_int_eq(
+				ration_ctx_after(cs[i], rec_fn, &r[i], NULL),
+				0);
 		else
 			ck_assert_int_ge(ration_ctx_fd(cs[i]), 0);
 	}
@@ -1296,7 +1327,8 @@ START_TEST(test_ctx_one_timer_thread_started_lazily)
 		if (i % 2)
 			WAIT_FOR(atomic_load(&r[i].calls) == 1);
 		else
-			ck_assert(fd_readable(ration_ctx_fd(cs[i]), (int)(TEST_WAIT_NS / MS)));
+			ck_assert(fd_readable(ration_ctx_fd(cs[i]),
+					      (int)(TEST_WAIT_NS / MS)));
 	}
 
 	ck_assert_int_eq(timer_threads(), 1);
@@ -1337,7 +1369,8 @@ START_TEST(test_ctx_stop_after_racing_cancel_is_exact)
 		rec_init(&r);
 		ck_assert_int_eq(ration_ctx_with_cancel(NULL, &c), 0);
 		ck_assert_int_eq(ration_ctx_after(c, rec_fn, &r, &id), 0);
-		ck_assert_int_eq(pthread_create(&t, NULL, cancel_thread_main, c), 0);
+		ck_assert_int_eq(
+			pthread_create(&t, NULL, cancel_thread_main, c), 0);
 		rnd ^= rnd << 13, rnd ^= rnd >> 7, rnd ^= rnd << 17;
 		spin_for((int64_t)(rnd % 40000));
 
@@ -1346,7 +1379,8 @@ START_TEST(test_ctx_stop_after_racing_cancel_is_exact)
 
 		int calls = atomic_load(&r.calls);
 		ck_assert_msg(st ? calls == 0 : calls == 1,
-			      "round %ld: stop_after %d, fn ran %d times", i, st, calls);
+			      "round %ld: stop_after %d, fn ran %d times", i,
+			      st, calls);
 		stopped += st;
 		ran_total += calls;
 		ration_ctx_unref(c);
@@ -1370,14 +1404,16 @@ START_TEST(test_ctx_stop_after_racing_deadline_is_exact)
 		int64_t t = (int64_t)(rnd % 400000);
 		ck_assert_int_eq(ration_ctx_with_timeout(NULL, t, &c), 0);
 		ck_assert_int_eq(ration_ctx_after(c, rec_fn, &r, &id), 0);
-		spin_until_time(ration_ctx_deadline(c) - 200000 + (int64_t)(rnd % 400000));
+		spin_until_time(ration_ctx_deadline(c) - 200000 +
+				(int64_t)(rnd % 400000));
 
 		bool st = ration_ctx_stop_after(c, id);
 		ration_ctx_cancel(c);
 
 		int calls = atomic_load(&r.calls);
 		ck_assert_msg(st ? calls == 0 : calls == 1,
-			      "round %ld: stop_after %d, fn ran %d times", i, st, calls);
+			      "round %ld: stop_after %d, fn ran %d times", i,
+			      st, calls);
 		ck_assert_int_ne(ration_ctx_err(c), 0);
 		ration_ctx_unref(c);
 	}
@@ -1415,15 +1451,19 @@ START_TEST(test_ctx_concurrent_cancels_agree_on_first_error)
 		ck_assert_int_eq(ration_ctx_with_cancel(NULL, &c), 0);
 		ck_assert_int_eq(ration_ctx_with_cancel(c, &child), 0);
 		for (int k = 0; k < 3; k++) {
-			f[k] = (struct first_err){.ctx = c, .cause = -(EIO + k), .go = &go};
-			ck_assert_int_eq(pthread_create(&t[k], NULL, first_err_main, &f[k]), 0);
+			f[k] = (struct first_err){
+				.ctx = c, .cause = -(EIO + k), .go = &go};
+			ck_assert_int_eq(pthread_create(&t[k], NULL,
+							first_err_main, &f[k]),
+					 0);
 		}
 		atomic_store(&go, 1);
 		for (int k = 0; k < 3; k++)
 			pthread_join(t[k], NULL);
 
 		int err = ration_ctx_err(c);
-		ck_assert(err == -EIO || err == -(EIO + 1) || err == -(EIO + 2));
+		ck_assert(err == -EIO || err == -(EIO + 1) ||
+			  err == -(EIO + 2));
 		for (int k = 0; k < 3; k++)
 			ck_assert_int_eq(f[k].seen, err);
 		ck_assert_int_eq(ration_ctx_err(child), err);
@@ -1438,7 +1478,7 @@ END_TEST
 /* contract §7.9 for ration_ctx_wait: a cancel racing with the waiter going
  * to sleep (delays sweep 0..100 us) always wakes it. */
 struct wait_race {
-	ration_ctx_t *ctx;      /* this round's, published by round */
+	ration_ctx_t *ctx; /* this round's, published by round */
 	long rounds;
 	_Atomic long round;
 	_Atomic long done;
@@ -1496,7 +1536,8 @@ ctx_suite(void)
 	tcase_add_test(tc, test_ctx_cancel_with_sets_cause);
 	tcase_add_test(tc, test_ctx_first_error_wins);
 	tcase_add_test(tc, test_ctx_cancel_after_deadline_stays_timedout);
-	tcase_add_test(tc, test_ctx_err_is_timedout_once_deadline_passes_unnoticed);
+	tcase_add_test(tc,
+		       test_ctx_err_is_timedout_once_deadline_passes_unnoticed);
 	tcase_add_test(tc, test_ctx_with_timeout_sets_deadline_from_now);
 	tcase_add_test(tc, test_ctx_effective_deadline_is_min_of_ancestors);
 	suite_add_tcase(su, tc);
@@ -1506,7 +1547,8 @@ ctx_suite(void)
 	tcase_add_test(tc, test_ctx_cancel_reaches_children_and_grandchildren);
 	tcase_add_test(tc, test_ctx_child_cancel_leaves_parent_and_siblings);
 	tcase_add_test(tc, test_ctx_children_of_done_parent_are_born_done);
-	tcase_add_test(tc, test_ctx_concurrent_children_and_cancel_stay_consistent);
+	tcase_add_test(tc,
+		       test_ctx_concurrent_children_and_cancel_stay_consistent);
 	suite_add_tcase(su, tc);
 
 	tc = tcase_create("wait");
@@ -1521,7 +1563,8 @@ ctx_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_ctx_fd_rejects_background);
 	tcase_add_test(tc, test_ctx_fd_becomes_readable_on_cancel);
-	tcase_add_test(tc, test_ctx_fd_of_child_becomes_readable_on_parent_cancel);
+	tcase_add_test(tc,
+		       test_ctx_fd_of_child_becomes_readable_on_parent_cancel);
 	tcase_add_test(tc, test_ctx_fd_of_done_ctx_is_readable_at_once);
 	tcase_add_test(tc, test_ctx_fd_becomes_readable_at_deadline);
 	suite_add_tcase(su, tc);
@@ -1540,16 +1583,21 @@ ctx_suite(void)
 
 	tc = tcase_create("reentry");
 	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_ctx_after_calling_back_on_cancel_does_not_deadlock);
-	tcase_add_test(tc, test_ctx_after_calling_back_on_timer_thread_does_not_deadlock);
-	tcase_add_test(tc, test_ctx_after_dropping_its_ctx_on_timer_thread_is_safe);
+	tcase_add_test(tc,
+		       test_ctx_after_calling_back_on_cancel_does_not_deadlock);
+	tcase_add_test(
+		tc,
+		test_ctx_after_calling_back_on_timer_thread_does_not_deadlock);
+	tcase_add_test(tc,
+		       test_ctx_after_dropping_its_ctx_on_timer_thread_is_safe);
 	suite_add_tcase(su, tc);
 
 	tc = tcase_create("lifetime");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_ctx_ref_keeps_ctx_alive);
 	tcase_add_test(tc, test_ctx_child_outlives_unreffed_parent_deadline);
-	tcase_add_test(tc, test_ctx_child_follows_parent_cancel_through_other_ref);
+	tcase_add_test(tc,
+		       test_ctx_child_follows_parent_cancel_through_other_ref);
 	tcase_add_test(tc, test_ctx_unreffed_children_are_detached);
 	tcase_add_test(tc, test_ctx_million_child_cycles_return_to_baseline);
 	suite_add_tcase(su, tc);

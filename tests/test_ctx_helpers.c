@@ -49,7 +49,8 @@ START_TEST(test_sleep_ends_at_cancel)
 
 	ck_assert_int_lt(ration_now() - t0, TEST_WAIT_NS);
 	pthread_join(t, NULL);
-	ck_assert_int_eq(ration_ctx_sleep(ctx, 0), -ECANCELED); /* already done */
+	ck_assert_int_eq(ration_ctx_sleep(ctx, 0),
+			 -ECANCELED); /* already done */
 	ration_ctx_unref(ctx);
 }
 END_TEST
@@ -86,7 +87,8 @@ static int
 done_within(ration_ctx_t *ctx)
 {
 	ration_ctx_t *bounded;
-	ck_assert_int_eq(ration_ctx_with_timeout(ctx, TEST_WAIT_NS, &bounded), 0);
+	ck_assert_int_eq(ration_ctx_with_timeout(ctx, TEST_WAIT_NS, &bounded),
+			 0);
 	(void)ration_ctx_wait(bounded);
 	ration_ctx_unref(bounded);
 	return ration_ctx_err(ctx);
@@ -106,7 +108,8 @@ START_TEST(test_sigint_cancels_and_is_named)
 	ck_assert_int_eq(ration_ctx_err(child), -ECANCELED);
 	ck_assert_int_eq(ration_ctx_signal(ctx), SIGINT);
 	ck_assert_int_eq(ration_ctx_signal(child), SIGINT);
-	ck_assert_int_eq(kill(getpid(), SIGINT), 0); /* a second one is absorbed */
+	ck_assert_int_eq(kill(getpid(), SIGINT),
+			 0); /* a second one is absorbed */
 	ration_ctx_unref(child);
 	ration_ctx_unref(ctx);
 }
@@ -188,14 +191,16 @@ END_TEST
 
 START_TEST(test_with_signals_bad_arguments)
 {
-	sigset_t empty, kill_set = set_of(SIGKILL, SIGINT), ok = set_of(SIGINT, 0);
+	sigset_t empty, kill_set = set_of(SIGKILL, SIGINT),
+			ok = set_of(SIGINT, 0);
 	struct sigaction before, after;
 	ration_ctx_t *ctx = NULL;
 	sigemptyset(&empty);
 	handler_of(SIGINT, &before);
 
 	ck_assert_int_eq(ration_ctx_with_signals(NULL, &empty, &ctx), -EINVAL);
-	ck_assert_int_eq(ration_ctx_with_signals(NULL, &kill_set, &ctx), -EINVAL);
+	ck_assert_int_eq(ration_ctx_with_signals(NULL, &kill_set, &ctx),
+			 -EINVAL);
 	ck_assert_int_eq(ration_ctx_with_signals(NULL, NULL, &ctx), -EINVAL);
 	ck_assert_int_eq(ration_ctx_with_signals(NULL, &ok, NULL), -EINVAL);
 

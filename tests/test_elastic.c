@@ -26,15 +26,15 @@ extern _Atomic bool ration__elastic_rss_only;
 /* ---- a scripted task ---------------------------------------------------- */
 
 struct job {
-	int64_t alloc;          /* bytes to allocate and touch */
-	bool free_early;        /* free them again before the gate */
-	int64_t grow;           /* ration_task_grow(grow_ctx or ctx, grow) */
+	int64_t alloc;   /* bytes to allocate and touch */
+	bool free_early; /* free them again before the gate */
+	int64_t grow;    /* ration_task_grow(grow_ctx or ctx, grow) */
 	ration_ctx_t *grow_ctx;
-	bool grow_gated;        /* grow only once grow_now is set */
+	bool grow_gated; /* grow only once grow_now is set */
 	_Atomic bool grow_now;
-	bool until_cancelled;   /* after the above, wait for ctx; return its error */
-	_Atomic int step;       /* 1 running, 2 allocated, 3 freed, 4 grew */
-	_Atomic bool go_on;     /* the gate: the task ends once set */
+	bool until_cancelled; /* after the above, wait for ctx; return its error */
+	_Atomic int step;     /* 1 running, 2 allocated, 3 freed, 4 grew */
+	_Atomic bool go_on; /* the gate: the task ends once set */
 	int grow_rc;
 };
 
@@ -45,7 +45,8 @@ big_alloc(int64_t n)
 {
 	void *p;
 	if (use_mmap) {
-		p = mmap(NULL, (size_t)n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		p = mmap(NULL, (size_t)n, PROT_READ | PROT_WRITE,
+			 MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 		p = p == MAP_FAILED ? NULL : p;
 	} else {
 		p = malloc((size_t)n);
@@ -86,12 +87,15 @@ job_main(ration_ctx_t *ctx, void *arg)
 	if (j->grow > 0) {
 		if (j->grow_gated)
 			WAIT_FOR(atomic_load(&j->grow_now));
-		j->grow_rc = ration_task_grow(j->grow_ctx ? j->grow_ctx : ctx, j->grow);
+		j->grow_rc = ration_task_grow(j->grow_ctx ? j->grow_ctx : ctx,
+					      j->grow);
 		atomic_store(&j->step, 4);
 	}
 	if (j->until_cancelled) {
 		ration_ctx_t *bounded;
-		ck_assert_int_eq(ration_ctx_with_timeout(ctx, TEST_WAIT_NS, &bounded), 0);
+		ck_assert_int_eq(
+			ration_ctx_with_timeout(ctx, TEST_WAIT_NS, &bounded),
+			0);
 		(void)ration_ctx_wait(bounded);
 		ration_ctx_unref(bounded);
 		rc = ration_ctx_err(ctx);
@@ -108,8 +112,9 @@ static void
 on_report(const ration_task_report_t *r, void *udata)
 {
 	int64_t m = atomic_load(&max_report_overrun);
-	while (r->overrun_bytes > m && !atomic_compare_exchange_weak(&max_report_overrun, &m,
-								      r->overrun_bytes))
+	while (r->overrun_bytes > m &&
+	       !atomic_compare_exchange_weak(&max_report_overrun, &m,
+					     r->overrun_bytes))
 		;
 }
 
@@ -133,10 +138,17 @@ group_up(int64_t size, unsigned threads, bool elastic, double overrun_cancel)
 {
 	atomic_store(&max_report_overrun, 0);
 	ck_assert_int_eq(ration_sem_new(size, NULL, &budget), 0);
-	ck_assert_int_eq(ration_pool_new(&(ration_pool_opts_t){.threads = threads}, &pool), 0);
-	ration_group_opts_t o = {.pool = pool, .budget = budget, .limit = threads,
-				 .keep_going = true, .elastic = elastic,
-				 .overrun_cancel = overrun_cancel, .on_report = on_report};
+	ck_assert_int_eq(
+		ration_pool_new(&(ration_pool_opts_t){.threads = threads},
+				&pool),
+		0);
+	ration_group_opts_t o = {.pool = pool,
+				 .budget = budget,
+				 .limit = threads,
+				 .keep_going = true,
+				 .elastic = elastic,
+				 .overrun_cancel = overrun_cancel,
+				 .on_report = on_report};
 	ck_assert_int_eq(ration_group_new(NULL, &o, &grp), 0);
 }
 
@@ -195,14 +207,31 @@ START_TEST(test_elastic_bad_options_are_einval)
 	ration_group_t *g;
 	ck_assert_int_eq(ration_sem_new(100, NULL, &s), 0);
 
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.elastic = true}, &g),
-			 -EINVAL);
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.budget = s,
-			 .elastic = true, .overrun_cancel = 0.5}, &g), -EINVAL);
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.budget = s,
-			 .elastic = true, .overrun_cancel = -1}, &g), -EINVAL);
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.budget = s,
-			 .elastic = true, .sample_ns = -1}, &g), -EINVAL);
+	ck_assert_int_eq(
+		ration_group_new(NULL, &(ration_group_opts_t){.elastic = true},
+				 &g),
+		-EINVAL);
+	ck_assert_int_eq(
+		ration_group_new(NULL,
+				 &(ration_group_opts_t){.budget = s,
+							.elastic = true,
+							.overrun_cancel = 0.5},
+				 &g),
+		-EINVAL);
+	ck_assert_int_eq(
+		ration_group_new(NULL,
+				 &(ration_group_opts_t){.budget = s,
+							.elastic = true,
+							.overrun_cancel = -1},
+				 &g),
+		-EINVAL);
+	ck_assert_int_eq(
+		ration_group_new(NULL,
+				 &(ration_group_opts_t){.budget = s,
+							.elastic = true,
+							.sample_ns = -1},
+				 &g),
+		-EINVAL);
 
 	ck_assert_int_eq(ration_sem_free(s), 0);
 }
@@ -314,7 +343,8 @@ START_TEST(test_grow_keeps_fifo_with_go)
 	rank_from_now();
 	go(&a, 60);
 	go(&b, 20);
-	bg_go(&gc, grp, 30, job_main, &c); /* 80 in use: 30 does not fit, queued */
+	bg_go(&gc, grp, 30, job_main,
+	      &c); /* 80 in use: 30 does not fit, queued */
 	wait_waiters(budget, 1);
 
 	atomic_store(&b.grow_now, true); /* 10 would fit, but c is first */
@@ -384,7 +414,8 @@ START_TEST(test_grow_cancelled_while_waiting_keeps_the_claim)
 	ck_assert_int_eq(ration_group_wait(grp), 0);
 	ration_group_stats_t st;
 	ration_group_stats(grp, &st);
-	ck_assert_uint_eq(st.overrun_tasks, 1); /* rank_from_now()'s task only */
+	ck_assert_uint_eq(st.overrun_tasks,
+			  1); /* rank_from_now()'s task only */
 	ration_ctx_unref(ctx);
 	group_down();
 }
@@ -404,7 +435,8 @@ START_TEST(test_elastic_claim_follows_measured_memory)
 	WAIT_FOR(atomic_load(&a.step) == 2);
 	WAIT_FOR(in_use() >= 40 * MIB);
 
-	bg_go(&gb, grp, 24 * MIB, job_main, &b); /* would fit beside the declared 4 MiB */
+	bg_go(&gb, grp, 24 * MIB, job_main,
+	      &b); /* would fit beside the declared 4 MiB */
 	wait_waiters(budget, 1);
 	ck_assert_int_eq(atomic_load(&b.step), 0);
 	atomic_store(&a.go_on, true);
@@ -417,7 +449,8 @@ START_TEST(test_elastic_claim_follows_measured_memory)
 	ck_assert_uint_eq(st.overrun_tasks, 1);
 	ck_assert_int_ge(st.max_overrun_bytes, 36 * MIB);
 	ck_assert_int_ge(st.consumed_total, 36 * MIB);
-	ck_assert_int_eq(atomic_load(&max_report_overrun), st.max_overrun_bytes);
+	ck_assert_int_eq(atomic_load(&max_report_overrun),
+			 st.max_overrun_bytes);
 	group_down();
 }
 END_TEST
@@ -494,10 +527,13 @@ elastic_suite(void)
 
 	tc = tcase_create("elastic");
 	tcase_set_timeout(tc, 60);
-	tcase_add_loop_test(tc, test_elastic_claim_follows_measured_memory, 0, 2);
-	tcase_add_loop_test(tc, test_elastic_memory_freed_early_goes_back_early, 0, 2);
+	tcase_add_loop_test(tc, test_elastic_claim_follows_measured_memory, 0,
+			    2);
+	tcase_add_loop_test(tc, test_elastic_memory_freed_early_goes_back_early,
+			    0, 2);
 	tcase_add_loop_test(tc, test_elastic_overrun_cancel_is_enomem, 0, 2);
-	tcase_add_loop_test(tc, test_elastic_oldest_allocates_past_the_budget, 0, 2);
+	tcase_add_loop_test(tc, test_elastic_oldest_allocates_past_the_budget,
+			    0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }

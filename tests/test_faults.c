@@ -14,8 +14,8 @@
 #include <dirent.h>
 #include <dlfcn.h>
 #include <poll.h>
-#include <stdlib.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -89,9 +89,9 @@ struct fcase {
 	const char *name;
 	int (*call)(void *st);
 	void (*check)(void *st, int rc); /* after a failed call; may be NULL */
-	void (*undo)(void *st);          /* after a successful call; may be NULL */
-	bool keep;                       /* success may keep blocks (tracked) */
-	bool quiet;                      /* the caller prints a sum */
+	void (*undo)(void *st); /* after a successful call; may be NULL */
+	bool keep;              /* success may keep blocks (tracked) */
+	bool quiet;             /* the caller prints a sum */
 };
 
 static long
@@ -100,14 +100,16 @@ fault_loop(const struct fcase *fc, void *st, bool final_undo)
 	long injected = 0, absorbed = 0;
 
 	for (long k = 1;; k++) {
-		ck_assert_msg(k < MAX_K, "%s: more than %d allocations", fc->name, MAX_K);
+		ck_assert_msg(k < MAX_K, "%s: more than %d allocations",
+			      fc->name, MAX_K);
 		fa_arm(k);
 		int rc = fc->call(st);
 		long seen = fa_disarm();
 		enum fa_kind kind = fa_failed();
 		if (kind == FA_NONE) {
-			ck_assert_msg(rc == 0, "%s: failed (%d) with no fault injected", fc->name,
-				      rc);
+			ck_assert_msg(rc == 0,
+				      "%s: failed (%d) with no fault injected",
+				      fc->name, rc);
 			ck_assert_int_lt(seen, k);
 			fa_forget();
 			if (final_undo && fc->undo != NULL)
@@ -123,18 +125,22 @@ fault_loop(const struct fcase *fc, void *st, bool final_undo)
 				fc->undo(st);
 			continue;
 		}
-		ck_assert_msg(code_ok(kind, rc), "%s: %s #%ld failed -> %d (%s)", fc->name,
+		ck_assert_msg(code_ok(kind, rc),
+			      "%s: %s #%ld failed -> %d (%s)", fc->name,
 			      fa_kind_name(kind), k, rc, ration_strerror(rc));
 		if (!fc->keep)
-			ck_assert_msg(fa_live() == 0, "%s: %zu blocks leaked when %s #%ld failed",
-				      fc->name, fa_live(), fa_kind_name(kind), k);
+			ck_assert_msg(
+				fa_live() == 0,
+				"%s: %zu blocks leaked when %s #%ld failed",
+				fc->name, fa_live(), fa_kind_name(kind), k);
 		fa_forget();
 		if (fc->check != NULL)
 			fc->check(st, rc);
 	}
 	if (!fc->quiet) {
-		printf("faults: %s: %ld injected (%ld absorbed by a fallback)\n", fc->name,
-		       injected, absorbed);
+		printf("faults: %s: %ld injected (%ld absorbed by a "
+		       "fallback)\n",
+		       fc->name, injected, absorbed);
 		fflush(stdout);
 	}
 	return injected;
@@ -160,8 +166,9 @@ ctx_call(void *p)
 	case 0:
 		return ration_ctx_with_cancel(s->parent, &s->out);
 	case 1:
-		return ration_ctx_with_deadline(s->parent, ration_now() + 3600 * (int64_t)1000000000,
-						&s->out);
+		return ration_ctx_with_deadline(
+			s->parent, ration_now() + 3600 * (int64_t)1000000000,
+			&s->out);
 	default:
 		return ration_ctx_with_timeout(s->parent, 1000000000, &s->out);
 	}
@@ -173,7 +180,8 @@ ctx_check(void *p, int rc)
 	struct ctx_st *s = p;
 	ck_assert_ptr_eq(s->out, SENTINEL);
 	if (s->parent != NULL)
-		ck_assert_int_eq(ration_ctx_err(s->parent), s->parent_done ? -ECANCELED : 0);
+		ck_assert_int_eq(ration_ctx_err(s->parent),
+				 s->parent_done ? -ECANCELED : 0);
 }
 
 static void
@@ -189,21 +197,29 @@ ctx_undo(void *p)
 
 START_TEST(faults_ctx_with)
 {
-	static const char *names[] = {"ration_ctx_with_cancel", "ration_ctx_with_deadline",
+	static const char *names[] = {"ration_ctx_with_cancel",
+				      "ration_ctx_with_deadline",
 				      "ration_ctx_with_timeout"};
 	for (int which = 0; which < 3; which++) {
 		for (int par = 0; par < 3; par++) {
 			struct ctx_st s = {.which = which};
 			char name[96];
 			if (par >= 1)
-				ck_assert_int_eq(ration_ctx_with_cancel(NULL, &s.parent), 0);
+				ck_assert_int_eq(
+					ration_ctx_with_cancel(NULL, &s.parent),
+					0);
 			if (par == 2) {
-				ration_ctx_cancel(s.parent); /* child born done */
+				ration_ctx_cancel(
+					s.parent); /* child born done */
 				s.parent_done = true;
 			}
-			snprintf(name, sizeof(name), "%s(%s parent)", names[which],
-				 par == 0 ? "no" : par == 1 ? "live" : "done");
-			struct fcase fc = {name, ctx_call, ctx_check, ctx_undo, false, false};
+			snprintf(name, sizeof(name), "%s(%s parent)",
+				 names[which],
+				 par == 0   ? "no"
+				 : par == 1 ? "live"
+					    : "done");
+			struct fcase fc = {name,     ctx_call, ctx_check,
+					   ctx_undo, false,    false};
 			fault_loop(&fc, &s, true);
 			if (s.parent != NULL) {
 				ration_ctx_cancel(s.parent);
@@ -262,12 +278,18 @@ START_TEST(faults_ctx_after)
 		atomic_store(&after_runs[i], 0);
 	long total = 0;
 	for (int i = 0; i < N; i++) {
-		ck_assert_int_eq(ration_ctx_with_timeout(NULL, (int64_t)3600 * 1000000000, &ctxs[i]),
-				 0);
+		ck_assert_int_eq(
+			ration_ctx_with_timeout(
+				NULL, (int64_t)3600 * 1000000000, &ctxs[i]),
+			0);
 		s.ctx = ctxs[i];
 		s.slot = i;
-		struct fcase fc = {"ration_ctx_after(deadline ctx)", after_call, after_check,
-				   after_undo, false, i != 0 && i != 64 && i != 128};
+		struct fcase fc = {"ration_ctx_after(deadline ctx)",
+				   after_call,
+				   after_check,
+				   after_undo,
+				   false,
+				   i != 0 && i != 64 && i != 128};
 		/* Printed for the first and the two that grow the timer heap. */
 		total += fault_loop(&fc, &s, true);
 	}
@@ -276,16 +298,24 @@ START_TEST(faults_ctx_after)
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &c), 0);
 	s.ctx = c;
 	s.slot = N;
-	struct fcase fc = {"ration_ctx_after(cancel ctx)", after_call, after_check, after_undo,
-			   false, false};
+	struct fcase fc = {"ration_ctx_after(cancel ctx)",
+			   after_call,
+			   after_check,
+			   after_undo,
+			   false,
+			   false};
 	total += fault_loop(&fc, &s, true);
 	ration_ctx_t *d;
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &d), 0);
 	ration_ctx_cancel(d);
 	s.ctx = d;
 	s.slot = N + 1;
-	struct fcase fd = {"ration_ctx_after(done ctx)", after_call, after_check, after_undo,
-			   false, false};
+	struct fcase fd = {"ration_ctx_after(done ctx)",
+			   after_call,
+			   after_check,
+			   after_undo,
+			   false,
+			   false};
 	total += fault_loop(&fd, &s, true);
 	ck_assert_int_eq(atomic_load(&after_runs[N + 1]), 1);
 
@@ -294,7 +324,8 @@ START_TEST(faults_ctx_after)
 	ration_ctx_cancel(c);
 	/* Every accepted after-func ran exactly once; refused ones never. */
 	for (int i = 0; i < N + 2; i++)
-		ck_assert_int_eq(atomic_load(&after_runs[i]), s.accepted[i] ? 1 : 0);
+		ck_assert_int_eq(atomic_load(&after_runs[i]),
+				 s.accepted[i] ? 1 : 0);
 	for (int i = 0; i < N; i++)
 		ration_ctx_unref(ctxs[i]);
 	ration_ctx_unref(c);
@@ -327,11 +358,19 @@ START_TEST(faults_ctx_fd)
 	for (int dl = 0; dl < 2; dl++) {
 		struct fd_st s;
 		if (dl)
-			ck_assert_int_eq(ration_ctx_with_timeout(NULL, 200 * 1000000, &s.ctx), 0);
+			ck_assert_int_eq(ration_ctx_with_timeout(
+						 NULL, 200 * 1000000, &s.ctx),
+					 0);
 		else
-			ck_assert_int_eq(ration_ctx_with_cancel(NULL, &s.ctx), 0);
-		struct fcase fc = {dl ? "ration_ctx_fd(deadline ctx)" : "ration_ctx_fd(cancel ctx)",
-				   fd_call, fd_check, NULL, false, false};
+			ck_assert_int_eq(ration_ctx_with_cancel(NULL, &s.ctx),
+					 0);
+		struct fcase fc = {dl ? "ration_ctx_fd(deadline ctx)"
+				      : "ration_ctx_fd(cancel ctx)",
+				   fd_call,
+				   fd_check,
+				   NULL,
+				   false,
+				   false};
 		fault_loop(&fc, &s, false);
 		int fd = ration_ctx_fd(s.ctx);
 		ck_assert_int_ge(fd, 0);
@@ -358,7 +397,8 @@ sem_new_call(void *p)
 {
 	struct sem_st *s = p;
 	s->s = NULL;
-	return ration_sem_new(s->size, &(ration_sem_opts_t){.name = "faults"}, &s->s);
+	return ration_sem_new(s->size, &(ration_sem_opts_t){.name = "faults"},
+			      &s->s);
 }
 
 static void
@@ -379,7 +419,8 @@ sem_undo(void *p)
 START_TEST(faults_sem_new)
 {
 	struct sem_st s = {.size = 10};
-	struct fcase fc = {"ration_sem_new", sem_new_call, sem_new_check, sem_undo, false, false};
+	struct fcase fc = {"ration_sem_new", sem_new_call, sem_new_check,
+			   sem_undo,         false,        false};
 	fault_loop(&fc, &s, true);
 }
 END_TEST
@@ -407,13 +448,22 @@ sem_open_check(void *p, int rc)
 START_TEST(faults_sem_open)
 {
 	struct sem_st s = {.name = "faults.open", .size = 5};
-	struct fcase fc = {"ration_sem_open(new name)", sem_open_call, sem_open_check, NULL,
-			   false, false};
+	struct fcase fc = {"ration_sem_open(new name)",
+			   sem_open_call,
+			   sem_open_check,
+			   NULL,
+			   false,
+			   false};
 	fault_loop(&fc, &s, false);
 	ration_sem_t *first = s.s;
 	ck_assert_int_eq(ration_sem_available(first), 5);
 	/* A second open of a known name allocates nothing. */
-	struct fcase fc2 = {"ration_sem_open(known name)", sem_open_call, NULL, NULL, false, false};
+	struct fcase fc2 = {"ration_sem_open(known name)",
+			    sem_open_call,
+			    NULL,
+			    NULL,
+			    false,
+			    false};
 	ck_assert_int_eq(fault_loop(&fc2, &s, false), 0);
 	ck_assert_ptr_eq(s.s, first);
 	ck_assert_int_eq(ration_sem_free(s.s), 0);
@@ -456,14 +506,17 @@ START_TEST(faults_acquire_all)
 	for (int i = 0; i < 40; i++)
 		ck_assert_int_eq(ration_sem_new(4, NULL, &s.sems[i]), 0);
 	/* 17 (just past the inline buffer) and 40 distinct, plus duplicates. */
-	size_t counts[] = {RATION_CLAIMS_INLINE, RATION_CLAIMS_INLINE + 1, 40, 48};
+	size_t counts[] = {RATION_CLAIMS_INLINE, RATION_CLAIMS_INLINE + 1, 40,
+			   48};
 	for (int c = 0; c < 4; c++) {
 		s.count = counts[c];
 		for (size_t i = 0; i < s.count; i++)
 			s.claims[i] = (ration_claim_t){s.sems[i % 40], 1};
 		char name[64];
-		snprintf(name, sizeof(name), "ration_acquire_all(%zu claims)", s.count);
-		struct fcase fc = {name, all_call, all_check, all_undo, false, false};
+		snprintf(name, sizeof(name), "ration_acquire_all(%zu claims)",
+			 s.count);
+		struct fcase fc = {name,     all_call, all_check,
+				   all_undo, false,    false};
 		long n = fault_loop(&fc, &s, true);
 		ck_assert_int_eq(n, s.count > RATION_CLAIMS_INLINE ? 1 : 0);
 	}
@@ -518,7 +571,8 @@ START_TEST(faults_pool_new)
 	};
 	for (int i = 0; i < 3; i++) {
 		struct pool_st s = {.opts = opts[i], .threads0 = threads_now()};
-		struct fcase fc = {names[i], pool_new_call, pool_new_check, pool_undo, false, false};
+		struct fcase fc = {names[i],  pool_new_call, pool_new_check,
+				   pool_undo, false,         false};
 		fault_loop(&fc, &s, true);
 	}
 }
@@ -572,7 +626,9 @@ submit_check(void *p, int rc)
 	ration_pool_stats_t st;
 	ration_pool_stats(s->p, &st);
 	ck_assert_uint_eq(st.submitted, s->before.submitted);
-	ck_assert_int_eq(atomic_load(&task_runs[s->id]) + atomic_load(&task_cancelled[s->id]), 0);
+	ck_assert_int_eq(atomic_load(&task_runs[s->id]) +
+				 atomic_load(&task_cancelled[s->id]),
+			 0);
 }
 
 static void
@@ -611,7 +667,8 @@ pool_submit_growth(bool bounded, bool try_, enum ration_shutdown mode)
 	long injected = 0;
 	for (intptr_t id = 0; id < NTASKS; id++) {
 		s.id = id;
-		struct fcase fc = {name, submit_call, submit_check, submit_undo, false, true};
+		struct fcase fc = {name,        submit_call, submit_check,
+				   submit_undo, false,       true};
 		injected += fault_loop(&fc, &s, true);
 		if (id == 0)
 			WAIT_FOR(pool_running(s.p) == 1);
@@ -627,8 +684,10 @@ pool_submit_growth(bool bounded, bool try_, enum ration_shutdown mode)
 		/* The gate task still runs: the wait ends by the ctx, the
 		 * queued tasks are discarded all the same. */
 		ration_ctx_t *c;
-		ck_assert_int_eq(ration_ctx_with_timeout(NULL, 20000000, &c), 0);
-		ck_assert_int_eq(ration_pool_shutdown(s.p, mode, c), -ETIMEDOUT);
+		ck_assert_int_eq(ration_ctx_with_timeout(NULL, 20000000, &c),
+				 0);
+		ck_assert_int_eq(ration_pool_shutdown(s.p, mode, c),
+				 -ETIMEDOUT);
 		ration_ctx_unref(c);
 	}
 	atomic_store(&gate_open, true);
@@ -636,7 +695,9 @@ pool_submit_growth(bool bounded, bool try_, enum ration_shutdown mode)
 	/* Nothing lost: every accepted task's fn was called exactly once. */
 	for (int i = 0; i < NTASKS; i++) {
 		ck_assert(s.accepted[i]);
-		ck_assert_int_eq(atomic_load(&task_runs[i]) + atomic_load(&task_cancelled[i]), 1);
+		ck_assert_int_eq(atomic_load(&task_runs[i]) +
+					 atomic_load(&task_cancelled[i]),
+				 1);
 	}
 }
 
@@ -665,7 +726,9 @@ START_TEST(faults_pool_default)
 		injected++;
 		if (p != NULL)
 			break; /* absorbed */
-		ck_assert_msg(fa_live() == 0, "ration_pool_default leaked %zu blocks", fa_live());
+		ck_assert_msg(fa_live() == 0,
+			      "ration_pool_default leaked %zu blocks",
+			      fa_live());
 	}
 	fa_forget();
 	ck_assert_ptr_nonnull(p);
@@ -673,7 +736,6 @@ START_TEST(faults_pool_default)
 	printf("faults: ration_pool_default: %ld injected\n", injected);
 }
 END_TEST
-
 
 /* ---- shared (cross-process) semaphore ----------------------------------- */
 
@@ -714,7 +776,8 @@ shared_check(void *p, int rc)
 		/* Finding F2 (docs/reliability.md): a create that failed after
 		 * shm_open used to leave the object behind. */
 		ck_assert_msg(rc2 == -ENOENT,
-			      "ration_sem_open_shared(create) failed with %s but left %s behind",
+			      "ration_sem_open_shared(create) failed with %s "
+			      "but left %s behind",
 			      ration_strerror(rc), s->name);
 	}
 }
@@ -739,8 +802,12 @@ START_TEST(faults_sem_open_shared)
 	snprintf(s.name, sizeof(s.name), "ration-faults-%d", (int)getpid());
 	(void)ration_sem_unlink_shared(s.name);
 	s.fds0 = fds_now();
-	struct fcase fc = {"ration_sem_open_shared(create)", shared_call, shared_check,
-			   shared_undo, false, false};
+	struct fcase fc = {"ration_sem_open_shared(create)",
+			   shared_call,
+			   shared_check,
+			   shared_undo,
+			   false,
+			   false};
 	fault_loop(&fc, &s, true);
 
 	/* Opening an existing object, with another handle already open. */
@@ -748,8 +815,12 @@ START_TEST(faults_sem_open_shared)
 	ck_assert_int_eq(ration_sem_open_shared(s.name, 10, &o, &s.other), 0);
 	s.create = false;
 	s.fds0 = fds_now();
-	struct fcase fo = {"ration_sem_open_shared(existing)", shared_call, shared_check,
-			   shared_undo, false, false};
+	struct fcase fo = {"ration_sem_open_shared(existing)",
+			   shared_call,
+			   shared_check,
+			   shared_undo,
+			   false,
+			   false};
 	fault_loop(&fo, &s, true);
 	ck_assert_int_eq(ration_sem_available(s.other), 10);
 	ck_assert_int_eq(ration_sem_free(s.other), 0);
@@ -776,7 +847,8 @@ START_TEST(faults_account_begin_end)
 	ck_assert_int_ge(r.run_ns, 0);
 	if (!ration_account_available())
 		ck_assert_int_eq(r.peak_bytes, -1);
-	printf("faults: ration_account_begin/end: 0 allocations (nothing to inject)\n");
+	printf("faults: ration_account_begin/end: 0 allocations (nothing to "
+	       "inject)\n");
 }
 END_TEST
 
@@ -798,12 +870,14 @@ START_TEST(faults_account_probe)
 		injected++;
 		(void)avail;
 	}
-	printf("faults: ration_account_available (probe): %ld injected\n", injected);
+	printf("faults: ration_account_available (probe): %ld injected\n",
+	       injected);
 	/* Only meaningful where the answer should be true: jemalloc built in
 	 * (mallctl linked) and the probe needed an allocation. */
 	if (injected > 0 && dlsym(RTLD_DEFAULT, "mallctl") != NULL)
 		ck_assert_msg(ration_account_available(),
-			      "a failed probe allocation turned accounting off for good");
+			      "a failed probe allocation turned accounting off "
+			      "for good");
 }
 END_TEST
 
@@ -830,7 +904,8 @@ group_new_call(void *p)
 {
 	struct group_st *s = p;
 	s->g = NULL;
-	ration_group_opts_t o = {.pool = s->pool, .budget = s->budget, .limit = 2};
+	ration_group_opts_t o = {
+		.pool = s->pool, .budget = s->budget, .limit = 2};
 	return ration_group_new(NULL, &o, &s->g);
 }
 
@@ -884,9 +959,11 @@ START_TEST(faults_group)
 {
 	struct group_st s = {0};
 	ck_assert_int_eq(ration_sem_new(10, NULL, &s.budget), 0);
-	ck_assert_int_eq(ration_pool_new(&(ration_pool_opts_t){.threads = 2}, &s.pool), 0);
-	struct fcase fc = {"ration_group_new", group_new_call, group_new_check, group_undo,
-			   false, false};
+	ck_assert_int_eq(
+		ration_pool_new(&(ration_pool_opts_t){.threads = 2}, &s.pool),
+		0);
+	struct fcase fc = {"ration_group_new", group_new_call, group_new_check,
+			   group_undo,         false,          false};
 	fault_loop(&fc, &s, false);
 	ration_group_t *fresh = NULL;
 	long injected_in[2] = {0, 0};
@@ -895,18 +972,26 @@ START_TEST(faults_group)
 		 * nodes for reuse, so after go's 50 calls it would allocate
 		 * nothing and no fault could be injected. */
 		if (t) {
-			ration_group_opts_t o = {.pool = s.pool, .budget = s.budget, .limit = 2};
+			ration_group_opts_t o = {
+				.pool = s.pool, .budget = s.budget, .limit = 2};
 			ck_assert_int_eq(ration_group_new(NULL, &o, &fresh), 0);
 		}
-		struct go_st g = {.g = t ? fresh : s.g, .budget = s.budget, .try_ = t};
+		struct go_st g = {
+			.g = t ? fresh : s.g, .budget = s.budget, .try_ = t};
 		atomic_store(&group_runs, 0);
 		long injected = 0;
 		for (int i = 0; i < 50; i++) {
-			struct fcase fg = {t ? "ration_group_try_go" : "ration_group_go", go_call,
-					   go_check, go_undo, true, true};
+			struct fcase fg = {t ? "ration_group_try_go"
+					     : "ration_group_go",
+					   go_call,
+					   go_check,
+					   go_undo,
+					   true,
+					   true};
 			if (t) {
 				/* try_go may find no room: make room first. */
-				WAIT_FOR(atomic_load(&group_runs) == g.accepted);
+				WAIT_FOR(atomic_load(&group_runs) ==
+					 g.accepted);
 			}
 			injected += fault_loop(&fg, &g, true);
 		}
@@ -917,10 +1002,12 @@ START_TEST(faults_group)
 	}
 	/* A go() that failed is each group's result (group.h). */
 	int werr = ration_group_wait(fresh);
-	ck_assert(injected_in[1] > 0 ? werr == -ENOMEM || werr == -EAGAIN : werr == 0);
+	ck_assert(injected_in[1] > 0 ? werr == -ENOMEM || werr == -EAGAIN
+				     : werr == 0);
 	ration_group_free(fresh);
 	werr = ration_group_wait(s.g);
-	ck_assert(injected_in[0] > 0 ? werr == -ENOMEM || werr == -EAGAIN : werr == 0);
+	ck_assert(injected_in[0] > 0 ? werr == -ENOMEM || werr == -EAGAIN
+				     : werr == 0);
 	ration_group_free(s.g);
 	ck_assert_int_eq(ration_sem_available(s.budget), 10);
 	ration_pool_free(s.pool);

@@ -45,7 +45,8 @@ task_until_cancelled(ration_ctx_t *ctx, void *arg)
 {
 	ration_ctx_t *bounded;
 	atomic_fetch_add(&calls, 1);
-	ck_assert_int_eq(ration_ctx_with_timeout(ctx, TEST_WAIT_NS, &bounded), 0);
+	ck_assert_int_eq(ration_ctx_with_timeout(ctx, TEST_WAIT_NS, &bounded),
+			 0);
 	(void)ration_ctx_wait(bounded);
 	ration_ctx_unref(bounded);
 	return ration_ctx_err(ctx);
@@ -66,7 +67,6 @@ group_running(ration_group_t *g)
 	return st.running;
 }
 
-
 static int nreps; /* reports seen (report tests) */
 
 static void
@@ -86,9 +86,13 @@ START_TEST(test_group_bad_arguments_are_einval)
 	ck_assert_int_eq(ration_sem_new(16, NULL, &budget), 0);
 
 	ck_assert_int_eq(ration_group_new(NULL, NULL, NULL), -EINVAL);
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.limit = -1}, &g),
-			 -EINVAL);
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.budget = budget}, &g), 0);
+	ck_assert_int_eq(
+		ration_group_new(NULL, &(ration_group_opts_t){.limit = -1}, &g),
+		-EINVAL);
+	ck_assert_int_eq(
+		ration_group_new(NULL, &(ration_group_opts_t){.budget = budget},
+				 &g),
+		0);
 
 	ck_assert_int_eq(ration_group_go(NULL, 1, task_ok, NULL), -EINVAL);
 	ck_assert_int_eq(ration_group_go(g, 1, NULL, NULL), -EINVAL);
@@ -97,7 +101,8 @@ START_TEST(test_group_bad_arguments_are_einval)
 	ck_assert_int_eq(ration_group_try_go(g, 0, task_ok, NULL), -EINVAL);
 	ck_assert_int_eq(ration_group_wait(NULL), -EINVAL);
 
-	ck_assert_int_eq(ration_group_wait(g), -EINVAL); /* a failed go is recorded */
+	ck_assert_int_eq(ration_group_wait(g),
+			 -EINVAL); /* a failed go is recorded */
 	ck_assert_int_eq(atomic_load(&calls), 0);
 	ck_assert_int_eq(ration_sem_available(budget), 16);
 	ration_group_free(g);
@@ -150,12 +155,16 @@ START_TEST(test_group_first_error_cancels_siblings_and_is_returned)
 {
 	ration_pool_t *p = pool_of(4);
 	ration_group_t *g;
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.pool = p}, &g), 0);
+	ck_assert_int_eq(
+		ration_group_new(NULL, &(ration_group_opts_t){.pool = p}, &g),
+		0);
 	for (int i = 0; i < 3; i++)
-		ck_assert_int_eq(ration_group_go(g, 1, task_until_cancelled, NULL), 0);
+		ck_assert_int_eq(
+			ration_group_go(g, 1, task_until_cancelled, NULL), 0);
 	WAIT_FOR(atomic_load(&calls) == 3);
 
-	ck_assert_int_eq(ration_group_go(g, 1, task_ret, (void *)(intptr_t)-EIO), 0);
+	ck_assert_int_eq(
+		ration_group_go(g, 1, task_ret, (void *)(intptr_t)-EIO), 0);
 
 	ck_assert_int_eq(ration_group_wait(g), -EIO);
 	ck_assert_int_eq(ration_ctx_err(ration_group_ctx(g)), -ECANCELED);
@@ -174,7 +183,8 @@ START_TEST(test_group_go_after_first_error_returns_ctx_error)
 {
 	ration_group_t *g;
 	ck_assert_int_eq(ration_group_new(NULL, NULL, &g), 0);
-	ck_assert_int_eq(ration_group_go(g, 1, task_ret, (void *)(intptr_t)-EPERM), 0);
+	ck_assert_int_eq(
+		ration_group_go(g, 1, task_ret, (void *)(intptr_t)-EPERM), 0);
 	WAIT_FOR(ration_ctx_err(ration_group_ctx(g)) != 0);
 
 	ck_assert_int_eq(ration_group_go(g, 1, task_ok, NULL), -ECANCELED);
@@ -192,12 +202,15 @@ START_TEST(test_group_keep_going_runs_everything)
 	ration_group_opts_t o = {.keep_going = true, .limit = 2};
 	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
 
-	ck_assert_int_eq(ration_group_go(g, 1, task_ret, (void *)(intptr_t)-EIO), 0);
+	ck_assert_int_eq(
+		ration_group_go(g, 1, task_ret, (void *)(intptr_t)-EIO), 0);
 	WAIT_FOR(group_running(g) == 0 && atomic_load(&calls) == 1);
 	for (int i = 0; i < 20; i++)
-		ck_assert_int_eq(ration_group_go(g, 1, task_ret,
-						 (void *)(intptr_t)(i % 5 == 0 ? -EPERM : 0)),
-				 0);
+		ck_assert_int_eq(
+			ration_group_go(
+				g, 1, task_ret,
+				(void *)(intptr_t)(i % 5 == 0 ? -EPERM : 0)),
+			0);
 	ck_assert_int_eq(ration_ctx_err(ration_group_ctx(g)), 0);
 
 	ck_assert_int_eq(ration_group_wait(g), -EIO);
@@ -206,7 +219,8 @@ START_TEST(test_group_keep_going_runs_everything)
 	ration_group_stats(g, &st);
 	ck_assert_uint_eq(st.tasks, 21);
 	ck_assert_uint_eq(st.failed, 5);
-	ck_assert_int_eq(ration_ctx_err(ration_group_ctx(g)), -ECANCELED); /* by wait */
+	ck_assert_int_eq(ration_ctx_err(ration_group_ctx(g)),
+			 -ECANCELED); /* by wait */
 	ration_group_free(g);
 }
 END_TEST
@@ -242,11 +256,16 @@ START_TEST(test_group_limit_is_respected)
 	ration_pool_t *p = pool_of(8);
 	ration_group_t *g;
 	reset_maxima();
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.pool = p, .limit = 3}, &g),
-			 0);
+	ck_assert_int_eq(
+		ration_group_new(NULL,
+				 &(ration_group_opts_t){.pool = p, .limit = 3},
+				 &g),
+		0);
 
 	for (int i = 0; i < 60; i++)
-		ck_assert_int_eq(ration_group_go(g, 1, task_weighed, (void *)(intptr_t)1), 0);
+		ck_assert_int_eq(ration_group_go(g, 1, task_weighed,
+						 (void *)(intptr_t)1),
+				 0);
 
 	ck_assert_int_eq(ration_group_wait(g), 0);
 	ck_assert_int_eq(atomic_load(&calls), 60);
@@ -269,7 +288,9 @@ START_TEST(test_group_budget_is_never_exceeded)
 
 	for (int i = 0; i < 200; i++) {
 		int64_t w = 1 + i % 8;
-		ck_assert_int_eq(ration_group_go(g, w, task_weighed, (void *)(intptr_t)w), 0);
+		ck_assert_int_eq(ration_group_go(g, w, task_weighed,
+						 (void *)(intptr_t)w),
+				 0);
 	}
 
 	ck_assert_int_eq(ration_group_wait(g), 0);
@@ -292,8 +313,11 @@ START_TEST(test_group_go_blocks_while_budget_full)
 	 * slot, not for the budget. */
 	ration_pool_t *p = pool_of(4);
 	ck_assert_int_eq(ration_sem_new(4, NULL, &budget), 0);
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.budget = budget, .pool = p},
-					  &g), 0);
+	ck_assert_int_eq(ration_group_new(NULL,
+					  &(ration_group_opts_t){
+						  .budget = budget, .pool = p},
+					  &g),
+			 0);
 	ck_assert_int_eq(ration_group_go(g, 4, task_gated, NULL), 0);
 	WAIT_FOR(atomic_load(&calls) == 1);
 
@@ -377,7 +401,11 @@ START_TEST(test_group_blocked_go_runs_its_own_queued_task)
 {
 	ration_pool_t *p = pool_of(1);
 	ration_group_t *g;
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.pool = p, .limit = 2}, &g), 0);
+	ck_assert_int_eq(
+		ration_group_new(NULL,
+				 &(ration_group_opts_t){.pool = p, .limit = 2},
+				 &g),
+		0);
 	ck_assert(blocked_go_ran_queued_task(g, g));
 	ck_assert_int_eq(atomic_load(&calls), 2);
 	ration_group_free(g);
@@ -389,8 +417,14 @@ START_TEST(test_group_blocked_go_leaves_other_groups_tasks_alone)
 {
 	ration_pool_t *p = pool_of(1);
 	ration_group_t *ga, *gb;
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.pool = p, .limit = 1}, &ga), 0);
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.pool = p}, &gb), 0);
+	ck_assert_int_eq(
+		ration_group_new(NULL,
+				 &(ration_group_opts_t){.pool = p, .limit = 1},
+				 &ga),
+		0);
+	ck_assert_int_eq(
+		ration_group_new(NULL, &(ration_group_opts_t){.pool = p}, &gb),
+		0);
 	ck_assert(!blocked_go_ran_queued_task(ga, gb));
 	ration_group_free(ga);
 	ration_group_free(gb);
@@ -410,7 +444,11 @@ START_TEST(test_group_blocked_go_runs_nothing_of_a_pool_with_thread_init)
 	ration_group_t *g;
 	ration_pool_opts_t po = {.threads = 1, .thread_init = thread_init_noop};
 	ck_assert_int_eq(ration_pool_new(&po, &p), 0);
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.pool = p, .limit = 2}, &g), 0);
+	ck_assert_int_eq(
+		ration_group_new(NULL,
+				 &(ration_group_opts_t){.pool = p, .limit = 2},
+				 &g),
+		0);
 	ck_assert(!blocked_go_ran_queued_task(g, g));
 	ration_group_free(g);
 	ration_pool_free(p);
@@ -426,9 +464,11 @@ START_TEST(test_group_try_go_never_blocks)
 	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
 
 	ck_assert_int_eq(ration_group_try_go(g, 3, task_gated, NULL), 0);
-	ck_assert_int_eq(ration_group_try_go(g, 2, task_gated, NULL), -EAGAIN); /* budget */
+	ck_assert_int_eq(ration_group_try_go(g, 2, task_gated, NULL),
+			 -EAGAIN); /* budget */
 	ck_assert_int_eq(ration_group_try_go(g, 1, task_gated, NULL), 0);
-	ck_assert_int_eq(ration_group_try_go(g, 1, task_gated, NULL), -EAGAIN); /* limit */
+	ck_assert_int_eq(ration_group_try_go(g, 1, task_gated, NULL),
+			 -EAGAIN); /* limit */
 	ck_assert_int_eq(ration_sem_available(budget), 0);
 
 	atomic_store(&gate, true);
@@ -447,7 +487,10 @@ START_TEST(test_group_go_after_wait_is_epipe)
 	ration_sem_t *budget;
 	ration_group_t *g;
 	ck_assert_int_eq(ration_sem_new(4, NULL, &budget), 0);
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.budget = budget}, &g), 0);
+	ck_assert_int_eq(
+		ration_group_new(NULL, &(ration_group_opts_t){.budget = budget},
+				 &g),
+		0);
 	ck_assert_int_eq(ration_group_go(g, 1, task_ok, NULL), 0);
 	ck_assert_int_eq(ration_group_wait(g), 0);
 
@@ -468,8 +511,12 @@ START_TEST(test_group_go_blocked_at_wait_is_epipe)
 	ration_sem_t *budget;
 	ration_group_t *g;
 	ck_assert_int_eq(ration_sem_new(4, NULL, &budget), 0);
-	ck_assert_int_eq(ration_sem_try_acquire(budget, 4), 0); /* held outside */
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.budget = budget}, &g), 0);
+	ck_assert_int_eq(ration_sem_try_acquire(budget, 4),
+			 0); /* held outside */
+	ck_assert_int_eq(
+		ration_group_new(NULL, &(ration_group_opts_t){.budget = budget},
+				 &g),
+		0);
 	struct bg_go b;
 	bg_go(&b, g, 1, task_ok, NULL);
 	wait_waiters(budget, 1);
@@ -512,7 +559,8 @@ START_TEST(test_group_deadline_parent_reports_etimedout)
 {
 	ration_ctx_t *parent;
 	ration_group_t *g;
-	ck_assert_int_eq(ration_ctx_with_deadline(NULL, ration_now() - 1, &parent), 0);
+	ck_assert_int_eq(
+		ration_ctx_with_deadline(NULL, ration_now() - 1, &parent), 0);
 	ck_assert_int_eq(ration_group_new(parent, NULL, &g), 0);
 
 	ck_assert_int_eq(ration_group_go(g, 1, task_ok, NULL), -ETIMEDOUT);
@@ -537,7 +585,8 @@ task_nest(ration_ctx_t *ctx, void *arg)
 	atomic_fetch_add(&calls, 1);
 	if (depth < 4)
 		for (int i = 0; i < 2; i++)
-			ck_assert_int_eq(ration_group_go(nest_group, 1, task_nest,
+			ck_assert_int_eq(ration_group_go(nest_group, 1,
+							 task_nest,
 							 (void *)(depth + 1)),
 					 0);
 	return 0;
@@ -551,7 +600,8 @@ START_TEST(test_group_nested_go_from_task)
 	ration_group_opts_t o = {.pool = p, .budget = budget, .limit = 32};
 	ck_assert_int_eq(ration_group_new(NULL, &o, &nest_group), 0);
 
-	ck_assert_int_eq(ration_group_go(nest_group, 1, task_nest, (void *)0), 0);
+	ck_assert_int_eq(ration_group_go(nest_group, 1, task_nest, (void *)0),
+			 0);
 
 	ck_assert_int_eq(ration_group_wait(nest_group), 0);
 	ck_assert_int_eq(atomic_load(&calls), 31);
@@ -579,7 +629,8 @@ START_TEST(test_group_default_limit_is_pool_threads)
 	ck_assert_int_eq(ration_group_go(g, 3, task_gated, NULL), 0);
 	ck_assert_int_eq(ration_group_go(g, 3, task_gated, NULL), 0);
 	ck_assert_int_eq(ration_group_try_go(g, 1, task_ok, NULL), -EAGAIN);
-	ck_assert_int_eq(ration_sem_available(budget), 4); /* the third holds nothing */
+	ck_assert_int_eq(ration_sem_available(budget),
+			 4); /* the third holds nothing */
 	struct bg_go b;
 	bg_go(&b, g, 3, task_ok, NULL);
 	sleep_ns(2000000);
@@ -610,7 +661,8 @@ START_TEST(test_group_nested_go_ignores_default_limit)
 	ration_group_stats(nest_group, &st);
 	ck_assert_int_eq(st.limit, 1);
 
-	ck_assert_int_eq(ration_group_go(nest_group, 1, task_nest, (void *)0), 0);
+	ck_assert_int_eq(ration_group_go(nest_group, 1, task_nest, (void *)0),
+			 0);
 
 	ck_assert_int_eq(ration_group_wait(nest_group), 0);
 	ck_assert_int_eq(atomic_load(&calls), 31);
@@ -632,7 +684,8 @@ START_TEST(test_group_discarded_tasks_count_as_failed)
 	ck_assert_int_eq(ration_sem_new(8, NULL, &budget), 0);
 	/* limit 3 > 1 thread: tasks queue in the pool (the default limit
 	 * would be 1) */
-	ration_group_opts_t o = {.pool = p, .budget = budget, .keep_going = true, .limit = 3};
+	ration_group_opts_t o = {
+		.pool = p, .budget = budget, .keep_going = true, .limit = 3};
 	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
 	ck_assert_int_eq(ration_group_go(g, 2, task_gated, NULL), 0);
 	WAIT_FOR(atomic_load(&calls) == 1);
@@ -640,10 +693,13 @@ START_TEST(test_group_discarded_tasks_count_as_failed)
 	ck_assert_int_eq(ration_group_go(g, 1, task_ok, NULL), 0); /* queued */
 	ck_assert_int_eq(ration_sem_available(budget), 2);
 
-	ck_assert_int_eq(ration_ctx_with_deadline(NULL, ration_now() - 1, &now), 0);
-	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DISCARD, now), -ETIMEDOUT);
+	ck_assert_int_eq(ration_ctx_with_deadline(NULL, ration_now() - 1, &now),
+			 0);
+	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DISCARD, now),
+			 -ETIMEDOUT);
 	ck_assert_int_eq(ration_sem_available(budget), 6);
-	ck_assert_int_eq(ration_group_go(g, 1, task_ok, NULL), -EPIPE); /* pool down */
+	ck_assert_int_eq(ration_group_go(g, 1, task_ok, NULL),
+			 -EPIPE); /* pool down */
 	atomic_store(&gate, true);
 
 	ck_assert_int_eq(ration_group_wait(g), -ECANCELED);
@@ -665,7 +721,9 @@ START_TEST(test_group_free_waits_for_running_tasks)
 	ration_group_t *g;
 	ck_assert_int_eq(ration_group_new(NULL, NULL, &g), 0);
 	for (int i = 0; i < 10; i++)
-		ck_assert_int_eq(ration_group_go(g, 1, task_weighed, (void *)(intptr_t)1), 0);
+		ck_assert_int_eq(ration_group_go(g, 1, task_weighed,
+						 (void *)(intptr_t)1),
+				 0);
 
 	ration_group_free(g);
 
@@ -702,8 +760,11 @@ START_TEST(test_group_report_fields)
 	ration_group_t *g;
 	int udata;
 	ck_assert_int_eq(ration_sem_new(16, NULL, &budget), 0);
-	ration_group_opts_t o = {.budget = budget, .keep_going = true,
-				 .on_report = on_report, .udata = &udata, .measure_cpu = true};
+	ration_group_opts_t o = {.budget = budget,
+				 .keep_going = true,
+				 .on_report = on_report,
+				 .udata = &udata,
+				 .measure_cpu = true};
 	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
 
 	ck_assert_int_eq(ration_group_go(g, 5, task_sleep_fail, NULL), 0);
@@ -732,7 +793,8 @@ START_TEST(test_group_report_fields)
 	ck_assert_int_ge(st.run_ns_total, 2000000);
 	ck_assert_int_gt(st.wait_p50_ns, 0);
 	ck_assert_int_ge(st.wait_p99_ns, st.wait_p50_ns);
-	ck_assert_int_eq(st.max_peak_bytes, ration_account_available() ? reps[0].peak_bytes : -1);
+	ck_assert_int_eq(st.max_peak_bytes,
+			 ration_account_available() ? reps[0].peak_bytes : -1);
 	ration_group_free(g);
 	ck_assert_int_eq(ration_sem_free(budget), 0);
 }
@@ -744,15 +806,19 @@ START_TEST(test_group_report_of_discarded_task)
 	ration_pool_t *p = pool_of(1);
 	ration_group_t *g;
 	ration_ctx_t *now;
-	ration_group_opts_t o = {.pool = p, .keep_going = true, .on_report = on_report,
+	ration_group_opts_t o = {.pool = p,
+				 .keep_going = true,
+				 .on_report = on_report,
 				 .limit = 2}; /* queue behind the 1 thread */
 	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
 	ck_assert_int_eq(ration_group_go(g, 1, task_gated, NULL), 0);
 	WAIT_FOR(atomic_load(&calls) == 1);
 	ck_assert_int_eq(ration_group_go(g, 7, task_ok, NULL), 0);
-	ck_assert_int_eq(ration_ctx_with_deadline(NULL, ration_now() - 1, &now), 0);
+	ck_assert_int_eq(ration_ctx_with_deadline(NULL, ration_now() - 1, &now),
+			 0);
 
-	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DISCARD, now), -ETIMEDOUT);
+	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DISCARD, now),
+			 -ETIMEDOUT);
 
 	ck_assert_int_eq(nreps, 1);
 	ck_assert_int_eq(reps[0].declared, 7);
@@ -807,7 +873,8 @@ group_suite(void)
 	tcase_add_test(tc, test_group_weight_unchecked_without_budget);
 
 	tc = tcase(s, "errors");
-	tcase_add_test(tc, test_group_first_error_cancels_siblings_and_is_returned);
+	tcase_add_test(tc,
+		       test_group_first_error_cancels_siblings_and_is_returned);
 	tcase_add_test(tc, test_group_go_after_first_error_returns_ctx_error);
 	tcase_add_test(tc, test_group_keep_going_runs_everything);
 
@@ -820,13 +887,17 @@ group_suite(void)
 	tcase_add_test(tc, test_group_waiting_for_slot_holds_no_budget);
 	tcase_add_test(tc, test_group_try_go_never_blocks);
 	tcase_add_test(tc, test_group_blocked_go_runs_its_own_queued_task);
-	tcase_add_test(tc, test_group_blocked_go_leaves_other_groups_tasks_alone);
-	tcase_add_test(tc, test_group_blocked_go_runs_nothing_of_a_pool_with_thread_init);
+	tcase_add_test(tc,
+		       test_group_blocked_go_leaves_other_groups_tasks_alone);
+	tcase_add_test(
+		tc,
+		test_group_blocked_go_runs_nothing_of_a_pool_with_thread_init);
 
 	tc = tcase(s, "lifecycle");
 	tcase_add_test(tc, test_group_go_after_wait_is_epipe);
 	tcase_add_test(tc, test_group_go_blocked_at_wait_is_epipe);
-	tcase_add_test(tc, test_group_cancelled_group_go_fails_and_fn_never_runs);
+	tcase_add_test(tc,
+		       test_group_cancelled_group_go_fails_and_fn_never_runs);
 	tcase_add_test(tc, test_group_deadline_parent_reports_etimedout);
 	tcase_add_test(tc, test_group_nested_go_from_task);
 	tcase_add_test(tc, test_group_discarded_tasks_count_as_failed);

@@ -38,7 +38,10 @@ START_TEST(test_go_e2big_is_returned_by_wait)
 	ration_sem_t *budget;
 	ration_group_t *g;
 	ck_assert_int_eq(ration_sem_new(10, NULL, &budget), 0);
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.budget = budget}, &g), 0);
+	ck_assert_int_eq(
+		ration_group_new(NULL, &(ration_group_opts_t){.budget = budget},
+				 &g),
+		0);
 	int64_t weights[] = {1, 2, 11, 1};
 	int rc = 0;
 	for (size_t i = 0; rc == 0 && i < 4; i++)
@@ -78,8 +81,10 @@ START_TEST(test_go_ended_by_parent_deadline_is_returned_by_wait)
 	ck_assert_int_eq(ration_sem_new(1, NULL, &budget), 0);
 	ck_assert_int_eq(ration_sem_acquire(budget, NULL, 1), 0); /* full */
 	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 20 * MS, &parent), 0);
-	ck_assert_int_eq(ration_group_new(parent, &(ration_group_opts_t){.budget = budget}, &g),
-			 0);
+	ck_assert_int_eq(
+		ration_group_new(parent,
+				 &(ration_group_opts_t){.budget = budget}, &g),
+		0);
 
 	ck_assert_int_eq(ration_group_go(g, 1, task_ok, NULL), -ETIMEDOUT);
 
@@ -99,7 +104,10 @@ START_TEST(test_try_go_eagain_is_not_a_group_error)
 	ration_group_t *g;
 	ck_assert_int_eq(ration_sem_new(1, NULL, &budget), 0);
 	ck_assert_int_eq(ration_sem_acquire(budget, NULL, 1), 0);
-	ck_assert_int_eq(ration_group_new(NULL, &(ration_group_opts_t){.budget = budget}, &g), 0);
+	ck_assert_int_eq(
+		ration_group_new(NULL, &(ration_group_opts_t){.budget = budget},
+				 &g),
+		0);
 
 	ck_assert_int_eq(ration_group_try_go(g, 1, task_ok, NULL), -EAGAIN);
 
@@ -194,7 +202,9 @@ START_TEST(test_report_has_arg_seq_and_runs_before_release)
 	ration_pool_t *p = pool_of(4);
 	ration_group_t *g;
 	ck_assert_int_eq(ration_sem_new(NTASKS, NULL, &s.budget), 0);
-	ration_group_opts_t o = {.pool = p, .budget = s.budget, .on_report = on_report,
+	ration_group_opts_t o = {.pool = p,
+				 .budget = s.budget,
+				 .on_report = on_report,
 				 .udata = &s};
 	ck_assert_int_eq(ration_group_new(NULL, &o, &g), 0);
 
@@ -203,7 +213,8 @@ START_TEST(test_report_has_arg_seq_and_runs_before_release)
 	/* Each task takes the whole budget: while one reports, no other
 	 * can hold units, so in_use shows whether its own are still held. */
 	for (int i = 1; i <= NTASKS; i++)
-		ck_assert_int_eq(ration_group_go(g, NTASKS, task_mark, &args[i]), 0);
+		ck_assert_int_eq(
+			ration_group_go(g, NTASKS, task_mark, &args[i]), 0);
 	ck_assert_int_eq(ration_group_wait(g), -EINVAL);
 
 	ck_assert_int_eq(s.n, NTASKS);
@@ -228,7 +239,8 @@ group_result_suite(void)
 	tcase_add_checked_fixture(tc, setup, NULL);
 	tcase_add_test(tc, test_go_e2big_is_returned_by_wait);
 	tcase_add_test(tc, test_go_einval_is_returned_by_wait);
-	tcase_add_test(tc, test_go_ended_by_parent_deadline_is_returned_by_wait);
+	tcase_add_test(tc,
+		       test_go_ended_by_parent_deadline_is_returned_by_wait);
 	tcase_add_test(tc, test_try_go_eagain_is_not_a_group_error);
 	tcase_add_test(tc, test_go_after_task_error_keeps_task_error);
 	tcase_add_test(tc, test_go_after_wait_changes_nothing);

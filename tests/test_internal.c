@@ -9,20 +9,20 @@
 #include <sched.h>
 #include <stdint.h>
 
+#include "helpers.h"
 #include "internal/cpu.h"
 #include "internal/futex_mutex.h"
 #include "internal/sem.h"
 #include "internal/stats_clock.h"
 #include "internal/taskq.h"
-#include "helpers.h"
 
 /* ---- lock -------------------------------------------------------------- */
 
 #define LOCK_THREADS 4
 
 static struct ration__lock counter_lock = RATION__LOCK_INIT;
-static long counter;        /* counter_lock */
-static int inside;          /* counter_lock: holders right now */
+static long counter; /* counter_lock */
+static int inside;   /* counter_lock: holders right now */
 static long lock_rounds;
 
 static void *
@@ -51,7 +51,9 @@ START_TEST(lock_excludes_and_wakes)
 	lock_rounds = stress_rounds(200000);
 	counter = 0;
 	for (long i = 0; i < LOCK_THREADS; i++)
-		ck_assert_int_eq(pthread_create(&th[i], NULL, lock_hammer, (void *)(intptr_t)i), 0);
+		ck_assert_int_eq(pthread_create(&th[i], NULL, lock_hammer,
+						(void *)(intptr_t)i),
+				 0);
 	for (int i = 0; i < LOCK_THREADS; i++)
 		pthread_join(th[i], NULL);
 	ck_assert_int_eq(counter, LOCK_THREADS * lock_rounds);
@@ -98,9 +100,11 @@ START_TEST(ticks_measure_nanoseconds)
 	for (int r = 0; r < 3; r++) {
 		/* Clock pairs outside and inside the tick pair bracket it,
 		 * however long any thread is preempted between the reads. */
-		int64_t n0 = ration_now(), t0 = ration__ticks(), m0 = ration_now();
+		int64_t n0 = ration_now(), t0 = ration__ticks(),
+			m0 = ration_now();
 		sleep_ns(20000000);
-		int64_t m1 = ration_now(), t1 = ration__ticks(), n1 = ration_now();
+		int64_t m1 = ration_now(), t1 = ration__ticks(),
+			n1 = ration_now();
 		int64_t by_ticks = ration__ticks_to_ns(t1 - t0);
 		int64_t inner = m1 - m0, outer = n1 - n0;
 		/* 0.5 %: the calibration error is ~0.03 %. */
@@ -158,11 +162,14 @@ START_TEST(sem_lost_spin_cuts_the_spin_budget)
 	int32_t top = atomic_load_explicit(&s->spin_ns, memory_order_relaxed);
 	ck_assert_int_eq(pthread_create(&t, NULL, acquire_one, s), 0);
 	if (ration__may_spin()) {
-		WAIT_FOR(atomic_load_explicit(&s->spin_ns, memory_order_relaxed) < top);
+		WAIT_FOR(atomic_load_explicit(&s->spin_ns,
+					      memory_order_relaxed) < top);
 	} else {
 		WAIT_FOR((ration_sem_stats(s, &st), st.waiters == 1));
 		sleep_ns(20 * MS);
-		ck_assert_int_eq(atomic_load_explicit(&s->spin_ns, memory_order_relaxed), top);
+		ck_assert_int_eq(
+			atomic_load_explicit(&s->spin_ns, memory_order_relaxed),
+			top);
 	}
 	ck_assert_int_eq(ration_sem_release(s, 1), 0);
 	pthread_join(t, NULL);

@@ -121,10 +121,11 @@ START_TEST(test_learn_round_trip_keeps_every_key)
 
 	size_t len;
 	char *text = read_file(&len);
-	ck_assert_str_eq(text, "# ration learn v1\nmargin\t25\n"
-			 "peak\t100\ta\npeak\t400\tb\n"
-			 "peak\t1000\tcmd\twith\ttabs and \"quotes\" \\ and \r\n"
-			 "end\t3\n");
+	ck_assert_str_eq(
+		text, "# ration learn v1\nmargin\t25\n"
+		      "peak\t100\ta\npeak\t400\tb\n"
+		      "peak\t1000\tcmd\twith\ttabs and \"quotes\" \\ and \r\n"
+		      "end\t3\n");
 	free(text);
 }
 END_TEST
@@ -236,7 +237,8 @@ START_TEST(test_learn_margin_from_file)
 	free(text);
 
 	ck_assert_int_eq(OPEN_STR("# ration learn v1\nmargin\t0\n"
-				  "peak\t1000\tk\nend\t1\n"), 0);
+				  "peak\t1000\tk\nend\t1\n"),
+			 0);
 	ck_assert_int_eq(ration_learn_open(path, &l), 0);
 	ck_assert_int_eq(ration_learn_weight(l, "k", 0), 1000);
 	ration_learn_free(l);
@@ -253,9 +255,9 @@ START_TEST(test_learn_higher_peak_replaces_lower_halves)
 	ck_assert_int_eq(ration_learn_weight(l, "k", 0), 1000);
 
 	ck_assert_int_eq(ration_learn_record(l, "k", 200), 0);
-	ck_assert_int_eq(ration_learn_weight(l, "k", 0), 625);	/* 500 */
+	ck_assert_int_eq(ration_learn_weight(l, "k", 0), 625); /* 500 */
 	ck_assert_int_eq(ration_learn_record(l, "k", 499), 0);
-	ck_assert_int_eq(ration_learn_weight(l, "k", 0), 625);	/* 500 */
+	ck_assert_int_eq(ration_learn_weight(l, "k", 0), 625); /* 500 */
 	ration_learn_free(l);
 }
 END_TEST
@@ -289,12 +291,12 @@ END_TEST
 START_TEST(test_learn_damaged_files_are_eproto)
 {
 	static const char *const bad[] = {
-		"ration learn v1\nend\t0\n",                  /* header */
+		"ration learn v1\nend\t0\n", /* header */
 		"# ration learn v2\nend\t0\n",
 		"# RATION LEARN V1\nend\t0\n",
-		"{\"peak\": 1}\n",                              /* foreign */
-		"# ration learn v1\nend\t1\n",                /* count */
-		"# ration learn v1\nend\t0\npeak\t1\ta\n",    /* after end */
+		"{\"peak\": 1}\n",                         /* foreign */
+		"# ration learn v1\nend\t1\n",             /* count */
+		"# ration learn v1\nend\t0\npeak\t1\ta\n", /* after end */
 		"# ration learn v1\nend\t0\nend\t0\n",
 		"# ration learn v1\npeak\t99999999999999999999\ta\nend\t1\n",
 		"# ration learn v1\npeak\t2305843009213693952\ta\nend\t1\n",
@@ -303,26 +305,27 @@ START_TEST(test_learn_damaged_files_are_eproto)
 		"# ration learn v1\npeak\t+1\ta\nend\t1\n",
 		"# ration learn v1\npeak\t1e9\ta\nend\t1\n",
 		"# ration learn v1\npeak\t\ta\nend\t1\n",
-		"# ration learn v1\npeak\t12\t\nend\t1\n",    /* empty key */
+		"# ration learn v1\npeak\t12\t\nend\t1\n", /* empty key */
 		"# ration learn v1\npeak\t12\nend\t1\n",
 		"# ration learn v1\npeak\t1\ta\npeak\t2\ta\nend\t2\n", /* twice */
 		"# ration learn v1\nmargin\t1001\nend\t0\n",
 		"# ration learn v1\nmargin\t5\nmargin\t5\nend\t0\n",
 		"# ration learn v1\nmargin\t\nend\t0\n",
-		"# ration learn v1\nweight\t1\ta\nend\t0\n",   /* unknown */
+		"# ration learn v1\nweight\t1\ta\nend\t0\n", /* unknown */
 		"# ration learn v1\n\nend\t0\n",
 		"# ration learn v1\nend\t18446744073709551616\n",
 		"# ration-run learn v1\nabc\tx\n",
 		"# ration-run learn v1\n12 x\n",
-		"# ration-run learn v1\n1\tx",                  /* no newline */
+		"# ration-run learn v1\n1\tx", /* no newline */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		ck_assert_msg(OPEN_STR(bad[i]) == -EPROTO, "accepted: %s",
 			      bad[i]);
 
 	/* A NUL byte anywhere is binary, not text. */
-	ck_assert_int_eq(open_text("# ration learn v1\npeak\t1\ta\0b\nend\t1\n",
-				   34), -EPROTO);
+	ck_assert_int_eq(
+		open_text("# ration learn v1\npeak\t1\ta\0b\nend\t1\n", 34),
+		-EPROTO);
 	ck_assert_int_eq(open_text("\0\0\0\n", 4), -EPROTO);
 }
 END_TEST
@@ -370,7 +373,7 @@ START_TEST(test_learn_random_bytes_never_crash)
 END_TEST
 
 #define THREADS 4
-#define KEYS 8
+#define KEYS    8
 
 struct hammer {
 	ration_learn_t *l;
@@ -410,10 +413,9 @@ START_TEST(test_learn_concurrent_record_weight_save)
 
 	ck_assert_int_eq(ration_learn_open(path, &l), 0);
 	for (int i = 0; i < THREADS; i++) {
-		h[i] = (struct hammer){ l, (unsigned)i + 1,
-					stress_rounds(2000), 0 };
-		ck_assert_int_eq(pthread_create(&t[i], NULL, hammer, &h[i]),
-				 0);
+		h[i] = (struct hammer){l, (unsigned)i + 1, stress_rounds(2000),
+				       0};
+		ck_assert_int_eq(pthread_create(&t[i], NULL, hammer, &h[i]), 0);
 	}
 	for (int i = 0; i < THREADS; i++) {
 		pthread_join(t[i], NULL);

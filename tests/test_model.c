@@ -70,8 +70,8 @@ struct mw {
 	int64_t n;
 	enum wmode mode;
 	bool started;
-	bool queued;   /* in the model's queue */
-	bool decided;  /* the model knows its result */
+	bool queued;  /* in the model's queue */
+	bool decided; /* the model knows its result */
 	int expect;
 };
 
@@ -92,7 +92,8 @@ struct model {
 static void
 model_remove(struct model *m, int qi)
 {
-	memmove(&m->order[qi], &m->order[qi + 1], sizeof(int) * (size_t)(m->qlen - qi - 1));
+	memmove(&m->order[qi], &m->order[qi + 1],
+		sizeof(int) * (size_t)(m->qlen - qi - 1));
 	m->qlen--;
 }
 
@@ -136,7 +137,8 @@ model_settle(struct model *m)
 			continue;
 		int rc = bg_join(&w->b);
 		/* (int): an enum's type is unsigned int here, %d wants int. */
-		CHECK(rc == w->expect, "waiter %d (n=%" PRId64 ", mode %d): got %d, model %d", i,
+		CHECK(rc == w->expect,
+		      "waiter %d (n=%" PRId64 ", mode %d): got %d, model %d", i,
 		      w->n, (int)w->mode, rc, w->expect);
 		w->started = false;
 		if (w->b.ctx != NULL)
@@ -144,18 +146,22 @@ model_settle(struct model *m)
 	}
 	ration_sem_stats_t st;
 	ration_sem_stats(m->s, &st);
-	CHECK(st.waiters == m->qlen, "waiters %" PRId64 ", model %d", st.waiters, m->qlen);
-	CHECK(st.waiting_weight == model_waiting_weight(m), "waiting_weight %" PRId64 ", model %" PRId64,
-	      st.waiting_weight, model_waiting_weight(m));
-	CHECK(st.available == m->avail, "available %" PRId64 ", model %" PRId64, st.available,
-	      m->avail);
-	CHECK(st.size == m->size, "size %" PRId64 ", model %" PRId64, st.size, m->size);
+	CHECK(st.waiters == m->qlen, "waiters %" PRId64 ", model %d",
+	      st.waiters, m->qlen);
+	CHECK(st.waiting_weight == model_waiting_weight(m),
+	      "waiting_weight %" PRId64 ", model %" PRId64, st.waiting_weight,
+	      model_waiting_weight(m));
+	CHECK(st.available == m->avail, "available %" PRId64 ", model %" PRId64,
+	      st.available, m->avail);
+	CHECK(st.size == m->size, "size %" PRId64 ", model %" PRId64, st.size,
+	      m->size);
 	CHECK(st.closed == m->closed, "closed");
-	CHECK(st.cancels == m->cancels, "cancels %" PRIu64 ", model %" PRIu64, st.cancels,
-	      m->cancels);
+	CHECK(st.cancels == m->cancels, "cancels %" PRIu64 ", model %" PRIu64,
+	      st.cancels, m->cancels);
 	for (int i = 0; i < m->nw; i++)
 		if (m->w[i].started)
-			CHECK(!atomic_load(&m->w[i].b.done), "waiter %d returned (%d) out of order", i,
+			CHECK(!atomic_load(&m->w[i].b.done),
+			      "waiter %d returned (%d) out of order", i,
 			      m->w[i].b.rc);
 }
 
@@ -175,7 +181,8 @@ model_enqueue(struct model *m, uint64_t *r)
 	ration_ctx_t *ctx = NULL;
 	/* A short deadline could pass before the try, or before the queue-full
 	 * check (which comes after the ctx check): keep those deterministic. */
-	if (w->mode == M_SHORT && (fits_now || (m->cap != 0 && (size_t)m->qlen >= m->cap)))
+	if (w->mode == M_SHORT &&
+	    (fits_now || (m->cap != 0 && (size_t)m->qlen >= m->cap)))
 		w->mode = M_FOREVER;
 	if (w->mode == M_CTX || w->mode == M_DONE_CTX) {
 		ck_assert_int_eq(ration_ctx_with_cancel(NULL, &ctx), 0);
@@ -185,7 +192,10 @@ model_enqueue(struct model *m, uint64_t *r)
 				ctx_err = -ECANCELED;
 			} else {
 				ration_ctx_unref(ctx);
-				ck_assert_int_eq(ration_ctx_with_deadline(NULL, ration_now() - 1, &ctx), 0);
+				ck_assert_int_eq(
+					ration_ctx_with_deadline(
+						NULL, ration_now() - 1, &ctx),
+					0);
 				ctx_err = -ETIMEDOUT;
 			}
 		}
@@ -203,11 +213,14 @@ model_enqueue(struct model *m, uint64_t *r)
 	else if (m->cap != 0 && (size_t)m->qlen >= m->cap)
 		expect = -EBUSY;
 	else if (w->mode == M_SHORT)
-		expect = -ETIMEDOUT; /* queued, then times out: nothing else moves */
+		expect =
+			-ETIMEDOUT; /* queued, then times out: nothing else moves */
 
 	if (w->mode == M_SHORT || w->mode == M_FOREVER)
 		bg_acquire_until(&w->b, m->s,
-				 w->mode == M_SHORT ? ration_now() + 200000 : RATION_FOREVER, w->n);
+				 w->mode == M_SHORT ? ration_now() + 200000
+						    : RATION_FOREVER,
+				 w->n);
 	else
 		bg_acquire(&w->b, m->s, ctx, w->n);
 	w->started = true;
@@ -244,12 +257,13 @@ model_event(struct model *m, uint64_t *r)
 		break;
 	case 2: { /* try_acquire */
 		int64_t n = 1 + rnd(r, m->size + 1);
-		int expect = m->closed ? -EPIPE
-			     : n > m->size ? -E2BIG
+		int expect = m->closed                      ? -EPIPE
+			     : n > m->size                  ? -E2BIG
 			     : m->qlen != 0 || m->avail < n ? -EAGAIN
 							    : 0;
 		rc = ration_sem_try_acquire(m->s, n);
-		CHECK(rc == expect, "try_acquire(%" PRId64 "): %d, model %d", n, rc, expect);
+		CHECK(rc == expect, "try_acquire(%" PRId64 "): %d, model %d", n,
+		      rc, expect);
 		if (rc == 0)
 			m->avail -= n;
 		break;
@@ -290,7 +304,8 @@ model_event(struct model *m, uint64_t *r)
 	case 8: { /* consume: may pass the size; grants nobody */
 		int64_t n = 1 + rnd(r, 2 * m->size);
 		rc = ration_sem_consume(m->s, n);
-		CHECK(rc == (m->closed ? -EPIPE : 0), "consume(%" PRId64 "): %d", n, rc);
+		CHECK(rc == (m->closed ? -EPIPE : 0),
+		      "consume(%" PRId64 "): %d", n, rc);
 		if (rc == 0)
 			m->avail -= n;
 		break;
@@ -325,7 +340,9 @@ START_TEST(model_fifo)
 		m.size = 1 + rnd(&r, 16);
 		m.avail = m.size;
 		m.cap = rnd(&r, 3) == 0 ? (size_t)(1 + rnd(&r, 4)) : 0;
-		ck_assert_int_eq(ration_sem_new(m.size, &(ration_sem_opts_t){.max_waiters = m.cap},
+		ck_assert_int_eq(ration_sem_new(m.size,
+						&(ration_sem_opts_t){
+							.max_waiters = m.cap},
 						&m.s),
 				 0);
 		int64_t pre = rnd(&r, m.size + 1);
@@ -347,11 +364,13 @@ START_TEST(model_fifo)
 		int64_t in_use = m.size - m.avail;
 		if (in_use > 0)
 			ck_assert_int_eq(ration_sem_release(m.s, in_use), 0);
-		CHECK(ration_sem_available(m.s) == m.size, "weight lost: %" PRId64 " of %" PRId64,
+		CHECK(ration_sem_available(m.s) == m.size,
+		      "weight lost: %" PRId64 " of %" PRId64,
 		      ration_sem_available(m.s), m.size);
 		CHECK(ration_sem_free(m.s) == 0, "free after settle");
 	}
-	printf("model_fifo: %ld rounds, %ld events, seed %" PRIu64 "\n", rounds, events, seed);
+	printf("model_fifo: %ld rounds, %ld events, seed %" PRIu64 "\n", rounds,
+	       events, seed);
 }
 END_TEST
 
@@ -413,8 +432,10 @@ cc_task(void *arg, int status)
 	if (status == 0) {
 		atomic_fetch_add(&C.task_runs[id], 1);
 		/* A task that touches a semaphore (pitfall 7's cousin). */
-		if (id % 7 == 0 && ration_sem_try_acquire(C.s[id % NSEM], 1) == 0)
-			ck_assert_int_eq(ration_sem_release(C.s[id % NSEM], 1), 0);
+		if (id % 7 == 0 &&
+		    ration_sem_try_acquire(C.s[id % NSEM], 1) == 0)
+			ck_assert_int_eq(ration_sem_release(C.s[id % NSEM], 1),
+					 0);
 	} else {
 		CHECK(status == -ECANCELED, "task status %d", status);
 		atomic_fetch_add(&C.task_cancel[id], 1);
@@ -430,7 +451,8 @@ cc_after(void *arg)
 static bool
 acq_ok(int rc)
 {
-	return rc == 0 || rc == -EAGAIN || rc == -ETIMEDOUT || rc == -ECANCELED || rc == -E2BIG;
+	return rc == 0 || rc == -EAGAIN || rc == -ETIMEDOUT ||
+	       rc == -ECANCELED || rc == -E2BIG;
 }
 
 static void *
@@ -451,9 +473,15 @@ cc_thread(void *arg)
 			if (how < 4) {
 				rc = ration_sem_try_acquire(C.s[i], n);
 			} else if (how < 7) {
-				rc = ration_sem_acquire_until(C.s[i], ration_now() + rnd(&r, 20000), n);
-			} else if (how < 9 || held[0] + held[1] + held[2] != 0) {
-				ck_assert_int_eq(ration_ctx_with_timeout(C.root, rnd(&r, 50000), &ctx), 0);
+				rc = ration_sem_acquire_until(
+					C.s[i], ration_now() + rnd(&r, 20000),
+					n);
+			} else if (how < 9 ||
+				   held[0] + held[1] + held[2] != 0) {
+				ck_assert_int_eq(
+					ration_ctx_with_timeout(
+						C.root, rnd(&r, 50000), &ctx),
+					0);
 				if (rnd(&r, 4) == 0)
 					ration_ctx_cancel(ctx);
 				rc = ration_sem_acquire(C.s[i], ctx, n);
@@ -467,26 +495,33 @@ cc_thread(void *arg)
 				held[i] += n;
 				atomic_fetch_add(&C.held[i], n);
 			}
-		} else if (k < 55) { /* release part of what this thread holds */
+		} else if (k <
+			   55) { /* release part of what this thread holds */
 			if (held[i] > 0) {
 				int64_t n = 1 + rnd(&r, held[i]);
 				held[i] -= n;
 				atomic_fetch_sub(&C.held[i], n);
 				rc = ration_sem_release(C.s[i], n);
-				CHECK(rc == 0, "release of held weight: %d", rc);
+				CHECK(rc == 0, "release of held weight: %d",
+				      rc);
 			}
 		} else if (k < 62) { /* acquire_all with a duplicate */
-			ration_claim_t cl[3] = {{C.s[i], 1 + rnd(&r, 3)},
-						{C.s[(i + 1) % NSEM], 1 + rnd(&r, 3)},
-						{C.s[i], 1}};
+			ration_claim_t cl[3] = {
+				{C.s[i], 1 + rnd(&r, 3)},
+				{C.s[(i + 1) % NSEM], 1 + rnd(&r, 3)},
+				{C.s[i], 1}};
 			ration_ctx_t *ctx;
-			ck_assert_int_eq(ration_ctx_with_timeout(NULL, rnd(&r, 30000), &ctx), 0);
+			ck_assert_int_eq(ration_ctx_with_timeout(
+						 NULL, rnd(&r, 30000), &ctx),
+					 0);
 			rc = ration_acquire_all(ctx, cl, 3);
 			ration_ctx_unref(ctx);
 			CHECK(acq_ok(rc), "acquire_all: %d", rc);
 			if (rc == 0)
 				for (int c = 0; c < 3; c++) {
-					int j = cl[c].sem == C.s[i] ? i : (i + 1) % NSEM;
+					int j = cl[c].sem == C.s[i]
+							? i
+							: (i + 1) % NSEM;
 					held[j] += cl[c].n;
 					atomic_fetch_add(&C.held[j], cl[c].n);
 				}
@@ -495,40 +530,59 @@ cc_thread(void *arg)
 			if (id >= C.max_tasks)
 				continue;
 			if (rnd(&r, 2)) {
-				rc = ration_pool_try_submit(C.pool, cc_task, (void *)(intptr_t)id);
-				CHECK(rc == 0 || rc == -EAGAIN, "try_submit: %d", rc);
+				rc = ration_pool_try_submit(
+					C.pool, cc_task, (void *)(intptr_t)id);
+				CHECK(rc == 0 || rc == -EAGAIN,
+				      "try_submit: %d", rc);
 			} else {
 				ration_ctx_t *ctx;
-				ck_assert_int_eq(ration_ctx_with_timeout(NULL, rnd(&r, 100000), &ctx), 0);
-				rc = ration_pool_submit(C.pool, ctx, cc_task, (void *)(intptr_t)id);
+				ck_assert_int_eq(
+					ration_ctx_with_timeout(
+						NULL, rnd(&r, 100000), &ctx),
+					0);
+				rc = ration_pool_submit(C.pool, ctx, cc_task,
+							(void *)(intptr_t)id);
 				ration_ctx_unref(ctx);
-				CHECK(rc == 0 || rc == -ETIMEDOUT, "submit: %d", rc);
+				CHECK(rc == 0 || rc == -ETIMEDOUT, "submit: %d",
+				      rc);
 			}
 			C.task_accepted[id] = rc == 0;
 		} else if (k < 88) { /* ctx: after / stop / cancel / wait */
 			ration_ctx_t *c;
-			int64_t t = rnd(&r, 3) == 0 ? rnd(&r, 30000) : RATION_FOREVER;
-			ck_assert_int_eq(ration_ctx_with_timeout(C.root, t, &c), 0);
+			int64_t t = rnd(&r, 3) == 0 ? rnd(&r, 30000)
+						    : RATION_FOREVER;
+			ck_assert_int_eq(ration_ctx_with_timeout(C.root, t, &c),
+					 0);
 			long a = atomic_fetch_add(&C.next_after, 1);
 			if (a < C.max_tasks) {
 				uint64_t aid;
-				ck_assert_int_eq(ration_ctx_after(c, cc_after, (void *)(intptr_t)a, &aid), 0);
-				if (rnd(&r, 3) == 0 && ration_ctx_stop_after(c, aid))
+				ck_assert_int_eq(
+					ration_ctx_after(c, cc_after,
+							 (void *)(intptr_t)a,
+							 &aid),
+					0);
+				if (rnd(&r, 3) == 0 &&
+				    ration_ctx_stop_after(c, aid))
 					C.after_stopped[a] = 1;
 			}
 			if (t != RATION_FOREVER && rnd(&r, 2))
-				CHECK(ration_ctx_wait(c) == -ETIMEDOUT || ration_ctx_err(c) == -ECANCELED,
+				CHECK(ration_ctx_wait(c) == -ETIMEDOUT ||
+					      ration_ctx_err(c) == -ECANCELED,
 				      "ctx_wait");
-			ration_ctx_cancel(c); /* so every pending after-func runs */
-			CHECK(ration_ctx_err(c) == -ECANCELED || ration_ctx_err(c) == -ETIMEDOUT,
+			ration_ctx_cancel(
+				c); /* so every pending after-func runs */
+			CHECK(ration_ctx_err(c) == -ECANCELED ||
+				      ration_ctx_err(c) == -ETIMEDOUT,
 			      "ctx err %d", ration_ctx_err(c));
 			ration_ctx_unref(c);
 		} else if (k < 92) { /* resize: grow, or shrink into deficit */
-			int64_t ns = sem_size0[i] / 2 + rnd(&r, sem_size0[i] * 2);
+			int64_t ns =
+				sem_size0[i] / 2 + rnd(&r, sem_size0[i] * 2);
 			rc = ration_sem_resize(C.s[i], ns < 1 ? 1 : ns);
 			CHECK(rc == 0, "resize: %d", rc);
 		} else if (k < 94) {
-			rc = ration_pool_resize(C.pool, 1 + (unsigned)rnd(&r, 4));
+			rc = ration_pool_resize(C.pool,
+						1 + (unsigned)rnd(&r, 4));
 			CHECK(rc == 0, "pool resize: %d", rc);
 		} else if (k < 98) { /* group: weighted go / try_go */
 			long id = atomic_fetch_add(&C.next_gtask, 1);
@@ -536,12 +590,15 @@ cc_thread(void *arg)
 				continue;
 			int64_t w = 1 + id % 8;
 			if (rnd(&r, 2)) {
-				rc = ration_group_try_go(C.g, w, cc_gtask, (void *)(intptr_t)id);
-				CHECK(rc == 0 || rc == -EAGAIN, "group try_go: %d", rc);
+				rc = ration_group_try_go(C.g, w, cc_gtask,
+							 (void *)(intptr_t)id);
+				CHECK(rc == 0 || rc == -EAGAIN,
+				      "group try_go: %d", rc);
 			} else {
 				/* Blocks until weight and a limit slot are free; the
 				 * group's tasks never wait on what this thread holds. */
-				rc = ration_group_go(C.g, w, cc_gtask, (void *)(intptr_t)id);
+				rc = ration_group_go(C.g, w, cc_gtask,
+						     (void *)(intptr_t)id);
 				CHECK(rc == 0, "group go: %d", rc);
 			}
 			C.gtask_accepted[id] = rc == 0;
@@ -550,7 +607,8 @@ cc_thread(void *arg)
 		} else { /* a snapshot is self-consistent */
 			ration_sem_stats_t st;
 			ration_sem_stats(C.s[i], &st);
-			CHECK(st.available <= st.size && st.in_use == st.size - st.available &&
+			CHECK(st.available <= st.size &&
+				      st.in_use == st.size - st.available &&
 				      st.waiters >= 0 && st.waiting_weight >= 0,
 			      "stats snapshot");
 		}
@@ -559,7 +617,8 @@ cc_thread(void *arg)
 	for (int i = 0; i < NSEM; i++)
 		if (held[i] > 0) {
 			atomic_fetch_sub(&C.held[i], held[i]);
-			CHECK(ration_sem_release(C.s[i], held[i]) == 0, "final release");
+			CHECK(ration_sem_release(C.s[i], held[i]) == 0,
+			      "final release");
 		}
 	atomic_fetch_add(&C.threads_done, 1);
 	return NULL;
@@ -629,11 +688,13 @@ START_TEST(model_concurrent)
 	C.task_accepted = calloc((size_t)C.max_tasks, 1);
 	C.after_runs = calloc((size_t)C.max_tasks, 1);
 	C.after_stopped = calloc((size_t)C.max_tasks, 1);
-	ck_assert(C.task_runs && C.task_cancel && C.task_accepted && C.after_runs &&
-		  C.after_stopped);
+	ck_assert(C.task_runs && C.task_cancel && C.task_accepted &&
+		  C.after_runs && C.after_stopped);
 	for (int i = 0; i < NSEM; i++)
-		ck_assert_int_eq(ration_sem_new(sem_size0[i], NULL, &C.s[i]), 0);
-	ck_assert_int_eq(ration_pool_new(&(ration_pool_opts_t){.threads = 3, .queue_cap = 64},
+		ck_assert_int_eq(ration_sem_new(sem_size0[i], NULL, &C.s[i]),
+				 0);
+	ck_assert_int_eq(ration_pool_new(&(ration_pool_opts_t){.threads = 3,
+							       .queue_cap = 64},
 					 &C.pool),
 			 0);
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &C.root), 0);
@@ -641,19 +702,26 @@ START_TEST(model_concurrent)
 	C.gtask_accepted = calloc((size_t)C.max_tasks, 1);
 	ck_assert(C.gtask_runs && C.gtask_accepted);
 	ck_assert_int_eq(ration_sem_new(GROUP_BUDGET, NULL, &C.gbudget), 0);
-	ck_assert_int_eq(ration_pool_new(&(ration_pool_opts_t){.threads = 4}, &C.gpool), 0);
-	ration_group_opts_t go = {.pool = C.gpool, .budget = C.gbudget, .limit = 4,
+	ck_assert_int_eq(
+		ration_pool_new(&(ration_pool_opts_t){.threads = 4}, &C.gpool),
+		0);
+	ration_group_opts_t go = {.pool = C.gpool,
+				  .budget = C.gbudget,
+				  .limit = 4,
 				  .keep_going = true};
 	ck_assert_int_eq(ration_group_new(NULL, &go, &C.g), 0);
 
 	int64_t t0 = ration_now();
 	pthread_t th[NTHR];
 	for (long t = 0; t < NTHR; t++)
-		ck_assert_int_eq(pthread_create(&th[t], NULL, cc_thread, (void *)(intptr_t)t), 0);
+		ck_assert_int_eq(pthread_create(&th[t], NULL, cc_thread,
+						(void *)(intptr_t)t),
+				 0);
 	/* Bounded: a hang fails with the seed instead of hitting the timeout. */
 	int64_t limit = t0 + (int64_t)400 * 1000000000;
 	while (atomic_load(&C.threads_done) < NTHR) {
-		CHECK(ration_now() < limit, "threads stuck: %ld ops done", atomic_load(&C.ops_done));
+		CHECK(ration_now() < limit, "threads stuck: %ld ops done",
+		      atomic_load(&C.ops_done));
 		sleep_ns(2000000);
 	}
 	for (int t = 0; t < NTHR; t++)
@@ -662,30 +730,36 @@ START_TEST(model_concurrent)
 
 	/* Group: first error, each accepted task once, budget respected. */
 	int gerr = ration_group_wait(C.g);
-	CHECK(gerr == (atomic_load(&C.gfailed) ? -EIO : 0), "group wait: %d", gerr);
+	CHECK(gerr == (atomic_load(&C.gfailed) ? -EIO : 0), "group wait: %d",
+	      gerr);
 	long gaccepted = 0;
 	long ngtasks = atomic_load(&C.next_gtask);
 	if (ngtasks > C.max_tasks)
 		ngtasks = C.max_tasks;
 	for (long id = 0; id < ngtasks; id++) {
 		CHECK(C.gtask_runs[id] == (C.gtask_accepted[id] ? 1 : 0),
-		      "group task %ld: ran %d times, accepted %d", id, C.gtask_runs[id],
-		      C.gtask_accepted[id]);
+		      "group task %ld: ran %d times, accepted %d", id,
+		      C.gtask_runs[id], C.gtask_accepted[id]);
 		gaccepted += C.gtask_accepted[id];
 	}
 	ration_group_stats_t gs;
 	ration_group_stats(C.g, &gs);
-	CHECK(gs.tasks == (uint64_t)gaccepted && gs.started == (uint64_t)gaccepted,
-	      "group stats: %" PRIu64 " finished, %ld accepted", gs.tasks, gaccepted);
-	CHECK(gs.failed == (uint64_t)atomic_load(&C.gfailed), "group failed %" PRIu64, gs.failed);
-	CHECK(atomic_load(&C.grunning_max) <= GROUP_BUDGET, "group ran %" PRId64 " > budget",
-	      atomic_load(&C.grunning_max));
-	CHECK(ration_sem_available(C.gbudget) == GROUP_BUDGET, "group budget not given back");
+	CHECK(gs.tasks == (uint64_t)gaccepted &&
+		      gs.started == (uint64_t)gaccepted,
+	      "group stats: %" PRIu64 " finished, %ld accepted", gs.tasks,
+	      gaccepted);
+	CHECK(gs.failed == (uint64_t)atomic_load(&C.gfailed),
+	      "group failed %" PRIu64, gs.failed);
+	CHECK(atomic_load(&C.grunning_max) <= GROUP_BUDGET,
+	      "group ran %" PRId64 " > budget", atomic_load(&C.grunning_max));
+	CHECK(ration_sem_available(C.gbudget) == GROUP_BUDGET,
+	      "group budget not given back");
 	ration_group_free(C.g);
 	ration_pool_free(C.gpool);
 	CHECK(ration_sem_free(C.gbudget) == 0, "group budget free");
-	printf("model_concurrent: group tasks accepted %ld of %ld, max running weight %" PRId64
-	       " of %d\n", gaccepted, ngtasks, atomic_load(&C.grunning_max), GROUP_BUDGET);
+	printf("model_concurrent: group tasks accepted %ld of %ld, max running "
+	       "weight %" PRId64 " of %d\n",
+	       gaccepted, ngtasks, atomic_load(&C.grunning_max), GROUP_BUDGET);
 	free(C.gtask_runs);
 	free(C.gtask_accepted);
 
@@ -694,9 +768,11 @@ START_TEST(model_concurrent)
 		ration_sem_stats_t st;
 		ration_sem_stats(C.s[i], &st);
 		CHECK(atomic_load(&C.held[i]) == 0, "held bookkeeping");
-		CHECK(st.available == st.size, "sem %d: available %" PRId64 " != size %" PRId64, i,
+		CHECK(st.available == st.size,
+		      "sem %d: available %" PRId64 " != size %" PRId64, i,
 		      st.available, st.size);
-		CHECK(st.waiters == 0 && st.waiting_weight == 0, "sem %d: waiters left", i);
+		CHECK(st.waiters == 0 && st.waiting_weight == 0,
+		      "sem %d: waiters left", i);
 	}
 
 	/* Close phase: park callers on a held sem, a ctx, a ctx-bounded
@@ -706,10 +782,12 @@ START_TEST(model_concurrent)
 	ck_assert_int_eq(ration_sem_try_acquire(C.s[0], 1), 0);
 	ck_assert_int_eq(ration_sem_try_acquire(C.s[1], 1), 0);
 	_Atomic bool open = false;
-	ck_assert_int_eq(ration_pool_new(&(ration_pool_opts_t){.threads = 1, .queue_cap = 1},
+	ck_assert_int_eq(ration_pool_new(&(ration_pool_opts_t){.threads = 1,
+							       .queue_cap = 1},
 					 &close_pool),
 			 0);
-	ck_assert_int_eq(ration_pool_submit(close_pool, NULL, gate_task, &open), 0);
+	ck_assert_int_eq(ration_pool_submit(close_pool, NULL, gate_task, &open),
+			 0);
 	/* The gate runs, then one more task fills the queue. */
 	int fill = 0;
 	for (int tries = 0; tries < 1000 && fill == 0; tries++) {
@@ -724,7 +802,8 @@ START_TEST(model_concurrent)
 	for (int i = 0; i < NP; i++) {
 		ps[i] = (struct parked){.kind = i % 4};
 		atomic_init(&ps[i].done, false);
-		ck_assert_int_eq(pthread_create(&ps[i].t, NULL, parked_main, &ps[i]), 0);
+		ck_assert_int_eq(
+			pthread_create(&ps[i].t, NULL, parked_main, &ps[i]), 0);
 	}
 	wait_waiters(C.s[0], NP / 4);
 	wait_waiters(C.s[1], NP / 4);
@@ -736,13 +815,17 @@ START_TEST(model_concurrent)
 	 * its ctx, blocked submitters fail with -EPIPE, the queue is discarded. */
 	ration_ctx_t *sc;
 	ck_assert_int_eq(ration_ctx_with_timeout(NULL, 50000000, &sc), 0);
-	ck_assert_int_eq(ration_pool_shutdown(close_pool, RATION_DISCARD, sc), -ETIMEDOUT);
+	ck_assert_int_eq(ration_pool_shutdown(close_pool, RATION_DISCARD, sc),
+			 -ETIMEDOUT);
 	ration_ctx_unref(sc);
 	for (int i = 0; i < NP; i++) {
 		WAIT_FOR(atomic_load(&ps[i].done));
 		pthread_join(ps[i].t, NULL);
-		int want = ps[i].kind == 0 ? -EPIPE : ps[i].kind == 3 ? -EPIPE : -ECANCELED;
-		CHECK(ps[i].rc == want, "parked kind %d: %d, want %d", ps[i].kind, ps[i].rc, want);
+		int want = ps[i].kind == 0   ? -EPIPE
+			   : ps[i].kind == 3 ? -EPIPE
+					     : -ECANCELED;
+		CHECK(ps[i].rc == want, "parked kind %d: %d, want %d",
+		      ps[i].kind, ps[i].rc, want);
 	}
 	int64_t woke_ns = 0;
 	for (int i = 0; i < NP; i++)
@@ -754,9 +837,11 @@ START_TEST(model_concurrent)
 	ck_assert_int_eq(ration_sem_release(C.s[1], 1), 0);
 
 	/* Nothing lost: every accepted task ran or was discarded, once. */
-	ck_assert_int_eq(ration_pool_shutdown(C.pool, (seed & 1) ? RATION_DISCARD : RATION_DRAIN,
-					      NULL),
-			 0);
+	ck_assert_int_eq(
+		ration_pool_shutdown(C.pool,
+				     (seed & 1) ? RATION_DISCARD : RATION_DRAIN,
+				     NULL),
+		0);
 	ration_pool_free(C.pool);
 	long accepted = 0, ran = 0, discarded = 0;
 	long ntasks = atomic_load(&C.next_task);
@@ -764,8 +849,9 @@ START_TEST(model_concurrent)
 		ntasks = C.max_tasks;
 	for (long id = 0; id < ntasks; id++) {
 		int got = C.task_runs[id] + C.task_cancel[id];
-		CHECK(got == (C.task_accepted[id] ? 1 : 0), "task %ld: called %d times, accepted %d",
-		      id, got, C.task_accepted[id]);
+		CHECK(got == (C.task_accepted[id] ? 1 : 0),
+		      "task %ld: called %d times, accepted %d", id, got,
+		      C.task_accepted[id]);
 		accepted += C.task_accepted[id];
 		ran += C.task_runs[id];
 		discarded += C.task_cancel[id];
@@ -775,8 +861,9 @@ START_TEST(model_concurrent)
 		nafter = C.max_tasks;
 	long stopped = 0;
 	for (long a = 0; a < nafter; a++) {
-		CHECK(C.after_runs[a] + C.after_stopped[a] == 1, "after %ld: ran %d, stopped %d", a,
-		      C.after_runs[a], C.after_stopped[a]);
+		CHECK(C.after_runs[a] + C.after_stopped[a] == 1,
+		      "after %ld: ran %d, stopped %d", a, C.after_runs[a],
+		      C.after_stopped[a]);
 		stopped += C.after_stopped[a];
 	}
 	for (int i = 0; i < NSEM; i++) {
@@ -786,12 +873,15 @@ START_TEST(model_concurrent)
 		CHECK(ration_sem_free(C.s[i]) == 0, "sem %d free", i);
 	}
 	ration_ctx_unref(C.root);
-	printf("model_concurrent: %ld ops on %d threads in %.2f s (%.0f ops/s); tasks accepted %ld "
-	       "(ran %ld, discarded %ld); after-funcs %ld (stopped %ld); close/cancel woke %d "
+	printf("model_concurrent: %ld ops on %d threads in %.2f s (%.0f "
+	       "ops/s); tasks accepted %ld "
+	       "(ran %ld, discarded %ld); after-funcs %ld (stopped %ld); "
+	       "close/cancel woke %d "
 	       "parked callers within %.2f ms; seed %" PRIu64 "\n",
 	       atomic_load(&C.ops_done), NTHR, (double)(t1 - t0) / 1e9,
-	       (double)atomic_load(&C.ops_done) / ((double)(t1 - t0) / 1e9), accepted, ran,
-	       discarded, nafter, stopped, NP - NP / 4, (double)woke_ns / 1e6, seed);
+	       (double)atomic_load(&C.ops_done) / ((double)(t1 - t0) / 1e9),
+	       accepted, ran, discarded, nafter, stopped, NP - NP / 4,
+	       (double)woke_ns / 1e6, seed);
 	free((void *)C.task_runs);
 	free((void *)C.task_cancel);
 	free(C.task_accepted);
@@ -818,6 +908,8 @@ main(void)
 	seed_init();
 	int failed = run_suite(model_suite());
 	if (failed != 0)
-		printf("test_model: FAILED; replay with RATION_SEED=%" PRIu64 "\n", seed);
+		printf("test_model: FAILED; replay with RATION_SEED=%" PRIu64
+		       "\n",
+		       seed);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

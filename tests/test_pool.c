@@ -17,15 +17,14 @@
 
 #include "helpers.h"
 
-
 /* ---- helpers ----------------------------------------------------------- */
 
 /* One task's record: how often its fn was called, with what, where. */
 struct rec {
 	_Atomic int calls;
 	_Atomic int status;
-	_Atomic int ok;        /* calls with status 0 */
-	_Atomic int cancelled; /* calls with -ECANCELED */
+	_Atomic int ok;            /* calls with status 0 */
+	_Atomic int cancelled;     /* calls with -ECANCELED */
 	_Atomic(pthread_t) thread; /* of the last call */
 };
 
@@ -68,12 +67,14 @@ gate_fn(void *arg, int status)
 	 * count as running, so max_running sees the rendezvous. */
 	int now = atomic_fetch_add(&g->running, 1) + 1;
 	int max = atomic_load(&g->max_running);
-	while (now > max && !atomic_compare_exchange_weak(&g->max_running, &max, now))
+	while (now > max &&
+	       !atomic_compare_exchange_weak(&g->max_running, &max, now))
 		;
 	atomic_fetch_add(&g->entered, 1);
 	int64_t deadline = ration_now() + TEST_WAIT_NS;
 	for (;;) {
-		if (g->want > 0 ? atomic_load(&g->entered) >= g->want : atomic_load(&g->open))
+		if (g->want > 0 ? atomic_load(&g->entered) >= g->want
+				: atomic_load(&g->open))
 			break;
 		if (ration_now() >= deadline) {
 			atomic_fetch_add(&g->expired, 1);
@@ -183,10 +184,15 @@ START_TEST(test_pool_new_rejects_bad_options)
 	ration_pool_t *before = p;
 
 	ck_assert_int_eq(ration_pool_new(NULL, NULL), -EINVAL);
-	ck_assert_int_eq(ration_pool_new(&(ration_pool_opts_t){.threads = 2, .min_threads = 3}, &p),
-			 -EINVAL);
-	ck_assert_int_eq(ration_pool_new(&(ration_pool_opts_t){.idle_timeout_ns = -1}, &p),
-			 -EINVAL);
+	ck_assert_int_eq(
+		ration_pool_new(
+			&(ration_pool_opts_t){.threads = 2, .min_threads = 3},
+			&p),
+		-EINVAL);
+	ck_assert_int_eq(
+		ration_pool_new(&(ration_pool_opts_t){.idle_timeout_ns = -1},
+				&p),
+		-EINVAL);
 
 	ck_assert_ptr_eq(p, before);
 }
@@ -203,7 +209,8 @@ START_TEST(test_pool_calls_reject_null_pool_fn_and_zero_resize)
 	ck_assert_int_eq(ration_pool_try_submit(p, NULL, &r), -EINVAL);
 	ck_assert_int_eq(ration_pool_resize(p, 0), -EINVAL);
 	ck_assert_int_eq(ration_pool_resize(NULL, 1), -EINVAL);
-	ck_assert_int_eq(ration_pool_shutdown(NULL, RATION_DRAIN, NULL), -EINVAL);
+	ck_assert_int_eq(ration_pool_shutdown(NULL, RATION_DRAIN, NULL),
+			 -EINVAL);
 
 	ration_pool_stats_t st = stats_of(p);
 	ck_assert_uint_eq(st.submitted, 0);
@@ -243,7 +250,8 @@ START_TEST(test_pool_zero_threads_means_usable_cpus)
 	ration_pool_free(p);
 	ck_assert_int_eq(atomic_load(&g.left), (int)ncpu);
 	ck_assert_int_eq(atomic_load(&more.left), 1);
-	ck_assert_int_eq(atomic_load(&g.expired) + atomic_load(&more.expired), 0);
+	ck_assert_int_eq(atomic_load(&g.expired) + atomic_load(&more.expired),
+			 0);
 }
 END_TEST
 
@@ -257,7 +265,8 @@ START_TEST(test_pool_zero_queue_cap_means_1024_per_thread)
 	ration_pool_t *p = pool_blocked(2, 0, &g);
 
 	int accepted = 0;
-	while (accepted <= 2 * 1024 && ration_pool_try_submit(p, rec_fn, &r) == 0)
+	while (accepted <= 2 * 1024 &&
+	       ration_pool_try_submit(p, rec_fn, &r) == 0)
 		accepted++;
 
 	ck_assert_int_le(accepted, 2 * 1024);
@@ -273,7 +282,8 @@ END_TEST
 
 START_TEST(test_pool_min_threads_start_at_once)
 {
-	ration_pool_t *p = pool_make(&(ration_pool_opts_t){.threads = 4, .min_threads = 3});
+	ration_pool_t *p = pool_make(
+		&(ration_pool_opts_t){.threads = 4, .min_threads = 3});
 
 	ration_pool_stats_t st = stats_of(p);
 
@@ -291,7 +301,8 @@ START_TEST(test_pool_every_accepted_task_runs_exactly_once)
 	enum { N = 2000 };
 	static struct rec r[N];
 	memset(r, 0, sizeof(r));
-	ration_pool_t *p = pool_make(&(ration_pool_opts_t){.threads = 4, .queue_cap = 64});
+	ration_pool_t *p =
+		pool_make(&(ration_pool_opts_t){.threads = 4, .queue_cap = 64});
 
 	for (int i = 0; i < N; i++)
 		ck_assert_int_eq(ration_pool_submit(p, NULL, rec_fn, &r[i]), 0);
@@ -313,7 +324,8 @@ END_TEST
 START_TEST(test_pool_submit_after_shutdown_returns_epipe)
 {
 	ration_pool_t *p = pool_make(&(ration_pool_opts_t){.threads = 2});
-	ration_pool_t *u = pool_make(&(ration_pool_opts_t){.threads = 2, .queue_cap = SIZE_MAX});
+	ration_pool_t *u = pool_make(
+		&(ration_pool_opts_t){.threads = 2, .queue_cap = SIZE_MAX});
 	struct rec r = {0};
 	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DRAIN, NULL), 0);
 	ck_assert_int_eq(ration_pool_shutdown(u, RATION_DISCARD, NULL), 0);
@@ -372,12 +384,14 @@ START_TEST(test_pool_discard_cancels_queued_in_the_caller)
 
 	/* The gate task is still running: shutdown times out after
 	 * discarding the queue. */
-	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DISCARD, ctx), -ETIMEDOUT);
+	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DISCARD, ctx),
+			 -ETIMEDOUT);
 
 	for (int i = 0; i < N; i++) {
 		ck_assert_int_eq(atomic_load(&r[i].calls), 1);
 		ck_assert_int_eq(atomic_load(&r[i].status), -ECANCELED);
-		ck_assert(pthread_equal(atomic_load(&r[i].thread), pthread_self()));
+		ck_assert(pthread_equal(atomic_load(&r[i].thread),
+					pthread_self()));
 	}
 	ration_pool_stats_t st = stats_of(p);
 	ck_assert_uint_eq(st.discarded, N);
@@ -394,7 +408,6 @@ START_TEST(test_pool_discard_cancels_queued_in_the_caller)
 	ration_pool_free(p);
 }
 END_TEST
-
 
 /* Opens a gate after a delay, from its own thread. */
 struct opener {
@@ -428,8 +441,10 @@ START_TEST(test_pool_shutdown_returns_ctx_error_and_free_waits_for_running_task)
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &cancelled), 0);
 	ration_ctx_cancel(cancelled);
 
-	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DRAIN, ctx), -ETIMEDOUT);
-	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DRAIN, cancelled), -ECANCELED);
+	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DRAIN, ctx),
+			 -ETIMEDOUT);
+	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DRAIN, cancelled),
+			 -ECANCELED);
 
 	ck_assert_int_eq(atomic_load(&g.left), 0);
 	ck_assert_uint_eq(stats_of(p).running, 1);
@@ -454,12 +469,14 @@ START_TEST(test_pool_discard_after_timed_out_drain_discards_the_rest)
 	for (int i = 0; i < N; i++)
 		ck_assert_int_eq(ration_pool_submit(p, NULL, rec_fn, &r[i]), 0);
 	ration_ctx_t *ctx = ctx_timeout(20 * MS);
-	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DRAIN, ctx), -ETIMEDOUT);
+	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DRAIN, ctx),
+			 -ETIMEDOUT);
 	ck_assert_uint_eq(stats_of(p).queued, N);
 	ration_ctx_unref(ctx);
 	ctx = ctx_timeout(20 * MS);
 
-	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DISCARD, ctx), -ETIMEDOUT);
+	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DISCARD, ctx),
+			 -ETIMEDOUT);
 
 	for (int i = 0; i < N; i++) {
 		ck_assert_int_eq(atomic_load(&r[i].calls), 1);
@@ -482,8 +499,8 @@ END_TEST
 /* DRAIN after every idle thread has timed out: the queue still runs. */
 START_TEST(test_pool_drain_with_no_thread_left_still_runs_queue)
 {
-	ration_pool_t *p = pool_make(&(ration_pool_opts_t){.threads = 2,
-							     .idle_timeout_ns = 20 * MS});
+	ration_pool_t *p = pool_make(&(ration_pool_opts_t){
+		.threads = 2, .idle_timeout_ns = 20 * MS});
 	struct rec r = {0};
 	ck_assert_int_eq(ration_pool_submit(p, NULL, rec_fn, &r), 0);
 	WAIT_FOR(stats_of(p).threads == 0);
@@ -571,17 +588,23 @@ END_TEST
 START_TEST(test_pool_submit_with_done_ctx_fails_even_with_room)
 {
 	ration_pool_t *p = pool_make(&(ration_pool_opts_t){.threads = 2});
-	ration_pool_t *u = pool_make(&(ration_pool_opts_t){.threads = 2, .queue_cap = SIZE_MAX});
+	ration_pool_t *u = pool_make(
+		&(ration_pool_opts_t){.threads = 2, .queue_cap = SIZE_MAX});
 	ration_ctx_t *cancelled, *expired;
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &cancelled), 0);
 	ration_ctx_cancel(cancelled);
-	ck_assert_int_eq(ration_ctx_with_deadline(NULL, ration_now() - 1, &expired), 0);
+	ck_assert_int_eq(
+		ration_ctx_with_deadline(NULL, ration_now() - 1, &expired), 0);
 	struct rec r = {0};
 
-	ck_assert_int_eq(ration_pool_submit(p, cancelled, rec_fn, &r), -ECANCELED);
-	ck_assert_int_eq(ration_pool_submit(p, expired, rec_fn, &r), -ETIMEDOUT);
-	ck_assert_int_eq(ration_pool_submit(u, cancelled, rec_fn, &r), -ECANCELED);
-	ck_assert_int_eq(ration_pool_submit(u, expired, rec_fn, &r), -ETIMEDOUT);
+	ck_assert_int_eq(ration_pool_submit(p, cancelled, rec_fn, &r),
+			 -ECANCELED);
+	ck_assert_int_eq(ration_pool_submit(p, expired, rec_fn, &r),
+			 -ETIMEDOUT);
+	ck_assert_int_eq(ration_pool_submit(u, cancelled, rec_fn, &r),
+			 -ECANCELED);
+	ck_assert_int_eq(ration_pool_submit(u, expired, rec_fn, &r),
+			 -ETIMEDOUT);
 
 	ck_assert_uint_eq(stats_of(p).submitted, 0);
 	ck_assert_uint_eq(stats_of(u).submitted, 0);
@@ -605,7 +628,8 @@ START_TEST(test_pool_blocked_submitter_gets_epipe_at_shutdown)
 	ck_assert(!atomic_load(&c.done));
 	ration_ctx_t *ctx = ctx_timeout(20 * MS);
 
-	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DRAIN, ctx), -ETIMEDOUT);
+	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DRAIN, ctx),
+			 -ETIMEDOUT);
 
 	ck_assert_int_eq(call_join(&c), -EPIPE);
 	atomic_store(&g.open, true);
@@ -657,7 +681,8 @@ conc_fn(void *arg, int status)
 	(void)status;
 	int now = atomic_fetch_add(&c->running, 1) + 1;
 	int max = atomic_load(&c->max_running);
-	while (now > max && !atomic_compare_exchange_weak(&c->max_running, &max, now))
+	while (now > max &&
+	       !atomic_compare_exchange_weak(&c->max_running, &max, now))
 		;
 	sleep_ns(100000);
 	atomic_fetch_sub(&c->running, 1);
@@ -667,7 +692,8 @@ conc_fn(void *arg, int status)
 START_TEST(test_pool_stream_of_tasks_never_exceeds_max_threads)
 {
 	struct conc c = {0};
-	ration_pool_t *p = pool_make(&(ration_pool_opts_t){.threads = 3, .queue_cap = 8});
+	ration_pool_t *p =
+		pool_make(&(ration_pool_opts_t){.threads = 3, .queue_cap = 8});
 
 	for (int i = 0; i < 300; i++) {
 		ck_assert_int_eq(ration_pool_submit(p, NULL, conc_fn, &c), 0);
@@ -727,9 +753,11 @@ START_TEST(test_pool_task_submitted_while_last_thread_exits_still_runs)
 {
 	struct exiting e = {0};
 	struct rec r = {0}, late = {0};
-	ration_pool_t *p = pool_make(&(ration_pool_opts_t){
-		.threads = 1, .idle_timeout_ns = 10 * MS, .thread_fini = exiting_fini,
-		.udata = &e});
+	ration_pool_t *p =
+		pool_make(&(ration_pool_opts_t){.threads = 1,
+						.idle_timeout_ns = 10 * MS,
+						.thread_fini = exiting_fini,
+						.udata = &e});
 	ck_assert_int_eq(ration_pool_submit(p, NULL, rec_fn, &r), 0);
 	WAIT_FOR(atomic_load(&e.in_fini) == 1);
 
@@ -756,14 +784,16 @@ name_fn(void *arg, int status)
 	(void)status;
 	int i = atomic_fetch_add(&nm->n, 1);
 	if (i < 8)
-		pthread_getname_np(pthread_self(), nm->name[i], sizeof(nm->name[i]));
+		pthread_getname_np(pthread_self(), nm->name[i],
+				   sizeof(nm->name[i]));
 }
 
 static void
 check_names(const char *name, const char *prefix)
 {
 	struct names nm = {0};
-	ration_pool_t *p = pool_make(&(ration_pool_opts_t){.threads = 2, .name = name});
+	ration_pool_t *p =
+		pool_make(&(ration_pool_opts_t){.threads = 2, .name = name});
 	for (int i = 0; i < 8; i++)
 		ck_assert_int_eq(ration_pool_submit(p, NULL, name_fn, &nm), 0);
 	ck_assert_int_eq(ration_pool_shutdown(p, RATION_DRAIN, NULL), 0);
@@ -771,7 +801,8 @@ check_names(const char *name, const char *prefix)
 	ck_assert_int_eq(atomic_load(&nm.n), 8);
 	size_t len = strlen(prefix);
 	for (int i = 0; i < 8; i++) {
-		ck_assert_msg(strncmp(nm.name[i], prefix, len) == 0, "thread name %s", nm.name[i]);
+		ck_assert_msg(strncmp(nm.name[i], prefix, len) == 0,
+			      "thread name %s", nm.name[i]);
 		ck_assert_msg(strcmp(nm.name[i] + len, "0") == 0 ||
 				      strcmp(nm.name[i] + len, "1") == 0,
 			      "thread name %s", nm.name[i]);
@@ -819,8 +850,11 @@ START_TEST(test_pool_thread_init_and_fini_run_once_per_thread)
 	struct lifecycle lc = {0};
 	lc_expected = &lc;
 	struct gate g = {0};
-	ration_pool_t *p = pool_make(&(ration_pool_opts_t){
-		.threads = 3, .thread_init = lc_init, .thread_fini = lc_fini, .udata = &lc});
+	ration_pool_t *p =
+		pool_make(&(ration_pool_opts_t){.threads = 3,
+						.thread_init = lc_init,
+						.thread_fini = lc_fini,
+						.udata = &lc});
 	for (int i = 0; i < 3; i++)
 		ck_assert_int_eq(ration_pool_submit(p, NULL, gate_fn, &g), 0);
 	WAIT_FOR(atomic_load(&g.entered) == 3);
@@ -844,10 +878,12 @@ START_TEST(test_pool_blocking_tasks_all_get_threads_beyond_cpu_count)
 {
 	for (int round = 0; round < 20; round++) {
 		struct gate g = {.want = 8};
-		ration_pool_t *p = pool_make(&(ration_pool_opts_t){.threads = 8});
+		ration_pool_t *p =
+			pool_make(&(ration_pool_opts_t){.threads = 8});
 
 		for (int i = 0; i < 8; i++)
-			ck_assert_int_eq(ration_pool_submit(p, NULL, gate_fn, &g), 0);
+			ck_assert_int_eq(
+				ration_pool_submit(p, NULL, gate_fn, &g), 0);
 
 		WAIT_FOR(atomic_load(&g.left) == 8);
 		ck_assert_int_eq(atomic_load(&g.expired), 0);
@@ -873,11 +909,13 @@ START_TEST(test_pool_spinning_worker_does_not_hold_back_queued_tasks)
 	for (int round = 0; round < 200; round++) {
 		struct gate g = {.want = 4};
 		_Atomic bool done = false;
-		ck_assert_int_eq(ration_pool_submit(p, NULL, flag_fn, &done), 0);
+		ck_assert_int_eq(ration_pool_submit(p, NULL, flag_fn, &done),
+				 0);
 		WAIT_FOR(atomic_load(&done));
 
 		for (int i = 0; i < 4; i++)
-			ck_assert_int_eq(ration_pool_submit(p, NULL, gate_fn, &g), 0);
+			ck_assert_int_eq(
+				ration_pool_submit(p, NULL, gate_fn, &g), 0);
 
 		WAIT_FOR(atomic_load(&g.left) == 4);
 		ck_assert_int_eq(atomic_load(&g.expired), 0);
@@ -903,7 +941,8 @@ nest_fn(void *arg, int status)
 
 START_TEST(test_pool_task_can_submit_to_its_own_pool)
 {
-	ration_pool_t *p = pool_make(&(ration_pool_opts_t){.threads = 1, .queue_cap = 4});
+	ration_pool_t *p =
+		pool_make(&(ration_pool_opts_t){.threads = 1, .queue_cap = 4});
 	struct nest n = {.p = p, .rc = 1};
 
 	ck_assert_int_eq(ration_pool_submit(p, NULL, nest_fn, &n), 0);
@@ -954,9 +993,11 @@ START_TEST(test_pool_resize_shrink_makes_busy_threads_exit_keeping_queue)
 	struct gate g = {0};
 	struct rec r[N] = {0};
 	_Atomic int finis = 0;
-	ration_pool_t *p = pool_make(&(ration_pool_opts_t){
-		.threads = 4, .idle_timeout_ns = 60000 * MS, .thread_fini = slow_fini,
-		.udata = (void *)&finis});
+	ration_pool_t *p =
+		pool_make(&(ration_pool_opts_t){.threads = 4,
+						.idle_timeout_ns = 60000 * MS,
+						.thread_fini = slow_fini,
+						.udata = (void *)&finis});
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(ration_pool_submit(p, NULL, gate_fn, &g), 0);
 	WAIT_FOR(atomic_load(&g.entered) == 4);
@@ -984,8 +1025,8 @@ END_TEST
 START_TEST(test_pool_resize_shrink_makes_idle_threads_exit)
 {
 	struct gate g = {0};
-	ration_pool_t *p = pool_make(&(ration_pool_opts_t){.threads = 4,
-							     .idle_timeout_ns = 60000 * MS});
+	ration_pool_t *p = pool_make(&(ration_pool_opts_t){
+		.threads = 4, .idle_timeout_ns = 60000 * MS});
 	for (int i = 0; i < 4; i++)
 		ck_assert_int_eq(ration_pool_submit(p, NULL, gate_fn, &g), 0);
 	WAIT_FOR(atomic_load(&g.entered) == 4);
@@ -1111,7 +1152,8 @@ START_TEST(test_pool_default_is_a_shared_pool_that_cannot_be_shut_down)
 	ck_assert_int_eq(ration_pool_submit(d, NULL, rec_fn, &r), 0);
 	WAIT_FOR(atomic_load(&r.calls) == 1);
 	ck_assert_int_eq(ration_pool_shutdown(d, RATION_DRAIN, NULL), -EINVAL);
-	ck_assert_int_eq(ration_pool_shutdown(d, RATION_DISCARD, NULL), -EINVAL);
+	ck_assert_int_eq(ration_pool_shutdown(d, RATION_DISCARD, NULL),
+			 -EINVAL);
 	ration_pool_free(d);
 	ration_pool_free(NULL);
 
@@ -1120,7 +1162,8 @@ START_TEST(test_pool_default_is_a_shared_pool_that_cannot_be_shut_down)
 	ck_assert_int_eq(atomic_load(&r.ok), 2);
 	ck_assert_int_eq(ration_pool_try_submit(d, rec_fn, &r), 0);
 	WAIT_FOR(atomic_load(&r.calls) == 3);
-	ck_assert_uint_le(stats_of(d).threads, (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
+	ck_assert_uint_le(stats_of(d).threads,
+			  (uint64_t)sysconf(_SC_NPROCESSORS_ONLN));
 }
 END_TEST
 
@@ -1153,33 +1196,47 @@ main(void)
 	tcase_add_test(tc, test_pool_submit_after_shutdown_returns_epipe);
 	tcase_add_test(tc, test_pool_drain_runs_everything_queued);
 	tcase_add_test(tc, test_pool_discard_cancels_queued_in_the_caller);
-	tcase_add_test(tc, test_pool_shutdown_returns_ctx_error_and_free_waits_for_running_task);
-	tcase_add_test(tc, test_pool_discard_after_timed_out_drain_discards_the_rest);
-	tcase_add_test(tc, test_pool_drain_with_no_thread_left_still_runs_queue);
+	tcase_add_test(
+		tc,
+		test_pool_shutdown_returns_ctx_error_and_free_waits_for_running_task);
+	tcase_add_test(
+		tc, test_pool_discard_after_timed_out_drain_discards_the_rest);
+	tcase_add_test(tc,
+		       test_pool_drain_with_no_thread_left_still_runs_queue);
 
 	tc = tcase(s, "backpressure");
 	tcase_add_test(tc, test_pool_try_submit_on_full_queue_returns_eagain);
-	tcase_add_test(tc, test_pool_submit_blocks_while_full_until_a_slot_frees);
+	tcase_add_test(tc,
+		       test_pool_submit_blocks_while_full_until_a_slot_frees);
 	tcase_add_test(tc, test_pool_submit_on_full_queue_times_out_with_ctx);
 	tcase_add_test(tc, test_pool_submit_with_done_ctx_fails_even_with_room);
 	tcase_add_test(tc, test_pool_blocked_submitter_gets_epipe_at_shutdown);
 
 	tc = tcase(s, "threads");
-	tcase_add_test(tc, test_pool_starts_threads_on_demand_never_more_than_max);
+	tcase_add_test(tc,
+		       test_pool_starts_threads_on_demand_never_more_than_max);
 	tcase_add_test(tc, test_pool_stream_of_tasks_never_exceeds_max_threads);
-	tcase_add_test(tc, test_pool_idle_threads_above_min_exit_after_idle_timeout);
+	tcase_add_test(
+		tc, test_pool_idle_threads_above_min_exit_after_idle_timeout);
 	tcase_add_test(tc, test_pool_threads_are_named_after_the_pool);
 	tcase_add_test(tc, test_pool_thread_init_and_fini_run_once_per_thread);
-	tcase_add_test(tc, test_pool_task_submitted_while_last_thread_exits_still_runs);
+	tcase_add_test(
+		tc,
+		test_pool_task_submitted_while_last_thread_exits_still_runs);
 
 	tc = tcase(s, "liveness");
-	tcase_add_test(tc, test_pool_blocking_tasks_all_get_threads_beyond_cpu_count);
-	tcase_add_test(tc, test_pool_spinning_worker_does_not_hold_back_queued_tasks);
+	tcase_add_test(
+		tc, test_pool_blocking_tasks_all_get_threads_beyond_cpu_count);
+	tcase_add_test(
+		tc, test_pool_spinning_worker_does_not_hold_back_queued_tasks);
 	tcase_add_test(tc, test_pool_task_can_submit_to_its_own_pool);
 
 	tc = tcase(s, "resize");
-	tcase_add_test(tc, test_pool_resize_grow_runs_queued_tasks_on_more_threads);
-	tcase_add_test(tc, test_pool_resize_shrink_makes_busy_threads_exit_keeping_queue);
+	tcase_add_test(tc,
+		       test_pool_resize_grow_runs_queued_tasks_on_more_threads);
+	tcase_add_test(
+		tc,
+		test_pool_resize_shrink_makes_busy_threads_exit_keeping_queue);
 	tcase_add_test(tc, test_pool_resize_shrink_makes_idle_threads_exit);
 	tcase_add_test(tc, test_pool_resize_shrink_keeps_min_threads);
 	tcase_add_test(tc, test_pool_resize_after_shutdown_returns_epipe);
@@ -1189,7 +1246,9 @@ main(void)
 	tcase_add_test(tc, test_pool_stats_balance_after_shutdown);
 
 	tc = tcase(s, "default");
-	tcase_add_test(tc, test_pool_default_is_a_shared_pool_that_cannot_be_shut_down);
+	tcase_add_test(
+		tc,
+		test_pool_default_is_a_shared_pool_that_cannot_be_shut_down);
 
 	int failed = run_suite(s);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;

@@ -39,23 +39,43 @@ START_TEST(test_redis_bad_arguments)
 	ration_remote_opts_t short_lease = {.lease_ns = 10 * MS};
 	new_key(key, sizeof(key));
 
-	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key, 4, NULL, NULL), -EINVAL);
-	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, NULL, 4, NULL, &s), -EINVAL);
-	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, "", 4, NULL, &s), -EINVAL);
-	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, "a{b", 4, NULL, &s), -EINVAL);
-	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key, -1, NULL, &s), -EINVAL);
-	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key, RATION_REMOTE_SEM_MAX + 1,
-					       NULL, &s), -EINVAL);
-	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key, 4, &short_lease, &s), -EINVAL);
-	ck_assert_int_eq(ration_sem_open_redis("http://127.0.0.1/", key, 4, NULL, &s), -EINVAL);
-	ck_assert_int_eq(ration_sem_open_redis("redis://127.0.0.1:0/", key, 4, NULL, &s), -EINVAL);
-	ck_assert_int_eq(ration_sem_open_redis("redis://127.0.0.1:9/x", key, 4, NULL, &s), -EINVAL);
-	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key, 0, NULL, &s), -ENOENT);
+	ck_assert_int_eq(
+		ration_sem_open_redis(main_srv.uri, key, 4, NULL, NULL),
+		-EINVAL);
+	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, NULL, 4, NULL, &s),
+			 -EINVAL);
+	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, "", 4, NULL, &s),
+			 -EINVAL);
+	ck_assert_int_eq(
+		ration_sem_open_redis(main_srv.uri, "a{b", 4, NULL, &s),
+		-EINVAL);
+	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key, -1, NULL, &s),
+			 -EINVAL);
+	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key,
+					       RATION_REMOTE_SEM_MAX + 1, NULL,
+					       &s),
+			 -EINVAL);
+	ck_assert_int_eq(
+		ration_sem_open_redis(main_srv.uri, key, 4, &short_lease, &s),
+		-EINVAL);
+	ck_assert_int_eq(
+		ration_sem_open_redis("http://127.0.0.1/", key, 4, NULL, &s),
+		-EINVAL);
+	ck_assert_int_eq(
+		ration_sem_open_redis("redis://127.0.0.1:0/", key, 4, NULL, &s),
+		-EINVAL);
+	ck_assert_int_eq(ration_sem_open_redis("redis://127.0.0.1:9/x", key, 4,
+					       NULL, &s),
+			 -EINVAL);
+	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key, 0, NULL, &s),
+			 -ENOENT);
 	ck_assert_ptr_null(s);
 
 	char uri[64];
-	snprintf(uri, sizeof(uri), "redis://127.0.0.1:%d", free_port()); /* nobody there */
-	ck_assert_int_eq(ration_sem_open_redis(uri, key, 4, NULL, &s), -ECONNREFUSED);
+	snprintf(uri, sizeof(uri), "redis://127.0.0.1:%d",
+		 free_port()); /* nobody there */
+	ck_assert_int_eq(ration_sem_open_redis(uri, key, 4, NULL, &s),
+			 -ECONNREFUSED);
 	ck_assert_str_eq(ration_strerror(-ECONNREFUSED), "Connection refused");
 	ck_assert_str_ne(ration_strerror(-ENOTSUP), "Unknown error");
 }
@@ -69,7 +89,8 @@ START_TEST(test_redis_second_handle_is_another_holder)
 	char key[64];
 	new_key(key, sizeof(key));
 	ration_sem_t *s = open_sem(main_srv.uri, key, 10);
-	ration_sem_t *t = open_sem(main_srv.uri, key, 0); /* the same semaphore */
+	ration_sem_t *t =
+		open_sem(main_srv.uri, key, 0); /* the same semaphore */
 
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 7), 0);
 	ck_assert_int_eq(ration_sem_available(t), 3);
@@ -85,7 +106,8 @@ START_TEST(test_redis_second_handle_is_another_holder)
 	ck_assert_int_eq(ration_sem_available(s), -2);
 	ck_assert_int_eq(ration_sem_release(s, 7), 0);
 	ck_assert_int_eq(ration_sem_available(t), 5);
-	ck_assert_int_eq(ration_sem_resize(s, RATION_REMOTE_SEM_MAX + 1), -EINVAL);
+	ck_assert_int_eq(ration_sem_resize(s, RATION_REMOTE_SEM_MAX + 1),
+			 -EINVAL);
 
 	ration_sem_stats_t st;
 	ration_sem_stats(t, &st);
@@ -169,12 +191,18 @@ START_TEST(test_redis_fifo_across_clients)
 	int64_t want[4] = {5, 10, 1, 2};
 	struct client c[4];
 	for (int i = 0; i < 4; i++) {
-		c[i] = (struct client){.s = open_sem(main_srv.uri, key, 0), .n = want[i],
-				       .index = i, .sc = sc, .hold_ns = 20 * MS};
-		ck_assert_int_eq(pthread_create(&c[i].t, NULL, client_acquire_log, &c[i]), 0);
+		c[i] = (struct client){.s = open_sem(main_srv.uri, key, 0),
+				       .n = want[i],
+				       .index = i,
+				       .sc = sc,
+				       .hold_ns = 20 * MS};
+		ck_assert_int_eq(pthread_create(&c[i].t, NULL,
+						client_acquire_log, &c[i]),
+				 0);
 		wait_waiters(owner, i + 1);
 	}
-	ck_assert_int_eq(ration_sem_try_acquire(owner, 1), -EAGAIN); /* queue not empty */
+	ck_assert_int_eq(ration_sem_try_acquire(owner, 1),
+			 -EAGAIN); /* queue not empty */
 	ck_assert_int_eq(ration_sem_release(owner, 10), 0);
 	for (int i = 0; i < 4; i++) {
 		pthread_join(c[i].t, NULL);
@@ -254,7 +282,11 @@ START_TEST(test_redis_weights_never_exceed_size)
 	struct scratch *sc = scratch_new();
 	pid_t kids[4];
 	for (int i = 0; i < 4; i++) {
-		struct job j = {.uri = main_srv.uri, .key = key, .sc = sc, .size = 6, .n = 6,
+		struct job j = {.uri = main_srv.uri,
+				.key = key,
+				.sc = sc,
+				.size = 6,
+				.n = 6,
 				.rounds = (int)stress_rounds(300)};
 		kids[i] = fork();
 		ck_assert_int_ge(kids[i], 0);
@@ -307,7 +339,8 @@ holder_gone_is_reclaimed(int sig)
 	char key[64];
 	new_key(key, sizeof(key));
 	struct scratch *sc = scratch_new();
-	struct job j = {.uri = main_srv.uri, .key = key, .sc = sc, .size = 10, .n = 6};
+	struct job j = {
+		.uri = main_srv.uri, .key = key, .sc = sc, .size = 10, .n = 6};
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0)
@@ -332,7 +365,8 @@ holder_gone_is_reclaimed(int sig)
 	ck_assert_int_eq(ration_lease_release(s, &l), 0);
 
 	if (sig == SIGKILL) {
-		ck_assert_int_eq(reap_within(pid, CHILD_WAIT_NS), 1000 + SIGKILL);
+		ck_assert_int_eq(reap_within(pid, CHILD_WAIT_NS),
+				 1000 + SIGKILL);
 	} else {
 		atomic_store(&sc->go, 1);
 		kill(pid, SIGCONT);
@@ -375,7 +409,8 @@ START_TEST(test_redis_stopped_waiter_gives_up_its_place)
 	char key[64];
 	new_key(key, sizeof(key));
 	struct scratch *sc = scratch_new();
-	struct job j = {.uri = main_srv.uri, .key = key, .sc = sc, .size = 10, .n = 10};
+	struct job j = {
+		.uri = main_srv.uri, .key = key, .sc = sc, .size = 10, .n = 10};
 	pid_t pid = fork();
 	ck_assert_int_ge(pid, 0);
 	if (pid == 0)
@@ -411,11 +446,13 @@ START_TEST(test_redis_deadline_and_cancel)
 
 	/* Deadline: fails on time, nothing taken. */
 	int64_t t0 = ration_now();
-	ck_assert_int_eq(ration_sem_acquire_until(t, t0 + 200 * MS, 1), -ETIMEDOUT);
+	ck_assert_int_eq(ration_sem_acquire_until(t, t0 + 200 * MS, 1),
+			 -ETIMEDOUT);
 	int64_t took = ration_now() - t0;
 	ck_assert_int_ge(took, 200 * MS);
 	ck_assert_int_lt(took, 700 * MS);
-	ck_assert_int_eq(ration_sem_acquire_until(t, t0, 1), -ETIMEDOUT); /* past */
+	ck_assert_int_eq(ration_sem_acquire_until(t, t0, 1),
+			 -ETIMEDOUT); /* past */
 
 	/* Cancel while queued. */
 	ration_ctx_t *ctx;
@@ -486,7 +523,8 @@ START_TEST(test_redis_grant_racing_deadline_loses_nothing)
 	for (long i = 0; i < rounds; i++) {
 		ck_assert_int_eq(ration_sem_acquire(s, NULL, 2), 0);
 		struct bg b;
-		bg_acquire_until(&b, t, ration_now() + (int64_t)(i % 5) * MS + MS, 2);
+		bg_acquire_until(&b, t,
+				 ration_now() + (int64_t)(i % 5) * MS + MS, 2);
 		sleep_ns((int64_t)(i % 7) * 300000);
 		ck_assert_int_eq(ration_sem_release(s, 2), 0);
 		if (bg_join(&b) == 0)
@@ -570,13 +608,16 @@ stress_main(void *arg)
 	struct stress *w = arg;
 	ration_sem_t *s;
 	ration_remote_opts_t o = {.lease_ns = 5000 * MS};
-	if ((w->rc = ration_sem_open_redis(main_srv.uri, w->key, 0, &o, &s)) != 0)
+	if ((w->rc = ration_sem_open_redis(main_srv.uri, w->key, 0, &o, &s)) !=
+	    0)
 		return NULL;
 	unsigned seed = (unsigned)(uintptr_t)w;
-	for (w->done = 0; w->done < w->rounds && ration_now() < w->stop_ns; w->done++) {
+	for (w->done = 0; w->done < w->rounds && ration_now() < w->stop_ns;
+	     w->done++) {
 		int64_t n = 1 + rand_r(&seed) % 3;
 		/* A lost wake-up shows as this deadline passing. */
-		if ((w->rc = ration_sem_acquire_until(s, ration_now() + 20000 * MS, n)) != 0)
+		if ((w->rc = ration_sem_acquire_until(
+			     s, ration_now() + 20000 * MS, n)) != 0)
 			break;
 		if ((w->rc = ration_sem_release(s, n)) != 0)
 			break;
@@ -596,8 +637,10 @@ START_TEST(test_redis_no_lost_wakeup_8_clients)
 	long rounds = stress_rounds(10000);
 	int64_t stop_ns = ration_now() + STRESS_BUDGET_NS;
 	for (int i = 0; i < 8; i++) {
-		w[i] = (struct stress){.key = key, .rounds = rounds, .stop_ns = stop_ns};
-		ck_assert_int_eq(pthread_create(&w[i].t, NULL, stress_main, &w[i]), 0);
+		w[i] = (struct stress){
+			.key = key, .rounds = rounds, .stop_ns = stop_ns};
+		ck_assert_int_eq(
+			pthread_create(&w[i].t, NULL, stress_main, &w[i]), 0);
 	}
 	long total = 0;
 	for (int i = 0; i < 8; i++) {
@@ -607,8 +650,11 @@ START_TEST(test_redis_no_lost_wakeup_8_clients)
 		total += w[i].done;
 	}
 	if (total < 8 * rounds)
-		fprintf(stderr, "lost wake-up test: time budget used up after %ld of %ld "
-				"acquire/release pairs (loaded machine)\n", total, 8 * rounds);
+		fprintf(stderr,
+			"lost wake-up test: time budget used up after %ld of "
+			"%ld "
+			"acquire/release pairs (loaded machine)\n",
+			total, 8 * rounds);
 	ration_sem_stats_t st;
 	ration_sem_stats(s, &st);
 	ck_assert_int_eq(st.available, 4);
@@ -627,7 +673,8 @@ START_TEST(test_redis_server_restart_errors_then_recovers)
 	ck_assert_int_eq(server_start(&srv, 0), 0);
 	char key[64];
 	new_key(key, sizeof(key));
-	ration_remote_opts_t o = {.lease_ns = LEASE_NS, .connect_timeout_ns = 200 * MS,
+	ration_remote_opts_t o = {.lease_ns = LEASE_NS,
+				  .connect_timeout_ns = 200 * MS,
 				  .io_timeout_ns = 500 * MS};
 	ration_sem_t *s, *t;
 	ck_assert_int_eq(ration_sem_open_redis(srv.uri, key, 10, &o, &s), 0);
@@ -641,14 +688,16 @@ START_TEST(test_redis_server_restart_errors_then_recovers)
 	server_kill(&srv);
 	/* The queued caller fails with a clear error, not its deadline. */
 	int rc = bg_join(&b);
-	ck_assert_msg(rc == -EIO || rc == -ECONNREFUSED, "waiter: %s", ration_strerror(rc));
+	ck_assert_msg(rc == -EIO || rc == -ECONNREFUSED, "waiter: %s",
+		      ration_strerror(rc));
 	int64_t t0 = ration_now();
 	rc = ration_sem_acquire_until(s, t0 + 300 * MS, 1);
-	ck_assert_msg(rc == -ECONNREFUSED || rc == -EIO || rc == -ETIMEDOUT, "%s",
-		      ration_strerror(rc));
+	ck_assert_msg(rc == -ECONNREFUSED || rc == -EIO || rc == -ETIMEDOUT,
+		      "%s", ration_strerror(rc));
 	ck_assert_int_lt(ration_now() - t0, 800 * MS); /* never hangs */
 	rc = ration_sem_try_acquire(s, 1);
-	ck_assert_msg(rc == -ECONNREFUSED || rc == -EIO, "%s", ration_strerror(rc));
+	ck_assert_msg(rc == -ECONNREFUSED || rc == -EIO, "%s",
+		      ration_strerror(rc));
 
 	/* Back, empty (no persistence): the semaphore is re-created from
 	 * the handles' size, in recovery: nothing is granted for a lease
@@ -660,15 +709,19 @@ START_TEST(test_redis_server_restart_errors_then_recovers)
 	while (!got3) {
 		ck_assert_int_eq(ration_sem_try_acquire(t, 4), -EAGAIN);
 		rc = ration_sem_try_acquire(t, 3);
-		ck_assert_msg(rc == 0 || rc == -EAGAIN, "%s", ration_strerror(rc));
+		ck_assert_msg(rc == 0 || rc == -EAGAIN, "%s",
+			      ration_strerror(rc));
 		got3 = rc == 0;
-		ck_assert_msg(got3 || ration_now() - back < 3 * LEASE_NS + TEST_LATE_NS,
+		ck_assert_msg(got3 || ration_now() - back <
+					      3 * LEASE_NS + TEST_LATE_NS,
 			      "3 free units never granted after the recovery");
 		sleep_ns(20 * MS);
 	}
-	ck_assert_int_ge(ration_now() - back, LEASE_NS - 100 * MS); /* not in the grace */
+	ck_assert_int_ge(ration_now() - back,
+			 LEASE_NS - 100 * MS); /* not in the grace */
 	ck_assert_int_eq(ration_sem_available(s), 0);
-	ck_assert_int_eq(ration_lease_release(s, &l), 0); /* re-asserted, fence too */
+	ck_assert_int_eq(ration_lease_release(s, &l),
+			 0); /* re-asserted, fence too */
 	ration_lease_t l2;
 	ck_assert_int_eq(ration_sem_acquire_lease(t, NULL, 7, &l2), 0);
 	ck_assert_uint_gt(l2.fence, l.fence);
@@ -690,15 +743,18 @@ START_TEST(test_redis_lost_reply_is_repaired)
 	new_key(key, sizeof(key));
 	ration_remote_opts_t o = {.io_timeout_ns = 300 * MS};
 	ration_sem_t *s, *t;
-	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key, 10, &o, &s), 0);
-	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key, 0, &o, &t), 0);
+	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key, 10, &o, &s),
+			 0);
+	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key, 0, &o, &t),
+			 0);
 
 	int fd = send_cmd(main_srv.port, "DEBUG SLEEP 1\r\n");
 	ck_assert_int_ge(fd, 0);
 	sleep_ns(100 * MS); /* let the sleep begin */
 	ck_assert_int_eq(ration_sem_try_acquire(s, 4), -EIO);
 	ck_assert(read_reply(fd, "+OK")); /* awake: it ran our script too */
-	ck_assert_int_eq(ration_sem_available(t), 6); /* granted, unknown to s */
+	ck_assert_int_eq(ration_sem_available(t),
+			 6); /* granted, unknown to s */
 
 	ck_assert_int_eq(ration_sem_try_acquire(s, 10), 0); /* repaired first */
 	ck_assert_int_eq(ration_sem_available(t), 0);
@@ -734,13 +790,15 @@ redis_suite(void)
 	tcase_add_test(tc, test_redis_deadline_and_cancel);
 	tcase_add_test(tc, test_redis_cancelled_head_wakes_follower);
 	tcase_add_test(tc, test_redis_grant_racing_deadline_loses_nothing);
-	tcase_add_test(tc, test_redis_acquire_reply_after_deadline_loses_nothing);
+	tcase_add_test(tc,
+		       test_redis_acquire_reply_after_deadline_loses_nothing);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("lease");
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_redis_killed_holder_weight_is_reclaimed);
-	tcase_add_test(tc, test_redis_stopped_holder_loses_lease_and_release_is_stale);
+	tcase_add_test(
+		tc, test_redis_stopped_holder_loses_lease_and_release_is_stale);
 	tcase_add_test(tc, test_redis_stopped_waiter_gives_up_its_place);
 	suite_add_tcase(s, tc);
 

@@ -23,8 +23,10 @@ static void
 open2(const struct server *srv, const char *key, int64_t size, ration_sem_t **s,
       ration_sem_t **t)
 {
-	ck_assert_int_eq(ration_sem_open_redis(srv->uri, key, size, &lease_opts, s), 0);
-	ck_assert_int_eq(ration_sem_open_redis(srv->uri, key, 0, &lease_opts, t), 0);
+	ck_assert_int_eq(
+		ration_sem_open_redis(srv->uri, key, size, &lease_opts, s), 0);
+	ck_assert_int_eq(
+		ration_sem_open_redis(srv->uri, key, 0, &lease_opts, t), 0);
 }
 
 /* Ask the server @cmd (no password); true on a reply starting with @want. */
@@ -42,13 +44,16 @@ try_until_granted(ration_sem_t *s, int64_t n, int64_t never, int64_t within_ns)
 	int64_t until = ration_now() + within_ns;
 	for (;;) {
 		int rc = ration_sem_try_acquire(s, never);
-		ck_assert_msg(rc == -EAGAIN || rc == -EIO, "%s", ration_strerror(rc));
+		ck_assert_msg(rc == -EAGAIN || rc == -EIO, "%s",
+			      ration_strerror(rc));
 		rc = ration_sem_try_acquire(s, n);
 		if (rc == 0)
 			return;
 		/* -EIO: the first call on a connection the restart broke */
-		ck_assert_msg(rc == -EAGAIN || rc == -EIO, "%s", ration_strerror(rc));
-		ck_assert_msg(ration_now() < until, "%lld never granted", (long long)n);
+		ck_assert_msg(rc == -EAGAIN || rc == -EIO, "%s",
+			      ration_strerror(rc));
+		ck_assert_msg(ration_now() < until, "%lld never granted",
+			      (long long)n);
 		sleep_ns(20 * MS);
 	}
 }
@@ -62,7 +67,8 @@ START_TEST(test_redis_consume_past_size_and_fifo_after)
 	ration_sem_t *s, *t;
 	open2(&main_srv, key, 10, &s, &t);
 	ck_assert_int_eq(ration_sem_consume(s, 0), -EINVAL);
-	ck_assert_int_eq(ration_sem_consume(s, RATION_REMOTE_SEM_MAX + 1), -EOVERFLOW);
+	ck_assert_int_eq(ration_sem_consume(s, RATION_REMOTE_SEM_MAX + 1),
+			 -EOVERFLOW);
 	ck_assert_int_eq(ration_sem_consume(s, 12), 0); /* past the size */
 	ck_assert_int_eq(ration_sem_available(t), -2);
 	ck_assert_int_eq(ration_sem_try_acquire(t, 1), -EAGAIN);
@@ -70,7 +76,8 @@ START_TEST(test_redis_consume_past_size_and_fifo_after)
 	struct bg b;
 	bg_acquire_until(&b, t, ration_now() + TEST_WAIT_NS, 3);
 	wait_waiters(s, 1);
-	ck_assert_int_eq(ration_sem_release(s, 4), 0); /* in_use 8: 3 does not fit */
+	ck_assert_int_eq(ration_sem_release(s, 4),
+			 0); /* in_use 8: 3 does not fit */
 	sleep_ns(100 * MS);
 	ck_assert(!atomic_load(&b.done));
 	ck_assert_int_eq(ration_sem_release(s, 1), 0); /* in_use 7: it fits */
@@ -104,7 +111,8 @@ START_TEST(test_redis_lease_live_for_concurrent_holders)
 	ck_assert_int_eq(ration_sem_acquire_lease(s, NULL, 2, &a), 0);
 	ck_assert_int_eq(ration_sem_acquire_lease(t, NULL, 2, &b), 0);
 	ck_assert_uint_lt(a.fence, b.fence);
-	ck_assert_int_eq(ration_lease_live_redis(t, a.fence), 1); /* lower, yet live */
+	ck_assert_int_eq(ration_lease_live_redis(t, a.fence),
+			 1); /* lower, yet live */
 	ck_assert_int_eq(ration_lease_live_redis(s, b.fence), 1);
 	ck_assert_int_eq(ration_lease_release(s, &a), 0);
 	ck_assert_int_eq(ration_lease_live_redis(t, a.fence), 0);
@@ -131,10 +139,14 @@ START_TEST(test_redis_password_with_at_and_escapes)
 	char key[64], uri[160];
 	new_key(key, sizeof(key));
 	ration_sem_t *s;
-	snprintf(uri, sizeof(uri), "redis://:p@ss:w/rd%%25@127.0.0.1:%d/0", srv.port);
-	ck_assert_int_eq(ration_sem_open_redis(uri, key, 3, NULL, &s), 0); /* last '@' */
+	snprintf(uri, sizeof(uri), "redis://:p@ss:w/rd%%25@127.0.0.1:%d/0",
+		 srv.port);
+	ck_assert_int_eq(ration_sem_open_redis(uri, key, 3, NULL, &s),
+			 0); /* last '@' */
 	ck_assert_int_eq(ration_sem_free(s), 0);
-	snprintf(uri, sizeof(uri), "redis://default:p%%40ss%%3Aw%%2Frd%%25@127.0.0.1:%d", srv.port);
+	snprintf(uri, sizeof(uri),
+		 "redis://default:p%%40ss%%3Aw%%2Frd%%25@127.0.0.1:%d",
+		 srv.port);
 	ck_assert_int_eq(ration_sem_open_redis(uri, key, 3, NULL, &s), 0);
 	ck_assert_int_eq(ration_sem_free(s), 0);
 	snprintf(uri, sizeof(uri), "redis://:p@ss@127.0.0.1:%d", srv.port);
@@ -151,9 +163,11 @@ START_TEST(test_redis_huge_timeouts_saturate)
 {
 	char key[64];
 	new_key(key, sizeof(key));
-	ration_remote_opts_t o = {.connect_timeout_ns = INT64_MAX, .io_timeout_ns = INT64_MAX};
+	ration_remote_opts_t o = {.connect_timeout_ns = INT64_MAX,
+				  .io_timeout_ns = INT64_MAX};
 	ration_sem_t *s;
-	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key, 2, &o, &s), 0);
+	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key, 2, &o, &s),
+			 0);
 	ck_assert_int_eq(ration_sem_acquire_until(s, INT64_MAX, 1), 0);
 	ration_ctx_t *ctx;
 	ck_assert_int_eq(ration_ctx_with_timeout(NULL, INT64_MAX, &ctx), 0);
@@ -163,7 +177,8 @@ START_TEST(test_redis_huge_timeouts_saturate)
 	ration_ctx_unref(ctx);
 	ck_assert_int_eq(ration_sem_free(s), 0);
 	o = (ration_remote_opts_t){.lease_ns = INT64_MAX};
-	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key, 2, &o, &s), -EINVAL);
+	ck_assert_int_eq(ration_sem_open_redis(main_srv.uri, key, 2, &o, &s),
+			 -EINVAL);
 }
 END_TEST
 
@@ -182,23 +197,29 @@ START_TEST(test_redis_frozen_server_calls_keep_deadlines)
 	new_key(key, sizeof(key));
 	snprintf(uri, sizeof(uri), "redis://:pw@127.0.0.1:%d/1", srv.port);
 	ration_sem_t *s;
-	ck_assert_int_eq(ration_sem_open_redis(uri, key, 10, &lease_opts, &s), 0);
-	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 4), 0);
+	ck_assert_int_eq(ration_sem_open_redis(uri, key, 10, &lease_opts, &s),
+			 0);
+	ck_assert_int_eq(
+		ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 4), 0);
 
 	kill(srv.pid, SIGSTOP);
 	for (int i = 0; i < 4; i++) { /* the first drops the connection */
 		int64_t dl = ration_now() + 200 * MS;
 		int rc = ration_sem_acquire_until(s, dl, 1);
 		int64_t late = ration_now() - dl;
-		ck_assert_msg(rc == -ETIMEDOUT || rc == -EIO, "%s", ration_strerror(rc));
-		ck_assert_msg(late < TEST_LATE_NS, "returned %lld ms late", (long long)(late / MS));
+		ck_assert_msg(rc == -ETIMEDOUT || rc == -EIO, "%s",
+			      ration_strerror(rc));
+		ck_assert_msg(late < TEST_LATE_NS, "returned %lld ms late",
+			      (long long)(late / MS));
 		int64_t t0 = ration_now();
 		rc = ration_sem_try_acquire(s, 1);
-		ck_assert_msg(rc == -EAGAIN || rc == -EIO, "%s", ration_strerror(rc));
+		ck_assert_msg(rc == -EAGAIN || rc == -EIO, "%s",
+			      ration_strerror(rc));
 		ck_assert_int_lt(ration_now() - t0, 250 * MS + TEST_LATE_NS);
 	}
 	kill(srv.pid, SIGCONT);
-	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 6), 0);
+	ck_assert_int_eq(
+		ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 6), 0);
 	ck_assert_int_eq(ration_sem_release(s, 10), 0);
 	ck_assert_int_eq(ration_sem_free(s), 0);
 	server_cleanup(&srv);
@@ -237,8 +258,13 @@ END_TEST
  * it is back (it stayed held, renewed for ever, and free said -EBUSY). */
 START_TEST(test_redis_release_during_outage_and_loading_server)
 {
-	const char *extra[] = {"--appendonly", "yes", "--appendfsync", "always",
-			       "--key-load-delay", "50", NULL};
+	const char *extra[] = {"--appendonly",
+			       "yes",
+			       "--appendfsync",
+			       "always",
+			       "--key-load-delay",
+			       "50",
+			       NULL};
 	struct server srv = {.extra = extra};
 	ck_assert_int_eq(server_start(&srv, 0), 0);
 	/* 20000 keys at 50 us each: about a second of LOADING. */
@@ -249,10 +275,12 @@ START_TEST(test_redis_release_during_outage_and_loading_server)
 	new_key(key, sizeof(key));
 	ration_sem_t *s, *t;
 	open2(&srv, key, 10, &s, &t);
-	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 3), 0);
+	ck_assert_int_eq(
+		ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 3), 0);
 
 	server_kill(&srv);
-	ck_assert_int_eq(ration_sem_release(s, 3), 0); /* the handle finishes it */
+	ck_assert_int_eq(ration_sem_release(s, 3),
+			 0); /* the handle finishes it */
 	ck_assert_int_eq(server_start(&srv, srv.port), 0);
 	int rc = ration_sem_acquire_until(t, ration_now() + TEST_WAIT_NS, 10);
 	ck_assert_msg(rc == 0, "%s", ration_strerror(rc));
@@ -276,7 +304,8 @@ START_TEST(test_redis_rdb_restore_fences_and_resync)
 	new_key(key, sizeof(key));
 	ration_sem_t *s, *t, *u;
 	open2(&srv, key, 10, &s, &t);
-	ck_assert_int_eq(ration_sem_open_redis(srv.uri, key, 0, &lease_opts, &u), 0);
+	ck_assert_int_eq(
+		ration_sem_open_redis(srv.uri, key, 0, &lease_opts, &u), 0);
 	ration_lease_t ls, lt;
 	ck_assert_int_eq(ration_sem_acquire_lease(s, NULL, 4, &ls), 0);
 	ck_assert(server_says(&srv, "SAVE\r\n", "+OK"));

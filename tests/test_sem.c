@@ -15,7 +15,6 @@
 #include "helpers.h"
 #include "sem_races.h"
 
-
 /* ---- local helpers ------------------------------------------------------ */
 
 /* The first field of two snapshots that differs, or NULL. */
@@ -141,7 +140,8 @@ START_TEST(test_sem_null_sem_is_rejected)
 	memset(&st, 0xff, sizeof(st));
 
 	ck_assert_int_eq(ration_sem_acquire(NULL, NULL, 1), -EINVAL);
-	ck_assert_int_eq(ration_sem_acquire_until(NULL, RATION_FOREVER, 1), -EINVAL);
+	ck_assert_int_eq(ration_sem_acquire_until(NULL, RATION_FOREVER, 1),
+			 -EINVAL);
 	ck_assert_int_eq(ration_sem_try_acquire(NULL, 1), -EINVAL);
 	ck_assert_int_eq(ration_sem_release(NULL, 1), -EINVAL);
 	ck_assert_int_eq(ration_sem_resize(NULL, 1), -EINVAL);
@@ -176,22 +176,29 @@ START_TEST(test_sem_acquire_checks_in_design_order)
 
 	/* -EINVAL beats everything */
 	assert_fails_unchanged(s, &st, ration_sem_acquire(s, done, 0), -EINVAL);
-	assert_fails_unchanged(s, &st, ration_sem_acquire(s, done, -1), -EINVAL);
-	assert_fails_unchanged(s, &st, ration_sem_acquire(s, done, INT64_MIN), -EINVAL);
-	assert_fails_unchanged(s, &st, ration_sem_acquire_until(s, 0, 0), -EINVAL);
+	assert_fails_unchanged(s, &st, ration_sem_acquire(s, done, -1),
+			       -EINVAL);
+	assert_fails_unchanged(s, &st, ration_sem_acquire(s, done, INT64_MIN),
+			       -EINVAL);
+	assert_fails_unchanged(s, &st, ration_sem_acquire_until(s, 0, 0),
+			       -EINVAL);
 	assert_fails_unchanged(s, &st, ration_sem_try_acquire(s, 0), -EINVAL);
 	/* -E2BIG beats the ctx error and -EBUSY */
 	assert_fails_unchanged(s, &st, ration_sem_acquire(s, done, 5), -E2BIG);
-	assert_fails_unchanged(s, &st, ration_sem_acquire_until(s, 0, 5), -E2BIG);
+	assert_fails_unchanged(s, &st, ration_sem_acquire_until(s, 0, 5),
+			       -E2BIG);
 	assert_fails_unchanged(s, &st, ration_sem_try_acquire(s, 5), -E2BIG);
 	/* the ctx error beats -EBUSY */
-	assert_fails_unchanged(s, &st, ration_sem_acquire(s, done, 1), -ECANCELED);
-	assert_fails_unchanged(s, &st, ration_sem_acquire_until(s, 0, 1), -ETIMEDOUT);
+	assert_fails_unchanged(s, &st, ration_sem_acquire(s, done, 1),
+			       -ECANCELED);
+	assert_fails_unchanged(s, &st, ration_sem_acquire_until(s, 0, 1),
+			       -ETIMEDOUT);
 	/* -EBUSY last: counted as rejected, nothing else moves */
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 1), -EBUSY);
 	st.rejected++;
 	assert_nothing_moved(s, &st);
-	ck_assert_int_eq(ration_sem_acquire_until(s, RATION_FOREVER, 4), -EBUSY);
+	ck_assert_int_eq(ration_sem_acquire_until(s, RATION_FOREVER, 4),
+			 -EBUSY);
 	st.rejected++;
 	assert_nothing_moved(s, &st);
 
@@ -203,7 +210,8 @@ START_TEST(test_sem_acquire_checks_in_design_order)
 	assert_fails_unchanged(s, &st, ration_sem_acquire(s, done, 0), -EINVAL);
 	assert_fails_unchanged(s, &st, ration_sem_try_acquire(s, -3), -EINVAL);
 	assert_fails_unchanged(s, &st, ration_sem_acquire(s, done, 5), -EPIPE);
-	assert_fails_unchanged(s, &st, ration_sem_acquire_until(s, 0, 5), -EPIPE);
+	assert_fails_unchanged(s, &st, ration_sem_acquire_until(s, 0, 5),
+			       -EPIPE);
 	assert_fails_unchanged(s, &st, ration_sem_acquire(s, NULL, 1), -EPIPE);
 	assert_fails_unchanged(s, &st, ration_sem_try_acquire(s, 5), -EPIPE);
 	assert_fails_unchanged(s, &st, ration_sem_try_acquire(s, 1), -EPIPE);
@@ -257,19 +265,23 @@ START_TEST(test_sem_bad_weights_and_over_release_change_nothing)
 	st = stats_of(s);
 
 	assert_fails_unchanged(s, &st, ration_sem_acquire(s, NULL, 0), -EINVAL);
-	assert_fails_unchanged(s, &st, ration_sem_acquire(s, NULL, -7), -EINVAL);
+	assert_fails_unchanged(s, &st, ration_sem_acquire(s, NULL, -7),
+			       -EINVAL);
 	assert_fails_unchanged(s, &st, ration_sem_release(s, 0), -EINVAL);
 	assert_fails_unchanged(s, &st, ration_sem_release(s, -1), -EINVAL);
-	assert_fails_unchanged(s, &st, ration_sem_release(s, INT64_MIN), -EINVAL);
+	assert_fails_unchanged(s, &st, ration_sem_release(s, INT64_MIN),
+			       -EINVAL);
 	assert_fails_unchanged(s, &st, ration_sem_release(s, 4), -EOVERFLOW);
-	assert_fails_unchanged(s, &st, ration_sem_release(s, INT64_MAX), -EOVERFLOW);
+	assert_fails_unchanged(s, &st, ration_sem_release(s, INT64_MAX),
+			       -EOVERFLOW);
 	assert_fails_unchanged(s, &st, ration_sem_resize(s, 0), -EINVAL);
 	assert_fails_unchanged(s, &st, ration_sem_resize(s, -10), -EINVAL);
 	ration_claim_t sum_overflows[] = {{s, INT64_MAX}, {s, 1}};
-	assert_fails_unchanged(s, &st, ration_acquire_all(NULL, sum_overflows, 2),
-			       -EOVERFLOW);
+	assert_fails_unchanged(
+		s, &st, ration_acquire_all(NULL, sum_overflows, 2), -EOVERFLOW);
 	ration_claim_t zero[] = {{s, 1}, {s, 0}};
-	assert_fails_unchanged(s, &st, ration_acquire_all(NULL, zero, 2), -EINVAL);
+	assert_fails_unchanged(s, &st, ration_acquire_all(NULL, zero, 2),
+			       -EINVAL);
 
 	/* slow path (someone queued): the same */
 	ck_assert_int_eq(ration_sem_try_acquire(s, 7), 0);
@@ -277,7 +289,8 @@ START_TEST(test_sem_bad_weights_and_over_release_change_nothing)
 	wait_waiters(s, 1);
 	st = stats_of(s);
 	assert_fails_unchanged(s, &st, ration_sem_release(s, 11), -EOVERFLOW);
-	assert_fails_unchanged(s, &st, ration_sem_release(s, INT64_MAX), -EOVERFLOW);
+	assert_fails_unchanged(s, &st, ration_sem_release(s, INT64_MAX),
+			       -EOVERFLOW);
 	assert_fails_unchanged(s, &st, ration_sem_release(s, 0), -EINVAL);
 	ck_assert_int_eq(ration_sem_release(s, 10), 0);
 	ck_assert_int_eq(bg_join(&w), 0);
@@ -300,23 +313,31 @@ START_TEST(test_sem_limits_at_ration_sem_max)
 	ck_assert_int_eq(ration_sem_new(3, NULL, &small), 0);
 	st = stats_of(s);
 
-	assert_fails_unchanged(s, &st, ration_sem_acquire(s, NULL, INT64_MAX), -E2BIG);
-	assert_fails_unchanged(s, &st, ration_sem_acquire(s, NULL, RATION_SEM_MAX + 1),
+	assert_fails_unchanged(s, &st, ration_sem_acquire(s, NULL, INT64_MAX),
 			       -E2BIG);
-	assert_fails_unchanged(s, &st, ration_sem_try_acquire(s, INT64_MAX), -E2BIG);
-	assert_fails_unchanged(s, &st, ration_sem_resize(s, RATION_SEM_MAX + 1), -EINVAL);
-	assert_fails_unchanged(s, &st, ration_sem_resize(s, INT64_MAX), -EINVAL);
-	assert_fails_unchanged(s, &st, ration_sem_release(s, INT64_MAX), -EOVERFLOW);
+	assert_fails_unchanged(s, &st,
+			       ration_sem_acquire(s, NULL, RATION_SEM_MAX + 1),
+			       -E2BIG);
+	assert_fails_unchanged(s, &st, ration_sem_try_acquire(s, INT64_MAX),
+			       -E2BIG);
+	assert_fails_unchanged(s, &st, ration_sem_resize(s, RATION_SEM_MAX + 1),
+			       -EINVAL);
+	assert_fails_unchanged(s, &st, ration_sem_resize(s, INT64_MAX),
+			       -EINVAL);
+	assert_fails_unchanged(s, &st, ration_sem_release(s, INT64_MAX),
+			       -EOVERFLOW);
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, RATION_SEM_MAX), 0);
 	ck_assert_int_eq(ration_sem_available(s), 0);
 	st = stats_of(s);
-	assert_fails_unchanged(s, &st, ration_sem_release(s, INT64_MAX), -EOVERFLOW);
-	assert_fails_unchanged(s, &st, ration_sem_release(s, RATION_SEM_MAX + 1),
+	assert_fails_unchanged(s, &st, ration_sem_release(s, INT64_MAX),
 			       -EOVERFLOW);
+	assert_fails_unchanged(
+		s, &st, ration_sem_release(s, RATION_SEM_MAX + 1), -EOVERFLOW);
 	ck_assert_int_eq(ration_sem_release(s, RATION_SEM_MAX), 0);
 	ck_assert_int_eq(ration_sem_resize(small, RATION_SEM_MAX), 0);
 	ck_assert_int_eq(ration_sem_available(small), RATION_SEM_MAX);
-	ck_assert_int_eq(ration_sem_acquire(small, NULL, RATION_SEM_MAX - 1), 0);
+	ck_assert_int_eq(ration_sem_acquire(small, NULL, RATION_SEM_MAX - 1),
+			 0);
 	ck_assert_int_eq(ration_sem_resize(small, 1), 0); /* deep deficit */
 
 	ck_assert_int_eq(ration_sem_available(small), 1 - (RATION_SEM_MAX - 1));
@@ -341,14 +362,19 @@ START_TEST(test_sem_done_ctx_fails_even_when_units_are_free)
 	ration_ctx_cancel(cancelled);
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &cause), 0);
 	ration_ctx_cancel_with(cause, -EIO);
-	ck_assert_int_eq(ration_ctx_with_deadline(NULL, ration_now() - 1, &timed_out), 0);
+	ck_assert_int_eq(
+		ration_ctx_with_deadline(NULL, ration_now() - 1, &timed_out),
+		0);
 	ck_assert_int_eq(ration_ctx_with_cancel(cancelled, &child), 0);
 	st = stats_of(s);
 
-	assert_fails_unchanged(s, &st, ration_sem_acquire(s, cancelled, 1), -ECANCELED);
+	assert_fails_unchanged(s, &st, ration_sem_acquire(s, cancelled, 1),
+			       -ECANCELED);
 	assert_fails_unchanged(s, &st, ration_sem_acquire(s, cause, 5), -EIO);
-	assert_fails_unchanged(s, &st, ration_sem_acquire(s, timed_out, 1), -ETIMEDOUT);
-	assert_fails_unchanged(s, &st, ration_sem_acquire(s, child, 2), -ECANCELED);
+	assert_fails_unchanged(s, &st, ration_sem_acquire(s, timed_out, 1),
+			       -ETIMEDOUT);
+	assert_fails_unchanged(s, &st, ration_sem_acquire(s, child, 2),
+			       -ECANCELED);
 
 	ck_assert_int_eq(ration_sem_available(s), 5);
 	ck_assert_int_eq(st.acquired, 0);
@@ -383,11 +409,13 @@ START_TEST(test_sem_deadlines_are_monotonic_and_past_ones_fail_at_once)
 	clock_gettime(CLOCK_MONOTONIC, &b);
 	ck_assert_int_le(timespec_ns(&a), now);
 	ck_assert_int_ge(timespec_ns(&b), now);
-	assert_fails_unchanged(s, &st, ration_sem_acquire_until(s, ration_now() - 1, 1),
+	assert_fails_unchanged(s, &st,
+			       ration_sem_acquire_until(s, ration_now() - 1, 1),
 			       -ETIMEDOUT);
-	assert_fails_unchanged(s, &st, ration_sem_acquire_until(s, 0, 1), -ETIMEDOUT);
-	assert_fails_unchanged(s, &st, ration_sem_acquire_until(s, INT64_MIN, 1),
+	assert_fails_unchanged(s, &st, ration_sem_acquire_until(s, 0, 1),
 			       -ETIMEDOUT);
+	assert_fails_unchanged(
+		s, &st, ration_sem_acquire_until(s, INT64_MIN, 1), -ETIMEDOUT);
 
 	/* a deadline read straight off CLOCK_MONOTONIC is honoured */
 	ck_assert_int_eq(ration_sem_try_acquire(s, 1), 0);
@@ -473,11 +501,14 @@ START_TEST(test_sem_grants_in_arrival_order)
 	ck_assert_int_eq(ration_sem_new(10, NULL, &s), 0);
 	ck_assert_int_eq(ration_sem_try_acquire(s, 10), 0);
 	for (int i = 0; i < N; i++) {
-		w[i] = (struct seq_waiter){.s = s, .n = weights[i], .next_seq = &next_seq,
+		w[i] = (struct seq_waiter){.s = s,
+					   .n = weights[i],
+					   .next_seq = &next_seq,
 					   .seq = -1};
 		atomic_init(&w[i].done, false);
-		ck_assert_int_eq(pthread_create(&w[i].t, NULL, seq_waiter_main, &w[i]),
-				 0);
+		ck_assert_int_eq(
+			pthread_create(&w[i].t, NULL, seq_waiter_main, &w[i]),
+			0);
 		wait_waiters(s, i + 1); /* fixes the arrival order */
 	}
 
@@ -489,7 +520,8 @@ START_TEST(test_sem_grants_in_arrival_order)
 
 	for (int i = 0; i < N; i++) {
 		ck_assert_int_eq(w[i].rc, 0);
-		ck_assert_msg(w[i].seq == i, "waiter %d (n=%lld) granted as #%d", i,
+		ck_assert_msg(w[i].seq == i,
+			      "waiter %d (n=%lld) granted as #%d", i,
 			      (long long)weights[i], w[i].seq);
 	}
 	ration_sem_stats_t st = stats_of(s);
@@ -526,11 +558,13 @@ START_TEST(test_sem_release_grants_exactly_the_head_waiters_that_fit)
 	ck_assert_int_eq(sem_waiters(s), 2);
 	ck_assert_int_eq(stats_of(s).waiting_weight, 6);
 	ck_assert_int_eq(ration_sem_available(s), 0);
-	ck_assert_int_eq(ration_sem_release(s, 4), 0); /* 4 free: c (5) blocks d (1) */
+	ck_assert_int_eq(ration_sem_release(s, 4),
+			 0); /* 4 free: c (5) blocks d (1) */
 	sleep_ns(20 * MS);
 	ck_assert(!atomic_load(&c.done) && !atomic_load(&d.done));
 	ck_assert_int_eq(ration_sem_available(s), 4);
-	ck_assert_int_eq(ration_sem_release(s, 3), 0); /* a's: 7 free, c then d */
+	ck_assert_int_eq(ration_sem_release(s, 3),
+			 0); /* a's: 7 free, c then d */
 
 	ck_assert_int_eq(bg_join(&c), 0);
 	ck_assert_int_eq(bg_join(&d), 0);
@@ -555,8 +589,8 @@ START_TEST(test_sem_e2big_returns_at_once_and_blocks_nobody)
 
 	int64_t t0 = ration_now();
 	assert_fails_unchanged(s, &st, ration_sem_acquire(s, NULL, 6), -E2BIG);
-	assert_fails_unchanged(s, &st, ration_sem_acquire_until(s, RATION_FOREVER, 6),
-			       -E2BIG);
+	assert_fails_unchanged(
+		s, &st, ration_sem_acquire_until(s, RATION_FOREVER, 6), -E2BIG);
 	assert_fails_unchanged(s, &st, ration_sem_try_acquire(s, 6), -E2BIG);
 	int64_t t1 = ration_now();
 	bg_acquire(&b, s, NULL, 1); /* behind a, as if no E2BIG had come */
@@ -609,7 +643,8 @@ START_TEST(test_sem_large_request_is_not_starved)
 	pthread_t t[SMALL];
 	ck_assert_int_eq(ration_sem_new(SMALL, NULL, &sm.s), 0);
 	for (int i = 0; i < SMALL; i++)
-		ck_assert_int_eq(pthread_create(&t[i], NULL, small_main, &sm), 0);
+		ck_assert_int_eq(pthread_create(&t[i], NULL, small_main, &sm),
+				 0);
 	WAIT_FOR(atomic_load(&sm.ops) >= 1000);
 
 	int rc = acquire_bounded(sm.s, SMALL);
@@ -640,7 +675,8 @@ START_TEST(test_sem_no_grant_to_a_waiter_that_left)
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &ctx), 0);
 	bg_acquire(&a, s, ctx, 5);
 	wait_waiters(s, 1);
-	bg_acquire_until(&b, s, ration_now() + 1000 * MS, 3); /* c queues first */
+	bg_acquire_until(&b, s, ration_now() + 1000 * MS,
+			 3); /* c queues first */
 	wait_waiters(s, 2);
 	bg_acquire(&c, s, NULL, 5);
 	wait_waiters(s, 3);
@@ -649,7 +685,8 @@ START_TEST(test_sem_no_grant_to_a_waiter_that_left)
 	ck_assert_int_eq(bg_join(&a), -ECANCELED);
 	ck_assert_int_eq(bg_join(&b), -ETIMEDOUT);
 	ck_assert_int_eq(sem_waiters(s), 1);
-	ck_assert_int_eq(ration_sem_release(s, 8), 0); /* a and b would take it */
+	ck_assert_int_eq(ration_sem_release(s, 8),
+			 0); /* a and b would take it */
 
 	ck_assert_int_eq(bg_join(&c), 0);
 	ck_assert_int_eq(ration_sem_available(s), 3);
@@ -743,7 +780,8 @@ START_TEST(test_sem_resize_grow_wakes_waiters)
 	ck_assert_int_eq(st.waiters, 0);
 	ck_assert_int_eq(ration_sem_release(s, 5), 0);
 	ck_assert_int_eq(ration_sem_available(s), 5);
-	ck_assert_int_eq(ration_sem_try_acquire(s, 5), 0); /* fast path is back */
+	ck_assert_int_eq(ration_sem_try_acquire(s, 5),
+			 0); /* fast path is back */
 	ck_assert_int_eq(ration_sem_release(s, 5), 0);
 	ck_assert_int_eq(ration_sem_free(s), 0);
 }
@@ -851,13 +889,15 @@ START_TEST(test_sem_close_wakes_all_waiters_and_release_still_works)
 	ck_assert_int_eq(st.timeouts, 0);
 	ck_assert_int_eq(st.acquired, 1);
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 1), -EPIPE);
-	ck_assert_int_eq(ration_sem_acquire_until(s, RATION_FOREVER, 1), -EPIPE);
+	ck_assert_int_eq(ration_sem_acquire_until(s, RATION_FOREVER, 1),
+			 -EPIPE);
 	ck_assert_int_eq(ration_sem_try_acquire(s, 1), -EPIPE);
 	ck_assert_int_eq(ration_sem_release(s, 4), 0);
 	ck_assert_int_eq(ration_sem_release(s, 6), 0);
 	ck_assert_int_eq(ration_sem_available(s), 10);
-	ck_assert_int_eq(ration_sem_acquire(s, NULL, 1), -EPIPE); /* free, still closed */
-	ration_sem_close(s); /* idempotent */
+	ck_assert_int_eq(ration_sem_acquire(s, NULL, 1),
+			 -EPIPE); /* free, still closed */
+	ration_sem_close(s);      /* idempotent */
 	ck_assert(stats_of(s).closed);
 	ration_ctx_unref(ctx);
 	ck_assert_int_eq(ration_sem_free(s), 0);
@@ -887,7 +927,7 @@ START_TEST(test_sem_free_of_busy_sem_returns_ebusy)
 	ration_sem_close(s); /* closed but held: still busy */
 	st = stats_of(s);
 	assert_fails_unchanged(s, &st, ration_sem_free(s), -EBUSY);
-	ck_assert_int_eq(ration_sem_resize(s, 1) , -EPIPE);
+	ck_assert_int_eq(ration_sem_resize(s, 1), -EPIPE);
 	ck_assert_int_eq(ration_sem_release(s, 3), 0);
 
 	ck_assert_int_eq(ration_sem_free(s), 0);
@@ -931,7 +971,8 @@ START_TEST(test_sem_max_waiters_sheds_load)
 
 	int64_t t0 = ration_now();
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 1), -EBUSY);
-	ck_assert_int_eq(ration_sem_acquire_until(s, RATION_FOREVER, 1), -EBUSY);
+	ck_assert_int_eq(ration_sem_acquire_until(s, RATION_FOREVER, 1),
+			 -EBUSY);
 	ck_assert_int_lt(ration_now() - t0, TEST_LATE_NS);
 	ration_sem_stats_t st = stats_of(s);
 	ck_assert_int_eq(st.rejected, 2);
@@ -973,9 +1014,9 @@ START_TEST(test_sem_stats_count_every_outcome)
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 2), 0);
 	ck_assert_int_eq(ration_ctx_with_cancel(NULL, &ctx), 0);
 
-	bg_acquire(&a, s, ctx, 6);    /* 5 free: queues, then is cancelled */
+	bg_acquire(&a, s, ctx, 6); /* 5 free: queues, then is cancelled */
 	wait_waiters(s, 1);
-	bg_acquire(&c, s, NULL, 6);   /* queues behind a, later granted */
+	bg_acquire(&c, s, NULL, 6); /* queues behind a, later granted */
 	wait_waiters(s, 2);
 	st = stats_of(s);
 	ck_assert_int_eq(st.waiting_weight, 12);
@@ -1010,7 +1051,6 @@ START_TEST(test_sem_stats_count_every_outcome)
 	ck_assert_int_eq(ration_sem_free(s), 0);
 }
 END_TEST
-
 
 /* contract §4 stats: the log2 histogram holds granted waits only, each in
  * bucket floor(log2(wait ns)); fast-path acquires are counted in acquired
@@ -1096,9 +1136,11 @@ START_TEST(test_sem_open_shares_one_semaphore_by_name)
 	ck_assert_int_eq(ration_sem_open(NULL, 5, &none), -EINVAL);
 	ck_assert_int_eq(ration_sem_open("", 5, &none), -EINVAL);
 	ck_assert_int_eq(ration_sem_open("test-sem-open", 5, NULL), -EINVAL);
-	ck_assert_int_eq(ration_sem_open("test-sem-open-new", 0, &none), -EINVAL);
-	ck_assert_int_eq(ration_sem_open("test-sem-open-new", RATION_SEM_MAX + 1, &none),
+	ck_assert_int_eq(ration_sem_open("test-sem-open-new", 0, &none),
 			 -EINVAL);
+	ck_assert_int_eq(
+		ration_sem_open("test-sem-open-new", RATION_SEM_MAX + 1, &none),
+		-EINVAL);
 	ck_assert_ptr_null(none);
 
 	ck_assert_int_eq(ration_sem_open("test-sem-open", 5, &a), 0);
@@ -1111,7 +1153,8 @@ START_TEST(test_sem_open_shares_one_semaphore_by_name)
 	ck_assert_ptr_ne(a, other);
 	ck_assert_int_eq(stats_of(a).size, 5);
 	ck_assert_str_eq(stats_of(a).name, "test-sem-open");
-	ck_assert_int_eq(ration_sem_try_acquire(b, 5), 0); /* one limit for all */
+	ck_assert_int_eq(ration_sem_try_acquire(b, 5),
+			 0); /* one limit for all */
 	ck_assert_int_eq(ration_sem_try_acquire(a, 1), -EAGAIN);
 	ck_assert_int_eq(ration_sem_free(a), 0); /* drops a reference only */
 	ck_assert_int_eq(ration_sem_free(b), 0);
@@ -1149,7 +1192,6 @@ START_TEST(test_sem_open_tells_long_names_apart)
 }
 END_TEST
 
-
 /* contract §10: the last free of a named semaphore follows the -EBUSY rule
  * and then frees nothing: the caller keeps its reference, and the name
  * still opens the same semaphore. */
@@ -1165,7 +1207,7 @@ START_TEST(test_sem_open_busy_last_free_keeps_the_name)
 	ck_assert_ptr_eq(a, b);
 	ck_assert_int_eq(stats_of(b).size, 4);
 	ck_assert_int_eq(ration_sem_available(b), 3);
-	ck_assert_int_eq(ration_sem_free(b), 0);  /* a's reference is left */
+	ck_assert_int_eq(ration_sem_free(b), 0); /* a's reference is left */
 	ck_assert_int_eq(ration_sem_free(a), -EBUSY);
 	ck_assert_int_eq(ration_sem_release(a, 1), 0);
 	ck_assert_int_eq(ration_sem_free(a), 0);
@@ -1192,9 +1234,9 @@ START_TEST(test_sem_open_ignores_unnamed_semaphores_with_the_same_label)
 END_TEST
 
 struct open_race {
-	ration_sem_t *pinned;   /* NULL: the name comes and goes */
+	ration_sem_t *pinned; /* NULL: the name comes and goes */
 	long rounds;
-	_Atomic long other;     /* opens that returned another semaphore */
+	_Atomic long other; /* opens that returned another semaphore */
 	_Atomic long bad;
 	_Atomic int done;
 };
@@ -1211,7 +1253,8 @@ open_race_main(void *arg)
 		}
 		if (o->pinned != NULL && s != o->pinned)
 			atomic_fetch_add(&o->other, 1);
-		if (ration_sem_acquire_until(s, ration_deadline_after(TEST_WAIT_NS), 1) != 0 ||
+		if (ration_sem_acquire_until(
+			    s, ration_deadline_after(TEST_WAIT_NS), 1) != 0 ||
 		    ration_sem_release(s, 1) != 0)
 			atomic_fetch_add(&o->bad, 1);
 		/* nobody holds units at a last free: it must succeed */
@@ -1227,7 +1270,8 @@ open_race_run(struct open_race *o)
 {
 	pthread_t t[4];
 	for (int i = 0; i < 4; i++)
-		ck_assert_int_eq(pthread_create(&t[i], NULL, open_race_main, o), 0);
+		ck_assert_int_eq(pthread_create(&t[i], NULL, open_race_main, o),
+				 0);
 	WAIT_FOR(atomic_load(&o->done) == 4);
 	for (int i = 0; i < 4; i++)
 		pthread_join(t[i], NULL);
@@ -1251,7 +1295,8 @@ START_TEST(test_sem_open_concurrent_opens_and_frees_keep_one_semaphore)
 	ck_assert_int_eq(atomic_load(&o1.bad) + atomic_load(&o2.bad), 0);
 	ck_assert_int_eq(atomic_load(&o1.other), 0);
 	ck_assert_int_eq(ration_sem_open("test-open-race", 7, &fresh), 0);
-	ck_assert_int_eq(stats_of(fresh).size, 7); /* every reference was freed */
+	ck_assert_int_eq(stats_of(fresh).size,
+			 7); /* every reference was freed */
 	ck_assert_int_eq(ration_sem_free(fresh), 0);
 }
 END_TEST
@@ -1326,8 +1371,9 @@ START_TEST(test_acquire_all_more_than_inline_claims)
 	for (int i = 0; i < K; i++)
 		ck_assert_int_eq(ration_sem_new(2, NULL, &s[i]), 0);
 	for (int i = 0; i < K; i++)
-		c[i] = (ration_claim_t){s[K - 1 - i], 1}; /* not in address order */
-	c[K] = (ration_claim_t){s[3], 1}; /* a duplicate: s[3] gets 2 */
+		c[i] = (ration_claim_t){s[K - 1 - i],
+					1}; /* not in address order */
+	c[K] = (ration_claim_t){s[3], 1};   /* a duplicate: s[3] gets 2 */
 
 	ck_assert_int_eq(ration_acquire_all(NULL, c, K + 1), 0);
 	for (int i = 0; i < K; i++)
@@ -1347,7 +1393,8 @@ START_TEST(test_acquire_all_more_than_inline_claims)
 
 	ck_assert_int_eq(ration_acquire_all(ctx, c, K + 1), -ETIMEDOUT);
 	for (int i = 0; i < K; i++) {
-		ck_assert_int_eq(ration_sem_available(s[i]), s[i] == top ? 0 : 2);
+		ck_assert_int_eq(ration_sem_available(s[i]),
+				 s[i] == top ? 0 : 2);
 		ck_assert_int_eq(stats_of(s[i]).acquired, 2);
 	}
 	ck_assert_int_eq(ration_sem_release(top, 2), 0);
@@ -1417,7 +1464,6 @@ START_TEST(test_acquire_all_opposite_orders_do_not_deadlock)
 }
 END_TEST
 
-
 /* contract §4 check order, across claims: an impossible claim (-E2BIG), a
  * closed semaphore (-EPIPE) or a done ctx fails at once, before waiting
  * for an earlier claim that is busy; nothing is taken. (A bounded ctx: a
@@ -1439,16 +1485,21 @@ START_TEST(test_acquire_all_impossible_claim_fails_before_waiting)
 	ration_claim_t fits[] = {{lo, 1}, {hi, 1}};
 	ration_sem_stats_t st = stats_of(lo);
 
-	assert_fails_unchanged(lo, &st, ration_acquire_all(ctx, too_big, 2), -E2BIG);
-	assert_fails_unchanged(lo, &st, ration_acquire_all(NULL, sum_too_big, 3), -E2BIG);
+	assert_fails_unchanged(lo, &st, ration_acquire_all(ctx, too_big, 2),
+			       -E2BIG);
+	assert_fails_unchanged(
+		lo, &st, ration_acquire_all(NULL, sum_too_big, 3), -E2BIG);
 	ck_assert_int_eq(ration_sem_release(lo, 2), 0);
 	st = stats_of(lo);
-	assert_fails_unchanged(lo, &st, ration_acquire_all(done, fits, 2), -ECANCELED);
+	assert_fails_unchanged(lo, &st, ration_acquire_all(done, fits, 2),
+			       -ECANCELED);
 	ck_assert_int_eq(ration_sem_try_acquire(lo, 2), 0);
 	ration_sem_close(hi);
 	st = stats_of(lo);
-	assert_fails_unchanged(lo, &st, ration_acquire_all(ctx, fits, 2), -EPIPE);
-	assert_fails_unchanged(lo, &st, ration_acquire_all(ctx, too_big, 2), -EPIPE);
+	assert_fails_unchanged(lo, &st, ration_acquire_all(ctx, fits, 2),
+			       -EPIPE);
+	assert_fails_unchanged(lo, &st, ration_acquire_all(ctx, too_big, 2),
+			       -EPIPE);
 
 	ck_assert_int_eq(ration_sem_available(hi), 2);
 	ck_assert_int_eq(ration_ctx_err(ctx), 0); /* it never waited */
@@ -1541,7 +1592,6 @@ END_TEST
 
 /* ---- races (short; stress_sem.c runs them long) ------------------------- */
 
-
 /* The test-only hook of lib/internal/ctx.h: called by a thread the moment
  * it learns that a ctx is done (the library is linked statically, so the
  * hidden symbol resolves). */
@@ -1584,21 +1634,27 @@ START_TEST(test_sem_grant_landing_as_waiter_leaves_is_kept)
 		ck_assert_int_eq(ration_sem_new(1, NULL, &s), 0);
 		ck_assert_int_eq(ration_sem_try_acquire(s, 1), 0);
 		int64_t timeout = 200 * MS;
-		for (;;) { /* a deadline variant retries if it expired too soon */
+		for (;
+		     ;) { /* a deadline variant retries if it expired too soon */
 			if (deadline)
-				ck_assert_int_eq(ration_ctx_with_timeout(NULL, timeout, &ctx), 0);
+				ck_assert_int_eq(ration_ctx_with_timeout(
+							 NULL, timeout, &ctx),
+						 0);
 			else
-				ck_assert_int_eq(ration_ctx_with_cancel(NULL, &ctx), 0);
+				ck_assert_int_eq(
+					ration_ctx_with_cancel(NULL, &ctx), 0);
 			grant_hook.ctx = ctx;
 			grant_hook.s = s;
 			atomic_store(&grant_hook.armed, false);
 			atomic_store(&grant_hook.fired, 0);
-			atomic_store(&ration__ctx_done_hook, grant_when_seen_done);
+			atomic_store(&ration__ctx_done_hook,
+				     grant_when_seen_done);
 			bg_acquire(&w, s, ctx, 1);
 			WAIT_FOR(sem_waiters(s) == 1 || atomic_load(&w.done));
 			if (sem_waiters(s) == 1 || !deadline)
 				break;
-			ck_assert_int_eq(bg_join(&w), -ETIMEDOUT); /* never queued */
+			ck_assert_int_eq(bg_join(&w),
+					 -ETIMEDOUT); /* never queued */
 			ration_ctx_unref(ctx);
 			timeout *= 4;
 		}
@@ -1613,7 +1669,8 @@ START_TEST(test_sem_grant_landing_as_waiter_leaves_is_kept)
 
 		ck_assert_int_eq(atomic_load(&grant_hook.fired), 1);
 		ck_assert_int_eq(grant_hook.release_rc, 0);
-		ck_assert_msg(rc == 0, "%s: grant then leave returned %d, not 0",
+		ck_assert_msg(rc == 0,
+			      "%s: grant then leave returned %d, not 0",
 			      deadline ? "deadline" : "cancel", rc);
 		ration_sem_stats_t st = stats_of(s);
 		ck_assert_int_eq(st.available, 0); /* the waiter holds it */
@@ -1627,7 +1684,6 @@ START_TEST(test_sem_grant_landing_as_waiter_leaves_is_kept)
 	}
 }
 END_TEST
-
 
 /* Internal (lib/internal/sem.h): the check ration_sem_free() makes. */
 bool ration__sem_busy(ration_sem_t *s);
@@ -1652,7 +1708,8 @@ close_when_seen_done(const ration_ctx_t *ctx, int err)
 	if (ctx != close_hook.ctx || !atomic_exchange(&close_hook.armed, false))
 		return;
 	ration_sem_close(close_hook.s);
-	(void)ration_sem_release(close_hook.s, 1); /* the test's unit: now idle */
+	(void)ration_sem_release(close_hook.s,
+				 1); /* the test's unit: now idle */
 	close_hook.busy_after_close = ration__sem_busy(close_hook.s);
 	atomic_fetch_add(&close_hook.fired, 1);
 }
@@ -1688,9 +1745,10 @@ START_TEST(test_sem_free_refused_while_a_closed_out_waiter_is_still_inside)
 
 	ck_assert_int_eq(atomic_load(&close_hook.fired), 1);
 	ck_assert_int_eq(rc, -EPIPE); /* close settled it first */
-	ck_assert_msg(close_hook.busy_after_close,
-		      "free would have freed the semaphore while the closed-out "
-		      "waiter still had to lock it (lib/sem.c leave())");
+	ck_assert_msg(
+		close_hook.busy_after_close,
+		"free would have freed the semaphore while the closed-out "
+		"waiter still had to lock it (lib/sem.c leave())");
 	ck_assert_int_eq(ration_sem_available(s), 1);
 	ration_ctx_unref(ctx);
 	ck_assert_int_eq(ration_sem_free(s), 0);
@@ -1796,8 +1854,9 @@ START_TEST(test_sem_consume_holds_back_waiters_in_fifo_order)
 	wait_waiters(s, 2);
 
 	ck_assert_int_eq(ration_sem_consume(s, 6), 0); /* in_use 14 */
-	ck_assert_int_eq(ration_sem_release(s, 8), 0); /* in_use 6: a (5) does not fit */
-	sleep_ns(20 * MS); /* give a wrong grant time to show */
+	ck_assert_int_eq(ration_sem_release(s, 8),
+			 0); /* in_use 6: a (5) does not fit */
+	sleep_ns(20 * MS);   /* give a wrong grant time to show */
 	ck_assert(!atomic_load(&a.done) && !atomic_load(&b.done));
 	ck_assert_int_eq(ration_sem_available(s), 4);
 	ck_assert_int_eq(ration_sem_release(s, 6), 0); /* in_use 0: a, then b */
@@ -1823,7 +1882,8 @@ START_TEST(test_sem_consume_errors_change_nothing)
 	ck_assert_int_eq(ration_sem_try_acquire(s, 3), 0);
 	ck_assert_int_eq(ration_sem_consume(s, RATION_SEM_MAX - 2), -EOVERFLOW);
 	ck_assert_int_eq(ration_sem_available(s), 7);
-	ck_assert_int_eq(ration_sem_consume(s, RATION_SEM_MAX - 3), 0); /* in_use at the limit */
+	ck_assert_int_eq(ration_sem_consume(s, RATION_SEM_MAX - 3),
+			 0); /* in_use at the limit */
 	ck_assert_int_eq(ration_sem_consume(s, 1), -EOVERFLOW);
 	ck_assert_int_eq(ration_sem_release(s, RATION_SEM_MAX), 0);
 
@@ -1850,7 +1910,8 @@ consumer_main(void *arg)
 	struct consumer *c = arg;
 	for (long i = 0; i < c->rounds; i++) {
 		int64_t n = 1 + i % 7;
-		if (ration_sem_consume(c->s, n) != 0 || ration_sem_release(c->s, n) != 0)
+		if (ration_sem_consume(c->s, n) != 0 ||
+		    ration_sem_release(c->s, n) != 0)
 			atomic_fetch_add(&c->errors, 1);
 	}
 	return NULL;
@@ -1893,10 +1954,13 @@ sem_suite(void)
 	tcase_add_test(tc, test_sem_null_sem_is_rejected);
 	tcase_add_test(tc, test_sem_acquire_checks_in_design_order);
 	tcase_add_test(tc, test_sem_try_acquire_fails_while_anyone_is_queued);
-	tcase_add_test(tc, test_sem_bad_weights_and_over_release_change_nothing);
+	tcase_add_test(tc,
+		       test_sem_bad_weights_and_over_release_change_nothing);
 	tcase_add_test(tc, test_sem_limits_at_ration_sem_max);
 	tcase_add_test(tc, test_sem_done_ctx_fails_even_when_units_are_free);
-	tcase_add_test(tc, test_sem_deadlines_are_monotonic_and_past_ones_fail_at_once);
+	tcase_add_test(
+		tc,
+		test_sem_deadlines_are_monotonic_and_past_ones_fail_at_once);
 	suite_add_tcase(su, tc);
 
 	tc = tcase_create("fifo");
@@ -1904,7 +1968,8 @@ sem_suite(void)
 	tcase_add_test(tc, test_sem_cancelled_head_wakes_follower);
 	tcase_add_test(tc, test_sem_timed_out_head_wakes_follower);
 	tcase_add_test(tc, test_sem_grants_in_arrival_order);
-	tcase_add_test(tc, test_sem_release_grants_exactly_the_head_waiters_that_fit);
+	tcase_add_test(
+		tc, test_sem_release_grants_exactly_the_head_waiters_that_fit);
 	tcase_add_test(tc, test_sem_e2big_returns_at_once_and_blocks_nobody);
 	tcase_add_test(tc, test_sem_large_request_is_not_starved);
 	tcase_add_test(tc, test_sem_no_grant_to_a_waiter_that_left);
@@ -1914,10 +1979,12 @@ sem_suite(void)
 
 	tc = tcase_create("consume");
 	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_sem_consume_passes_the_size_and_is_repaid_by_release);
+	tcase_add_test(
+		tc, test_sem_consume_passes_the_size_and_is_repaid_by_release);
 	tcase_add_test(tc, test_sem_consume_holds_back_waiters_in_fifo_order);
 	tcase_add_test(tc, test_sem_consume_errors_change_nothing);
-	tcase_add_test(tc, test_sem_consume_races_with_acquirers_lose_no_weight);
+	tcase_add_test(tc,
+		       test_sem_consume_races_with_acquirers_lose_no_weight);
 	suite_add_tcase(su, tc);
 
 	tc = tcase_create("resize");
@@ -1929,7 +1996,8 @@ sem_suite(void)
 
 	tc = tcase_create("close");
 	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_sem_close_wakes_all_waiters_and_release_still_works);
+	tcase_add_test(
+		tc, test_sem_close_wakes_all_waiters_and_release_still_works);
 	tcase_add_test(tc, test_sem_free_of_busy_sem_returns_ebusy);
 	tcase_add_test(tc, test_sem_free_of_sem_in_deficit_returns_ebusy);
 	suite_add_tcase(su, tc);
@@ -1947,8 +2015,12 @@ sem_suite(void)
 	tcase_add_test(tc, test_sem_open_shares_one_semaphore_by_name);
 	tcase_add_test(tc, test_sem_open_tells_long_names_apart);
 	tcase_add_test(tc, test_sem_open_busy_last_free_keeps_the_name);
-	tcase_add_test(tc, test_sem_open_ignores_unnamed_semaphores_with_the_same_label);
-	tcase_add_test(tc, test_sem_open_concurrent_opens_and_frees_keep_one_semaphore);
+	tcase_add_test(
+		tc,
+		test_sem_open_ignores_unnamed_semaphores_with_the_same_label);
+	tcase_add_test(
+		tc,
+		test_sem_open_concurrent_opens_and_frees_keep_one_semaphore);
 	suite_add_tcase(su, tc);
 
 	tc = tcase_create("all");
@@ -1957,14 +2029,17 @@ sem_suite(void)
 	tcase_add_test(tc, test_acquire_all_sums_a_semaphore_listed_twice);
 	tcase_add_test(tc, test_acquire_all_more_than_inline_claims);
 	tcase_add_test(tc, test_acquire_all_opposite_orders_do_not_deadlock);
-	tcase_add_test(tc, test_acquire_all_impossible_claim_fails_before_waiting);
+	tcase_add_test(tc,
+		       test_acquire_all_impossible_claim_fails_before_waiting);
 	tcase_add_test(tc, test_acquire_all_rotating_overlaps_stay_exclusive);
 	suite_add_tcase(su, tc);
 
 	tc = tcase_create("race");
 	tcase_set_timeout(tc, 120);
 	tcase_add_test(tc, test_sem_grant_landing_as_waiter_leaves_is_kept);
-	tcase_add_test(tc, test_sem_free_refused_while_a_closed_out_waiter_is_still_inside);
+	tcase_add_test(
+		tc,
+		test_sem_free_refused_while_a_closed_out_waiter_is_still_inside);
 	tcase_add_test(tc, test_sem_grant_cancel_race_loses_no_weight);
 	tcase_add_test(tc, test_sem_concurrent_releasers_lose_no_wakeup);
 	tcase_add_test(tc, test_sem_cancel_racing_with_park_wakes_waiter);

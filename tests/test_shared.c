@@ -47,8 +47,9 @@ child_acquire_log(void *arg)
 {
 	struct job *j = arg;
 	ration_sem_t *s = child_open(j->name);
-	int rc = j->deadline_ns ? ration_sem_acquire_until(s, j->deadline_ns, j->n)
-				: ration_sem_acquire(s, NULL, j->n);
+	int rc = j->deadline_ns
+			 ? ration_sem_acquire_until(s, j->deadline_ns, j->n)
+			 : ration_sem_acquire(s, NULL, j->n);
 	if (rc != 0)
 		return rc;
 	log_grant(j->sc, j->index);
@@ -114,7 +115,9 @@ START_TEST(test_shared_bad_arguments_and_enoent)
 	ck_assert_int_eq(ration_sem_open_shared("", 1, &o, &s), -EINVAL);
 	ck_assert_int_eq(ration_sem_open_shared("/a/b", 1, &o, &s), -EINVAL);
 	ck_assert_int_eq(ration_sem_open_shared(name, 0, &o, &s), -EINVAL);
-	ck_assert_int_eq(ration_sem_open_shared(name, RATION_SEM_MAX + 1, &o, &s), -EINVAL);
+	ck_assert_int_eq(
+		ration_sem_open_shared(name, RATION_SEM_MAX + 1, &o, &s),
+		-EINVAL);
 	ck_assert_int_eq(ration_sem_open_shared(name, 1, &o, NULL), -EINVAL);
 	ck_assert_int_eq(ration_sem_open_shared(name, 1, NULL, &s), -ENOENT);
 	ck_assert_int_eq(ration_sem_unlink_shared(name), -ENOENT);
@@ -135,14 +138,18 @@ END_TEST
 START_TEST(test_shared_second_handle_is_another_holder)
 {
 	ration_sem_t *s = create(name, 10), *s2;
-	ck_assert_int_eq(ration_sem_open_shared(name + 1, 0, NULL, &s2), 0); /* no '/' */
+	ck_assert_int_eq(ration_sem_open_shared(name + 1, 0, NULL, &s2),
+			 0); /* no '/' */
 
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 6), 0);
 	ck_assert_int_eq(ration_sem_available(s2), 4);
 	ck_assert_int_eq(ration_sem_try_acquire(s2, 5), -EAGAIN);
-	ck_assert_int_eq(ration_sem_release(s2, 1), -EOVERFLOW); /* s2 holds nothing */
+	ck_assert_int_eq(ration_sem_release(s2, 1),
+			 -EOVERFLOW); /* s2 holds nothing */
 	ck_assert_int_eq(ration_sem_release(s, INT64_MAX), -EOVERFLOW);
-	ck_assert_int_eq(ration_sem_acquire_until(s2, ration_now() + 20 * MS, 5), -ETIMEDOUT);
+	ck_assert_int_eq(
+		ration_sem_acquire_until(s2, ration_now() + 20 * MS, 5),
+		-ETIMEDOUT);
 
 	ration_sem_stats_t st;
 	ration_sem_stats(s2, &st);
@@ -151,7 +158,8 @@ START_TEST(test_shared_second_handle_is_another_holder)
 	ck_assert_uint_eq(st.timeouts, 1);
 	ck_assert_str_eq(st.name, name + 1);
 
-	ck_assert_int_eq(ration_sem_resize(s2, 3), 0); /* deficit of 3, seen by s */
+	ck_assert_int_eq(ration_sem_resize(s2, 3),
+			 0); /* deficit of 3, seen by s */
 	ck_assert_int_eq(ration_sem_available(s), -3);
 	ck_assert_int_eq(ration_sem_release(s, 6), 0);
 	ration_sem_close(s2);
@@ -170,7 +178,8 @@ START_TEST(test_shared_weights_are_64_bit)
 
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, big), 0);
 	ck_assert_int_eq(ration_sem_available(s), RATION_SEM_MAX - big);
-	ck_assert_int_eq(ration_sem_try_acquire(s, RATION_SEM_MAX - big + 1), -EAGAIN);
+	ck_assert_int_eq(ration_sem_try_acquire(s, RATION_SEM_MAX - big + 1),
+			 -EAGAIN);
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, RATION_SEM_MAX - big), 0);
 	ck_assert_int_eq(ration_sem_available(s), 0);
 	ck_assert_int_eq(ration_sem_release(s, INT64_MAX), -EOVERFLOW);
@@ -203,10 +212,12 @@ START_TEST(test_shared_mode_is_applied)
 
 	/* Only permission bits: no setuid, setgid or sticky object, and
 	 * nothing is created. */
-	static const unsigned bad[] = {0xffffffffu, 04777, 02600, 01600, 010600};
+	static const unsigned bad[] = {0xffffffffu, 04777, 02600, 01600,
+				       010600};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		o.mode = bad[i];
-		ck_assert_int_eq(ration_sem_open_shared(name, 1, &o, &s), -EINVAL);
+		ck_assert_int_eq(ration_sem_open_shared(name, 1, &o, &s),
+				 -EINVAL);
 		ck_assert_int_eq(stat(path, &st), -1);
 	}
 	o.mode = 0777;
@@ -296,7 +307,8 @@ START_TEST(test_shared_fifo_across_processes)
 	struct job jobs[4];
 	pid_t pid[4];
 	for (int i = 0; i < 4; i++) {
-		jobs[i] = (struct job){.name = name, .sc = sc, .n = want[i], .index = i};
+		jobs[i] = (struct job){
+			.name = name, .sc = sc, .n = want[i], .index = i};
 		pid[i] = spawn(child_fifo, &jobs[i]);
 		wait_waiters(s, i + 1);
 	}
@@ -310,7 +322,8 @@ START_TEST(test_shared_fifo_across_processes)
 	/* 6 back: 5 and 1 go (4 left); the last 5 waits. */
 	atomic_fetch_or(&sc->go, 1 << 0);
 	WAIT_FOR(atomic_load(&sc->norder) == 3);
-	ck_assert_int_eq(atomic_load(&sc->order[1]) + atomic_load(&sc->order[2]), 1 + 2);
+	ck_assert_int_eq(
+		atomic_load(&sc->order[1]) + atomic_load(&sc->order[2]), 1 + 2);
 	assert_grants_stay(sc, 3);
 	atomic_fetch_or(&sc->go, 1 << 1);
 	WAIT_FOR(atomic_load(&sc->norder) == 4);
@@ -329,7 +342,10 @@ START_TEST(test_shared_weights_never_exceed_size)
 {
 	ration_sem_t *s = create(name, 8);
 	struct scratch *sc = scratch_new();
-	struct job j = {.name = name, .sc = sc, .n = 8, .rounds = (int)stress_rounds(400)};
+	struct job j = {.name = name,
+			.sc = sc,
+			.n = 8,
+			.rounds = (int)stress_rounds(400)};
 	pid_t pid[4];
 	for (int i = 0; i < 4; i++)
 		pid[i] = spawn(child_occupancy, &j);
@@ -378,8 +394,8 @@ wait_through_kill(ration_sem_t *s, pid_t victim, int64_t n, const char *what)
 	int64_t granted_at = ration_now();
 	pthread_join(t, NULL);
 	ck_assert_int_eq(rc, 0);
-	fprintf(stderr, "recovery: %s: weight back %.2f ms after SIGKILL\n", what,
-		(double)(granted_at - k.killed_at) / 1e6);
+	fprintf(stderr, "recovery: %s: weight back %.2f ms after SIGKILL\n",
+		what, (double)(granted_at - k.killed_at) / 1e6);
 	ck_assert_msg(granted_at - k.killed_at < RECOVERY_NS,
 		      "weight back %lld ns after the kill",
 		      (long long)(granted_at - k.killed_at));
@@ -413,7 +429,8 @@ START_TEST(test_shared_killed_head_waiter_gives_up_its_place)
 	pid_t victim = spawn(child_acquire_log, &j); /* head: 5 > 2 free */
 	wait_waiters(s, 1);
 
-	wait_through_kill(s, victim, 2, "head waiter"); /* fits, but queued behind the head */
+	wait_through_kill(s, victim, 2,
+			  "head waiter"); /* fits, but queued behind the head */
 
 	ck_assert_int_eq(sem_waiters(s), 0);
 	ck_assert_int_eq(atomic_load(&sc->norder), 0);
@@ -439,7 +456,8 @@ START_TEST(test_shared_killed_after_grant_before_taking_it)
 	ck_assert_int_eq(waitpid(victim, &status, WUNTRACED), victim);
 	ck_assert(WIFSTOPPED(status));
 
-	ck_assert_int_eq(ration_sem_release(s, 10), 0); /* grants the stopped child */
+	ck_assert_int_eq(ration_sem_release(s, 10),
+			 0); /* grants the stopped child */
 	ck_assert_int_eq(ration_sem_available(s), 5);
 	ck_assert_int_eq(sem_waiters(s), 0);
 	wait_through_kill(s, victim, 10, "after grant");
@@ -463,7 +481,8 @@ child_die_in_fast_path(void *arg)
 	if (ration_sem_acquire(s, NULL, 3) != 0)
 		return 1;
 	int fd = shm_open(j->name, O_RDWR, 0);
-	struct shm_seg *g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	struct shm_seg *g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE,
+				 MAP_SHARED, fd, 0);
 	if (g == MAP_FAILED)
 		return 2;
 	struct shm_lane *l = own_lane(g, s);
@@ -482,7 +501,8 @@ START_TEST(test_shared_killed_inside_fast_path_is_recovered)
 	struct scratch *sc = scratch_new();
 	struct job j = {.name = name, .sc = sc};
 	pid_t victim = spawn(child_die_in_fast_path, &j);
-	WAIT_FOR(atomic_load(&sc->ready) || waitpid(victim, NULL, WNOHANG) != 0);
+	WAIT_FOR(atomic_load(&sc->ready) ||
+		 waitpid(victim, NULL, WNOHANG) != 0);
 	ck_assert_int_eq(atomic_load(&sc->ready), 1);
 	ck_assert_int_eq(ration_sem_available(s), 5);
 
@@ -512,11 +532,13 @@ START_TEST(test_shared_busy_lane_delays_but_never_overgrants)
 	atomic_store(&l->busy, 1); /* "stopped" between CAS and store */
 	kill_and_reap(victim);
 
-	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + 60 * MS, 9), -ETIMEDOUT);
+	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + 60 * MS, 9),
+			 -ETIMEDOUT);
 	ck_assert_int_eq(ration_sem_try_acquire(s, 1), -EAGAIN);
 	ck_assert_uint_eq(g->dirty, 1);
 	atomic_store(&l->busy, 0); /* it goes on */
-	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 9), 0);
+	ck_assert_int_eq(
+		ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 9), 0);
 	ck_assert_int_eq(ration_sem_available(s), 0);
 
 	ck_assert_int_eq(ration_sem_release(s, 10), 0);
@@ -536,7 +558,8 @@ child_die_in_mutex(void *arg)
 	if (ration_sem_acquire(s, NULL, j->n) != 0)
 		return 1;
 	int fd = shm_open(j->name, O_RDWR, 0);
-	struct shm_seg *g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	struct shm_seg *g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE,
+				 MAP_SHARED, fd, 0);
 	if (g == MAP_FAILED || pthread_mutex_lock(&g->mu) != 0)
 		return 2;
 	atomic_store(&j->sc->ready, 1);
@@ -552,7 +575,8 @@ START_TEST(test_shared_killed_inside_mutex_is_recovered)
 	pid_t victim = spawn(child_die_in_mutex, &j);
 	WAIT_FOR(atomic_load(&sc->ready));
 
-	wait_through_kill(s, victim, 10, "inside the mutex"); /* EOWNERDEAD, then a recount */
+	wait_through_kill(s, victim, 10,
+			  "inside the mutex"); /* EOWNERDEAD, then a recount */
 
 	ck_assert_int_eq(ration_sem_try_acquire(s, 1), -EAGAIN);
 	ck_assert_int_eq(ration_sem_release(s, 10), 0);
@@ -589,7 +613,9 @@ START_TEST(test_shared_unlocked_slots_are_reclaimed)
 	ck_assert_int_eq(ration_sem_available(s), 1);
 
 	int64_t t0 = ration_now();
-	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 10), 0);
+	ck_assert_int_eq(
+		ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 10),
+		0);
 	ck_assert_int_lt(ration_now() - t0, RECOVERY_NS);
 
 	ck_assert_int_eq(ration_sem_release(s, 10), 0);
@@ -619,7 +645,8 @@ START_TEST(test_shared_deadline_and_cancel_while_other_process_holds)
 	WAIT_FOR(atomic_load(&sc->ready));
 
 	int64_t t0 = ration_now();
-	ck_assert_int_eq(ration_sem_acquire_until(s, t0 + 50 * MS, 1), -ETIMEDOUT);
+	ck_assert_int_eq(ration_sem_acquire_until(s, t0 + 50 * MS, 1),
+			 -ETIMEDOUT);
 	int64_t dt = ration_now() - t0;
 	ck_assert_int_ge(dt, 50 * MS);
 	ck_assert_int_lt(dt, 50 * MS + TEST_LATE_NS);
@@ -632,7 +659,8 @@ START_TEST(test_shared_deadline_and_cancel_while_other_process_holds)
 	ck_assert_int_eq(ration_sem_acquire(s, ctx, 1), -ECANCELED);
 	ck_assert_int_lt(ration_now() - t0, 30 * MS + TEST_LATE_NS);
 	pthread_join(t, NULL);
-	ck_assert_int_eq(ration_sem_acquire(s, ctx, 1), -ECANCELED); /* done ctx */
+	ck_assert_int_eq(ration_sem_acquire(s, ctx, 1),
+			 -ECANCELED); /* done ctx */
 	ration_ctx_unref(ctx);
 
 	ration_sem_stats_t st;
@@ -654,7 +682,10 @@ START_TEST(test_shared_waiter_in_child_times_out_closes_and_e2big)
 	struct scratch *sc = scratch_new();
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 10), 0);
 
-	struct job a = {.name = name, .sc = sc, .n = 3, .deadline_ns = ration_now() + 40 * MS};
+	struct job a = {.name = name,
+			.sc = sc,
+			.n = 3,
+			.deadline_ns = ration_now() + 40 * MS};
 	ck_assert_int_eq(reap(spawn(child_acquire_log, &a)), -ETIMEDOUT);
 
 	struct job b = {.name = name, .sc = sc, .n = 8};
@@ -669,7 +700,8 @@ START_TEST(test_shared_waiter_in_child_times_out_closes_and_e2big)
 	wait_waiters(s, 1);
 	ration_sem_close(s);
 	ck_assert_int_eq(reap(pc), -EPIPE);
-	ck_assert_int_eq(ration_sem_release(s, 10), 0); /* release works closed */
+	ck_assert_int_eq(ration_sem_release(s, 10),
+			 0); /* release works closed */
 	ck_assert_int_eq(ration_sem_available(s), 5);
 	ck_assert_int_eq(ration_sem_free(s), 0);
 	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
@@ -764,11 +796,15 @@ START_TEST(test_shared_threads_mix_fast_and_slow_paths)
 	ration_sem_t *s = create(name, 6);
 	_Atomic int64_t occ = 0;
 	_Atomic int viol = 0;
-	struct hammer h = {.s = s, .size = 6, .rounds = stress_rounds(20000),
-			   .occupancy = &occ, .violations = &viol};
+	struct hammer h = {.s = s,
+			   .size = 6,
+			   .rounds = stress_rounds(20000),
+			   .occupancy = &occ,
+			   .violations = &viol};
 	pthread_t t[4];
 	for (int i = 0; i < 4; i++)
-		ck_assert_int_eq(pthread_create(&t[i], NULL, hammer_main, &h), 0);
+		ck_assert_int_eq(pthread_create(&t[i], NULL, hammer_main, &h),
+				 0);
 	for (int i = 0; i < 4; i++) {
 		void *ret;
 		pthread_join(t[i], &ret);
@@ -964,7 +1000,8 @@ START_TEST(test_shared_handle_inherited_over_fork_is_a_new_holder)
 		_exit(ok ? 0 : 1); /* dies holding 3 */
 	}
 	ck_assert_int_eq(reap(pid), 0);
-	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 3), 0);
+	ck_assert_int_eq(
+		ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 3), 0);
 	ck_assert_int_eq(ration_sem_release(s, 5), 0);
 	ck_assert_int_eq(ration_sem_free(s), 0);
 	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
@@ -1009,14 +1046,17 @@ shared_suite(void)
 	tc = tcase_create("wait");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
-	tcase_add_test(tc, test_shared_deadline_and_cancel_while_other_process_holds);
-	tcase_add_test(tc, test_shared_waiter_in_child_times_out_closes_and_e2big);
+	tcase_add_test(
+		tc, test_shared_deadline_and_cancel_while_other_process_holds);
+	tcase_add_test(tc,
+		       test_shared_waiter_in_child_times_out_closes_and_e2big);
 	suite_add_tcase(s, tc);
 
 	tc = tcase_create("threads");
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_shared_weight_taken_by_one_thread_released_by_another);
+	tcase_add_test(
+		tc, test_shared_weight_taken_by_one_thread_released_by_another);
 	tcase_add_test(tc, test_shared_threads_mix_fast_and_slow_paths);
 	suite_add_tcase(s, tc);
 
@@ -1032,7 +1072,8 @@ shared_suite(void)
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_shared_lease_fences_increase_across_processes);
-	tcase_add_test(tc, test_shared_handle_inherited_over_fork_is_a_new_holder);
+	tcase_add_test(tc,
+		       test_shared_handle_inherited_over_fork_is_a_new_holder);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -43,7 +43,8 @@ START_TEST(test_shared_consume_passes_the_size_and_is_repaid_by_release)
 	ck_assert_int_eq(st.max_in_use, 19);
 	ck_assert_uint_eq(st.consumed, 15);
 	ck_assert_int_eq(ration_sem_try_acquire(s, 1), -EAGAIN);
-	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + 20 * MS, 1), -ETIMEDOUT);
+	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + 20 * MS, 1),
+			 -ETIMEDOUT);
 	ck_assert_int_eq(ration_sem_release(s, 20), -EOVERFLOW);
 	ck_assert_int_eq(ration_sem_release(s, 15), 0);
 	ck_assert_int_eq(ration_sem_available(s), 6);
@@ -89,11 +90,13 @@ START_TEST(test_shared_consume_holds_back_waiters_in_fifo_order)
 	wait_waiters(s, 2);
 
 	ck_assert_int_eq(ration_sem_consume(s, 6), 0); /* in_use 14 */
-	ck_assert_int_eq(ration_sem_release(s, 8), 0); /* in_use 6: a (5) does not fit */
-	sleep_ns(30 * MS); /* give a wrong grant time to show */
+	ck_assert_int_eq(ration_sem_release(s, 8),
+			 0); /* in_use 6: a (5) does not fit */
+	sleep_ns(30 * MS);   /* give a wrong grant time to show */
 	ck_assert_int_eq(atomic_load(&sc->nclaimed), 0);
 	ck_assert_int_eq(ration_sem_available(s), 4);
-	ck_assert_int_eq(ration_sem_release(s, 1), 0); /* in_use 5: a fits, b then not */
+	ck_assert_int_eq(ration_sem_release(s, 1),
+			 0); /* in_use 5: a fits, b then not */
 	WAIT_FOR(atomic_load(&sc->norder) == 1);
 	ck_assert_int_eq(atomic_load(&sc->order[0]), 0);
 	sleep_ns(30 * MS);
@@ -122,7 +125,8 @@ START_TEST(test_shared_consume_errors_change_nothing)
 	ck_assert_int_eq(ration_sem_try_acquire(s, 3), 0);
 	ck_assert_int_eq(ration_sem_consume(s, RATION_SEM_MAX - 2), -EOVERFLOW);
 	ck_assert_int_eq(ration_sem_available(s), 7);
-	ck_assert_int_eq(ration_sem_consume(s, RATION_SEM_MAX - 3), 0); /* at the limit */
+	ck_assert_int_eq(ration_sem_consume(s, RATION_SEM_MAX - 3),
+			 0); /* at the limit */
 	ck_assert_int_eq(ration_sem_consume(s, 1), -EOVERFLOW);
 	ck_assert_int_eq(ration_sem_release(s, RATION_SEM_MAX), 0);
 	ration_sem_close(s);
@@ -161,7 +165,9 @@ START_TEST(test_shared_consumed_units_of_a_dead_process_come_back)
 	WAIT_FOR(atomic_load(&j.sc->ready));
 	ck_assert_int_eq(ration_sem_available(s), -2);
 	kill_and_reap(child);
-	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 10), 0);
+	ck_assert_int_eq(
+		ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 10),
+		0);
 	ration_sem_stats_t st = stats_of(s);
 	ck_assert_uint_eq(st.consumed, 12);
 	ck_assert_int_eq(st.in_use, 10);
@@ -177,10 +183,14 @@ consume_suite(void)
 	Suite *s = suite_create("shared_consume");
 	TCase *tc = tcase_create("consume");
 	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, test_shared_consume_passes_the_size_and_is_repaid_by_release);
-	tcase_add_test(tc, test_shared_consume_holds_back_waiters_in_fifo_order);
+	tcase_add_test(
+		tc,
+		test_shared_consume_passes_the_size_and_is_repaid_by_release);
+	tcase_add_test(tc,
+		       test_shared_consume_holds_back_waiters_in_fifo_order);
 	tcase_add_test(tc, test_shared_consume_errors_change_nothing);
-	tcase_add_test(tc, test_shared_consumed_units_of_a_dead_process_come_back);
+	tcase_add_test(tc,
+		       test_shared_consumed_units_of_a_dead_process_come_back);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -9,8 +9,8 @@
  * test instead of hanging it. */
 #include <check.h>
 #include <errno.h>
-#include <sched.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -68,13 +68,16 @@ static int
 child_calls_while_owner_stopped(void *arg)
 {
 	struct job *j = arg;
-	struct timed *tm = (struct timed *)(void *)j->sc->fence; /* scratch space */
-	ration_sem_t *s = child_open(j->name); /* open waits for mu: before the stop */
+	struct timed *tm =
+		(struct timed *)(void *)j->sc->fence; /* scratch space */
+	ration_sem_t *s =
+		child_open(j->name); /* open waits for mu: before the stop */
 	atomic_store(&j->sc->ready, 1);
 	while (!atomic_load(&j->sc->go))
 		sleep_ns(MS);
 	int64_t t0 = ration_now();
-	atomic_store(&tm->rc_until, ration_sem_acquire_until(s, t0 + 20 * MS, 1));
+	atomic_store(&tm->rc_until,
+		     ration_sem_acquire_until(s, t0 + 20 * MS, 1));
 	atomic_store(&tm->ns_until, ration_now() - t0);
 
 	ration_ctx_t *ctx;
@@ -103,7 +106,8 @@ START_TEST(test_shared_stopped_mutex_owner_blocks_no_deadline)
 	char name[64];
 	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 4);
-	ck_assert_int_eq(ration_sem_acquire(s, NULL, 4), 0); /* all of it: slow path */
+	ck_assert_int_eq(ration_sem_acquire(s, NULL, 4),
+			 0); /* all of it: slow path */
 	struct job c = {.name = name, .sc = scratch_new()};
 	struct timed *tm = (struct timed *)(void *)c.sc->fence;
 	pid_t caller = spawn(child_calls_while_owner_stopped, &c);
@@ -148,8 +152,9 @@ child_queue(void *arg)
 	ration_sem_t *s = child_open(j->name);
 	atomic_store(&j->sc->ready, 1);
 	int64_t t0 = ration_now();
-	int rc = j->deadline_ns ? ration_sem_acquire_until(s, j->deadline_ns, j->n)
-				: ration_sem_acquire(s, NULL, j->n);
+	int rc = j->deadline_ns
+			 ? ration_sem_acquire_until(s, j->deadline_ns, j->n)
+			 : ration_sem_acquire(s, NULL, j->n);
 	atomic_store(&j->sc->fence[1], (uint64_t)(ration_now() - t0));
 	atomic_store(&j->sc->fence[0], (uint64_t)(rc == 0 ? 1 : 2));
 	if (rc != 0)
@@ -170,7 +175,9 @@ START_TEST(test_shared_waiter_leaves_while_mutex_owner_stopped)
 	new_name(name, sizeof(name));
 	ration_sem_t *s = create(name, 4);
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 4), 0);
-	struct job w = {.name = name, .sc = scratch_new(), .n = 2,
+	struct job w = {.name = name,
+			.sc = scratch_new(),
+			.n = 2,
 			.deadline_ns = ration_now() + 300 * MS};
 	pid_t waiter = spawn(child_queue, &w);
 	wait_waiters(s, 1);
@@ -191,7 +198,8 @@ START_TEST(test_shared_waiter_leaves_while_mutex_owner_stopped)
 	ck_assert_int_eq(st.waiting_weight, 0);
 	ck_assert_uint_eq(st.timeouts, 1);
 	ck_assert_int_eq(ration_sem_release(s, 4), 0);
-	ck_assert_int_eq(ration_sem_try_acquire(s, 4), 0); /* nothing left queued */
+	ck_assert_int_eq(ration_sem_try_acquire(s, 4),
+			 0); /* nothing left queued */
 	ck_assert_int_eq(ration_sem_release(s, 4), 0);
 	ck_assert_int_eq(ration_sem_free(s), 0);
 	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
@@ -211,7 +219,8 @@ START_TEST(test_shared_grant_taken_while_mutex_owner_stopped)
 	pid_t waiter = spawn(child_queue, &w);
 	wait_waiters(s, 1);
 	stop_and_wait(waiter);
-	ck_assert_int_eq(ration_sem_release(s, 2), 0); /* granted, not yet taken */
+	ck_assert_int_eq(ration_sem_release(s, 2),
+			 0); /* granted, not yet taken */
 	struct job o = {.name = name, .sc = scratch_new()};
 	pid_t owner = spawn(child_own_mutex, &o);
 	WAIT_FOR(atomic_load(&o.sc->ready));
@@ -237,7 +246,6 @@ START_TEST(test_shared_grant_taken_while_mutex_owner_stopped)
 	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
 }
 END_TEST
-
 
 /* ---- liveness: zombie leaders, PID namespaces, reclaimed handles ---- */
 
@@ -288,7 +296,8 @@ hold_until_go(void *arg)
 	atomic_store(&j->sc->ready, 1);
 	while (!atomic_load(&j->sc->go))
 		sleep_ns(MS);
-	_exit(ration_sem_release(s, j->n) == 0 && ration_sem_free(s) == 0 ? 0 : 4);
+	_exit(ration_sem_release(s, j->n) == 0 && ration_sem_free(s) == 0 ? 0
+									  : 4);
 }
 
 /* Main thread exits; another holds the weight until told. The job and its
@@ -350,7 +359,10 @@ child_in_pidns(void *arg)
 	}
 	atomic_store(&j->sc->fence[0], (uint64_t)pid);
 	int st;
-	return waitpid(pid, &st, 0) == pid && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL ? 0 : 9;
+	return waitpid(pid, &st, 0) == pid && WIFSIGNALED(st) &&
+			       WTERMSIG(st) == SIGKILL
+		       ? 0
+		       : 9;
 }
 
 /* Issue 19.2: a holder in another PID namespace (containers sharing
@@ -363,9 +375,11 @@ START_TEST(test_shared_holder_in_another_pid_namespace)
 	ration_sem_t *s = create(name, 10);
 	struct job j = {.name = name, .sc = scratch_new(), .n = 6};
 	pid_t launcher = spawn(child_in_pidns, &j);
-	WAIT_FOR(atomic_load(&j.sc->ready) || waitpid(launcher, NULL, WNOHANG) != 0);
+	WAIT_FOR(atomic_load(&j.sc->ready) ||
+		 waitpid(launcher, NULL, WNOHANG) != 0);
 	if (!atomic_load(&j.sc->ready)) {
-		printf("skipped: PID namespaces not permitted here (unshare(CLONE_NEWPID))\n");
+		printf("skipped: PID namespaces not permitted here "
+		       "(unshare(CLONE_NEWPID))\n");
 		ck_assert_int_eq(ration_sem_free(s), 0);
 		ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
 		return;
@@ -376,9 +390,11 @@ START_TEST(test_shared_holder_in_another_pid_namespace)
 	ck_assert_int_gt(holder, 1);
 	int64_t t0 = ration_now();
 	ck_assert_int_eq(kill(holder, SIGKILL), 0);
-	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 10), 0);
+	ck_assert_int_eq(
+		ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 10),
+		0);
 	fprintf(stderr, "pid namespace: weight back %.2f ms after SIGKILL\n",
-	       (double)(ration_now() - t0) / 1e6);
+		(double)(ration_now() - t0) / 1e6);
 	ck_assert_int_lt(ration_now() - t0, RECOVERY_NS);
 	ck_assert_int_eq(reap(launcher), 0);
 	ck_assert_int_eq(ration_sem_release(s, 10), 0);
@@ -423,7 +439,9 @@ START_TEST(test_shared_fork_child_does_not_keep_a_dead_parent_alive)
 	ck_assert_int_eq(ration_sem_available(s), 4);
 	int64_t t0 = ration_now();
 	kill_and_reap(parent);
-	ck_assert_int_eq(ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 10), 0);
+	ck_assert_int_eq(
+		ration_sem_acquire_until(s, ration_now() + TEST_WAIT_NS, 10),
+		0);
 	ck_assert_int_lt(ration_now() - t0, RECOVERY_NS);
 	pid_t orphan = (pid_t)atomic_load(&j.sc->fence[0]);
 	ck_assert_int_eq(kill(orphan, 0), 0); /* it still lives */
@@ -444,7 +462,8 @@ START_TEST(test_shared_release_through_reclaimed_handle_gives_nothing_back)
 	ration_sem_t *s = create(name, 10);
 	ration_sem_t *a;
 	ck_assert_int_eq(ration_sem_open_shared(name, 0, NULL, &a), 0);
-	ck_assert_int_eq(ration_sem_acquire(a, NULL, 4), 0);  /* fast path: a lane */
+	ck_assert_int_eq(ration_sem_acquire(a, NULL, 4),
+			 0); /* fast path: a lane */
 	ck_assert_int_eq(ration_sem_consume(a, 2), 0);
 	ck_assert_int_eq(ration_sem_available(s), 4);
 	close(shm_of(a)->fd);
@@ -481,8 +500,11 @@ faults_suite(void)
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, test_shared_zombie_main_thread_keeps_its_weight);
 	tcase_add_test(tc, test_shared_holder_in_another_pid_namespace);
-	tcase_add_test(tc, test_shared_fork_child_does_not_keep_a_dead_parent_alive);
-	tcase_add_test(tc, test_shared_release_through_reclaimed_handle_gives_nothing_back);
+	tcase_add_test(
+		tc, test_shared_fork_child_does_not_keep_a_dead_parent_alive);
+	tcase_add_test(
+		tc,
+		test_shared_release_through_reclaimed_handle_gives_nothing_back);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -27,13 +27,13 @@
 #define RUN_NAME "ration-run"
 /* Exit status: 0 all ok, 1..100 that many jobs failed, 101 more. The
  * others are sysexits.h's, apart from every job count: */
-#define RUN_EXIT_USAGE 64          /* EX_USAGE: bad options or input */
-#define RUN_EXIT_FAILCAP 101
-#define RUN_EXIT_INTERNAL 70       /* EX_SOFTWARE: our own failure */
-#define RUN_MAX_REQUEUES 4         /* --overrun requeue: then it fails */
-#define RUN_SAMPLE_NS (50 * 1000000LL)
-#define RUN_BACKFILL_DEFAULT 8     /* --backfill */
-#define RUN_CAP_STEP_MIN (16LL << 20) /* a requeue-mode cap grows by more */
+#define RUN_EXIT_USAGE       64 /* EX_USAGE: bad options or input */
+#define RUN_EXIT_FAILCAP     101
+#define RUN_EXIT_INTERNAL    70 /* EX_SOFTWARE: our own failure */
+#define RUN_MAX_REQUEUES     4  /* --overrun requeue: then it fails */
+#define RUN_SAMPLE_NS        (50 * 1000000LL)
+#define RUN_BACKFILL_DEFAULT 8            /* --backfill */
+#define RUN_CAP_STEP_MIN     (16LL << 20) /* a requeue-mode cap grows by more */
 
 enum weight_src { W_NONE, W_DECLARED, W_DEFAULT, W_LEARNED };
 
@@ -41,9 +41,9 @@ enum halt_when { HALT_NEVER, HALT_SOON, HALT_NOW };
 
 struct halt_spec {
 	enum halt_when when;
-	bool on_success;   /* success=N instead of fail=N */
-	unsigned n;        /* how many; >= 1 */
-	bool percent;      /* n is a percentage of all jobs */
+	bool on_success; /* success=N instead of fail=N */
+	unsigned n;      /* how many; >= 1 */
+	bool percent;    /* n is a percentage of all jobs */
 };
 
 struct linebuf {
@@ -53,99 +53,103 @@ struct linebuf {
 
 struct job {
 	/* Set by the parser, read-only afterwards. */
-	unsigned seq;              /* 1-based position in the job list */
-	unsigned line;             /* input line, for messages */
+	unsigned seq;  /* 1-based position in the job list */
+	unsigned line; /* input line, for messages */
 	char *cmd;
-	int64_t weight;            /* bytes claimed from the budget; 0 = none */
+	int64_t weight; /* bytes claimed from the budget; 0 = none */
 	enum weight_src wsrc;
 
 	/* Dispatcher until handoff, supervisor after. */
 	ration_claim_t claims[2];
 	size_t nclaims;
-	bool token_held;           /* holds a make token read from make */
-	bool js_implicit;          /* holds our implicit jobserver slot */
-	unsigned char token;       /* the byte read, written back as is */
-	int reject;                /* -E2BIG etc.: never ran */
-	int spawn_err;             /* posix_spawn failed */
+	bool token_held;     /* holds a make token read from make */
+	bool js_implicit;    /* holds our implicit jobserver slot */
+	unsigned char token; /* the byte read, written back as is */
+	int reject;          /* -E2BIG etc.: never ran */
+	int spawn_err;       /* posix_spawn failed */
 	pid_t pid;
-	int cg_fd;                 /* its cgroup.procs, or -1 (run_cgroup.c) */
-	int cg_use_fd;             /* its usage file, or -1 */
-	int cg_stat_fd;            /* its memory.stat, or -1 */
-	ration_ctx_t *ctx;         /* timeout + halt; child of the kill ctx */
-	int out_fd, err_fd;        /* temp files, or pipes with --line-buffer */
+	int cg_fd;          /* its cgroup.procs, or -1 (run_cgroup.c) */
+	int cg_use_fd;      /* its usage file, or -1 */
+	int cg_stat_fd;     /* its memory.stat, or -1 */
+	ration_ctx_t *ctx;  /* timeout + halt; child of the kill ctx */
+	int out_fd, err_fd; /* temp files, or pipes with --line-buffer */
 	struct linebuf out_lb, err_lb;
-	int64_t start_ns, end_ns;  /* CLOCK_MONOTONIC */
-	double start_wall;         /* epoch seconds, for the joblog */
-	int64_t kill_at_ns;        /* SIGKILL due after SIGTERM; 0 = none */
+	int64_t start_ns, end_ns; /* CLOCK_MONOTONIC */
+	double start_wall;        /* epoch seconds, for the joblog */
+	int64_t kill_at_ns;       /* SIGKILL due after SIGTERM; 0 = none */
 	bool term_sent, kill_sent;
 	bool timed_out, cancelled;
 	int wstatus;
-	int64_t peak_bytes;        /* measured; -1 unknown */
-	struct job *next;          /* handoff queue / running list */
+	int64_t peak_bytes; /* measured; -1 unknown */
+	struct job *next;   /* handoff queue / running list */
 
 	/* Measurement and overruns (run_measure.c, run_overrun.c): set by
 	 * the dispatcher before the spawn, by the supervisor after. */
-	int64_t cap;               /* limit of its cgroup; 0 = none */
-	bool cap_waits;            /* at its cap it waits (v1), not OOM */
-	bool at_cap;               /* waited at its cap at the last sample */
-	int64_t reserved;          /* consumed for a cap not yet raised */
-	int64_t held;              /* budget acquired to start it */
-	int64_t consumed;          /* budget consumed since (measured) */
-	int64_t cur_bytes;         /* last sample; -1 none yet */
-	int64_t oom_kills;         /* OOM kills inside its cgroup */
-	unsigned attempt;          /* 0, then 1 after the first requeue... */
-	unsigned bypassed;         /* jobs started before it while it was
+	int64_t cap;         /* limit of its cgroup; 0 = none */
+	bool cap_waits;      /* at its cap it waits (v1), not OOM */
+	bool at_cap;         /* waited at its cap at the last sample */
+	int64_t reserved;    /* consumed for a cap not yet raised */
+	int64_t held;        /* budget acquired to start it */
+	int64_t consumed;    /* budget consumed since (measured) */
+	int64_t cur_bytes;   /* last sample; -1 none yet */
+	int64_t oom_kills;   /* OOM kills inside its cgroup */
+	unsigned attempt;    /* 0, then 1 after the first requeue... */
+	unsigned bypassed;   /* jobs started before it while it was
 				      the blocked head (run_sched.c) */
-	bool taken;                /* dispatcher: started or handed off */
-	bool alone;                /* heavier than the budget: runs alone */
-	bool stopped;              /* SIGSTOPped by --overrun suspend */
-	bool overrun_killed;       /* killed by --overrun requeue/kill */
-	bool requeue;              /* queue it again once reaped */
-	bool went_over;            /* measured passed its weight */
-	unsigned tries;            /* failed attempts so far (--retries) */
-	bool order_done;           /* --keep-order: output waits its turn */
+	bool taken;          /* dispatcher: started or handed off */
+	bool alone;          /* heavier than the budget: runs alone */
+	bool stopped;        /* SIGSTOPped by --overrun suspend */
+	bool overrun_killed; /* killed by --overrun requeue/kill */
+	bool requeue;        /* queue it again once reaped */
+	bool went_over;      /* measured passed its weight */
+	unsigned tries;      /* failed attempts so far (--retries) */
+	bool order_done;     /* --keep-order: output waits its turn */
 };
 
-enum overrun_mode { OVERRUN_WAIT, OVERRUN_SUSPEND, OVERRUN_REQUEUE,
-		    OVERRUN_KILL };
+enum overrun_mode {
+	OVERRUN_WAIT,
+	OVERRUN_SUSPEND,
+	OVERRUN_REQUEUE,
+	OVERRUN_KILL
+};
 
 /* An argument source (run_input.c). */
 struct arg_source {
-	const char *file;          /* -a / :::: FILE ("-" = stdin); NULL: words */
-	char *const *words;        /* the words after ::: */
+	const char *file;   /* -a / :::: FILE ("-" = stdin); NULL: words */
+	char *const *words; /* the words after ::: */
 	size_t nwords;
 };
 
 /* Where jobs come from: the command line's input language (run_input.c). */
 struct input_spec {
-	char *command;             /* template: the command words joined by
+	char *command;          /* template: the command words joined by
 				      spaces; NULL: each record is a job line */
-	struct arg_source *src;    /* -a, :::, :::: in order; none: stdin */
+	struct arg_source *src; /* -a, :::, :::: in order; none: stdin */
 	size_t nsrc;
-	const char *job_file;      /* --job-file; NULL = stdin */
-	unsigned max_args;         /* -N; 0 = 1 */
-	bool null_sep;             /* -0: records end at NUL, not newline */
-	const char *weight_expr;   /* -w with {} or size(); NULL: a size */
+	const char *job_file;    /* --job-file; NULL = stdin */
+	unsigned max_args;       /* -N; 0 = 1 */
+	bool null_sep;           /* -0: records end at NUL, not newline */
+	const char *weight_expr; /* -w with {} or size(); NULL: a size */
 };
 
 enum joblog_format { JOBLOG_RATION, JOBLOG_PARALLEL };
 
 struct run_opts {
 	struct input_spec in;
-	int64_t budget_bytes;      /* 0 = no memory budget */
-	int64_t slots;             /* 0 = unlimited */
-	int64_t default_weight;    /* --weight; 0 = none */
+	int64_t budget_bytes;   /* 0 = no memory budget */
+	int64_t slots;          /* 0 = unlimited */
+	int64_t default_weight; /* --weight; 0 = none */
 	const char *learn_file;
-	int64_t timeout_ns;        /* 0 = none */
+	int64_t timeout_ns; /* 0 = none */
 	int64_t grace_ns;
 	struct halt_spec halt;
 	const char *joblog;
 	enum joblog_format joblog_format;
-	bool resume;               /* skip the jobs the joblog has */
-	bool resume_failed;        /* skip those it has as succeeded */
-	unsigned retries;          /* attempts per failing job; 0 = 1 */
-	double timeout_pct;        /* --timeout N%: of the median; 0 = none */
-	bool keep_order;           /* output in input order */
+	bool resume;        /* skip the jobs the joblog has */
+	bool resume_failed; /* skip those it has as succeeded */
+	unsigned retries;   /* attempts per failing job; 0 = 1 */
+	double timeout_pct; /* --timeout N%: of the median; 0 = none */
+	bool keep_order;    /* output in input order */
 	bool tag, line_buffer, progress, dry_run, report;
 	bool use_jobserver;
 	bool use_cgroup;           /* --no-cgroup clears it */
@@ -162,68 +166,68 @@ struct run_opts {
 /* Jobserver client state (run_jobserver.c). */
 struct jobserver {
 	bool active;
-	bool unavailable;          /* make -j but no usable fds: run serially */
-	int rfd, wfd;              /* our own descriptions, rfd non-blocking */
-	int wake_fd;               /* eventfd: the implicit slot came free */
+	bool unavailable; /* make -j but no usable fds: run serially */
+	int rfd, wfd;     /* our own descriptions, rfd non-blocking */
+	int wake_fd;      /* eventfd: the implicit slot came free */
 	pthread_mutex_t mu;
-	bool implicit_busy;        /* mu */
-	char desc[64];             /* for messages */
+	bool implicit_busy; /* mu */
+	char desc[64];      /* for messages */
 };
 
 /* Per-job cgroups for memory.peak (run_cgroup.c); read-only once made. */
 struct cgroup {
-	bool active;               /* jobs get a cgroup each */
-	int version;               /* 2 or 1: the hierarchy used */
-	bool enabled_base;         /* we turned memory on in base */
-	char *base;                /* our cgroup v2 directory */
-	char *run;                 /* base/ration-run.PID: the jobs' parent */
-	char *self;                /* base/ration-run.PID.self, if we moved */
-	char why[320];             /* !active: the reason, for --report */
+	bool active;       /* jobs get a cgroup each */
+	int version;       /* 2 or 1: the hierarchy used */
+	bool enabled_base; /* we turned memory on in base */
+	char *base;        /* our cgroup v2 directory */
+	char *run;         /* base/ration-run.PID: the jobs' parent */
+	char *self;        /* base/ration-run.PID.self, if we moved */
+	char why[320];     /* !active: the reason, for --report */
 };
 
 struct runner {
 	struct run_opts *o;
-	struct job **jobs;         /* chunks of JOB_CHUNK (run_input.c) */
-	size_t njobs;              /* written by main, then the dispatcher,
+	struct job **jobs;          /* chunks of JOB_CHUNK (run_input.c) */
+	size_t njobs;               /* written by main, then the dispatcher,
 				      under mu once threads run */
-	struct stream *stream;     /* input read as it arrives; NULL: whole */
-	bool input_failed;         /* a bad record stopped a streamed input */
-	ration_sem_t *budget;      /* NULL: no memory budget */
-	ration_sem_t *slots;       /* NULL: unlimited */
-	ration_ctx_t *kill_ctx;    /* cancelled: running jobs get SIGTERM */
-	ration_ctx_t *dispatch_ctx;/* cancelled: start nothing more */
+	struct stream *stream;      /* input read as it arrives; NULL: whole */
+	bool input_failed;          /* a bad record stopped a streamed input */
+	ration_sem_t *budget;       /* NULL: no memory budget */
+	ration_sem_t *slots;        /* NULL: unlimited */
+	ration_ctx_t *kill_ctx;     /* cancelled: running jobs get SIGTERM */
+	ration_ctx_t *dispatch_ctx; /* cancelled: start nothing more */
 	struct jobserver js;
 	struct cgroup cg;
-	ration_learn_t *learn;     /* --learn; NULL without */
+	ration_learn_t *learn; /* --learn; NULL without */
 	FILE *joblog;
 	bool progress_tty;
 
 	pthread_mutex_t mu;
-	struct job *incoming;      /* mu; handoff queue, LIFO, fixed on take */
-	bool dispatch_done;        /* mu */
-	size_t dispatched;         /* mu; jobs handed to the supervisor */
-	struct job *requeued;      /* mu; back to the dispatcher, by seq */
-	size_t settled;            /* mu; handed-off jobs finished for good */
-	pthread_cond_t cv;         /* requeued or settled changed */
-	int wake_fd;               /* eventfd: incoming or dispatch_done */
+	struct job *incoming; /* mu; handoff queue, LIFO, fixed on take */
+	bool dispatch_done;   /* mu */
+	size_t dispatched;    /* mu; jobs handed to the supervisor */
+	struct job *requeued; /* mu; back to the dispatcher, by seq */
+	size_t settled;       /* mu; handed-off jobs finished for good */
+	pthread_cond_t cv;    /* requeued or settled changed */
+	int wake_fd;          /* eventfd: incoming or dispatch_done */
 
 	/* Supervisor only. */
 	size_t done, failed, succeeded, cancelled, running;
 	size_t under_declared;
-	size_t resumed_skipped;    /* main: jobs --resume left out */
-	int64_t *runtimes;         /* sorted, for --timeout N% */
+	size_t resumed_skipped; /* main: jobs --resume left out */
+	int64_t *runtimes;      /* sorted, for --timeout N% */
 	size_t nruntimes, runtimes_cap;
-	size_t order_pos;          /* --keep-order: next job to print */
+	size_t order_pos; /* --keep-order: next job to print */
 	struct job *worst_over;
-	size_t oom_killed;         /* jobs OOM-killed inside their cgroup */
-	size_t overrun_kills;      /* jobs killed by --overrun requeue/kill */
-	size_t requeues;           /* attempts queued again */
-	size_t suspends;           /* SIGSTOPs by --overrun suspend */
-	int64_t reserved;          /* sum of the jobs' reserved */
+	size_t oom_killed;    /* jobs OOM-killed inside their cgroup */
+	size_t overrun_kills; /* jobs killed by --overrun requeue/kill */
+	size_t requeues;      /* attempts queued again */
+	size_t suspends;      /* SIGSTOPs by --overrun suspend */
+	int64_t reserved;     /* sum of the jobs' reserved */
 	int64_t next_sample_ns;
-	bool pgroup_scan;          /* a running job has no cgroup */
+	bool pgroup_scan; /* a running job has no cgroup */
 	int64_t t0_ns;
-	int signo;                 /* first SIGINT/SIGTERM/SIGHUP received */
+	int signo; /* first SIGINT/SIGTERM/SIGHUP received */
 	bool halted;
 	bool stdout_broken;
 };
@@ -265,13 +269,13 @@ int input_add_file(struct input_spec *in, const char *file);
 /* input_parse_words() - the words after the options: the command
  * template, then ::: WORDS and :::: FILES sources. @why gets the reason
  * of an -EINVAL (a usage error). Return: 0, -EINVAL or -ENOMEM. */
-int input_parse_words(struct input_spec *in, int argc, char **argv,
-		      char *why, size_t whylen);
+int input_parse_words(struct input_spec *in, int argc, char **argv, char *why,
+		      size_t whylen);
 /* input_free() - frees what input_parse_words() made. */
 void input_free(struct input_spec *in);
 /* Jobs live in chunks that never move: the supervisor holds pointers
  * to them while the dispatcher adds more (streamed input). */
-#define JOB_CHUNK 1024
+#define JOB_CHUNK      1024
 #define JOB_CHUNKS_MAX 32768
 
 /* job_at() - job @i (0-based) of @r. */
@@ -351,9 +355,8 @@ bool weight_is_expr(const char *s);
  * the reason of an error. Return: 0, -EINVAL (syntax, not a regular
  * file, not a size), -ERANGE (negative or too large), -ENOMEM, or
  * stat()'s -errno for size(FILE). */
-int weight_eval(const char *text, char *const *args, size_t nargs,
-		unsigned seq, bool check, int64_t *out, char *why,
-		size_t whylen);
+int weight_eval(const char *text, char *const *args, size_t nargs, unsigned seq,
+		bool check, int64_t *out, char *why, size_t whylen);
 
 /* run_joblog.c */
 
@@ -422,8 +425,7 @@ int64_t cg_job_current(const struct cgroup *cg, const struct job *j);
 /* cg_job_oom() - how many of @j's processes the kernel OOM-killed in its
  * cgroup so far (-1 if unknown); *@waiting: whether they wait at its cap
  * (v1 with j->cap_waits). */
-int64_t cg_job_oom(const struct cgroup *cg, const struct job *j,
-		   bool *waiting);
+int64_t cg_job_oom(const struct cgroup *cg, const struct job *j, bool *waiting);
 /* cg_job_set_cap() - limit @j's cgroup to @bytes and note it in j->cap.
  * Return: 0 or a negative errno (EBUSY: it uses more already). */
 int cg_job_set_cap(const struct cgroup *cg, struct job *j, int64_t bytes);
@@ -432,8 +434,7 @@ void cg_job_close(struct job *j);
 /* cg_job_end() - after @j was reaped: its peak in bytes (-1 if none),
  * its OOM kills in *@oom_kills (-1 unknown); closes its fds and removes
  * its cgroup. */
-int64_t cg_job_end(const struct cgroup *cg, struct job *j,
-		   int64_t *oom_kills);
+int64_t cg_job_end(const struct cgroup *cg, struct job *j, int64_t *oom_kills);
 /* cg_fini() - remove what cg_init() and cg_job_open() made and go back
  * to the cgroup ration-run started in. */
 void cg_fini(struct cgroup *cg);

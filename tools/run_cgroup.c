@@ -35,8 +35,8 @@
  * each on its own job's directory. struct cgroup is read-only in
  * between, so no lock.
  */
-#include "run.h"
 #include "run_cgroup.h"
+#include "run.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -198,8 +198,9 @@ own_path(const char *self, int version, char *rel, size_t len)
 		const char *eol = p + strcspn(p, "\n");
 		if (c2 == NULL || c2 > eol)
 			continue;
-		bool match = version == 2 ? strncmp(p, "0::", 3) == 0 :
-			     has_memory(c1 + 1, (size_t)(c2 - c1 - 1));
+		bool match = version == 2 ? strncmp(p, "0::", 3) == 0
+					  : has_memory(c1 + 1,
+						       (size_t)(c2 - c1 - 1));
 		if (!match || c2[1] != '/')
 			continue;
 		size_t n = (size_t)(eol - c2 - 1);
@@ -236,8 +237,9 @@ own_cgroup(struct cgroup *cg, int version)
 		return NULL;
 	}
 	if (!own_path(self, version, rel, sizeof(rel))) {
-		why(cg, "%s", version == 2 ? "not in a cgroup v2 hierarchy" :
-		    "no memory controller in cgroup v1 or v2");
+		why(cg, "%s",
+		    version == 2 ? "not in a cgroup v2 hierarchy"
+				 : "no memory controller in cgroup v1 or v2");
 		return NULL;
 	}
 	f = fopen("/proc/self/mountinfo", "re");
@@ -255,7 +257,8 @@ own_cgroup(struct cgroup *cg, int version)
 		if (version == 1) {
 			/* " - cgroup cgroup rw,memory": the super options. */
 			const char *opts = strrchr(sep, ' ');
-			if (strncmp(sep, " - cgroup ", 10) != 0 || opts == NULL ||
+			if (strncmp(sep, " - cgroup ", 10) != 0 ||
+			    opts == NULL ||
 			    !has_memory(opts + 1, strcspn(opts + 1, "\n")))
 				continue;
 		}
@@ -269,8 +272,9 @@ own_cgroup(struct cgroup *cg, int version)
 	}
 	fclose(f);
 	if (dir == NULL)
-		why(cg, "%s", version == 2 ? "no cgroup2 file system mounted" :
-		    "no cgroup v1 memory file system mounted");
+		why(cg, "%s",
+		    version == 2 ? "no cgroup2 file system mounted"
+				 : "no cgroup v1 memory file system mounted");
 	return dir;
 }
 
@@ -290,8 +294,8 @@ alone_in(const char *dir)
 	if (procs != NULL && cg_read_text(procs, buf, sizeof(buf)) == 0) {
 		char *end;
 		long pid = strtol(buf, &end, 10);
-		alone = pid == (long)getpid() && (*end == '\0' ||
-			(*end == '\n' && end[1] == '\0'));
+		alone = pid == (long)getpid() &&
+			(*end == '\0' || (*end == '\n' && end[1] == '\0'));
 	}
 	free(procs);
 	return alone;
@@ -325,8 +329,8 @@ enable_memory(struct cgroup *cg)
 		snprintf(name, sizeof(name), "ration-run.%d.self",
 			 (int)getpid());
 		cg->self = cg_path_join(cg->base, name);
-		char *procs = cg->self ? cg_path_join(cg->self, "cgroup.procs") :
-			      NULL;
+		char *procs = cg->self ? cg_path_join(cg->self, "cgroup.procs")
+				       : NULL;
 		if (procs != NULL && mkdir(cg->self, 0755) == 0 &&
 		    cg_write_text(procs, "0") == 0)
 			rc = cg_write_text(ctl, "+memory");
@@ -337,20 +341,28 @@ enable_memory(struct cgroup *cg)
 		cg->enabled_base = true;
 		return 0;
 	}
-	snprintf(cg->why, sizeof(cg->why), "cannot enable the memory "
-		 "controller in %s: %s%s", cg->base, strerror(-rc),
+	snprintf(cg->why, sizeof(cg->why),
+		 "cannot enable the memory "
+		 "controller in %s: %s%s",
+		 cg->base, strerror(-rc),
 		 rc == -EBUSY ? " (other processes in that cgroup; try "
-		 "systemd-run --scope -p Delegate=yes)" : "");
+				"systemd-run --scope -p Delegate=yes)"
+			      : "");
 	return rc;
 }
 
 static const struct cg_files files_v2 = {
-	"memory.current", "memory.peak", "memory.max", "memory.events",
+	"memory.current",
+	"memory.peak",
+	"memory.max",
+	"memory.events",
 };
 
 static const struct cg_files files_v1 = {
-	"memory.usage_in_bytes", "memory.max_usage_in_bytes",
-	"memory.limit_in_bytes", "memory.oom_control",
+	"memory.usage_in_bytes",
+	"memory.max_usage_in_bytes",
+	"memory.limit_in_bytes",
+	"memory.oom_control",
 };
 
 /* cg_files() - the interface file names of @cg's version. */
@@ -460,8 +472,10 @@ cg_init(struct cgroup *cg)
 	memset(cg, 0, sizeof(*cg));
 	init_v1(cg);
 	if (!cg->active && cg->base == NULL)
-		snprintf(cg->why, sizeof(cg->why), "%.250s; no cgroup v1 "
-			 "memory hierarchy either", why_v2);
+		snprintf(cg->why, sizeof(cg->why),
+			 "%.250s; no cgroup v1 "
+			 "memory hierarchy either",
+			 why_v2);
 	return 0;
 }
 
@@ -469,8 +483,8 @@ cg_init(struct cgroup *cg)
 int
 cg_job_dir(unsigned seq, unsigned attempt, char *buf, size_t len)
 {
-	int n = attempt == 0 ? snprintf(buf, len, "job%u", seq) :
-		snprintf(buf, len, "job%u.%u", seq, attempt);
+	int n = attempt == 0 ? snprintf(buf, len, "job%u", seq)
+			     : snprintf(buf, len, "job%u.%u", seq, attempt);
 
 	return n < 0 ? 0 : (size_t)n >= len ? (int)len - 1 : n;
 }
@@ -511,7 +525,7 @@ cg_fini(struct cgroup *cg)
 		/* Processes of a job killed as a group may still be dying:
 		 * give them up to a second. */
 		for (int i = 0; i < 100 && rmdir_jobs(cg); i++) {
-			struct timespec ts = { 0, 10 * 1000000L };
+			struct timespec ts = {0, 10 * 1000000L};
 			nanosleep(&ts, NULL);
 		}
 		rmdir(cg->run);
@@ -521,8 +535,8 @@ cg_fini(struct cgroup *cg)
 		 * it no longer hands memory to children. */
 		char *ctl = cg_path_join(cg->base, "cgroup.subtree_control");
 		char *procs = cg_path_join(cg->base, "cgroup.procs");
-		if (ctl != NULL && procs != NULL && (!cg->enabled_base ||
-		    cg_write_text(ctl, "-memory") == 0) &&
+		if (ctl != NULL && procs != NULL &&
+		    (!cg->enabled_base || cg_write_text(ctl, "-memory") == 0) &&
 		    cg_write_text(procs, "0") == 0)
 			rmdir(cg->self);
 		free(ctl);

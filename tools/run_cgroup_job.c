@@ -84,11 +84,11 @@ cg_job_open(const struct cgroup *cg, struct job *j)
 			rc = oc ? cg_write_text(oc, "1") : -ENOMEM;
 			free(oc);
 		}
-		if (rc == 0 && (j->cg_fd = open(procs, O_WRONLY |
-						O_CLOEXEC)) < 0)
+		if (rc == 0 &&
+		    (j->cg_fd = open(procs, O_WRONLY | O_CLOEXEC)) < 0)
 			rc = -errno;
-		if (rc == 0 && (j->cg_use_fd = open(use, O_RDONLY |
-						    O_CLOEXEC)) < 0)
+		if (rc == 0 &&
+		    (j->cg_use_fd = open(use, O_RDONLY | O_CLOEXEC)) < 0)
 			rc = -errno;
 		/* Optional: without it, usage counts all page cache. */
 		if (rc == 0)
@@ -162,9 +162,9 @@ cg_job_current(const struct cgroup *cg, const struct job *j)
 	 * short; counting it would make any job that reads a big file
 	 * look like a liar. The "working set" of container runtimes. */
 	if (pread_text(j->cg_stat_fd, buf, sizeof(buf))) {
-		int64_t idle = stat_value(buf, cg->version == 1 ?
-					  "total_inactive_file" :
-					  "inactive_file");
+		int64_t idle =
+			stat_value(buf, cg->version == 1 ? "total_inactive_file"
+							 : "inactive_file");
 		use = idle < use ? use - idle : 0;
 	}
 	return (int64_t)use;

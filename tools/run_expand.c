@@ -67,7 +67,7 @@ add_quoted(struct sbuf *b, const char *s, size_t n)
 	}
 	/* '...' around it, each ' as '"'"'; parallel then drops the ''
 	 * this leaves at either end ('x' -> "'"'"'x' not ''"'"'x'). */
-	struct sbuf q = { 0 };
+	struct sbuf q = {0};
 	sbuf_add(&q, "'", 1);
 	for (size_t i = 0; i < n; i++) {
 		if (s[i] == '\'')
@@ -130,7 +130,7 @@ add_basename(struct sbuf *b, const char *s, size_t n, bool noext)
 		return;
 	}
 	/* Kept: the lines before the match, then what follows the slash. */
-	struct sbuf t = { 0 };
+	struct sbuf t = {0};
 	sbuf_add(&t, s, start);
 	sbuf_add(&t, s + cut, n - cut);
 	if (t.err == 0)
@@ -143,8 +143,7 @@ add_basename(struct sbuf *b, const char *s, size_t n, bool noext)
 /* Perl File::Basename::fileparse: split after the last slash; no slash
  * gives the directory "./". */
 static void
-fileparse(const char *s, size_t n, const char **dir, size_t *dlen,
-	  size_t *blen)
+fileparse(const char *s, size_t n, const char **dir, size_t *dlen, size_t *blen)
 {
 	const char *slash = NULL;
 
@@ -193,15 +192,25 @@ enum mod { MOD_NONE, MOD_EXT, MOD_BASE, MOD_DIR, MOD_BASE_EXT };
 static void
 add_arg(struct sbuf *b, const char *arg, enum mod mod, bool quote)
 {
-	struct sbuf v = { 0 };
+	struct sbuf v = {0};
 	size_t n = strlen(arg);
 
 	switch (mod) {
-	case MOD_NONE: sbuf_add(&v, arg, n); break;
-	case MOD_EXT: sbuf_add(&v, arg, cut_ext(arg, n)); break;
-	case MOD_BASE: add_basename(&v, arg, n, false); break;
-	case MOD_BASE_EXT: add_basename(&v, arg, n, true); break;
-	case MOD_DIR: add_dirname(&v, arg, n); break;
+	case MOD_NONE:
+		sbuf_add(&v, arg, n);
+		break;
+	case MOD_EXT:
+		sbuf_add(&v, arg, cut_ext(arg, n));
+		break;
+	case MOD_BASE:
+		add_basename(&v, arg, n, false);
+		break;
+	case MOD_BASE_EXT:
+		add_basename(&v, arg, n, true);
+		break;
+	case MOD_DIR:
+		add_dirname(&v, arg, n);
+		break;
 	}
 	if (v.err != 0)
 		b->err = v.err;
@@ -217,9 +226,12 @@ add_arg(struct sbuf *b, const char *arg, enum mod mod, bool quote)
 static size_t
 match_rpl(const char *p, unsigned long *pos, enum mod *mod, bool *seq)
 {
-	static const struct { const char *s; enum mod m; } mods[] = {
-		{ "}", MOD_NONE }, { ".}", MOD_EXT }, { "/}", MOD_BASE },
-		{ "//}", MOD_DIR }, { "/.}", MOD_BASE_EXT },
+	static const struct {
+		const char *s;
+		enum mod m;
+	} mods[] = {
+		{"}", MOD_NONE},  {".}", MOD_EXT},       {"/}", MOD_BASE},
+		{"//}", MOD_DIR}, {"/.}", MOD_BASE_EXT},
 	};
 	const char *q = p + 1;
 
@@ -292,10 +304,10 @@ expand(const char *tmpl, size_t tlen, char *const *args, size_t nargs,
 
 /* expand_command() - see run.h. */
 int
-expand_command(const char *tmpl, char *const *args, size_t nargs,
-	       unsigned seq, char **out)
+expand_command(const char *tmpl, char *const *args, size_t nargs, unsigned seq,
+	       char **out)
 {
-	struct sbuf b = { 0 };
+	struct sbuf b = {0};
 	bool replaced;
 
 	expand(tmpl, strlen(tmpl), args, nargs, seq, true, &b, &replaced);

@@ -26,9 +26,9 @@
 /* One source's records, read whole. */
 struct records {
 	char **v;
-	unsigned *line;            /* 1-based record number in the source */
+	unsigned *line; /* 1-based record number in the source */
 	size_t n, cap;
-	const char *name;          /* for messages */
+	const char *name; /* for messages */
 };
 
 static int
@@ -95,8 +95,10 @@ read_records(const char *file, const struct input_spec *in, bool job_lines,
 			while (len > 0 && line[len - 1] == '\r')
 				line[--len] = '\0';
 		if (!in->null_sep && strlen(line) != (size_t)len) {
-			fprintf(stderr, RUN_NAME ": %s: line %u: contains a "
-				"NUL byte\n", r->name, lineno);
+			fprintf(stderr,
+				RUN_NAME ": %s: line %u: contains a "
+					 "NUL byte\n",
+				r->name, lineno);
 			rc = -EINVAL;
 			continue;
 		}
@@ -164,8 +166,10 @@ parse_line(char *text, const char *src, unsigned lineno, struct job *j)
 	j->weight = 0;
 	j->wsrc = W_NONE;
 	if (weight_before_space(text)) {
-		fprintf(stderr, RUN_NAME ": %s: line %u: '%.*s' looks like a "
-			"weight: put a TAB between the weight and the command\n",
+		fprintf(stderr,
+			RUN_NAME ": %s: line %u: '%.*s' looks like a "
+				 "weight: put a TAB between the weight and the "
+				 "command\n",
 			src, lineno, (int)strcspn(text, " "), text);
 		return -EINVAL;
 	}
@@ -177,7 +181,8 @@ parse_line(char *text, const char *src, unsigned lineno, struct job *j)
 		int rc = parse_size(text, &j->weight);
 		if (rc < 0) {
 			fprintf(stderr,
-				RUN_NAME ": %s: line %u: cannot parse weight "
+				RUN_NAME
+				": %s: line %u: cannot parse weight "
 				"'%s' (expected e.g. 512M, 4G, 1.5G)\n",
 				src, lineno, text);
 			return rc;
@@ -189,7 +194,8 @@ parse_line(char *text, const char *src, unsigned lineno, struct job *j)
 		if (*cmd == '\0') {
 			fprintf(stderr,
 				RUN_NAME ": %s: line %u: empty command after "
-				"weight '%s'\n", src, lineno, text);
+					 "weight '%s'\n",
+				src, lineno, text);
 			return -EINVAL;
 		}
 	}
@@ -205,7 +211,7 @@ make_job(const struct input_spec *in, char *const *args, size_t n,
 	int rc;
 
 	if (in->command == NULL) {
-		struct sbuf line = { 0 };
+		struct sbuf line = {0};
 		for (size_t i = 0; i < n; i++) {
 			if (i > 0)
 				sbuf_add(&line, " ", 1);
@@ -224,11 +230,13 @@ make_job(const struct input_spec *in, char *const *args, size_t n,
 	if (rc < 0 || in->weight_expr == NULL || j->wsrc == W_DECLARED)
 		return rc;
 	char why[256];
-	rc = weight_eval(in->weight_expr, args, n, seq, false, &j->weight,
-			 why, sizeof(why));
+	rc = weight_eval(in->weight_expr, args, n, seq, false, &j->weight, why,
+			 sizeof(why));
 	if (rc < 0) {
-		fprintf(stderr, RUN_NAME ": job %u (%s line %u): --weight "
-			"'%s': %s\n", seq, src, lineno, in->weight_expr, why);
+		fprintf(stderr,
+			RUN_NAME ": job %u (%s line %u): --weight "
+				 "'%s': %s\n",
+			seq, src, lineno, in->weight_expr, why);
 		return rc == -ENOMEM ? rc : -EINVAL;
 	}
 	j->wsrc = j->weight > 0 ? W_DEFAULT : W_NONE;
@@ -238,8 +246,7 @@ make_job(const struct input_spec *in, char *const *args, size_t n,
 /* Read every source of @in (stdin or the job file if none) into @recs
  * (*@nrecs of them). Return: 0 or a negative errno after a message. */
 static int
-read_sources(const struct input_spec *in, struct records **recs,
-	     size_t *nrecs)
+read_sources(const struct input_spec *in, struct records **recs, size_t *nrecs)
 {
 	size_t n = in->nsrc > 0 ? in->nsrc : 1;
 	struct records *r = calloc(n, sizeof(*r));
@@ -253,9 +260,10 @@ read_sources(const struct input_spec *in, struct records **recs,
 		return read_records(in->job_file, in, in->command == NULL, r);
 	for (size_t i = 0; i < in->nsrc && rc != -ENOMEM; i++) {
 		const struct arg_source *s = &in->src[i];
-		int src_rc = s->file != NULL ?
-			read_records(s->file, in, in->command == NULL, &r[i]) :
-			word_records(s, &r[i]);
+		int src_rc = s->file != NULL
+				     ? read_records(s->file, in,
+						    in->command == NULL, &r[i])
+				     : word_records(s, &r[i]);
 		if (src_rc < 0)
 			rc = src_rc;
 	}
@@ -332,7 +340,7 @@ read_jobs(struct runner *r)
 	struct records *recs = NULL;
 	size_t nrecs = 0;
 	size_t per_job = in->max_args > 0 ? in->max_args : 1;
-	unsigned seq = 0;          /* numbers bad jobs too, for messages */
+	unsigned seq = 0; /* numbers bad jobs too, for messages */
 
 	/* The whole input is read before anything runs: a bad record then
 	 * stops the run before any job has side effects, and the progress
@@ -399,8 +407,8 @@ free_jobs(struct runner *r)
 		free(j->out_lb.buf);
 		free(j->err_lb.buf);
 	}
-	for (size_t c = 0; r->jobs != NULL && c < JOB_CHUNKS_MAX &&
-	     r->jobs[c] != NULL; c++)
+	for (size_t c = 0;
+	     r->jobs != NULL && c < JOB_CHUNKS_MAX && r->jobs[c] != NULL; c++)
 		free(r->jobs[c]);
 	free(r->jobs);
 	r->jobs = NULL;
@@ -445,19 +453,23 @@ input_parse_words(struct input_spec *in, int argc, char **argv, char *why,
 		  size_t whylen)
 {
 	int i = 0;
-	struct sbuf cmd = { 0 };
+	struct sbuf cmd = {0};
 
 	if (argc > 0 && !is_sep(argv[0]) &&
 	    looks_like_weight(argv[0], strlen(argv[0]))) {
-		snprintf(why, whylen, "'%s' looks like a weight, not a command:"
-			 " give it as -w %s", argv[0], argv[0]);
+		snprintf(why, whylen,
+			 "'%s' looks like a weight, not a command:"
+			 " give it as -w %s",
+			 argv[0], argv[0]);
 		return -EINVAL;
 	}
 	for (; i < argc && !is_sep(argv[i]); i++) {
 		if (strncmp(argv[i], ":::", 3) == 0 &&
 		    strspn(argv[i], ":+") == strlen(argv[i])) {
-			snprintf(why, whylen, "'%s' is not supported (only ::: "
-				 "and ::::)", argv[i]);
+			snprintf(why, whylen,
+				 "'%s' is not supported (only ::: "
+				 "and ::::)",
+				 argv[i]);
 			free(cmd.buf);
 			return -EINVAL;
 		}
@@ -486,13 +498,15 @@ input_parse_words(struct input_spec *in, int argc, char **argv, char *why,
 				return -ENOMEM;
 	}
 	if (in->job_file != NULL && (in->command != NULL || in->nsrc > 0)) {
-		snprintf(why, whylen, "--job-file lines are whole commands: "
+		snprintf(why, whylen,
+			 "--job-file lines are whole commands: "
 			 "with a command or an argument source, give arguments "
 			 "with -a FILE or :::: FILE");
 		return -EINVAL;
 	}
 	if (in->max_args > 1 && in->nsrc > 1) {
-		snprintf(why, whylen, "-N with more than one argument source "
+		snprintf(why, whylen,
+			 "-N with more than one argument source "
 			 "is not supported");
 		return -EINVAL;
 	}

@@ -45,7 +45,7 @@ parse_joblog(FILE *f, const char *path, enum joblog_format fmt,
 
 	while (rc == 0 && getline(&line, &cap, f) >= 0) {
 		lineno++;
-		char *field[8] = { 0 }, *p = line, *end;
+		char *field[8] = {0}, *p = line, *end;
 		int k;
 		for (k = 0; k < 8 && p != NULL; k++) {
 			field[k] = p;
@@ -57,8 +57,10 @@ parse_joblog(FILE *f, const char *path, enum joblog_format fmt,
 		unsigned long seq = strtoul(field[0], &end, 10);
 		if (k <= exit_col + 1 || *end != '\0' || seq == 0 ||
 		    errno != 0) {
-			fprintf(stderr, RUN_NAME ": %s: line %u: not a joblog "
-				"line; cannot resume from it\n", path, lineno);
+			fprintf(stderr,
+				RUN_NAME ": %s: line %u: not a joblog "
+					 "line; cannot resume from it\n",
+				path, lineno);
 			rc = -EINVAL;
 			break;
 		}
@@ -111,10 +113,12 @@ joblog_open(struct runner *r)
 		int rc = 0;
 		if (getline(&first, &cap, f) >= 0 &&
 		    strcmp(first, header[o->joblog_format]) != 0) {
-			fprintf(stderr, RUN_NAME ": %s: not a joblog in the "
-				"%s format (--joblog-format)\n", o->joblog,
-				o->joblog_format == JOBLOG_PARALLEL ?
-				"parallel" : "ration");
+			fprintf(stderr,
+				RUN_NAME ": %s: not a joblog in the "
+					 "%s format (--joblog-format)\n",
+				o->joblog,
+				o->joblog_format == JOBLOG_PARALLEL ? "parallel"
+								    : "ration");
 			rc = -EINVAL;
 		}
 		free(first);
@@ -146,8 +150,8 @@ joblog_open(struct runner *r)
 
 /* joblog_line() - see run.h. */
 void
-joblog_line(struct runner *r, const struct job *j, double runtime,
-	    int exitval, int sig)
+joblog_line(struct runner *r, const struct job *j, double runtime, int exitval,
+	    int sig)
 {
 	FILE *f = r->joblog;
 

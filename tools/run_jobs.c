@@ -62,14 +62,14 @@ check_halt(struct runner *r)
 		return;
 	r->halted = true;
 	progress_clear(r);
-	fprintf(stderr, RUN_NAME ": halting after %zu %s job%s (--halt %s,"
-		"%s=%u%s): %s\n", count, h->on_success ? "successful" :
-		"failed", count == 1 ? "" : "s",
-		h->when == HALT_NOW ? "now" : "soon",
-		h->on_success ? "success" : "fail", h->n,
-		h->percent ? "%" : "",
-		h->when == HALT_NOW ? "stopping running jobs" :
-		"waiting for running jobs");
+	fprintf(stderr,
+		RUN_NAME ": halting after %zu %s job%s (--halt %s,"
+			 "%s=%u%s): %s\n",
+		count, h->on_success ? "successful" : "failed",
+		count == 1 ? "" : "s", h->when == HALT_NOW ? "now" : "soon",
+		h->on_success ? "success" : "fail", h->n, h->percent ? "%" : "",
+		h->when == HALT_NOW ? "stopping running jobs"
+				    : "waiting for running jobs");
 	/* now: the kill ctx takes every job ctx and the dispatcher with it;
 	 * soon: only the dispatcher stops. */
 	if (h->when == HALT_NOW)
@@ -95,13 +95,16 @@ finish_unrun(struct runner *r, struct job *j)
 		char w[16], b[16];
 		format_size(j->weight, w, sizeof(w));
 		format_size(r->o->budget_bytes, b, sizeof(b));
-		fprintf(stderr, RUN_NAME ": job %u (line %u): weight %s is "
-			"above the memory budget %s; not run: %s\n", j->seq,
-			j->line, w, b, j->cmd);
+		fprintf(stderr,
+			RUN_NAME ": job %u (line %u): weight %s is "
+				 "above the memory budget %s; not run: %s\n",
+			j->seq, j->line, w, b, j->cmd);
 	} else {
 		int err = j->reject != 0 ? j->reject : j->spawn_err;
-		fprintf(stderr, RUN_NAME ": job %u (line %u): cannot start: "
-			"%s: %s\n", j->seq, j->line, strerror(-err), j->cmd);
+		fprintf(stderr,
+			RUN_NAME ": job %u (line %u): cannot start: "
+				 "%s: %s\n",
+			j->seq, j->line, strerror(-err), j->cmd);
 	}
 	joblog_line(r, j, 0.0, -1, 0);
 	order_finish(r, j, true, false);
@@ -138,16 +141,19 @@ say_overrun(struct runner *r, const struct job *j, bool again)
 	format_size(j->cap, c, sizeof(c));
 	progress_clear(r);
 	if (j->oom_kills > 0)
-		fprintf(stderr, RUN_NAME ": job %u (line %u) OOM-killed in its "
-			"cgroup at its cap %s (weight %s)", j->seq, j->line, c,
-			w);
+		fprintf(stderr,
+			RUN_NAME ": job %u (line %u) OOM-killed in its "
+				 "cgroup at its cap %s (weight %s)",
+			j->seq, j->line, c, w);
 	else
-		fprintf(stderr, RUN_NAME ": job %u (line %u) killed: it used %s,"
-			" weight %s, and the budget was full", j->seq, j->line,
-			p, w);
+		fprintf(stderr,
+			RUN_NAME ": job %u (line %u) killed: it used %s,"
+				 " weight %s, and the budget was full",
+			j->seq, j->line, p, w);
 	if (again)
 		fprintf(stderr, "; requeued with weight %s: %s\n",
-			(format_size(overrun_requeue_weight(j), c, sizeof(c)), c),
+			(format_size(overrun_requeue_weight(j), c, sizeof(c)),
+			 c),
 			j->cmd);
 	else
 		fprintf(stderr, ": %s\n", j->cmd);
@@ -183,15 +189,17 @@ note_over(struct runner *r, struct job *j)
 	format_size(j->peak_bytes, p, sizeof(p));
 	format_size(j->weight, w, sizeof(w));
 	progress_clear(r);
-	fprintf(stderr, RUN_NAME ": job %u (line %u) used %s, more than its "
-		"weight %s%s: %s\n", j->seq, j->line, p, w,
+	fprintf(stderr,
+		RUN_NAME ": job %u (line %u) used %s, more than its "
+			 "weight %s%s: %s\n",
+		j->seq, j->line, p, w,
 		r->o->strict_weights ? " (failed: --strict-weights)" : "",
 		j->cmd);
 	r->under_declared++;
 	if (r->worst_over == NULL ||
 	    (double)j->peak_bytes / (double)j->weight >
-	    (double)r->worst_over->peak_bytes /
-	    (double)r->worst_over->weight)
+		    (double)r->worst_over->peak_bytes /
+			    (double)r->worst_over->weight)
 		r->worst_over = j;
 }
 
@@ -255,8 +263,10 @@ finish(struct runner *r, struct job *j, int wstatus, const struct rusage *ru)
 		joblog_line(r, j, runtime, exitval, sig);
 	if (j->timed_out) {
 		progress_clear(r);
-		fprintf(stderr, RUN_NAME ": job %u (line %u) timed out after "
-			"%.3gs: %s\n", j->seq, j->line, runtime, j->cmd);
+		fprintf(stderr,
+			RUN_NAME ": job %u (line %u) timed out after "
+				 "%.3gs: %s\n",
+			j->seq, j->line, runtime, j->cmd);
 	}
 	if (killed)
 		say_overrun(r, j, again);
@@ -285,9 +295,11 @@ on_signal(struct runner *r, struct job *running, int signo)
 		r->signo = signo;
 		r->halted = true;
 		progress_clear(r);
-		fprintf(stderr, RUN_NAME ": %s: stopping %zu running job%s "
-			"(again to kill them at once)\n", strsignal(signo),
-			r->running, r->running == 1 ? "" : "s");
+		fprintf(stderr,
+			RUN_NAME ": %s: stopping %zu running job%s "
+				 "(again to kill them at once)\n",
+			strsignal(signo), r->running,
+			r->running == 1 ? "" : "s");
 		ration_ctx_cancel_with(r->kill_ctx, -EINTR);
 		return;
 	}
@@ -455,8 +467,10 @@ supervise(void *arg)
 		if (r->o->progress) {
 			if (now >= next_progress) {
 				progress_draw(r, false);
-				next_progress = now + (r->progress_tty ?
-					PROGRESS_TTY_NS : PROGRESS_LOG_NS);
+				next_progress =
+					now + (r->progress_tty
+						       ? PROGRESS_TTY_NS
+						       : PROGRESS_LOG_NS);
 			}
 			if (next_progress < next)
 				next = next_progress;
@@ -464,7 +478,8 @@ supervise(void *arg)
 
 		size_t want = 2 + r->running * 3;
 		if (pfd == NULL || want > pfd_cap) {
-			struct pollfd *np = realloc(pfd, want * 2 * sizeof(*np));
+			struct pollfd *np =
+				realloc(pfd, want * 2 * sizeof(*np));
 			if (np == NULL) {
 				fprintf(stderr, RUN_NAME ": out of memory\n");
 				exit(RUN_EXIT_INTERNAL);
@@ -473,18 +488,18 @@ supervise(void *arg)
 			pfd_cap = want * 2;
 		}
 		size_t n = 0;
-		pfd[n++] = (struct pollfd){ .fd = sfd, .events = POLLIN };
-		pfd[n++] = (struct pollfd){ .fd = r->wake_fd, .events = POLLIN };
+		pfd[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
+		pfd[n++] = (struct pollfd){.fd = r->wake_fd, .events = POLLIN};
 		for (struct job *j = running; j != NULL; j = j->next) {
 			int cfd = j->term_sent ? -1 : ration_ctx_fd(j->ctx);
 			if (cfd >= 0)
-				pfd[n++] = (struct pollfd){ .fd = cfd,
-							    .events = POLLIN };
+				pfd[n++] = (struct pollfd){.fd = cfd,
+							   .events = POLLIN};
 			if (r->o->line_buffer) {
-				pfd[n++] = (struct pollfd){ .fd = j->out_fd,
-							    .events = POLLIN };
-				pfd[n++] = (struct pollfd){ .fd = j->err_fd,
-							    .events = POLLIN };
+				pfd[n++] = (struct pollfd){.fd = j->out_fd,
+							   .events = POLLIN};
+				pfd[n++] = (struct pollfd){.fd = j->err_fd,
+							   .events = POLLIN};
 			}
 		}
 		int timeout_ms = -1;
@@ -493,7 +508,8 @@ supervise(void *arg)
 			timeout_ms = ms < 0 ? 0 : ms > 60000 ? 60000 : (int)ms;
 		}
 		if (poll(pfd, n, timeout_ms) < 0 && errno != EINTR) {
-			fprintf(stderr, RUN_NAME ": poll: %s\n", strerror(errno));
+			fprintf(stderr, RUN_NAME ": poll: %s\n",
+				strerror(errno));
 			exit(RUN_EXIT_INTERNAL);
 		}
 		struct signalfd_siginfo si;

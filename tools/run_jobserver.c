@@ -14,8 +14,8 @@
 
 #include <ctype.h>
 #include <errno.h>
-#include <limits.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <string.h>
@@ -70,8 +70,8 @@ open_fifo(struct jobserver *js, const char *path)
 static int
 open_pipe(struct jobserver *js, int r, int w)
 {
-	if (fcntl(r, F_GETFD) < 0 || fcntl(w, F_GETFD) < 0 ||
-	    !is_fifo(r) || !is_fifo(w))
+	if (fcntl(r, F_GETFD) < 0 || fcntl(w, F_GETFD) < 0 || !is_fifo(r) ||
+	    !is_fifo(w))
 		return -EBADF;
 	js->rfd = reopen_nonblock(r, O_RDONLY);
 	if (js->rfd < 0)
@@ -131,7 +131,9 @@ js_init(struct jobserver *js, const char *makeflags)
 	if (rc < 0) {
 		/* What make itself does in this spot: it cannot share the
 		 * limit, so it takes only the token it already holds. */
-		fprintf(stderr, RUN_NAME ": warning: jobserver '%s' "
+		fprintf(stderr,
+			RUN_NAME
+			": warning: jobserver '%s' "
 			"unavailable (%s): running one job at a time; mark "
 			"the recipe line with '+' to share make's -j\n",
 			js->desc, strerror(-rc));
@@ -193,9 +195,9 @@ js_acquire(struct jobserver *js, ration_ctx_t *ctx, struct job *j)
 		/* Sleep until a token arrives, our own implicit slot comes
 		 * free (wake_fd), or the run is halted (ctx_fd). */
 		struct pollfd pfd[3] = {
-			{ .fd = js->rfd, .events = POLLIN },
-			{ .fd = js->wake_fd, .events = POLLIN },
-			{ .fd = ctx_fd, .events = POLLIN },
+			{.fd = js->rfd, .events = POLLIN},
+			{.fd = js->wake_fd, .events = POLLIN},
+			{.fd = ctx_fd, .events = POLLIN},
 		};
 		if (poll(pfd, ctx_fd >= 0 ? 3 : 2, -1) < 0 && errno != EINTR)
 			return -errno;
@@ -218,7 +220,7 @@ js_release(struct jobserver *js, struct job *j)
 			ssize_t n = write(js->wfd, &j->token, 1);
 			if (n == 1 || (errno != EINTR && errno != EAGAIN))
 				break;
-			struct pollfd pfd = { .fd = js->wfd, .events = POLLOUT };
+			struct pollfd pfd = {.fd = js->wfd, .events = POLLOUT};
 			poll(&pfd, 1, 10);
 		}
 		j->token_held = false;

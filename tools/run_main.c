@@ -21,108 +21,159 @@
 
 /* In parts: C11 promises string literals of 4095 bytes only. */
 static const char *const usage_text[] = {
-"Usage: ration-run [OPTION]... [--job-file FILE] < JOBS\n"
-"       ration-run [OPTION]... COMMAND [ARG]... [::: ARGS | :::: FILES]...\n"
-"Run shell commands in parallel under a memory budget and a job-slot\n"
-"limit, in input (FIFO) order with bounded backfill.\n"
-"\n"
-"Without COMMAND, each input line is a job: a command for /bin/sh -c,\n"
-"optionally prefixed by its weight and a TAB:  4G<TAB>xz -9 big.tar.\n"
-"Sizes are binary: 512M, 4G, 1.5G, 100K, or plain bytes; a weight of 0\n"
-"means none. Blank lines are skipped.\n"
-"With COMMAND (GNU parallel's language), each input line, each ARG after\n"
-":::, each line of a FILE after :::: is an argument: {} the argument,\n"
-"{.} without extension, {/} basename, {//} dirname, {/.} basename without\n"
-"extension, {#} job number, {N} {N.} ... the Nth argument; quoted for the\n"
-"shell. A COMMAND without any of them gets the argument(s) appended.\n"
-"Several sources give every combination ({1} {2} ...).\n"
-"Stdin from a pipe or terminal is read as it arrives: jobs start before\n"
-"it ends. Files are read and checked whole first.\n"
-"\n"
-"Limits:\n"
-"  -m, --memory SIZE      memory budget: SIZE, N% of MemAvailable, or none\n"
-"                         (default: 80% of MemAvailable in /proc/meminfo)\n"
-"  -j, --jobs N           at most N jobs at once; 0 = no limit (default: nproc)\n"
-"  -w, --weight EXPR      weight of every job that declares none: a SIZE,\n"
-"                         or computed per job: '8*size({})' (8 x the bytes\n"
-"                         of the file named by the argument); + - * / ( )\n"
-"                         max(a,b,..) min(..) size(FILE) {..} (an argument\n"
-"                         that is a SIZE)\n"
-"      --learn FILE       weight a job that declares none by the peak memory\n"
-"                         measured for the same command in earlier runs, and\n"
-"                         record this run's peaks in FILE\n"
-"      --no-jobserver     ignore a GNU make jobserver in MAKEFLAGS\n"
-"      --no-cgroup        measure jobs by their process group's RSS, not\n"
-"                         by a memory cgroup per job\n"
-"      --overrun MODE     when jobs' real use passes the budget: wait (admit\n"
-"                         nothing new; default), suspend (SIGSTOP the job\n"
-"                         most over its weight until there is room), requeue\n"
-"                         (kill it, run it again with its peak + 25%, at\n"
-"                         least twice its weight), kill (kill it; it fails)\n"
-"      --cap-margin F     requeue, kill: cap each job's cgroup at weight x\n"
-"                         (1 + F) (default 0.25); requeue raises a cap by\n"
-"                         weight x F while the budget has room\n"
-"      --strict-weights   a job that uses more than its weight fails\n"
-"      --alone-if-too-big run a job heavier than the budget alone instead of\n"
-"                         failing it (implied by --overrun requeue)\n"
-"      --backfill N       while the next job waits for memory, let at most N\n"
-"                         jobs behind it that fit now and leave room for it\n"
-"                         start first (default 8; 0 = strict FIFO)\n"
-"",
-"Input:\n"
-"  -a, --arg-file FILE    arguments from FILE ('-' = stdin), as :::: FILE;\n"
-"                         without COMMAND its lines are job lines\n"
-"      --job-file FILE    job lines from FILE instead of stdin; refuses a\n"
-"                         COMMAND, so a file of arguments is never run\n"
-"  -N, --max-args N       N arguments per job (one source only)\n"
-"  -0, --null             input records end with NUL, not newline\n"
-"Failure handling:\n"
-"      --timeout DURATION kill a job running longer than DURATION\n"
-"                         (e.g. 30, 30s, 500ms, 5m, 1.5h); it then fails;\n"
-"                         N% = N% of the median run time of the jobs\n"
-"                         finished so far (no limit until one has)\n"
-"      --retries N        run a failing job up to N times in all; only the\n"
-"                         last attempt is logged and its output shown\n"
-"      --grace DURATION   time between SIGTERM and SIGKILL (default 2s)\n"
-"      --halt SPEC        stop early: never (default), now,fail=N,\n"
-"                         soon,fail=N, now,success=N, N% instead of N;\n"
-"                         now = SIGTERM running jobs, soon = let them finish\n"
-"Output:\n"
-"      --tag              prefix each output line with SEQ<TAB>COMMAND<TAB>\n"
-"      --line-buffer      pass output on line by line while jobs run\n"
-"                         (default: each job's output whole, when it ends)\n"
-"      --joblog FILE      one line per job: Seq Start Runtime Exitval Signal\n"
-"                         Declared Measured Command (TAB-separated, bytes);\n"
-"                         Seq is the job's place in the input\n"
-"      --joblog-format F  ration (default) or parallel (GNU parallel's\n"
-"                         columns: Seq Host Starttime JobRuntime Send\n"
-"                         Receive Exitval Signal Command)\n"
-"      --resume           run only the jobs whose Seq the joblog lacks, and\n"
-"                         append to it\n"
-"      --resume-failed    also run again those it has as failed\n"
-"  -k, --keep-order       output in input order, not in order of ending\n"
-"      --progress         progress line on stderr even if not a terminal\n"
-"      --no-progress      no progress line even on a terminal\n"
-"      --report           summary on stderr at the end (implied by progress)\n"
-"",
-"  -n, --dry-run          print SEQ, weight and command of each job, and the\n"
-"                         limits on stderr; run none\n"
-"  -h, --help             this help\n"
-"  -V, --version          print the version\n"
-"\n"
-"Each job runs in its own process group, stdin from /dev/null. Its memory\n"
-"is measured while it runs, all its processes together: a memory cgroup\n"
-"per job (v2, or v1 where the memory controller is there) when one can be\n"
-"made, else the summed RSS of its process group every 50 ms; --report says\n"
-"which. A job counts against the budget with max(weight, measured).\n"
-"Inside `make -jN` (MAKEFLAGS with --jobserver-auth=R,W or fifo:PATH)\n"
-"every job but the first also holds a make token, so the whole build\n"
-"stays within N.\n"
-"\n"
-"Exit status: the number of failed jobs (timed out, killed, nonzero exit,\n"
-"weight above the budget, over it with --strict-weights), 101 if more\n"
-"than 100; jobs stopped by --halt are not counted. 64 for usage errors and\n"
-"bad input (nothing runs), 70 for internal errors, 128+N after signal N.\n",
+	"Usage: ration-run [OPTION]... [--job-file FILE] < JOBS\n"
+	"       ration-run [OPTION]... COMMAND [ARG]... [::: ARGS | :::: "
+	"FILES]...\n"
+	"Run shell commands in parallel under a memory budget and a job-slot\n"
+	"limit, in input (FIFO) order with bounded backfill.\n"
+	"\n"
+	"Without COMMAND, each input line is a job: a command for /bin/sh -c,\n"
+	"optionally prefixed by its weight and a TAB:  4G<TAB>xz -9 big.tar.\n"
+	"Sizes are binary: 512M, 4G, 1.5G, 100K, or plain bytes; a weight of "
+	"0\n"
+	"means none. Blank lines are skipped.\n"
+	"With COMMAND (GNU parallel's language), each input line, each ARG "
+	"after\n"
+	":::, each line of a FILE after :::: is an argument: {} the argument,\n"
+	"{.} without extension, {/} basename, {//} dirname, {/.} basename "
+	"without\n"
+	"extension, {#} job number, {N} {N.} ... the Nth argument; quoted for "
+	"the\n"
+	"shell. A COMMAND without any of them gets the argument(s) appended.\n"
+	"Several sources give every combination ({1} {2} ...).\n"
+	"Stdin from a pipe or terminal is read as it arrives: jobs start "
+	"before\n"
+	"it ends. Files are read and checked whole first.\n"
+	"\n"
+	"Limits:\n"
+	"  -m, --memory SIZE      memory budget: SIZE, N% of MemAvailable, or "
+	"none\n"
+	"                         (default: 80% of MemAvailable in "
+	"/proc/meminfo)\n"
+	"  -j, --jobs N           at most N jobs at once; 0 = no limit "
+	"(default: nproc)\n"
+	"  -w, --weight EXPR      weight of every job that declares none: a "
+	"SIZE,\n"
+	"                         or computed per job: '8*size({})' (8 x the "
+	"bytes\n"
+	"                         of the file named by the argument); + - * / "
+	"( )\n"
+	"                         max(a,b,..) min(..) size(FILE) {..} (an "
+	"argument\n"
+	"                         that is a SIZE)\n"
+	"      --learn FILE       weight a job that declares none by the peak "
+	"memory\n"
+	"                         measured for the same command in earlier "
+	"runs, and\n"
+	"                         record this run's peaks in FILE\n"
+	"      --no-jobserver     ignore a GNU make jobserver in MAKEFLAGS\n"
+	"      --no-cgroup        measure jobs by their process group's RSS, "
+	"not\n"
+	"                         by a memory cgroup per job\n"
+	"      --overrun MODE     when jobs' real use passes the budget: wait "
+	"(admit\n"
+	"                         nothing new; default), suspend (SIGSTOP the "
+	"job\n"
+	"                         most over its weight until there is room), "
+	"requeue\n"
+	"                         (kill it, run it again with its peak + 25%, "
+	"at\n"
+	"                         least twice its weight), kill (kill it; it "
+	"fails)\n"
+	"      --cap-margin F     requeue, kill: cap each job's cgroup at "
+	"weight x\n"
+	"                         (1 + F) (default 0.25); requeue raises a cap "
+	"by\n"
+	"                         weight x F while the budget has room\n"
+	"      --strict-weights   a job that uses more than its weight fails\n"
+	"      --alone-if-too-big run a job heavier than the budget alone "
+	"instead of\n"
+	"                         failing it (implied by --overrun requeue)\n"
+	"      --backfill N       while the next job waits for memory, let at "
+	"most N\n"
+	"                         jobs behind it that fit now and leave room "
+	"for it\n"
+	"                         start first (default 8; 0 = strict FIFO)\n"
+	"",
+	"Input:\n"
+	"  -a, --arg-file FILE    arguments from FILE ('-' = stdin), as :::: "
+	"FILE;\n"
+	"                         without COMMAND its lines are job lines\n"
+	"      --job-file FILE    job lines from FILE instead of stdin; "
+	"refuses a\n"
+	"                         COMMAND, so a file of arguments is never "
+	"run\n"
+	"  -N, --max-args N       N arguments per job (one source only)\n"
+	"  -0, --null             input records end with NUL, not newline\n"
+	"Failure handling:\n"
+	"      --timeout DURATION kill a job running longer than DURATION\n"
+	"                         (e.g. 30, 30s, 500ms, 5m, 1.5h); it then "
+	"fails;\n"
+	"                         N% = N% of the median run time of the jobs\n"
+	"                         finished so far (no limit until one has)\n"
+	"      --retries N        run a failing job up to N times in all; only "
+	"the\n"
+	"                         last attempt is logged and its output shown\n"
+	"      --grace DURATION   time between SIGTERM and SIGKILL (default "
+	"2s)\n"
+	"      --halt SPEC        stop early: never (default), now,fail=N,\n"
+	"                         soon,fail=N, now,success=N, N% instead of "
+	"N;\n"
+	"                         now = SIGTERM running jobs, soon = let them "
+	"finish\n"
+	"Output:\n"
+	"      --tag              prefix each output line with "
+	"SEQ<TAB>COMMAND<TAB>\n"
+	"      --line-buffer      pass output on line by line while jobs run\n"
+	"                         (default: each job's output whole, when it "
+	"ends)\n"
+	"      --joblog FILE      one line per job: Seq Start Runtime Exitval "
+	"Signal\n"
+	"                         Declared Measured Command (TAB-separated, "
+	"bytes);\n"
+	"                         Seq is the job's place in the input\n"
+	"      --joblog-format F  ration (default) or parallel (GNU "
+	"parallel's\n"
+	"                         columns: Seq Host Starttime JobRuntime Send\n"
+	"                         Receive Exitval Signal Command)\n"
+	"      --resume           run only the jobs whose Seq the joblog "
+	"lacks, and\n"
+	"                         append to it\n"
+	"      --resume-failed    also run again those it has as failed\n"
+	"  -k, --keep-order       output in input order, not in order of "
+	"ending\n"
+	"      --progress         progress line on stderr even if not a "
+	"terminal\n"
+	"      --no-progress      no progress line even on a terminal\n"
+	"      --report           summary on stderr at the end (implied by "
+	"progress)\n"
+	"",
+	"  -n, --dry-run          print SEQ, weight and command of each job, "
+	"and the\n"
+	"                         limits on stderr; run none\n"
+	"  -h, --help             this help\n"
+	"  -V, --version          print the version\n"
+	"\n"
+	"Each job runs in its own process group, stdin from /dev/null. Its "
+	"memory\n"
+	"is measured while it runs, all its processes together: a memory "
+	"cgroup\n"
+	"per job (v2, or v1 where the memory controller is there) when one can "
+	"be\n"
+	"made, else the summed RSS of its process group every 50 ms; --report "
+	"says\n"
+	"which. A job counts against the budget with max(weight, measured).\n"
+	"Inside `make -jN` (MAKEFLAGS with --jobserver-auth=R,W or fifo:PATH)\n"
+	"every job but the first also holds a make token, so the whole build\n"
+	"stays within N.\n"
+	"\n"
+	"Exit status: the number of failed jobs (timed out, killed, nonzero "
+	"exit,\n"
+	"weight above the budget, over it with --strict-weights), 101 if more\n"
+	"than 100; jobs stopped by --halt are not counted. 64 for usage errors "
+	"and\n"
+	"bad input (nothing runs), 70 for internal errors, 128+N after signal "
+	"N.\n",
 };
 
 /* usage_error() - print "ration-run: " and @fmt with @arg, a hint
@@ -148,55 +199,74 @@ count_arg(const char *name, const char *arg, long long min)
 	if (errno != 0 || end == arg || *end != '\0' || n < min ||
 	    n > 1000000) {
 		char msg[160];
-		snprintf(msg, sizeof(msg), "invalid %s '%.40s' (expected a "
-			 "number from %lld)", name, arg, min);
+		snprintf(msg, sizeof(msg),
+			 "invalid %s '%.40s' (expected a "
+			 "number from %lld)",
+			 name, arg, min);
 		usage_error("%s", msg);
 	}
 	return (unsigned)n;
 }
 
 enum {
-	OPT_LEARN = 256, OPT_TIMEOUT, OPT_GRACE, OPT_HALT, OPT_JOBLOG,
-	OPT_TAG, OPT_LINEBUF, OPT_PROGRESS, OPT_NOPROGRESS, OPT_REPORT,
-	OPT_NOJS, OPT_NOCG, OPT_OVERRUN, OPT_CAPMARGIN, OPT_STRICT,
-	OPT_ALONE, OPT_BACKFILL, OPT_JOBFILE, OPT_RETRIES, OPT_JOBLOGFMT,
-	OPT_RESUME, OPT_RESUMEFAILED,
+	OPT_LEARN = 256,
+	OPT_TIMEOUT,
+	OPT_GRACE,
+	OPT_HALT,
+	OPT_JOBLOG,
+	OPT_TAG,
+	OPT_LINEBUF,
+	OPT_PROGRESS,
+	OPT_NOPROGRESS,
+	OPT_REPORT,
+	OPT_NOJS,
+	OPT_NOCG,
+	OPT_OVERRUN,
+	OPT_CAPMARGIN,
+	OPT_STRICT,
+	OPT_ALONE,
+	OPT_BACKFILL,
+	OPT_JOBFILE,
+	OPT_RETRIES,
+	OPT_JOBLOGFMT,
+	OPT_RESUME,
+	OPT_RESUMEFAILED,
 };
 
 static const struct option long_opts[] = {
-	{ "arg-file", required_argument, NULL, 'a' },
-	{ "job-file", required_argument, NULL, OPT_JOBFILE },
-	{ "retries", required_argument, NULL, OPT_RETRIES },
-	{ "joblog-format", required_argument, NULL, OPT_JOBLOGFMT },
-	{ "resume", no_argument, NULL, OPT_RESUME },
-	{ "resume-failed", no_argument, NULL, OPT_RESUMEFAILED },
-	{ "keep-order", no_argument, NULL, 'k' },
-	{ "max-args", required_argument, NULL, 'N' },
-	{ "null", no_argument, NULL, '0' },
-	{ "memory", required_argument, NULL, 'm' },
-	{ "jobs", required_argument, NULL, 'j' },
-	{ "weight", required_argument, NULL, 'w' },
-	{ "learn", required_argument, NULL, OPT_LEARN },
-	{ "timeout", required_argument, NULL, OPT_TIMEOUT },
-	{ "grace", required_argument, NULL, OPT_GRACE },
-	{ "halt", required_argument, NULL, OPT_HALT },
-	{ "joblog", required_argument, NULL, OPT_JOBLOG },
-	{ "tag", no_argument, NULL, OPT_TAG },
-	{ "line-buffer", no_argument, NULL, OPT_LINEBUF },
-	{ "progress", no_argument, NULL, OPT_PROGRESS },
-	{ "no-progress", no_argument, NULL, OPT_NOPROGRESS },
-	{ "report", no_argument, NULL, OPT_REPORT },
-	{ "no-jobserver", no_argument, NULL, OPT_NOJS },
-	{ "no-cgroup", no_argument, NULL, OPT_NOCG },
-	{ "overrun", required_argument, NULL, OPT_OVERRUN },
-	{ "cap-margin", required_argument, NULL, OPT_CAPMARGIN },
-	{ "strict-weights", no_argument, NULL, OPT_STRICT },
-	{ "alone-if-too-big", no_argument, NULL, OPT_ALONE },
-	{ "backfill", required_argument, NULL, OPT_BACKFILL },
-	{ "dry-run", no_argument, NULL, 'n' },
-	{ "help", no_argument, NULL, 'h' },
-	{ "version", no_argument, NULL, 'V' },
-	{ NULL, 0, NULL, 0 },
+	{"arg-file", required_argument, NULL, 'a'},
+	{"job-file", required_argument, NULL, OPT_JOBFILE},
+	{"retries", required_argument, NULL, OPT_RETRIES},
+	{"joblog-format", required_argument, NULL, OPT_JOBLOGFMT},
+	{"resume", no_argument, NULL, OPT_RESUME},
+	{"resume-failed", no_argument, NULL, OPT_RESUMEFAILED},
+	{"keep-order", no_argument, NULL, 'k'},
+	{"max-args", required_argument, NULL, 'N'},
+	{"null", no_argument, NULL, '0'},
+	{"memory", required_argument, NULL, 'm'},
+	{"jobs", required_argument, NULL, 'j'},
+	{"weight", required_argument, NULL, 'w'},
+	{"learn", required_argument, NULL, OPT_LEARN},
+	{"timeout", required_argument, NULL, OPT_TIMEOUT},
+	{"grace", required_argument, NULL, OPT_GRACE},
+	{"halt", required_argument, NULL, OPT_HALT},
+	{"joblog", required_argument, NULL, OPT_JOBLOG},
+	{"tag", no_argument, NULL, OPT_TAG},
+	{"line-buffer", no_argument, NULL, OPT_LINEBUF},
+	{"progress", no_argument, NULL, OPT_PROGRESS},
+	{"no-progress", no_argument, NULL, OPT_NOPROGRESS},
+	{"report", no_argument, NULL, OPT_REPORT},
+	{"no-jobserver", no_argument, NULL, OPT_NOJS},
+	{"no-cgroup", no_argument, NULL, OPT_NOCG},
+	{"overrun", required_argument, NULL, OPT_OVERRUN},
+	{"cap-margin", required_argument, NULL, OPT_CAPMARGIN},
+	{"strict-weights", no_argument, NULL, OPT_STRICT},
+	{"alone-if-too-big", no_argument, NULL, OPT_ALONE},
+	{"backfill", required_argument, NULL, OPT_BACKFILL},
+	{"dry-run", no_argument, NULL, 'n'},
+	{"help", no_argument, NULL, 'h'},
+	{"version", no_argument, NULL, 'V'},
+	{NULL, 0, NULL, 0},
 };
 
 /* parse_args() - the command line into @o, defaults filled in;
@@ -256,9 +326,12 @@ parse_args(int argc, char **argv, struct run_opts *o)
 			}
 			if (weight_eval(optarg, NULL, 0, 0, true, &w, why,
 					sizeof(why)) < 0) {
-				fprintf(stderr, RUN_NAME ": --weight: %s\n", why);
-				usage_error("invalid weight '%s' (expected e.g. "
-					    "512M, 4G, '8*size({})')", optarg);
+				fprintf(stderr, RUN_NAME ": --weight: %s\n",
+					why);
+				usage_error(
+					"invalid weight '%s' (expected e.g. "
+					"512M, 4G, '8*size({})')",
+					optarg);
 			}
 			o->in.weight_expr = optarg;
 			break;
@@ -270,7 +343,8 @@ parse_args(int argc, char **argv, struct run_opts *o)
 			if (parse_timeout(optarg, &o->timeout_ns,
 					  &o->timeout_pct) < 0)
 				usage_error("invalid --timeout '%s' (expected "
-					    "e.g. 30s, 500ms, 5m, 200%%)", optarg);
+					    "e.g. 30s, 500ms, 5m, 200%%)",
+					    optarg);
 			break;
 		case OPT_RETRIES:
 			o->retries = count_arg("--retries", optarg, 0);
@@ -302,7 +376,8 @@ parse_args(int argc, char **argv, struct run_opts *o)
 			if (parse_halt(optarg, &o->halt) < 0)
 				usage_error("invalid --halt '%s' (expected "
 					    "never, now,fail=N, soon,fail=N, "
-					    "now,success=N)", optarg);
+					    "now,success=N)",
+					    optarg);
 			break;
 		case OPT_JOBLOG:
 			o->joblog = optarg;
@@ -339,8 +414,10 @@ parse_args(int argc, char **argv, struct run_opts *o)
 			o->cap_margin = strtod(optarg, &end);
 			if (errno != 0 || end == optarg || *end != '\0' ||
 			    !(o->cap_margin >= 0 && o->cap_margin <= 100))
-				usage_error("invalid --cap-margin '%s' (expected "
-					    "e.g. 0.25)", optarg);
+				usage_error(
+					"invalid --cap-margin '%s' (expected "
+					"e.g. 0.25)",
+					optarg);
 			break;
 		case OPT_STRICT:
 			o->strict_weights = true;
@@ -355,8 +432,9 @@ parse_args(int argc, char **argv, struct run_opts *o)
 			o->dry_run = true;
 			break;
 		case 'h':
-			for (size_t i = 0; i < sizeof(usage_text) /
-			     sizeof(usage_text[0]); i++)
+			for (size_t i = 0;
+			     i < sizeof(usage_text) / sizeof(usage_text[0]);
+			     i++)
 				fputs(usage_text[i], stdout);
 			exit(0);
 		case 'V':
@@ -364,16 +442,16 @@ parse_args(int argc, char **argv, struct run_opts *o)
 			exit(0);
 		default:
 			fprintf(stderr, "Try '" RUN_NAME " --help' for more "
-				"information.\n");
+					"information.\n");
 			exit(RUN_EXIT_USAGE);
 		}
 	}
 	if ((o->resume || o->resume_failed) && o->joblog == NULL)
 		usage_error("%s", "--resume and --resume-failed need --joblog "
-			    "FILE");
+				  "FILE");
 	if (o->keep_order && o->line_buffer)
 		usage_error("%s", "--keep-order and --line-buffer do not go "
-			    "together");
+				  "together");
 	char why[256];
 	int rc = input_parse_words(&o->in, argc - optind, argv + optind, why,
 				   sizeof(why));
@@ -385,12 +463,13 @@ parse_args(int argc, char **argv, struct run_opts *o)
 		rc = parse_budget(memory, &o->budget_bytes);
 		if (rc < 0)
 			usage_error("invalid --memory '%s' (expected e.g. 12G, "
-				    "50%%, none)", memory);
+				    "50%%, none)",
+				    memory);
 	} else {
 		int64_t avail = mem_available_bytes();
 		if (avail <= 0)
 			usage_error("%s", "cannot read MemAvailable from "
-				    "/proc/meminfo; give -m SIZE");
+					  "/proc/meminfo; give -m SIZE");
 		o->budget_bytes = avail / 5 * 4;
 		o->budget_is_default = true;
 	}
@@ -409,16 +488,16 @@ parse_args(int argc, char **argv, struct run_opts *o)
 static void
 dry_run(const struct runner *r)
 {
-	static const char *const src[] = { "none", "declared", "default",
-					   "learned" };
+	static const char *const src[] = {"none", "declared", "default",
+					  "learned"};
 	const struct run_opts *o = r->o;
 	char b[16];
 
 	format_size(o->budget_bytes, b, sizeof(b));
 	if (o->budget_bytes > 0)
 		fprintf(stderr, RUN_NAME ": limits: memory %lld bytes (%s%s), ",
-			(long long)o->budget_bytes, b, o->budget_is_default ?
-			", 80% of MemAvailable" : "");
+			(long long)o->budget_bytes, b,
+			o->budget_is_default ? ", 80% of MemAvailable" : "");
 	else
 		fprintf(stderr, RUN_NAME ": limits: no memory budget, ");
 	if (o->slots > 0)
@@ -427,16 +506,20 @@ dry_run(const struct runner *r)
 			o->slots_is_default ? " (nproc)" : "");
 	else
 		fprintf(stderr, "no job-slot limit");
-	fprintf(stderr, ", jobserver %s\n", r->js.active ? r->js.desc :
-		r->js.unavailable ? "unavailable" : "none");
+	fprintf(stderr, ", jobserver %s\n",
+		r->js.active        ? r->js.desc
+		: r->js.unavailable ? "unavailable"
+				    : "none");
 
 	for (size_t i = 0; i < r->njobs; i++) {
 		const struct job *j = job_at(r, i);
 		char w[16];
 		format_size(j->weight, w, sizeof(w));
 		printf("%u\t%s\t%s%s\t%s\n", j->seq, j->weight ? w : "-",
-		       src[j->wsrc], r->o->budget_bytes > 0 &&
-		       j->weight > r->o->budget_bytes ? ",above-budget" : "",
+		       src[j->wsrc],
+		       r->o->budget_bytes > 0 && j->weight > r->o->budget_bytes
+			       ? ",above-budget"
+			       : "",
 		       j->cmd);
 	}
 }
@@ -466,18 +549,24 @@ report(struct runner *r, size_t started)
 			ration_sem_stats(r->budget, &st);
 			format_size(st.max_in_use, a, sizeof(a));
 			format_size(r->o->budget_bytes, b, sizeof(b));
-			fprintf(stderr, RUN_NAME ": memory budget %s, most "
+			fprintf(stderr,
+				RUN_NAME
+				": memory budget %s, most "
 				"claimed at once %s (%.0f%%; each job's weight "
-				"or measured peak, whichever is larger)\n", b, a,
+				"or measured peak, whichever is larger)\n",
+				b, a,
 				100.0 * (double)st.max_in_use /
-				(double)r->o->budget_bytes);
+					(double)r->o->budget_bytes);
 		}
 		if (r->cg.active)
-			fprintf(stderr, RUN_NAME ": measured: cgroup v%d "
-				"memory cgroup per job, in %s\n", r->cg.version,
-				r->cg.run);
+			fprintf(stderr,
+				RUN_NAME ": measured: cgroup v%d "
+					 "memory cgroup per job, in %s\n",
+				r->cg.version, r->cg.run);
 		else
-			fprintf(stderr, RUN_NAME ": measured: RSS of each "
+			fprintf(stderr,
+				RUN_NAME
+				": measured: RSS of each "
 				"job's process group (no cgroup: %s)\n",
 				r->cg.why);
 	} else if (not_started > 0 && r->halted) {
@@ -487,24 +576,29 @@ report(struct runner *r, size_t started)
 	/* Always said: a job that uses more than it declared is how a
 	 * budget gets overrun, and only the user can fix the weight. */
 	if (r->oom_killed > 0 || r->overrun_kills > 0 || r->suspends > 0)
-		fprintf(stderr, RUN_NAME ": overruns: %zu OOM kill%s in a job's "
+		fprintf(stderr,
+			RUN_NAME
+			": overruns: %zu OOM kill%s in a job's "
 			"own cgroup, %zu job%s killed, %zu requeued, %zu "
-			"stopped for lack of room\n", r->oom_killed,
-			r->oom_killed == 1 ? "" : "s", r->overrun_kills,
-			r->overrun_kills == 1 ? "" : "s", r->requeues,
-			r->suspends);
+			"stopped for lack of room\n",
+			r->oom_killed, r->oom_killed == 1 ? "" : "s",
+			r->overrun_kills, r->overrun_kills == 1 ? "" : "s",
+			r->requeues, r->suspends);
 	if (r->under_declared > 0) {
 		struct job *w = r->worst_over;
 		char c[16];
 		format_size(w->weight, a, sizeof(a));
 		format_size(w->peak_bytes, c, sizeof(c));
-		fprintf(stderr, RUN_NAME ": %s: %zu job%s used more memory "
+		fprintf(stderr,
+			RUN_NAME
+			": %s: %zu job%s used more memory "
 			"than declared; worst: job %u (line %u) declared %s, "
-			"measured %s: %s%s\n", r->o->strict_weights ? "error" :
-			"warning", r->under_declared,
-			r->under_declared == 1 ? "" : "s", w->seq, w->line, a, c,
-			w->cmd, r->o->strict_weights ?
-			" (failed: --strict-weights)" : "");
+			"measured %s: %s%s\n",
+			r->o->strict_weights ? "error" : "warning",
+			r->under_declared, r->under_declared == 1 ? "" : "s",
+			w->seq, w->line, a, c, w->cmd,
+			r->o->strict_weights ? " (failed: --strict-weights)"
+					     : "");
 	}
 }
 
@@ -516,13 +610,13 @@ setup(struct runner *r)
 	int rc;
 
 	if (r->o->budget_bytes > 0) {
-		ration_sem_opts_t so = { .name = "memory" };
+		ration_sem_opts_t so = {.name = "memory"};
 		rc = ration_sem_new(r->o->budget_bytes, &so, &r->budget);
 		if (rc < 0)
 			return rc;
 	}
 	if (r->o->slots > 0) {
-		ration_sem_opts_t so = { .name = "slots" };
+		ration_sem_opts_t so = {.name = "slots"};
 		rc = ration_sem_new(r->o->slots, &so, &r->slots);
 		if (rc < 0)
 			return rc;
@@ -571,8 +665,8 @@ main(int argc, char **argv)
 {
 	struct run_opts o;
 	/* mu is static: reading the input takes it (job_commit()). */
-	struct runner r = { .o = &o, .wake_fd = -1,
-			    .mu = PTHREAD_MUTEX_INITIALIZER };
+	struct runner r = {
+		.o = &o, .wake_fd = -1, .mu = PTHREAD_MUTEX_INITIALIZER};
 	int rc;
 
 	parse_args(argc, argv, &o);
@@ -591,8 +685,9 @@ main(int argc, char **argv)
 	}
 	if (o.learn_file != NULL &&
 	    (rc = ration_learn_open(o.learn_file, &r.learn)) < 0)
-		usage_error("cannot read --learn file: %s", rc == -EPROTO ?
-			    "not a learn table, or damaged" : strerror(-rc));
+		usage_error("cannot read --learn file: %s",
+			    rc == -EPROTO ? "not a learn table, or damaged"
+					  : strerror(-rc));
 	if (stream_open(&r) < 0) {
 		fprintf(stderr, RUN_NAME ": out of memory\n");
 		exit(RUN_EXIT_INTERNAL);
@@ -610,9 +705,11 @@ main(int argc, char **argv)
 	if (joblog_open(&r) < 0)
 		exit(RUN_EXIT_USAGE);
 	if (r.resumed_skipped > 0)
-		fprintf(stderr, RUN_NAME ": %zu job%s done according to %s; "
-			"%zu to run\n", r.resumed_skipped,
-			r.resumed_skipped == 1 ? "" : "s", o.joblog, r.njobs);
+		fprintf(stderr,
+			RUN_NAME ": %zu job%s done according to %s; "
+				 "%zu to run\n",
+			r.resumed_skipped, r.resumed_skipped == 1 ? "" : "s",
+			o.joblog, r.njobs);
 
 	/* Blocked before any thread exists, so every thread (ours and the
 	 * ctx timer thread) inherits the mask and only the supervisor's
@@ -661,8 +758,8 @@ main(int argc, char **argv)
 	if (r.signo != 0)
 		status = 128 + r.signo;
 	else
-		status = r.failed > RUN_EXIT_FAILCAP ? RUN_EXIT_FAILCAP :
-			 (int)r.failed;
+		status = r.failed > RUN_EXIT_FAILCAP ? RUN_EXIT_FAILCAP
+						     : (int)r.failed;
 	/* Streamed input: the jobs before the bad record ran. */
 	if (r.signo == 0 && r.input_failed)
 		status = RUN_EXIT_USAGE;

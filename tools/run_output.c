@@ -130,7 +130,7 @@ emit(struct runner *r, const struct job *j, int to_fd, const char *buf,
 	char prefix[64];
 	int plen = snprintf(prefix, sizeof(prefix), "%u\t", j->seq);
 	size_t clen = strlen(j->cmd);
-	struct linebuf out = { 0 };
+	struct linebuf out = {0};
 	while (len > 0) {
 		const char *nl = memchr(buf, '\n', len);
 		size_t take = nl != NULL ? (size_t)(nl - buf) + 1 : len;
@@ -186,7 +186,7 @@ out_pump(struct runner *r, struct job *j, int *fd, struct linebuf *lb,
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
-			break;	/* EAGAIN: all there is for now */
+			break; /* EAGAIN: all there is for now */
 		}
 		if (lb_reserve(lb, (size_t)n) < 0)
 			break;
@@ -277,7 +277,7 @@ progress_draw(struct runner *r, bool final)
 	pthread_mutex_lock(&r->mu);
 	size_t dispatched = r->dispatched;
 	bool ddone = r->dispatch_done;
-	size_t njobs = r->njobs;	/* grows while input streams */
+	size_t njobs = r->njobs; /* grows while input streams */
 	pthread_mutex_unlock(&r->mu);
 	size_t queued = ddone ? 0 : njobs - dispatched;
 	int64_t elapsed = ration_now() - r->t0_ns;
@@ -298,7 +298,8 @@ progress_draw(struct runner *r, bool final)
 		      ", %zu running, %zu queued", r->running, queued);
 	if (r->budget != NULL) {
 		char used[16], total[16];
-		format_size(r->o->budget_bytes - ration_sem_available(r->budget),
+		format_size(r->o->budget_bytes -
+				    ration_sem_available(r->budget),
 			    used, sizeof(used));
 		format_size(r->o->budget_bytes, total, sizeof(total));
 		n += snprintf(line + n, sizeof(line) - (size_t)n,

@@ -126,9 +126,10 @@ suspend_or_continue(struct runner *r, struct job *running, bool over)
 	format_size(v->peak_bytes, a, sizeof(a));
 	format_size(v->weight, b, sizeof(b));
 	progress_clear(r);
-	fprintf(stderr, RUN_NAME ": job %u (line %u) uses %s, weight %s; "
-		"budget full: stopped until there is room: %s\n", v->seq,
-		v->line, a, b, v->cmd);
+	fprintf(stderr,
+		RUN_NAME ": job %u (line %u) uses %s, weight %s; "
+			 "budget full: stopped until there is room: %s\n",
+		v->seq, v->line, a, b, v->cmd);
 }
 
 /**
@@ -288,8 +289,10 @@ int
 parse_overrun(const char *s, enum overrun_mode *out)
 {
 	static const char *const names[] = {
-		[OVERRUN_WAIT] = "wait", [OVERRUN_SUSPEND] = "suspend",
-		[OVERRUN_REQUEUE] = "requeue", [OVERRUN_KILL] = "kill",
+		[OVERRUN_WAIT] = "wait",
+		[OVERRUN_SUSPEND] = "suspend",
+		[OVERRUN_REQUEUE] = "requeue",
+		[OVERRUN_KILL] = "kill",
 	};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {

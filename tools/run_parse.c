@@ -54,11 +54,20 @@ parse_size(const char *s, int64_t *out)
 	double mult = 1;
 	const char *p = u;
 	switch (toupper((unsigned char)*p)) {
-	case 'K': mult = 1024.0; break;
-	case 'M': mult = 1024.0 * 1024; break;
-	case 'G': mult = 1024.0 * 1024 * 1024; break;
-	case 'T': mult = 1024.0 * 1024 * 1024 * 1024; break;
-	default: break;
+	case 'K':
+		mult = 1024.0;
+		break;
+	case 'M':
+		mult = 1024.0 * 1024;
+		break;
+	case 'G':
+		mult = 1024.0 * 1024 * 1024;
+		break;
+	case 'T':
+		mult = 1024.0 * 1024 * 1024 * 1024;
+		break;
+	default:
+		break;
 	}
 	if (mult > 1) {
 		p++;
@@ -136,11 +145,11 @@ parse_timeout(const char *s, int64_t *out_ns, double *out_pct)
 int
 parse_halt(const char *s, struct halt_spec *out)
 {
-	struct halt_spec h = { .when = HALT_NOW, .n = 1 };
+	struct halt_spec h = {.when = HALT_NOW, .n = 1};
 	const char *p = s;
 
 	if (strcmp(s, "never") == 0 || strcmp(s, "0") == 0) {
-		*out = (struct halt_spec){ .when = HALT_NEVER };
+		*out = (struct halt_spec){.when = HALT_NEVER};
 		return 0;
 	}
 	if (strncmp(p, "now,", 4) == 0) {
@@ -284,4 +293,3 @@ looks_like_weight(const char *s, size_t len)
 	word[len] = '\0';
 	return parse_size(word, &v) == 0;
 }
-

@@ -29,9 +29,10 @@ retry_due(struct runner *r, struct job *j, bool ok)
 	if (++j->tries >= r->o->retries)
 		return false;
 	progress_clear(r);
-	fprintf(stderr, RUN_NAME ": job %u (line %u) failed; attempt %u of "
-		"%u: %s\n", j->seq, j->line, j->tries + 1, r->o->retries,
-		j->cmd);
+	fprintf(stderr,
+		RUN_NAME ": job %u (line %u) failed; attempt %u of "
+			 "%u: %s\n",
+		j->seq, j->line, j->tries + 1, r->o->retries, j->cmd);
 	return true;
 }
 
@@ -43,7 +44,7 @@ add_runtime(struct runner *r, int64_t ns)
 		size_t ncap = r->runtimes_cap ? r->runtimes_cap * 2 : 64;
 		int64_t *nv = realloc(r->runtimes, ncap * sizeof(*nv));
 		if (nv == NULL)
-			return;	/* the median then ignores this one */
+			return; /* the median then ignores this one */
 		r->runtimes = nv;
 		r->runtimes_cap = ncap;
 	}
@@ -70,8 +71,8 @@ timeout_check(struct runner *r, struct job *j, int64_t now)
 	if (r->o->timeout_pct <= 0 || r->nruntimes == 0 || j->term_sent)
 		return RATION_FOREVER;
 	double median = (double)r->runtimes[r->nruntimes / 2];
-	int64_t due = j->start_ns + (int64_t)(median * r->o->timeout_pct /
-					      100.0);
+	int64_t due =
+		j->start_ns + (int64_t)(median * r->o->timeout_pct / 100.0);
 	if (now < due)
 		return due;
 	/* enforce() takes it from here, as for an absolute timeout. */

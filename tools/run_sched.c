@@ -34,8 +34,8 @@
 #include <unistd.h>
 
 #define BACKFILL_POLL_NS (20 * 1000000LL)
-#define BACKFILL_WINDOW 64
-#define SETTLE_POLL_NS (100 * 1000000LL)
+#define BACKFILL_WINDOW  64
+#define SETTLE_POLL_NS   (100 * 1000000LL)
 
 /* Dispatcher state: where the first job not yet taken may be. */
 struct sched {
@@ -127,14 +127,14 @@ start(struct runner *r, struct job *j)
 		j->nclaims = 0;
 		if (rc == -EPIPE)
 			fprintf(stderr, RUN_NAME ": make's jobserver closed; "
-				"starting no more jobs\n");
+						 "starting no more jobs\n");
 		return rc;
 	}
 	j->cap = 0;
 	if ((o->overrun == OVERRUN_REQUEUE || o->overrun == OVERRUN_KILL) &&
 	    j->weight > 0)
-		j->cap = j->weight + (int64_t)((double)j->weight *
-					       o->cap_margin);
+		j->cap = j->weight +
+			 (int64_t)((double)j->weight * o->cap_margin);
 	j->cap_waits = o->overrun == OVERRUN_REQUEUE;
 	rc = job_spawn(r, j);
 	if (rc < 0) {
@@ -156,14 +156,14 @@ try_claims(struct runner *r, struct job *c)
 	if (r->slots != NULL) {
 		if (ration_sem_try_acquire(r->slots, 1) < 0)
 			return false;
-		c->claims[n++] = (ration_claim_t){ r->slots, 1 };
+		c->claims[n++] = (ration_claim_t){r->slots, 1};
 	}
 	if (r->budget != NULL && c->weight > 0) {
 		if (ration_sem_try_acquire(r->budget, c->weight) < 0) {
 			ration_release_all(c->claims, n);
 			return false;
 		}
-		c->claims[n++] = (ration_claim_t){ r->budget, c->weight };
+		c->claims[n++] = (ration_claim_t){r->budget, c->weight};
 	}
 	c->nclaims = n;
 	c->held = r->budget != NULL ? c->weight : 0;
@@ -186,7 +186,8 @@ backfill(struct sched *s, struct job *head, int64_t w_head)
 	size_t seen = 0;
 
 	for (size_t i = s->in_pos; i < r->njobs && seen < BACKFILL_WINDOW &&
-	     head->bypassed < r->o->backfill; i++) {
+				   head->bypassed < r->o->backfill;
+	     i++) {
 		struct job *c = job_at(r, i);
 		if (c->taken)
 			continue;
@@ -213,8 +214,8 @@ acquire_budget(struct sched *s, struct job *head, int64_t w)
 	if (r->o->backfill == 0 || r->js.active)
 		return ration_sem_acquire(r->budget, r->dispatch_ctx, w);
 	for (;;) {
-		int rc = ration_sem_acquire_until(r->budget, ration_now() +
-						  BACKFILL_POLL_NS, w);
+		int rc = ration_sem_acquire_until(
+			r->budget, ration_now() + BACKFILL_POLL_NS, w);
 		if (rc != -ETIMEDOUT)
 			return rc;
 		rc = ration_ctx_err(r->dispatch_ctx);
@@ -246,12 +247,12 @@ admit(struct sched *s, struct job *j)
 	if (rc == 0 && r->slots != NULL) {
 		rc = ration_sem_acquire(r->slots, r->dispatch_ctx, 1);
 		if (rc == 0)
-			j->claims[n++] = (ration_claim_t){ r->slots, 1 };
+			j->claims[n++] = (ration_claim_t){r->slots, 1};
 	}
 	if (rc == 0 && r->budget != NULL && w > 0) {
 		rc = acquire_budget(s, j, w);
 		if (rc == 0)
-			j->claims[n++] = (ration_claim_t){ r->budget, w };
+			j->claims[n++] = (ration_claim_t){r->budget, w};
 	}
 	if (rc < 0)
 		ration_release_all(j->claims, n);
@@ -273,7 +274,7 @@ admit(struct sched *s, struct job *j)
 size_t
 dispatch(struct runner *r)
 {
-	struct sched s = { .r = r };
+	struct sched s = {.r = r};
 	struct job *j;
 
 	for (;;) {

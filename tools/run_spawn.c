@@ -38,7 +38,7 @@ spawn_fork(struct job *j, int out, int err, char **argv)
 	if (pid < 0)
 		return -errno;
 	if (pid == 0) {
-		struct sigaction dfl = { .sa_handler = SIG_DFL };
+		struct sigaction dfl = {.sa_handler = SIG_DFL};
 		sigset_t none;
 		int null_fd;
 
@@ -95,7 +95,8 @@ spawn_posix(struct job *j, int out, int err, char **argv)
 	/* Own process group: a halt or timeout kills the whole pipeline the
 	 * shell started, not only the shell. */
 	posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP |
-				 POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+						POSIX_SPAWN_SETSIGMASK |
+						POSIX_SPAWN_SETSIGDEF);
 	posix_spawnattr_setpgroup(&attr, 0);
 	posix_spawnattr_setsigmask(&attr, &none);
 	posix_spawnattr_setsigdefault(&attr, &dfl);
@@ -133,7 +134,7 @@ job_spawn(struct runner *r, struct job *j)
 	 * runs, measured by its process group. */
 	(void)cg_job_open(&r->cg, j);
 
-	char *argv[] = { "sh", "-c", j->cmd, NULL };
+	char *argv[] = {"sh", "-c", j->cmd, NULL};
 	struct timespec wall;
 	clock_gettime(CLOCK_REALTIME, &wall);
 	j->start_wall = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9;

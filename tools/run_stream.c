@@ -25,12 +25,12 @@
 #include <unistd.h>
 
 struct stream {
-	char *buf;                 /* bytes read, not yet a record */
+	char *buf; /* bytes read, not yet a record */
 	size_t len, cap;
 	bool eof;
-	unsigned lineno;           /* records taken */
-	unsigned seq;              /* jobs made, bad ones included */
-	char **args;               /* -N records of the job being made */
+	unsigned lineno; /* records taken */
+	unsigned seq;    /* jobs made, bad ones included */
+	char **args;     /* -N records of the job being made */
 	unsigned *args_line;
 	size_t nargs, per_job;
 };
@@ -80,8 +80,8 @@ fill(struct runner *r, struct stream *s)
 	}
 	int cfd = ration_ctx_fd(r->dispatch_ctx);
 	struct pollfd pfd[2] = {
-		{ .fd = STDIN_FILENO, .events = POLLIN },
-		{ .fd = cfd, .events = POLLIN },
+		{.fd = STDIN_FILENO, .events = POLLIN},
+		{.fd = cfd, .events = POLLIN},
 	};
 	for (;;) {
 		if (ration_ctx_err(r->dispatch_ctx) != 0)
@@ -128,8 +128,10 @@ next_record(struct runner *r, struct stream *s, char **out)
 			memmove(s->buf, s->buf + used, s->len - used);
 			s->len -= used;
 			if (nul) {
-				fprintf(stderr, RUN_NAME ": stdin: line %u: "
-					"contains a NUL byte\n", s->lineno);
+				fprintf(stderr,
+					RUN_NAME ": stdin: line %u: "
+						 "contains a NUL byte\n",
+					s->lineno);
 				return -EINVAL;
 			}
 			if (rec == NULL)
@@ -168,7 +170,8 @@ stream_more(struct runner *r)
 			s->args[s->nargs++] = rec;
 		}
 		if (rc < 0 && rc != -EINVAL)
-			fprintf(stderr, RUN_NAME ": stdin: %s\n", strerror(-rc));
+			fprintf(stderr, RUN_NAME ": stdin: %s\n",
+				strerror(-rc));
 		if (rc < 0 || s->nargs == 0) {
 			r->input_failed = rc < 0;
 			drop_args(s);
@@ -192,8 +195,9 @@ stream_more(struct runner *r)
 		if (rc < 0) {
 			free(j != NULL ? j->cmd : NULL);
 			r->input_failed = true;
-			fprintf(stderr, RUN_NAME ": bad input: starting no more "
-				"jobs\n");
+			fprintf(stderr,
+				RUN_NAME ": bad input: starting no more "
+					 "jobs\n");
 			return -EINVAL;
 		}
 	}

@@ -32,12 +32,12 @@
 #include <sys/stat.h>
 
 struct eval {
-	const char *p;             /* next character */
+	const char *p; /* next character */
 	char *const *args;
 	size_t nargs;
 	unsigned seq;
-	bool check;                /* syntax only: no files, no arguments */
-	int err;                   /* first error; why says what */
+	bool check; /* syntax only: no files, no arguments */
+	int err;    /* first error; why says what */
 	char *why;
 	size_t whylen;
 };
@@ -80,7 +80,7 @@ accept(struct eval *e, char c)
 static char *
 expand_text(struct eval *e, const char *s, size_t n)
 {
-	struct sbuf b = { 0 };
+	struct sbuf b = {0};
 	bool replaced;
 
 	expand(s, n, e->args, e->nargs, e->seq, false, &b, &replaced);
@@ -152,8 +152,10 @@ size_value(struct eval *e)
 	char word[32];
 	size_t n = (size_t)(e->p - start);
 	if (n == 0 || n >= sizeof(word)) {
-		fail(e, -EINVAL, "expected a size, size(FILE), {...}, max(), "
-		     "min() or ( at '%s'", start);
+		fail(e, -EINVAL,
+		     "expected a size, size(FILE), {...}, max(), "
+		     "min() or ( at '%s'",
+		     start);
 		return 0;
 	}
 	memcpy(word, start, n);
@@ -252,9 +254,13 @@ int
 weight_eval(const char *text, char *const *args, size_t nargs, unsigned seq,
 	    bool check, int64_t *out, char *why, size_t whylen)
 {
-	struct eval e = { .p = text, .args = args, .nargs = nargs,
-			  .seq = seq, .check = check, .why = why,
-			  .whylen = whylen };
+	struct eval e = {.p = text,
+			 .args = args,
+			 .nargs = nargs,
+			 .seq = seq,
+			 .check = check,
+			 .why = why,
+			 .whylen = whylen};
 
 	double v = expr(&e);
 	skip_space(&e);

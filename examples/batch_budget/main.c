@@ -70,7 +70,6 @@
 
 #include "../example_args.h"
 
-
 /* Read by jemalloc at start-up when it is the process allocator (ignored by
  * glibc): without it, freed pages stay resident for up to 10 s (decay) and
  * RSS would measure jemalloc's cache, not the budget. */
@@ -81,7 +80,8 @@ void
 die_if(int rc, const char *what)
 {
 	if (rc != 0) {
-		fprintf(stderr, "batch_budget: %s: %s\n", what, ration_strerror(rc));
+		fprintf(stderr, "batch_budget: %s: %s\n", what,
+			ration_strerror(rc));
 		exit(1);
 	}
 }
@@ -102,37 +102,58 @@ parse_num(const char *s, long long lo, long long hi)
 static void
 usage(FILE *f)
 {
-	fprintf(f,
-"usage: batch_budget [options]\n"
-"Run a seeded, heavy-tailed batch of memory-hungry tasks under a byte budget.\n"
-"\n"
-"  --budget SIZE     memory budget, K/M/G suffixes (default 256M; at least 1M)\n"
-"  --tasks N         number of tasks (default 2000); a task larger than the\n"
-"                    budget is cut down to the budget\n"
-"  --threads N       worker threads in budget mode (default 64)\n"
-"  --seed S          workload seed (default 1)\n"
-"  --mode M          budget | elastic | fixed | unbounded (default budget)\n"
-"                      budget:    weight = declared bytes on a --budget semaphore\n"
-"                      elastic:   budget, and a task's claim follows the memory it\n"
-"                                 really allocates (group opts.elastic)\n"
-"                      fixed:     at most K = online CPUs tasks at a time\n"
-"                      unbounded: a thread per task, all at once (safety net RAM/2)\n"
-"  --compare         run every mode, each in a fresh child process, side by side\n"
-"  --json            print one JSON object instead of the report (with --compare:\n"
-"                    {\"compare\": [budget, fixed, unbounded, elastic]})\n"
-"  --timeline FILE   write in-use/RSS samples (every 10 ms) as CSV; with --compare\n"
-"                    one file per mode: FILE with -budget/-fixed/-unbounded inserted\n"
-"  --lie P:F         a seeded fraction P of the tasks (0..1) allocate F x what\n"
-"                    they declare (the same tasks in every mode), e.g. 0.2:3\n"
-"  --plot FILE.svg   draw in-use, claimed and RSS over time, one panel per mode\n"
-"  --progress        progress line on stderr even when it is not a terminal\n"
-"  --io-bw SIZE      simulated input read speed per task, bytes/s (default 512M;\n"
-"                    0 = no I/O wait, pure CPU)\n"
-"  --rss-slack SIZE  budget mode fails if peak RSS > budget + this (default 32M;\n"
-"                    0 = do not check)\n"
-"  --help            this text\n"
-"\n"
-"Exit status: 0 ok, 1 a check failed (see the report), 2 bad usage.\n");
+	fprintf(f, "usage: batch_budget [options]\n"
+		   "Run a seeded, heavy-tailed batch of memory-hungry tasks "
+		   "under a byte budget.\n"
+		   "\n"
+		   "  --budget SIZE     memory budget, K/M/G suffixes (default "
+		   "256M; at least 1M)\n"
+		   "  --tasks N         number of tasks (default 2000); a task "
+		   "larger than the\n"
+		   "                    budget is cut down to the budget\n"
+		   "  --threads N       worker threads in budget mode (default "
+		   "64)\n"
+		   "  --seed S          workload seed (default 1)\n"
+		   "  --mode M          budget | elastic | fixed | unbounded "
+		   "(default budget)\n"
+		   "                      budget:    weight = declared bytes "
+		   "on a --budget semaphore\n"
+		   "                      elastic:   budget, and a task's "
+		   "claim follows the memory it\n"
+		   "                                 really allocates (group "
+		   "opts.elastic)\n"
+		   "                      fixed:     at most K = online CPUs "
+		   "tasks at a time\n"
+		   "                      unbounded: a thread per task, all at "
+		   "once (safety net RAM/2)\n"
+		   "  --compare         run every mode, each in a fresh child "
+		   "process, side by side\n"
+		   "  --json            print one JSON object instead of the "
+		   "report (with --compare:\n"
+		   "                    {\"compare\": [budget, fixed, "
+		   "unbounded, elastic]})\n"
+		   "  --timeline FILE   write in-use/RSS samples (every 10 ms) "
+		   "as CSV; with --compare\n"
+		   "                    one file per mode: FILE with "
+		   "-budget/-fixed/-unbounded inserted\n"
+		   "  --lie P:F         a seeded fraction P of the tasks "
+		   "(0..1) allocate F x what\n"
+		   "                    they declare (the same tasks in every "
+		   "mode), e.g. 0.2:3\n"
+		   "  --plot FILE.svg   draw in-use, claimed and RSS over "
+		   "time, one panel per mode\n"
+		   "  --progress        progress line on stderr even when it "
+		   "is not a terminal\n"
+		   "  --io-bw SIZE      simulated input read speed per task, "
+		   "bytes/s (default 512M;\n"
+		   "                    0 = no I/O wait, pure CPU)\n"
+		   "  --rss-slack SIZE  budget mode fails if peak RSS > budget "
+		   "+ this (default 32M;\n"
+		   "                    0 = do not check)\n"
+		   "  --help            this text\n"
+		   "\n"
+		   "Exit status: 0 ok, 1 a check failed (see the report), 2 "
+		   "bad usage.\n");
 }
 
 _Noreturn static void
@@ -150,27 +171,33 @@ parse_args(int argc, char **argv, struct config *c)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		bool flag = !strcmp(a, "--compare") || !strcmp(a, "--json") ||
-			    !strcmp(a, "--progress") || !strcmp(a, "--help") || !strcmp(a, "-h");
+			    !strcmp(a, "--progress") || !strcmp(a, "--help") ||
+			    !strcmp(a, "-h");
 		const char *v = NULL;
 		if (!flag) {
 			static const char *const with_value[] = {
-				"--budget", "--tasks", "--threads", "--seed", "--mode",
-				"--timeline", "--io-bw", "--rss-slack", "--lie", "--plot",
+				"--budget", "--tasks",     "--threads",
+				"--seed",   "--mode",      "--timeline",
+				"--io-bw",  "--rss-slack", "--lie",
+				"--plot",
 			};
 			if (strncmp(a, "--", 2) != 0)
 				bad_usage("unexpected argument '%s'", a);
 			const char *eq = strchr(a, '=');
 			static char name[64];
-			if (eq != NULL) {   /* --budget=256M */
-				snprintf(name, sizeof name, "%.*s", (int)(eq - a), a);
+			if (eq != NULL) { /* --budget=256M */
+				snprintf(name, sizeof name, "%.*s",
+					 (int)(eq - a), a);
 				v = eq + 1;
 				a = name;
 			}
 			bool known = false;
-			for (size_t k = 0; k < sizeof with_value / sizeof *with_value; k++)
+			for (size_t k = 0;
+			     k < sizeof with_value / sizeof *with_value; k++)
 				known |= !strcmp(a, with_value[k]);
-			if (!known && (!strcmp(a, "--compare") || !strcmp(a, "--json") ||
-				       !strcmp(a, "--progress")))
+			if (!known &&
+			    (!strcmp(a, "--compare") || !strcmp(a, "--json") ||
+			     !strcmp(a, "--progress")))
 				bad_usage("option '%s' takes no value", a);
 			if (!known)
 				bad_usage("unknown option '%s'", a);
@@ -183,7 +210,7 @@ parse_args(int argc, char **argv, struct config *c)
 			}
 		}
 		if (v == NULL)
-			v = "";  /* a flag without a value: never read below */
+			v = ""; /* a flag without a value: never read below */
 		if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
 			usage(stdout);
 			exit(0);
@@ -196,22 +223,30 @@ parse_args(int argc, char **argv, struct config *c)
 		} else if (!strcmp(a, "--budget")) {
 			c->budget = parse_size(v);
 			if (c->budget < MIB || c->budget > RATION_SEM_MAX)
-				bad_usage("--budget: '%s' is not a size of at least 1M "
-					  "(e.g. 256M, 2G)", v);
+				bad_usage("--budget: '%s' is not a size of at "
+					  "least 1M "
+					  "(e.g. 256M, 2G)",
+					  v);
 		} else if (!strcmp(a, "--tasks")) {
 			c->tasks = (long)parse_num(v, 1, 10000000);
 			if (c->tasks < 1)
-				bad_usage("--tasks: '%s' is not a number in 1..10000000", v);
+				bad_usage("--tasks: '%s' is not a number in "
+					  "1..10000000",
+					  v);
 		} else if (!strcmp(a, "--threads")) {
 			c->threads = (unsigned)parse_num(v, 1, 4096);
 			if (c->threads < 1)
-				bad_usage("--threads: '%s' is not a number in 1..4096", v);
+				bad_usage("--threads: '%s' is not a number in "
+					  "1..4096",
+					  v);
 		} else if (!strcmp(a, "--seed")) {
 			char *end;
 			errno = 0;
 			c->seed = strtoull(v, &end, 0);
 			if (errno != 0 || end == v || *end != '\0' || *v == '-')
-				bad_usage("--seed: '%s' is not an unsigned number", v);
+				bad_usage("--seed: '%s' is not an unsigned "
+					  "number",
+					  v);
 		} else if (!strcmp(a, "--mode")) {
 			if (!strcmp(v, "budget"))
 				c->mode = MODE_BUDGET;
@@ -222,8 +257,10 @@ parse_args(int argc, char **argv, struct config *c)
 			else if (!strcmp(v, "elastic"))
 				c->mode = MODE_ELASTIC;
 			else
-				bad_usage("--mode: '%s' is not one of budget, elastic, fixed, "
-					  "unbounded", v);
+				bad_usage("--mode: '%s' is not one of budget, "
+					  "elastic, fixed, "
+					  "unbounded",
+					  v);
 		} else if (!strcmp(a, "--timeline")) {
 			if (*v == '\0')
 				bad_usage("--timeline: empty file name%s", "");
@@ -231,12 +268,18 @@ parse_args(int argc, char **argv, struct config *c)
 		} else if (!strcmp(a, "--lie")) {
 			char *end;
 			c->lie_p = strtod(v, &end);
-			if (end == v || *end != ':' || !(c->lie_p >= 0 && c->lie_p <= 1))
-				bad_usage("--lie: '%s' is not P:F with P in 0..1 (e.g. 0.2:3)", v);
+			if (end == v || *end != ':' ||
+			    !(c->lie_p >= 0 && c->lie_p <= 1))
+				bad_usage("--lie: '%s' is not P:F with P in "
+					  "0..1 (e.g. 0.2:3)",
+					  v);
 			const char *f = end + 1;
 			c->lie_f = strtod(f, &end);
-			if (end == f || *end != '\0' || !(c->lie_f > 0 && c->lie_f <= 64))
-				bad_usage("--lie: '%s' is not P:F with F in (0, 64] (e.g. 0.2:3)", v);
+			if (end == f || *end != '\0' ||
+			    !(c->lie_f > 0 && c->lie_f <= 64))
+				bad_usage("--lie: '%s' is not P:F with F in "
+					  "(0, 64] (e.g. 0.2:3)",
+					  v);
 		} else if (!strcmp(a, "--plot")) {
 			if (*v == '\0')
 				bad_usage("--plot: empty file name%s", "");
@@ -244,12 +287,16 @@ parse_args(int argc, char **argv, struct config *c)
 		} else if (!strcmp(a, "--io-bw")) {
 			c->io_bw = parse_size(v);
 			if (c->io_bw < 0)
-				bad_usage("--io-bw: '%s' is not a size per second "
-					  "(e.g. 512M, 0)", v);
+				bad_usage("--io-bw: '%s' is not a size per "
+					  "second "
+					  "(e.g. 512M, 0)",
+					  v);
 		} else if (!strcmp(a, "--rss-slack")) {
 			c->rss_slack = parse_size(v);
 			if (c->rss_slack < 0)
-				bad_usage("--rss-slack: '%s' is not a size (e.g. 32M, 0)", v);
+				bad_usage("--rss-slack: '%s' is not a size "
+					  "(e.g. 32M, 0)",
+					  v);
 		} else {
 			bad_usage("unknown option '%s'", a);
 		}
@@ -281,12 +328,13 @@ read_all(int fd, void *buf, size_t len)
 }
 
 static void
-plot_or_warn(const struct config *c, const struct result *rs, struct sample *const *smp,
-	     const size_t *ns, int n)
+plot_or_warn(const struct config *c, const struct result *rs,
+	     struct sample *const *smp, const size_t *ns, int n)
 {
 	int rc = write_plot(c->plot, c, rs, smp, ns, n);
 	if (rc != 0)
-		fprintf(stderr, "batch_budget: %s: %s\n", c->plot, strerror(-rc));
+		fprintf(stderr, "batch_budget: %s: %s\n", c->plot,
+			strerror(-rc));
 }
 
 /* "mem.csv" + "fixed" -> "mem-fixed.csv" */
@@ -309,8 +357,13 @@ int
 main(int argc, char **argv)
 {
 	struct config c = {
-		.budget = 256 * MIB, .io_bw = 512 * MIB, .rss_slack = 32 * MIB,
-		.tasks = 2000, .threads = 64, .seed = 1, .mode = MODE_BUDGET,
+		.budget = 256 * MIB,
+		.io_bw = 512 * MIB,
+		.rss_slack = 32 * MIB,
+		.tasks = 2000,
+		.threads = 64,
+		.seed = 1,
+		.mode = MODE_BUDGET,
 	};
 	parse_args(argc, argv, &c);
 	page_size = sysconf(_SC_PAGESIZE);
@@ -340,8 +393,8 @@ main(int argc, char **argv)
 	 * ours exists yet, so fork() is safe. A child sends its result, then
 	 * its samples (count, array) for --plot. */
 	struct result rs[NMODES];
-	struct sample *smp[NMODES] = { 0 };
-	size_t ns[NMODES] = { 0 };
+	struct sample *smp[NMODES] = {0};
+	size_t ns[NMODES] = {0};
 	int ok = 1;
 	for (int m = 0; m < NMODES; m++) {
 		int fds[2];
@@ -356,30 +409,35 @@ main(int argc, char **argv)
 			struct config cc = c;
 			cc.mode = (enum mode)m;
 			if (c.timeline != NULL)
-				cc.timeline = timeline_name(c.timeline, mode_names[m]);
+				cc.timeline = timeline_name(c.timeline,
+							    mode_names[m]);
 			struct result r;
 			run(&cc, &r);
-			bool sent = write_all(fds[1], &r, sizeof r) &&
-				    write_all(fds[1], &nsamples, sizeof nsamples) &&
-				    write_all(fds[1], samples, nsamples * sizeof *samples);
+			bool sent =
+				write_all(fds[1], &r, sizeof r) &&
+				write_all(fds[1], &nsamples, sizeof nsamples) &&
+				write_all(fds[1], samples,
+					  nsamples * sizeof *samples);
 			_exit(sent ? 0 : 3);
 		}
 		close(fds[1]);
-		bool got = read_all(fds[0], &rs[m], sizeof rs[m]) &&
-			   read_all(fds[0], &ns[m], sizeof ns[m]) &&
-			   (smp[m] = malloc(ns[m] * sizeof *smp[m] + 1)) != NULL &&
-			   read_all(fds[0], smp[m], ns[m] * sizeof *smp[m]);
+		bool got =
+			read_all(fds[0], &rs[m], sizeof rs[m]) &&
+			read_all(fds[0], &ns[m], sizeof ns[m]) &&
+			(smp[m] = malloc(ns[m] * sizeof *smp[m] + 1)) != NULL &&
+			read_all(fds[0], smp[m], ns[m] * sizeof *smp[m]);
 		close(fds[0]);
 		int status;
 		waitpid(pid, &status, 0);
 		if (!got || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-			fprintf(stderr, "batch_budget: the %s run died (status %d)\n",
+			fprintf(stderr,
+				"batch_budget: the %s run died (status %d)\n",
 				mode_names[m], status);
 			return 1;
 		}
 		if (!c.json)
-			fprintf(stderr, "batch_budget: %s done in %.2f s\n", mode_names[m],
-				(double)rs[m].wall_ns / 1e9);
+			fprintf(stderr, "batch_budget: %s done in %.2f s\n",
+				mode_names[m], (double)rs[m].wall_ns / 1e9);
 		ok &= rs[m].ok;
 	}
 	if (c.json) {

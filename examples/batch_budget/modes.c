@@ -16,7 +16,7 @@ static void *
 unbounded_thread(void *arg)
 {
 	struct task *t = arg;
-	ration_task_report_t rep = { .declared = t->bytes };
+	ration_task_report_t rep = {.declared = t->bytes};
 	int rc = ration_sem_acquire(safety_net, NULL, t->bytes);
 	if (rc == 0) {
 		ration_account_t acc;
@@ -50,9 +50,11 @@ run_unbounded(const struct config *c, int *err)
 			pthread_join(th[joined++], NULL);
 		tasks[i].offer_ns = ration_now();
 		int rc;
-		while ((rc = pthread_create(&th[i], &attr, unbounded_thread, &tasks[i])) != 0 &&
+		while ((rc = pthread_create(&th[i], &attr, unbounded_thread,
+					    &tasks[i])) != 0 &&
 		       rc == EAGAIN && joined < started)
-			pthread_join(th[joined++], NULL);  /* out of threads: wait for one */
+			pthread_join(th[joined++],
+				     NULL); /* out of threads: wait for one */
 		if (rc != 0) {
 			*err = -rc;
 			break;
@@ -102,7 +104,7 @@ static void
 fail_check(struct result *r, const char *fmt, ...)
 {
 	if (!r->ok)
-		return;  /* keep the first */
+		return; /* keep the first */
 	r->ok = 0;
 	va_list ap;
 	va_start(ap, fmt);
@@ -135,8 +137,8 @@ run(const struct config *c, struct result *r)
 	}
 
 	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	ration_pool_opts_t po = { .name = "batch", .queue_cap = SIZE_MAX };
-	ration_group_opts_t go = { .keep_going = true, .on_report = on_report };
+	ration_pool_opts_t po = {.name = "batch", .queue_cap = SIZE_MAX};
+	ration_group_opts_t go = {.keep_going = true, .on_report = on_report};
 	ration_sem_t *sem = NULL;
 	ration_pool_t *pool = NULL;
 	ration_group_t *g = NULL;
@@ -148,10 +150,14 @@ run(const struct config *c, struct result *r)
 		 * queued for a busy pool would sit on budget they do not use. */
 		po.threads = c->threads;
 		go.limit = c->threads;
-		die_if(ration_sem_new(c->budget, &(ration_sem_opts_t){ .name = "batch.memory" },
-				      &sem), "sem_new");
+		die_if(ration_sem_new(
+			       c->budget,
+			       &(ration_sem_opts_t){.name = "batch.memory"},
+			       &sem),
+		       "sem_new");
 		go.budget = sem;
-		go.budget_bytes = ration_account_available(); /* -ENOTSUP else */
+		go.budget_bytes =
+			ration_account_available(); /* -ENOTSUP else */
 		/* elastic: a task's claim follows what it really allocates, so
 		 * a liar holds back go() until its memory is back. */
 		go.elastic = c->mode == MODE_ELASTIC;
@@ -165,10 +171,14 @@ run(const struct config *c, struct result *r)
 	case MODE_UNBOUNDED:
 		/* One thread per task, like `go task()` for each: only a thread
 		 * cap and the safety net stand between it and the machine. */
-		po.threads = c->tasks < UNBOUNDED_THREADS ? (unsigned)c->tasks : UNBOUNDED_THREADS;
+		po.threads = c->tasks < UNBOUNDED_THREADS ? (unsigned)c->tasks
+							  : UNBOUNDED_THREADS;
 		r->safety_net = phys_ram() / 2;
-		die_if(ration_sem_new(r->safety_net, &(ration_sem_opts_t){ .name = "safety.net" },
-				      &sem), "sem_new");
+		die_if(ration_sem_new(
+			       r->safety_net,
+			       &(ration_sem_opts_t){.name = "safety.net"},
+			       &sem),
+		       "sem_new");
 		safety_net = sem;
 		break;
 	}
@@ -181,7 +191,7 @@ run(const struct config *c, struct result *r)
 
 	r->rss_base = rss_now();
 	r->measured = ration_account_available();
-	struct sampler_arg sa = { c, c->progress || isatty(2), isatty(2) };
+	struct sampler_arg sa = {c, c->progress || isatty(2), isatty(2)};
 	pthread_t sth;
 	run_t0 = ration_now();
 	atomic_store(&sampling, true);
@@ -192,10 +202,14 @@ run(const struct config *c, struct result *r)
 	if (g != NULL) {
 		for (long i = 0; i < c->tasks; i++) {
 			tasks[i].offer_ns = ration_now();
-			int rc = ration_group_go(g, tasks[i].bytes, run_task, &tasks[i]);
+			int rc = ration_group_go(g, tasks[i].bytes, run_task,
+						 &tasks[i]);
 			if (rc != 0) {
-				fail_check(r, "task %ld (%lld bytes) not started: %s", i,
-					   (long long)tasks[i].bytes, ration_strerror(rc));
+				fail_check(
+					r,
+					"task %ld (%lld bytes) not started: %s",
+					i, (long long)tasks[i].bytes,
+					ration_strerror(rc));
 				break;
 			}
 			offered++;
@@ -220,9 +234,13 @@ run(const struct config *c, struct result *r)
 		r->grouped = true;
 		r->max_overrun = gs.max_overrun_bytes;
 		r->consumed_total = gs.consumed_total;
-		if (gs.under_declared != (uint64_t)under_declared && run_budget != NULL)
-			fail_check(r, "group counted %llu over-declared, reports %ld",
-				   (unsigned long long)gs.under_declared, under_declared);
+		if (gs.under_declared != (uint64_t)under_declared &&
+		    run_budget != NULL)
+			fail_check(
+				r,
+				"group counted %llu over-declared, reports %ld",
+				(unsigned long long)gs.under_declared,
+				under_declared);
 	} else {
 		finished = reports;
 		r->failed = atomic_load(&failed_tasks);
@@ -248,25 +266,33 @@ run(const struct config *c, struct result *r)
 			r->max_in_use = ss.max_in_use;
 			if (c->mode == MODE_BUDGET && ss.max_in_use > c->budget)
 				fail_check(r, "max in use %lld > budget %lld",
-					   (long long)ss.max_in_use, (long long)c->budget);
+					   (long long)ss.max_in_use,
+					   (long long)c->budget);
 		} else {
 			r->safety_engaged = ss.contended > 0;
 		}
 		if (ss.in_use != 0)
-			fail_check(r, "%lld bytes still held at the end", (long long)ss.in_use);
+			fail_check(r, "%lld bytes still held at the end",
+				   (long long)ss.in_use);
 	}
-	if (atomic_load(&in_use_max) > r->max_in_use && c->mode == MODE_BUDGET && r->liars == 0)
+	if (atomic_load(&in_use_max) > r->max_in_use &&
+	    c->mode == MODE_BUDGET && r->liars == 0)
 		fail_check(r, "tasks held more than the semaphore granted");
 	if (err != 0)
 		fail_check(r, "group: %s", ration_strerror(err));
-	if (offered != c->tasks || finished != c->tasks || reports != c->tasks ||
+	if (offered != c->tasks || finished != c->tasks ||
+	    reports != c->tasks ||
 	    atomic_load(&done) + atomic_load(&failed_tasks) != c->tasks)
-		fail_check(r, "tasks not all accounted: offered %ld, finished %ld, "
-			   "reported %ld, done %ld of %ld", offered, finished, reports,
-			   atomic_load(&done), c->tasks);
+		fail_check(
+			r,
+			"tasks not all accounted: offered %ld, finished %ld, "
+			"reported %ld, done %ld of %ld",
+			offered, finished, reports, atomic_load(&done),
+			c->tasks);
 	for (long i = 0; i < c->tasks; i++)
 		if (atomic_load(&tasks[i].runs) != 1 || tasks[i].sum == 0) {
-			fail_check(r, "task %ld ran %d times", i, atomic_load(&tasks[i].runs));
+			fail_check(r, "task %ld ran %d times", i,
+				   atomic_load(&tasks[i].runs));
 			break;
 		}
 	if (r->failed != 0)
@@ -276,13 +302,16 @@ run(const struct config *c, struct result *r)
 	/* Liars take budget mode past the budget: that is what it shows. */
 	if (c->mode == MODE_BUDGET && r->liars == 0 && c->rss_slack > 0 &&
 	    r->peak_rss > c->budget + c->rss_slack)
-		fail_check(r, "peak RSS %lld > budget + slack %lld", (long long)r->peak_rss,
+		fail_check(r, "peak RSS %lld > budget + slack %lld",
+			   (long long)r->peak_rss,
 			   (long long)(c->budget + c->rss_slack));
 	/* Elastic: within the budget plus one task's overrun (the oldest
 	 * consumes) plus the fixed slack. */
 	if (c->mode == MODE_ELASTIC && c->rss_slack > 0 &&
 	    r->peak_rss > c->budget + r->max_overrun + c->rss_slack)
-		fail_check(r, "peak RSS %lld > budget + largest overrun %lld + slack %lld",
+		fail_check(r,
+			   "peak RSS %lld > budget + largest overrun %lld + "
+			   "slack %lld",
 			   (long long)r->peak_rss, (long long)r->max_overrun,
 			   (long long)c->rss_slack);
 #endif
@@ -301,7 +330,8 @@ run(const struct config *c, struct result *r)
 	if (c->timeline != NULL) {
 		int rc = write_timeline(c->timeline, c);
 		if (rc != 0)
-			fprintf(stderr, "batch_budget: %s: %s\n", c->timeline, strerror(-rc));
+			fprintf(stderr, "batch_budget: %s: %s\n", c->timeline,
+				strerror(-rc));
 	}
 
 	ration_group_free(g);

@@ -28,10 +28,13 @@ splitmix64(uint64_t *x)
 static void
 add_max(_Atomic int64_t *now, _Atomic int64_t *max, int64_t delta)
 {
-	int64_t v = atomic_fetch_add_explicit(now, delta, memory_order_relaxed) + delta;
+	int64_t v =
+		atomic_fetch_add_explicit(now, delta, memory_order_relaxed) +
+		delta;
 	int64_t m = atomic_load_explicit(max, memory_order_relaxed);
-	while (v > m && !atomic_compare_exchange_weak_explicit(max, &m, v, memory_order_relaxed,
-							       memory_order_relaxed))
+	while (v > m &&
+	       !atomic_compare_exchange_weak_explicit(
+		       max, &m, v, memory_order_relaxed, memory_order_relaxed))
 		;
 }
 
@@ -72,10 +75,10 @@ run_task(ration_ctx_t *ctx, void *arg)
 	}
 	if (io_bw > 0) {
 		int64_t ns = (int64_t)((double)t->bytes * 1e9 / (double)io_bw);
-		struct timespec ts = { ns / 1000000000, ns % 1000000000 };
+		struct timespec ts = {ns / 1000000000, ns % 1000000000};
 		nanosleep(&ts, NULL);
 	}
-	uint64_t h[4] = { 1, 2, 3, 4 };
+	uint64_t h[4] = {1, 2, 3, 4};
 	for (size_t i = 0; i < words; i += 4)
 		for (size_t j = 0; j < 4; j++) {
 			h[j] = (h[j] ^ buf[i + j]) * 0x100000001b3u;
@@ -85,7 +88,8 @@ run_task(ration_ctx_t *ctx, void *arg)
 	free(buf);
 
 	note_in_use(-t->alloc);
-	atomic_fetch_add_explicit(&held_byte_ns, t->alloc / KIB * (ration_now() - t0) / 1024,
+	atomic_fetch_add_explicit(&held_byte_ns,
+				  t->alloc / KIB * (ration_now() - t0) / 1024,
 				  memory_order_relaxed);
 	atomic_fetch_add(&done, 1);
 	return 0;
@@ -134,18 +138,23 @@ make_workload(const struct config *c)
 		/* Heavy-tailed, Pareto-like: each octave is rarer than the one
 		 * below; uniform within an octave. 98% in [1, 8) MiB, 2% in
 		 * [8, 128) MiB. Percent per octave: */
-		static const int64_t lo[] = { 1, 2, 4, 8, 16, 32, 64 };
-		static const int pct10[] = { 490, 294, 196, 10, 5, 3, 2 }; /* in 0.1% */
+		static const int64_t lo[] = {1, 2, 4, 8, 16, 32, 64};
+		static const int pct10[] = {490, 294, 196, 10,
+					    5,   3,   2}; /* in 0.1% */
 		int pick = (int)(splitmix64(&x) % 1000), o = 0;
 		while (o < 6 && pick >= pct10[o])
 			pick -= pct10[o++];
 		int64_t base = lo[o] * MIB;
-		int64_t b = size_class(base + (int64_t)(splitmix64(&x) % (uint64_t)base));
+		int64_t b = size_class(
+			base + (int64_t)(splitmix64(&x) % (uint64_t)base));
 		tasks[i].bytes = b < cap ? b : cap / 4096 * 4096;
 		tasks[i].seed = splitmix64(&x);
-		bool liar = (double)(splitmix64(&lx) >> 11) * 0x1p-53 < c->lie_p;
-		tasks[i].alloc = liar ? (int64_t)((double)tasks[i].bytes * c->lie_f) / 4096 * 4096
-				      : tasks[i].bytes;
+		bool liar =
+			(double)(splitmix64(&lx) >> 11) * 0x1p-53 < c->lie_p;
+		tasks[i].alloc =
+			liar ? (int64_t)((double)tasks[i].bytes * c->lie_f) /
+					4096 * 4096
+			     : tasks[i].bytes;
 		tasks[i].sum = 0;
 		atomic_store(&tasks[i].runs, 0);
 	}

@@ -26,7 +26,8 @@ weight_of(int64_t size, int level)
 	/* 0 would mean "size unknown" to zstd: the largest parameters. */
 	unsigned long long hint = size > 0 ? (unsigned long long)size : 1;
 	ZSTD_compressionParameters p = ZSTD_getCParams(level, hint, 0);
-	int64_t w = ration_account_round((int64_t)ZSTD_estimateCStreamSize_usingCParams(p));
+	int64_t w = ration_account_round(
+		(int64_t)ZSTD_estimateCStreamSize_usingCParams(p));
 	w += ration_account_round((int64_t)ZSTD_CStreamInSize());
 	w += ration_account_round((int64_t)ZSTD_CStreamOutSize());
 	return w;
@@ -99,7 +100,8 @@ mkdirs_for(const char *path)
 	if (p == NULL)
 		return -ENOMEM;
 	int rc = 0;
-	for (char *s = strchr(p + 1, '/'); s != NULL && rc == 0; s = strchr(s + 1, '/')) {
+	for (char *s = strchr(p + 1, '/'); s != NULL && rc == 0;
+	     s = strchr(s + 1, '/')) {
 		*s = '\0';
 		if (mkdir(p, 0777) != 0 && errno != EEXIST)
 			rc = -errno;
@@ -133,8 +135,8 @@ compress_setup(int lvl, struct totals *tot)
 /* Stream @in into @out through @cc; 0 or -errno (-EPROTO for a zstd
  * error), or @ctx's error when it ends first. */
 static int
-stream(ration_ctx_t *ctx, const struct file *f, ZSTD_CCtx *cc, FILE *in, FILE *out,
-       int64_t *out_bytes)
+stream(ration_ctx_t *ctx, const struct file *f, ZSTD_CCtx *cc, FILE *in,
+       FILE *out, int64_t *out_bytes)
 {
 	size_t in_cap = ZSTD_CStreamInSize(), out_cap = ZSTD_CStreamOutSize();
 	char *ibuf = malloc(in_cap), *obuf = malloc(out_cap);
@@ -153,10 +155,12 @@ stream(ration_ctx_t *ctx, const struct file *f, ZSTD_CCtx *cc, FILE *in, FILE *o
 		size_t left;
 		do {
 			ZSTD_outBuffer ob = {obuf, out_cap, 0};
-			left = ZSTD_compressStream2(cc, &ob, &ib, last ? ZSTD_e_end : ZSTD_e_continue);
+			left = ZSTD_compressStream2(cc, &ob, &ib,
+						    last ? ZSTD_e_end
+							 : ZSTD_e_continue);
 			if (ZSTD_isError(left)) {
-				fprintf(stderr, "\rzcompress: %s: zstd: %s\n", f->src,
-					ZSTD_getErrorName(left));
+				fprintf(stderr, "\rzcompress: %s: zstd: %s\n",
+					f->src, ZSTD_getErrorName(left));
 				rc = -EPROTO;
 				break;
 			}
@@ -178,7 +182,8 @@ compress_file(ration_ctx_t *ctx, void *arg)
 	const struct file *f = arg;
 	FILE *in = fopen(f->src, "rb");
 	if (in == NULL) {
-		atomic_fetch_add_explicit(&totals->failed, 1, memory_order_relaxed);
+		atomic_fetch_add_explicit(&totals->failed, 1,
+					  memory_order_relaxed);
 		return -errno;
 	}
 	FILE *out = fopen(f->dst, "wb");
@@ -198,7 +203,9 @@ compress_file(ration_ctx_t *ctx, void *arg)
 		remove(f->dst); /* no half-written output */
 	atomic_fetch_add_explicit(rc == 0 ? &totals->done : &totals->failed, 1,
 				  memory_order_relaxed);
-	atomic_fetch_add_explicit(&totals->in_bytes, rc == 0 ? f->size : 0, memory_order_relaxed);
-	atomic_fetch_add_explicit(&totals->out_bytes, out_bytes, memory_order_relaxed);
+	atomic_fetch_add_explicit(&totals->in_bytes, rc == 0 ? f->size : 0,
+				  memory_order_relaxed);
+	atomic_fetch_add_explicit(&totals->out_bytes, out_bytes,
+				  memory_order_relaxed);
 	return rc;
 }

@@ -56,14 +56,17 @@ static void
 on_report(const ration_task_report_t *r, void *udata)
 {
 	(void)udata;
-	atomic_fetch_add_explicit(&declared_sum, r->declared, memory_order_relaxed);
+	atomic_fetch_add_explicit(&declared_sum, r->declared,
+				  memory_order_relaxed);
 	if (r->peak_bytes > 0)
-		atomic_fetch_add_explicit(&measured_sum, r->peak_bytes, memory_order_relaxed);
+		atomic_fetch_add_explicit(&measured_sum, r->peak_bytes,
+					  memory_order_relaxed);
 	/* Ends by the ctx are the batch's, said once at the end; a zstd error
 	 * was said by the task with zstd's words. */
-	if (r->status != 0 && r->status != -ECANCELED && r->status != -ETIMEDOUT &&
-	    r->status != -EPROTO)
-		fprintf(stderr, "\rzcompress: %s: %s\n", ((const struct file *)r->arg)->src,
+	if (r->status != 0 && r->status != -ECANCELED &&
+	    r->status != -ETIMEDOUT && r->status != -EPROTO)
+		fprintf(stderr, "\rzcompress: %s: %s\n",
+			((const struct file *)r->arg)->src,
 			ration_strerror(r->status));
 }
 
@@ -81,10 +84,14 @@ progress_main(void *arg)
 		ration_sem_stats_t st = {0};
 		if (mem != NULL)
 			ration_sem_stats(mem, &st);
-		fprintf(stderr, "\r%ld/%zu files, %.1f of %.1f MiB in, %.1f MiB out, %.1f MiB held ",
-			atomic_load(&tot.done) + atomic_load(&tot.failed), p->t->n,
-			(double)atomic_load(&tot.in_bytes) / MIB, (double)p->t->bytes / MIB,
-			(double)atomic_load(&tot.out_bytes) / MIB, (double)st.in_use / MIB);
+		fprintf(stderr,
+			"\r%ld/%zu files, %.1f of %.1f MiB in, %.1f MiB out, "
+			"%.1f MiB held ",
+			atomic_load(&tot.done) + atomic_load(&tot.failed),
+			p->t->n, (double)atomic_load(&tot.in_bytes) / MIB,
+			(double)p->t->bytes / MIB,
+			(double)atomic_load(&tot.out_bytes) / MIB,
+			(double)st.in_use / MIB);
 	} while (ration_ctx_sleep(p->stop, 200 * 1000000LL) == 0);
 	fputc('\n', stderr);
 	return NULL;
@@ -95,11 +102,12 @@ print_fit(const ration_group_stats_t *gs)
 {
 	static const char *edge[RATION_FIT_BUCKETS] = {
 		"<1/16", "1/16-1/8", "1/8-1/4", "1/4-1/2", "1/2-3/4",
-		"3/4-1", "1-5/4", "5/4-3/2", "3/2-2", ">=2"};
+		"3/4-1", "1-5/4",    "5/4-3/2", "3/2-2",   ">=2"};
 	printf("  measured/declared   ");
 	for (int i = 0; i < RATION_FIT_BUCKETS; i++)
 		if (gs->fit_hist[i] != 0)
-			printf(" %s:%llu", edge[i], (unsigned long long)gs->fit_hist[i]);
+			printf(" %s:%llu", edge[i],
+			       (unsigned long long)gs->fit_hist[i]);
 	printf("\n");
 }
 
@@ -117,21 +125,27 @@ run(const struct opts *o, const struct tree *t)
 	int rc = ration_ctx_with_signals(NULL, &sigs, &sig);
 	if (rc == 0)
 		rc = o->deadline_s > 0
-			     ? ration_ctx_with_timeout(sig, o->deadline_s * 1000000000LL, &ctx)
+			     ? ration_ctx_with_timeout(
+				       sig, o->deadline_s * 1000000000LL, &ctx)
 			     : ration_ctx_with_cancel(sig, &ctx);
-	if (rc != 0 || (rc = ration_pool_new(&(ration_pool_opts_t){.threads = (unsigned)o->threads},
-					     &pool)) != 0) {
+	if (rc != 0 ||
+	    (rc = ration_pool_new(
+		     &(ration_pool_opts_t){.threads = (unsigned)o->threads},
+		     &pool)) != 0) {
 		fprintf(stderr, "zcompress: %s\n", ration_strerror(rc));
 		return 1;
 	}
-	ration_group_opts_t go = {.pool = pool, .on_report = on_report, .limit = o->threads};
+	ration_group_opts_t go = {
+		.pool = pool, .on_report = on_report, .limit = o->threads};
 	if (!o->fixed) {
 		if ((rc = ration_sem_new(o->budget, NULL, &mem)) != 0) {
-			fprintf(stderr, "zcompress: budget: %s\n", ration_strerror(rc));
+			fprintf(stderr, "zcompress: budget: %s\n",
+				ration_strerror(rc));
 			return 1;
 		}
 		go.budget = mem;
-		go.budget_bytes = ration_account_available(); /* else -ENOTSUP */
+		go.budget_bytes =
+			ration_account_available(); /* else -ENOTSUP */
 	}
 	compress_setup(o->level, &tot);
 	int64_t t0 = ration_now();
@@ -139,14 +153,15 @@ run(const struct opts *o, const struct tree *t)
 	ration_ctx_t *stop = NULL;
 	pthread_t pt;
 	struct progress pr = {.t = t};
-	bool progress = o->progress && rc == 0 && ration_ctx_with_cancel(NULL, &stop) == 0;
+	bool progress = o->progress && rc == 0 &&
+			ration_ctx_with_cancel(NULL, &stop) == 0;
 	if (progress) {
 		pr.stop = stop;
 		progress = pthread_create(&pt, NULL, progress_main, &pr) == 0;
 	}
 	for (size_t i = 0; rc == 0 && i < t->n; i++)
-		if (ration_group_go(g, o->fixed ? 1 : t->files[i].weight, compress_file,
-				    &t->files[i]) != 0)
+		if (ration_group_go(g, o->fixed ? 1 : t->files[i].weight,
+				    compress_file, &t->files[i]) != 0)
 			break; /* wait() says why */
 	if (g != NULL)
 		rc = ration_group_wait(g);
@@ -161,28 +176,37 @@ run(const struct opts *o, const struct tree *t)
 	ration_group_stats(g, &gs);
 	struct rusage ru;
 	getrusage(RUSAGE_SELF, &ru);
-	printf("zcompress: %s, %ld of %zu files, %.1f MiB -> %.1f MiB in %.2f s; peak RSS %.1f MiB",
+	printf("zcompress: %s, %ld of %zu files, %.1f MiB -> %.1f MiB in %.2f "
+	       "s; peak RSS %.1f MiB",
 	       o->fixed ? "fixed pool" : "budget", atomic_load(&tot.done), t->n,
-	       (double)atomic_load(&tot.in_bytes) / MIB, (double)atomic_load(&tot.out_bytes) / MIB,
-	       (double)wall / 1e9, (double)ru.ru_maxrss / 1024.0);
+	       (double)atomic_load(&tot.in_bytes) / MIB,
+	       (double)atomic_load(&tot.out_bytes) / MIB, (double)wall / 1e9,
+	       (double)ru.ru_maxrss / 1024.0);
 	if (!o->fixed)
 		printf(" (budget %.0f MiB)", (double)o->budget / MIB);
 	printf("\n");
 	if (go.budget_bytes) {
-		printf("  declared %.1f MiB in all, measured peaks %.1f MiB; largest peak %.1f MiB\n",
+		printf("  declared %.1f MiB in all, measured peaks %.1f MiB; "
+		       "largest peak %.1f MiB\n",
 		       (double)atomic_load(&declared_sum) / MIB,
 		       (double)atomic_load(&measured_sum) / MIB,
 		       (double)gs.max_peak_bytes / MIB);
 		printf("  under-declared %llu, over-reserved %llu\n",
-		       (unsigned long long)gs.under_declared, (unsigned long long)gs.over_reserved);
+		       (unsigned long long)gs.under_declared,
+		       (unsigned long long)gs.over_reserved);
 		print_fit(&gs);
 	} else if (!o->fixed) {
-		printf("  (heap not measured: the process's malloc is not jemalloc's)\n");
+		printf("  (heap not measured: the process's malloc is not "
+		       "jemalloc's)\n");
 	}
 	int signo = ration_ctx_signal(ctx);
-	int status = rc == 0 ? 0 : signo != 0 ? 130 : rc == -ETIMEDOUT ? 124 : 1;
+	int status = rc == 0            ? 0
+		     : signo != 0       ? 130
+		     : rc == -ETIMEDOUT ? 124
+					: 1;
 	if (rc != 0)
-		printf("zcompress: stopped: %s%s\n", signo ? strsignal(signo) : ration_strerror(rc),
+		printf("zcompress: stopped: %s%s\n",
+		       signo ? strsignal(signo) : ration_strerror(rc),
 		       signo ? " (partial outputs removed)" : "");
 	ration_group_free(g);
 	ration_pool_free(pool);
@@ -202,7 +226,8 @@ scan_and_run(const struct opts *o)
 	if (rc == 0)
 		rc = tree_mkdirs(&t);
 	if (rc != 0) {
-		fprintf(stderr, "zcompress: %s: %s\n", o->src, ration_strerror(rc));
+		fprintf(stderr, "zcompress: %s: %s\n", o->src,
+			ration_strerror(rc));
 		tree_free(&t);
 		return 1;
 	}
@@ -223,7 +248,8 @@ compare(struct opts o)
 		pid_t pid = fork();
 		if (pid == 0) {
 			char out[4096];
-			snprintf(out, sizeof(out), "%s/%s", o.out, fixed ? "fixed" : "budget");
+			snprintf(out, sizeof(out), "%s/%s", o.out,
+				 fixed ? "fixed" : "budget");
 			o.out = out;
 			o.fixed = fixed;
 			if (fixed)
@@ -248,8 +274,10 @@ usage(int code)
 		"  --threads N     worker threads (default 16)\n"
 		"  --level L       zstd level 1..19 (default 3)\n"
 		"  --deadline S    stop after S seconds (exit 124)\n"
-		"  --compare N     also run on a fixed pool of N threads, no budget\n"
-		"  --progress      progress line on stderr even when not a terminal\n"
+		"  --compare N     also run on a fixed pool of N threads, no "
+		"budget\n"
+		"  --progress      progress line on stderr even when not a "
+		"terminal\n"
 		"  --quiet         no progress line\n");
 	exit(code);
 }
@@ -257,7 +285,9 @@ usage(int code)
 int
 main(int argc, char **argv)
 {
-	struct opts o = {.budget = 256 << 20, .threads = 16, .level = 3,
+	struct opts o = {.budget = 256 << 20,
+			 .threads = 16,
+			 .level = 3,
 			 .progress = isatty(STDERR_FILENO)};
 	int pos = 0;
 	for (int i = 1; i < argc; i++) {
@@ -292,8 +322,8 @@ main(int argc, char **argv)
 			o.out = a;
 		pos++;
 	}
-	if (pos != 2 || o.budget < (1 << 20) || o.threads < 1 || o.level < 1 || o.level > 19 ||
-	    o.deadline_s < 0 || o.compare < 0)
+	if (pos != 2 || o.budget < (1 << 20) || o.threads < 1 || o.level < 1 ||
+	    o.level > 19 || o.deadline_s < 0 || o.compare < 0)
 		usage(2);
 
 	return o.compare > 0 ? compare(o) : scan_and_run(&o);

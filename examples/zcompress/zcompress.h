@@ -18,7 +18,7 @@ struct file {
 struct tree {
 	struct file *files;
 	size_t n, cap;
-	int64_t bytes;  /* sum of sizes */
+	int64_t bytes; /* sum of sizes */
 };
 
 /* Running totals, read by the progress line (relaxed atomics). */

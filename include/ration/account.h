@@ -28,22 +28,22 @@ extern "C" {
 
 /* One finished task. Times in ns; -1 where not measured. */
 typedef struct {
-	void *arg;               /* the task's arg (group go), else NULL */
-	uint64_t seq;            /* 1-based order of the task's go among the
+	void *arg;        /* the task's arg (group go), else NULL */
+	uint64_t seq;     /* 1-based order of the task's go among the
 	                          * group's successful ones, else 0 */
-	int64_t declared;        /* weight asked for (group go), else 0 */
-	int64_t wait_ns;         /* from go() call to the task starting */
-	int64_t run_ns;          /* wall time of fn */
-	int64_t cpu_ns;          /* thread CPU time of fn */
-	int64_t peak_bytes;      /* peak live heap above the start, -1 without jemalloc */
+	int64_t declared; /* weight asked for (group go), else 0 */
+	int64_t wait_ns;  /* from go() call to the task starting */
+	int64_t run_ns;   /* wall time of fn */
+	int64_t cpu_ns;   /* thread CPU time of fn */
+	int64_t peak_bytes; /* peak live heap above the start, -1 without jemalloc */
 	int64_t allocated_bytes; /* bytes allocated by fn, -1 without jemalloc */
-	int status;              /* fn's return value (or -ECANCELED if never run) */
-	bool under_declared;     /* group with budget_bytes: peak_bytes > declared
+	int status; /* fn's return value (or -ECANCELED if never run) */
+	bool under_declared;   /* group with budget_bytes: peak_bytes > declared
 	                          * x (1 + opts.tolerance) + one allocator
 	                          * size-class step above declared */
-	bool over_reserved;      /* group with budget_bytes: peak_bytes <
+	bool over_reserved;    /* group with budget_bytes: peak_bytes <
 	                          * declared / 2 (the budget held room unused) */
-	int64_t overrun_bytes;   /* largest claim - declared (elastic, task_grow);
+	int64_t overrun_bytes; /* largest claim - declared (elastic, task_grow);
 	                          * 0 if never over */
 } ration_task_report_t;
 
@@ -117,7 +117,8 @@ RATION_API void ration_account_begin_with(ration_account_t *a, unsigned what);
  *
  * Blocks: no. Allocates: never. Calls user code: never.
  */
-RATION_API void ration_account_end(const ration_account_t *a, ration_task_report_t *out);
+RATION_API void ration_account_end(const ration_account_t *a,
+				   ration_task_report_t *out);
 
 #ifdef __cplusplus
 }

@@ -63,7 +63,8 @@ RATION_API int ration_ctx_with_cancel(ration_ctx_t *parent, ration_ctx_t **out);
  * Return: 0, -EINVAL (@out NULL) or -ENOMEM.
  * Blocks: no. Allocates: yes. Calls user code: never.
  */
-RATION_API int ration_ctx_with_deadline(ration_ctx_t *parent, int64_t deadline_ns,
+RATION_API int ration_ctx_with_deadline(ration_ctx_t *parent,
+					int64_t deadline_ns,
 					ration_ctx_t **out);
 
 /**
@@ -190,8 +191,8 @@ RATION_API int ration_ctx_sleep(ration_ctx_t *ctx, int64_t ns);
  * Blocks: no. Allocates: yes, the ctx and a small record. Calls user
  * code: never.
  */
-RATION_API int ration_ctx_with_signals(ration_ctx_t *parent, const sigset_t *set,
-				       ration_ctx_t **out);
+RATION_API int ration_ctx_with_signals(ration_ctx_t *parent,
+				       const sigset_t *set, ration_ctx_t **out);
 
 /**
  * ration_ctx_signal() - which signal cancelled a ctx made by
@@ -240,8 +241,8 @@ RATION_API int ration_ctx_fd(ration_ctx_t *ctx);
  * Blocks: no. Allocates: yes, one small node. Calls user code: @fn, before
  * this returns, when @ctx is already done.
  */
-RATION_API int ration_ctx_after(ration_ctx_t *ctx, void (*fn)(void *arg), void *arg,
-				uint64_t *id);
+RATION_API int ration_ctx_after(ration_ctx_t *ctx, void (*fn)(void *arg),
+				void *arg, uint64_t *id);
 
 /**
  * ration_ctx_stop_after() - cancel a pending after-func.

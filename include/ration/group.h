@@ -44,54 +44,58 @@ typedef struct ration_group ration_group_t;
 typedef int (*ration_group_fn)(ration_ctx_t *ctx, void *arg);
 
 typedef struct {
-	ration_pool_t *pool;  /* NULL = ration_pool_default() */
-	ration_sem_t *budget; /* NULL = weights are not counted (still checked > 0) */
-	int64_t limit;        /* max tasks of this group in flight (queued or running);
+	ration_pool_t *pool; /* NULL = ration_pool_default() */
+	ration_sem_t *
+		budget; /* NULL = weights are not counted (still checked > 0) */
+	int64_t limit; /* max tasks of this group in flight (queued or running);
 	                       * 0 = none without a budget; with a budget, the pool's
 	                       * thread limit at group_new, not applied to a go()
 	                       * from the group's own tasks (docs/group.md) */
-	bool keep_going;      /* false: the first error cancels the group ctx */
-	bool budget_bytes;    /* budget counts bytes: measure each task's heap
+	bool keep_going;   /* false: the first error cancels the group ctx */
+	bool budget_bytes; /* budget counts bytes: measure each task's heap
 	                       * peak and judge it (under_declared,
 	                       * over_reserved, fit_hist); needs jemalloc as the
 	                       * process's malloc (group_new: -ENOTSUP) */
-	double tolerance;     /* under_declared margin, a fraction of the
+	double tolerance;  /* under_declared margin, a fraction of the
 	                       * declared bytes; 0 = 0.05 */
 	/* NULL = none. Runs on the worker thread that ran fn, right after fn
 	 * returns (and after its error, if any, cancelled the group), before
 	 * the task's weight and slot are released; once per successful go,
 	 * also for a task a pool shutdown discarded (status -ECANCELED). */
 	void (*on_report)(const ration_task_report_t *r, void *udata);
-	void *udata;          /* passed to on_report */
-	bool measure_cpu;     /* reports carry cpu_ns (two ~0.8 us system calls per
+	void *udata;      /* passed to on_report */
+	bool measure_cpu; /* reports carry cpu_ns (two ~0.8 us system calls per
 	                       * task on Linux); false = cpu_ns is -1 */
-	bool elastic;         /* a running task's claim on the budget (bytes) follows
+	bool elastic; /* a running task's claim on the budget (bytes) follows
 	                       * its measured memory (docs/elastic.md); needs budget;
 	                       * false = the claim is the declared weight */
 	double overrun_cancel; /* elastic: > 0 cancels a task's ctx with -ENOMEM once
 	                        * its measured memory passes weight x this;
 	                        * 0 = never */
-	int64_t sample_ns;    /* elastic: how often running tasks' memory is
+	int64_t sample_ns; /* elastic: how often running tasks' memory is
 	                       * measured; 0 = 1 ms */
 } ration_group_opts_t;
 
 typedef struct {
-	uint64_t started;       /* go/try_go that succeeded */
-	uint64_t running;       /* tasks running now */
-	uint64_t tasks;         /* tasks finished */
-	uint64_t failed;        /* of those, fn returned non-zero (or discarded) */
-	uint64_t under_declared; /* reports flagged under_declared (budget_bytes) */
-	uint64_t over_reserved;  /* reports flagged over_reserved (budget_bytes) */
+	uint64_t started; /* go/try_go that succeeded */
+	uint64_t running; /* tasks running now */
+	uint64_t tasks;   /* tasks finished */
+	uint64_t failed;  /* of those, fn returned non-zero (or discarded) */
+	uint64_t
+		under_declared; /* reports flagged under_declared (budget_bytes) */
+	uint64_t
+		over_reserved; /* reports flagged over_reserved (budget_bytes) */
 	uint64_t fit_hist[RATION_FIT_BUCKETS]; /* measured peak / declared, per
 	                         * task with budget_bytes; bucket edges below */
-	int64_t wait_p50_ns;    /* go() wait, from a log2 histogram: bucket upper bound */
+	int64_t wait_p50_ns; /* go() wait, from a log2 histogram: bucket upper bound */
 	int64_t wait_p99_ns;
 	int64_t max_peak_bytes; /* largest measured task peak; -1 if none measured */
-	int64_t run_ns_total;   /* summed run time of finished tasks */
-	int64_t cpu_ns_total;   /* summed thread CPU time of finished tasks */
-	int first_error;        /* what wait() will return so far */
-	int64_t limit;          /* the limit in force (opts.limit, or the default); 0 = none */
-	uint64_t overrun_tasks; /* finished tasks whose claim passed their weight */
+	int64_t run_ns_total; /* summed run time of finished tasks */
+	int64_t cpu_ns_total; /* summed thread CPU time of finished tasks */
+	int first_error;      /* what wait() will return so far */
+	int64_t limit; /* the limit in force (opts.limit, or the default); 0 = none */
+	uint64_t
+		overrun_tasks; /* finished tasks whose claim passed their weight */
 	int64_t max_overrun_bytes; /* largest claim - weight of a finished task */
 	int64_t consumed_total; /* units taken past weights (elastic, task_grow), summed */
 } ration_group_stats_t;
@@ -126,7 +130,8 @@ typedef struct {
  * default pool on first use; with opts.elastic, a sampler thread). Calls
  * user code: never.
  */
-RATION_API int ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts,
+RATION_API int ration_group_new(ration_ctx_t *parent,
+				const ration_group_opts_t *opts,
 				ration_group_t **out);
 
 /**
@@ -173,8 +178,8 @@ RATION_API ration_ctx_t *ration_group_ctx(ration_group_t *g);
  * cache of returned records is empty (never in steady state). Calls user
  * code: the group's queued tasks, while it would otherwise block (above).
  */
-RATION_API int ration_group_go(ration_group_t *g, int64_t weight, ration_group_fn fn,
-			       void *arg);
+RATION_API int ration_group_go(ration_group_t *g, int64_t weight,
+			       ration_group_fn fn, void *arg);
 
 /**
  * ration_group_try_go() - ration_group_go() that never blocks.
@@ -187,8 +192,8 @@ RATION_API int ration_group_go(ration_group_t *g, int64_t weight, ration_group_f
  * Blocks: no. Allocates: as ration_group_go(). Calls user code: never in
  * the caller (@fn and on_report run on a pool thread).
  */
-RATION_API int ration_group_try_go(ration_group_t *g, int64_t weight, ration_group_fn fn,
-				   void *arg);
+RATION_API int ration_group_try_go(ration_group_t *g, int64_t weight,
+				   ration_group_fn fn, void *arg);
 
 /**
  * ration_group_wait() - wait for every started task, then cancel the ctx.
@@ -209,7 +214,8 @@ RATION_API int ration_group_wait(ration_group_t *g);
  *
  * Blocks: no. Allocates: never. Calls user code: never.
  */
-RATION_API void ration_group_stats(const ration_group_t *g, ration_group_stats_t *out);
+RATION_API void ration_group_stats(const ration_group_t *g,
+				   ration_group_stats_t *out);
 
 /**
  * ration_task_grow() - the running group task asks for @n more units of

@@ -59,8 +59,8 @@ typedef struct {
  * Blocks: yes. Allocates: never on a shared semaphore; a Redis one's
  * requests and replies. Calls user code: never.
  */
-RATION_API int ration_sem_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n,
-					ration_lease_t *out);
+RATION_API int ration_sem_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx,
+					int64_t n, ration_lease_t *out);
 
 /**
  * ration_lease_release() - give back the weight of @lease.
@@ -77,7 +77,8 @@ RATION_API int ration_sem_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int6
  * a Redis one. Allocates: never on a shared semaphore; a Redis one's
  * request and reply. Calls user code: never.
  */
-RATION_API int ration_lease_release(ration_sem_t *s, const ration_lease_t *lease);
+RATION_API int ration_lease_release(ration_sem_t *s,
+				    const ration_lease_t *lease);
 
 #ifdef __cplusplus
 }

@@ -34,14 +34,16 @@ typedef struct ration_pool ration_pool_t;
 typedef void (*ration_task_fn)(void *arg, int status);
 
 typedef struct {
-	unsigned threads;         /* max threads; 0 = usable CPUs (affinity mask) */
-	unsigned min_threads;     /* kept when idle; 0 = none; capped at threads */
-	int64_t idle_timeout_ns;  /* idle threads above min exit; 0 = 10 s */
-	size_t queue_cap;         /* 0 = 1024 per thread; SIZE_MAX = unbounded */
-	const char *name;         /* thread names "<name>-<i>"; NULL = "ration" */
-	void (*thread_init)(void *udata); /* run first on each new thread; NULL = none */
-	void (*thread_fini)(void *udata); /* run last on each exiting thread; NULL = none */
-	void *udata;              /* passed to thread_init/thread_fini */
+	unsigned threads;     /* max threads; 0 = usable CPUs (affinity mask) */
+	unsigned min_threads; /* kept when idle; 0 = none; capped at threads */
+	int64_t idle_timeout_ns; /* idle threads above min exit; 0 = 10 s */
+	size_t queue_cap;        /* 0 = 1024 per thread; SIZE_MAX = unbounded */
+	const char *name; /* thread names "<name>-<i>"; NULL = "ration" */
+	void (*thread_init)(
+		void *udata); /* run first on each new thread; NULL = none */
+	void (*thread_fini)(
+		void *udata); /* run last on each exiting thread; NULL = none */
+	void *udata;          /* passed to thread_init/thread_fini */
 } ration_pool_opts_t;
 
 enum ration_shutdown {
@@ -60,7 +62,8 @@ typedef struct {
 	uint64_t max_running; /* high-water mark of running */
 	uint64_t max_queued;  /* high-water mark of queued */
 	uint64_t rejected;    /* try_submit -EAGAIN */
-	uint64_t max_threads; /* the thread limit (opts.threads, or as resized) */
+	uint64_t
+		max_threads; /* the thread limit (opts.threads, or as resized) */
 } ration_pool_stats_t;
 
 /**
@@ -76,7 +79,8 @@ typedef struct {
  * Blocks: no. Allocates: yes, and starts min_threads threads. Calls user
  * code: never in the caller (thread_init runs on each new thread).
  */
-RATION_API int ration_pool_new(const ration_pool_opts_t *opts, ration_pool_t **out);
+RATION_API int ration_pool_new(const ration_pool_opts_t *opts,
+			       ration_pool_t **out);
 
 /**
  * ration_pool_default() - the process-wide pool, made on first use.
@@ -108,8 +112,8 @@ RATION_API ration_pool_t *ration_pool_default(void);
  * previous high-water mark (chunks of 254 tasks of 16 bytes; a few spare
  * chunks are kept). Calls user code: never.
  */
-RATION_API int ration_pool_submit(ration_pool_t *p, ration_ctx_t *ctx, ration_task_fn fn,
-				  void *arg);
+RATION_API int ration_pool_submit(ration_pool_t *p, ration_ctx_t *ctx,
+				  ration_task_fn fn, void *arg);
 
 /**
  * ration_pool_try_submit() - ration_pool_submit() that never waits.
@@ -120,7 +124,8 @@ RATION_API int ration_pool_submit(ration_pool_t *p, ration_ctx_t *ctx, ration_ta
  *
  * Blocks: no. Allocates: as ration_pool_submit(). Calls user code: never.
  */
-RATION_API int ration_pool_try_submit(ration_pool_t *p, ration_task_fn fn, void *arg);
+RATION_API int ration_pool_try_submit(ration_pool_t *p, ration_task_fn fn,
+				      void *arg);
 
 /**
  * ration_pool_resize() - change the maximum thread count to @threads.
@@ -141,7 +146,8 @@ RATION_API int ration_pool_resize(ration_pool_t *p, unsigned threads);
  *
  * Blocks: no. Allocates: never. Calls user code: never.
  */
-RATION_API void ration_pool_stats(const ration_pool_t *p, ration_pool_stats_t *out);
+RATION_API void ration_pool_stats(const ration_pool_t *p,
+				  ration_pool_stats_t *out);
 
 /**
  * ration_pool_shutdown() - stop accepting work and finish the queue.

@@ -117,8 +117,10 @@ typedef struct {
  * Blocks: yes, up to connect_timeout_ns + io_timeout_ns.
  * Allocates: yes. Calls user code: never.
  */
-RATION_API int ration_sem_open_redis(const char *uri, const char *key, int64_t size,
-				     const ration_remote_opts_t *opts, ration_sem_t **out);
+RATION_API int ration_sem_open_redis(const char *uri, const char *key,
+				     int64_t size,
+				     const ration_remote_opts_t *opts,
+				     ration_sem_t **out);
 
 /* On a Redis handle the lease functions (ration/lease.h) fill expires_ns
  * with the local time at which the lease lapses if renewal stopped at the

@@ -39,7 +39,7 @@ extern "C" {
 typedef struct ration_sem ration_sem_t;
 
 typedef struct {
-	const char *name;   /* copied; shown in stats; NULL = "" */
+	const char *name; /* copied; shown in stats; NULL = "" */
 	size_t max_waiters; /* 0 = unlimited; when full, acquire fails with -EBUSY at once */
 } ration_sem_opts_t;
 
@@ -53,15 +53,16 @@ typedef struct {
 	int64_t max_in_use;       /* high-water mark of in_use */
 	int64_t max_waiters_seen; /* high-water mark of waiters */
 	uint64_t acquired;        /* successful acquires (any variant) */
-	uint64_t contended;       /* callers that had to queue, whatever the outcome */
-	uint64_t timeouts;        /* waits ended by a deadline */
-	uint64_t cancels;         /* waits ended by a cancel */
-	uint64_t rejected;        /* -EBUSY (queue full) and try_acquire -EAGAIN */
-	uint64_t consumed;        /* units taken by ration_sem_consume(), summed */
-	uint64_t wait_ns_total;   /* summed queueing time of granted waits */
+	uint64_t
+		contended; /* callers that had to queue, whatever the outcome */
+	uint64_t timeouts; /* waits ended by a deadline */
+	uint64_t cancels;  /* waits ended by a cancel */
+	uint64_t rejected; /* -EBUSY (queue full) and try_acquire -EAGAIN */
+	uint64_t consumed; /* units taken by ration_sem_consume(), summed */
+	uint64_t wait_ns_total; /* summed queueing time of granted waits */
 	uint64_t wait_hist[RATION_HIST_BUCKETS]; /* log2 ns of granted waits */
 	bool closed;
-	char name[48];            /* opts.name, truncated */
+	char name[48]; /* opts.name, truncated */
 } ration_sem_stats_t;
 
 /**
@@ -111,7 +112,8 @@ RATION_API int ration_sem_free(ration_sem_t *s);
  *
  * Blocks: yes. Allocates: never. Calls user code: never.
  */
-RATION_API int ration_sem_acquire(ration_sem_t *s, ration_ctx_t *ctx, int64_t n);
+RATION_API int ration_sem_acquire(ration_sem_t *s, ration_ctx_t *ctx,
+				  int64_t n);
 
 /**
  * ration_sem_acquire_until() - ration_sem_acquire() with an absolute deadline.
@@ -122,7 +124,8 @@ RATION_API int ration_sem_acquire(ration_sem_t *s, ration_ctx_t *ctx, int64_t n)
  * Return: as ration_sem_acquire(), with -ETIMEDOUT as the ctx error.
  * Blocks: yes. Allocates: never. Calls user code: never.
  */
-RATION_API int ration_sem_acquire_until(ration_sem_t *s, int64_t deadline_ns, int64_t n);
+RATION_API int ration_sem_acquire_until(ration_sem_t *s, int64_t deadline_ns,
+					int64_t n);
 
 /**
  * ration_sem_try_acquire() - take @n units only if that needs no waiting.
@@ -218,7 +221,8 @@ RATION_API int64_t ration_sem_available(const ration_sem_t *s);
  * Blocks: no (takes the semaphore's lock for the copy). Allocates: never.
  * Calls user code: never.
  */
-RATION_API void ration_sem_stats(const ration_sem_t *s, ration_sem_stats_t *out);
+RATION_API void ration_sem_stats(const ration_sem_t *s,
+				 ration_sem_stats_t *out);
 
 /**
  * ration_sem_open() - the process-wide semaphore called @name.
@@ -237,7 +241,8 @@ RATION_API void ration_sem_stats(const ration_sem_t *s, ration_sem_stats_t *out)
  * Blocks: no (takes the registry's lock for a moment). Allocates: the
  * first open of a name. Calls user code: never.
  */
-RATION_API int ration_sem_open(const char *name, int64_t size, ration_sem_t **out);
+RATION_API int ration_sem_open(const char *name, int64_t size,
+			       ration_sem_t **out);
 
 /* One part of a multi-resource acquire. */
 typedef struct {
@@ -265,8 +270,8 @@ typedef struct {
  * Blocks: yes, as ration_sem_acquire() on each claim. Allocates: only
  * past RATION_CLAIMS_INLINE distinct semaphores. Calls user code: never.
  */
-RATION_API int ration_acquire_all(ration_ctx_t *ctx, const ration_claim_t *claims,
-				  size_t count);
+RATION_API int ration_acquire_all(ration_ctx_t *ctx,
+				  const ration_claim_t *claims, size_t count);
 
 /**
  * ration_release_all() - release every claim taken by ration_acquire_all().

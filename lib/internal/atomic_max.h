@@ -11,8 +11,9 @@ static inline void
 ration__atomic_max(_Atomic int64_t *max, int64_t v)
 {
 	int64_t m = atomic_load_explicit(max, memory_order_relaxed);
-	while (v > m && !atomic_compare_exchange_weak_explicit(max, &m, v, memory_order_relaxed,
-							       memory_order_relaxed))
+	while (v > m &&
+	       !atomic_compare_exchange_weak_explicit(
+		       max, &m, v, memory_order_relaxed, memory_order_relaxed))
 		;
 }
 

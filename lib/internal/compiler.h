@@ -39,16 +39,17 @@ ration__cpu_relax(void)
 /* Invariants of ration itself (never user mistakes): abort with file:line. */
 #include <stdio.h>
 #include <stdlib.h>
-#define RATION_ASSERT(cond)                                                   \
-	do {                                                                  \
-		if (RATION_UNLIKELY(!(cond))) {                               \
-			fprintf(stderr, "ration: %s:%d: assertion '%s' failed\n", \
-				__FILE__, __LINE__, #cond);                   \
-			abort();                                              \
-		}                                                             \
+#define RATION_ASSERT(cond)                                                    \
+	do {                                                                   \
+		if (RATION_UNLIKELY(!(cond))) {                                \
+			fprintf(stderr,                                        \
+				"ration: %s:%d: assertion '%s' failed\n",      \
+				__FILE__, __LINE__, #cond);                    \
+			abort();                                               \
+		}                                                              \
 	} while (0)
 
-#define RATION_CONTAINER_OF(ptr, type, member)                                \
+#define RATION_CONTAINER_OF(ptr, type, member)                                 \
 	((type *)(void *)((char *)(ptr)-offsetof(type, member)))
 
 #endif

@@ -36,7 +36,8 @@ static inline int
 ration__wait_err(ration_ctx_t *ctx, int64_t deadline_ns)
 {
 	int err = ration_ctx_err(ctx);
-	if (err == 0 && deadline_ns != RATION_FOREVER && clock_mono_ns() >= deadline_ns)
+	if (err == 0 && deadline_ns != RATION_FOREVER &&
+	    clock_mono_ns() >= deadline_ns)
 		err = -ETIMEDOUT;
 	return err;
 }
@@ -68,6 +69,5 @@ const ration_ctx_t *ration__ctx_parent(const ration_ctx_t *ctx);
  * shared library (hidden); tests link the static one. */
 typedef void (*ration__ctx_hook_fn)(const ration_ctx_t *ctx, int err);
 extern _Atomic(ration__ctx_hook_fn) ration__ctx_done_hook;
-
 
 #endif

@@ -27,43 +27,45 @@ struct ration__elastic;
 struct ration__claim {
 	struct ration__list node;   /* el->mu: tracked claims, oldest first */
 	struct ration__elastic *el; /* task */
-	struct ration__claim *outer; /* task: the claim this thread ran before */
-	ration_ctx_t *ctx;          /* task: the ctx fn got */
-	ration_ctx_t *own_ctx;      /* task: fn's own child ctx, or NULL */
-	ration_ctx_t *wake;         /* el->mu: a waiting raise's ctx, cancelled
+	struct ration__claim
+		*outer;        /* task: the claim this thread ran before */
+	ration_ctx_t *ctx;     /* task: the ctx fn got */
+	ration_ctx_t *own_ctx; /* task: fn's own child ctx, or NULL */
+	ration_ctx_t *wake;    /* el->mu: a waiting raise's ctx, cancelled
 				     * when this task becomes the oldest */
-	int64_t start_tick;         /* task; ordered by it */
-	int64_t weight;             /* task */
-	int64_t floor;              /* el->mu: weight + grown; claim >= floor */
-	int64_t claim;              /* el->mu: units held, weight included */
-	int64_t max_claim;          /* el->mu */
+	int64_t start_tick;    /* task; ordered by it */
+	int64_t weight;        /* task */
+	int64_t floor;         /* el->mu: weight + grown; claim >= floor */
+	int64_t claim;         /* el->mu: units held, weight included */
+	int64_t max_claim;     /* el->mu */
 	/* The task thread's jemalloc counters (NULL: not measured per task)
 	 * and their difference at the start: set before the claim is
 	 * tracked, read by the sampler while it is. */
 	const volatile uint64_t *allocp, *deallocp;
 	uint64_t heap0;
-	bool tracked;               /* task: linked on el->tracked */
-	bool cancelled;             /* el->mu: overrun_cancel has fired */
+	bool tracked;   /* task: linked on el->tracked */
+	bool cancelled; /* el->mu: overrun_cancel has fired */
 };
 
 /* The group's claims state; NULL for a group without a budget. */
 struct ration__elastic {
-	ration_sem_t *budget;       /* immutable, borrowed */
-	bool elastic;               /* immutable: opts.elastic */
-	bool per_task;              /* immutable: jemalloc counters per task, else RSS */
-	double overrun_cancel;      /* immutable: factor, 0 = never */
-	int64_t sample_ns;          /* immutable */
-	int rss_fd;                 /* immutable: /proc/self/statm, or -1 */
+	ration_sem_t *budget; /* immutable, borrowed */
+	bool elastic;         /* immutable: opts.elastic */
+	bool per_task; /* immutable: jemalloc counters per task, else RSS */
+	double overrun_cancel; /* immutable: factor, 0 = never */
+	int64_t sample_ns;     /* immutable */
+	int rss_fd;            /* immutable: /proc/self/statm, or -1 */
 
-	_Atomic bool track_all;     /* atomic: a grow was seen; track every task */
+	_Atomic bool track_all; /* atomic: a grow was seen; track every task */
 
 	pthread_mutex_t mu;
-	struct ration__list tracked; /* mu: struct ration__claim, oldest first */
-	int64_t floors;             /* mu: summed floors of tracked claims */
-	int64_t rss_base;           /* mu: RSS when the first tracked task began */
-	pthread_cond_t cv;          /* mu: wakes the sampler */
-	bool stop;                  /* mu: the sampler must exit */
-	bool has_sampler;           /* immutable after new */
+	struct ration__list
+		tracked;   /* mu: struct ration__claim, oldest first */
+	int64_t floors;    /* mu: summed floors of tracked claims */
+	int64_t rss_base;  /* mu: RSS when the first tracked task began */
+	pthread_cond_t cv; /* mu: wakes the sampler */
+	bool stop;         /* mu: the sampler must exit */
+	bool has_sampler;  /* immutable after new */
 	pthread_t sampler;
 
 	/* statistics (relaxed atomics: exact when idle) */
@@ -74,7 +76,8 @@ struct ration__elastic {
 
 /* Make @g's claims state from @o (budget set). Return 0, -EINVAL (bad
  * elastic options), -ENOMEM or -EAGAIN (no sampler thread). */
-int ration__elastic_new(const ration_group_opts_t *o, struct ration__elastic **out);
+int ration__elastic_new(const ration_group_opts_t *o,
+			struct ration__elastic **out);
 void ration__elastic_free(struct ration__elastic *el);
 
 /* Around fn, on the task's thread. begin returns the ctx fn gets
@@ -82,12 +85,15 @@ void ration__elastic_free(struct ration__elastic *el);
  * memory for a child ctx the task runs on @group_ctx and cannot be
  * cancelled alone. end gives back everything past the weight (the group
  * releases the weight) and fills @r->overrun_bytes. */
-ration_ctx_t *ration__claim_begin(struct ration__elastic *el, struct ration__claim *c,
-				  ration_ctx_t *group_ctx, int64_t weight, int64_t start_tick);
+ration_ctx_t *ration__claim_begin(struct ration__elastic *el,
+				  struct ration__claim *c,
+				  ration_ctx_t *group_ctx, int64_t weight,
+				  int64_t start_tick);
 void ration__claim_end(struct ration__claim *c, ration_task_report_t *r);
 
 /* Add @el's counters to @out. */
-void ration__elastic_stats(struct ration__elastic *el, ration_group_stats_t *out);
+void ration__elastic_stats(struct ration__elastic *el,
+			   ration_group_stats_t *out);
 
 /* ---- between elastic.c and elastic_measure.c ---- */
 

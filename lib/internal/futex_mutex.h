@@ -24,7 +24,10 @@ struct ration__lock {
 	_Atomic uint32_t word;
 };
 
-#define RATION__LOCK_INIT {0}
+#define RATION__LOCK_INIT                                                      \
+	{                                                                      \
+		0                                                              \
+	}
 
 void ration__lock_slow(struct ration__lock *l);
 void ration__unlock_wake(struct ration__lock *l);
@@ -36,7 +39,8 @@ ration__lock(struct ration__lock *l)
 	/* acquire: the critical section sees everything the previous holder
 	 * wrote in its own (pairs with the release exchange in unlock). */
 	if (RATION_LIKELY(atomic_compare_exchange_strong_explicit(
-		    &l->word, &free_word, 1, memory_order_acquire, memory_order_relaxed)))
+		    &l->word, &free_word, 1, memory_order_acquire,
+		    memory_order_relaxed)))
 		return;
 	ration__lock_slow(l);
 }
@@ -45,7 +49,8 @@ static inline void
 ration__unlock(struct ration__lock *l)
 {
 	/* release: publishes this critical section to the next holder. */
-	if (RATION_UNLIKELY(atomic_exchange_explicit(&l->word, 0, memory_order_release) == 2))
+	if (RATION_UNLIKELY(atomic_exchange_explicit(
+				    &l->word, 0, memory_order_release) == 2))
 		ration__unlock_wake(l);
 }
 

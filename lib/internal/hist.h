@@ -22,7 +22,8 @@ ration__hist_bucket(int64_t ns)
  * and @hist, under the lock that guards them. A grant loop keeps *@now at
  * 0 until the first grant, which reads the clock once for the whole loop. */
 static inline void
-ration__hist_note_wait(uint64_t *total, uint64_t *hist, int64_t *now, int64_t t0)
+ration__hist_note_wait(uint64_t *total, uint64_t *hist, int64_t *now,
+		       int64_t t0)
 {
 	if (*now == 0)
 		*now = clock_mono_ns();

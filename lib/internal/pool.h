@@ -12,7 +12,7 @@
  * counts as taken and completed as if a worker had run it, and its queue
  * slot goes back before it runs. Return whether a task ran. Takes p->mu;
  * calls @mine under it (it must only read @arg) and @fn without it. */
-bool ration__pool_help(ration_pool_t *p, ration_task_fn fn, bool (*mine)(void *arg, void *key),
-		       void *key);
+bool ration__pool_help(ration_pool_t *p, ration_task_fn fn,
+		       bool (*mine)(void *arg, void *key), void *key);
 
 #endif

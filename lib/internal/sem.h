@@ -23,7 +23,8 @@
  * deadline). free returns like ration_sem_free and, on 0, has freed impl;
  * the ration_sem_t itself is then freed by sem.c. */
 struct ration__sem_ops {
-	int (*acquire)(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n);
+	int (*acquire)(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns,
+		       int64_t n);
 	int (*try_acquire)(ration_sem_t *s, int64_t n);
 	int (*release)(ration_sem_t *s, int64_t n);
 	int (*consume)(ration_sem_t *s, int64_t n); /* NULL: -ENOTSUP */
@@ -33,7 +34,8 @@ struct ration__sem_ops {
 	void (*stats)(const ration_sem_t *s, ration_sem_stats_t *out);
 	int (*free)(ration_sem_t *s);
 	/* Leases (ration/shared.h): NULL when the backend has none. */
-	int (*acquire_lease)(ration_sem_t *s, ration_ctx_t *ctx, int64_t n, ration_lease_t *out);
+	int (*acquire_lease)(ration_sem_t *s, ration_ctx_t *ctx, int64_t n,
+			     ration_lease_t *out);
 	int (*lease_release)(ration_sem_t *s, const ration_lease_t *lease);
 };
 
@@ -42,18 +44,18 @@ struct ration_sem {
 	 * a fast acquire or release then moves one line between CPUs, and
 	 * the counter increment hits a line the CAS has just made ours. */
 	_Atomic int64_t word RATION_ALIGNED; /* atomic; see above */
-	_Atomic int64_t size;                /* written under mu with SLOW set */
-	_Atomic int64_t max_in_use;          /* atomic high-water mark */
-	_Atomic uint64_t acquired_fast;      /* atomic counter */
+	_Atomic int64_t size;           /* written under mu with SLOW set */
+	_Atomic int64_t max_in_use;     /* atomic high-water mark */
+	_Atomic uint64_t acquired_fast; /* atomic counter */
 	/* Backends: NULL for an in-process semaphore. Immutable; here so the
 	 * entry points test it on the line they are about to touch anyway. */
 	const struct ration__sem_ops *ops;
 
 	pthread_mutex_t mu RATION_ALIGNED;
-	struct ration__list queue;  /* mu: struct waiter, FIFO */
-	int64_t nwaiters;           /* mu */
-	int64_t waiting_weight;     /* mu */
-	int64_t max_waiters_seen;   /* mu */
+	struct ration__list queue; /* mu: struct waiter, FIFO */
+	int64_t nwaiters;          /* mu */
+	int64_t waiting_weight;    /* mu */
+	int64_t max_waiters_seen;  /* mu */
 	/* Callers that queued and have not yet made their last access to the
 	 * semaphore (they may still lock mu in leave() after close or a
 	 * shrink settled and unlinked them): incremented under mu, dropped
@@ -63,26 +65,26 @@ struct ration_sem {
 	 * halved after a spin that ran out, doubled after one that won
 	 * (sem.c, spin_for_grant). Relaxed: a heuristic. */
 	_Atomic int32_t spin_ns;
-	_Atomic uint32_t spinners;  /* atomic: waiters spinning now */
-	size_t max_waiters;         /* immutable; 0 = unlimited */
-	_Atomic bool closed;        /* written under mu */
-	uint64_t acquired_slow;     /* mu */
-	uint64_t contended;         /* mu */
-	uint64_t timeouts;          /* mu */
-	uint64_t cancels;           /* mu */
-	uint64_t rejected;          /* mu */
-	_Atomic uint64_t consumed;  /* atomic counter */
-	uint64_t wait_ns_total;     /* mu */
+	_Atomic uint32_t spinners; /* atomic: waiters spinning now */
+	size_t max_waiters;        /* immutable; 0 = unlimited */
+	_Atomic bool closed;       /* written under mu */
+	uint64_t acquired_slow;    /* mu */
+	uint64_t contended;        /* mu */
+	uint64_t timeouts;         /* mu */
+	uint64_t cancels;          /* mu */
+	uint64_t rejected;         /* mu */
+	_Atomic uint64_t consumed; /* atomic counter */
+	uint64_t wait_ns_total;    /* mu */
 	uint64_t wait_hist[RATION_HIST_BUCKETS]; /* mu */
 
 	/* Named semaphores (ration_sem_open): registry lock in sem_named.c. */
 	bool named;
 	long refs;
 	struct ration__list reg_node;
-	char *full_name;            /* the name as opened */
-	char name[48];              /* opts.name, truncated, for stats */
+	char *full_name; /* the name as opened */
+	char name[48];   /* opts.name, truncated, for stats */
 
-	void *impl;                 /* the backend's state; immutable */
+	void *impl; /* the backend's state; immutable */
 };
 
 /* Make a semaphore handle served by @ops/@impl (word = SLOW for ever).
@@ -114,7 +116,8 @@ ration__sem_verdict(const ration_sem_t *s, int64_t n)
 		return -ENOTSUP;
 	if (atomic_load_explicit(&s->closed, memory_order_relaxed))
 		return -EPIPE;
-	return n > atomic_load_explicit(&s->size, memory_order_relaxed) ? -E2BIG : 0;
+	return n > atomic_load_explicit(&s->size, memory_order_relaxed) ? -E2BIG
+									: 0;
 }
 
 /* Whether @s is held or waited on; takes s->mu. */

@@ -44,7 +44,8 @@ ration__ticks(void)
 #if defined(__x86_64__)
 	/* Relaxed: written once, before any reading that depends on it
 	 * (ration__ticks_init() completes under pthread_once first). */
-	if (RATION_LIKELY(atomic_load_explicit(&ration__ticks_tsc, memory_order_relaxed)))
+	if (RATION_LIKELY(atomic_load_explicit(&ration__ticks_tsc,
+					       memory_order_relaxed)))
 		return (int64_t)__rdtsc();
 #endif
 	return clock_mono_ns();
@@ -54,7 +55,8 @@ ration__ticks(void)
 static inline int64_t
 ration__ticks_to_ns(int64_t d)
 {
-	if (!atomic_load_explicit(&ration__ticks_tsc, memory_order_relaxed) || d <= 0)
+	if (!atomic_load_explicit(&ration__ticks_tsc, memory_order_relaxed) ||
+	    d <= 0)
 		return d;
 	/* 32.32 multiply in two halves: no overflow for d < 2^63 since a
 	 * tick is under 1 ns (ration__ticks_init() keeps the ns clock for

@@ -17,7 +17,7 @@
 
 #include "ration/pool.h"
 
-#define CHUNK_TASKS 255 /* chunk = 8 + 255 * 16 = 4088 bytes */
+#define CHUNK_TASKS  255 /* chunk = 8 + 255 * 16 = 4088 bytes */
 #define SPARE_CHUNKS 4
 
 struct task {

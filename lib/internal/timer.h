@@ -8,8 +8,8 @@
 #include <stdint.h>
 
 struct ration__timer {
-	int64_t deadline;     /* timer lock */
-	size_t idx;           /* timer lock; TIMER_IDLE when not armed */
+	int64_t deadline; /* timer lock */
+	size_t idx;       /* timer lock; TIMER_IDLE when not armed */
 	/* Called with the timer lock held when the timer is due: return
 	 * false if the owner is going away (fire is then not called). */
 	bool (*claim)(struct ration__timer *t);
@@ -20,7 +20,8 @@ struct ration__timer {
 #define TIMER_IDLE SIZE_MAX
 
 static inline void
-ration__timer_init(struct ration__timer *t, bool (*claim)(struct ration__timer *),
+ration__timer_init(struct ration__timer *t,
+		   bool (*claim)(struct ration__timer *),
 		   void (*fire)(struct ration__timer *))
 {
 	t->deadline = 0;

@@ -26,7 +26,8 @@ copy_part(char *dst, size_t cap, const char *src, size_t len)
 		char c = src[i];
 		if (c == '%') {
 			char hex[3] = {0};
-			if (i + 2 >= len || !isxdigit((unsigned char)src[i + 1]) ||
+			if (i + 2 >= len ||
+			    !isxdigit((unsigned char)src[i + 1]) ||
 			    !isxdigit((unsigned char)src[i + 2]))
 				return -EINVAL;
 			memcpy(hex, src + i + 1, 2);
@@ -61,8 +62,10 @@ ration__redis_parse_uri(const char *uri, struct redis_conf *cf)
 		const char *colon = memchr(p, ':', (size_t)(at - p));
 		if (colon == NULL)
 			return -EINVAL; /* "user@" alone: a password is required */
-		if (copy_part(cf->user, sizeof(cf->user), p, (size_t)(colon - p)) != 0 ||
-		    copy_part(cf->pass, sizeof(cf->pass), colon + 1, (size_t)(at - colon - 1)) != 0)
+		if (copy_part(cf->user, sizeof(cf->user), p,
+			      (size_t)(colon - p)) != 0 ||
+		    copy_part(cf->pass, sizeof(cf->pass), colon + 1,
+			      (size_t)(at - colon - 1)) != 0)
 			return -EINVAL;
 		p = at + 1;
 	}
@@ -82,7 +85,8 @@ ration__redis_parse_uri(const char *uri, struct redis_conf *cf)
 	if (*p == '/') {
 		if (p[1] != '\0') {
 			long db = strtol(p + 1, &end, 10);
-			if (end == p + 1 || *end != '\0' || db < 0 || db > 1000000)
+			if (end == p + 1 || *end != '\0' || db < 0 ||
+			    db > 1000000)
 				return -EINVAL;
 			cf->db = (int)db;
 		}
@@ -125,8 +129,9 @@ bool
 ration__redis_gone(const redisContext *c)
 {
 	return c->err == REDIS_ERR_EOF ||
-	       (c->err == REDIS_ERR_IO && (strcmp(c->errstr, strerror(ECONNRESET)) == 0 ||
-					   strcmp(c->errstr, strerror(EPIPE)) == 0));
+	       (c->err == REDIS_ERR_IO &&
+		(strcmp(c->errstr, strerror(ECONNRESET)) == 0 ||
+		 strcmp(c->errstr, strerror(EPIPE)) == 0));
 }
 
 /* hiredis writes with write(): a server that went away would raise SIGPIPE
@@ -155,7 +160,8 @@ nopipe_end(struct nopipe *g)
 	sigset_t pipe, pend;
 	sigemptyset(&pipe);
 	sigaddset(&pipe, SIGPIPE);
-	if (!g->pending && sigpending(&pend) == 0 && sigismember(&pend, SIGPIPE)) {
+	if (!g->pending && sigpending(&pend) == 0 &&
+	    sigismember(&pend, SIGPIPE)) {
 		struct timespec zero = {0, 0};
 		(void)sigtimedwait(&pipe, NULL, &zero);
 	}
@@ -180,7 +186,8 @@ bound(redisContext *c, const struct redis_conf *cf, int64_t deadline_ns)
 	int64_t left = deadline_ns - clock_mono_ns();
 	if (left <= 0)
 		return -EIO;
-	ration__redis_timeout(c, left < cf->io_timeout_ns ? left : cf->io_timeout_ns);
+	ration__redis_timeout(c, left < cf->io_timeout_ns ? left
+							  : cf->io_timeout_ns);
 	return 0;
 }
 
@@ -188,13 +195,14 @@ bound(redisContext *c, const struct redis_conf *cf, int64_t deadline_ns)
 static bool
 loading(const redisReply *r)
 {
-	return r->type == REDIS_REPLY_ERROR && strncmp(r->str, "LOADING", 7) == 0;
+	return r->type == REDIS_REPLY_ERROR &&
+	       strncmp(r->str, "LOADING", 7) == 0;
 }
 
 /* One command whose reply must be a status "OK". */
 static int
-expect_ok(redisContext *c, const struct redis_conf *cf, int64_t deadline_ns, int argc,
-	  const char **argv)
+expect_ok(redisContext *c, const struct redis_conf *cf, int64_t deadline_ns,
+	  int argc, const char **argv)
 {
 	int rc = bound(c, cf, deadline_ns);
 	if (rc != 0)
@@ -208,7 +216,8 @@ expect_ok(redisContext *c, const struct redis_conf *cf, int64_t deadline_ns, int
 }
 
 int
-ration__redis_connect(const struct redis_conf *cf, int64_t deadline_ns, redisContext **out)
+ration__redis_connect(const struct redis_conf *cf, int64_t deadline_ns,
+		      redisContext **out)
 {
 	int64_t left = deadline_ns - clock_mono_ns();
 	if (left > cf->connect_timeout_ns)
@@ -217,7 +226,8 @@ ration__redis_connect(const struct redis_conf *cf, int64_t deadline_ns, redisCon
 		return -EIO;
 	/* hiredis 0.14 (Debian 12) has no redisOptions: connect with a
 	 * timeout, then bound each reply with redisSetTimeout(). */
-	redisContext *c = redisConnectWithTimeout(cf->host, cf->port, to_tv(left));
+	redisContext *c =
+		redisConnectWithTimeout(cf->host, cf->port, to_tv(left));
 	if (c == NULL)
 		return -ENOMEM;
 	if (c->err) {
@@ -232,7 +242,7 @@ ration__redis_connect(const struct redis_conf *cf, int64_t deadline_ns, redisCon
 		const char *a3[] = {"AUTH", cf->user, cf->pass};
 		const char *a2[] = {"AUTH", cf->pass};
 		rc = cf->user[0] != '\0' ? expect_ok(c, cf, deadline_ns, 3, a3)
-					  : expect_ok(c, cf, deadline_ns, 2, a2);
+					 : expect_ok(c, cf, deadline_ns, 2, a2);
 	}
 	if (rc == 0 && cf->db != 0) {
 		char db[16];
@@ -253,7 +263,8 @@ static int
 load(redisContext *c, char shas[RS_COUNT][41])
 {
 	for (int i = 0; i < RS_COUNT; i++)
-		if (redisAppendCommand(c, "SCRIPT LOAD %s", ration__redis_script[i]) != REDIS_OK)
+		if (redisAppendCommand(c, "SCRIPT LOAD %s",
+				       ration__redis_script[i]) != REDIS_OK)
 			return ration__redis_io_err(c);
 	int rc = 0;
 	for (int i = 0; i < RS_COUNT; i++) {
@@ -271,8 +282,8 @@ load(redisContext *c, char shas[RS_COUNT][41])
 }
 
 int
-ration__redis_load(redisContext *c, const struct redis_conf *cf, int64_t deadline_ns,
-		   char shas[RS_COUNT][41])
+ration__redis_load(redisContext *c, const struct redis_conf *cf,
+		   int64_t deadline_ns, char shas[RS_COUNT][41])
 {
 	int rc = bound(c, cf, deadline_ns);
 	if (rc != 0)
@@ -285,8 +296,9 @@ ration__redis_load(redisContext *c, const struct redis_conf *cf, int64_t deadlin
 }
 
 int
-ration__redis_eval(redisContext *c, const struct redis_conf *cf, int64_t deadline_ns,
-		   char shas[RS_COUNT][41], enum redis_script script, const char *key, int nargs,
+ration__redis_eval(redisContext *c, const struct redis_conf *cf,
+		   int64_t deadline_ns, char shas[RS_COUNT][41],
+		   enum redis_script script, const char *key, int nargs,
 		   const char *const *args, redisReply **out)
 {
 	const char *argv[16];
@@ -309,7 +321,8 @@ ration__redis_eval(redisContext *c, const struct redis_conf *cf, int64_t deadlin
 		    strncmp(r->str, "NOSCRIPT", 8) == 0) {
 			/* SCRIPT FLUSH, or a server that restarted under us. */
 			freeReplyObject(r);
-			if ((rc = ration__redis_load(c, cf, deadline_ns, shas)) != 0)
+			if ((rc = ration__redis_load(c, cf, deadline_ns,
+						     shas)) != 0)
 				return rc;
 			continue;
 		}

@@ -18,9 +18,9 @@ enum redis_script {
 	RS_RELEASE, /* n, fence (0 = plain release) */
 	RS_RESIZE,  /* new size */
 	RS_CLOSE,
-	RS_RENEW,   /* ticket ("" = none): a = 1 if it is still pending */
-	RS_STATS,   /* a long reply, see redis_sem.c */
-	RS_SYNC,    /* held as the handle counts it, mode (e/r), leases */
+	RS_RENEW, /* ticket ("" = none): a = 1 if it is still pending */
+	RS_STATS, /* a long reply, see redis_sem.c */
+	RS_SYNC,  /* held as the handle counts it, mode (e/r), leases */
 	RS_BYE,
 	RS_CONSUME, /* n: taken now, past the size if need be */
 	RS_LIVE,    /* fence: a = 1 if that lease is live */
@@ -30,7 +30,7 @@ enum redis_script {
 /* Script result codes (first element of every reply). */
 enum {
 	RC_OK = 0,
-	RC_QUEUED = 1,   /* acquire: queued, a = ticket */
+	RC_QUEUED = 1, /* acquire: queued, a = ticket */
 	RC_CLOSED = -1,
 	RC_TOOBIG = -2,
 	RC_AGAIN = -3,
@@ -63,8 +63,8 @@ int ration__redis_connect(const struct redis_conf *cf, int64_t deadline_ns,
 
 /* SCRIPT LOAD every script into @shas (one pipelined round trip), by
  * @deadline_ns. Errors as ration__redis_connect(). */
-int ration__redis_load(redisContext *c, const struct redis_conf *cf, int64_t deadline_ns,
-		       char shas[RS_COUNT][41]);
+int ration__redis_load(redisContext *c, const struct redis_conf *cf,
+		       int64_t deadline_ns, char shas[RS_COUNT][41]);
 
 /* The negative errno for a failed context (connection refused or other). */
 int ration__redis_io_err(const redisContext *c);
@@ -85,8 +85,9 @@ void ration__redis_timeout(redisContext *c, int64_t ns);
  * reply the caller frees. -EIO etc. mean the connection is unusable;
  * -EPROTO an error reply and -EAGAIN a loading server (connection still
  * fine). */
-int ration__redis_eval(redisContext *c, const struct redis_conf *cf, int64_t deadline_ns,
-		       char shas[RS_COUNT][41], enum redis_script script, const char *key,
-		       int nargs, const char *const *args, redisReply **out);
+int ration__redis_eval(redisContext *c, const struct redis_conf *cf,
+		       int64_t deadline_ns, char shas[RS_COUNT][41],
+		       enum redis_script script, const char *key, int nargs,
+		       const char *const *args, redisReply **out);
 
 #endif

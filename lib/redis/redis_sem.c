@@ -46,13 +46,20 @@ static int
 code_err(int code)
 {
 	switch (code) {
-	case RC_CLOSED: return -EPIPE;
-	case RC_TOOBIG: return -E2BIG;
-	case RC_AGAIN: return -EAGAIN;
-	case RC_OVERFLOW: return -EOVERFLOW;
-	case RC_STALE: return -ESTALE;
-	case RC_NOENT: return -ENOENT;
-	default: return -EPROTO;
+	case RC_CLOSED:
+		return -EPIPE;
+	case RC_TOOBIG:
+		return -E2BIG;
+	case RC_AGAIN:
+		return -EAGAIN;
+	case RC_OVERFLOW:
+		return -EOVERFLOW;
+	case RC_STALE:
+		return -ESTALE;
+	case RC_NOENT:
+		return -ENOENT;
+	default:
+		return -EPROTO;
 	}
 }
 
@@ -69,17 +76,21 @@ reply_deadline(int64_t deadline_ns)
 }
 
 void
-ration__redis_granted(struct remote *r, uint64_t fence, int64_t n, ration_lease_t *out)
+ration__redis_granted(struct remote *r, uint64_t fence, int64_t n,
+		      ration_lease_t *out)
 {
 	r->held += n;
 	if (fence > r->fence)
 		r->fence = fence;
 	if (out == NULL)
 		return;
-	*out = (ration_lease_t){.n = n, .fence = fence,
-				.expires_ns = ns_add_sat(clock_mono_ns(), r->lease_ns)};
+	*out = (ration_lease_t){
+		.n = n,
+		.fence = fence,
+		.expires_ns = ns_add_sat(clock_mono_ns(), r->lease_ns)};
 	if (r->nlease < LEASES) /* beyond: not re-asserted in a recovery */
-		r->lease[r->nlease++] = (struct held_lease){.fence = fence, .n = n};
+		r->lease[r->nlease++] =
+			(struct held_lease){.fence = fence, .n = n};
 }
 
 /* Forget lease @fence (released, or going to be). */
@@ -96,8 +107,8 @@ drop_lease(struct remote *r, uint64_t fence)
 /* Take @n or queue for it (mu held). Return 0 (granted), 1 (queued as
  * *tk, counted in waiting) or an error. */
 int
-ration__redis_enqueue(struct remote *r, int64_t deadline_ns, const char *ns, int64_t n, bool lease,
-		      uint64_t *tk, ration_lease_t *out)
+ration__redis_enqueue(struct remote *r, int64_t deadline_ns, const char *ns,
+		      int64_t n, bool lease, uint64_t *tk, ration_lease_t *out)
 {
 	struct reply rp;
 	const char *x[] = {ns, "0", lease ? "1" : "0"};
@@ -108,7 +119,8 @@ ration__redis_enqueue(struct remote *r, int64_t deadline_ns, const char *ns, int
 	 * it granted at once is the caller's (a grant wins). Cut short, the
 	 * reply would leave the ticket queued unknown to us, to be granted to
 	 * nobody (contract §7.3). */
-	int rc = ration__redis_call(r, RS_ACQUIRE, reply_deadline(deadline_ns), 3, x, &rp);
+	int rc = ration__redis_call(r, RS_ACQUIRE, reply_deadline(deadline_ns),
+				    3, x, &rp);
 	if (rc != 0) {
 		r->waiting--;
 		if (rc != -EPROTO && rc != -EAGAIN)
@@ -127,8 +139,8 @@ ration__redis_enqueue(struct remote *r, int64_t deadline_ns, const char *ns, int
 }
 
 static int
-acquire_common(struct remote *r, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n,
-	       bool lease, ration_lease_t *out)
+acquire_common(struct remote *r, ration_ctx_t *ctx, int64_t deadline_ns,
+	       int64_t n, bool lease, ration_lease_t *out)
 {
 	if (getpid() != r->pid)
 		return -EINVAL;
@@ -143,7 +155,8 @@ acquire_common(struct remote *r, ration_ctx_t *ctx, int64_t deadline_ns, int64_t
 		int64_t dl = clock_mono_ns() + LEAVE_NS;
 		if (ration__redis_lock_until(r, dl) != 0)
 			return err;
-		if (r->c != NULL && ration__redis_call(r, RS_ACQUIRE, dl, 3, x, &rp) == 0 &&
+		if (r->c != NULL &&
+		    ration__redis_call(r, RS_ACQUIRE, dl, 3, x, &rp) == 0 &&
 		    rp.code < 0)
 			err = code_err(rp.code);
 		unlock(r);
@@ -156,13 +169,16 @@ acquire_common(struct remote *r, ration_ctx_t *ctx, int64_t deadline_ns, int64_t
 	ration__redis_repair(r, deadline_ns);
 	uint64_t tk = 0;
 	int rc = clock_mono_ns() < deadline_ns
-			 ? ration__redis_enqueue(r, deadline_ns, ns, n, lease, &tk, out)
+			 ? ration__redis_enqueue(r, deadline_ns, ns, n, lease,
+						 &tk, out)
 			 : -ETIMEDOUT;
 	unsigned gen = r->gen;
 	unlock(r);
 	if (rc == 1)
-		return ration__redis_wait_ticket(r, ctx, deadline_ns, ns, n, lease, tk, gen, out);
-	if ((rc == -EIO || rc == -ETIMEDOUT) && (err = ration__wait_err(ctx, deadline_ns)) != 0)
+		return ration__redis_wait_ticket(r, ctx, deadline_ns, ns, n,
+						 lease, tk, gen, out);
+	if ((rc == -EIO || rc == -ETIMEDOUT) &&
+	    (err = ration__wait_err(ctx, deadline_ns)) != 0)
 		rc = err; /* the deadline cut the call short */
 	return rc;
 }
@@ -174,9 +190,11 @@ rd_acquire(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
 }
 
 static int
-rd_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n, ration_lease_t *out)
+rd_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n,
+		 ration_lease_t *out)
 {
-	return acquire_common(s->impl, ctx, ration_ctx_deadline(ctx), n, true, out);
+	return acquire_common(s->impl, ctx, ration_ctx_deadline(ctx), n, true,
+			      out);
 }
 
 /* Lock and run a short script for a caller without a deadline of its
@@ -191,7 +209,8 @@ call_now(struct remote *r, int64_t budget_ns, enum redis_script script, int nx,
 	ration__redis_repair(r, dl);
 	int rc = ration__redis_call(r, script, dl, nx, x, rp);
 	if (rc != 0 && rc != -EPROTO && rc != -EAGAIN)
-		r->unsure = true; /* the server may have acted: sync repairs it */
+		r->unsure =
+			true; /* the server may have acted: sync repairs it */
 	return rc;
 }
 
@@ -200,10 +219,11 @@ call_now(struct remote *r, int64_t budget_ns, enum redis_script script, int nx,
  * trip or a loading server is "not now" (-EAGAIN), a server that does not
  * answer -EIO. */
 static int
-call_short(struct remote *r, enum redis_script script, int nx, const char *const *x,
-	   struct reply *rp)
+call_short(struct remote *r, enum redis_script script, int nx,
+	   const char *const *x, struct reply *rp)
 {
-	int64_t budget = r->cf.io_timeout_ns < TRY_NS ? r->cf.io_timeout_ns : TRY_NS;
+	int64_t budget =
+		r->cf.io_timeout_ns < TRY_NS ? r->cf.io_timeout_ns : TRY_NS;
 	int rc = call_now(r, budget, script, nx, x, rp);
 	if (rc == -ETIMEDOUT)
 		return -EAGAIN;
@@ -244,7 +264,8 @@ rd_try_acquire(ration_sem_t *s, int64_t n)
 static int
 rd_consume(ration_sem_t *s, int64_t n)
 {
-	return n > RATION_REMOTE_SEM_MAX ? -EOVERFLOW : take_now(s, RS_CONSUME, n);
+	return n > RATION_REMOTE_SEM_MAX ? -EOVERFLOW
+					 : take_now(s, RS_CONSUME, n);
 }
 
 /* A release the server could not be told of (no connection, no reply):
@@ -259,7 +280,8 @@ release_later(struct remote *r, int64_t n, uint64_t fence)
 	if (fence != 0) {
 		drop_lease(r, fence);
 		if (r->nunrel < ORPHANS)
-			r->unrel[r->nunrel++] = (struct held_lease){.fence = fence, .n = n};
+			r->unrel[r->nunrel++] =
+				(struct held_lease){.fence = fence, .n = n};
 	}
 	pthread_cond_signal(&r->cv); /* the renewer retries within lease/4 */
 }
@@ -280,7 +302,8 @@ release_common(struct remote *r, int64_t n, uint64_t fence)
 	lock(r);
 	ration__redis_repair(r, dl);
 	int rc = ration__redis_call(r, RS_RELEASE, dl, 2, x, &rp);
-	if (rc == 0 && (rp.code == RC_OVERFLOW || rp.code == RC_STALE) && r->resync) {
+	if (rc == 0 && (rp.code == RC_OVERFLOW || rp.code == RC_STALE) &&
+	    r->resync) {
 		/* The reply says a recovery began (a rollback or a restart
 		 * lost what we hold): re-assert it, then release. */
 		ration__redis_repair(r, dl);
@@ -334,7 +357,9 @@ rd_resize(ration_sem_t *s, int64_t new_size)
 	if (rc == -ETIMEDOUT)
 		return -EIO;
 	unlock(r);
-	return rc != 0 ? (rc == -EAGAIN ? -EIO : rc) : rp.code != RC_OK ? code_err(rp.code) : 0;
+	return rc != 0            ? (rc == -EAGAIN ? -EIO : rc)
+	       : rp.code != RC_OK ? code_err(rp.code)
+				  : 0;
 }
 
 static void
@@ -342,15 +367,32 @@ rd_close(ration_sem_t *s)
 {
 	struct remote *r = s->impl;
 	struct reply rp;
-	if (call_now(r, r->cf.io_timeout_ns, RS_CLOSE, 0, NULL, &rp) != -ETIMEDOUT)
+	if (call_now(r, r->cf.io_timeout_ns, RS_CLOSE, 0, NULL, &rp) !=
+	    -ETIMEDOUT)
 		unlock(r);
 }
 
 /* The stats script's reply, by position. */
-enum { ST_SIZE = 2, ST_IN_USE, ST_WAITERS, ST_WWEIGHT, ST_MAX_IN_USE, ST_MAX_WAITERS,
-       ST_ACQUIRED, ST_CONTENDED, ST_TIMEOUTS, ST_CANCELS, ST_REJECTED, ST_WAIT_NS,
-       ST_CLOSED, ST_RECLAIMED, ST_FENCE, ST_HIST, ST_CONSUMED = ST_HIST + RATION_HIST_BUCKETS,
-       ST_LEN };
+enum {
+	ST_SIZE = 2,
+	ST_IN_USE,
+	ST_WAITERS,
+	ST_WWEIGHT,
+	ST_MAX_IN_USE,
+	ST_MAX_WAITERS,
+	ST_ACQUIRED,
+	ST_CONTENDED,
+	ST_TIMEOUTS,
+	ST_CANCELS,
+	ST_REJECTED,
+	ST_WAIT_NS,
+	ST_CLOSED,
+	ST_RECLAIMED,
+	ST_FENCE,
+	ST_HIST,
+	ST_CONSUMED = ST_HIST + RATION_HIST_BUCKETS,
+	ST_LEN
+};
 
 static int
 read_stats(struct remote *r, redisReply **rep)
@@ -359,7 +401,8 @@ read_stats(struct remote *r, redisReply **rep)
 	int64_t dl = ns_add_sat(clock_mono_ns(), r->cf.io_timeout_ns);
 	if (ration__redis_lock_until(r, dl) != 0)
 		return -EIO;
-	int rc = ration__redis_call_raw(r, RS_STATS, false, dl, 0, NULL, &rp, rep);
+	int rc = ration__redis_call_raw(r, RS_STATS, false, dl, 0, NULL, &rp,
+					rep);
 	if (rc == 0 && (*rep)->elements < ST_LEN) {
 		freeReplyObject(*rep);
 		rc = -EPROTO;
@@ -454,8 +497,10 @@ rd_free(ration_sem_t *s)
 	struct reply rp;
 	lock(r);
 	if (r->c != NULL)
-		(void)ration__redis_call(r, RS_BYE, ns_add_sat(clock_mono_ns(), r->cf.io_timeout_ns),
-					 0, NULL, &rp);
+		(void)ration__redis_call(
+			r, RS_BYE,
+			ns_add_sat(clock_mono_ns(), r->cf.io_timeout_ns), 0,
+			NULL, &rp);
 	unlock(r);
 	destroy(r);
 	return 0;
@@ -500,9 +545,10 @@ ration_lease_live_redis(ration_sem_t *s, uint64_t fence)
 static bool
 opts_ok(const ration_remote_opts_t *o)
 {
-	return o == NULL || ((o->lease_ns == 0 ||
-			      (o->lease_ns >= LEASE_MIN_NS && o->lease_ns <= LEASE_MAX_NS)) &&
-			     o->connect_timeout_ns >= 0 && o->io_timeout_ns >= 0);
+	return o == NULL ||
+	       ((o->lease_ns == 0 || (o->lease_ns >= LEASE_MIN_NS &&
+				      o->lease_ns <= LEASE_MAX_NS)) &&
+		o->connect_timeout_ns >= 0 && o->io_timeout_ns >= 0);
 }
 
 static bool
@@ -513,27 +559,34 @@ key_ok(const char *key)
 }
 
 static int
-remote_new(const char *uri, const char *key, int64_t size, const ration_remote_opts_t *opts,
-	   struct remote **out)
+remote_new(const char *uri, const char *key, int64_t size,
+	   const ration_remote_opts_t *opts, struct remote **out)
 {
 	struct remote *r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		return -ENOMEM;
-	if (ration__redis_parse_uri(uri != NULL ? uri : "redis://127.0.0.1:6379/0", &r->cf) != 0) {
+	if (ration__redis_parse_uri(uri != NULL ? uri
+						: "redis://127.0.0.1:6379/0",
+				    &r->cf) != 0) {
 		free(r);
 		return -EINVAL;
 	}
-	r->cf.connect_timeout_ns = opts && opts->connect_timeout_ns > 0 ? opts->connect_timeout_ns
-									 : 1000 * MS;
-	r->cf.io_timeout_ns = opts && opts->io_timeout_ns > 0 ? opts->io_timeout_ns : 2000 * MS;
+	r->cf.connect_timeout_ns = opts && opts->connect_timeout_ns > 0
+					   ? opts->connect_timeout_ns
+					   : 1000 * MS;
+	r->cf.io_timeout_ns = opts && opts->io_timeout_ns > 0
+				      ? opts->io_timeout_ns
+				      : 2000 * MS;
 	r->lease_ns = opts && opts->lease_ns > 0 ? opts->lease_ns : 10000 * MS;
 	snprintf(r->key, sizeof(r->key), "ration:{%s}", key);
-	snprintf(r->lease_us, sizeof(r->lease_us), "%lld", (long long)(r->lease_ns / 1000));
+	snprintf(r->lease_us, sizeof(r->lease_us), "%lld",
+		 (long long)(r->lease_ns / 1000));
 	uint64_t rnd = 0;
 	if (getrandom(&rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
 		rnd = (uint64_t)clock_mono_ns() * 0x9E3779B97F4A7C15ull;
 	r->pid = getpid();
-	snprintf(r->sid, sizeof(r->sid), "%d.%016llx", (int)r->pid, (unsigned long long)rnd);
+	snprintf(r->sid, sizeof(r->sid), "%d.%016llx", (int)r->pid,
+		 (unsigned long long)rnd);
 	r->size = size;
 	pthread_condattr_t ca;
 	pthread_condattr_init(&ca);
@@ -549,8 +602,8 @@ int
 ration_sem_open_redis(const char *uri, const char *key, int64_t size,
 		      const ration_remote_opts_t *opts, ration_sem_t **out)
 {
-	if (out == NULL || !key_ok(key) || size < 0 || size > RATION_REMOTE_SEM_MAX ||
-	    !opts_ok(opts))
+	if (out == NULL || !key_ok(key) || size < 0 ||
+	    size > RATION_REMOTE_SEM_MAX || !opts_ok(opts))
 		return -EINVAL;
 	struct remote *r;
 	int rc = remote_new(uri, key, size, opts, &r);
@@ -559,16 +612,19 @@ ration_sem_open_redis(const char *uri, const char *key, int64_t size,
 	struct reply rp;
 	const char *x[] = {""};
 	lock(r);
-	int64_t deadline_ns = ns_add_sat(ns_add_sat(clock_mono_ns(), r->cf.connect_timeout_ns),
-					 r->cf.io_timeout_ns);
+	int64_t deadline_ns = ns_add_sat(
+		ns_add_sat(clock_mono_ns(), r->cf.connect_timeout_ns),
+		r->cf.io_timeout_ns);
 	rc = ration__redis_call(r, RS_RENEW, deadline_ns, 1, x, &rp);
 	if (rc == 0 && rp.code != RC_OK)
 		rc = code_err(rp.code);
 	r->last_avail = r->size;
 	unlock(r);
-	if (rc == 0 && pthread_create(&r->renewer, NULL, ration__redis_renewer, r) != 0)
+	if (rc == 0 &&
+	    pthread_create(&r->renewer, NULL, ration__redis_renewer, r) != 0)
 		rc = -ENOMEM;
-	if (rc == 0 && (rc = ration__sem_new_backend(&redis_ops, r, key, out)) != 0) {
+	if (rc == 0 &&
+	    (rc = ration__sem_new_backend(&redis_ops, r, key, out)) != 0) {
 		lock(r);
 		r->stop = true;
 		pthread_cond_signal(&r->cv);

@@ -13,9 +13,9 @@
 
 #include "internal/clock.h"
 #include "internal/ctx.h"
-#include "redis_conn.h"
 #include "ration/ctx.h"
 #include "ration/lease.h"
+#include "redis_conn.h"
 
 #define MS              ((int64_t)1000000)
 #define SLICE_NS        (50 * MS)   /* longest BLPOP between ctx checks */
@@ -28,7 +28,7 @@
 #define LEASE_MAX_NS    (86400000 * MS) /* a day: server times stay exact in Lua */
 #define IDLE_CONNS      8
 #define ORPHANS         16
-#define LEASES          32          /* leases re-asserted in a recovery */
+#define LEASES          32 /* leases re-asserted in a recovery */
 
 /* A lease the handle holds (re-asserted with its fence in a recovery), or
  * a lease release still to be told to the server. */
@@ -39,41 +39,41 @@ struct held_lease {
 
 struct remote {
 	pthread_mutex_t mu;
-	pthread_cond_t cv;          /* mu: the renewer sleeps on it */
-	struct redis_conf cf;       /* immutable */
-	char key[224];              /* immutable: "ration:{key}" */
-	char sid[48];               /* immutable: the session id */
-	char lease_us[24];          /* immutable, as text */
-	int64_t lease_ns;           /* immutable */
-	pid_t pid;                  /* immutable: the opening process */
+	pthread_cond_t cv;    /* mu: the renewer sleeps on it */
+	struct redis_conf cf; /* immutable */
+	char key[224];        /* immutable: "ration:{key}" */
+	char sid[48];         /* immutable: the session id */
+	char lease_us[24];    /* immutable, as text */
+	int64_t lease_ns;     /* immutable */
+	pid_t pid;            /* immutable: the opening process */
 	pthread_t renewer;
-	redisContext *rc;           /* renewer thread only: its connection */
-	char rshas[RS_COUNT][41];   /* renewer thread only */
+	redisContext *rc;         /* renewer thread only: its connection */
+	char rshas[RS_COUNT][41]; /* renewer thread only */
 
-	redisContext *c;            /* mu: main connection; NULL while down */
-	char shas[RS_COUNT][41];    /* mu */
-	int64_t size;               /* mu: last size seen (re-creates a lost sem) */
-	uint64_t fence;             /* mu: largest fence seen */
-	int64_t inc;                /* mu: incarnation of our session */
-	int64_t epoch;              /* mu: the semaphore's creation, as seen */
-	int64_t rec;                /* mu: start of its last recovery, as seen */
-	unsigned gen;               /* mu: moves when the session was lost */
-	unsigned booked;            /* mu: replies booked (the renewer's may be late) */
-	int64_t held;               /* mu: weight this handle holds */
-	int64_t stale;              /* mu: weight lost with a session */
-	int64_t waiting;            /* mu: callers queued or queueing */
-	bool unsure;                /* mu: some call's outcome is unknown */
-	bool resync;                /* mu: re-assert what we hold (recovery) */
-	bool stop;                  /* mu: the renewer must exit */
-	int64_t last_avail;         /* mu: for available() when offline */
-	uint64_t orphan[ORPHANS];   /* mu: tickets still to leave */
-	unsigned norphan;           /* mu */
-	struct held_lease lease[LEASES]; /* mu: leases held */
-	unsigned nlease;            /* mu */
+	redisContext *c;         /* mu: main connection; NULL while down */
+	char shas[RS_COUNT][41]; /* mu */
+	int64_t size;       /* mu: last size seen (re-creates a lost sem) */
+	uint64_t fence;     /* mu: largest fence seen */
+	int64_t inc;        /* mu: incarnation of our session */
+	int64_t epoch;      /* mu: the semaphore's creation, as seen */
+	int64_t rec;        /* mu: start of its last recovery, as seen */
+	unsigned gen;       /* mu: moves when the session was lost */
+	unsigned booked;    /* mu: replies booked (the renewer's may be late) */
+	int64_t held;       /* mu: weight this handle holds */
+	int64_t stale;      /* mu: weight lost with a session */
+	int64_t waiting;    /* mu: callers queued or queueing */
+	bool unsure;        /* mu: some call's outcome is unknown */
+	bool resync;        /* mu: re-assert what we hold (recovery) */
+	bool stop;          /* mu: the renewer must exit */
+	int64_t last_avail; /* mu: for available() when offline */
+	uint64_t orphan[ORPHANS];         /* mu: tickets still to leave */
+	unsigned norphan;                 /* mu */
+	struct held_lease lease[LEASES];  /* mu: leases held */
+	unsigned nlease;                  /* mu */
 	struct held_lease unrel[ORPHANS]; /* mu: lease releases not yet told */
-	unsigned nunrel;            /* mu */
-	redisContext *idle[IDLE_CONNS]; /* mu: spare wait connections */
-	unsigned nidle;             /* mu */
+	unsigned nunrel;                  /* mu */
+	redisContext *idle[IDLE_CONNS];   /* mu: spare wait connections */
+	unsigned nidle;                   /* mu */
 	/* A waiter that could not get mu in time to leave its ticket drops
 	 * it here (CAS 0 -> ticket) and counts itself in `gone`; the next
 	 * repair takes both over under mu. Relaxed: the repair reads only
@@ -125,12 +125,14 @@ unlock(struct remote *r)
 /* redis_session.c, all with r->mu held: */
 /* Run @script with our session, bounded by @deadline_ns (a loading server
  * is asked again until then: -EAGAIN if it still loads). */
-int ration__redis_call(struct remote *r, enum redis_script script, int64_t deadline_ns,
-		       int nx, const char *const *x, struct reply *out);
+int ration__redis_call(struct remote *r, enum redis_script script,
+		       int64_t deadline_ns, int nx, const char *const *x,
+		       struct reply *out);
 /* The same, with our session unless !with_sid; @keep (if not NULL)
  * receives the raw reply. */
-int ration__redis_call_raw(struct remote *r, enum redis_script script, bool with_sid,
-			   int64_t deadline_ns, int nx, const char *const *x, struct reply *out,
+int ration__redis_call_raw(struct remote *r, enum redis_script script,
+			   bool with_sid, int64_t deadline_ns, int nx,
+			   const char *const *x, struct reply *out,
 			   redisReply **keep);
 /* Leave orphaned tickets, finish lease releases the server was not told
  * of, and make the server's count match ours after a failure (when no
@@ -146,14 +148,17 @@ void *ration__redis_renewer(void *arg);
 /* redis_sem.c, all with r->mu held: */
 /* Take @n or queue for it: 0 granted, 1 queued as *tk (counted in
  * waiting), or an error. */
-int ration__redis_enqueue(struct remote *r, int64_t deadline_ns, const char *ns, int64_t n,
-			  bool lease, uint64_t *tk, ration_lease_t *out);
+int ration__redis_enqueue(struct remote *r, int64_t deadline_ns, const char *ns,
+			  int64_t n, bool lease, uint64_t *tk,
+			  ration_lease_t *out);
 /* Book a grant of @n with @fence (and fill @out when a lease). */
-void ration__redis_granted(struct remote *r, uint64_t fence, int64_t n, ration_lease_t *out);
+void ration__redis_granted(struct remote *r, uint64_t fence, int64_t n,
+			   ration_lease_t *out);
 
 /* redis_wait.c, mu not held: block until ticket @tk's outcome. */
-int ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_ns,
-			      const char *ns, int64_t n, bool lease, uint64_t tk,
-			      unsigned gen, ration_lease_t *out);
+int ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx,
+			      int64_t deadline_ns, const char *ns, int64_t n,
+			      bool lease, uint64_t tk, unsigned gen,
+			      ration_lease_t *out);
 
 #endif

@@ -50,7 +50,8 @@ conn_up(struct remote *r, int64_t deadline_ns)
 	if (r->c != NULL)
 		return 0;
 	int rc = ration__redis_connect(&r->cf, deadline_ns, &r->c);
-	if (rc == 0 && (rc = ration__redis_load(r->c, &r->cf, deadline_ns, r->shas)) != 0)
+	if (rc == 0 &&
+	    (rc = ration__redis_load(r->c, &r->cf, deadline_ns, r->shas)) != 0)
 		conn_down(r);
 	return rc;
 }
@@ -109,7 +110,8 @@ book(struct remote *r, const redisReply *rep, bool with_sid, struct reply *out)
 		return;
 	bool recovery = false;
 	if (rep->elements >= 7)
-		recovery = note_recovery(r, reply_num(rep->element[5]), reply_num(rep->element[6]));
+		recovery = note_recovery(r, reply_num(rep->element[5]),
+					 reply_num(rep->element[6]));
 	ration__redis_note_inc(r, reply_num(rep->element[1]), recovery);
 }
 
@@ -118,12 +120,13 @@ book(struct remote *r, const redisReply *rep, bool with_sid, struct reply *out)
  * whether we hold weight: what starts a recovery when the semaphore was
  * rolled back or re-created under us. */
 static void
-common_args(struct remote *r, bool with_sid, char size[24], char fence[48], const char **args)
+common_args(struct remote *r, bool with_sid, char size[24], char fence[48],
+	    const char **args)
 {
 	snprintf(size, 24, "%lld", (long long)r->size);
 	bool holds = r->held > 0 || r->nlease > 0;
-	snprintf(fence, 48, "%llu:%lld:%d", (unsigned long long)r->fence, (long long)r->epoch,
-		 holds);
+	snprintf(fence, 48, "%llu:%lld:%d", (unsigned long long)r->fence,
+		 (long long)r->epoch, holds);
 	args[0] = with_sid ? r->sid : "";
 	args[1] = r->lease_us;
 	args[2] = size;
@@ -132,12 +135,14 @@ common_args(struct remote *r, bool with_sid, char size[24], char fence[48], cons
 
 /* EVALSHA on @c, asking a loading server again until @deadline_ns. */
 static int
-eval_retry(redisContext *c, const struct redis_conf *cf, char shas[RS_COUNT][41],
-	   int64_t deadline_ns, enum redis_script script, const char *key, int nargs,
+eval_retry(redisContext *c, const struct redis_conf *cf,
+	   char shas[RS_COUNT][41], int64_t deadline_ns,
+	   enum redis_script script, const char *key, int nargs,
 	   const char *const *args, redisReply **rep)
 {
 	for (;;) {
-		int rc = ration__redis_eval(c, cf, deadline_ns, shas, script, key, nargs, args, rep);
+		int rc = ration__redis_eval(c, cf, deadline_ns, shas, script,
+					    key, nargs, args, rep);
 		if (rc != -EAGAIN)
 			return rc;
 		int64_t now = clock_mono_ns();
@@ -148,8 +153,9 @@ eval_retry(redisContext *c, const struct redis_conf *cf, char shas[RS_COUNT][41]
 }
 
 int
-ration__redis_call_raw(struct remote *r, enum redis_script script, bool with_sid,
-		       int64_t deadline_ns, int nx, const char *const *x, struct reply *out,
+ration__redis_call_raw(struct remote *r, enum redis_script script,
+		       bool with_sid, int64_t deadline_ns, int nx,
+		       const char *const *x, struct reply *out,
 		       redisReply **keep)
 {
 	/* A connection the server closed since our last call (it restarted)
@@ -171,8 +177,8 @@ ration__redis_call_raw(struct remote *r, enum redis_script script, bool with_sid
 		common_args(r, with_sid, size, fence, args);
 		for (int i = 0; i < nx; i++)
 			args[4 + i] = x[i];
-		rc = eval_retry(r->c, &r->cf, r->shas, deadline_ns, script, r->key, 4 + nx, args,
-				&rep);
+		rc = eval_retry(r->c, &r->cf, r->shas, deadline_ns, script,
+				r->key, 4 + nx, args, &rep);
 		if (rc == 0 || rc == -EPROTO || rc == -EAGAIN)
 			break;
 		bool gone = ration__redis_gone(r->c);
@@ -193,21 +199,26 @@ ration__redis_call_raw(struct remote *r, enum redis_script script, bool with_sid
 }
 
 int
-ration__redis_call(struct remote *r, enum redis_script script, int64_t deadline_ns, int nx,
-		   const char *const *x, struct reply *out)
+ration__redis_call(struct remote *r, enum redis_script script,
+		   int64_t deadline_ns, int nx, const char *const *x,
+		   struct reply *out)
 {
-	return ration__redis_call_raw(r, script, true, deadline_ns, nx, x, out, NULL);
+	return ration__redis_call_raw(r, script, true, deadline_ns, nx, x, out,
+				      NULL);
 }
 
 void
 ration__redis_collect_dropped(struct remote *r)
 {
-	int64_t gone = atomic_exchange_explicit(&r->gone, 0, memory_order_relaxed);
+	int64_t gone =
+		atomic_exchange_explicit(&r->gone, 0, memory_order_relaxed);
 	r->waiting -= gone;
 	if (gone > 0)
-		r->unsure = true; /* a ticket the box had no room for: sync drops it */
+		r->unsure =
+			true; /* a ticket the box had no room for: sync drops it */
 	for (unsigned i = 0; i < ORPHANS; i++) {
-		uint64_t tk = atomic_exchange_explicit(&r->dropped[i], 0, memory_order_relaxed);
+		uint64_t tk = atomic_exchange_explicit(&r->dropped[i], 0,
+						       memory_order_relaxed);
 		if (tk == 0)
 			continue;
 		r->unsure = true;
@@ -251,7 +262,8 @@ sync_held(struct remote *r, int64_t deadline_ns)
 		r->held = kept;
 	}
 	r->resync = false;
-	r->unsure = !exact; /* if not exact, an exact sync once our waiters are done */
+	r->unsure =
+		!exact; /* if not exact, an exact sync once our waiters are done */
 	return 0;
 }
 
@@ -262,9 +274,11 @@ ration__redis_repair(struct remote *r, int64_t deadline_ns)
 	ration__redis_collect_dropped(r);
 	while (r->norphan > 0) {
 		char tk[24];
-		snprintf(tk, sizeof(tk), "%llu", (unsigned long long)r->orphan[r->norphan - 1]);
+		snprintf(tk, sizeof(tk), "%llu",
+			 (unsigned long long)r->orphan[r->norphan - 1]);
 		const char *x[] = {tk, "o"};
-		if (ration__redis_call(r, RS_LEAVE, deadline_ns, 2, x, &rp) != 0)
+		if (ration__redis_call(r, RS_LEAVE, deadline_ns, 2, x, &rp) !=
+		    0)
 			return;
 		r->norphan--;
 	}
@@ -276,7 +290,8 @@ ration__redis_repair(struct remote *r, int64_t deadline_ns)
 		snprintf(ns, sizeof(ns), "%lld", (long long)u->n);
 		snprintf(fs, sizeof(fs), "%llu", (unsigned long long)u->fence);
 		const char *x[] = {ns, fs};
-		if (ration__redis_call(r, RS_RELEASE, deadline_ns, 3, x, &rp) != 0)
+		if (ration__redis_call(r, RS_RELEASE, deadline_ns, 3, x, &rp) !=
+		    0)
 			return;
 		r->nunrel--;
 	}
@@ -288,27 +303,30 @@ ration__redis_repair(struct remote *r, int64_t deadline_ns)
 static bool
 renewer_needed(struct remote *r)
 {
-	return r->held > 0 || r->waiting > 0 || r->norphan > 0 || r->nunrel > 0 || r->unsure ||
-	       r->resync || atomic_load_explicit(&r->gone, memory_order_relaxed) != 0;
+	return r->held > 0 || r->waiting > 0 || r->norphan > 0 ||
+	       r->nunrel > 0 || r->unsure || r->resync ||
+	       atomic_load_explicit(&r->gone, memory_order_relaxed) != 0;
 }
 
 /* One renewal on the renewer's own connection, mu not held: a server that
  * does not answer holds this thread, never the handle. */
 static void
-renew(struct remote *r, int64_t deadline_ns, const char *const *args, unsigned booked)
+renew(struct remote *r, int64_t deadline_ns, const char *const *args,
+      unsigned booked)
 {
 	if (r->rc == NULL) {
 		if (ration__redis_connect(&r->cf, deadline_ns, &r->rc) != 0)
 			return;
-		if (ration__redis_load(r->rc, &r->cf, deadline_ns, r->rshas) != 0) {
+		if (ration__redis_load(r->rc, &r->cf, deadline_ns, r->rshas) !=
+		    0) {
 			redisFree(r->rc);
 			r->rc = NULL;
 			return;
 		}
 	}
 	redisReply *rep;
-	int rc = eval_retry(r->rc, &r->cf, r->rshas, deadline_ns, RS_RENEW, r->key, 5, args,
-			    &rep);
+	int rc = eval_retry(r->rc, &r->cf, r->rshas, deadline_ns, RS_RENEW,
+			    r->key, 5, args, &rep);
 	if (rc != 0) {
 		if (rc != -EPROTO && rc != -EAGAIN) {
 			redisFree(r->rc);
@@ -333,12 +351,14 @@ ration__redis_renewer(void *arg)
 	struct remote *r = arg;
 	lock(r);
 	while (!r->stop) {
-		struct timespec ts = ns_to_timespec(ns_add_sat(clock_mono_ns(), r->lease_ns / 4));
+		struct timespec ts = ns_to_timespec(
+			ns_add_sat(clock_mono_ns(), r->lease_ns / 4));
 		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
 		if (r->stop || !renewer_needed(r))
 			continue;
-		int64_t budget = r->lease_ns / 2 < r->cf.io_timeout_ns ? r->lease_ns / 2
-								  : r->cf.io_timeout_ns;
+		int64_t budget = r->lease_ns / 2 < r->cf.io_timeout_ns
+					 ? r->lease_ns / 2
+					 : r->cf.io_timeout_ns;
 		int64_t deadline_ns = clock_mono_ns() + budget;
 		ration__redis_repair(r, deadline_ns);
 		char size[24], fence[48];

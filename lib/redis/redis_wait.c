@@ -17,16 +17,18 @@ leave(struct remote *r, uint64_t tk, int err)
 	struct reply rp;
 	char t[24];
 	snprintf(t, sizeof(t), "%llu", (unsigned long long)tk);
-	const char *x[] = {t, err == -ETIMEDOUT ? "t" : err == -ECANCELED ? "c" : "o"};
+	const char *x[] = {t, err == -ETIMEDOUT   ? "t"
+			      : err == -ECANCELED ? "c"
+						  : "o"};
 	int64_t dl = clock_mono_ns() + LEAVE_NS;
 	if (ration__redis_lock_until(r, dl) != 0) {
 		/* Another caller's round trip holds the handle: hand the ticket
 		 * to the next repair rather than wait past the deadline. */
 		for (unsigned i = 0; i < ORPHANS; i++) {
 			uint64_t free_slot = 0;
-			if (atomic_compare_exchange_strong_explicit(&r->dropped[i], &free_slot, tk,
-								    memory_order_relaxed,
-								    memory_order_relaxed))
+			if (atomic_compare_exchange_strong_explicit(
+				    &r->dropped[i], &free_slot, tk,
+				    memory_order_relaxed, memory_order_relaxed))
 				break;
 		}
 		atomic_fetch_add_explicit(&r->gone, 1, memory_order_relaxed);
@@ -119,8 +121,9 @@ still_pending(struct remote *r, uint64_t tk)
 
 /* Block until ticket @tk's outcome, ctx end or failure (mu not held). */
 int
-ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_ns,
-			  const char *ns, int64_t n, bool lease, uint64_t tk, unsigned gen,
+ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx,
+			  int64_t deadline_ns, const char *ns, int64_t n,
+			  bool lease, uint64_t tk, unsigned gen,
 			  ration_lease_t *out)
 {
 	redisContext *wc = NULL;
@@ -129,18 +132,22 @@ ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_
 	int rc;
 
 	for (;;) {
-		snprintf(key, sizeof(key), "%s:w:%llu", r->key, (unsigned long long)tk);
+		snprintf(key, sizeof(key), "%s:w:%llu", r->key,
+			 (unsigned long long)tk);
 		if ((rc = ration__wait_err(ctx, deadline_ns)) != 0) {
 			rc = leave(r, tk, rc);
 			break;
 		}
 		if (wc == NULL && (rc = wait_conn(r, deadline_ns, &wc)) != 0) {
-			int err = ration__wait_err(ctx, deadline_ns); /* it cut the connect short */
+			int err = ration__wait_err(
+				ctx,
+				deadline_ns); /* it cut the connect short */
 			rc = leave(r, tk, err != 0 ? err : rc);
 			break;
 		}
 		int64_t now = clock_mono_ns();
-		int64_t slice = deadline_ns - now < SLICE_NS ? deadline_ns - now : SLICE_NS;
+		int64_t slice = deadline_ns - now < SLICE_NS ? deadline_ns - now
+							     : SLICE_NS;
 		if (slice < MS)
 			slice = MS; /* BLPOP 0 would mean "for ever" */
 		char secs[24];
@@ -148,7 +155,8 @@ ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_
 		/* The reply is due after the slice; allow io_timeout for a busy
 		 * server, but not much past the caller's deadline. */
 		int64_t tmo = ns_add_sat(slice, r->cf.io_timeout_ns);
-		if (deadline_ns != RATION_FOREVER && deadline_ns - now + WAIT_MARGIN_NS < tmo)
+		if (deadline_ns != RATION_FOREVER &&
+		    deadline_ns - now + WAIT_MARGIN_NS < tmo)
 			tmo = deadline_ns - now + WAIT_MARGIN_NS;
 		ration__redis_timeout(wc, tmo);
 		const char *argv[] = {"BLPOP", key, secs};
@@ -167,9 +175,11 @@ ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_
 		if (rep->type == REDIS_REPLY_ARRAY && rep->elements == 2 &&
 		    rep->element[1]->type == REDIS_REPLY_STRING) {
 			msg = rep->element[1]->str[0];
-			if (msg == 'g' && !parse_grant(rep->element[1]->str, &fence, &inc))
+			if (msg == 'g' &&
+			    !parse_grant(rep->element[1]->str, &fence, &inc))
 				msg = '?';
-		} else if (rep->type == REDIS_REPLY_ERROR && strncmp(rep->str, "LOADING", 7) == 0) {
+		} else if (rep->type == REDIS_REPLY_ERROR &&
+			   strncmp(rep->str, "LOADING", 7) == 0) {
 			sleep_ns(slice); /* unavailable for now: ask again */
 		} else if (rep->type != REDIS_REPLY_NIL) {
 			msg = '?';
@@ -196,7 +206,8 @@ ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_
 			ration__redis_note_inc(r, inc, false);
 			if (inc == r->inc) {
 				r->waiting--;
-				ration__redis_granted(r, fence, n, lease ? out : NULL);
+				ration__redis_granted(r, fence, n,
+						      lease ? out : NULL);
 				unlock(r);
 				rc = 0;
 				break;
@@ -209,7 +220,8 @@ ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_
 			rc = msg == 'p' ? -EPIPE : -E2BIG;
 			break;
 		}
-		if (msg == '?') { /* not ours to read: leave, giving back a grant */
+		if (msg ==
+		    '?') { /* not ours to read: leave, giving back a grant */
 			unlock(r);
 			rc = leave(r, tk, -EPROTO);
 			break;
@@ -223,7 +235,8 @@ ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_
 			unlock(r);
 			break;
 		}
-		rc = ration__redis_enqueue(r, deadline_ns, ns, n, lease, &tk, out);
+		rc = ration__redis_enqueue(r, deadline_ns, ns, n, lease, &tk,
+					   out);
 		gen = r->gen;
 		unlock(r);
 		if (rc != 1)
@@ -232,4 +245,3 @@ ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx, int64_t deadline_
 	wait_conn_put(r, wc);
 	return rc;
 }
-

@@ -71,8 +71,8 @@ struct shm_lease {
 struct shm_holder {
 	_Atomic uint32_t state; /* mu; FREE/USED, USED stored last on claim */
 	uint32_t pad;
-	uint64_t token;         /* mu; never 0, never reused in a segment */
-	_Atomic int64_t held;   /* mu */
+	uint64_t token;       /* mu; never 0, never reused in a segment */
+	_Atomic int64_t held; /* mu */
 	struct shm_lease leases[SHM_LEASES];
 };
 
@@ -83,13 +83,14 @@ struct shm_holder {
  * recount, which needs to know whether the owner is between its CAS of
  * the word and its store of held: that is what busy says. */
 struct shm_lane {
-	_Atomic uint32_t state;    /* mu; FREE/USED */
-	_Atomic uint32_t busy;     /* owner: 1 from before its CAS to after held */
-	uint32_t holder;           /* mu; index of the handle's holder slot */
-	_Atomic uint64_t token;    /* mu; the holder's token when bound */
-	_Atomic int64_t held;      /* owner: weight taken on the fast path */
+	_Atomic uint32_t state; /* mu; FREE/USED */
+	_Atomic uint32_t busy;  /* owner: 1 from before its CAS to after held */
+	uint32_t holder;        /* mu; index of the handle's holder slot */
+	_Atomic uint64_t token; /* mu; the holder's token when bound */
+	_Atomic int64_t held;   /* owner: weight taken on the fast path */
 	_Atomic uint64_t acquired; /* owner: fast acquisitions, for stats */
-	_Atomic uint64_t consumed; /* owner: units taken by consume, for stats */
+	_Atomic uint64_t
+		consumed; /* owner: units taken by consume, for stats */
 };
 
 /* One per queued caller. The waiter sleeps on futex (a shared futex:
@@ -97,13 +98,13 @@ struct shm_lane {
  * outcome stores state, bumps futex and wakes it after unlocking. */
 struct shm_waiter {
 	_Atomic uint32_t futex;
-	_Atomic int32_t state;   /* mu; FREE, WAITING or the outcome */
-	uint32_t holder;         /* mu; index of the handle's holder slot; the
+	_Atomic int32_t state; /* mu; FREE, WAITING or the outcome */
+	uint32_t holder;       /* mu; index of the handle's holder slot; the
 				  * holder's liveness is the waiter's */
-	uint64_t ticket;         /* mu; FIFO order: lowest is the head */
-	int64_t n;               /* mu */
-	int64_t t0;              /* mu; when queued (CLOCK_MONOTONIC) */
-	int32_t left;            /* waiter, before ABANDONED: why it left */
+	uint64_t ticket;       /* mu; FIFO order: lowest is the head */
+	int64_t n;             /* mu */
+	int64_t t0;            /* mu; when queued (CLOCK_MONOTONIC) */
+	int32_t left;          /* waiter, before ABANDONED: why it left */
 };
 
 /* The padding is the point: the word and mu each start a cache line. */
@@ -111,28 +112,29 @@ struct shm_seg { /* NOLINT(clang-analyzer-optin.performance.Padding) */
 	/* Header: immutable once init is READY. */
 	uint64_t magic;
 	uint32_t version;
-	uint32_t seg_size;       /* sizeof(struct shm_seg) of the creator */
+	uint32_t seg_size; /* sizeof(struct shm_seg) of the creator */
 	uint32_t holders, lanes, waiters, leases;
-	_Atomic uint32_t init;   /* BUSY, then READY (futex-woken) */
+	_Atomic uint32_t init; /* BUSY, then READY (futex-woken) */
 	int32_t init_pid;
 
 	/* The fast path's line: the word, and what a fast acquire reads. */
 	_Alignas(64) _Atomic int64_t word; /* see SHM_SLOW */
-	_Atomic int64_t size;       /* mu; read without it */
-	_Atomic int64_t max_in_use; /* atomic high-water mark */
+	_Atomic int64_t size;              /* mu; read without it */
+	_Atomic int64_t max_in_use;        /* atomic high-water mark */
 
 	_Alignas(64) pthread_mutex_t mu; /* robust, process-shared */
 
 	/* Derived state (rebuilt from the slots after a crash), mu. */
 	_Atomic uint32_t closed;
-	uint32_t dirty;          /* a recount is owed: the last one gave up */
-	int64_t nwaiters;        /* slots in WAITING */
+	uint32_t dirty;   /* a recount is owed: the last one gave up */
+	int64_t nwaiters; /* slots in WAITING */
 	int64_t waiting_weight;
 	uint64_t next_ticket;
-	uint64_t next_token;     /* holder tokens handed out */
-	_Atomic uint64_t fence;  /* atomic: last lease fence handed out */
+	uint64_t next_token;          /* holder tokens handed out */
+	_Atomic uint64_t fence;       /* atomic: last lease fence handed out */
 	_Atomic int64_t last_scan_ns; /* atomic: rate limit of dead scans */
-	_Atomic uint32_t unsettled;   /* atomic: ABANDONED/TAKEN slots to settle */
+	_Atomic uint32_t
+		unsettled; /* atomic: ABANDONED/TAKEN slots to settle */
 
 	/* Statistics, mu (plus the lanes' acquired and consumed). */
 	int64_t max_waiters_seen;

@@ -31,8 +31,11 @@ static struct flock
 byte_of(uint32_t i, short type)
 {
 	/* l_pid must be 0 for OFD locks. */
-	return (struct flock){.l_type = type, .l_whence = SEEK_SET, .l_start = (off_t)i,
-			      .l_len = 1, .l_pid = 0};
+	return (struct flock){.l_type = type,
+			      .l_whence = SEEK_SET,
+			      .l_start = (off_t)i,
+			      .l_len = 1,
+			      .l_pid = 0};
 }
 
 int

@@ -21,7 +21,8 @@
 static int
 room(struct shm_seg *g, int64_t w, int64_t n)
 {
-	int64_t in_use = atomic_load_explicit(&g->size, memory_order_relaxed) - (w >> 1);
+	int64_t in_use =
+		atomic_load_explicit(&g->size, memory_order_relaxed) - (w >> 1);
 	return n > RATION_SEM_MAX - in_use ? -EOVERFLOW : 0;
 }
 
@@ -48,18 +49,22 @@ consume_fast(const struct ration__shm_lane_ref *r, int64_t n)
 		/* acq_rel: release busy = 1 to a recount whose SLOW fetch_or
 		 * comes after this CAS (shm_seg.c recount()); the units hand
 		 * nothing to anyone. */
-		if (atomic_compare_exchange_weak_explicit(&g->word, &w, w - n * 2,
-							  memory_order_acq_rel,
-							  memory_order_relaxed)) {
+		if (atomic_compare_exchange_weak_explicit(
+			    &g->word, &w, w - n * 2, memory_order_acq_rel,
+			    memory_order_relaxed)) {
 			/* Single writer: plain read-modify-write of our lane. */
-			atomic_store_explicit(&l->held,
-					      atomic_load_explicit(&l->held, memory_order_relaxed) + n,
-					      memory_order_relaxed);
-			atomic_store_explicit(&l->consumed,
-					      atomic_load_explicit(&l->consumed,
-								   memory_order_relaxed) +
-						      (uint64_t)n,
-					      memory_order_relaxed);
+			atomic_store_explicit(
+				&l->held,
+				atomic_load_explicit(&l->held,
+						     memory_order_relaxed) +
+					n,
+				memory_order_relaxed);
+			atomic_store_explicit(
+				&l->consumed,
+				atomic_load_explicit(&l->consumed,
+						     memory_order_relaxed) +
+					(uint64_t)n,
+				memory_order_relaxed);
 			break;
 		}
 	}
@@ -86,8 +91,10 @@ consume_locked(struct ration__shm *sh, int64_t n)
 							memory_order_relaxed,
 							memory_order_relaxed));
 	struct shm_holder *h = &g->holder[sh->hi];
-	atomic_store_explicit(&h->held, atomic_load_explicit(&h->held, memory_order_relaxed) + n,
-			      memory_order_relaxed);
+	atomic_store_explicit(
+		&h->held,
+		atomic_load_explicit(&h->held, memory_order_relaxed) + n,
+		memory_order_relaxed);
 	g->consumed += (uint64_t)n;
 	ration__shm_note_in_use(g, (w >> 1) - n);
 	return 0;

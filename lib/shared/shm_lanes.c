@@ -55,14 +55,16 @@ lane_free(struct shm_seg *g, uint32_t li)
 {
 	struct shm_lane *l = &g->lane[li];
 	struct shm_holder *h = &g->holder[l->holder];
-	atomic_fetch_add_explicit(&h->held, atomic_load_explicit(&l->held, memory_order_relaxed),
-				  memory_order_relaxed);
+	atomic_fetch_add_explicit(
+		&h->held, atomic_load_explicit(&l->held, memory_order_relaxed),
+		memory_order_relaxed);
 	g->acquired += atomic_load_explicit(&l->acquired, memory_order_relaxed);
 	g->consumed += atomic_load_explicit(&l->consumed, memory_order_relaxed);
 	atomic_store_explicit(&l->held, 0, memory_order_relaxed);
 	atomic_store_explicit(&l->acquired, 0, memory_order_relaxed);
 	atomic_store_explicit(&l->consumed, 0, memory_order_relaxed);
-	atomic_store_explicit(&l->token, 0, memory_order_relaxed); /* no holder's any more */
+	atomic_store_explicit(&l->token, 0,
+			      memory_order_relaxed); /* no holder's any more */
 	atomic_store_explicit(&l->state, SLOT_FREE, memory_order_relaxed);
 }
 
@@ -72,8 +74,10 @@ static bool
 lane_ours(struct ration__shm *sh, uint32_t li)
 {
 	struct shm_lane *l = &sh->g->lane[li];
-	return atomic_load_explicit(&l->state, memory_order_relaxed) == SLOT_USED &&
-	       atomic_load_explicit(&l->token, memory_order_relaxed) == sh->token;
+	return atomic_load_explicit(&l->state, memory_order_relaxed) ==
+		       SLOT_USED &&
+	       atomic_load_explicit(&l->token, memory_order_relaxed) ==
+		       sh->token;
 }
 
 /* Thread exit: give every lane this thread bound back to its handle. */
@@ -81,16 +85,19 @@ static void
 lanes_exit(void *arg)
 {
 	struct ration__shm_lanes *lc = arg;
-	if (lc->gen != atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed))
+	if (lc->gen !=
+	    atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed))
 		return; /* a parent's lanes: not ours to touch */
 	pthread_mutex_lock(&reg_mu);
 	for (unsigned i = 0; i < SHM_LANE_CACHE; i++) {
-		struct ration__shm *sh = lc->e[i].id ? find_handle(lc->e[i].id) : NULL;
+		struct ration__shm *sh =
+			lc->e[i].id ? find_handle(lc->e[i].id) : NULL;
 		lc->e[i].id = 0;
 		if (sh == NULL)
 			continue;
 		struct ration__shm_wake wk = {.n = 0};
-		if (ration__shm_lock(sh, &wk) == 0) { /* no deadline: thread exit */
+		if (ration__shm_lock(sh, &wk) ==
+		    0) { /* no deadline: thread exit */
 			if (lane_ours(sh, lc->e[i].li))
 				lane_free(sh->g, lc->e[i].li);
 			ration__shm_unlock_wake(sh->g, &wk);
@@ -102,7 +109,8 @@ lanes_exit(void *arg)
 struct ration__shm_lane_ref *
 ration__shm_lane_bind(struct ration__shm *sh, struct ration__shm_lanes *lc)
 {
-	unsigned gen = atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed);
+	unsigned gen = atomic_load_explicit(&ration__shm_fork_gen,
+					    memory_order_relaxed);
 	if (lc->gen != gen) {
 		memset(lc->e, 0, sizeof(lc->e));
 		lc->gen = gen;
@@ -115,21 +123,29 @@ ration__shm_lane_bind(struct ration__shm *sh, struct ration__shm_lanes *lc)
 	struct shm_lane *l = NULL;
 	struct ration__shm_wake wk = {.n = 0};
 	/* Binding only speeds later calls up: not worth a wait for mu. */
-	if (slot < SHM_LANE_CACHE && ration__shm_lock_bound(sh, &wk, NULL, SHM_TRY) == 0) {
+	if (slot < SHM_LANE_CACHE &&
+	    ration__shm_lock_bound(sh, &wk, NULL, SHM_TRY) == 0) {
 		struct shm_seg *g = sh->g;
 		unsigned i = 0;
 		while (i < SHM_LANES &&
-		       atomic_load_explicit(&g->lane[i].state, memory_order_relaxed) != SLOT_FREE)
+		       atomic_load_explicit(&g->lane[i].state,
+					    memory_order_relaxed) != SLOT_FREE)
 			i++;
 		if (i < SHM_LANES) {
 			l = &g->lane[i];
 			l->holder = sh->hi;
-			atomic_store_explicit(&l->token, sh->token, memory_order_relaxed);
-			atomic_store_explicit(&l->busy, 0, memory_order_relaxed);
-			atomic_store_explicit(&l->held, 0, memory_order_relaxed);
-			atomic_store_explicit(&l->acquired, 0, memory_order_relaxed);
-			atomic_store_explicit(&l->consumed, 0, memory_order_relaxed);
-			atomic_store_explicit(&l->state, SLOT_USED, memory_order_relaxed);
+			atomic_store_explicit(&l->token, sh->token,
+					      memory_order_relaxed);
+			atomic_store_explicit(&l->busy, 0,
+					      memory_order_relaxed);
+			atomic_store_explicit(&l->held, 0,
+					      memory_order_relaxed);
+			atomic_store_explicit(&l->acquired, 0,
+					      memory_order_relaxed);
+			atomic_store_explicit(&l->consumed, 0,
+					      memory_order_relaxed);
+			atomic_store_explicit(&l->state, SLOT_USED,
+					      memory_order_relaxed);
 			lc->e[slot].id = sh->id;
 			lc->e[slot].li = i;
 			lc->e[slot].lane = l;
@@ -151,12 +167,14 @@ ration__shm_release_handle(struct ration__shm *sh)
 {
 	struct shm_seg *g = sh->g;
 	struct ration__shm_wake wk = {.n = 0};
-	unsigned gen = atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed);
+	unsigned gen = atomic_load_explicit(&ration__shm_fork_gen,
+					    memory_order_relaxed);
 	int rc = 0;
 
 	pthread_mutex_lock(&reg_mu);
 	if (sh->gen == gen) { /* our slot (not a parent's, over fork) */
-		if ((rc = ration__shm_lock_bound(sh, &wk, NULL, RATION_FOREVER)) != 0) {
+		if ((rc = ration__shm_lock_bound(sh, &wk, NULL,
+						 RATION_FOREVER)) != 0) {
 			if (rc == -ESTALE)
 				rc = 0; /* reclaimed: nothing of ours to give back */
 			goto unregister;
@@ -164,7 +182,9 @@ ration__shm_release_handle(struct ration__shm *sh)
 		bool busy = ration__shm_held(sh) != 0;
 		for (unsigned i = 0; i < SHM_WAITERS && !busy; i++) {
 			struct shm_waiter *w = &g->waiter[i];
-			busy = atomic_load_explicit(&w->state, memory_order_relaxed) != WAITER_FREE &&
+			busy = atomic_load_explicit(&w->state,
+						    memory_order_relaxed) !=
+				       WAITER_FREE &&
 			       w->holder == sh->hi;
 		}
 		if (busy) {
@@ -173,18 +193,22 @@ ration__shm_release_handle(struct ration__shm *sh)
 			goto out;
 		}
 		for (uint32_t i = 0; i < SHM_LANES; i++)
-			if (atomic_load_explicit(&g->lane[i].state, memory_order_relaxed) == SLOT_USED &&
+			if (atomic_load_explicit(&g->lane[i].state,
+						 memory_order_relaxed) ==
+				    SLOT_USED &&
 			    g->lane[i].holder == sh->hi)
 				lane_free(g, i);
 		/* Unlock first: a slot USED and unlocked is only judged dead
 		 * (and it holds nothing now); FREE and locked would be skipped
 		 * by claimers until we unlock. */
 		ration__shm_slot_unlock(sh->fd, sh->hi);
-		atomic_store_explicit(&g->holder[sh->hi].state, SLOT_FREE, memory_order_relaxed);
+		atomic_store_explicit(&g->holder[sh->hi].state, SLOT_FREE,
+				      memory_order_relaxed);
 		ration__shm_unlock_wake(g, &wk);
 	}
 unregister:
-	for (struct ration__shm **p = &registry; *p != NULL; p = &(*p)->reg_next) {
+	for (struct ration__shm **p = &registry; *p != NULL;
+	     p = &(*p)->reg_next) {
 		if (*p == sh) {
 			*p = sh->reg_next;
 			break;

@@ -14,9 +14,9 @@
 
 #include "internal/clock.h"
 #include "internal/sem.h"
+#include "ration/shared.h"
 #include "shm.h"
 #include "shm_seg.h"
-#include "ration/shared.h"
 
 #define OPEN_LOCK_NS ((int64_t)2 * 1000000000) /* longest wait for the mutex */
 
@@ -30,16 +30,20 @@ typedef struct ration__shm_wake wake_t;
  * the mapping. *@created says whether this call made the object (so a
  * later failure unlinks it). */
 static int
-map_object(const char *path, bool create, mode_t mode, int64_t size, shared_t *sh,
-	   bool *created)
+map_object(const char *path, bool create, mode_t mode, int64_t size,
+	   shared_t *sh, bool *created)
 {
 	int rc = -ENOENT;
 	int fd = -1;
 	for (int attempt = 0; fd < 0 && attempt < 8; attempt++) {
 		if (create) {
-			fd = shm_open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+			fd = shm_open(path,
+				      O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC,
+				      mode);
 			if (fd >= 0) {
-				(void)fchmod(fd, mode); /* exactly @mode, whatever the umask */
+				(void)fchmod(
+					fd,
+					mode); /* exactly @mode, whatever the umask */
 				rc = ration__shm_create(fd, size, &sh->g);
 				if (rc != 0)
 					shm_unlink(path);
@@ -61,7 +65,8 @@ map_object(const char *path, bool create, mode_t mode, int64_t size, shared_t *s
 		if (!create || e != ENOENT)
 			break; /* with create: unlinked in between, try again */
 	}
-	if (rc == 0 && (sh->fd = ration__shm_reopen(fcntl(fd, F_DUPFD_CLOEXEC, 0))) < 0) {
+	if (rc == 0 &&
+	    (sh->fd = ration__shm_reopen(fcntl(fd, F_DUPFD_CLOEXEC, 0))) < 0) {
 		munmap(sh->g, sizeof(*sh->g));
 		rc = -ENOLCK;
 	}
@@ -71,15 +76,17 @@ map_object(const char *path, bool create, mode_t mode, int64_t size, shared_t *s
 }
 
 int
-ration_sem_open_shared(const char *name, int64_t size, const ration_shared_opts_t *opts,
-		       ration_sem_t **out)
+ration_sem_open_shared(const char *name, int64_t size,
+		       const ration_shared_opts_t *opts, ration_sem_t **out)
 {
 	char path[256];
 	if (ration__shm_path(name, path, sizeof(path)) != 0 || out == NULL)
 		return -EINVAL;
 	bool create = opts != NULL && opts->create;
-	mode_t mode = opts != NULL && opts->mode != 0 ? (mode_t)opts->mode : 0600;
-	if ((create && (size < 1 || size > RATION_SEM_MAX)) || (mode & ~(mode_t)0777) != 0)
+	mode_t mode =
+		opts != NULL && opts->mode != 0 ? (mode_t)opts->mode : 0600;
+	if ((create && (size < 1 || size > RATION_SEM_MAX)) ||
+	    (mode & ~(mode_t)0777) != 0)
 		return -EINVAL; /* permission bits only: never setuid/setgid/sticky */
 	ration__shm_init();
 
@@ -93,14 +100,18 @@ ration_sem_open_shared(const char *name, int64_t size, const ration_shared_opts_
 		wake_t wk = {.n = 0};
 		/* gen 0 is never current: lock_bound claims our holder slot.
 		 * Bounded: the mutex's owner may be a stopped process. */
-		rc = ration__shm_lock_bound(sh, &wk, NULL, clock_mono_ns() + OPEN_LOCK_NS);
+		rc = ration__shm_lock_bound(sh, &wk, NULL,
+					    clock_mono_ns() + OPEN_LOCK_NS);
 		if (rc == 0)
 			ration__shm_unlock_wake(sh->g, &wk);
-		if (rc == 0 && (rc = ration__sem_new_backend(&ration__shm_ops, sh, path + 1, out)) != 0) {
+		if (rc == 0 &&
+		    (rc = ration__sem_new_backend(&ration__shm_ops, sh,
+						  path + 1, out)) != 0) {
 			if (ration__shm_lock(sh, &wk) == 0) {
 				ration__shm_slot_unlock(sh->fd, sh->hi);
-				atomic_store_explicit(&sh->g->holder[sh->hi].state, SLOT_FREE,
-						      memory_order_relaxed);
+				atomic_store_explicit(
+					&sh->g->holder[sh->hi].state, SLOT_FREE,
+					memory_order_relaxed);
 				ration__shm_unlock_wake(sh->g, &wk);
 			}
 		}

@@ -45,11 +45,11 @@
 #include "shm_seg.h"
 #include "shm_sys.h"
 
-#define INIT_WAIT_NS   ((int64_t)2 * 1000000000) /* a creator filling it in */
-#define INIT_POLL_NS   ((int64_t)10 * 1000000)
-#define SCAN_NS        ((int64_t)10 * 1000000)   /* least time between scans */
-#define BUSY_WAIT_NS   ((int64_t)2 * 1000000)    /* a recount waits for lanes */
-#define LOCK_SLICE_NS  ((int64_t)10 * 1000000)   /* ctx polls while locking */
+#define INIT_WAIT_NS  ((int64_t)2 * 1000000000) /* a creator filling it in */
+#define INIT_POLL_NS  ((int64_t)10 * 1000000)
+#define SCAN_NS       ((int64_t)10 * 1000000) /* least time between scans */
+#define BUSY_WAIT_NS  ((int64_t)2 * 1000000)  /* a recount waits for lanes */
+#define LOCK_SLICE_NS ((int64_t)10 * 1000000) /* ctx polls while locking */
 
 _Atomic unsigned ration__shm_fork_gen = 1;
 
@@ -76,7 +76,8 @@ ration__shm_create(int fd, int64_t size, struct shm_seg **out)
 {
 	if (ftruncate(fd, (off_t)sizeof(struct shm_seg)) != 0)
 		return errno ? -errno : -EIO;
-	struct shm_seg *g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	struct shm_seg *g = mmap(NULL, sizeof(*g), PROT_READ | PROT_WRITE,
+				 MAP_SHARED, fd, 0);
 	if (g == MAP_FAILED)
 		return errno ? -errno : -ENOMEM;
 	g->init_pid = getpid();
@@ -113,8 +114,9 @@ static bool
 header_ok(const struct shm_seg *g)
 {
 	return g->magic == SHM_MAGIC && g->version == SHM_VERSION &&
-	       g->seg_size == sizeof(struct shm_seg) && g->holders == SHM_HOLDERS &&
-	       g->lanes == SHM_LANES && g->waiters == SHM_WAITERS && g->leases == SHM_LEASES;
+	       g->seg_size == sizeof(struct shm_seg) &&
+	       g->holders == SHM_HOLDERS && g->lanes == SHM_LANES &&
+	       g->waiters == SHM_WAITERS && g->leases == SHM_LEASES;
 }
 
 int
@@ -131,16 +133,19 @@ ration__shm_attach(int fd, struct shm_seg **out)
 			break;
 		if (st.st_size != 0 || clock_mono_ns() >= give_up)
 			return -EPROTO; /* truncated, or a creator that died */
-		usleep(1000);       /* the creator is between open and ftruncate */
+		usleep(1000); /* the creator is between open and ftruncate */
 	}
-	size_t len = (size_t)st.st_size < sizeof(struct shm_seg) ? (size_t)st.st_size
-								 : sizeof(struct shm_seg);
-	struct shm_seg *g = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	size_t len = (size_t)st.st_size < sizeof(struct shm_seg)
+			     ? (size_t)st.st_size
+			     : sizeof(struct shm_seg);
+	struct shm_seg *g =
+		mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
 	if (g == MAP_FAILED)
 		return errno ? -errno : -ENOMEM;
 	int rc = 0;
 	for (;;) {
-		uint32_t init = atomic_load_explicit(&g->init, memory_order_acquire);
+		uint32_t init =
+			atomic_load_explicit(&g->init, memory_order_acquire);
 		if (g->magic != 0 && !header_ok(g)) {
 			rc = -EPROTO; /* another layout: another build or version */
 			break;
@@ -170,7 +175,8 @@ ration__shm_attach(int fd, struct shm_seg **out)
 static void
 atfork_child(void)
 {
-	atomic_fetch_add_explicit(&ration__shm_fork_gen, 1, memory_order_relaxed);
+	atomic_fetch_add_explicit(&ration__shm_fork_gen, 1,
+				  memory_order_relaxed);
 	ration__shm_lanes_atfork_child();
 }
 
@@ -209,13 +215,18 @@ static bool
 alive(struct shm_seg *g, struct alive_cache *ac, uint32_t i)
 {
 	if (i >= SHM_HOLDERS ||
-	    atomic_load_explicit(&g->holder[i].state, memory_order_relaxed) != SLOT_USED)
+	    atomic_load_explicit(&g->holder[i].state, memory_order_relaxed) !=
+		    SLOT_USED)
 		return false;
 	if (ac->v[i] == ALIVE_UNKNOWN) {
 		struct ration__shm *sh = ac->sh;
-		bool self = i == sh->hi && sh->gen == atomic_load_explicit(&ration__shm_fork_gen,
-									   memory_order_relaxed);
-		ac->v[i] = self || ration__shm_slot_locked(sh->fd, i) ? ALIVE_YES : ALIVE_NO;
+		bool self =
+			i == sh->hi &&
+			sh->gen == atomic_load_explicit(&ration__shm_fork_gen,
+							memory_order_relaxed);
+		ac->v[i] = self || ration__shm_slot_locked(sh->fd, i)
+				   ? ALIVE_YES
+				   : ALIVE_NO;
 	}
 	return ac->v[i] == ALIVE_YES;
 }
@@ -245,13 +256,17 @@ settle_orphans(struct shm_seg *g)
 			left = true;
 		} else if (st == WAITER_TAKEN) {
 			struct shm_holder *h = &g->holder[w->holder];
-			atomic_store_explicit(&h->held,
-					      atomic_load_explicit(&h->held, memory_order_relaxed) + w->n,
-					      memory_order_relaxed);
+			atomic_store_explicit(
+				&h->held,
+				atomic_load_explicit(&h->held,
+						     memory_order_relaxed) +
+					w->n,
+				memory_order_relaxed);
 		} else {
 			continue;
 		}
-		atomic_store_explicit(&w->state, WAITER_FREE, memory_order_relaxed);
+		atomic_store_explicit(&w->state, WAITER_FREE,
+				      memory_order_relaxed);
 	}
 	return left;
 }
@@ -261,19 +276,22 @@ any_dead(struct shm_seg *g, struct alive_cache *ac)
 {
 	for (unsigned i = 0; i < SHM_HOLDERS; i++) {
 		struct shm_holder *h = &g->holder[i];
-		if (atomic_load_explicit(&h->state, memory_order_relaxed) == SLOT_USED &&
+		if (atomic_load_explicit(&h->state, memory_order_relaxed) ==
+			    SLOT_USED &&
 		    !alive(g, ac, i))
 			return true;
 	}
 	for (unsigned i = 0; i < SHM_LANES; i++) {
 		struct shm_lane *l = &g->lane[i];
-		if (atomic_load_explicit(&l->state, memory_order_relaxed) == SLOT_USED &&
+		if (atomic_load_explicit(&l->state, memory_order_relaxed) ==
+			    SLOT_USED &&
 		    !alive(g, ac, l->holder))
 			return true;
 	}
 	for (unsigned i = 0; i < SHM_WAITERS; i++) {
 		struct shm_waiter *w = &g->waiter[i];
-		if (atomic_load_explicit(&w->state, memory_order_relaxed) != WAITER_FREE &&
+		if (atomic_load_explicit(&w->state, memory_order_relaxed) !=
+			    WAITER_FREE &&
 		    !alive(g, ac, w->holder))
 			return true;
 	}
@@ -289,12 +307,14 @@ lanes_quiet(struct shm_seg *g, struct alive_cache *ac)
 	int64_t give_up = 0;
 	for (unsigned i = 0; i < SHM_LANES; i++) {
 		struct shm_lane *l = &g->lane[i];
-		if (atomic_load_explicit(&l->state, memory_order_relaxed) != SLOT_USED ||
+		if (atomic_load_explicit(&l->state, memory_order_relaxed) !=
+			    SLOT_USED ||
 		    !alive(g, ac, l->holder))
 			continue;
 		/* acquire: pairs with the owner's release store of busy = 0,
 		 * so its held store is seen. */
-		while (atomic_load_explicit(&l->busy, memory_order_acquire) != 0) {
+		while (atomic_load_explicit(&l->busy, memory_order_acquire) !=
+		       0) {
 			int64_t now = clock_mono_ns();
 			if (give_up == 0)
 				give_up = now + BUSY_WAIT_NS;
@@ -326,30 +346,44 @@ recount(struct shm_seg *g, struct alive_cache *ac, struct ration__shm_wake *wk)
 	uint64_t max_ticket = 0;
 	for (unsigned i = 0; i < SHM_LANES; i++) {
 		struct shm_lane *l = &g->lane[i];
-		if (atomic_load_explicit(&l->state, memory_order_relaxed) != SLOT_USED)
+		if (atomic_load_explicit(&l->state, memory_order_relaxed) !=
+		    SLOT_USED)
 			continue;
 		if (!alive(g, ac, l->holder)) {
-			g->acquired += atomic_load_explicit(&l->acquired, memory_order_relaxed);
-			g->consumed += atomic_load_explicit(&l->consumed, memory_order_relaxed);
-			atomic_store_explicit(&l->consumed, 0, memory_order_relaxed);
-			g->reclaimed += (uint64_t)atomic_load_explicit(&l->held, memory_order_relaxed);
-			atomic_store_explicit(&l->held, 0, memory_order_relaxed);
-			atomic_store_explicit(&l->acquired, 0, memory_order_relaxed);
-			atomic_store_explicit(&l->token, 0, memory_order_relaxed); /* see lane_of() */
-			atomic_store_explicit(&l->state, SLOT_FREE, memory_order_relaxed);
+			g->acquired += atomic_load_explicit(
+				&l->acquired, memory_order_relaxed);
+			g->consumed += atomic_load_explicit(
+				&l->consumed, memory_order_relaxed);
+			atomic_store_explicit(&l->consumed, 0,
+					      memory_order_relaxed);
+			g->reclaimed += (uint64_t)atomic_load_explicit(
+				&l->held, memory_order_relaxed);
+			atomic_store_explicit(&l->held, 0,
+					      memory_order_relaxed);
+			atomic_store_explicit(&l->acquired, 0,
+					      memory_order_relaxed);
+			atomic_store_explicit(
+				&l->token, 0,
+				memory_order_relaxed); /* see lane_of() */
+			atomic_store_explicit(&l->state, SLOT_FREE,
+					      memory_order_relaxed);
 			continue;
 		}
 		held += atomic_load_explicit(&l->held, memory_order_relaxed);
 	}
 	for (unsigned i = 0; i < SHM_HOLDERS; i++) {
 		struct shm_holder *h = &g->holder[i];
-		if (atomic_load_explicit(&h->state, memory_order_relaxed) != SLOT_USED)
+		if (atomic_load_explicit(&h->state, memory_order_relaxed) !=
+		    SLOT_USED)
 			continue;
 		if (!alive(g, ac, i)) {
-			g->reclaimed += (uint64_t)atomic_load_explicit(&h->held, memory_order_relaxed);
-			atomic_store_explicit(&h->held, 0, memory_order_relaxed);
+			g->reclaimed += (uint64_t)atomic_load_explicit(
+				&h->held, memory_order_relaxed);
+			atomic_store_explicit(&h->held, 0,
+					      memory_order_relaxed);
 			memset(h->leases, 0, sizeof(h->leases));
-			atomic_store_explicit(&h->state, SLOT_FREE, memory_order_relaxed);
+			atomic_store_explicit(&h->state, SLOT_FREE,
+					      memory_order_relaxed);
 			continue;
 		}
 		held += atomic_load_explicit(&h->held, memory_order_relaxed);
@@ -360,7 +394,8 @@ recount(struct shm_seg *g, struct alive_cache *ac, struct ration__shm_wake *wk)
 		if (st == WAITER_FREE)
 			continue;
 		if (!alive(g, ac, w->holder)) {
-			atomic_store_explicit(&w->state, WAITER_FREE, memory_order_relaxed);
+			atomic_store_explicit(&w->state, WAITER_FREE,
+					      memory_order_relaxed);
 			continue;
 		}
 		if (st == WAITER_GRANTED)
@@ -377,9 +412,11 @@ recount(struct shm_seg *g, struct alive_cache *ac, struct ration__shm_wake *wk)
 	g->waiting_weight = wweight;
 	if (g->next_ticket <= max_ticket)
 		g->next_ticket = max_ticket + 1;
-	int64_t avail = atomic_load_explicit(&g->size, memory_order_relaxed) - held;
+	int64_t avail =
+		atomic_load_explicit(&g->size, memory_order_relaxed) - held;
 	/* SLOW stays up; grant then clears it if the queue is empty. */
-	atomic_store_explicit(&g->word, avail * 2 + SHM_SLOW, memory_order_release);
+	atomic_store_explicit(&g->word, avail * 2 + SHM_SLOW,
+			      memory_order_release);
 	if (!atomic_load_explicit(&g->closed, memory_order_relaxed))
 		ration__shm_grant(g, wk);
 	ration__shm_clear_slow(g);
@@ -400,7 +437,8 @@ lock_once(struct shm_seg *g, int64_t until)
 	 * see our unlock as of a mutex never locked. Its trylock gets both
 	 * right, so under TSan only, poll it every 100 us. */
 	int rc;
-	while ((rc = pthread_mutex_trylock(&g->mu)) == EBUSY && clock_mono_ns() < until) {
+	while ((rc = pthread_mutex_trylock(&g->mu)) == EBUSY &&
+	       clock_mono_ns() < until) {
 		struct timespec nap = {.tv_nsec = 100000};
 		nanosleep(&nap, NULL);
 	}
@@ -412,14 +450,16 @@ lock_once(struct shm_seg *g, int64_t until)
 }
 
 int
-ration__shm_lock_until(struct ration__shm *sh, struct ration__shm_wake *wk, ration_ctx_t *ctx,
-		       int64_t deadline_ns)
+ration__shm_lock_until(struct ration__shm *sh, struct ration__shm_wake *wk,
+		       ration_ctx_t *ctx, int64_t deadline_ns)
 {
 	struct shm_seg *g = sh->g;
 	/* Without a ctx to poll, one call waits the whole way; with one,
 	 * slices of LOCK_SLICE_NS so that a cancel is seen. A free mutex is
 	 * taken even past the deadline (the caller's checks come first). */
-	int rc = lock_once(g, ctx == NULL || deadline_ns == SHM_TRY ? deadline_ns : SHM_TRY);
+	int rc =
+		lock_once(g, ctx == NULL || deadline_ns == SHM_TRY ? deadline_ns
+								   : SHM_TRY);
 	while (rc == EBUSY && deadline_ns != SHM_TRY) {
 		int err = ration__wait_err(ctx, deadline_ns);
 		if (err != 0)
@@ -432,10 +472,14 @@ ration__shm_lock_until(struct ration__shm *sh, struct ration__shm_wake *wk, rati
 	if (RATION_LIKELY(rc == 0)) {
 		/* acquire: pairs with the release increment of a waiter
 		 * that left its slot without the lock. */
-		if (RATION_UNLIKELY(atomic_load_explicit(&g->unsettled, memory_order_acquire) != 0) &&
+		if (RATION_UNLIKELY(
+			    atomic_load_explicit(&g->unsettled,
+						 memory_order_acquire) != 0) &&
 		    settle_orphans(g) && !g->dirty) {
-			if (!atomic_load_explicit(&g->closed, memory_order_relaxed))
-				ration__shm_grant(g, wk); /* followers may fit now */
+			if (!atomic_load_explicit(&g->closed,
+						  memory_order_relaxed))
+				ration__shm_grant(
+					g, wk); /* followers may fit now */
 			ration__shm_clear_slow(g);
 		}
 		return 0;
@@ -447,7 +491,8 @@ ration__shm_lock_until(struct ration__shm *sh, struct ration__shm_wake *wk, rati
 		alive_cache_init(&ac, sh);
 		g->rebuilds++;
 		recount(g, &ac, wk);
-		atomic_store_explicit(&g->last_scan_ns, clock_mono_ns(), memory_order_relaxed);
+		atomic_store_explicit(&g->last_scan_ns, clock_mono_ns(),
+				      memory_order_relaxed);
 		pthread_mutex_consistent(&g->mu);
 		return 0;
 	}
@@ -473,7 +518,8 @@ ration__shm_maybe_reclaim(struct ration__shm *sh, struct ration__shm_wake *wk)
 	struct shm_seg *g = sh->g;
 	int64_t now = clock_mono_ns();
 	if (!g->dirty &&
-	    now - atomic_load_explicit(&g->last_scan_ns, memory_order_relaxed) < SCAN_NS)
+	    now - atomic_load_explicit(&g->last_scan_ns, memory_order_relaxed) <
+		    SCAN_NS)
 		return;
 	atomic_store_explicit(&g->last_scan_ns, now, memory_order_relaxed);
 	struct alive_cache ac;
@@ -492,7 +538,8 @@ claim_holder(struct ration__shm *sh)
 	struct shm_seg *g = sh->g;
 	for (uint32_t i = 0; i < SHM_HOLDERS; i++) {
 		struct shm_holder *h = &g->holder[i];
-		if (atomic_load_explicit(&h->state, memory_order_relaxed) != SLOT_FREE)
+		if (atomic_load_explicit(&h->state, memory_order_relaxed) !=
+		    SLOT_FREE)
 			continue;
 		int rc = ration__shm_slot_lock(sh->fd, i);
 		if (rc == -EAGAIN)
@@ -502,7 +549,8 @@ claim_holder(struct ration__shm *sh)
 		h->token = ++g->next_token;
 		atomic_store_explicit(&h->held, 0, memory_order_relaxed);
 		memset(h->leases, 0, sizeof(h->leases));
-		atomic_store_explicit(&h->state, SLOT_USED, memory_order_release);
+		atomic_store_explicit(&h->state, SLOT_USED,
+				      memory_order_release);
 		sh->hi = i;
 		sh->token = h->token;
 		return 0;
@@ -511,23 +559,26 @@ claim_holder(struct ration__shm *sh)
 }
 
 int
-ration__shm_lock_bound(struct ration__shm *sh, struct ration__shm_wake *wk, ration_ctx_t *ctx,
-		       int64_t deadline_ns)
+ration__shm_lock_bound(struct ration__shm *sh, struct ration__shm_wake *wk,
+		       ration_ctx_t *ctx, int64_t deadline_ns)
 {
 	int rc = ration__shm_lock_until(sh, wk, ctx, deadline_ns);
 	if (rc != 0)
 		return rc;
 	struct shm_seg *g = sh->g;
-	unsigned gen = atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed);
+	unsigned gen = atomic_load_explicit(&ration__shm_fork_gen,
+					    memory_order_relaxed);
 	if (RATION_UNLIKELY(sh->gen != gen)) {
 		if ((rc = claim_holder(sh)) == -EBUSY) {
-			ration__shm_maybe_reclaim(sh, wk); /* slots of the dead */
+			ration__shm_maybe_reclaim(sh,
+						  wk); /* slots of the dead */
 			rc = claim_holder(sh);
 		}
 		if (rc == 0)
 			sh->gen = gen;
-	} else if (RATION_UNLIKELY(atomic_load_explicit(&g->holder[sh->hi].state,
-							memory_order_relaxed) != SLOT_USED ||
+	} else if (RATION_UNLIKELY(atomic_load_explicit(
+					   &g->holder[sh->hi].state,
+					   memory_order_relaxed) != SLOT_USED ||
 				   g->holder[sh->hi].token != sh->token)) {
 		/* Judged dead and reclaimed (its weight went back): nothing
 		 * may be given back or taken through this slot any more. */
@@ -542,12 +593,15 @@ int64_t
 ration__shm_held(struct ration__shm *sh)
 {
 	struct shm_seg *g = sh->g;
-	int64_t held = atomic_load_explicit(&g->holder[sh->hi].held, memory_order_relaxed);
+	int64_t held = atomic_load_explicit(&g->holder[sh->hi].held,
+					    memory_order_relaxed);
 	for (unsigned i = 0; i < SHM_LANES; i++) {
 		struct shm_lane *l = &g->lane[i];
-		if (atomic_load_explicit(&l->state, memory_order_relaxed) == SLOT_USED &&
+		if (atomic_load_explicit(&l->state, memory_order_relaxed) ==
+			    SLOT_USED &&
 		    l->holder == sh->hi)
-			held += atomic_load_explicit(&l->held, memory_order_relaxed);
+			held += atomic_load_explicit(&l->held,
+						     memory_order_relaxed);
 	}
 	return held;
 }

@@ -12,17 +12,17 @@
 #include <stdint.h>
 #include <sys/types.h>
 
-#include "shm.h"
 #include "ration/ctx.h"
+#include "shm.h"
 
 /* A handle: this process's view of one segment. */
 struct ration__shm {
-	struct shm_seg *g;       /* immutable */
-	uint64_t id;             /* immutable; unique in the process, never reused */
-	uint32_t hi;             /* g->mu; our holder slot */
-	unsigned gen;            /* g->mu; fork generation hi was claimed in */
-	uint64_t token;          /* g->mu; the token of our claim of hi */
-	int fd;                  /* the shm object, an open file description of
+	struct shm_seg *g; /* immutable */
+	uint64_t id;       /* immutable; unique in the process, never reused */
+	uint32_t hi;       /* g->mu; our holder slot */
+	unsigned gen;      /* g->mu; fork generation hi was claimed in */
+	uint64_t token;    /* g->mu; the token of our claim of hi */
+	int fd;            /* the shm object, an open file description of
 				  * our own (reopened in a fork child): holds
 				  * the OFD lock of our holder slot; -1 if a
 				  * fork child could not reopen it */
@@ -109,7 +109,8 @@ int ration__shm_lock_bound(struct ration__shm *sh, struct ration__shm_wake *wk,
 			   ration_ctx_t *ctx, int64_t deadline_ns);
 /* Look for dead processes if nobody has for a while, or if a recount is
  * owed; recount when one is found (mu held). */
-void ration__shm_maybe_reclaim(struct ration__shm *sh, struct ration__shm_wake *wk);
+void ration__shm_maybe_reclaim(struct ration__shm *sh,
+			       struct ration__shm_wake *wk);
 /* Weight @sh holds: its holder's held plus its lanes' (mu held). */
 int64_t ration__shm_held(struct ration__shm *sh);
 
@@ -137,8 +138,8 @@ void ration__shm_register(struct ration__shm *sh);
 /* Bind a lane of @sh to the calling thread, recorded in @lc: return it,
  * or NULL (no free lane or cache entry: this thread stays on the slow
  * path for @sh, which is correct, only slower). */
-struct ration__shm_lane_ref *ration__shm_lane_bind(struct ration__shm *sh,
-						  struct ration__shm_lanes *lc);
+struct ration__shm_lane_ref *ration__shm_lane_bind(
+	struct ration__shm *sh, struct ration__shm_lanes *lc);
 /* The calling thread's lane for @sh, binding one if mu is free; NULL =
  * the slow path (shm_sem.c). */
 struct ration__shm_lane_ref *ration__shm_lane_get(struct ration__shm *sh);

@@ -34,10 +34,10 @@
 #include "internal/compiler.h"
 #include "internal/ctx.h"
 #include "internal/sem.h"
+#include "ration/shared.h"
 #include "shm.h"
 #include "shm_seg.h"
 #include "shm_sys.h"
-#include "ration/shared.h"
 
 #define SLICE_NS ((int64_t)10 * 1000000) /* longest sleep between checks */
 #define SCAN_NS  ((int64_t)10 * 1000000) /* least time between dead scans */
@@ -61,13 +61,17 @@ static _Thread_local struct ration__shm_lanes tls_lanes;
 static inline struct ration__shm_lane_ref *
 lane_of(const shared_t *sh)
 {
-	unsigned gen = atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed);
+	unsigned gen = atomic_load_explicit(&ration__shm_fork_gen,
+					    memory_order_relaxed);
 	if (RATION_UNLIKELY(sh->gen != gen || tls_lanes.gen != gen))
 		return NULL;
 	for (unsigned i = 0; i < SHM_LANE_CACHE; i++)
 		if (tls_lanes.e[i].id == sh->id)
-			return RATION_LIKELY(atomic_load_explicit(&tls_lanes.e[i].lane->token,
-								  memory_order_relaxed) == sh->token)
+			return RATION_LIKELY(
+				       atomic_load_explicit(
+					       &tls_lanes.e[i].lane->token,
+					       memory_order_relaxed) ==
+				       sh->token)
 				       ? &tls_lanes.e[i]
 				       : NULL;
 	return NULL;
@@ -91,20 +95,27 @@ take_fast(const struct ration__shm_lane_ref *r, int64_t n)
 						      memory_order_acq_rel,
 						      memory_order_relaxed)) {
 		if ((w & SHM_SLOW) || (w >> 1) < n) {
-			atomic_store_explicit(&l->busy, 0, memory_order_release);
+			atomic_store_explicit(&l->busy, 0,
+					      memory_order_release);
 			return false;
 		}
 	}
 	/* Single writer: plain read-modify-write of our own lane. */
-	atomic_store_explicit(&l->held, atomic_load_explicit(&l->held, memory_order_relaxed) + n,
-			      memory_order_relaxed);
-	atomic_store_explicit(&l->acquired,
-			      atomic_load_explicit(&l->acquired, memory_order_relaxed) + 1,
-			      memory_order_relaxed);
+	atomic_store_explicit(
+		&l->held,
+		atomic_load_explicit(&l->held, memory_order_relaxed) + n,
+		memory_order_relaxed);
+	atomic_store_explicit(
+		&l->acquired,
+		atomic_load_explicit(&l->acquired, memory_order_relaxed) + 1,
+		memory_order_relaxed);
 	/* release: a recount that sees busy = 0 sees held. */
 	atomic_store_explicit(&l->busy, 0, memory_order_release);
-	int64_t in_use = atomic_load_explicit(&g->size, memory_order_relaxed) - ((w >> 1) - n);
-	if (RATION_UNLIKELY(in_use > atomic_load_explicit(&g->max_in_use, memory_order_relaxed)))
+	int64_t in_use = atomic_load_explicit(&g->size, memory_order_relaxed) -
+			 ((w >> 1) - n);
+	if (RATION_UNLIKELY(
+		    in_use >
+		    atomic_load_explicit(&g->max_in_use, memory_order_relaxed)))
 		ration__shm_note_in_use(g, (w >> 1) - n);
 	return true;
 }
@@ -128,7 +139,8 @@ give_fast(const struct ration__shm_lane_ref *r, int64_t n)
 						      memory_order_acq_rel,
 						      memory_order_relaxed)) {
 		if (w & SHM_SLOW) {
-			atomic_store_explicit(&l->busy, 0, memory_order_release);
+			atomic_store_explicit(&l->busy, 0,
+					      memory_order_release);
 			return false;
 		}
 	}
@@ -144,7 +156,8 @@ lane_get(shared_t *sh)
 	struct ration__shm_lane_ref *l = lane_of(sh);
 	if (RATION_LIKELY(l != NULL))
 		return l;
-	if (sh->gen != atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed))
+	if (sh->gen !=
+	    atomic_load_explicit(&ration__shm_fork_gen, memory_order_relaxed))
 		return NULL; /* the slow path binds the holder first */
 	return ration__shm_lane_bind(sh, &tls_lanes);
 }
@@ -167,13 +180,16 @@ take_locked(shared_t *sh, int64_t n)
 		return false;
 	int64_t w = atomic_load_explicit(&g->word, memory_order_relaxed);
 	while ((w >> 1) >= n) {
-		if (atomic_compare_exchange_weak_explicit(&g->word, &w, w - n * 2,
-							  memory_order_acquire,
-							  memory_order_relaxed)) {
+		if (atomic_compare_exchange_weak_explicit(
+			    &g->word, &w, w - n * 2, memory_order_acquire,
+			    memory_order_relaxed)) {
 			struct shm_holder *h = &g->holder[sh->hi];
-			atomic_store_explicit(&h->held,
-					      atomic_load_explicit(&h->held, memory_order_relaxed) + n,
-					      memory_order_relaxed);
+			atomic_store_explicit(
+				&h->held,
+				atomic_load_explicit(&h->held,
+						     memory_order_relaxed) +
+					n,
+				memory_order_relaxed);
 			g->acquired++;
 			ration__shm_note_in_use(g, (w >> 1) - n);
 			return true;
@@ -192,16 +208,19 @@ settle_unlocked(struct shm_seg *g, struct shm_waiter *w, int err)
 	int32_t st = WAITER_WAITING;
 	w->left = err; /* read only once ABANDONED is seen */
 	/* release (both): the next holder of mu reads n, holder and left. */
-	if (err != 0 && atomic_compare_exchange_strong_explicit(&w->state, &st, WAITER_ABANDONED,
-								memory_order_release,
-								memory_order_acquire)) {
-		atomic_fetch_add_explicit(&g->unsettled, 1, memory_order_release);
+	if (err != 0 && atomic_compare_exchange_strong_explicit(
+				&w->state, &st, WAITER_ABANDONED,
+				memory_order_release, memory_order_acquire)) {
+		atomic_fetch_add_explicit(&g->unsettled, 1,
+					  memory_order_release);
 		return err;
 	}
 	st = atomic_load_explicit(&w->state, memory_order_acquire);
 	if (st == WAITER_GRANTED) {
-		atomic_store_explicit(&w->state, WAITER_TAKEN, memory_order_release);
-		atomic_fetch_add_explicit(&g->unsettled, 1, memory_order_release);
+		atomic_store_explicit(&w->state, WAITER_TAKEN,
+				      memory_order_release);
+		atomic_fetch_add_explicit(&g->unsettled, 1,
+					  memory_order_release);
 		return 0;
 	}
 	atomic_store_explicit(&w->state, WAITER_FREE, memory_order_release);
@@ -212,28 +231,36 @@ settle_unlocked(struct shm_seg *g, struct shm_waiter *w, int err)
  * settle the slot, under mu if it can be had soon. Return 0 (weight is
  * ours) or an error. */
 static int
-wait_slot(shared_t *sh, struct shm_waiter *w, ration_ctx_t *ctx, int64_t deadline_ns)
+wait_slot(shared_t *sh, struct shm_waiter *w, ration_ctx_t *ctx,
+	  int64_t deadline_ns)
 {
 	struct shm_seg *g = sh->g;
 	wake_t wk = {.n = 0};
 	int err = 0;
 
 	for (;;) {
-		uint32_t seq = atomic_load_explicit(&w->futex, memory_order_acquire);
-		if (atomic_load_explicit(&w->state, memory_order_acquire) != WAITER_WAITING)
+		uint32_t seq =
+			atomic_load_explicit(&w->futex, memory_order_acquire);
+		if (atomic_load_explicit(&w->state, memory_order_acquire) !=
+		    WAITER_WAITING)
 			break;
 		if ((err = ration__wait_err(ctx, deadline_ns)) != 0)
 			break;
 		int64_t now = clock_mono_ns();
-		int64_t until = deadline_ns - now < SLICE_NS ? deadline_ns : now + SLICE_NS;
+		int64_t until = deadline_ns - now < SLICE_NS ? deadline_ns
+							     : now + SLICE_NS;
 		shm_futex_wait(&w->futex, seq, until);
 		/* Still waiting: maybe whoever is ahead of us has died, or
 		 * left without the lock. Only if mu is free: its owner may be
 		 * stopped, and our deadline comes first. */
-		if (atomic_load_explicit(&w->state, memory_order_relaxed) == WAITER_WAITING &&
-		    (clock_mono_ns() - atomic_load_explicit(&g->last_scan_ns,
-							    memory_order_relaxed) >= SCAN_NS ||
-		     atomic_load_explicit(&g->unsettled, memory_order_relaxed) != 0) &&
+		if (atomic_load_explicit(&w->state, memory_order_relaxed) ==
+			    WAITER_WAITING &&
+		    (clock_mono_ns() - atomic_load_explicit(
+					       &g->last_scan_ns,
+					       memory_order_relaxed) >=
+			     SCAN_NS ||
+		     atomic_load_explicit(&g->unsettled,
+					  memory_order_relaxed) != 0) &&
 		    ration__shm_lock_until(sh, &wk, NULL, SHM_TRY) == 0) {
 			ration__shm_maybe_reclaim(sh, &wk);
 			ration__shm_unlock_wake(g, &wk);
@@ -242,7 +269,8 @@ wait_slot(shared_t *sh, struct shm_waiter *w, ration_ctx_t *ctx, int64_t deadlin
 
 	/* Settle: a decision made before we got the lock wins (a grant that
 	 * races with cancel is kept, never lost). */
-	int rc = ration__shm_lock_until(sh, &wk, NULL, clock_mono_ns() + SETTLE_NS);
+	int rc = ration__shm_lock_until(sh, &wk, NULL,
+					clock_mono_ns() + SETTLE_NS);
 	if (rc != 0)
 		return settle_unlocked(g, w, err);
 	int st = atomic_load_explicit(&w->state, memory_order_relaxed);
@@ -253,18 +281,24 @@ wait_slot(shared_t *sh, struct shm_waiter *w, ration_ctx_t *ctx, int64_t deadlin
 			g->cancels++;
 		g->nwaiters--;
 		g->waiting_weight -= w->n;
-		atomic_store_explicit(&w->state, WAITER_FREE, memory_order_relaxed);
-		ration__shm_grant(g, &wk); /* followers may fit now (Go #37852) */
+		atomic_store_explicit(&w->state, WAITER_FREE,
+				      memory_order_relaxed);
+		ration__shm_grant(g,
+				  &wk); /* followers may fit now (Go #37852) */
 		ration__shm_clear_slow(g);
 		rc = err;
 	} else {
 		if (st == WAITER_GRANTED) {
 			struct shm_holder *h = &g->holder[sh->hi];
-			atomic_store_explicit(&h->held,
-					      atomic_load_explicit(&h->held, memory_order_relaxed) + w->n,
-					      memory_order_relaxed);
+			atomic_store_explicit(
+				&h->held,
+				atomic_load_explicit(&h->held,
+						     memory_order_relaxed) +
+					w->n,
+				memory_order_relaxed);
 		}
-		atomic_store_explicit(&w->state, WAITER_FREE, memory_order_relaxed);
+		atomic_store_explicit(&w->state, WAITER_FREE,
+				      memory_order_relaxed);
 		rc = st;
 	}
 	ration__shm_unlock_wake(g, &wk);
@@ -279,7 +313,8 @@ enqueue(shared_t *sh, int64_t n, wake_t *wk)
 	struct shm_seg *g = sh->g;
 	struct shm_waiter *w = NULL;
 	for (unsigned i = 0; i < SHM_WAITERS && w == NULL; i++)
-		if (atomic_load_explicit(&g->waiter[i].state, memory_order_relaxed) == WAITER_FREE)
+		if (atomic_load_explicit(&g->waiter[i].state,
+					 memory_order_relaxed) == WAITER_FREE)
 			w = &g->waiter[i];
 	if (w == NULL)
 		return NULL;
@@ -401,8 +436,10 @@ give_back_locked(shared_t *sh, int64_t n, wake_t *wk)
 	if (n > ration__shm_held(sh))
 		return -EOVERFLOW;
 	struct shm_holder *h = &g->holder[sh->hi];
-	atomic_store_explicit(&h->held, atomic_load_explicit(&h->held, memory_order_relaxed) - n,
-			      memory_order_relaxed);
+	atomic_store_explicit(
+		&h->held,
+		atomic_load_explicit(&h->held, memory_order_relaxed) - n,
+		memory_order_relaxed);
 	/* release: pairs with the acquire CAS of a fast taker or the acquire
 	 * load in grant; SLOW may be clear, so an RMW. */
 	atomic_fetch_add_explicit(&g->word, n * 2, memory_order_release);
@@ -450,10 +487,12 @@ sh_resize(ration_sem_t *s, int64_t new_size)
 	atomic_fetch_or_explicit(&g->word, SHM_SLOW, memory_order_relaxed);
 	int64_t old = atomic_load_explicit(&g->size, memory_order_relaxed);
 	atomic_store_explicit(&g->size, new_size, memory_order_relaxed);
-	atomic_fetch_add_explicit(&g->word, (new_size - old) * 2, memory_order_relaxed);
+	atomic_fetch_add_explicit(&g->word, (new_size - old) * 2,
+				  memory_order_relaxed);
 	for (unsigned i = 0; i < SHM_WAITERS && new_size < old; i++) {
 		struct shm_waiter *w = &g->waiter[i];
-		if (atomic_load_explicit(&w->state, memory_order_relaxed) == WAITER_WAITING &&
+		if (atomic_load_explicit(&w->state, memory_order_relaxed) ==
+			    WAITER_WAITING &&
 		    w->n > new_size)
 			ration__shm_decide(g, w, -E2BIG, &wk);
 	}
@@ -474,7 +513,8 @@ sh_close(ration_sem_t *s)
 	atomic_store_explicit(&g->closed, 1, memory_order_relaxed);
 	atomic_fetch_or_explicit(&g->word, SHM_SLOW, memory_order_relaxed);
 	for (unsigned i = 0; i < SHM_WAITERS; i++)
-		if (atomic_load_explicit(&g->waiter[i].state, memory_order_relaxed) ==
+		if (atomic_load_explicit(&g->waiter[i].state,
+					 memory_order_relaxed) ==
 		    WAITER_WAITING)
 			ration__shm_decide(g, &g->waiter[i], -EPIPE, &wk);
 	ration__shm_unlock_wake(g, &wk);
@@ -497,19 +537,24 @@ sh_stats(const ration_sem_t *s, ration_sem_stats_t *out)
 		return;
 	ration__shm_maybe_reclaim(sh, &wk);
 	out->size = atomic_load_explicit(&g->size, memory_order_relaxed);
-	out->available = atomic_load_explicit(&g->word, memory_order_relaxed) >> 1;
+	out->available =
+		atomic_load_explicit(&g->word, memory_order_relaxed) >> 1;
 	out->in_use = out->size - out->available;
 	out->waiters = g->nwaiters;
 	out->waiting_weight = g->waiting_weight;
-	out->max_in_use = atomic_load_explicit(&g->max_in_use, memory_order_relaxed);
+	out->max_in_use =
+		atomic_load_explicit(&g->max_in_use, memory_order_relaxed);
 	out->max_waiters_seen = g->max_waiters_seen;
 	out->acquired = g->acquired;
 	out->consumed = g->consumed;
 	for (unsigned i = 0; i < SHM_LANES; i++) {
-		if (atomic_load_explicit(&g->lane[i].state, memory_order_relaxed) != SLOT_USED)
+		if (atomic_load_explicit(&g->lane[i].state,
+					 memory_order_relaxed) != SLOT_USED)
 			continue;
-		out->acquired += atomic_load_explicit(&g->lane[i].acquired, memory_order_relaxed);
-		out->consumed += atomic_load_explicit(&g->lane[i].consumed, memory_order_relaxed);
+		out->acquired += atomic_load_explicit(&g->lane[i].acquired,
+						      memory_order_relaxed);
+		out->consumed += atomic_load_explicit(&g->lane[i].consumed,
+						      memory_order_relaxed);
 	}
 	out->contended = g->contended;
 	out->timeouts = g->timeouts;
@@ -517,7 +562,8 @@ sh_stats(const ration_sem_t *s, ration_sem_stats_t *out)
 	out->rejected = g->rejected;
 	out->wait_ns_total = g->wait_ns_total;
 	memcpy(out->wait_hist, g->wait_hist, sizeof(out->wait_hist));
-	out->closed = atomic_load_explicit(&g->closed, memory_order_relaxed) != 0;
+	out->closed =
+		atomic_load_explicit(&g->closed, memory_order_relaxed) != 0;
 	ration__shm_unlock_wake(g, &wk);
 	memcpy(out->name, s->name, sizeof(out->name));
 }
@@ -541,7 +587,8 @@ sh_free(ration_sem_t *s)
 /* ---- leases ---- */
 
 static int
-sh_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n, ration_lease_t *out)
+sh_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n,
+		 ration_lease_t *out)
 {
 	int rc = ration_sem_acquire(s, ctx, n);
 	if (rc != 0)
@@ -561,8 +608,12 @@ sh_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n, ration_lease_t *
 	} else {
 		/* Under mu, so fences are handed out in grant order too. */
 		l->n = n;
-		l->fence = atomic_fetch_add_explicit(&g->fence, 1, memory_order_relaxed) + 1;
-		*out = (ration_lease_t){.n = n, .fence = l->fence, .expires_ns = RATION_FOREVER};
+		l->fence = atomic_fetch_add_explicit(&g->fence, 1,
+						     memory_order_relaxed) +
+			   1;
+		*out = (ration_lease_t){.n = n,
+					.fence = l->fence,
+					.expires_ns = RATION_FOREVER};
 	}
 	ration__shm_unlock_wake(g, &wk);
 	return rc;
@@ -580,7 +631,8 @@ sh_lease_release(ration_sem_t *s, const ration_lease_t *lease)
 	struct shm_lease *tab = g->holder[sh->hi].leases;
 	rc = -ESTALE;
 	for (unsigned i = 0; i < SHM_LEASES; i++) {
-		if (lease->fence != 0 && tab[i].fence == lease->fence && tab[i].n == lease->n) {
+		if (lease->fence != 0 && tab[i].fence == lease->fence &&
+		    tab[i].n == lease->n) {
 			/* -EOVERFLOW: its weight already went back by a plain
 			 * release; the lease is stale either way. */
 			if (give_back_locked(sh, lease->n, &wk) == 0)

@@ -35,8 +35,8 @@
 enum chaos_doing { DOING_NOTHING, DOING_WAIT, DOING_HOLD };
 
 struct chaos_worker {
-	_Atomic pid_t pid;     /* in the runner's pid namespace; 0 = none */
-	_Atomic int64_t held;  /* ledger units of this worker */
+	_Atomic pid_t pid;    /* in the runner's pid namespace; 0 = none */
+	_Atomic int64_t held; /* ledger units of this worker */
 	_Atomic int doing[CHAOS_MAX_THREADS];
 	/* Bumped by the runner before it stops the worker and again after
 	 * it continues it (odd: stopped, or about to be): a call that starts
@@ -44,28 +44,28 @@ struct chaos_worker {
 	 * was not running). The SIGSTOP can land well after the bump when
 	 * the runner is preempted in between. */
 	_Atomic uint32_t stops;
-	_Atomic bool stopped;  /* runner: SIGSTOPped, SIGCONT due at cont_at */
-	int64_t cont_at;       /* runner only */
-	_Atomic bool ready;    /* opened its handle */
+	_Atomic bool stopped; /* runner: SIGSTOPped, SIGCONT due at cont_at */
+	int64_t cont_at;      /* runner only */
+	_Atomic bool ready;   /* opened its handle */
 };
 
 /* The ledger: one MAP_SHARED mapping, made by the runner before any
  * worker, seen by every process (a fork child inherits it). */
 struct chaos_ledger {
-	int64_t size;                   /* immutable */
-	_Atomic int64_t occupancy;      /* ledger units of all live workers */
+	int64_t size;              /* immutable */
+	_Atomic int64_t occupancy; /* ledger units of all live workers */
 	_Atomic int64_t max_occupancy;
-	_Atomic uint64_t snapshots;     /* ledger changes checked */
-	_Atomic uint64_t overgrants;    /* snapshots with occupancy > size */
+	_Atomic uint64_t snapshots;  /* ledger changes checked */
+	_Atomic uint64_t overgrants; /* snapshots with occupancy > size */
 	_Atomic uint64_t grants, timeouts, tries_failed, calls;
 	/* Worst return past a deadline, less the time the caller spent
 	 * runnable but waiting for a CPU; and without that correction. */
 	_Atomic int64_t max_late_ns, max_late_raw_ns;
-	_Atomic uint64_t late_calls;    /* calls past CHAOS_LATE_NS */
-	_Atomic uint64_t unexpected;    /* results no scenario allows */
-	_Atomic int first_unexpected;   /* its code, and the operation: */
+	_Atomic uint64_t late_calls;  /* calls past CHAOS_LATE_NS */
+	_Atomic uint64_t unexpected;  /* results no scenario allows */
+	_Atomic int first_unexpected; /* its code, and the operation: */
 	_Atomic int first_unexpected_op;
-	_Atomic bool stop;              /* workers: release and exit */
+	_Atomic bool stop; /* workers: release and exit */
 	struct chaos_worker w[CHAOS_MAX_WORKERS];
 };
 
@@ -90,7 +90,8 @@ struct chaos_backend {
 /* Scenario flags. */
 #define CHAOS_MAIN_EXIT 1u /* workers' main thread pthread_exit()s */
 #define CHAOS_PIDNS     2u /* each worker in a PID namespace of its own */
-#define CHAOS_LONG_HOLD 4u /* hold grants 0-400 ms (else 0-3 ms): holders keep
+#define CHAOS_LONG_HOLD                                                        \
+	4u /* hold grants 0-400 ms (else 0-3 ms): holders keep
 			    * running across a server fault */
 
 struct chaos_scenario {
@@ -114,10 +115,10 @@ struct chaos_run {
 	const struct chaos_scenario *sc;
 	struct chaos_ledger *led;
 	int64_t size;
-	char name[64];           /* unique per run: "/ration-chaos-<pid>" */
-	uint64_t rng;            /* runner's random state */
-	uint64_t kills, stops;   /* faults done */
-	void *backend_state;     /* the backend's own */
+	char name[64];         /* unique per run: "/ration-chaos-<pid>" */
+	uint64_t rng;          /* runner's random state */
+	uint64_t kills, stops; /* faults done */
+	void *backend_state;   /* the backend's own */
 };
 
 /* Runner helpers for faults. */
@@ -139,7 +140,8 @@ void chaos_fault_stop_holder(struct chaos_run *run);
 void chaos_fault_stop_waiter(struct chaos_run *run);
 
 /* The worker's loop (worker.c): never returns. */
-void chaos_worker_main(struct chaos_run *run, int index) __attribute__((noreturn));
+void chaos_worker_main(struct chaos_run *run, int index)
+	__attribute__((noreturn));
 
 /* Backends (one file each) and their scenarios. */
 extern const struct chaos_scenario chaos_shared_scenarios[];

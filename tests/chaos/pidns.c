@@ -21,8 +21,10 @@ chaos_pidns_permitted(void)
 		return false;
 	if (pid == 0) {
 		if (unshare(CLONE_NEWPID) != 0) {
-			printf("skipped: unshare(CLONE_NEWPID): %s (needs CAP_SYS_ADMIN or a "
-			       "user namespace)\n", strerror(errno));
+			printf("skipped: unshare(CLONE_NEWPID): %s (needs "
+			       "CAP_SYS_ADMIN or a "
+			       "user namespace)\n",
+			       strerror(errno));
 			fflush(stdout);
 			_exit(CHAOS_SKIP);
 		}
@@ -30,10 +32,13 @@ chaos_pidns_permitted(void)
 		if (in == 0)
 			_exit(getpid() == 1 ? 0 : 1);
 		int st;
-		_exit(in > 0 && waitpid(in, &st, 0) == in && WIFEXITED(st) ? WEXITSTATUS(st) : 1);
+		_exit(in > 0 && waitpid(in, &st, 0) == in && WIFEXITED(st)
+			      ? WEXITSTATUS(st)
+			      : 1);
 	}
 	int st;
-	return waitpid(pid, &st, 0) == pid && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+	return waitpid(pid, &st, 0) == pid && WIFEXITED(st) &&
+	       WEXITSTATUS(st) == 0;
 }
 
 void

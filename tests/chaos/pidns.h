@@ -13,6 +13,7 @@ bool chaos_pidns_permitted(void);
 /* In a fork child of the runner: make a PID namespace, start worker
  * @index in it (recording its pid as the runner sees it), wait for it and
  * end as it ended. Does not return. */
-void chaos_pidns_launch(struct chaos_run *run, int index) __attribute__((noreturn));
+void chaos_pidns_launch(struct chaos_run *run, int index)
+	__attribute__((noreturn));
 
 #endif

@@ -28,14 +28,14 @@ enum persistence { KEEP_NOTHING, KEEP_AOF, KEEP_RDB };
 
 struct server {
 	enum persistence keep;
-	pid_t pid;           /* 0 while down */
+	pid_t pid; /* 0 while down */
 	int port;
 	char dir[64];
 	char uri[64];
 	bool frozen;
-	bool saved;          /* KEEP_RDB: a snapshot to roll back to */
-	int64_t next_at;     /* the next fault */
-	int64_t back_at;     /* restart / SIGCONT / SAVE due */
+	bool saved;      /* KEEP_RDB: a snapshot to roll back to */
+	int64_t next_at; /* the next fault */
+	int64_t back_at; /* restart / SIGCONT / SAVE due */
 };
 
 static const ration_remote_opts_t opts = {
@@ -47,7 +47,8 @@ static const ration_remote_opts_t opts = {
 static void
 nap(int64_t ns)
 {
-	struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+	struct timespec ts = {.tv_sec = ns / 1000000000,
+			      .tv_nsec = ns % 1000000000};
 	nanosleep(&ts, NULL);
 }
 
@@ -55,7 +56,8 @@ static int
 free_port(void)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t len = sizeof(a);
 	int port = -1;
 	if (fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
@@ -71,11 +73,14 @@ static bool
 ask(int port, const char *cmd, char *buf, size_t cap)
 {
 	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	size_t len = strlen(cmd);
-	bool ok = fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-		  write(fd, cmd, len) == (ssize_t)len && read(fd, buf, cap - 1) > 0;
+	bool ok = fd >= 0 &&
+		  connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+		  write(fd, cmd, len) == (ssize_t)len &&
+		  read(fd, buf, cap - 1) > 0;
 	if (fd >= 0)
 		close(fd);
 	return ok;
@@ -95,14 +100,16 @@ start(struct server *v)
 		int devnull = open("/dev/null", O_WRONLY);
 		dup2(devnull, 1);
 		const char *aof = v->keep == KEEP_AOF ? "yes" : "no";
-		execlp("redis-server", "redis-server", "--port", port, "--bind", "127.0.0.1",
-		       "--dir", v->dir, "--save", "", "--appendonly", aof, "--appendfsync",
-		       "always", "--dbfilename", "dump.rdb", "--loglevel", "warning",
+		execlp("redis-server", "redis-server", "--port", port, "--bind",
+		       "127.0.0.1", "--dir", v->dir, "--save", "",
+		       "--appendonly", aof, "--appendfsync", "always",
+		       "--dbfilename", "dump.rdb", "--loglevel", "warning",
 		       (char *)NULL);
 		_exit(127);
 	}
 	v->pid = pid;
-	for (int64_t give_up = ration_now() + 5000 * CHAOS_MS; ration_now() < give_up;) {
+	for (int64_t give_up = ration_now() + 5000 * CHAOS_MS;
+	     ration_now() < give_up;) {
 		char buf[16] = {0};
 		if (ask(v->port, "PING\r\n", buf, sizeof(buf)))
 			return 0;
@@ -130,12 +137,15 @@ static int
 setup(struct chaos_run *run, enum persistence keep)
 {
 	if (system("command -v redis-server >/dev/null 2>&1") != 0) {
-		printf("%-24s SKIP: redis-server is not installed\n", run->sc->name);
+		printf("%-24s SKIP: redis-server is not installed\n",
+		       run->sc->name);
 		return CHAOS_SKIP;
 	}
 	ration_sem_t *s;
-	if (ration_sem_open_redis("redis://127.0.0.1:1", "probe", 1, NULL, &s) == -ENOTSUP) {
-		printf("%-24s SKIP: ration was built without hiredis\n", run->sc->name);
+	if (ration_sem_open_redis("redis://127.0.0.1:1", "probe", 1, NULL,
+				  &s) == -ENOTSUP) {
+		printf("%-24s SKIP: ration was built without hiredis\n",
+		       run->sc->name);
 		return CHAOS_SKIP;
 	}
 	struct server *v = calloc(1, sizeof(*v));
@@ -150,7 +160,8 @@ setup(struct chaos_run *run, enum persistence keep)
 		return 1;
 	}
 	snprintf(v->uri, sizeof(v->uri), "redis://127.0.0.1:%d/0", v->port);
-	int rc = ration_sem_open_redis(v->uri, run->name + 1, run->size, &opts, &s);
+	int rc = ration_sem_open_redis(v->uri, run->name + 1, run->size, &opts,
+				       &s);
 	if (rc != 0) {
 		fprintf(stderr, "chaos: open_redis: %s\n", ration_strerror(rc));
 		return 1;
@@ -200,7 +211,8 @@ held_at_end(struct chaos_run *run)
 	ration_sem_stats_t st = {0};
 	int64_t give_up = ration_now() + END_WAIT_NS;
 	int rc;
-	while ((rc = ration_sem_open_redis(v->uri, run->name + 1, run->size, &opts, &s)) != 0 &&
+	while ((rc = ration_sem_open_redis(v->uri, run->name + 1, run->size,
+					   &opts, &s)) != 0 &&
 	       ration_now() < give_up)
 		nap(20 * CHAOS_MS);
 	if (rc != 0)
@@ -208,7 +220,8 @@ held_at_end(struct chaos_run *run)
 	do {
 		nap(20 * CHAOS_MS);
 		ration_sem_stats(s, &st);
-	} while ((st.available != st.size || st.waiters != 0) && ration_now() < give_up);
+	} while ((st.available != st.size || st.waiters != 0) &&
+		 ration_now() < give_up);
 	ration_sem_free(s);
 	return st.size - st.available + st.waiters;
 }
@@ -229,18 +242,19 @@ teardown(struct chaos_run *run)
 	run->backend_state = NULL;
 }
 
-static const struct chaos_backend plain = {
-	"redis", setup_plain, open_worker, held_at_end, teardown};
-static const struct chaos_backend aof = {
-	"redis-aof", setup_aof, open_worker, held_at_end, teardown};
-static const struct chaos_backend rdb = {
-	"redis-rdb", setup_rdb, open_worker, held_at_end, teardown};
+static const struct chaos_backend plain = {"redis", setup_plain, open_worker,
+					   held_at_end, teardown};
+static const struct chaos_backend aof = {"redis-aof", setup_aof, open_worker,
+					 held_at_end, teardown};
+static const struct chaos_backend rdb = {"redis-rdb", setup_rdb, open_worker,
+					 held_at_end, teardown};
 
 /* The next fault 0.8-1.6 s after now. */
 static void
 later(struct chaos_run *run, struct server *v)
 {
-	v->next_at = ration_now() + (int64_t)(800 + chaos_rand(run, 800)) * CHAOS_MS;
+	v->next_at =
+		ration_now() + (int64_t)(800 + chaos_rand(run, 800)) * CHAOS_MS;
 }
 
 /* SIGKILL the server; restart it 100-400 ms later (its data as kept). */
@@ -256,7 +270,8 @@ restart_server(struct chaos_run *run)
 	} else if (v->pid > 0 && now >= v->next_at) {
 		stop_server(v);
 		run->kills++;
-		v->back_at = now + (int64_t)(100 + chaos_rand(run, 300)) * CHAOS_MS;
+		v->back_at =
+			now + (int64_t)(100 + chaos_rand(run, 300)) * CHAOS_MS;
 	}
 }
 
@@ -274,7 +289,8 @@ freeze_server(struct chaos_run *run)
 		kill(v->pid, SIGSTOP);
 		v->frozen = true;
 		run->stops++;
-		v->back_at = now + (int64_t)(200 + chaos_rand(run, 1000)) * CHAOS_MS;
+		v->back_at =
+			now + (int64_t)(200 + chaos_rand(run, 1000)) * CHAOS_MS;
 	}
 }
 
@@ -289,8 +305,10 @@ roll_back_server(struct chaos_run *run)
 		restart_server(run);
 	} else if (!v->saved && now >= v->next_at) {
 		char buf[16] = {0};
-		v->saved = ask(v->port, "SAVE\r\n", buf, sizeof(buf)) && buf[0] == '+';
-		v->next_at = now + (int64_t)(300 + chaos_rand(run, 700)) * CHAOS_MS;
+		v->saved = ask(v->port, "SAVE\r\n", buf, sizeof(buf)) &&
+			   buf[0] == '+';
+		v->next_at =
+			now + (int64_t)(300 + chaos_rand(run, 700)) * CHAOS_MS;
 	} else if (v->saved && now >= v->next_at) {
 		v->saved = false;
 		restart_server(run);
@@ -308,22 +326,27 @@ kill_holders(struct chaos_run *run)
 static bool
 server_faults_allowed(int rc, int op)
 {
-	return (op == OP_ACQUIRE || op == OP_TRY) && (rc == -EIO || rc == -ECONNREFUSED);
+	return (op == OP_ACQUIRE || op == OP_TRY) &&
+	       (rc == -EIO || rc == -ECONNREFUSED);
 }
 
 /* Server faults hold grants up to 0.4 s: holders keep running across the
  * fault, which is what a recovery must protect. */
 const struct chaos_scenario chaos_redis_scenarios[] = {
-	{"redis-kill-holders", "SIGKILL holders (reclaimed at the 0.5 s lease)", &plain, 6, 2, 0,
-	 10, 4, kill_holders, NULL},
-	{"redis-restart", "SIGKILL the server, restart it empty 0.1-0.4 s later", &plain, 6, 2,
+	{"redis-kill-holders", "SIGKILL holders (reclaimed at the 0.5 s lease)",
+	 &plain, 6, 2, 0, 10, 4, kill_holders, NULL},
+	{"redis-restart",
+	 "SIGKILL the server, restart it empty 0.1-0.4 s later", &plain, 6, 2,
 	 CHAOS_LONG_HOLD, 10, 4, restart_server, server_faults_allowed},
-	{"redis-restart-aof", "the same, restarted from its AOF (fsync always)", &aof, 6, 2,
-	 CHAOS_LONG_HOLD, 10, 4, restart_server, server_faults_allowed},
-	{"redis-freeze", "SIGSTOP the server for 0.2-1.2 s (the lease is 0.5 s)", &plain, 6, 2,
+	{"redis-restart-aof", "the same, restarted from its AOF (fsync always)",
+	 &aof, 6, 2, CHAOS_LONG_HOLD, 10, 4, restart_server,
+	 server_faults_allowed},
+	{"redis-freeze",
+	 "SIGSTOP the server for 0.2-1.2 s (the lease is 0.5 s)", &plain, 6, 2,
 	 CHAOS_LONG_HOLD, 10, 4, freeze_server, server_faults_allowed},
-	{"redis-rdb-restore", "roll the server back to a snapshot 0.3-1 s old", &rdb, 6, 2,
-	 CHAOS_LONG_HOLD, 10, 4, roll_back_server, server_faults_allowed},
+	{"redis-rdb-restore", "roll the server back to a snapshot 0.3-1 s old",
+	 &rdb, 6, 2, CHAOS_LONG_HOLD, 10, 4, roll_back_server,
+	 server_faults_allowed},
 };
 const unsigned chaos_redis_nscenarios =
 	sizeof(chaos_redis_scenarios) / sizeof(chaos_redis_scenarios[0]);

@@ -29,10 +29,11 @@
 #include "chaos.h"
 #include "pidns.h"
 
-#define TICK_MIN_NS   (20 * CHAOS_MS)
-#define TICK_MAX_NS   (100 * CHAOS_MS)
+#define TICK_MIN_NS    (20 * CHAOS_MS)
+#define TICK_MAX_NS    (100 * CHAOS_MS)
 #define FREEZE_WAIT_NS ((int64_t)1000000000) /* a SIGSTOP to take hold */
-#define STOP_GRACE_NS ((int64_t)10 * 1000000000) /* workers to exit at the end */
+#define STOP_GRACE_NS                                                          \
+	((int64_t)10 * 1000000000) /* workers to exit at the end */
 
 struct table {
 	const struct chaos_scenario *sc;
@@ -50,7 +51,8 @@ static pid_t child[CHAOS_MAX_WORKERS];
 static void
 sleep_ns(int64_t ns)
 {
-	struct timespec ts = {.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+	struct timespec ts = {.tv_sec = ns / 1000000000,
+			      .tv_nsec = ns % 1000000000};
 	nanosleep(&ts, NULL);
 }
 
@@ -71,7 +73,8 @@ chaos_pick(struct chaos_run *run, int doing)
 	for (unsigned k = 0; k < nw; k++) {
 		unsigned i = (first + k) % nw;
 		struct chaos_worker *w = &run->led->w[i];
-		if (atomic_load(&w->pid) == 0 || atomic_load(&w->stopped) || !atomic_load(&w->ready))
+		if (atomic_load(&w->pid) == 0 || atomic_load(&w->stopped) ||
+		    !atomic_load(&w->ready))
 			continue;
 		if (doing == DOING_NOTHING)
 			return (int)i;
@@ -97,7 +100,8 @@ frozen(pid_t pid)
 		if (e->d_name[0] == '.')
 			continue;
 		char stat[96], buf[512];
-		snprintf(stat, sizeof(stat), "/proc/%d/task/%.32s/stat", (int)pid, e->d_name);
+		snprintf(stat, sizeof(stat), "/proc/%d/task/%.32s/stat",
+			 (int)pid, e->d_name);
 		FILE *f = fopen(stat, "r");
 		if (f == NULL)
 			continue;
@@ -159,7 +163,8 @@ chaos_worker_of_tid(struct chaos_run *run, pid_t tid)
 		if (pid <= 0)
 			continue;
 		char path[64];
-		snprintf(path, sizeof(path), "/proc/%d/task/%d", (int)pid, (int)tid);
+		snprintf(path, sizeof(path), "/proc/%d/task/%d", (int)pid,
+			 (int)tid);
 		struct stat st;
 		if (pid == tid || stat(path, &st) == 0)
 			return (int)i;
@@ -188,7 +193,8 @@ chaos_fault_stop_holder(struct chaos_run *run)
 {
 	int i = chaos_pick(run, DOING_HOLD);
 	if (i >= 0)
-		chaos_stop(run, i, (int64_t)(50 + chaos_rand(run, 250)) * CHAOS_MS);
+		chaos_stop(run, i,
+			   (int64_t)(50 + chaos_rand(run, 250)) * CHAOS_MS);
 }
 
 void
@@ -196,7 +202,8 @@ chaos_fault_stop_waiter(struct chaos_run *run)
 {
 	int i = chaos_pick(run, DOING_WAIT);
 	if (i >= 0)
-		chaos_stop(run, i, (int64_t)(50 + chaos_rand(run, 250)) * CHAOS_MS);
+		chaos_stop(run, i,
+			   (int64_t)(50 + chaos_rand(run, 250)) * CHAOS_MS);
 }
 
 static void
@@ -235,7 +242,8 @@ gone(struct chaos_run *run, int i, int status, bool stopping)
 	bool killed = WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
 	bool clean = WIFEXITED(status) && WEXITSTATUS(status) == 0;
 	if (!killed && !clean) {
-		fprintf(stderr, "chaos: worker %d ended with status 0x%x\n", i, status);
+		fprintf(stderr, "chaos: worker %d ended with status 0x%x\n", i,
+			status);
 		atomic_fetch_add(&run->led->unexpected, 1);
 	}
 	if (!stopping)
@@ -305,7 +313,8 @@ run_scenario(const struct chaos_scenario *sc, int64_t ns)
 	static unsigned seq;
 	struct chaos_run run = {.sc = sc, .size = sc->size};
 	run.rng = (uint64_t)getpid() * 0x9e3779b97f4a7c15u + ++seq;
-	snprintf(run.name, sizeof(run.name), "/ration-chaos-%d-%u", (int)getpid(), seq);
+	snprintf(run.name, sizeof(run.name), "/ration-chaos-%d-%u",
+		 (int)getpid(), seq);
 	if ((sc->flags & CHAOS_PIDNS) && !chaos_pidns_permitted())
 		return CHAOS_SKIP;
 	run.led = mmap(NULL, sizeof(*run.led), PROT_READ | PROT_WRITE,
@@ -324,7 +333,8 @@ run_scenario(const struct chaos_scenario *sc, int64_t ns)
 		spawn(&run, (int)i);
 	int64_t t0 = ration_now(), end = t0 + ns;
 	while (ration_now() < end) {
-		sleep_ns(TICK_MIN_NS + (int64_t)chaos_rand(&run, TICK_MAX_NS - TICK_MIN_NS));
+		sleep_ns(TICK_MIN_NS +
+			 (int64_t)chaos_rand(&run, TICK_MAX_NS - TICK_MIN_NS));
 		reap(&run, false);
 		continue_due(&run, false);
 		sc->fault(&run);
@@ -335,23 +345,33 @@ run_scenario(const struct chaos_scenario *sc, int64_t ns)
 
 	struct chaos_ledger *led = run.led;
 	int64_t late = atomic_load(&led->max_late_ns);
-	bool pass = stopped && atomic_load(&led->overgrants) == 0 && lost == 0 &&
-		    atomic_load(&led->late_calls) == 0 && atomic_load(&led->unexpected) == 0;
-	printf("%-24s %s %5.1f s: %llu grants, %llu timeouts, %llu failed tries, "
-	       "%llu kills, %llu stops; occupancy max %lld of %lld, over-grants %llu "
-	       "in %llu snapshots; lost %lld; latest return %.1f ms past its deadline "
+	bool pass = stopped && atomic_load(&led->overgrants) == 0 &&
+		    lost == 0 && atomic_load(&led->late_calls) == 0 &&
+		    atomic_load(&led->unexpected) == 0;
+	printf("%-24s %s %5.1f s: %llu grants, %llu timeouts, %llu failed "
+	       "tries, "
+	       "%llu kills, %llu stops; occupancy max %lld of %lld, "
+	       "over-grants %llu "
+	       "in %llu snapshots; lost %lld; latest return %.1f ms past its "
+	       "deadline "
 	       "(%.1f ms with CPU waits; %llu over %lld ms); unexpected %llu",
-	       sc->name, pass ? "PASS" : "FAIL", (double)(ration_now() - t0) / 1e9,
-	       (unsigned long long)led->grants, (unsigned long long)led->timeouts,
-	       (unsigned long long)led->tries_failed, (unsigned long long)run.kills,
-	       (unsigned long long)run.stops, (long long)led->max_occupancy,
-	       (long long)sc->size, (unsigned long long)led->overgrants,
-	       (unsigned long long)led->snapshots, (long long)lost, (double)late / 1e6,
+	       sc->name, pass ? "PASS" : "FAIL",
+	       (double)(ration_now() - t0) / 1e9,
+	       (unsigned long long)led->grants,
+	       (unsigned long long)led->timeouts,
+	       (unsigned long long)led->tries_failed,
+	       (unsigned long long)run.kills, (unsigned long long)run.stops,
+	       (long long)led->max_occupancy, (long long)sc->size,
+	       (unsigned long long)led->overgrants,
+	       (unsigned long long)led->snapshots, (long long)lost,
+	       (double)late / 1e6,
 	       (double)atomic_load(&led->max_late_raw_ns) / 1e6,
-	       (unsigned long long)led->late_calls, (long long)(CHAOS_LATE_NS / CHAOS_MS),
+	       (unsigned long long)led->late_calls,
+	       (long long)(CHAOS_LATE_NS / CHAOS_MS),
 	       (unsigned long long)led->unexpected);
 	if (led->unexpected)
-		printf(" (first: %d from op %d)", led->first_unexpected, led->first_unexpected_op);
+		printf(" (first: %d from op %d)", led->first_unexpected,
+		       led->first_unexpected_op);
 	printf("\n");
 	fflush(stdout);
 	munmap(run.led, sizeof(*run.led));
@@ -382,14 +402,19 @@ main(int argc, char **argv)
 		} else if (strcmp(argv[i], "--long") == 0) {
 			longrun = true;
 		} else if (strcmp(argv[i], "--list") == 0) {
-			for (size_t t = 0; t < sizeof(tables) / sizeof(tables[0]); t++)
+			for (size_t t = 0;
+			     t < sizeof(tables) / sizeof(tables[0]); t++)
 				for (unsigned k = 0; k < *tables[t].n; k++)
-					printf("%-24s %s\n", tables[t].sc[k].name,
+					printf("%-24s %s\n",
+					       tables[t].sc[k].name,
 					       tables[t].sc[k].what);
 			return 0;
 		} else {
-			fprintf(stderr, "usage: %s [--list] [--scenario NAME] [--seconds S] "
-					"[--long]\n", argv[0]);
+			fprintf(stderr,
+				"usage: %s [--list] [--scenario NAME] "
+				"[--seconds S] "
+				"[--long]\n",
+				argv[0]);
 			return 2;
 		}
 	}

@@ -3,8 +3,8 @@
  * process that owns its mutex. */
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <linux/futex.h>
+#include <sched.h>
 #include <stdio.h>
 #include <sys/mman.h>
 #include <time.h>
@@ -24,13 +24,15 @@ shm_setup(struct chaos_run *run)
 	ration_sem_t *s;
 	int rc = ration_sem_open_shared(run->name, run->size, &o, &s);
 	if (rc != 0) {
-		fprintf(stderr, "chaos: open_shared: %s\n", ration_strerror(rc));
+		fprintf(stderr, "chaos: open_shared: %s\n",
+			ration_strerror(rc));
 		return 1;
 	}
 	ration_sem_free(s);
 	int fd = shm_open(run->name, O_RDWR, 0);
-	struct shm_seg *g = fd < 0 ? MAP_FAILED
-				   : mmap(NULL, sizeof(*g), PROT_READ, MAP_SHARED, fd, 0);
+	struct shm_seg *g =
+		fd < 0 ? MAP_FAILED
+		       : mmap(NULL, sizeof(*g), PROT_READ, MAP_SHARED, fd, 0);
 	if (fd >= 0)
 		close(fd);
 	if (g == MAP_FAILED) {
@@ -60,7 +62,8 @@ shm_held_at_end(struct chaos_run *run)
 		struct timespec ts = {.tv_nsec = 5000000};
 		nanosleep(&ts, NULL);
 		ration_sem_stats(s, &st); /* runs the dead scan */
-	} while ((st.available != st.size || st.waiters != 0) && ration_now() < give_up);
+	} while ((st.available != st.size || st.waiters != 0) &&
+		 ration_now() < give_up);
 	ration_sem_free(s);
 	return st.size - st.available + st.waiters;
 }
@@ -109,14 +112,18 @@ hit_mutex_owner(struct chaos_run *run)
 	int64_t give_up = ration_now() + 30 * CHAOS_MS;
 	while (ration_now() < give_up) {
 		/* glibc keeps the owner's tid in the lock word. */
-		pid_t tid = (pid_t)(__atomic_load_n(&g->mu.__data.__lock, __ATOMIC_RELAXED) &
+		pid_t tid = (pid_t)(__atomic_load_n(&g->mu.__data.__lock,
+						    __ATOMIC_RELAXED) &
 				    FUTEX_TID_MASK);
 		int i = tid != 0 ? chaos_worker_of_tid(run, tid) : -1;
 		if (i >= 0 && !atomic_load(&run->led->w[i].stopped)) {
 			if (chaos_rand(run, 3) == 0)
 				chaos_kill(run, i);
 			else
-				chaos_stop(run, i, (int64_t)(100 + chaos_rand(run, 400)) * CHAOS_MS);
+				chaos_stop(
+					run, i,
+					(int64_t)(100 + chaos_rand(run, 400)) *
+						CHAOS_MS);
 			return;
 		}
 		sched_yield(); /* a sleep would miss most holds of the mutex */
@@ -124,16 +131,21 @@ hit_mutex_owner(struct chaos_run *run)
 }
 
 const struct chaos_scenario chaos_shared_scenarios[] = {
-	{"shm-kill", "SIGKILL holders and waiters", &shm_backend, 6, 2, 0, 10, 4,
-	 kill_holders_and_waiters, NULL},
-	{"shm-stop", "SIGSTOP holders and waiters for 50-300 ms", &shm_backend, 6, 2, 0, 10, 4,
-	 stop_holders_and_waiters, NULL},
-	{"shm-mutex-owner", "SIGSTOP (100-500 ms) or SIGKILL the owner of the segment's mutex",
+	{"shm-kill", "SIGKILL holders and waiters", &shm_backend, 6, 2, 0, 10,
+	 4, kill_holders_and_waiters, NULL},
+	{"shm-stop", "SIGSTOP holders and waiters for 50-300 ms", &shm_backend,
+	 6, 2, 0, 10, 4, stop_holders_and_waiters, NULL},
+	{"shm-mutex-owner",
+	 "SIGSTOP (100-500 ms) or SIGKILL the owner of the segment's mutex",
 	 &shm_backend, 6, 2, 0, 10, 8, hit_mutex_owner, NULL},
-	{"shm-main-exit", "workers' main thread exits (zombie leader); SIGKILL holders",
-	 &shm_backend, 6, 2, CHAOS_MAIN_EXIT, 10, 4, kill_holders_and_waiters, NULL},
-	{"shm-pidns", "each worker pid 1 of its own PID namespace; SIGKILL holders",
-	 &shm_backend, 6, 2, CHAOS_PIDNS, 10, 4, kill_holders_and_waiters, NULL},
+	{"shm-main-exit",
+	 "workers' main thread exits (zombie leader); SIGKILL holders",
+	 &shm_backend, 6, 2, CHAOS_MAIN_EXIT, 10, 4, kill_holders_and_waiters,
+	 NULL},
+	{"shm-pidns",
+	 "each worker pid 1 of its own PID namespace; SIGKILL holders",
+	 &shm_backend, 6, 2, CHAOS_PIDNS, 10, 4, kill_holders_and_waiters,
+	 NULL},
 };
 const unsigned chaos_shared_nscenarios =
 	sizeof(chaos_shared_scenarios) / sizeof(chaos_shared_scenarios[0]);

@@ -88,7 +88,8 @@ unexpected(struct chaos_run *run, int rc, int op)
 static bool
 allowed(struct chaos_run *run, int rc, int op)
 {
-	if (rc == 0 || (op == OP_ACQUIRE && rc == -ETIMEDOUT) || (op == OP_TRY && rc == -EAGAIN))
+	if (rc == 0 || (op == OP_ACQUIRE && rc == -ETIMEDOUT) ||
+	    (op == OP_TRY && rc == -EAGAIN))
 		return true;
 	return run->sc->allowed != NULL && run->sc->allowed(rc, op);
 }
@@ -100,11 +101,13 @@ thread_main(void *arg)
 	struct chaos_run *run = ta->run;
 	struct chaos_ledger *led = run->led;
 	struct chaos_worker *w = &led->w[ta->index];
-	uint64_t x = (uint64_t)getpid() * 2654435761u + (uint64_t)ta->t * 40503u + 1;
+	uint64_t x =
+		(uint64_t)getpid() * 2654435761u + (uint64_t)ta->t * 40503u + 1;
 	int sched = open("/proc/thread-self/schedstat", O_RDONLY | O_CLOEXEC);
 
 	while (!atomic_load(&led->stop)) {
-		int64_t n = 1 + (int64_t)(next_rand(&x) % (uint64_t)run->sc->max_n);
+		int64_t n =
+			1 + (int64_t)(next_rand(&x) % (uint64_t)run->sc->max_n);
 		int op = next_rand(&x) % 4 == 0 ? OP_TRY : OP_ACQUIRE;
 		int64_t budget = (int64_t)(1 + next_rand(&x) % 60) * CHAOS_MS;
 		atomic_store(&w->doing[ta->t], DOING_WAIT);
@@ -112,8 +115,9 @@ thread_main(void *arg)
 		int64_t queued = run_delay(sched);
 		int64_t t0 = ration_now();
 		int64_t deadline = op == OP_TRY ? t0 : t0 + budget;
-		int rc = op == OP_TRY ? ration_sem_try_acquire(ta->s, n)
-				      : ration_sem_acquire_until(ta->s, deadline, n);
+		int rc = op == OP_TRY
+				 ? ration_sem_try_acquire(ta->s, n)
+				 : ration_sem_acquire_until(ta->s, deadline, n);
 		int64_t late = ration_now() - deadline;
 		queued = run_delay(sched) - queued;
 		atomic_store(&w->doing[ta->t], DOING_NOTHING);
@@ -173,7 +177,8 @@ chaos_worker_main(struct chaos_run *run_on_stack, int index)
 	atomic_store(&run->led->w[index].ready, true);
 	unsigned nt = run->sc->threads;
 	for (unsigned t = 0; t < nt; t++) {
-		ta[t] = (struct thread_arg){.run = run, .s = s, .index = index, .t = (int)t};
+		ta[t] = (struct thread_arg){
+			.run = run, .s = s, .index = index, .t = (int)t};
 		if (pthread_create(&ta[t].id, NULL, thread_main, &ta[t]) != 0)
 			_exit(3);
 	}

@@ -31,8 +31,8 @@ main(int argc, char **argv)
 	/* Touch, do not just allocate: untouched pages are not resident. */
 	for (size_t i = 0; i < len; i += 4096)
 		p[i] = (char)i;
-	struct timespec ts = { (time_t)secs,
-			       (long)((secs - (double)(time_t)secs) * 1e9) };
+	struct timespec ts = {(time_t)secs,
+			      (long)((secs - (double)(time_t)secs) * 1e9)};
 	nanosleep(&ts, NULL);
 	free(p);
 	return code;
