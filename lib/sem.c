@@ -22,6 +22,7 @@
  * never granted to a waiter that has left). See docs/sem.md.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -260,6 +261,38 @@ spin_for_grant(ration_sem_t *s, struct waiter *w)
 	return st;
 }
 
+/* How many times a caller that found no units, with nobody queued, gives
+ * up its CPU before it queues (yield_for_units()). */
+#define PREQUEUE_YIELDS 4
+
+/* Before queueing, while nobody is queued: the units are held by threads
+ * that have not released them yet, and with more threads than CPUs those
+ * are often runnable but not running. Queueing now starts a convoy: every
+ * release must then hand its units to a sleeping waiter, and the releaser,
+ * which may not pass the queue, sleeps in turn, so each operation costs a
+ * wake-up and a context switch for as long as any thread keeps coming
+ * back (docs/sem.md, "Convoys"). Giving the CPU away instead lets a holder
+ * run and release, and the units are then taken on the fast path. The
+ * caller is no waiter yet, so nobody is passed; with anyone queued it
+ * queues at once. Returns true with the units taken. */
+static bool
+yield_for_units(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns,
+		int64_t n)
+{
+	for (int i = 0; i < PREQUEUE_YIELDS; i++) {
+		int64_t w =
+			atomic_load_explicit(&s->word, memory_order_relaxed);
+		if ((w & SEM_SLOW) ||
+		    n > atomic_load_explicit(&s->size, memory_order_relaxed) ||
+		    ration__wait_err(ctx, deadline_ns) != 0)
+			return false; /* queue, or fail, in acquire_slow() */
+		sched_yield();
+		if (take_fast(s, n))
+			return true;
+	}
+	return false;
+}
+
 /* Slow path for acquire: check in contract order, then queue and wait. */
 static RATION_NOINLINE int
 acquire_slow(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns, int64_t n)
@@ -347,7 +380,10 @@ ration_sem_acquire(ration_sem_t *s, ration_ctx_t *ctx, int64_t n)
 	if (RATION_LIKELY(ctx == NULL || ration_ctx_err(ctx) == 0) &&
 	    take_fast(s, n))
 		return 0;
-	return acquire_slow(s, ctx, ration_ctx_deadline(ctx), n);
+	int64_t deadline_ns = ration_ctx_deadline(ctx);
+	if (yield_for_units(s, ctx, deadline_ns, n))
+		return 0;
+	return acquire_slow(s, ctx, deadline_ns, n);
 }
 
 int
@@ -360,6 +396,8 @@ ration_sem_acquire_until(ration_sem_t *s, int64_t deadline_ns, int64_t n)
 	if (RATION_LIKELY(deadline_ns == RATION_FOREVER ||
 			  clock_mono_ns() < deadline_ns) &&
 	    take_fast(s, n))
+		return 0;
+	if (yield_for_units(s, NULL, deadline_ns, n))
 		return 0;
 	return acquire_slow(s, NULL, deadline_ns, n);
 }
