@@ -7,12 +7,12 @@
  * server counts the weight each session holds; a session not renewed for
  * lease_ns is reclaimed with everything it held and queued.
  *
- * The handle (struct remote) is in redis_sem.h; its session with
+ * The handle (struct redis_handle) is in redis_sem.h; its session with
  * the server (round trips, repairs, recovery, the renewer) in
  * redis_session.c; a queued caller's wait in redis_wait.c.
  *
  * Locking: r->mu guards the main connection and every local counter in
- * struct remote; it is held across a main-connection round trip (one
+ * struct redis_handle; it is held across a main-connection round trip (one
  * script), and every caller takes it by its deadline (or a bound of its
  * own), never waiting for another caller's round trip past it. Waiters
  * block on wait connections of their own (BLPOP on their ticket's wake
@@ -76,7 +76,7 @@ reply_deadline(int64_t deadline_ns)
 }
 
 void
-ration__redis_granted(struct remote *r, uint64_t fence, int64_t n,
+ration__redis_granted(struct redis_handle *r, uint64_t fence, int64_t n,
 		      ration_lease_t *out)
 {
 	r->held += n;
@@ -95,7 +95,7 @@ ration__redis_granted(struct remote *r, uint64_t fence, int64_t n,
 
 /* Forget lease @fence (released, or going to be). */
 static void
-drop_lease(struct remote *r, uint64_t fence)
+drop_lease(struct redis_handle *r, uint64_t fence)
 {
 	for (unsigned i = 0; i < r->nlease; i++)
 		if (r->lease[i].fence == fence) {
@@ -107,8 +107,9 @@ drop_lease(struct remote *r, uint64_t fence)
 /* Take @n or queue for it (mu held). Return 0 (granted), 1 (queued as
  * *tk, counted in waiting) or an error. */
 int
-ration__redis_enqueue(struct remote *r, int64_t deadline_ns, const char *ns,
-		      int64_t n, bool lease, uint64_t *tk, ration_lease_t *out)
+ration__redis_enqueue(struct redis_handle *r, int64_t deadline_ns,
+		      const char *ns, int64_t n, bool lease, uint64_t *tk,
+		      ration_lease_t *out)
 {
 	struct reply rp;
 	const char *x[] = {ns, "0", lease ? "1" : "0"};
@@ -139,7 +140,7 @@ ration__redis_enqueue(struct remote *r, int64_t deadline_ns, const char *ns,
 }
 
 static int
-acquire_common(struct remote *r, ration_ctx_t *ctx, int64_t deadline_ns,
+acquire_common(struct redis_handle *r, ration_ctx_t *ctx, int64_t deadline_ns,
 	       int64_t n, bool lease, ration_lease_t *out)
 {
 	if (getpid() != r->pid)
@@ -200,8 +201,8 @@ rd_acquire_lease(ration_sem_t *s, ration_ctx_t *ctx, int64_t n,
 /* Lock and run a short script for a caller without a deadline of its
  * own, bounded by @budget_ns in all. mu is held on 0 only. */
 static int
-call_now(struct remote *r, int64_t budget_ns, enum redis_script script, int nx,
-	 const char *const *x, struct reply *rp)
+call_now(struct redis_handle *r, int64_t budget_ns, enum redis_script script,
+	 int nx, const char *const *x, struct reply *rp)
 {
 	int64_t dl = ns_add_sat(clock_mono_ns(), budget_ns);
 	if (ration__redis_lock_until(r, dl) != 0)
@@ -219,7 +220,7 @@ call_now(struct remote *r, int64_t budget_ns, enum redis_script script, int nx,
  * trip or a loading server is "not now" (-EAGAIN), a server that does not
  * answer -EIO. */
 static int
-call_short(struct remote *r, enum redis_script script, int nx,
+call_short(struct redis_handle *r, enum redis_script script, int nx,
 	   const char *const *x, struct reply *rp)
 {
 	int64_t budget =
@@ -237,7 +238,7 @@ call_short(struct remote *r, enum redis_script script, int nx,
 static int
 take_now(ration_sem_t *s, enum redis_script script, int64_t n)
 {
-	struct remote *r = s->impl;
+	struct redis_handle *r = s->impl;
 	if (getpid() != r->pid)
 		return -EINVAL;
 	char ns[24];
@@ -273,7 +274,7 @@ rd_consume(ration_sem_t *s, int64_t n)
  * and finishes the release itself when the server answers again (a lease
  * by its record, plain weight by the sync of what it holds). */
 static void
-release_later(struct remote *r, int64_t n, uint64_t fence)
+release_later(struct redis_handle *r, int64_t n, uint64_t fence)
 {
 	r->held = r->held > n ? r->held - n : 0;
 	r->unsure = true;
@@ -287,7 +288,7 @@ release_later(struct remote *r, int64_t n, uint64_t fence)
 }
 
 static int
-release_common(struct remote *r, int64_t n, uint64_t fence)
+release_common(struct redis_handle *r, int64_t n, uint64_t fence)
 {
 	if (getpid() != r->pid)
 		return -EINVAL;
@@ -346,7 +347,7 @@ rd_lease_release(ration_sem_t *s, const ration_lease_t *lease)
 static int
 rd_resize(ration_sem_t *s, int64_t new_size)
 {
-	struct remote *r = s->impl;
+	struct redis_handle *r = s->impl;
 	if (new_size > RATION_REMOTE_SEM_MAX)
 		return -EINVAL;
 	char ns[24];
@@ -365,7 +366,7 @@ rd_resize(ration_sem_t *s, int64_t new_size)
 static void
 rd_close(ration_sem_t *s)
 {
-	struct remote *r = s->impl;
+	struct redis_handle *r = s->impl;
 	struct reply rp;
 	if (call_now(r, r->cf.io_timeout_ns, RS_CLOSE, 0, NULL, &rp) !=
 	    -ETIMEDOUT)
@@ -395,7 +396,7 @@ enum {
 };
 
 static int
-read_stats(struct remote *r, redisReply **rep)
+read_stats(struct redis_handle *r, redisReply **rep)
 {
 	struct reply rp;
 	int64_t dl = ns_add_sat(clock_mono_ns(), r->cf.io_timeout_ns);
@@ -417,7 +418,7 @@ read_stats(struct remote *r, redisReply **rep)
 static int64_t
 rd_available(const ration_sem_t *s)
 {
-	struct remote *r = s->impl;
+	struct redis_handle *r = s->impl;
 	redisReply *rep;
 	if (read_stats(r, &rep) == 0)
 		freeReplyObject(rep);
@@ -430,7 +431,7 @@ rd_available(const ration_sem_t *s)
 static void
 rd_stats(const ration_sem_t *s, ration_sem_stats_t *out)
 {
-	struct remote *r = s->impl;
+	struct redis_handle *r = s->impl;
 	redisReply *rep;
 	memcpy(out->name, s->name, sizeof(out->name));
 	if (read_stats(r, &rep) != 0) {
@@ -463,7 +464,7 @@ rd_stats(const ration_sem_t *s, ration_sem_stats_t *out)
 }
 
 static void
-destroy(struct remote *r)
+destroy(struct redis_handle *r)
 {
 	if (r->c != NULL)
 		redisFree(r->c);
@@ -481,7 +482,7 @@ destroy(struct remote *r)
 static int
 rd_free(ration_sem_t *s)
 {
-	struct remote *r = s->impl;
+	struct redis_handle *r = s->impl;
 	if (getpid() != r->pid)
 		return -EINVAL;
 	lock(r);
@@ -525,7 +526,7 @@ ration_lease_live_redis(ration_sem_t *s, uint64_t fence)
 {
 	if (s == NULL || s->ops != &redis_ops || fence == 0)
 		return -EINVAL;
-	struct remote *r = s->impl;
+	struct redis_handle *r = s->impl;
 	if (getpid() != r->pid)
 		return -EINVAL;
 	char fs[24];
@@ -559,10 +560,10 @@ key_ok(const char *key)
 }
 
 static int
-remote_new(const char *uri, const char *key, int64_t size,
-	   const ration_remote_opts_t *opts, struct remote **out)
+redis_handle_new(const char *uri, const char *key, int64_t size,
+		 const ration_remote_opts_t *opts, struct redis_handle **out)
 {
-	struct remote *r = calloc(1, sizeof(*r));
+	struct redis_handle *r = calloc(1, sizeof(*r));
 	if (r == NULL)
 		return -ENOMEM;
 	if (ration__redis_parse_uri(uri != NULL ? uri
@@ -605,8 +606,8 @@ ration_sem_open_redis(const char *uri, const char *key, int64_t size,
 	if (out == NULL || !key_ok(key) || size < 0 ||
 	    size > RATION_REMOTE_SEM_MAX || !opts_ok(opts))
 		return -EINVAL;
-	struct remote *r;
-	int rc = remote_new(uri, key, size, opts, &r);
+	struct redis_handle *r;
+	int rc = redis_handle_new(uri, key, size, opts, &r);
 	if (rc != 0)
 		return rc;
 	struct reply rp;

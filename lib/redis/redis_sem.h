@@ -37,7 +37,7 @@ struct held_lease {
 	int64_t n;
 };
 
-struct remote {
+struct redis_handle {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;    /* mu: the renewer sleeps on it */
 	struct redis_conf cf; /* immutable */
@@ -106,7 +106,7 @@ struct reply {
 };
 
 static inline void
-lock(struct remote *r)
+lock(struct redis_handle *r)
 {
 	pthread_mutex_lock(&r->mu);
 }
@@ -114,10 +114,10 @@ lock(struct remote *r)
 /* Take mu by @deadline_ns (CLOCK_MONOTONIC): 0, or -ETIMEDOUT. Another
  * caller's round trip holds mu; a caller never waits for it past its own
  * deadline. */
-int ration__redis_lock_until(struct remote *r, int64_t deadline_ns);
+int ration__redis_lock_until(struct redis_handle *r, int64_t deadline_ns);
 
 static inline void
-unlock(struct remote *r)
+unlock(struct redis_handle *r)
 {
 	pthread_mutex_unlock(&r->mu);
 }
@@ -125,38 +125,38 @@ unlock(struct remote *r)
 /* redis_session.c, all with r->mu held: */
 /* Run @script with our session, bounded by @deadline_ns (a loading server
  * is asked again until then: -EAGAIN if it still loads). */
-int ration__redis_call(struct remote *r, enum redis_script script,
+int ration__redis_call(struct redis_handle *r, enum redis_script script,
 		       int64_t deadline_ns, int nx, const char *const *x,
 		       struct reply *out);
 /* The same, with our session unless !with_sid; @keep (if not NULL)
  * receives the raw reply. */
-int ration__redis_call_raw(struct remote *r, enum redis_script script,
+int ration__redis_call_raw(struct redis_handle *r, enum redis_script script,
 			   bool with_sid, int64_t deadline_ns, int nx,
 			   const char *const *x, struct reply *out,
 			   redisReply **keep);
 /* Leave orphaned tickets, finish lease releases the server was not told
  * of, and make the server's count match ours after a failure (when no
  * caller of the handle is queued) or a recovery. */
-void ration__redis_repair(struct remote *r, int64_t deadline_ns);
+void ration__redis_repair(struct redis_handle *r, int64_t deadline_ns);
 /* A grant message showed incarnation @inc of our session. */
-void ration__redis_note_inc(struct remote *r, int64_t inc, bool recovery);
+void ration__redis_note_inc(struct redis_handle *r, int64_t inc, bool recovery);
 /* Take over the tickets (and the count) of waiters that left without mu. */
-void ration__redis_collect_dropped(struct remote *r);
+void ration__redis_collect_dropped(struct redis_handle *r);
 /* The renewer thread's body (mu not held). */
 void *ration__redis_renewer(void *arg);
 
 /* redis_sem.c, all with r->mu held: */
 /* Take @n or queue for it: 0 granted, 1 queued as *tk (counted in
  * waiting), or an error. */
-int ration__redis_enqueue(struct remote *r, int64_t deadline_ns, const char *ns,
-			  int64_t n, bool lease, uint64_t *tk,
+int ration__redis_enqueue(struct redis_handle *r, int64_t deadline_ns,
+			  const char *ns, int64_t n, bool lease, uint64_t *tk,
 			  ration_lease_t *out);
 /* Book a grant of @n with @fence (and fill @out when a lease). */
-void ration__redis_granted(struct remote *r, uint64_t fence, int64_t n,
+void ration__redis_granted(struct redis_handle *r, uint64_t fence, int64_t n,
 			   ration_lease_t *out);
 
 /* redis_wait.c, mu not held: block until ticket @tk's outcome. */
-int ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx,
+int ration__redis_wait_ticket(struct redis_handle *r, ration_ctx_t *ctx,
 			      int64_t deadline_ns, const char *ns, int64_t n,
 			      bool lease, uint64_t tk, unsigned gen,
 			      ration_lease_t *out);

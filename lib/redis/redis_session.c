@@ -18,7 +18,7 @@
 #include "redis_sem.h"
 
 int
-ration__redis_lock_until(struct remote *r, int64_t deadline_ns)
+ration__redis_lock_until(struct redis_handle *r, int64_t deadline_ns)
 {
 	if (deadline_ns == RATION_FOREVER) {
 		lock(r);
@@ -37,7 +37,7 @@ ration__redis_lock_until(struct remote *r, int64_t deadline_ns)
 }
 
 static void
-conn_down(struct remote *r)
+conn_down(struct redis_handle *r)
 {
 	redisFree(r->c);
 	r->c = NULL;
@@ -45,7 +45,7 @@ conn_down(struct remote *r)
 
 /* Make sure the main connection is up (mu held). */
 static int
-conn_up(struct remote *r, int64_t deadline_ns)
+conn_up(struct redis_handle *r, int64_t deadline_ns)
 {
 	if (r->c != NULL)
 		return 0;
@@ -59,7 +59,7 @@ conn_up(struct remote *r, int64_t deadline_ns)
 /* Our session was lost (expired while we stalled, or its data went and no
  * recovery takes it back): what we counted as held is gone. */
 static void
-lose_session(struct remote *r)
+lose_session(struct redis_handle *r)
 {
 	r->stale += r->held;
 	r->held = 0;
@@ -68,7 +68,7 @@ lose_session(struct remote *r)
 }
 
 void
-ration__redis_note_inc(struct remote *r, int64_t inc, bool recovery)
+ration__redis_note_inc(struct redis_handle *r, int64_t inc, bool recovery)
 {
 	if (inc == 0 || inc <= r->inc)
 		return;
@@ -81,7 +81,7 @@ ration__redis_note_inc(struct remote *r, int64_t inc, bool recovery)
  * stalled, restarted or rolled back) or the semaphore was re-created; we
  * re-assert what we hold (repair). Return whether this reply says so. */
 static bool
-note_recovery(struct remote *r, int64_t rec, int64_t epoch)
+note_recovery(struct redis_handle *r, int64_t rec, int64_t epoch)
 {
 	bool recovery = (r->rec != 0 && rec != 0 && rec != r->rec) ||
 			(r->epoch != 0 && epoch != 0 && epoch != r->epoch);
@@ -98,7 +98,8 @@ note_recovery(struct remote *r, int64_t rec, int64_t epoch)
 
 /* Book what a script's reply says (mu held). */
 static void
-book(struct remote *r, const redisReply *rep, bool with_sid, struct reply *out)
+book(struct redis_handle *r, const redisReply *rep, bool with_sid,
+     struct reply *out)
 {
 	r->booked++;
 	out->code = (int)reply_num(rep->element[0]);
@@ -120,8 +121,8 @@ book(struct remote *r, const redisReply *rep, bool with_sid, struct reply *out)
  * whether we hold weight: what starts a recovery when the semaphore was
  * rolled back or re-created under us. */
 static void
-common_args(struct remote *r, bool with_sid, char size[24], char fence[48],
-	    const char **args)
+common_args(struct redis_handle *r, bool with_sid, char size[24],
+	    char fence[48], const char **args)
 {
 	snprintf(size, 24, "%lld", (long long)r->size);
 	bool holds = r->held > 0 || r->nlease > 0;
@@ -153,7 +154,7 @@ eval_retry(redisContext *c, const struct redis_conf *cf,
 }
 
 int
-ration__redis_call_raw(struct remote *r, enum redis_script script,
+ration__redis_call_raw(struct redis_handle *r, enum redis_script script,
 		       bool with_sid, int64_t deadline_ns, int nx,
 		       const char *const *x, struct reply *out,
 		       redisReply **keep)
@@ -199,7 +200,7 @@ ration__redis_call_raw(struct remote *r, enum redis_script script,
 }
 
 int
-ration__redis_call(struct remote *r, enum redis_script script,
+ration__redis_call(struct redis_handle *r, enum redis_script script,
 		   int64_t deadline_ns, int nx, const char *const *x,
 		   struct reply *out)
 {
@@ -208,7 +209,7 @@ ration__redis_call(struct remote *r, enum redis_script script,
 }
 
 void
-ration__redis_collect_dropped(struct remote *r)
+ration__redis_collect_dropped(struct redis_handle *r)
 {
 	int64_t gone =
 		atomic_exchange_explicit(&r->gone, 0, memory_order_relaxed);
@@ -229,7 +230,7 @@ ration__redis_collect_dropped(struct remote *r)
 
 /* The handle's leases as "fence:n,..." for the sync script. */
 static void
-lease_list(const struct remote *r, char *buf, size_t cap)
+lease_list(const struct redis_handle *r, char *buf, size_t cap)
 {
 	size_t o = 0;
 	buf[0] = '\0';
@@ -244,7 +245,7 @@ lease_list(const struct remote *r, char *buf, size_t cap)
  * else only by re-asserting a shortfall. Weight the server will not take
  * back (no room) becomes stale. */
 static int
-sync_held(struct remote *r, int64_t deadline_ns)
+sync_held(struct redis_handle *r, int64_t deadline_ns)
 {
 	bool exact = r->waiting == 0;
 	char held[24], leases[LEASES * 48];
@@ -268,7 +269,7 @@ sync_held(struct remote *r, int64_t deadline_ns)
 }
 
 void
-ration__redis_repair(struct remote *r, int64_t deadline_ns)
+ration__redis_repair(struct redis_handle *r, int64_t deadline_ns)
 {
 	struct reply rp;
 	ration__redis_collect_dropped(r);
@@ -301,7 +302,7 @@ ration__redis_repair(struct remote *r, int64_t deadline_ns)
 
 /* Whether the renewer has anything to do (mu held). */
 static bool
-renewer_needed(struct remote *r)
+renewer_needed(struct redis_handle *r)
 {
 	return r->held > 0 || r->waiting > 0 || r->norphan > 0 ||
 	       r->nunrel > 0 || r->unsure || r->resync ||
@@ -311,7 +312,7 @@ renewer_needed(struct remote *r)
 /* One renewal on the renewer's own connection, mu not held: a server that
  * does not answer holds this thread, never the handle. */
 static void
-renew(struct remote *r, int64_t deadline_ns, const char *const *args,
+renew(struct redis_handle *r, int64_t deadline_ns, const char *const *args,
       unsigned booked)
 {
 	if (r->rc == NULL) {
@@ -348,7 +349,7 @@ renew(struct remote *r, int64_t deadline_ns, const char *const *args,
 void *
 ration__redis_renewer(void *arg)
 {
-	struct remote *r = arg;
+	struct redis_handle *r = arg;
 	lock(r);
 	while (!r->stop) {
 		struct timespec ts = ns_to_timespec(

@@ -12,7 +12,7 @@
 
 /* Leave ticket @tk after @err (mu not held); the result is @err. */
 static int
-leave(struct remote *r, uint64_t tk, int err)
+leave(struct redis_handle *r, uint64_t tk, int err)
 {
 	struct reply rp;
 	char t[24];
@@ -59,7 +59,7 @@ leave(struct remote *r, uint64_t tk, int err)
 /* mu is only tried here and in wait_conn_put(): while another caller's
  * round trip holds it, a new connection (or none kept) does as well. */
 static int
-wait_conn(struct remote *r, int64_t deadline_ns, redisContext **wc)
+wait_conn(struct redis_handle *r, int64_t deadline_ns, redisContext **wc)
 {
 	*wc = NULL;
 	if (pthread_mutex_trylock(&r->mu) == 0) {
@@ -72,7 +72,7 @@ wait_conn(struct remote *r, int64_t deadline_ns, redisContext **wc)
 }
 
 static void
-wait_conn_put(struct remote *r, redisContext *wc)
+wait_conn_put(struct redis_handle *r, redisContext *wc)
 {
 	if (wc == NULL)
 		return;
@@ -105,7 +105,7 @@ parse_grant(const char *m, unsigned long long *fence, long long *inc)
 /* Whether ticket @tk is still queued or has a message (mu not held);
  * on doubt (no answer) say yes: the next check asks again. */
 static bool
-still_pending(struct remote *r, uint64_t tk)
+still_pending(struct redis_handle *r, uint64_t tk)
 {
 	struct reply rp;
 	char t[24];
@@ -121,7 +121,7 @@ still_pending(struct remote *r, uint64_t tk)
 
 /* Block until ticket @tk's outcome, ctx end or failure (mu not held). */
 int
-ration__redis_wait_ticket(struct remote *r, ration_ctx_t *ctx,
+ration__redis_wait_ticket(struct redis_handle *r, ration_ctx_t *ctx,
 			  int64_t deadline_ns, const char *ns, int64_t n,
 			  bool lease, uint64_t tk, unsigned gen,
 			  ration_lease_t *out)
