@@ -343,8 +343,8 @@ START_TEST(test_grow_keeps_fifo_with_go)
 	rank_from_now();
 	go(&a, 60);
 	go(&b, 20);
-	bg_go(&gc, grp, 30, job_main,
-	      &c); /* 80 in use: 30 does not fit, queued */
+	/* 80 in use: 30 does not fit, queued */
+	bg_go(&gc, grp, 30, job_main, &c);
 	wait_waiters(budget, 1);
 
 	atomic_store(&b.grow_now, true); /* 10 would fit, but c is first */
@@ -435,8 +435,8 @@ START_TEST(test_elastic_claim_follows_measured_memory)
 	WAIT_FOR(atomic_load(&a.step) == 2);
 	WAIT_FOR(in_use() >= 40 * MIB);
 
-	bg_go(&gb, grp, 24 * MIB, job_main,
-	      &b); /* would fit beside the declared 4 MiB */
+	/* would fit beside the declared 4 MiB */
+	bg_go(&gb, grp, 24 * MIB, job_main, &b);
 	wait_waiters(budget, 1);
 	ck_assert_int_eq(atomic_load(&b.step), 0);
 	atomic_store(&a.go_on, true);

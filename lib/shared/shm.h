@@ -76,6 +76,18 @@ struct shm_holder {
 	struct shm_lease leases[SHM_LEASES];
 };
 
+/* Add @n (negative to take away) to a holder's or a lane's count: each
+ * has one writer at a time (the holder's under mu, a lane's its owner
+ * thread), so a plain load and store; atomic only so that a recount may
+ * read it meanwhile. */
+static inline void
+shm_count_add(_Atomic int64_t *count, int64_t n)
+{
+	atomic_store_explicit(
+		count, atomic_load_explicit(count, memory_order_relaxed) + n,
+		memory_order_relaxed);
+}
+
 /* One per thread that uses the fast path of a handle, claimed under mu on
  * the thread's first fast operation and given back (its counts folded into
  * the holder) when the thread exits or the handle is freed. Written only

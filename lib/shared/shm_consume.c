@@ -53,12 +53,7 @@ consume_fast(const struct ration__shm_lane_ref *r, int64_t n)
 			    &g->word, &w, w - n * 2, memory_order_acq_rel,
 			    memory_order_relaxed)) {
 			/* Single writer: plain read-modify-write of our lane. */
-			atomic_store_explicit(
-				&l->held,
-				atomic_load_explicit(&l->held,
-						     memory_order_relaxed) +
-					n,
-				memory_order_relaxed);
+			shm_count_add(&l->held, n);
 			atomic_store_explicit(
 				&l->consumed,
 				atomic_load_explicit(&l->consumed,
@@ -91,10 +86,7 @@ consume_locked(struct ration__shm *sh, int64_t n)
 							memory_order_relaxed,
 							memory_order_relaxed));
 	struct shm_holder *h = &g->holder[sh->hi];
-	atomic_store_explicit(
-		&h->held,
-		atomic_load_explicit(&h->held, memory_order_relaxed) + n,
-		memory_order_relaxed);
+	shm_count_add(&h->held, n);
 	g->consumed += (uint64_t)n;
 	ration__shm_note_in_use(g, (w >> 1) - n);
 	return 0;

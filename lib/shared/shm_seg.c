@@ -256,12 +256,7 @@ settle_orphans(struct shm_seg *g)
 			left = true;
 		} else if (st == WAITER_TAKEN) {
 			struct shm_holder *h = &g->holder[w->holder];
-			atomic_store_explicit(
-				&h->held,
-				atomic_load_explicit(&h->held,
-						     memory_order_relaxed) +
-					w->n,
-				memory_order_relaxed);
+			shm_count_add(&h->held, w->n);
 		} else {
 			continue;
 		}

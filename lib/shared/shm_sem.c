@@ -101,10 +101,7 @@ take_fast(const struct ration__shm_lane_ref *r, int64_t n)
 		}
 	}
 	/* Single writer: plain read-modify-write of our own lane. */
-	atomic_store_explicit(
-		&l->held,
-		atomic_load_explicit(&l->held, memory_order_relaxed) + n,
-		memory_order_relaxed);
+	shm_count_add(&l->held, n);
 	atomic_store_explicit(
 		&l->acquired,
 		atomic_load_explicit(&l->acquired, memory_order_relaxed) + 1,
@@ -184,12 +181,7 @@ take_locked(shared_t *sh, int64_t n)
 			    &g->word, &w, w - n * 2, memory_order_acquire,
 			    memory_order_relaxed)) {
 			struct shm_holder *h = &g->holder[sh->hi];
-			atomic_store_explicit(
-				&h->held,
-				atomic_load_explicit(&h->held,
-						     memory_order_relaxed) +
-					n,
-				memory_order_relaxed);
+			shm_count_add(&h->held, n);
 			g->acquired++;
 			ration__shm_note_in_use(g, (w >> 1) - n);
 			return true;
@@ -283,19 +275,14 @@ wait_slot(shared_t *sh, struct shm_waiter *w, ration_ctx_t *ctx,
 		g->waiting_weight -= w->n;
 		atomic_store_explicit(&w->state, WAITER_FREE,
 				      memory_order_relaxed);
-		ration__shm_grant(g,
-				  &wk); /* followers may fit now (Go #37852) */
+		/* Followers may fit now (Go #37852). */
+		ration__shm_grant(g, &wk);
 		ration__shm_clear_slow(g);
 		rc = err;
 	} else {
 		if (st == WAITER_GRANTED) {
 			struct shm_holder *h = &g->holder[sh->hi];
-			atomic_store_explicit(
-				&h->held,
-				atomic_load_explicit(&h->held,
-						     memory_order_relaxed) +
-					w->n,
-				memory_order_relaxed);
+			shm_count_add(&h->held, w->n);
 		}
 		atomic_store_explicit(&w->state, WAITER_FREE,
 				      memory_order_relaxed);
@@ -436,10 +423,7 @@ give_back_locked(shared_t *sh, int64_t n, wake_t *wk)
 	if (n > ration__shm_held(sh))
 		return -EOVERFLOW;
 	struct shm_holder *h = &g->holder[sh->hi];
-	atomic_store_explicit(
-		&h->held,
-		atomic_load_explicit(&h->held, memory_order_relaxed) - n,
-		memory_order_relaxed);
+	shm_count_add(&h->held, -n);
 	/* release: pairs with the acquire CAS of a fast taker or the acquire
 	 * load in grant; SLOW may be clear, so an RMW. */
 	atomic_fetch_add_explicit(&g->word, n * 2, memory_order_release);
