@@ -120,7 +120,7 @@ deliver(const unsigned long *arrived)
 static void *
 watcher(void *arg)
 {
-	int fd = (int)(intptr_t)arg;
+	int fd = *(const int *)arg;
 	for (;;) {
 		char buf[64];
 		if (read(fd, buf, sizeof(buf)) <= 0)
@@ -158,7 +158,11 @@ start_locked(void)
 	pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	pthread_t t;
-	int rc = pthread_create(&t, &attr, watcher, (void *)(intptr_t)p[0]);
+	/* The watcher's end of the pipe: written once, before the thread
+	 * that reads it is created. */
+	static int read_fd;
+	read_fd = p[0];
+	int rc = pthread_create(&t, &attr, watcher, &read_fd);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	pthread_attr_destroy(&attr);
 	if (rc != 0) {

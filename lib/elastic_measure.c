@@ -27,6 +27,7 @@
  */
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -82,11 +83,18 @@ ration__rss_read(int fd)
 {
 	char buf[128];
 	ssize_t n = pread(fd, buf, sizeof(buf) - 1, 0);
-	long long size, res;
 	if (n <= 0)
 		return -1;
 	buf[n] = '\0';
-	if (sscanf(buf, "%lld %lld", &size, &res) != 2)
+	/* statm: size resident shared ...; the second field, in pages. */
+	char *end;
+	errno = 0;
+	(void)strtoll(buf, &end, 10);
+	if (end == buf || errno != 0)
+		return -1;
+	char *p = end;
+	long long res = strtoll(p, &end, 10);
+	if (end == p || errno != 0 || res < 0)
 		return -1;
 	return (int64_t)res * sysconf(_SC_PAGESIZE);
 }

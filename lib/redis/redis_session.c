@@ -291,7 +291,7 @@ ration__redis_repair(struct redis_handle *r, int64_t deadline_ns)
 		snprintf(ns, sizeof(ns), "%lld", (long long)u->n);
 		snprintf(fs, sizeof(fs), "%llu", (unsigned long long)u->fence);
 		const char *x[] = {ns, fs};
-		if (ration__redis_call(r, RS_RELEASE, deadline_ns, 3, x, &rp) !=
+		if (ration__redis_call(r, RS_RELEASE, deadline_ns, 2, x, &rp) !=
 		    0)
 			return;
 		r->nunrel--;
