@@ -329,6 +329,46 @@ START_TEST(test_redis_rdb_restore_fences_and_resync)
 }
 END_TEST
 
+/* RDB restore where the snapshot's phantom fills the size: s held all of
+ * it at the SAVE and released it since; t holds it now. t's re-assertion
+ * must not be refused for lack of room while s's phantom is still counted
+ * (the recovery lets in_use pass size until the phantom goes): t keeps
+ * its weight and its release answers 0, not -ESTALE. */
+START_TEST(test_redis_rdb_restore_phantom_does_not_evict_holder)
+{
+	const char *extra[] = {"--dbfilename", "dump.rdb", NULL};
+	struct server srv = {.extra = extra};
+	ck_assert_int_eq(server_start(&srv, 0), 0);
+	char key[64];
+	new_key(key, sizeof(key));
+	ration_sem_t *s, *t;
+	open2(&srv, key, 4, &s, &t);
+	ck_assert_int_eq(ration_sem_try_acquire(s, 4), 0);
+	ck_assert(server_says(&srv, "SAVE\r\n", "+OK"));
+	ck_assert_int_eq(ration_sem_release(s, 4), 0);
+	ck_assert_int_eq(ration_sem_try_acquire(t, 4), 0);
+
+	server_kill(&srv); /* SIGKILL: no save at exit */
+	ck_assert_int_eq(server_start(&srv, srv.port), 0);
+	/* t's connection again first: its release then meets the server */
+	(void)ration_sem_available(t);
+	int rc = ration_sem_release(t, 4);
+	ck_assert_msg(rc == 0, "%s", ration_strerror(rc));
+	/* the phantom goes (s's session expires): all 4 are free again */
+	int64_t until = ration_now() + 3 * LEASE_NS + TEST_LATE_NS;
+	while ((rc = ration_sem_try_acquire(t, 4)) != 0) {
+		ck_assert_msg(rc == -EAGAIN || rc == -EIO, "%s",
+			      ration_strerror(rc));
+		ck_assert_msg(ration_now() < until, "never granted");
+		sleep_ns(20 * MS);
+	}
+	ck_assert_int_eq(ration_sem_release(t, 4), 0);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+	ck_assert_int_eq(ration_sem_free(t), 0);
+	server_cleanup(&srv);
+}
+END_TEST
+
 static Suite *
 faults_suite(void)
 {
@@ -347,6 +387,8 @@ faults_suite(void)
 	tcase_add_test(tc, test_redis_server_stall_keeps_live_holders);
 	tcase_add_test(tc, test_redis_release_during_outage_and_loading_server);
 	tcase_add_test(tc, test_redis_rdb_restore_fences_and_resync);
+	tcase_add_test(tc,
+		       test_redis_rdb_restore_phantom_does_not_evict_holder);
 	suite_add_tcase(s, tc);
 	return s;
 }

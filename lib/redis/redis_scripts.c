@@ -331,8 +331,12 @@ static const char stats_lua[] =
 /* Make the session hold what the handle counts (ARGV[5]) after a call
  * whose outcome the handle could not learn, or after a recovery. Mode 'e'
  * (exact: no caller of the handle is queued) drops its queue places and
- * gives back any excess; both modes re-assert a shortfall if it fits in
- * size (all or nothing), with the leases ARGV[7] lists ("fence:n,...").
+ * gives back any excess; both modes re-assert a shortfall (all or
+ * nothing), with the leases ARGV[7] lists ("fence:n,..."): during a
+ * recovery always (in_use may pass size for a while: a restored snapshot
+ * counts phantoms - weight released after it - until their sessions sync
+ * or expire, and nothing is granted until in_use fits again), otherwise
+ * if it fits in size.
  * a = what the session holds afterwards. */
 static const char sync_lua[] = PROLOGUE GIVE_BACK
 	"local want, mode = tonumber(ARGV[5]), ARGV[6]\n"
@@ -346,8 +350,8 @@ static const char sync_lua[] = PROLOGUE GIVE_BACK
 	"end\n"
 	"local held = tonumber(redis.call('HGET', HELD, sid) or '0')\n"
 	"local used = M('in_use')\n"
-	"if held < want and M('closed') == 0 and used + want - held <= size "
-	"then\n"
+	"if held < want and M('closed') == 0 and\n"
+	"   (recovering or used + want - held <= size) then\n"
 	"  redis.call('HSET', HELD, sid, S(want))\n"
 	"  redis.call('HSET', META, 'in_use', S(used + want - held))\n"
 	"  note_use(used + want - held)\n"

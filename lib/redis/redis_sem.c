@@ -163,8 +163,12 @@ acquire_common(struct redis_handle *r, ration_ctx_t *ctx, int64_t deadline_ns,
 		unlock(r);
 		return err;
 	}
-	if (ration__redis_lock_until(r, deadline_ns) != 0)
-		return ration__wait_err(ctx, deadline_ns);
+	if (ration__redis_lock_until(r, deadline_ns) != 0) {
+		/* The lock's realtime bound may run out a little before the
+		 * monotonic deadline: never report that as a grant. */
+		err = ration__wait_err(ctx, deadline_ns);
+		return err != 0 ? err : -ETIMEDOUT;
+	}
 	/* The connection (and repairs) by the deadline; the acquire's reply
 	 * may come a little later (reply_deadline). */
 	ration__redis_repair(r, deadline_ns);
