@@ -64,17 +64,6 @@ stress_rounds(long dflt)
 	return v > 0 ? (v < dflt ? v : dflt) : dflt;
 }
 
-/* Raise the high-water mark *@max to @v if @v is larger. */
-static inline void
-note_max(_Atomic int64_t *max, int64_t v)
-{
-	int64_t m = atomic_load_explicit(max, memory_order_relaxed);
-	while (v > m &&
-	       !atomic_compare_exchange_weak_explicit(
-		       max, &m, v, memory_order_relaxed, memory_order_relaxed))
-		;
-}
-
 /* A pool of exactly @threads threads (the test fails if none is made). */
 static inline ration_pool_t *
 pool_of(unsigned threads)

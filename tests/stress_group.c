@@ -10,6 +10,7 @@
 #include <ration.h>
 
 #include "helpers.h"
+#include "internal/atomic_max.h"
 
 #define PRODUCERS 4
 #define BUDGET    16
@@ -25,8 +26,8 @@ task(ration_ctx_t *ctx, void *arg)
 {
 	long i = (long)(intptr_t)arg;
 	int64_t w = 1 + i % 8;
-	note_max(&run_max, atomic_fetch_add(&run_now, 1) + 1);
-	note_max(&weight_max, atomic_fetch_add(&weight_now, w) + w);
+	ration__atomic_max(&run_max, atomic_fetch_add(&run_now, 1) + 1);
+	ration__atomic_max(&weight_max, atomic_fetch_add(&weight_now, w) + w);
 	atomic_fetch_add_explicit(&calls[i], 1, memory_order_relaxed);
 	atomic_fetch_sub(&weight_now, w);
 	atomic_fetch_sub(&run_now, 1);

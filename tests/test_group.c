@@ -8,6 +8,7 @@
 #include <ration.h>
 
 #include "helpers.h"
+#include "internal/atomic_max.h"
 
 /* ---- shared fixtures ---------------------------------------------------- */
 
@@ -233,8 +234,8 @@ static int
 task_weighed(ration_ctx_t *ctx, void *arg)
 {
 	int64_t w = (int64_t)(intptr_t)arg;
-	note_max(&run_max, atomic_fetch_add(&run_now, 1) + 1);
-	note_max(&weight_max, atomic_fetch_add(&weight_now, w) + w);
+	ration__atomic_max(&run_max, atomic_fetch_add(&run_now, 1) + 1);
+	ration__atomic_max(&weight_max, atomic_fetch_add(&weight_now, w) + w);
 	sleep_ns(200000);
 	atomic_fetch_sub(&weight_now, w);
 	atomic_fetch_sub(&run_now, 1);

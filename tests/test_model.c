@@ -31,6 +31,7 @@
 #include <string.h>
 
 #include "helpers.h"
+#include "internal/atomic_max.h"
 
 static uint64_t seed;
 
@@ -416,7 +417,8 @@ cc_gtask(ration_ctx_t *ctx, void *arg)
 {
 	long id = (long)(intptr_t)arg;
 	int64_t w = 1 + id % 8;
-	note_max(&C.grunning_max, atomic_fetch_add(&C.grunning, w) + w);
+	ration__atomic_max(&C.grunning_max,
+			   atomic_fetch_add(&C.grunning, w) + w);
 	atomic_fetch_add(&C.gtask_runs[id], 1);
 	if (id % 4 == 0)
 		sleep_ns(50000); /* hold the weight a while: the budget binds */

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "chaos.h"
+#include "internal/atomic_max.h"
 
 struct thread_arg {
 	struct chaos_run *run;
@@ -43,14 +44,6 @@ run_delay(int fd)
 	return p != NULL ? strtoll(p + 1, NULL, 10) : 0;
 }
 
-static void
-note_max(_Atomic int64_t *max, int64_t v)
-{
-	int64_t cur = atomic_load(max);
-	while (v > cur && !atomic_compare_exchange_weak(max, &cur, v))
-		;
-}
-
 /* Held first, then occupancy: a kill between the two makes the runner's
  * clean-up (occupancy -= held) subtract more than was added, so the
  * ledger errs low, never high. */
@@ -61,7 +54,7 @@ ledger_grant(struct chaos_ledger *led, struct chaos_worker *w, int64_t n)
 	int64_t occ = atomic_fetch_add(&led->occupancy, n) + n;
 	atomic_fetch_add(&led->snapshots, 1);
 	atomic_fetch_add(&led->grants, 1);
-	note_max(&led->max_occupancy, occ);
+	ration__atomic_max(&led->max_occupancy, occ);
 	if (occ > led->size)
 		atomic_fetch_add(&led->overgrants, 1);
 }
@@ -125,12 +118,12 @@ thread_main(void *arg)
 		/* Even and unchanged: this worker was never stopped during
 		 * the call (see struct chaos_worker). */
 		if (stops % 2 == 0 && atomic_load(&w->stops) == stops) {
-			note_max(&led->max_late_raw_ns, late);
+			ration__atomic_max(&led->max_late_raw_ns, late);
 			/* Waiting for a CPU is the machine's doing, not the
 			 * library's: a call blocked on a lock, a futex or a
 			 * sleep is not runnable and is not excused. */
 			late -= queued;
-			note_max(&led->max_late_ns, late);
+			ration__atomic_max(&led->max_late_ns, late);
 			if (late > CHAOS_LATE_NS)
 				atomic_fetch_add(&led->late_calls, 1);
 		}
