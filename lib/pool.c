@@ -31,6 +31,7 @@
  * without p->mu. No user code (task fns, thread_init/fini) runs under mu.
  */
 #include <pthread.h>
+#include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +56,9 @@
  * to cover the gap between two submits of a busy producer, short enough
  * not to steal a CPU from it for long. */
 #define IDLE_SPIN_NS 20000
+/* With one usable CPU, how often an idle worker yields before parking
+ * (spin_for_work()). */
+#define IDLE_YIELDS 4
 /* Longest a queued task waits while workers exist that could take it. */
 #define WATCHDOG_NS 1000000
 
@@ -154,16 +158,30 @@ slots_flush(ration_pool_t *p, int64_t *owed)
 	}
 }
 
-/* Spin for new work, if no other worker is already doing so. */
+/* Spin for new work, if no other worker is already doing so. With one
+ * usable CPU a spin cannot see work arrive (the submitter is not
+ * running while we are), so yield the CPU instead, a few times: if the
+ * submitter is runnable it gets the CPU and queues more, and we take it
+ * without a wake-up; parking at once instead made every later submit
+ * wake us, and the woken worker preempts the submitter (two context
+ * switches per wake). When nothing else is runnable a yield returns at
+ * once, so an idle pool still parks within microseconds. */
 static void
 spin_for_work(ration_pool_t *p)
 {
 	unsigned zero = 0;
-	if (!ration__may_spin() ||
-	    !atomic_compare_exchange_strong_explicit(&p->spinning, &zero, 1,
+	if (!atomic_compare_exchange_strong_explicit(&p->spinning, &zero, 1,
 						     memory_order_relaxed,
 						     memory_order_relaxed))
 		return;
+	if (!ration__may_spin()) {
+		for (int i = 0; i < IDLE_YIELDS &&
+				atomic_load_explicit(&p->queued_hint,
+						     memory_order_relaxed) == 0;
+		     i++)
+			sched_yield();
+		goto out;
+	}
 	int64_t until = clock_mono_ns() + IDLE_SPIN_NS;
 	do {
 		for (int i = 0; i < 64; i++) {
