@@ -4,6 +4,7 @@
 #
 #   bench/ration-run-vs-parallel.sh              ROUNDS=1, ~3 minutes
 #   ROUNDS=3 SEED=7 bench/ration-run-vs-parallel.sh
+#   SETS=liar RUNNERS="ration-run parallel" bench/ration-run-vs-parallel.sh
 #
 # The experiment: JOBS jobs that each allocate and touch N MiB and hold
 # it for T s (N log-uniform in 52..1400 MiB, T in 0.5..2.5 s, seeded),
@@ -32,12 +33,16 @@
 #
 # Needs root on a host with a writable memory cgroup (v2, or v1 as on a
 # hybrid host); without one it prints why and exits 77 (skipped).
-# Output: a Markdown table on stdout; raw rows in $OUT/raw.tsv.
+# Output: a Markdown table on stdout; raw rows in $OUT/raw.tsv (with the
+# load average at the end of each run), and ration-run's joblog and
+# stderr of each run in $OUT/rr-SET-ROUND.{jl,err}.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
 RR=${RATION_RUN:-$ROOT/build/tools/ration-run}
 ROUNDS=${ROUNDS:-1}
+SETS=${SETS:-honest liar}
+RUNNERS=${RUNNERS:-ration-run parallel xargs}
 SEED=${SEED:-1}
 JOBS=${JOBS:-32}
 BUDGET_MIB=${BUDGET_MIB:-3072}
@@ -174,7 +179,7 @@ nliars=$(awk '$2 > $1' "$T/liar.spec" | wc -l)
 # --- one run ------------------------------------------------------------
 # run SET RUNNER: prints "set runner makespan_s peak_mib mean_mib oom lost".
 run() {
-	local set=$1 who=$2 cmdf=$T/$1.cmds
+	local set=$1 who=$2 round=$3 cmdf=$T/$1.cmds
 	rm -rf "$T/done" && mkdir "$T/done"
 	reset_peak
 	local oom0 t0 t1 rr_oom=0
@@ -185,11 +190,13 @@ run() {
 	t0=$(date +%s.%N)
 	case $who in
 	ration-run)
+		rm -f "$OUT/rr-$set-$round.jl"
 		sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$BOX" \
 			"$RR" -m "${BUDGET_MIB}M" -j "$SLOTS" --overrun requeue \
 			--report --no-progress -a "$T/$set.rr" \
-			>/dev/null 2>"$T/rr.err" || true
-		rr_oom=$(sed -n "s/.*overruns: \([0-9]*\) OOM kill.*/\1/p" "$T/rr.err")
+			--joblog "$OUT/rr-$set-$round.jl" \
+			>/dev/null 2>"$OUT/rr-$set-$round.err" || true
+		rr_oom=$(sed -n "s/.*overruns: \([0-9]*\) OOM kill.*/\1/p" "$OUT/rr-$set-$round.err")
 		rr_oom=${rr_oom:-0} ;;
 	parallel)
 		local retries=
@@ -220,12 +227,13 @@ run() {
 }
 
 echo "# $(date -u +%FT%TZ) $(nproc) CPUs, cgroup $CGV box ${BOX_MIB} MiB, budget ${BUDGET_MIB} MiB, $JOBS jobs, seed $SEED, $nliars liars, $ROUNDS round(s)" >&2
-printf 'round\tset\trunner\tmakespan_s\tpeak_mib\tmean_mib\tbox_oom\tlost\tjob_oom\n' >"$OUT/raw.tsv"
+printf 'round\tset\trunner\tmakespan_s\tpeak_mib\tmean_mib\tbox_oom\tlost\tjob_oom\tloadavg\n' >"$OUT/raw.tsv"
 for round in $(seq 1 "$ROUNDS"); do
-	for set in honest liar; do
-		for who in ration-run parallel xargs; do
-			row=$(run "$set" "$who")
-			printf '%s\t%s\n' "$round" "$row" | tee -a "$OUT/raw.tsv" >&2
+	for set in $SETS; do
+		for who in $RUNNERS; do
+			row=$(run "$set" "$who" "$round")
+			printf '%s\t%s\t%s\n' "$round" "$row" "$(cut -d' ' -f1 /proc/loadavg)" |
+				tee -a "$OUT/raw.tsv" >&2
 		done
 	done
 done
@@ -281,7 +289,7 @@ END {
 		printf "  %s: peak <= budget + 5%%: %s; box OOM kills 0 and jobs lost 0: %s; makespan <= parallel: %s\n",
 			sets[s], pk[k] <= budget * 1.05 ? "yes" : "NO",
 			(oo[k] == 0 && lo[k] == 0) ? "yes" : "NO",
-			mk[k] / n[k] <= mk[p] / n[p] ? "yes" : "NO"
+			!n[p] ? "-" : mk[k] / n[k] <= mk[p] / n[p] ? "yes" : "NO"
 	}
 	d = ps ? (pm - ps) / ps : 1
 	printf "  pipeline measured within 10%%: %s\n", (d <= 0.1 && d >= -0.1) ? "yes" : "NO"

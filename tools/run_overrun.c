@@ -83,8 +83,10 @@ pick_victim(struct job *running, const struct job *spare)
 	struct job *best = NULL;
 
 	for (struct job *j = running; j != NULL; j = j->next) {
+		/* Waiting at its cap, a job asks for more than it has:
+		 * over its weight, though capped at it (v1). */
 		if (j == spare || j->stopped || j->overrun_killed ||
-		    j->kill_sent || over_by(j) <= 0)
+		    j->kill_sent || (over_by(j) <= 0 && !j->at_cap))
 			continue;
 		if (best == NULL || over_by(j) > over_by(best))
 			best = j;
@@ -162,41 +164,50 @@ kill_victim(struct runner *r, struct job *running)
  * all the same: the claim then passes the budget, which admits nothing
  * new until running jobs have given that much back, and the cap is
  * raised then (first, before any new job: the reservation is in the
- * semaphore's count).
+ * semaphore's count). A step never takes the cap past the budget: room
+ * the budget can never give would be waited for forever.
  * @r:       the runner.
  * @j:       a running job with a cap, not being killed.
  * @waiting: whether it waits at its cap.
+ *
+ * Return: whether @j stays waiting at its cap for room not there yet.
  */
-static void
+static bool
 grow_cap(struct runner *r, struct job *j, bool waiting)
 {
 	int64_t step = (int64_t)((double)j->weight * r->o->cap_margin);
 
 	if (r->budget == NULL)
-		return;
+		return waiting;
 	if (j->reserved > 0) {
 		if (ration_sem_available(r->budget) >= 0 &&
 		    cg_job_set_cap(&r->cg, j, j->cap + j->reserved) == 0) {
 			r->reserved -= j->reserved;
 			j->reserved = 0;
+			return false;
 		}
-		return;
+		return waiting;
 	}
 	if (step < RUN_CAP_STEP_MIN)
 		step = RUN_CAP_STEP_MIN;
+	if (step > r->o->budget_bytes - j->cap)
+		step = r->o->budget_bytes - j->cap;
+	if (step <= 0)
+		return waiting;
 	int64_t more = j->cap + step - j->held - j->consumed;
 	if (more < 0)
 		more = 0;
 	bool room = ration_sem_available(r->budget) >= more;
 	if (!room && !waiting)
-		return;
+		return false;
 	if (more > 0 && ration_sem_consume(r->budget, more) < 0)
-		return;
+		return waiting;
 	j->consumed += more;
 	if (room && cg_job_set_cap(&r->cg, j, j->cap + step) == 0)
-		return;
+		return false;
 	j->reserved = step;
 	r->reserved += step;
+	return waiting;
 }
 
 /**
@@ -225,10 +236,11 @@ watch_cap(struct runner *r, struct job *j)
 	}
 	if (r->o->overrun != OVERRUN_REQUEUE)
 		return;
-	if (waiting || j->reserved > 0 || j->cur_bytes >= j->cap - j->cap / 5)
-		grow_cap(r, j, waiting);
-	/* Stuck: waiting at its cap for room not there yet. */
-	j->at_cap = waiting && j->reserved > 0;
+	/* Near the cap only once past the weight: an honest job close to
+	 * its weight must not take more of the budget. */
+	if (waiting || j->reserved > 0 ||
+	    (j->cur_bytes > j->weight && j->cur_bytes >= j->cap - j->cap / 5))
+		j->at_cap = grow_cap(r, j, waiting);
 }
 
 /* all_stuck() - whether every running job waits at its cap: then none

@@ -131,11 +131,18 @@ start(struct runner *r, struct job *j)
 		return rc;
 	}
 	j->cap = 0;
-	if ((o->overrun == OVERRUN_REQUEUE || o->overrun == OVERRUN_KILL) &&
-	    j->weight > 0)
-		j->cap = j->weight +
-			 (int64_t)((double)j->weight * o->cap_margin);
 	j->cap_waits = o->overrun == OVERRUN_REQUEUE;
+	if ((o->overrun == OVERRUN_REQUEUE || o->overrun == OVERRUN_KILL) &&
+	    j->weight > 0) {
+		j->cap = j->weight;
+		/* A job that waits at its cap (v1) starts capped at its
+		 * claim: the margin is given from free room (grow_cap()),
+		 * so real use never passes the claims. Elsewhere the cap
+		 * kills, and the margin spares the job that is only a
+		 * little over. */
+		if (!(j->cap_waits && r->cg.active && r->cg.version == 1))
+			j->cap += (int64_t)((double)j->weight * o->cap_margin);
+	}
 	rc = job_spawn(r, j);
 	if (rc < 0) {
 		ration_release_all(j->claims, j->nclaims);
