@@ -127,13 +127,14 @@ write_timeline(const char *path, const struct config *c)
 	FILE *f = fopen(path, "w");
 	if (f == NULL)
 		return -errno;
-	fprintf(f, "t_ms,in_use_bytes,rss_bytes,budget_bytes,done,mode\n");
+	fprintf(f, "t_ms,in_use_bytes,rss_bytes,budget_bytes,done,mode,"
+		   "claimed_bytes\n");
 	for (size_t i = 0; i < nsamples; i++)
-		fprintf(f, "%.1f,%lld,%lld,%lld,%ld,%s\n",
+		fprintf(f, "%.1f,%lld,%lld,%lld,%ld,%s,%lld\n",
 			(double)samples[i].t_ns / 1e6,
 			(long long)samples[i].in_use, (long long)samples[i].rss,
 			(long long)c->budget, samples[i].done,
-			mode_names[c->mode]);
+			mode_names[c->mode], (long long)samples[i].claimed);
 	return fclose(f) == 0 ? 0 : -EIO;
 }
 
