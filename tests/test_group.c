@@ -456,6 +456,42 @@ START_TEST(test_group_blocked_go_runs_nothing_of_a_pool_with_thread_init)
 }
 END_TEST
 
+static pthread_t producer; /* task_long_where */
+static _Atomic int ran_by_producer;
+
+static int
+task_long_where(ration_ctx_t *ctx, void *arg)
+{
+	if (pthread_equal(pthread_self(), producer))
+		atomic_fetch_add(&ran_by_producer, 1);
+	sleep_ns(2 * MS); /* far past HELP_MAX_NS (group.c, 20 us) */
+	return 0;
+}
+
+/* A blocked go() stops running queued tasks once 4 in a row were long
+ * (docs/group.md): with a limit of 2 on one pool thread, every go() but
+ * the first finds no slot while a task waits in the queue, so without
+ * the cut-off the producer would run about half of the 16 tasks. */
+START_TEST(test_group_blocked_go_stops_helping_after_long_tasks)
+{
+	ration_pool_t *p = pool_of(1);
+	ration_group_t *g;
+	ck_assert_int_eq(
+		ration_group_new(NULL,
+				 &(ration_group_opts_t){.pool = p, .limit = 2},
+				 &g),
+		0);
+	producer = pthread_self();
+	for (int i = 0; i < 16; i++)
+		ck_assert_int_eq(ration_group_go(g, 1, task_long_where, NULL),
+				 0);
+	ck_assert_int_eq(ration_group_wait(g), 0);
+	ck_assert_int_le(atomic_load(&ran_by_producer), 4);
+	ration_group_free(g);
+	ration_pool_free(p);
+}
+END_TEST
+
 START_TEST(test_group_try_go_never_blocks)
 {
 	ration_sem_t *budget;
@@ -893,6 +929,8 @@ group_suite(void)
 	tcase_add_test(
 		tc,
 		test_group_blocked_go_runs_nothing_of_a_pool_with_thread_init);
+	tcase_add_test(tc,
+		       test_group_blocked_go_stops_helping_after_long_tasks);
 
 	tc = tcase(s, "lifecycle");
 	tcase_add_test(tc, test_group_go_after_wait_is_epipe);
