@@ -39,6 +39,8 @@
 #define SPARK_WIDTH       60
 
 enum mode { MODE_BUDGET, MODE_FIXED, MODE_UNBOUNDED, MODE_ELASTIC, NMODES };
+/* --compare --lie adds two honest runs (budget, elastic) after the modes. */
+#define NREFS 2
 extern const char *const mode_names[NMODES];
 
 struct config {
@@ -84,6 +86,7 @@ struct result {
 	bool grouped;     /* a group ran the tasks: the two below are set */
 	int64_t max_overrun, consumed_total; /* group statistics (elastic) */
 	bool measured;                       /* jemalloc gave peak figures */
+	bool reference; /* --compare --lie's honest run (lie off) */
 	bool safety_engaged;
 	char spark[SPARK_WIDTH * 3 + 1], spark_rss[SPARK_WIDTH * 3 + 1];
 	int64_t spark_scale;
@@ -135,6 +138,8 @@ void fmt_ns(char *out, size_t len, int64_t ns);
 void print_report(const struct config *c, const struct result *r);
 void print_json_obj(const struct config *c, const struct result *r);
 void print_compare(const struct result *rs, int n);
+/* The run's column/panel name: "budget", "fixed (K=2)", "elastic honest". */
+void run_label(const struct result *r, char *out, size_t len);
 
 /* ---- plot.c: --plot ---- */
 

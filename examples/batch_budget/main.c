@@ -128,10 +128,13 @@ usage(FILE *f)
 		   "once (safety net RAM/2)\n"
 		   "  --compare         run every mode, each in a fresh child "
 		   "process, side by side\n"
+		   "                    (with --lie, then budget and elastic "
+		   "again without liars)\n"
 		   "  --json            print one JSON object instead of the "
 		   "report (with --compare:\n"
 		   "                    {\"compare\": [budget, fixed, "
-		   "unbounded, elastic]})\n"
+		   "unbounded, elastic]}, with --lie\n"
+		   "                    then the two honest runs)\n"
 		   "  --timeline FILE   write in-use/RSS samples (every 10 ms) "
 		   "as CSV; with --compare\n"
 		   "                    one file per mode: FILE with "
@@ -391,12 +394,21 @@ main(int argc, char **argv)
 	/* --compare: each mode in its own child, so each gets a fresh process
 	 * (ru_maxrss is a high-water mark that never goes down). No thread of
 	 * ours exists yet, so fork() is safe. A child sends its result, then
-	 * its samples (count, array) for --plot. */
-	struct result rs[NMODES];
-	struct sample *smp[NMODES] = {0};
-	size_t ns[NMODES] = {0};
+	 * its samples (count, array) for --plot. With --lie, the same
+	 * workload without liars follows in budget and elastic mode: the
+	 * honest run that the lying elastic run's throughput is measured
+	 * against, in the same session, right after it. */
+	struct result rs[NMODES + NREFS];
+	struct sample *smp[NMODES + NREFS] = {0};
+	size_t ns[NMODES + NREFS] = {0};
+	int nruns = c.lie_p > 0 ? NMODES + NREFS : NMODES;
 	int ok = 1;
-	for (int m = 0; m < NMODES; m++) {
+	for (int m = 0; m < nruns; m++) {
+		bool reference = m >= NMODES;
+		enum mode mode = !reference    ? (enum mode)m
+				 : m == NMODES ? MODE_BUDGET
+					       : MODE_ELASTIC;
+		char label[32];
 		int fds[2];
 		if (pipe(fds) != 0)
 			die_if(-errno, "pipe");
@@ -407,12 +419,19 @@ main(int argc, char **argv)
 		if (pid == 0) {
 			close(fds[0]);
 			struct config cc = c;
-			cc.mode = (enum mode)m;
+			cc.mode = mode;
+			if (reference)
+				cc.lie_p = 0;
 			if (c.timeline != NULL)
-				cc.timeline = timeline_name(c.timeline,
-							    mode_names[m]);
+				cc.timeline = timeline_name(
+					c.timeline,
+					reference ? (mode == MODE_BUDGET
+							     ? "budget-honest"
+							     : "elastic-honest")
+						  : mode_names[mode]);
 			struct result r;
 			run(&cc, &r);
+			r.reference = reference;
 			bool sent =
 				write_all(fds[1], &r, sizeof r) &&
 				write_all(fds[1], &nsamples, sizeof nsamples) &&
@@ -431,28 +450,30 @@ main(int argc, char **argv)
 		waitpid(pid, &status, 0);
 		if (!got || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 			fprintf(stderr,
-				"batch_budget: the %s run died (status %d)\n",
-				mode_names[m], status);
+				"batch_budget: the %s%s run died (status %d)\n",
+				mode_names[mode], reference ? " honest" : "",
+				status);
 			return 1;
 		}
+		run_label(&rs[m], label, sizeof label);
 		if (!c.json)
 			fprintf(stderr, "batch_budget: %s done in %.2f s\n",
-				mode_names[m], (double)rs[m].wall_ns / 1e9);
+				label, (double)rs[m].wall_ns / 1e9);
 		ok &= rs[m].ok;
 	}
 	if (c.json) {
 		printf("{\"compare\": [");
-		for (int m = 0; m < NMODES; m++) {
+		for (int m = 0; m < nruns; m++) {
 			fputs(m ? ", " : "", stdout);
 			print_json_obj(&c, &rs[m]);
 		}
 		printf("]}\n");
 	} else {
-		print_compare(rs, NMODES);
+		print_compare(rs, nruns);
 	}
 	if (c.plot != NULL)
-		plot_or_warn(&c, rs, smp, ns, NMODES);
-	for (int m = 0; m < NMODES; m++)
+		plot_or_warn(&c, rs, smp, ns, nruns);
+	for (int m = 0; m < nruns; m++)
 		free(smp[m]);
 	return ok ? 0 : 1;
 }

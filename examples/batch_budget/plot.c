@@ -96,7 +96,8 @@ write_plot(const char *path, const struct config *c, const struct result *rs,
 		while (ymax / step > 5)
 			step *= 2;
 		ymax = (double)((int64_t)(ymax / step) + 1) * step;
-		char rss[32], over[64] = "";
+		char rss[32], over[64] = "", name[32];
+		run_label(r, name, sizeof name);
 		fmt_bytes(rss, sizeof rss, r->peak_rss);
 		if (r->peak_rss > c->budget) {
 			char d[32];
@@ -107,8 +108,7 @@ write_plot(const char *path, const struct config *c, const struct result *rs,
 			"<text x=\"%d\" y=\"%.0f\" font-weight=\"bold\">%s: "
 			"%.2f s, "
 			"%.0f tasks/s, peak RSS %s%s</text>\n",
-			LEFT, y0 - 10, mode_names[r->mode],
-			(double)r->wall_ns / 1e9,
+			LEFT, y0 - 10, name, (double)r->wall_ns / 1e9,
 			(double)r->tasks * 1e9 / (double)r->wall_ns, rss, over);
 		fprintf(f,
 			"<rect x=\"%d\" y=\"%.0f\" width=\"%d\" height=\"%d\" "

@@ -294,16 +294,24 @@ print_json_obj(const struct config *c, const struct result *r)
 }
 
 void
+run_label(const struct result *r, char *out, size_t len)
+{
+	if (r->mode == MODE_FIXED)
+		snprintf(out, len, "fixed (K=%u)", r->threads);
+	else
+		snprintf(out, len, "%s%s", mode_names[r->mode],
+			 r->reference ? " honest" : "");
+}
+
+void
 print_compare(const struct result *rs, int n)
 {
-	char b[1][32], h[NMODES][32];
+	char b[1][32], h[NMODES + NREFS][32];
+	const struct result *ref = NULL; /* the honest budget run, if any */
 	for (int i = 0; i < n; i++) {
-		if (rs[i].mode == MODE_FIXED)
-			snprintf(h[i], sizeof h[i], "fixed (K=%u)",
-				 rs[i].threads);
-		else
-			snprintf(h[i], sizeof h[i], "%s",
-				 mode_names[rs[i].mode]);
+		run_label(&rs[i], h[i], sizeof h[i]);
+		if (rs[i].reference && rs[i].mode == MODE_BUDGET)
+			ref = &rs[i];
 	}
 	fmt_bytes(b[0], sizeof b[0], rs[0].budget);
 	printf("batch_budget --compare: %ld tasks, budget %s\n", rs[0].tasks,
@@ -324,6 +332,13 @@ print_compare(const struct result *rs, int n)
 		printf("\n");                                                  \
 	} while (0)
 	ROW("wall time", fmt_ns(cell, sizeof cell, r->wall_ns));
+	ROW("tasks/s", snprintf(cell, sizeof cell, "%.0f",
+				(double)r->tasks * 1e9 / (double)r->wall_ns));
+	if (ref != NULL)
+		ROW("tasks/s vs budget honest",
+		    snprintf(cell, sizeof cell, "%.0f%%",
+			     100.0 * (double)ref->wall_ns /
+				     (double)r->wall_ns));
 	ROW("peak RSS", fmt_bytes(cell, sizeof cell, r->peak_rss));
 	ROW("peak RSS / budget",
 	    snprintf(cell, sizeof cell, "%.0f%%",
