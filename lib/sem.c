@@ -37,6 +37,7 @@
 #include "internal/list.h"
 #include "internal/park.h"
 #include "internal/sem.h"
+#include "internal/tslot.h"
 #include "ration/sem.h"
 
 #define WAITING 1 /* waiter state until its outcome (0 or -errno) is set */
@@ -81,6 +82,19 @@ note_in_use(ration_sem_t *s, int64_t avail_after)
 			avail_after);
 }
 
+/* Count a fast-path acquire: in the calling thread's slot, without a
+ * locked instruction, if it has one (internal/tslot.h). */
+static inline void
+count_fast(ration_sem_t *s)
+{
+	unsigned slot = ration__tslot();
+	if (RATION_LIKELY(slot < RATION_TSLOTS))
+		ration__tslot_inc(&s->acquired_by_slot[slot]);
+	else
+		atomic_fetch_add_explicit(&s->acquired_fast, 1,
+					  memory_order_relaxed);
+}
+
 /* Fast path, lock-free: take @n units only while nobody is queued (SLOW
  * clear), so a newcomer never passes a waiter. */
 static inline bool
@@ -94,11 +108,7 @@ take_fast(ration_sem_t *s, int64_t n)
 		if (atomic_compare_exchange_weak_explicit(
 			    &s->word, &w, w - units(n), memory_order_acquire,
 			    memory_order_relaxed)) {
-			/* Same cache line as the word, which the CAS has
-			 * just made ours. Per-thread counting instead was
-			 * measured no faster (docs/performance.md). */
-			atomic_fetch_add_explicit(&s->acquired_fast, 1,
-						  memory_order_relaxed);
+			count_fast(s);
 			note_in_use(s, avail_of(w) - n);
 			return true;
 		}
@@ -634,6 +644,9 @@ ration_sem_stats(const ration_sem_t *cs, ration_sem_stats_t *out)
 	out->acquired =
 		s->acquired_slow +
 		atomic_load_explicit(&s->acquired_fast, memory_order_relaxed);
+	for (unsigned i = 0; i < RATION_TSLOTS; i++)
+		out->acquired += atomic_load_explicit(&s->acquired_by_slot[i].n,
+						      memory_order_relaxed);
 	out->contended = s->contended;
 	out->timeouts = s->timeouts;
 	out->cancels = s->cancels;

@@ -1,13 +1,16 @@
 /* test_internal.c - the internal building blocks under the pool and group:
  * the queue lock (lib/internal/futex_mutex.h), the statistics clock
- * (stats_clock.h), the CPU count (cpu.h), the task queue (taskq.h) and the
- * semaphore's spin budget (sem.h). Each is hidden behind the
+ * (stats_clock.h), the CPU count (cpu.h), the task queue (taskq.h), the
+ * semaphore's spin budget (sem.h) and the per-thread counter slots
+ * (tslot.h). Each is hidden behind the
  * public API, where a bug shows only as a rare hang or a wrong statistic;
  * here each is checked directly. */
 #include <check.h>
 #include <pthread.h>
 #include <sched.h>
 #include <stdint.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include "helpers.h"
 #include "internal/cpu.h"
@@ -15,6 +18,7 @@
 #include "internal/sem.h"
 #include "internal/stats_clock.h"
 #include "internal/taskq.h"
+#include "internal/tslot.h"
 
 /* ---- lock -------------------------------------------------------------- */
 
@@ -178,6 +182,123 @@ START_TEST(sem_lost_spin_cuts_the_spin_budget)
 }
 END_TEST
 
+/* ---- tslot ------------------------------------------------------------- */
+
+#define TSLOT_THREADS (RATION_TSLOTS + 3)
+
+static pthread_barrier_t tslot_all_asked;
+
+static void *
+tslot_ask_alone(void *arg)
+{
+	*(unsigned *)arg = ration__tslot();
+	return NULL;
+}
+
+static void *
+tslot_ask(void *arg)
+{
+	unsigned *slot = arg;
+	*slot = ration__tslot();
+	/* Everyone alive at once: no slot can be handed back meanwhile. */
+	pthread_barrier_wait(&tslot_all_asked);
+	ck_assert_uint_eq(ration__tslot(), *slot); /* stable */
+	return NULL;
+}
+
+/* Threads alive at the same time never share a slot (a slot's counters have
+ * one writer); past RATION_TSLOTS threads get none; an exited thread's slot
+ * goes to the next thread that asks. */
+START_TEST(tslot_one_owner_each_and_handed_back_at_exit)
+{
+	pthread_t t[TSLOT_THREADS];
+	unsigned slot[TSLOT_THREADS + 1];
+	unsigned owners[RATION_TSLOTS] = {0};
+
+	slot[TSLOT_THREADS] = ration__tslot(); /* this thread's */
+	ck_assert_int_eq(
+		pthread_barrier_init(&tslot_all_asked, NULL, TSLOT_THREADS), 0);
+	for (int i = 0; i < TSLOT_THREADS; i++)
+		ck_assert_int_eq(
+			pthread_create(&t[i], NULL, tslot_ask, &slot[i]), 0);
+	for (int i = 0; i < TSLOT_THREADS; i++)
+		pthread_join(t[i], NULL);
+	pthread_barrier_destroy(&tslot_all_asked);
+	unsigned none = 0;
+	for (int i = 0; i <= TSLOT_THREADS; i++) {
+		ck_assert_uint_le(slot[i], RATION_TSLOTS);
+		if (slot[i] == RATION_TSLOTS)
+			none++;
+		else
+			ck_assert_uint_eq(owners[slot[i]]++, 0);
+	}
+	/* No other thread of this test holds a slot: all were given out. */
+	ck_assert_uint_eq(none, TSLOT_THREADS + 1 - RATION_TSLOTS);
+	/* The threads have exited: their slots are free again. */
+	unsigned again;
+	pthread_t u;
+	ck_assert_int_eq(pthread_create(&u, NULL, tslot_ask_alone, &again), 0);
+	pthread_join(u, NULL);
+	ck_assert_uint_lt(again, RATION_TSLOTS);
+	ck_assert_uint_ne(again, slot[TSLOT_THREADS]);
+}
+END_TEST
+
+static pthread_barrier_t tslot_forked;
+
+static void *
+tslot_hold(void *arg)
+{
+	*(unsigned *)arg = ration__tslot();
+	pthread_barrier_wait(&tslot_all_asked);
+	pthread_barrier_wait(&tslot_forked); /* hold the slot until then */
+	return NULL;
+}
+
+/* In a fork child the parent's other threads do not exist: their slots are
+ * free there. The forking thread has no slot of its own, so the child's
+ * first ask must find one (none would be left without the fork handler). */
+static void *
+tslot_fork_and_ask(void *arg)
+{
+	pid_t pid = fork();
+	if (pid == 0)
+		_exit(ration__tslot() < RATION_TSLOTS ? 0 : 1);
+	int status;
+	*(int *)arg = pid > 0 && waitpid(pid, &status, 0) == pid &&
+		      WIFEXITED(status) && WEXITSTATUS(status) == 0;
+	return NULL;
+}
+
+START_TEST(tslot_fork_child_frees_the_parents_other_slots)
+{
+	pthread_t t[RATION_TSLOTS], f;
+	unsigned slot[RATION_TSLOTS];
+	int ok = 0;
+
+	(void)ration__tslot();
+	ck_assert_int_eq(
+		pthread_barrier_init(&tslot_all_asked, NULL, RATION_TSLOTS), 0);
+	ck_assert_int_eq(
+		pthread_barrier_init(&tslot_forked, NULL, RATION_TSLOTS), 0);
+	/* This thread and RATION_TSLOTS - 1 holders: every slot is owned. */
+	for (int i = 0; i < RATION_TSLOTS - 1; i++)
+		ck_assert_int_eq(
+			pthread_create(&t[i], NULL, tslot_hold, &slot[i]), 0);
+	pthread_barrier_wait(&tslot_all_asked);
+	ck_assert_int_eq(pthread_create(&f, NULL, tslot_fork_and_ask, &ok), 0);
+	pthread_join(f, NULL);
+	pthread_barrier_wait(&tslot_forked);
+	for (int i = 0; i < RATION_TSLOTS - 1; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_uint_lt(slot[i], RATION_TSLOTS);
+	}
+	pthread_barrier_destroy(&tslot_all_asked);
+	pthread_barrier_destroy(&tslot_forked);
+	ck_assert(ok);
+}
+END_TEST
+
 /* ---- taskq ------------------------------------------------------------- */
 
 static void
@@ -267,6 +388,10 @@ internal_suite(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("sem");
 	tcase_add_test(tc, sem_lost_spin_cuts_the_spin_budget);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("tslot");
+	tcase_add_test(tc, tslot_one_owner_each_and_handed_back_at_exit);
+	tcase_add_test(tc, tslot_fork_child_frees_the_parents_other_slots);
 	suite_add_tcase(s, tc);
 	tc = tcase_create("taskq");
 	tcase_add_test(tc, taskq_fifo_across_chunks);

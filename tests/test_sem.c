@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "helpers.h"
+#include "internal/tslot.h"
 #include "sem_races.h"
 
 /* ---- local helpers ------------------------------------------------------ */
@@ -1054,6 +1055,48 @@ START_TEST(test_sem_stats_count_every_outcome)
 }
 END_TEST
 
+#define FAST_THREADS (RATION_TSLOTS + 4)
+#define FAST_ROUNDS  3
+#define FAST_OPS     2000
+
+static void *
+fast_acquirer(void *arg)
+{
+	for (int i = 0; i < FAST_OPS; i++) {
+		ck_assert_int_eq(ration_sem_acquire(arg, NULL, 1), 0);
+		ck_assert_int_eq(ration_sem_release(arg, 1), 0);
+	}
+	return NULL;
+}
+
+/* contract §10: acquired is exact once no operation is in flight, whoever
+ * took the units on the fast path: threads that own a counter slot, the
+ * ones past RATION_TSLOTS that count on the shared counter, and threads
+ * that inherit an exited thread's slot (lib/internal/tslot.h). */
+START_TEST(test_sem_stats_count_fast_acquires_of_every_thread)
+{
+	ration_sem_t *s;
+	pthread_t t[FAST_THREADS];
+	/* A unit per thread: nobody ever queues, every acquire is fast. */
+	ck_assert_int_eq(ration_sem_new(FAST_THREADS, NULL, &s), 0);
+	ck_assert_int_eq(ration_sem_acquire(s, NULL, 1), 0);
+	for (int r = 0; r < FAST_ROUNDS; r++) {
+		for (int i = 0; i < FAST_THREADS; i++)
+			ck_assert_int_eq(
+				pthread_create(&t[i], NULL, fast_acquirer, s),
+				0);
+		for (int i = 0; i < FAST_THREADS; i++)
+			pthread_join(t[i], NULL);
+	}
+	ration_sem_stats_t st = stats_of(s);
+	ck_assert_int_eq(st.acquired,
+			 (uint64_t)FAST_ROUNDS * FAST_THREADS * FAST_OPS + 1);
+	ck_assert_int_eq(st.contended, 0);
+	ck_assert_int_eq(ration_sem_release(s, 1), 0);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+}
+END_TEST
+
 /* contract §4 stats: the log2 histogram holds granted waits only, each in
  * bucket floor(log2(wait ns)); fast-path acquires are counted in acquired
  * but not as waits; the high-water marks keep their peak. */
@@ -2081,6 +2124,7 @@ sem_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_sem_max_waiters_sheds_load);
 	tcase_add_test(tc, test_sem_stats_count_every_outcome);
+	tcase_add_test(tc, test_sem_stats_count_fast_acquires_of_every_thread);
 	tcase_add_test(tc, test_sem_wait_histogram_buckets_granted_waits);
 	tcase_add_test(tc, test_sem_stats_name_is_copied_and_truncated);
 	suite_add_tcase(su, tc);

@@ -8,6 +8,10 @@
 #define RATION_CACHELINE   64
 #define RATION_ALIGNED     __attribute__((aligned(RATION_CACHELINE)))
 #define RATION_HIDDEN      __attribute__((visibility("hidden")))
+/* A thread-local read with one %fs-relative load even from the shared
+ * library (no __tls_get_addr call); for small variables only, as it uses
+ * the static TLS that a dlopen()ed library gets little of. */
+#define RATION_TLS_IE __attribute__((tls_model("initial-exec")))
 
 /* Built with ThreadSanitizer (gcc says __SANITIZE_THREAD__, clang
  * __has_feature): for the few calls its runtime does not intercept. */

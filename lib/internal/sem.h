@@ -8,6 +8,7 @@
 
 #include "internal/compiler.h"
 #include "internal/list.h"
+#include "internal/tslot.h"
 #include "ration/lease.h"
 #include "ration/sem.h"
 
@@ -40,12 +41,14 @@ struct ration__sem_ops {
 };
 
 struct ration_sem {
-	/* Everything the fast path touches shares the word's cache line:
-	 * a fast acquire or release then moves one line between CPUs, and
-	 * the counter increment hits a line the CAS has just made ours. */
+	/* Everything the fast path touches shares the word's cache line,
+	 * so a fast acquire or release moves one line between CPUs; the
+	 * one exception, a thread's own counter slot (acquired_by_slot),
+	 * is written by that thread alone and stays in its cache. */
 	_Atomic int64_t word RATION_ALIGNED; /* atomic; see above */
-	_Atomic int64_t size;           /* written under mu with SLOW set */
-	_Atomic int64_t max_in_use;     /* atomic high-water mark */
+	_Atomic int64_t size;       /* written under mu with SLOW set */
+	_Atomic int64_t max_in_use; /* atomic high-water mark */
+	/* Fast acquires of threads without a slot (internal/tslot.h). */
 	_Atomic uint64_t acquired_fast; /* atomic counter */
 	/* Backends: NULL for an in-process semaphore. Immutable; here so the
 	 * entry points test it on the line they are about to touch anyway. */
@@ -85,6 +88,10 @@ struct ration_sem {
 	char name[48];   /* opts.name, truncated, for stats */
 
 	void *impl; /* the backend's state; immutable */
+
+	/* Fast acquires of the threads with a slot, one counter per slot,
+	 * each written by the slot's owner alone (internal/tslot.h). */
+	struct ration__tslot_count acquired_by_slot[RATION_TSLOTS];
 };
 
 /* Make a semaphore handle served by @ops/@impl (word = SLOW for ever).
