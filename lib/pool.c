@@ -7,8 +7,9 @@
  * task gives it back.
  *
  * Workers: started on demand (under mu) up to max_threads. A worker with
- * nothing to do first spins briefly if no other worker is spinning, then
- * parks on its thread's parker with its idle record on its own stack,
+ * nothing to do first spins briefly if no other worker is spinning (with
+ * one usable CPU: yields a few times instead), then parks on its thread's
+ * parker with its idle record on its own stack,
  * linked into p->idle (LIFO, so the most recently active threads are
  * reused and the cold ones time out).
  *
