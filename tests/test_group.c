@@ -398,15 +398,23 @@ blocked_go_ran_queued_task(ration_group_t *ga, ration_group_t *gb)
 	return pthread_equal(ran_by, b.t);
 }
 
+/* A group on @p with a limit of @limit slots. */
+static ration_group_t *
+group_on(ration_pool_t *p, int64_t limit)
+{
+	ration_group_t *g;
+	ck_assert_int_eq(
+		ration_group_new(
+			NULL, &(ration_group_opts_t){.pool = p, .limit = limit},
+			&g),
+		0);
+	return g;
+}
+
 START_TEST(test_group_blocked_go_runs_its_own_queued_task)
 {
 	ration_pool_t *p = pool_of(1);
-	ration_group_t *g;
-	ck_assert_int_eq(
-		ration_group_new(NULL,
-				 &(ration_group_opts_t){.pool = p, .limit = 2},
-				 &g),
-		0);
+	ration_group_t *g = group_on(p, 2);
 	ck_assert(blocked_go_ran_queued_task(g, g));
 	ck_assert_int_eq(atomic_load(&calls), 2);
 	ration_group_free(g);
@@ -475,12 +483,7 @@ task_long_where(ration_ctx_t *ctx, void *arg)
 START_TEST(test_group_blocked_go_stops_helping_after_long_tasks)
 {
 	ration_pool_t *p = pool_of(1);
-	ration_group_t *g;
-	ck_assert_int_eq(
-		ration_group_new(NULL,
-				 &(ration_group_opts_t){.pool = p, .limit = 2},
-				 &g),
-		0);
+	ration_group_t *g = group_on(p, 2);
 	producer = pthread_self();
 	for (int i = 0; i < 16; i++)
 		ck_assert_int_eq(ration_group_go(g, 1, task_long_where, NULL),
