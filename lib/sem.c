@@ -82,45 +82,89 @@ note_in_use(ration_sem_t *s, int64_t avail_after)
 			avail_after);
 }
 
-/* Count a fast-path acquire: in the calling thread's slot, without a
- * locked instruction, if it has one (internal/tslot.h). */
-static inline void
-count_fast(ration_sem_t *s)
+/* count_fast() for a thread whose slot is not known yet or that has none:
+ * out of line, so that the fast path keeps no registers for it. */
+static RATION_NOINLINE int
+count_fast_unslotted(ration_sem_t *s)
 {
 	unsigned slot = ration__tslot();
-	if (RATION_LIKELY(slot < RATION_TSLOTS))
+	if (slot < RATION_TSLOTS)
 		ration__tslot_inc(&s->acquired_by_slot[slot]);
 	else
 		atomic_fetch_add_explicit(&s->acquired_fast, 1,
 					  memory_order_relaxed);
+	return 0;
 }
 
-/* Fast path, lock-free: take @n units only while nobody is queued (SLOW
- * clear), so a newcomer never passes a waiter. */
+/* Count a fast-path acquire: in the calling thread's slot, without a
+ * locked instruction, if it has one (internal/tslot.h). Returns 0, so
+ * that ration_sem_acquire() can end in it. */
+static inline int
+count_fast(ration_sem_t *s)
+{
+	unsigned slot = ration__tslot_tl - 1; /* 0: not asked yet, wraps */
+	if (RATION_LIKELY(slot < RATION_TSLOTS)) {
+		ration__tslot_inc(&s->acquired_by_slot[slot]);
+		return 0;
+	}
+	return count_fast_unslotted(s);
+}
+
+/* One try of the fast path, lock-free, from *@w, the word as last loaded:
+ * take @n units only while nobody is queued (SLOW clear), so a newcomer
+ * never passes a waiter. Returns 1 with the units taken (not yet counted),
+ * 0 if SLOW is set or too few are free, -1 if the CAS lost (*@w is then
+ * the word the CAS found). */
+static inline int
+take_once(ration_sem_t *s, int64_t n, int64_t *w)
+{
+	if ((*w & SEM_SLOW) || avail_of(*w) < n)
+		return 0;
+	/* acquire: the previous holder's writes, published by the release
+	 * CAS/RMW that gave the units back, become visible. */
+	if (!atomic_compare_exchange_weak_explicit(&s->word, w, *w - units(n),
+						   memory_order_acquire,
+						   memory_order_relaxed))
+		return -1;
+	note_in_use(s, avail_of(*w) - n);
+	return 1;
+}
+
+/* After a CAS of take_once() lost, from @seen to @w, the word it found:
+ * another taker won if the units went down. Stand back then, so that it
+ * keeps the line for a few operations. Lost to a release: retry at once,
+ * units came back. Either way the failed CAS loaded the word, so no
+ * reload (a load would fetch the line shared, then the CAS once more to
+ * own it). */
+static inline void
+after_lost_cas(int64_t seen, int64_t w)
+{
+	if (w < seen)
+		ration__backoff();
+}
+
+/* The fast path, tried until SLOW is set or too few units are free, from
+ * @w, the word as last loaded. */
+static inline bool
+take_fast_from(ration_sem_t *s, int64_t n, int64_t w)
+{
+	for (;;) {
+		int64_t seen = w;
+		int r = take_once(s, n, &w);
+		if (r >= 0) {
+			if (r > 0)
+				(void)count_fast(s);
+			return r > 0;
+		}
+		after_lost_cas(seen, w);
+	}
+}
+
 static inline bool
 take_fast(ration_sem_t *s, int64_t n)
 {
-	int64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
-	while (!(w & SEM_SLOW) && avail_of(w) >= n) {
-		int64_t seen = w;
-		/* acquire: the previous holder's writes, published by the
-		 * release CAS/RMW that gave the units back, become visible. */
-		if (atomic_compare_exchange_weak_explicit(
-			    &s->word, &w, w - units(n), memory_order_acquire,
-			    memory_order_relaxed)) {
-			count_fast(s);
-			note_in_use(s, avail_of(w) - n);
-			return true;
-		}
-		/* Lost to another taker: stand back so that it keeps the line
-		 * for a few operations. Lost to a release: retry at once,
-		 * units came back. Either way the failed CAS loaded the
-		 * word, so no reload (a load would fetch the line shared,
-		 * then the CAS once more to own it). */
-		if (w < seen)
-			ration__backoff();
-	}
-	return false;
+	return take_fast_from(
+		s, n, atomic_load_explicit(&s->word, memory_order_relaxed));
 }
 
 bool
@@ -378,22 +422,58 @@ unlock:
 	return err;
 }
 
+/* ration_sem_acquire() once the fast path found no units free with
+ * nobody queued: yield, then queue (or fail) in acquire_slow(). */
+static RATION_NOINLINE int
+acquire_wait(ration_sem_t *s, ration_ctx_t *ctx, int64_t n)
+{
+	int64_t deadline_ns = ration_ctx_deadline(ctx);
+	if (yield_for_units(s, ctx, deadline_ns, n))
+		return 0;
+	return acquire_slow(s, ctx, deadline_ns, n);
+}
+
+/* ration_sem_acquire() with a backend or a ctx. */
+static RATION_NOINLINE int
+acquire_other(ration_sem_t *s, ration_ctx_t *ctx, int64_t n)
+{
+	if (s->ops != NULL)
+		return s->ops->acquire(s, ctx, ration_ctx_deadline(ctx), n);
+	/* A live ctx takes free units at once; anything else, errors
+	 * included, goes on in acquire_wait(). */
+	if (ration_ctx_err(ctx) == 0 && take_fast(s, n))
+		return 0;
+	return acquire_wait(s, ctx, n);
+}
+
+/* ration_sem_acquire() after its first CAS lost, from @seen to @w. */
+static RATION_NOINLINE int
+acquire_lost(ration_sem_t *s, int64_t n, int64_t seen, int64_t w)
+{
+	after_lost_cas(seen, w);
+	if (take_fast_from(s, n, w))
+		return 0;
+	return acquire_wait(s, NULL, n);
+}
+
 int
 ration_sem_acquire(ration_sem_t *s, ration_ctx_t *ctx, int64_t n)
 {
 	if (s == NULL || n <= 0)
 		return -EINVAL;
-	if (s->ops != NULL)
-		return s->ops->acquire(s, ctx, ration_ctx_deadline(ctx), n);
-	/* Fast path: background ctx (or a live one) and units free with
-	 * nobody queued. Anything else, errors included: acquire_slow(). */
-	if (RATION_LIKELY(ctx == NULL || ration_ctx_err(ctx) == 0) &&
-	    take_fast(s, n))
-		return 0;
-	int64_t deadline_ns = ration_ctx_deadline(ctx);
-	if (yield_for_units(s, ctx, deadline_ns, n))
-		return 0;
-	return acquire_slow(s, ctx, deadline_ns, n);
+	if (s->ops != NULL || ctx != NULL)
+		return acquire_other(s, ctx, n);
+	/* Fast path: background ctx and units free with nobody queued. Its
+	 * first try is inline and everything past it out of line, so that
+	 * the uncontended acquire saves no registers and makes no call. */
+	int64_t w = atomic_load_explicit(&s->word, memory_order_relaxed);
+	int64_t seen = w;
+	int r = take_once(s, n, &w);
+	if (RATION_LIKELY(r > 0))
+		return count_fast(s);
+	if (r < 0)
+		return acquire_lost(s, n, seen, w);
+	return acquire_wait(s, NULL, n);
 }
 
 int
