@@ -224,6 +224,9 @@ struct runner {
 	size_t requeues;      /* attempts queued again */
 	size_t suspends;      /* SIGSTOPs by --overrun suspend */
 	int64_t reserved;     /* sum of the jobs' reserved */
+	bool ramp;            /* claims follow caps (run_ramp.c); set
+				      before the threads start */
+	int64_t bank;         /* run_ramp.c: the need beyond the caps */
 	int64_t next_sample_ns;
 	bool pgroup_scan; /* a running job has no cgroup */
 	int64_t t0_ns;
@@ -464,6 +467,29 @@ void measure_end(struct runner *r, struct job *j, const struct rusage *ru);
 /* overrun_tick() - measure the @running jobs (oldest first), grow their
  * claims on the budget to what they use, and act by --overrun. */
 void overrun_tick(struct runner *r, struct job *running);
+/* run_ramp.c: with r->ramp (--overrun requeue, cgroup v1), a running
+ * job's claim on the budget is its cap, raised as it uses it. */
+
+/* ramp_first() - dispatcher: the first cap of job @j: its weight, or
+ * less with r->ramp. */
+int64_t ramp_first(const struct runner *r, const struct job *j);
+/* ramp_start() - supervisor: job @j has started, its weight acquired (so
+ * it fit the budget whole); from now on it claims only its cap. Call
+ * ramp_sync() after. */
+void ramp_start(struct runner *r, struct job *j);
+/* ramp_sync() - supervisor: hold on the budget what the @running jobs
+ * (oldest first) need beyond their caps, so each can reach its weight,
+ * oldest first. Call after jobs start and after caps change. */
+void ramp_sync(struct runner *r, const struct job *running);
+/* ramp_leave() - supervisor: @j has ended and is off @running; move to
+ * the reserve what the others need now from @j's claim, before that
+ * goes back. */
+void ramp_leave(struct runner *r, const struct job *running, struct job *j);
+/* ramp_raise() - supervisor: raise the cap of @j (one of @running, below
+ * its weight) if it nears it or waits there (@waiting), as far as the
+ * budget allows. Return: whether it stays waiting at its cap. */
+bool ramp_raise(struct runner *r, struct job *running, struct job *j,
+		bool waiting);
 /* overrun_requeue_weight() - the weight a job killed for its overrun
  * comes back with: measured peak + 25%, at least double its weight. */
 int64_t overrun_requeue_weight(const struct job *j);

@@ -121,10 +121,13 @@ give_back(struct runner *r, struct job *j)
 		ration_sem_release(r->budget, j->consumed);
 	r->reserved -= j->reserved;
 	j->consumed = j->reserved = 0;
+	/* A claim may be 0 by now: the reserve of ramping jobs took it
+	 * (ramp_leave()). */
 	while (j->nclaims > 0) {
 		j->nclaims--;
-		ration_sem_release(j->claims[j->nclaims].sem,
-				   j->claims[j->nclaims].n);
+		if (j->claims[j->nclaims].n > 0)
+			ration_sem_release(j->claims[j->nclaims].sem,
+					   j->claims[j->nclaims].n);
 	}
 	js_release(&r->js, j);
 }
@@ -360,6 +363,7 @@ reap(struct runner *r, struct job **running)
 		pid_t p = wait4(j->pid, &st, WNOHANG, &ru);
 		if (p == j->pid) {
 			*pp = j->next;
+			ramp_leave(r, *running, j);
 			finish(r, j, st, &ru);
 			continue;
 		}
@@ -367,6 +371,7 @@ reap(struct runner *r, struct job **running)
 			/* Cannot happen for our own child; do not spin. */
 			memset(&ru, 0, sizeof(ru));
 			*pp = j->next;
+			ramp_leave(r, *running, j);
 			finish(r, j, 255 << 8, &ru);
 			continue;
 		}
@@ -405,9 +410,11 @@ take_incoming(struct runner *r, struct job **running)
 			continue;
 		}
 		r->running++;
+		ramp_start(r, j);
 		*tail = j;
 		tail = &j->next;
 	}
+	ramp_sync(r, *running);
 	return ddone;
 }
 

@@ -554,11 +554,15 @@ report(struct runner *r, size_t started)
 			fprintf(stderr,
 				RUN_NAME
 				": memory budget %s, most "
-				"claimed at once %s (%.0f%%; each job's weight "
-				"or measured peak, whichever is larger)\n",
+				"claimed at once %s (%.0f%%; %s)\n",
 				b, a,
 				100.0 * (double)st.max_in_use /
-					(double)r->o->budget_bytes);
+					(double)r->o->budget_bytes,
+				r->ramp ? "each job's cap, and room for ramping "
+					  "jobs to reach their weights, oldest "
+					  "first"
+					: "each job's weight or measured peak, "
+					  "whichever is larger");
 		}
 		if (r->cg.active)
 			fprintf(stderr,
@@ -733,7 +737,11 @@ main(int argc, char **argv)
 	}
 	if (o.use_cgroup)
 		cg_init(&r.cg);
-	else
+	/* Caps that wait (v1) hold each job to its claim: the claim can
+	 * follow the job's use (run_ramp.c). */
+	r.ramp = r.budget != NULL && o.overrun == OVERRUN_REQUEUE &&
+		 r.cg.active && r.cg.version == 1;
+	if (!o.use_cgroup)
 		snprintf(r.cg.why, sizeof(r.cg.why), "--no-cgroup");
 	r.progress_tty = o.progress && isatty(STDERR_FILENO);
 	r.t0_ns = ration_now();

@@ -4,8 +4,10 @@
  * Every sample (run.h: sample_ns), each running job's claim on the
  * budget grows to max(declared, measured peak) by ration_sem_consume:
  * the dispatcher, waiting in FIFO order on the same semaphore, admits
- * nothing new until that memory is really back. When the claims pass the
- * budget (available < 0), --overrun says what else happens:
+ * nothing new until that memory is really back (under requeue on cgroup
+ * v1 a capped job's claim is its cap instead, run_ramp.c). When the
+ * claims pass the budget (available < 0), --overrun says what else
+ * happens:
  *
  *   wait     nothing more: admitting nothing new is all (the default).
  *   suspend  SIGSTOP the job most over its weight, one per sample, and
@@ -220,7 +222,7 @@ grow_cap(struct runner *r, struct job *j, bool waiting)
  * @j: a running job with a cap.
  */
 static void
-watch_cap(struct runner *r, struct job *j)
+watch_cap(struct runner *r, struct job *running, struct job *j)
 {
 	bool waiting;
 
@@ -236,6 +238,10 @@ watch_cap(struct runner *r, struct job *j)
 	}
 	if (r->o->overrun != OVERRUN_REQUEUE)
 		return;
+	if (r->ramp && !j->alone && j->cap < j->weight) {
+		j->at_cap = ramp_raise(r, running, j, waiting);
+		return;
+	}
 	/* Near the cap only once past the weight: an honest job close to
 	 * its weight must not take more of the budget. */
 	if (waiting || j->reserved > 0 ||
@@ -262,12 +268,14 @@ overrun_tick(struct runner *r, struct job *running)
 	for (struct job *j = running; j != NULL; j = j->next) {
 		grow_claim(r, j);
 		if (j->cap > 0)
-			watch_cap(r, j);
+			watch_cap(r, running, j);
 	}
 	if (r->budget == NULL)
 		return;
-	/* Room reserved for jobs waiting at their caps is no overrun. */
-	bool over = ration_sem_available(r->budget) + r->reserved < 0;
+	ramp_sync(r, running);
+	/* Room reserved for jobs waiting at their caps, or for ramping jobs
+	 * to reach their weights, is no overrun. */
+	bool over = ration_sem_available(r->budget) + r->reserved + r->bank < 0;
 	switch (r->o->overrun) {
 	case OVERRUN_WAIT:
 		break;

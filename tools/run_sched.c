@@ -140,7 +140,10 @@ start(struct runner *r, struct job *j)
 		 * so real use never passes the claims. Elsewhere the cap
 		 * kills, and the margin spares the job that is only a
 		 * little over. */
-		if (!(j->cap_waits && r->cg.active && r->cg.version == 1))
+		if (r->ramp && !j->alone)
+			j->cap = ramp_first(r, j);
+		else if (!(j->cap_waits && r->cg.active &&
+			   r->cg.version == 1))
 			j->cap += (int64_t)((double)j->weight * o->cap_margin);
 	}
 	rc = job_spawn(r, j);

@@ -652,16 +652,17 @@ t_oom() {
 	echo PASS
 }
 
-# waits_at_cap CASE W: job 1 (10M, uses 60M) beside job 2 (W, sleeps
-# 1 s) in a 100M budget under --overrun requeue: it must run once,
-# never killed.
+# waits_at_cap CASE W: job 2 (10M, uses 60M) after job 1 (W, uses
+# W - 4M for 1 s) in a 100M budget under --overrun requeue: job 2 must
+# run once, never killed.
 waits_at_cap() {
-	printf '10M\t%s 60 0.2\n%s\tsleep 1\n' "$HOG" "$2" >jobs
+	printf '%s\t%s %d 1\n10M\t%s 60 0.2\n' "$2" "$HOG" $((${2%M} - 4)) \
+		"$HOG" >jobs
 	"$RR" -a jobs -m 100M -j 2 --overrun requeue --report --joblog jl \
 		>out 2>err || fail "$1: exit $?"
 	grep -q "overruns:" err && fail "$1: a job was killed"
-	[ "$(awk -F '\t' 'FNR > 1 && $1 == 1' jl | wc -l)" -eq 1 ] ||
-		fail "$1: job 1 ran more than once"
+	[ "$(awk -F '\t' 'FNR > 1 && $1 == 2' jl | wc -l)" -eq 1 ] ||
+		fail "$1: job 2 ran more than once"
 }
 
 t_cap_grow() {
@@ -682,13 +683,13 @@ t_cap_grow() {
 			fail "room: job 1 ran more than once"
 	fi
 	[ $v1 = yes ] || { echo "PASS (v2: no waiting at a cap)"; return; }
-	# No room (job 2 holds 85M): job 1 waits at its cap, its room
-	# reserved ahead of new jobs, and grows once job 2 has ended.
+	# No room (job 1 holds 85M): job 2 waits at its cap, its room
+	# reserved ahead of new jobs, and grows once job 1 has ended.
 	waits_at_cap full 85M
-	awk -F '\t' 'FNR > 1 { e[$1] = $2 + $3 } END { exit !(e[1] >= e[2]) }' jl ||
-		fail "full: job 1 did not wait for job 2"
-	# On v1 the margin is room like any other: with job 2 holding 89M
-	# of 100M, job 1 (10M) is not given its 12.5M cap meanwhile (that
+	awk -F '\t' 'FNR > 1 { e[$1] = $2 + $3 } END { exit !(e[2] >= e[1]) }' jl ||
+		fail "full: job 2 did not wait for job 1"
+	# On v1 the margin is room like any other: with job 1 holding 89M
+	# of 100M, job 2 (10M) is not given its 12.5M cap meanwhile (that
 	# would put real use past the budget, and was a kill); it waits at
 	# 10M and is never killed.
 	waits_at_cap "no margin" 89M
@@ -703,6 +704,49 @@ t_cap_grow() {
 	[ "$(awk -F '\t' 'FNR > 1 && $1 == 1 && $4 == 0' jl | wc -l)" -eq 1 ] ||
 		fail "stuck: job 1 did not succeed at last"
 	echo PASS "(cgroup v1: $v1)"
+}
+
+t_ramp() {
+	cgroup_or_skip
+	grep -q "measured: cgroup v1" err ||
+		{ echo "SKIP: claims follow caps only where caps wait (cgroup v1)"; exit 77; }
+	# Three 40M jobs in 100M. By weights job 3 would wait for job 1 or
+	# 2 to end. Job 2 uses only 10M, so it claims its first cap (16M),
+	# and the oldest job's 40M plus that leaves job 3 room for its
+	# whole weight: it starts at once.
+	printf '40M\tsleep 1\n40M\t%s 10 1\n40M\t%s 10 0.3\n' "$HOG" "$HOG" >jobs
+	"$RR" -a jobs -m 100M -j 3 --overrun requeue --report --joblog jl \
+		>out 2>err || fail "exit $?"
+	awk -F '\t' 'FNR > 1 { s[$1] = $2; e[$1] = $2 + $3 }
+		END { exit !(s[3] < e[1] && s[3] < e[2]) }' jl ||
+		fail "job 3 waited for job 1 or 2"
+	grep -q "overruns:" err && fail "a job was killed"
+	# Job 2 starts to use 35M only after job 3 (35M) took its room:
+	# job 2 waits at its cap (24M: the rest is the oldest job's) until
+	# job 1 ends, then grows; no kill, no deadlock, never more claimed
+	# than the budget.
+	printf '40M\t%s 35 1\n40M\tsleep 0.3 && %s 35 0.2\n40M\t%s 35 1\n' \
+		"$HOG" "$HOG" "$HOG" >jobs
+	"$RR" -a jobs -m 100M -j 3 --overrun requeue --report --joblog jl \
+		>out 2>err || fail "stall: exit $?"
+	grep -q "overruns:" err && fail "stall: a job was killed"
+	[ "$(awk -F '\t' 'FNR > 1 && $4 == 0' jl | wc -l)" -eq 3 ] ||
+		fail "stall: not every job succeeded once"
+	[ "$(jl_field 2 7)" -ge $((35 << 20)) ] || fail "stall: job 2 did not grow"
+	grep -Eq "claimed at once [^ ]+ \((100|[0-9]{1,2})%" err ||
+		fail "stall: claimed more than the budget"
+	# Job 1 lies (20M, uses 90M); job 2 (50M) starts to use 45M after
+	# job 1 took what was free. A liar's need is unknown, so it counts
+	# as the youngest: job 2, within its weight, grows first and ends,
+	# then job 1 gets the room; counted oldest, both would wait at their
+	# caps for each other and job 1 be killed.
+	printf '20M\t%s 90 0.2\n50M\tsleep 0.3 && %s 45 0.3\n' "$HOG" "$HOG" >jobs
+	"$RR" -a jobs -m 100M -j 2 --overrun requeue --report --joblog jl \
+		>out 2>err || fail "liar: exit $?"
+	grep -q "overruns:" err && fail "liar: a job was killed"
+	[ "$(awk -F '\t' 'FNR > 1 && $4 == 0' jl | wc -l)" -eq 2 ] ||
+		fail "liar: not every job succeeded once"
+	echo PASS
 }
 
 t_alone() {
@@ -952,7 +996,7 @@ usage | bad_input | template | weight_expr | retries | resume | keep_order | \
 timeout_pct | stream | budget | fifo | timeout | halt | exit_codes | tag | \
 line_buffer | jobserver_pipe | jobserver_fifo | learn | signal | progress | \
 defaults | measure | backfill | live | overrun_wait | overrun_suspend | \
-overrun_requeue | overrun_kill | oom | cap_grow | alone)
+overrun_requeue | overrun_kill | oom | cap_grow | ramp | alone)
 	"t_$1" ;;
 *)
 	echo "usage: $0 SCENARIO" >&2
