@@ -1,8 +1,9 @@
 /* test_redis_faults.c - the Redis backend under server faults (issue 19),
  * each against a private redis-server (redis_server.h): restart without
- * data, restart with data (loading), RDB restore, a frozen server, a stall
- * longer than the lease; plus consume, the URI and huge timeouts. Without
- * redis-server or hiredis the program exits 77 (skipped). */
+ * data, restart with data (loading), RDB restore (also of a snapshot taken
+ * during a recovery), a frozen server, a stall longer than the lease; plus
+ * consume, the URI and huge timeouts. Without redis-server or hiredis the
+ * program exits 77 (skipped). */
 #include <check.h>
 #include <pthread.h>
 #include <signal.h>
@@ -29,6 +30,32 @@ open2(const struct server *srv, const char *key, int64_t size, ration_sem_t **s,
 		ration_sem_open_redis(srv->uri, key, 0, &lease_opts, t), 0);
 }
 
+/* Servers that can be rolled back: SAVE writes dump.rdb, a restart reads it. */
+static const char *const rdb_extra[] = {"--dbfilename", "dump.rdb", NULL};
+
+/* Start @srv and open three handles of a new semaphore of @size on it. */
+static void
+open3(struct server *srv, int64_t size, ration_sem_t **s, ration_sem_t **t,
+      ration_sem_t **u)
+{
+	ck_assert_int_eq(server_start(srv, 0), 0);
+	char key[64];
+	new_key(key, sizeof(key));
+	open2(srv, key, size, s, t);
+	ck_assert_int_eq(
+		ration_sem_open_redis(srv->uri, key, 0, &lease_opts, u), 0);
+}
+
+/* Free open3()'s handles (each holds nothing) and its server. */
+static void
+free3(struct server *srv, ration_sem_t *s, ration_sem_t *t, ration_sem_t *u)
+{
+	ck_assert_int_eq(ration_sem_free(s), 0);
+	ck_assert_int_eq(ration_sem_free(t), 0);
+	ck_assert_int_eq(ration_sem_free(u), 0);
+	server_cleanup(srv);
+}
+
 /* Ask the server @cmd (no password); true on a reply starting with @want. */
 static bool
 server_says(const struct server *srv, const char *cmd, const char *want)
@@ -37,16 +64,22 @@ server_says(const struct server *srv, const char *cmd, const char *want)
 }
 
 /* try_acquire @n on @s until it succeeds; fails the test if it does not
- * within @within_ns, or if @never ever succeeds on the way (an over-grant). */
+ * within @within_ns, if @never ever succeeds on the way (an over-grant),
+ * or if a try takes longer than its bound. */
 static void
 try_until_granted(ration_sem_t *s, int64_t n, int64_t never, int64_t within_ns)
 {
 	int64_t until = ration_now() + within_ns;
 	for (;;) {
+		int64_t t0 = ration_now();
 		int rc = ration_sem_try_acquire(s, never);
+		ck_assert_msg(rc != 0, "%lld granted: an over-grant",
+			      (long long)never);
 		ck_assert_msg(rc == -EAGAIN || rc == -EIO, "%s",
 			      ration_strerror(rc));
 		rc = ration_sem_try_acquire(s, n);
+		ck_assert_int_lt(ration_now() - t0,
+				 2 * 250 * MS + TEST_LATE_NS);
 		if (rc == 0)
 			return;
 		/* -EIO: the first call on a connection the restart broke */
@@ -297,15 +330,9 @@ END_TEST
  * lease is re-asserted, and u never gets more than is free. */
 START_TEST(test_redis_rdb_restore_fences_and_resync)
 {
-	const char *extra[] = {"--dbfilename", "dump.rdb", NULL};
-	struct server srv = {.extra = extra};
-	ck_assert_int_eq(server_start(&srv, 0), 0);
-	char key[64];
-	new_key(key, sizeof(key));
+	struct server srv = {.extra = rdb_extra};
 	ration_sem_t *s, *t, *u;
-	open2(&srv, key, 10, &s, &t);
-	ck_assert_int_eq(
-		ration_sem_open_redis(srv.uri, key, 0, &lease_opts, &u), 0);
+	open3(&srv, 10, &s, &t, &u);
 	ration_lease_t ls, lt;
 	ck_assert_int_eq(ration_sem_acquire_lease(s, NULL, 4, &ls), 0);
 	ck_assert(server_says(&srv, "SAVE\r\n", "+OK"));
@@ -322,10 +349,7 @@ START_TEST(test_redis_rdb_restore_fences_and_resync)
 	ck_assert_int_eq(ration_lease_release(u, &l2), 0);
 	ck_assert_int_eq(ration_lease_release(t, &lt), 0);
 	ck_assert_int_eq(ration_sem_available(u), 10);
-	ck_assert_int_eq(ration_sem_free(s), 0);
-	ck_assert_int_eq(ration_sem_free(t), 0);
-	ck_assert_int_eq(ration_sem_free(u), 0);
-	server_cleanup(&srv);
+	free3(&srv, s, t, u);
 }
 END_TEST
 
@@ -336,8 +360,7 @@ END_TEST
  * its weight and its release answers 0, not -ESTALE. */
 START_TEST(test_redis_rdb_restore_phantom_does_not_evict_holder)
 {
-	const char *extra[] = {"--dbfilename", "dump.rdb", NULL};
-	struct server srv = {.extra = extra};
+	struct server srv = {.extra = rdb_extra};
 	ck_assert_int_eq(server_start(&srv, 0), 0);
 	char key[64];
 	new_key(key, sizeof(key));
@@ -369,6 +392,160 @@ START_TEST(test_redis_rdb_restore_phantom_does_not_evict_holder)
 }
 END_TEST
 
+/* ---- a snapshot taken during a recovery, restored later ---- */
+
+/* The test's own ledger of what its handles hold: every grant is booked
+ * here as soon as it returns and must keep the total within the size. */
+struct ledger {
+	int64_t size, held;
+};
+
+static void
+ledger_grant(struct ledger *l, int rc, int64_t n)
+{
+	ck_assert_msg(rc == 0, "%s", ration_strerror(rc));
+	l->held += n;
+	ck_assert_msg(l->held <= l->size, "over-grant: %lld of %lld held",
+		      (long long)l->held, (long long)l->size);
+}
+
+static void
+ledger_release(struct ledger *l, int rc, int64_t n)
+{
+	ck_assert_msg(rc == 0, "release: %s", ration_strerror(rc));
+	l->held -= n;
+}
+
+/* Whether the semaphore is in a recovery (no grants): a lease's liveness
+ * is unknown then. */
+static bool
+recovering(ration_sem_t *s)
+{
+	int rc = ration_lease_live_redis(s, 1);
+	ck_assert_msg(rc == -EAGAIN || rc == 0, "%s", ration_strerror(rc));
+	return rc == -EAGAIN;
+}
+
+/* An acquire with a 200 ms deadline: it fails (nothing is free, or the
+ * server is down or recovering) and returns within TEST_LATE_NS of its
+ * deadline. */
+static void
+acquire_fails_in_time(ration_sem_t *s, int64_t n)
+{
+	int64_t dl = ration_now() + 200 * MS;
+	int rc = ration_sem_acquire_until(s, dl, n);
+	int64_t late = ration_now() - dl;
+	ck_assert_msg(rc == -ETIMEDOUT || rc == -EIO || rc == -ECONNREFUSED,
+		      "%s", ration_strerror(rc));
+	ck_assert_msg(late < TEST_LATE_NS, "returned %lld ms late",
+		      (long long)(late / MS));
+}
+
+/* The server restarts from the snapshot (SIGKILL: no save at exit); a
+ * call meanwhile keeps its deadline. */
+static void
+roll_back(struct server *srv, ration_sem_t *s)
+{
+	server_kill(srv);
+	acquire_fails_in_time(s, 1);
+	ck_assert_int_eq(server_start(srv, srv->port), 0);
+}
+
+/* A snapshot taken during a recovery (here one after a server stall)
+ * still says "recovering" when it is restored, after that recovery has
+ * ended and the holders have changed: s released its 4 since, t holds a
+ * lease of 6 the snapshot lacks. The restore must start a recovery of
+ * its own that t sees (it saw the snapshot's): t's lease is re-asserted,
+ * s's phantom goes although s keeps calling, s never gets more than is
+ * free, and fences continue above t's. */
+START_TEST(test_redis_snapshot_during_recovery_restored_after_it)
+{
+	struct server srv = {.extra = rdb_extra};
+	ration_sem_t *s, *t, *u;
+	open3(&srv, 10, &s, &t, &u);
+	struct ledger l = {.size = 10};
+	ledger_grant(&l, ration_sem_try_acquire(s, 4), 4);
+
+	kill(srv.pid, SIGSTOP); /* over half a lease with weight held */
+	sleep_ns(LEASE_NS * 7 / 10);
+	kill(srv.pid, SIGCONT);
+	ck_assert(recovering(u));
+	ck_assert(server_says(&srv, "SAVE\r\n", "+OK"));
+	ck_assert(recovering(u));    /* so the snapshot has it */
+	acquire_fails_in_time(t, 1); /* t sees this recovery */
+	int64_t until = ration_now() + 3 * LEASE_NS + TEST_LATE_NS;
+	while (recovering(u)) {
+		ck_assert_msg(ration_now() < until, "the recovery never ended");
+		sleep_ns(20 * MS);
+	}
+	ledger_release(&l, ration_sem_release(s, 4), 4);
+	ration_lease_t lt;
+	ledger_grant(&l, ration_sem_acquire_lease(t, NULL, 6, &lt), 6);
+
+	roll_back(&srv, u);
+	/* s asks (so its session lives on): its phantom must go all the same */
+	try_until_granted(s, 4, 5, 4 * LEASE_NS + TEST_LATE_NS);
+	ledger_grant(&l, 0, 4);
+	ledger_release(&l, ration_lease_release(t, &lt), 6);
+	ration_lease_t lu;
+	ledger_grant(&l, ration_sem_acquire_lease(u, NULL, 6, &lu), 6);
+	ck_assert_uint_gt(lu.fence, lt.fence);
+	ledger_release(&l, ration_lease_release(u, &lu), 6);
+	ledger_release(&l, ration_sem_release(s, 4), 4);
+	ck_assert_int_eq(ration_sem_available(u), 10);
+	free3(&srv, s, t, u);
+}
+END_TEST
+
+/* A snapshot taken at the start of a recovery after a data loss (nobody
+ * has re-asserted yet: in_use 0) is restored after s and t re-asserted
+ * 4 and a lease of 6: at once (_i = 0: within half a lease, no gap) or a
+ * lease later (_i = 1). They must re-assert again; u gets nothing until
+ * they release, and their releases answer 0. */
+START_TEST(test_redis_snapshot_at_recovery_start_restored)
+{
+	struct server srv = {.extra = rdb_extra};
+	ration_sem_t *s, *t, *u;
+	open3(&srv, 10, &s, &t, &u);
+	struct ledger l = {.size = 10};
+	ledger_grant(&l, ration_sem_try_acquire(s, 4), 4);
+	ration_lease_t lt;
+	ledger_grant(&l, ration_sem_acquire_lease(t, NULL, 6, &lt), 6);
+
+	ck_assert(server_says(&srv, "FLUSHALL\r\n", "+OK"));
+	ck_assert(recovering(u)); /* re-created: u knew the epoch */
+	ck_assert(server_says(&srv, "SAVE\r\n", "+OK"));
+	/* Each holder's first call learns of the recovery, the next one
+	 * re-asserts (its renewer would within half a lease). */
+	for (int i = 0; i < 2; i++) {
+		ck_assert_int_eq(ration_sem_try_acquire(s, 1), -EAGAIN);
+		ck_assert_int_eq(ration_sem_try_acquire(t, 1), -EAGAIN);
+	}
+	ck_assert_int_eq(ration_sem_available(u), 0);
+	if (_i == 1)
+		sleep_ns(LEASE_NS);
+
+	roll_back(&srv, u);
+	int64_t until = ration_now() + 3 * LEASE_NS;
+	while (ration_now() < until) { /* past any recovery: nothing free */
+		int rc = ration_sem_try_acquire(u, 1);
+		if (rc == 0)
+			ledger_grant(&l, rc, 1); /* fails: over-grant */
+		ck_assert_msg(rc == -EAGAIN || rc == -EIO, "%s",
+			      ration_strerror(rc));
+		sleep_ns(20 * MS);
+	}
+	acquire_fails_in_time(u, 1);
+	ledger_release(&l, ration_sem_release(s, 4), 4);
+	try_until_granted(u, 4, 5, 2 * LEASE_NS + TEST_LATE_NS);
+	ledger_grant(&l, 0, 4);
+	ledger_release(&l, ration_lease_release(t, &lt), 6);
+	ledger_release(&l, ration_sem_release(u, 4), 4);
+	ck_assert_int_eq(ration_sem_available(u), 10);
+	free3(&srv, s, t, u);
+}
+END_TEST
+
 static Suite *
 faults_suite(void)
 {
@@ -389,6 +566,10 @@ faults_suite(void)
 	tcase_add_test(tc, test_redis_rdb_restore_fences_and_resync);
 	tcase_add_test(tc,
 		       test_redis_rdb_restore_phantom_does_not_evict_holder);
+	tcase_add_test(tc,
+		       test_redis_snapshot_during_recovery_restored_after_it);
+	tcase_add_loop_test(tc, test_redis_snapshot_at_recovery_start_restored,
+			    0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }

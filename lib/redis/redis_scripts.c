@@ -24,164 +24,184 @@
 #pragma GCC diagnostic ignored "-Woverlength-strings"
 
 /* Shared by every script: names, TIME, expiry of stale sessions, grant. */
-#define PROLOGUE                                                                              \
-	"local P = KEYS[1]\n"                                                                 \
-	"local META, SESS, SINC, HELD = P..':meta', P..':sess', P..':sinc', "                 \
-	"P..':held'\n"                                                                        \
-	"local Q, QI, LEASES = P..':q', P..':qi', P..':leases'\n"                             \
-	"local sid, lease_us = ARGV[1], tonumber(ARGV[2])\n"                                  \
-	"local mf, ep, holds = string.match(ARGV[4], '^(%d+):(%d+):(%d)$')\n"                 \
-	"mf = tonumber(mf or '0')\n"                                                          \
-	"local tm = redis.call('TIME')\n"                                                     \
-	"local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])\n"                           \
-	"local function S(x) return string.format('%.0f', x) end\n"                           \
-	"local function M(f) return tonumber(redis.call('HGET', META, f) or "                 \
-	"'0') end\n" /* A wake list outlives a live waiter's next poll by far; it is only   \
+#define PROLOGUE                                                                         \
+	"local P = KEYS[1]\n"                                                            \
+	"local META, SESS, SINC, HELD = P..':meta', P..':sess', P..':sinc', "            \
+	"P..':held'\n"                                                                   \
+	"local Q, QI, LEASES = P..':q', P..':qi', P..':leases'\n"                        \
+	"local sid, lease_us = ARGV[1], tonumber(ARGV[2])\n"                             \
+	"local mf, ep, holds, fresh = string.match(ARGV[4], "                            \
+	"'^(%d+):(%d+):(%d):(%d)$')\n"                                                   \
+	"mf = tonumber(mf or '0')\n"                                                     \
+	"local tm = redis.call('TIME')\n"                                                \
+	"local now = tonumber(tm[1]) * 1000000 + tonumber(tm[2])\n"                      \
+	"local function S(x) return string.format('%.0f', x) end\n"                      \
+	"local function M(f) return tonumber(redis.call('HGET', META, f) or "            \
+	"'0') end\n"                                                                     \
+	"local function run_id()\n" /* '?' where INFO is refused (renamed)  */           \
+	"  local i = redis.pcall('INFO', 'server')\n"                                    \
+	"  return type(i) == 'string' and string.match(i, 'run_id:(%x+)') or "           \
+	"'?'\n"                                                                          \
+	"end\n" /* A wake list outlives a live waiter's next poll by far; it is only   \
 	 * there so that a dead waiter's list does not stay for ever. */ \
-	"local wake_ms = math.max(math.floor(lease_us / 500), 10000)\n"                       \
-	"local function wake(tk, msg)\n"                                                      \
-	"  local k = P..':w:'..tk\n"                                                          \
-	"  redis.call('RPUSH', k, msg)\n"                                                     \
-	"  redis.call('PEXPIRE', k, wake_ms)\n"                                               \
+	"local wake_ms = math.max(math.floor(lease_us / 500), 10000)\n"                  \
+	"local function wake(tk, msg)\n"                                                 \
+	"  local k = P..':w:'..tk\n"                                                     \
+	"  redis.call('RPUSH', k, msg)\n"                                                \
+	"  redis.call('PEXPIRE', k, wake_ms)\n"                                          \
 	"end\n" /* Fences and tickets never go below the server's clock in us, so     \
 	 * they keep increasing across a rollback (restart without data, RDB  \
-	 * restore): no script issues faster than one per us for long. */       \
-	"local function next_id(f)\n"                                                         \
-	"  local v = math.max(M(f) + 1, now)\n"                                               \
-	"  redis.call('HSET', META, f, S(v))\n"                                               \
-	"  return S(v)\n"                                                                     \
+	 * restore): no script issues faster than one per us for long. */  \
+	"local function next_id(f)\n"                                                    \
+	"  local v = math.max(M(f) + 1, now)\n"                                          \
+	"  redis.call('HSET', META, f, S(v))\n"                                          \
+	"  return S(v)\n"                                                                \
 	"end\n" /* New, or lost (restart without persistence, flush): (re-)create it  \
 	 * from the caller's size, with a new epoch; in recovery (below) if    \
-	 * the caller knew an earlier epoch. */       \
-	"local size = redis.call('HGET', META, 'size')\n"                                     \
-	"if not size then\n"                                                                  \
-	"  if tonumber(ARGV[3]) <= 0 then return {-6, '0', 0, 0, 0, '0', "                    \
-	"'0'} end\n"                                                                          \
-	"  redis.call('HSET', META, 'size', ARGV[3], 'in_use', 0, 'closed', "                 \
-	"0,\n"                                                                                \
-	"             'ticket', S(now), 'fence', S(math.max(now, mf)), 'ww', "                \
-	"0,\n"                                                                                \
-	"             'alive', S(now), 'skip', 0, 'rec', S(now), 'epoch', "                   \
-	"S(now),\n"                                                                           \
-	"             'grace', (ep and ep ~= '0') and S(now + lease_us) or "                  \
-	"0)\n"                                                                                \
-	"  size = ARGV[3]\n"                                                                  \
+	 * the caller knew an earlier epoch. */  \
+	"local size = redis.call('HGET', META, 'size')\n"                                \
+	"if not size then\n"                                                             \
+	"  if tonumber(ARGV[3]) <= 0 then return {-6, '0', 0, 0, 0, '0', "               \
+	"'0'} end\n"                                                                     \
+	"  redis.call('HSET', META, 'size', ARGV[3], 'in_use', 0, 'closed', "            \
+	"0,\n"                                                                           \
+	"             'ticket', S(now), 'fence', S(math.max(now, mf)), 'ww', "           \
+	"0,\n"                                                                           \
+	"             'alive', S(now), 'skip', 0, 'rec', S(now), 'epoch', "              \
+	"S(now),\n"                                                                      \
+	"             'grace', (ep and ep ~= '0') and S(now + lease_us) or "             \
+	"0, 'run', run_id())\n"                                                          \
+	"  size = ARGV[3]\n"                                                             \
 	"end\n" /* Session expiry runs on v, the server's time less the gaps in which  \
 	 * no script ran for over half a lease: a stalled (stopped, restarted) \
 	 * server does not count against holders that renew every quarter     \
-	 * lease. A gap while weight is held, a caller that saw a fence the   \
-	 * server no longer has (a rollback), or a holder of an earlier epoch  \
-	 * (the data was lost) starts a recovery: for one lease nothing is     \
-	 * granted and nobody expires, while the holders re-assert what they   \
-	 * hold (sync); 'rec' tells them it began. */      \
-	"local skip, alive, half = M('skip'), M('alive'), "                                   \
-	"math.floor(lease_us / 2)\n"                                                          \
-	"local gap = now - alive\n"                                                           \
-	"if gap > half or gap < 0 then\n"                                                     \
-	"  skip = skip + (gap > 0 and gap - half or gap)\n"                                   \
-	"  redis.call('HSET', META, 'skip', S(skip))\n"                                       \
-	"end\n"                                                                               \
-	"redis.call('HSET', META, 'alive', S(now))\n"                                         \
-	"local v = now - skip\n"                                                              \
-	"local rec, grace = M('rec'), M('grace')\n"                                           \
-	"local epoch = redis.call('HGET', META, 'epoch')\n"                                   \
-	"if not epoch then epoch = S(now); redis.call('HSET', META, 'epoch', "                \
-	"epoch) end\n"                                                                        \
-	"if (gap > half and M('in_use') > 0) or mf > M('fence') or\n"                         \
-	"   (holds == '1' and ep ~= epoch) then\n"                                            \
-	"  if grace == 0 then rec = v end\n"                                                  \
-	"  grace = math.max(grace, v + lease_us)\n"                                           \
-	"  redis.call('HSET', META, 'rec', S(rec), 'grace', S(grace),\n"                      \
-	"             'fence', S(math.max(mf, M('fence'))))\n"                                \
-	"end\n"                                                                               \
-	"local ended = grace > 0 and v >= grace\n"                                            \
-	"if ended then grace = 0; redis.call('HSET', META, 'grace', 0) end\n"                 \
-	"local recovering = grace > 0\n"                                                      \
-	"size = tonumber(size) -- resize alone changes it, and updates this\n"                \
-	"local function unqueue(tk, n)\n"                                                     \
-	"  redis.call('ZREM', Q, tk)\n"                                                       \
-	"  redis.call('HDEL', QI, tk)\n"                                                      \
-	"  redis.call('HINCRBY', META, 'ww', S(-n))\n"                                        \
-	"end\n" /* A session's weight, leases and queue places go back. */                    \
-	"local function reclaim(s, tell)\n"                                                   \
-	"  local h = tonumber(redis.call('HGET', HELD, s) or '0')\n"                          \
-	"  if h > 0 then\n"                                                                   \
-	"    redis.call('HINCRBY', META, 'in_use', S(-h))\n"                                  \
-	"    redis.call('HINCRBY', META, 'reclaimed', S(h))\n"                                \
-	"  end\n"                                                                             \
-	"  redis.call('HDEL', HELD, s)\n"                                                     \
-	"  redis.call('HDEL', SINC, s)\n"                                                     \
-	"  redis.call('ZREM', SESS, s)\n"                                                     \
-	"  local l = redis.call('HGETALL', LEASES)\n"                                         \
-	"  for i = 1, #l, 2 do\n"                                                             \
-	"    if string.match(l[i + 1], '^(%S+)') == s then "                                  \
-	"redis.call('HDEL', LEASES, l[i]) end\n"                                              \
-	"  end\n"                                                                             \
-	"  local q = redis.call('HGETALL', QI)\n"                                             \
-	"  for i = 1, #q, 2 do\n"                                                             \
-	"    local n, ws = string.match(q[i + 1], '^(%d+) (%S+)')\n"                          \
-	"    if ws == s then\n"                                                               \
-	"      unqueue(q[i], tonumber(n))\n"                                                  \
-	"      if tell then wake(q[i], 'x') end\n"                                            \
-	"    end\n"                                                                           \
-	"  end\n"                                                                             \
-	"end\n"                                                                               \
-	"local function bucket(ns)\n"                                                         \
-	"  local b = 0\n"                                                                     \
-	"  while ns >= 2 and b < 39 do ns = ns / 2; b = b + 1 end\n"                          \
-	"  return b\n"                                                                        \
-	"end\n"                                                                               \
-	"local function note_use(used)\n"                                                     \
-	"  if used > M('max_in_use') then redis.call('HSET', META, "                          \
-	"'max_in_use', S(used)) end\n"                                                        \
-	"end\n" /* Grant from the head, in ticket order, while the head fits. */              \
-	"local function grant()\n"                                                            \
-	"  local used = M('in_use')\n"                                                        \
-	"  local given = false\n"                                                             \
-	"  while true do\n"                                                                   \
-	"    local h = redis.call('ZRANGE', Q, 0, 0)\n"                                       \
-	"    if #h == 0 then break end\n"                                                     \
-	"    local tk = h[1]\n"                                                               \
-	"    local n, s, ls, t0 = string.match(redis.call('HGET', QI, tk), "                  \
-	"'^(%d+) (%S+) (%d) (%d+)$')\n"                                                       \
-	"    n = tonumber(n)\n"                                                               \
-	"    if recovering or n > size - used then break end\n"                               \
-	"    used = used + n\n"                                                               \
-	"    given = true\n"                                                                  \
-	"    unqueue(tk, n)\n"                                                                \
-	"    redis.call('HINCRBY', HELD, s, S(n))\n"                                          \
-	"    local f = next_id('fence')\n"                                                    \
-	"    if ls == '1' then redis.call('HSET', LEASES, f, s..' '..S(n)) "                  \
-	"end\n"                                                                               \
-	"    local waited = math.max(now - tonumber(t0), 0) * 1000\n"                         \
-	"    redis.call('HINCRBY', META, 'acquired', 1)\n"                                    \
-	"    redis.call('HINCRBY', META, 'wait_ns', S(waited))\n"                             \
-	"    redis.call('HINCRBY', META, 'h'..bucket(waited), 1)\n"                           \
-	"    wake(tk, 'g '..f..' '..(redis.call('HGET', SINC, s) or '0')..' "                 \
-	"'..S(n))\n"                                                                          \
-	"  end\n"                                                                             \
-	"  if given then\n"                                                                   \
-	"    redis.call('HSET', META, 'in_use', S(used))\n"                                   \
-	"    note_use(used)\n"                                                                \
-	"  end\n"                                                                             \
-	"end\n" /* Expire stale holders and waiters first, by the server's clock. */          \
-	"local dead = {}\n"                                                                   \
-	"if not recovering then\n"                                                            \
-	"  dead = redis.call('ZRANGEBYSCORE', SESS, '-inf', '('..S(v), "                      \
-	"'LIMIT', 0, 64)\n"                                                                   \
-	"end\n"                                                                               \
-	"for _, s in ipairs(dead) do reclaim(s, true) end\n"                                  \
-	"local inc = '0'\n"                                                                   \
-	"if sid ~= '' then\n"                                                                 \
-	"  inc = redis.call('HGET', SINC, sid)\n"                                             \
-	"  if not inc then\n"                                                                 \
-	"    inc = S(now)\n"                                                                  \
-	"    redis.call('HSET', SINC, sid, inc)\n"                                            \
-	"  end\n"                                                                             \
-	"  redis.call('ZADD', SESS, S(v + lease_us), sid)\n"                                  \
-	"end\n"                                                                               \
-	"if #dead > 0 or ended then grant() end\n"                                            \
-	"local function R(code, a, b) return {code, inc, size, a or 0, b or "                 \
+	 * lease. A recovery (for one lease nothing is granted and nobody      \
+	 * expires, while the holders re-assert what they hold: sync) starts   \
+	 * on such a gap while weight is held, when the server restarted with \
+	 * the data (its run id changed: a snapshot or AOF may be older than   \
+	 * what the clients saw; checked by a connection's first script, and   \
+	 * every connection is new after a restart), when a caller saw a fence \
+	 * the server no longer has (a rollback), or for a holder of an        \
+	 * earlier epoch (the data was lost). 'rec' tells the holders; it      \
+	 * takes a value none saw before (the server's clock) at every start   \
+	 * that may have undone re-assertions, even during a recovery: a       \
+	 * snapshot taken during one carries the 'rec' they answered. */ \
+	"local restarted = false\n"                                                      \
+	"if fresh == '1' then\n"                                                         \
+	"  local run = run_id()\n"                                                       \
+	"  local was = redis.call('HGET', META, 'run')\n"                                \
+	"  restarted = was and was ~= run\n"                                             \
+	"  if was ~= run then redis.call('HSET', META, 'run', run) end\n"                \
+	"end\n"                                                                          \
+	"local skip, alive, half = M('skip'), M('alive'), "                              \
+	"math.floor(lease_us / 2)\n"                                                     \
+	"local gap = now - alive\n"                                                      \
+	"if gap > half or gap < 0 then\n"                                                \
+	"  skip = skip + (gap > 0 and gap - half or gap)\n"                              \
+	"  redis.call('HSET', META, 'skip', S(skip))\n"                                  \
+	"end\n"                                                                          \
+	"redis.call('HSET', META, 'alive', S(now))\n"                                    \
+	"local v = now - skip\n"                                                         \
+	"local rec, grace = M('rec'), M('grace')\n"                                      \
+	"local epoch = redis.call('HGET', META, 'epoch')\n"                              \
+	"if not epoch then epoch = S(now); redis.call('HSET', META, 'epoch', "           \
+	"epoch) end\n"                                                                   \
+	"local undone = (gap > half and M('in_use') > 0) or restarted or "               \
+	"mf > M('fence')\n"                                                              \
+	"if undone or (holds == '1' and ep ~= epoch) then\n"                             \
+	"  if grace == 0 or undone then rec = math.max(now, rec + 1) end\n"              \
+	"  grace = math.max(grace, v + lease_us)\n"                                      \
+	"  redis.call('HSET', META, 'rec', S(rec), 'grace', S(grace),\n"                 \
+	"             'fence', S(math.max(mf, M('fence'))))\n"                           \
+	"end\n"                                                                          \
+	"local ended = grace > 0 and v >= grace\n"                                       \
+	"if ended then grace = 0; redis.call('HSET', META, 'grace', 0) end\n"            \
+	"local recovering = grace > 0\n"                                                 \
+	"size = tonumber(size) -- resize alone changes it, and updates this\n"           \
+	"local function unqueue(tk, n)\n"                                                \
+	"  redis.call('ZREM', Q, tk)\n"                                                  \
+	"  redis.call('HDEL', QI, tk)\n"                                                 \
+	"  redis.call('HINCRBY', META, 'ww', S(-n))\n"                                   \
+	"end\n" /* A session's weight, leases and queue places go back. */               \
+	"local function reclaim(s, tell)\n"                                              \
+	"  local h = tonumber(redis.call('HGET', HELD, s) or '0')\n"                     \
+	"  if h > 0 then\n"                                                              \
+	"    redis.call('HINCRBY', META, 'in_use', S(-h))\n"                             \
+	"    redis.call('HINCRBY', META, 'reclaimed', S(h))\n"                           \
+	"  end\n"                                                                        \
+	"  redis.call('HDEL', HELD, s)\n"                                                \
+	"  redis.call('HDEL', SINC, s)\n"                                                \
+	"  redis.call('ZREM', SESS, s)\n"                                                \
+	"  local l = redis.call('HGETALL', LEASES)\n"                                    \
+	"  for i = 1, #l, 2 do\n"                                                        \
+	"    if string.match(l[i + 1], '^(%S+)') == s then "                             \
+	"redis.call('HDEL', LEASES, l[i]) end\n"                                         \
+	"  end\n"                                                                        \
+	"  local q = redis.call('HGETALL', QI)\n"                                        \
+	"  for i = 1, #q, 2 do\n"                                                        \
+	"    local n, ws = string.match(q[i + 1], '^(%d+) (%S+)')\n"                     \
+	"    if ws == s then\n"                                                          \
+	"      unqueue(q[i], tonumber(n))\n"                                             \
+	"      if tell then wake(q[i], 'x') end\n"                                       \
+	"    end\n"                                                                      \
+	"  end\n"                                                                        \
+	"end\n"                                                                          \
+	"local function bucket(ns)\n"                                                    \
+	"  local b = 0\n"                                                                \
+	"  while ns >= 2 and b < 39 do ns = ns / 2; b = b + 1 end\n"                     \
+	"  return b\n"                                                                   \
+	"end\n"                                                                          \
+	"local function note_use(used)\n"                                                \
+	"  if used > M('max_in_use') then redis.call('HSET', META, "                     \
+	"'max_in_use', S(used)) end\n"                                                   \
+	"end\n" /* Grant from the head, in ticket order, while the head fits. */         \
+	"local function grant()\n"                                                       \
+	"  local used = M('in_use')\n"                                                   \
+	"  local given = false\n"                                                        \
+	"  while true do\n"                                                              \
+	"    local h = redis.call('ZRANGE', Q, 0, 0)\n"                                  \
+	"    if #h == 0 then break end\n"                                                \
+	"    local tk = h[1]\n"                                                          \
+	"    local n, s, ls, t0 = string.match(redis.call('HGET', QI, tk), "             \
+	"'^(%d+) (%S+) (%d) (%d+)$')\n"                                                  \
+	"    n = tonumber(n)\n"                                                          \
+	"    if recovering or n > size - used then break end\n"                          \
+	"    used = used + n\n"                                                          \
+	"    given = true\n"                                                             \
+	"    unqueue(tk, n)\n"                                                           \
+	"    redis.call('HINCRBY', HELD, s, S(n))\n"                                     \
+	"    local f = next_id('fence')\n"                                               \
+	"    if ls == '1' then redis.call('HSET', LEASES, f, s..' '..S(n)) "             \
+	"end\n"                                                                          \
+	"    local waited = math.max(now - tonumber(t0), 0) * 1000\n"                    \
+	"    redis.call('HINCRBY', META, 'acquired', 1)\n"                               \
+	"    redis.call('HINCRBY', META, 'wait_ns', S(waited))\n"                        \
+	"    redis.call('HINCRBY', META, 'h'..bucket(waited), 1)\n"                      \
+	"    wake(tk, 'g '..f..' '..(redis.call('HGET', SINC, s) or '0')..' "            \
+	"'..S(n))\n"                                                                     \
+	"  end\n"                                                                        \
+	"  if given then\n"                                                              \
+	"    redis.call('HSET', META, 'in_use', S(used))\n"                              \
+	"    note_use(used)\n"                                                           \
+	"  end\n"                                                                        \
+	"end\n" /* Expire stale holders and waiters first, by the server's clock. */     \
+	"local dead = {}\n"                                                              \
+	"if not recovering then\n"                                                       \
+	"  dead = redis.call('ZRANGEBYSCORE', SESS, '-inf', '('..S(v), "                 \
+	"'LIMIT', 0, 64)\n"                                                              \
+	"end\n"                                                                          \
+	"for _, s in ipairs(dead) do reclaim(s, true) end\n"                             \
+	"local inc = '0'\n"                                                              \
+	"if sid ~= '' then\n"                                                            \
+	"  inc = redis.call('HGET', SINC, sid)\n"                                        \
+	"  if not inc then\n"                                                            \
+	"    inc = S(now)\n"                                                             \
+	"    redis.call('HSET', SINC, sid, inc)\n"                                       \
+	"  end\n"                                                                        \
+	"  redis.call('ZADD', SESS, S(v + lease_us), sid)\n"                             \
+	"end\n"                                                                          \
+	"if #dead > 0 or ended then grant() end\n"                                       \
+	"local function R(code, a, b) return {code, inc, size, a or 0, b or "            \
 	"0, S(rec), epoch} end\n"
 
 /* Give @n of sid's @held weight back (held >= n checked by the caller). */

@@ -47,10 +47,12 @@ struct redis_handle {
 	int64_t lease_ns;     /* immutable */
 	pid_t pid;            /* immutable: the opening process */
 	pthread_t renewer;
-	redisContext *rc;         /* renewer thread only: its connection */
+	redisContext *rc; /* renewer thread only: its connection */
+	bool rfresh;      /* renewer thread only: rc ran no script yet */
 	char rshas[RS_COUNT][41]; /* renewer thread only */
 
 	redisContext *c;         /* mu: main connection; NULL while down */
+	bool fresh;              /* mu: c ran no script yet */
 	char shas[RS_COUNT][41]; /* mu */
 	int64_t size;       /* mu: last size seen (re-creates a lost sem) */
 	uint64_t fence;     /* mu: largest fence seen */

@@ -53,6 +53,7 @@ conn_up(struct redis_handle *r, int64_t deadline_ns)
 	if (rc == 0 &&
 	    (rc = ration__redis_load(r->c, &r->cf, deadline_ns, r->shas)) != 0)
 		conn_down(r);
+	r->fresh = rc == 0;
 	return rc;
 }
 
@@ -117,17 +118,19 @@ book(struct redis_handle *r, const redisReply *rep, bool with_sid,
 }
 
 /* The arguments every script takes: sid, lease, size and
- * "fence:epoch:holds" - the largest fence and the epoch we saw, and
- * whether we hold weight: what starts a recovery when the semaphore was
- * rolled back or re-created under us. */
+ * "fence:epoch:holds:fresh" - the largest fence and the epoch we saw,
+ * whether we hold weight, and whether this is the first script on its
+ * connection (@fresh: it checks whether the server restarted): what
+ * starts a recovery when the semaphore was rolled back or re-created
+ * under us. */
 static void
-common_args(struct redis_handle *r, bool with_sid, char size[24],
+common_args(struct redis_handle *r, bool with_sid, bool fresh, char size[24],
 	    char fence[48], const char **args)
 {
 	snprintf(size, 24, "%lld", (long long)r->size);
 	bool holds = r->held > 0 || r->nlease > 0;
-	snprintf(fence, 48, "%llu:%lld:%d", (unsigned long long)r->fence,
-		 (long long)r->epoch, holds);
+	snprintf(fence, 48, "%llu:%lld:%d:%d", (unsigned long long)r->fence,
+		 (long long)r->epoch, holds, fresh);
 	args[0] = with_sid ? r->sid : "";
 	args[1] = r->lease_us;
 	args[2] = size;
@@ -175,11 +178,13 @@ ration__redis_call_raw(struct redis_handle *r, enum redis_script script,
 			return rc;
 		char size[24], fence[48];
 		const char *args[12];
-		common_args(r, with_sid, size, fence, args);
+		common_args(r, with_sid, r->fresh, size, fence, args);
 		for (int i = 0; i < nx; i++)
 			args[4 + i] = x[i];
 		rc = eval_retry(r->c, &r->cf, r->shas, deadline_ns, script,
 				r->key, 4 + nx, args, &rep);
+		if (rc == 0)
+			r->fresh = false;
 		if (rc == 0 || rc == -EPROTO || rc == -EAGAIN)
 			break;
 		bool gone = ration__redis_gone(r->c);
@@ -324,10 +329,13 @@ renew(struct redis_handle *r, int64_t deadline_ns, const char *const *args,
 			r->rc = NULL;
 			return;
 		}
+		r->rfresh = true;
 	}
 	redisReply *rep;
 	int rc = eval_retry(r->rc, &r->cf, r->rshas, deadline_ns, RS_RENEW,
 			    r->key, 5, args, &rep);
+	if (rc == 0)
+		r->rfresh = false;
 	if (rc != 0) {
 		if (rc != -EPROTO && rc != -EAGAIN) {
 			redisFree(r->rc);
@@ -364,7 +372,8 @@ ration__redis_renewer(void *arg)
 		ration__redis_repair(r, deadline_ns);
 		char size[24], fence[48];
 		const char *args[5];
-		common_args(r, true, size, fence, args);
+		common_args(r, true, r->rc == NULL || r->rfresh, size, fence,
+			    args);
 		args[4] = "";
 		unsigned booked = r->booked;
 		unlock(r);
