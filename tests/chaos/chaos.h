@@ -93,6 +93,9 @@ struct chaos_backend {
 #define CHAOS_LONG_HOLD                                                        \
 	4u /* hold grants 0-400 ms (else 0-3 ms): holders keep
 			    * running across a server fault */
+#define CHAOS_LEASES_HOLD                                                      \
+	8u /* hold grants 0-1.5 s: across a fault and the recovery
+			    * after it (three 0.5 s leases) */
 
 struct chaos_scenario {
 	const char *name;

@@ -33,6 +33,7 @@ struct server {
 	char dir[64];
 	char uri[64];
 	bool frozen;
+	bool thawed;     /* after a freeze: a SAVE is due during the recovery */
 	bool saved;      /* KEEP_RDB: a snapshot to roll back to */
 	int64_t next_at; /* the next fault */
 	int64_t back_at; /* restart / SIGCONT / SAVE due */
@@ -315,6 +316,41 @@ roll_back_server(struct chaos_run *run)
 	}
 }
 
+/* Freeze the server for 0.3-0.45 s (over half the lease: a recovery
+ * follows), SAVE 50-200 ms after it is back (during that recovery), then
+ * roll back to that snapshot as above: restored, it says "recovering"
+ * with a marker the holders have answered, and lacks what they
+ * re-asserted and did since. */
+static void
+roll_back_mid_recovery(struct chaos_run *run)
+{
+	struct server *v = run->backend_state;
+	int64_t now = ration_now();
+	if (v->frozen) {
+		if (now >= v->back_at) {
+			kill(v->pid, SIGCONT);
+			v->frozen = false;
+			v->thawed = true;
+			v->next_at =
+				now +
+				(int64_t)(50 + chaos_rand(run, 150)) * CHAOS_MS;
+		}
+	} else if (v->thawed) {
+		if (now >= v->next_at) {
+			v->thawed = false;
+			roll_back_server(run); /* the SAVE */
+		}
+	} else if (v->pid > 0 && !v->saved && now >= v->next_at) {
+		kill(v->pid, SIGSTOP);
+		v->frozen = true;
+		run->stops++;
+		v->back_at =
+			now + (int64_t)(300 + chaos_rand(run, 150)) * CHAOS_MS;
+	} else {
+		roll_back_server(run); /* the restart from the snapshot */
+	}
+}
+
 static void
 kill_holders(struct chaos_run *run)
 {
@@ -331,7 +367,11 @@ server_faults_allowed(int rc, int op)
 }
 
 /* Server faults hold grants up to 0.4 s: holders keep running across the
- * fault, which is what a recovery must protect. */
+ * fault, which is what a recovery must protect. The snapshot taken during
+ * a recovery has holders of up to 1.5 s, past the fault and the recovery
+ * after it, in workers of one thread: a holder makes no call while it
+ * holds (its renewer only renews), so only a recovery its handle sees
+ * makes it re-assert what the restored snapshot lacks. */
 const struct chaos_scenario chaos_redis_scenarios[] = {
 	{"redis-kill-holders", "SIGKILL holders (reclaimed at the 0.5 s lease)",
 	 &plain, 6, 2, 0, 10, 4, kill_holders, NULL},
@@ -346,6 +386,11 @@ const struct chaos_scenario chaos_redis_scenarios[] = {
 	 CHAOS_LONG_HOLD, 10, 4, freeze_server, server_faults_allowed},
 	{"redis-rdb-restore", "roll the server back to a snapshot 0.3-1 s old",
 	 &rdb, 6, 2, CHAOS_LONG_HOLD, 10, 4, roll_back_server,
+	 server_faults_allowed},
+	{"redis-rdb-mid-recovery",
+	 "freeze the server 0.3-0.45 s, snapshot it during the recovery that "
+	 "follows, roll back to that snapshot 0.3-1 s later",
+	 &rdb, 8, 1, CHAOS_LEASES_HOLD, 10, 4, roll_back_mid_recovery,
 	 server_faults_allowed},
 };
 const unsigned chaos_redis_nscenarios =

@@ -137,7 +137,9 @@ thread_main(void *arg)
 			continue;
 		ledger_grant(led, w, n);
 		atomic_store(&w->doing[ta->t], DOING_HOLD);
-		uint64_t hold_ms = run->sc->flags & CHAOS_LONG_HOLD ? 400 : 4;
+		uint64_t hold_ms = run->sc->flags & CHAOS_LEASES_HOLD ? 1500
+				   : run->sc->flags & CHAOS_LONG_HOLD ? 400
+								      : 4;
 		int64_t hold_ns = (int64_t)(next_rand(&x) % hold_ms) * CHAOS_MS;
 		struct timespec hold = {.tv_sec = hold_ns / 1000000000,
 					.tv_nsec = hold_ns % 1000000000};
