@@ -94,6 +94,12 @@
  * looks long. */
 #define HELP_MAX_NS    20000
 #define HELP_LONG_RUNS 4
+/* A task run by go() that took less than this is "short": shorter than
+ * what a worker on another CPU pays to take it (the queue's, the task's
+ * and the group's lines moving over and back at a cache-line round trip
+ * of 90-430 ns here), so the pool's workers leave such tasks to the
+ * producer (ration__pool_helped_short()). */
+#define SHORT_TASK_NS 500
 
 /* One go()'s task from submit to finish; recycled through the cache. */
 struct gtask {
@@ -430,6 +436,8 @@ acquire_room(ration_group_t *g, ration_sem_t *s, int64_t n)
 		while (!ration__sem_take(s, n)) {
 			if (!ration__pool_help(g->pool, task_main, is_ours, g))
 				return ration_sem_acquire(s, g->ctx, n);
+			if (tl_last_run_ns < SHORT_TASK_NS)
+				ration__pool_helped_short(g->pool);
 			bool long_run = tl_last_run_ns > HELP_MAX_NS;
 			unsigned runs = atomic_load_explicit(
 				&g->long_helps, memory_order_relaxed);

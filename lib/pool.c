@@ -62,6 +62,11 @@
 #define IDLE_YIELDS 4
 /* Longest a queued task waits while workers exist that could take it. */
 #define WATCHDOG_NS 1000000
+/* How long a worker leaves queued tasks to a submitter that runs short
+ * ones itself before it looks again (step_back()): the extra wait of a
+ * task queued just as that submitter stops, against two context switches
+ * per nap while it goes on. */
+#define STEP_BACK_NS 100000
 
 /* A parked worker: lives on the worker's stack while it is in p->idle. */
 struct idle_worker {
@@ -82,6 +87,8 @@ struct ration_pool {
 	/* Polled by a spinning worker, read by every submit (kick). */
 	_Atomic size_t queued_hint RATION_ALIGNED; /* atomic mirror of q.len */
 	_Atomic unsigned spinning; /* atomic: workers spinning for work */
+	/* atomic: short tasks a submitter ran itself; see step_back() */
+	_Atomic uint64_t short_helps;
 
 	/* Read on every task, written rarely (state changes, high-water
 	 * marks): shared in every CPU's cache while nothing changes. */
@@ -196,10 +203,31 @@ out:
 	atomic_store_explicit(&p->spinning, 0, memory_order_relaxed);
 }
 
-/* Wait for a task; p->mu held (and held again on return). Return false
- * when this worker should exit. */
+/* Whether a worker that finds tasks queued should leave them to the
+ * submitter running short tasks itself (ration__pool_helped_short(), a
+ * group's go() that found no room), because one did so since this worker
+ * last took a task or looked (*@seen). Each task a worker takes moves the
+ * queue's, the task's and the group's cache lines to its CPU and back,
+ * which costs the submitter more than a short task (docs/performance.md,
+ * W3 and W4 on 2 CPUs: the worker's few tasks made the group 2-3 times
+ * slower than on one CPU). With one usable CPU a worker runs only while
+ * the submitter does not: it takes the work. p->mu held. */
 static bool
-worker_wait(ration_pool_t *p, int64_t *owed)
+step_back(ration_pool_t *p, uint64_t *seen)
+{
+	/* Relaxed: a hint; a stale value costs one nap or one task. */
+	uint64_t h =
+		atomic_load_explicit(&p->short_helps, memory_order_relaxed);
+	if (h == *seen || !ration__may_spin())
+		return false;
+	*seen = h;
+	return true;
+}
+
+/* Wait for a task; p->mu held (and held again on return). Return false
+ * when this worker should exit. *@seen: step_back(). */
+static bool
+worker_wait(ration_pool_t *p, int64_t *owed, uint64_t *seen)
 {
 	struct idle_worker me = {.pk = ration__parker_self()};
 
@@ -210,6 +238,20 @@ worker_wait(ration_pool_t *p, int64_t *owed)
 		 * excess at once would leave (and strand the queue). */
 		if (p->nthreads - p->nleaving > p->max_threads)
 			goto leave;
+		if (p->q.len != 0 && !p->shutdown && step_back(p, seen)) {
+			/* Not on the idle list: submits count this worker
+			 * as awake and wake nobody for it. If the submitter
+			 * stops running tasks, the nap ends and the next look
+			 * takes them: a queued task waits STEP_BACK_NS more
+			 * at most. */
+			ration__unlock(&p->mu);
+			if (p->slots != NULL)
+				slots_flush(p, owed);
+			ration__park(me.pk,
+				     ration_deadline_after(STEP_BACK_NS));
+			ration__lock(&p->mu);
+			continue;
+		}
 		if (p->q.len != 0)
 			break;
 		if (p->shutdown)
@@ -230,6 +272,9 @@ worker_wait(ration_pool_t *p, int64_t *owed)
 		ration__unlock(&p->mu);
 		ration__park(me.pk, deadline);
 		ration__lock(&p->mu);
+		/* Woken for new work: take it, whatever ran before. */
+		*seen = atomic_load_explicit(&p->short_helps,
+					     memory_order_relaxed);
 		if (list_linked(&me.node)) {
 			/* Not woken by a submit: a timeout or a spurious wake. */
 			list_remove(&me.node);
@@ -268,12 +313,14 @@ worker_main(void *arg)
 {
 	ration_pool_t *p = arg;
 	int64_t owed = 0;
+	uint64_t seen =
+		atomic_load_explicit(&p->short_helps, memory_order_relaxed);
 
 	tl_worker_of = p;
 	if (p->thread_init != NULL)
 		p->thread_init(p->udata);
 	ration__lock(&p->mu);
-	while (worker_wait(p, &owed)) {
+	while (worker_wait(p, &owed, &seen)) {
 		struct task t = take_locked(p);
 		ration__unlock(&p->mu);
 
@@ -505,6 +552,18 @@ ration_pool_try_submit(ration_pool_t *p, ration_task_fn fn, void *arg)
 		}
 	}
 	return enqueue(p, fn, arg);
+}
+
+void
+ration__pool_helped_short(ration_pool_t *p)
+{
+	/* Relaxed load and store: only a change matters to the workers
+	 * (step_back()), and two helpers' stores colliding cost one task
+	 * taken by a worker. */
+	atomic_store_explicit(
+		&p->short_helps,
+		atomic_load_explicit(&p->short_helps, memory_order_relaxed) + 1,
+		memory_order_relaxed);
 }
 
 bool

@@ -17,6 +17,8 @@
 #include <unistd.h>
 
 #include "helpers.h"
+#include "internal/cpu.h"
+#include "internal/pool.h"
 
 /* ---- helpers ----------------------------------------------------------- */
 
@@ -1012,6 +1014,47 @@ START_TEST(test_pool_one_cpu_stream_does_not_park_worker_per_task)
 }
 END_TEST
 
+/* A submitter running short tasks itself (a group's go() that found no
+ * room: internal/pool.h) keeps the workers on other CPUs off the queue,
+ * and they take it again once it stops (docs/pool.md, "Short tasks the
+ * submitter runs itself"). With one usable CPU workers always take the
+ * work, so this checks only with two or more. A round: the worker is held
+ * in a gate task, a task is queued behind it, and the gate opens while
+ * the submitter says so continuously. Without the step back the worker
+ * takes the task within microseconds (10 rounds at load 30: 0-1 held it
+ * 2 ms, a worker preempted that long); with it the task stays queued as
+ * long as the calls go on, unless the calling thread is preempted for a
+ * whole nap (7-10 held). */
+START_TEST(test_pool_workers_leave_queue_to_submitter_running_short_tasks)
+{
+	if (ration__ncpu() < 2)
+		return;
+	ration_pool_t *p = pool_make(&(ration_pool_opts_t){.threads = 1});
+	int held = 0;
+	for (int round = 0; round < 10; round++) {
+		struct gate g = {0};
+		struct rec r = {0};
+		ck_assert_int_eq(ration_pool_submit(p, NULL, gate_fn, &g), 0);
+		WAIT_FOR(atomic_load(&g.entered) == 1);
+		ck_assert_int_eq(ration_pool_submit(p, NULL, rec_fn, &r), 0);
+		ration__pool_helped_short(p);
+		atomic_store(&g.open, true);
+		int64_t until = ration_now() + 2 * MS;
+		bool taken = false;
+		while (!taken && ration_now() < until) {
+			ration__pool_helped_short(p);
+			taken = atomic_load(&r.calls) != 0;
+		}
+		held += !taken;
+		/* The calls stopped: the worker takes the task. */
+		WAIT_FOR(atomic_load(&r.calls) == 1);
+		ck_assert_int_eq(atomic_load(&g.expired), 0);
+	}
+	ration_pool_free(p);
+	ck_assert_int_ge(held, 3);
+}
+END_TEST
+
 /* ---- resize ------------------------------------------------------------ */
 
 START_TEST(test_pool_resize_grow_runs_queued_tasks_on_more_threads)
@@ -1289,6 +1332,9 @@ main(void)
 	tcase_add_test(tc, test_pool_task_can_submit_to_its_own_pool);
 	tcase_add_test(tc,
 		       test_pool_one_cpu_stream_does_not_park_worker_per_task);
+	tcase_add_test(
+		tc,
+		test_pool_workers_leave_queue_to_submitter_running_short_tasks);
 
 	tc = tcase(s, "resize");
 	tcase_add_test(tc,
