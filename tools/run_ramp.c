@@ -32,6 +32,9 @@
  */
 #include "run.h"
 
+/* The smallest raise short of a full step. */
+#define RAMP_CRUMB (1LL << 20)
+
 /* share() - what @j holds of the budget: its cap, and a step it may have
  * reserved past it. */
 static int64_t
@@ -202,10 +205,14 @@ ramp_raise(struct runner *r, struct job *running, struct job *j, bool waiting)
 	int64_t room = ration_sem_available(r->budget);
 	int64_t take = cost(r, running, j, more);
 	/* Short of room: as far as it goes (the need grows at most as
-	 * fast as the cap). */
+	 * fast as the cap), but not by crumbs: a raise to less than the
+	 * job already uses (the kernel may charge a little past a cap) is
+	 * refused with EBUSY. */
 	if (take > room && room > 0) {
 		more -= take - room;
-		take = more > 0 ? cost(r, running, j, more) : 0;
+		if (more < RAMP_CRUMB)
+			return waiting;
+		take = cost(r, running, j, more);
 	}
 	if (more <= 0 || (take > 0 && take > room))
 		return waiting;
@@ -217,14 +224,16 @@ ramp_raise(struct runner *r, struct job *running, struct job *j, bool waiting)
 		ration_sem_release(r->budget, take);
 		return waiting;
 	}
+	/* Refused: undone whole, or the semaphore would keep @take that
+	 * nobody accounts for. */
+	if (cg_job_set_cap(&r->cg, j, j->cap + more) < 0) {
+		if (take > 0)
+			ration_sem_release(r->budget, take);
+		return waiting;
+	}
 	if (take < 0)
 		ration_sem_release(r->budget, -take);
 	j->consumed += more;
 	r->bank += take - more;
-	if (cg_job_set_cap(&r->cg, j, j->cap + more) < 0) {
-		j->consumed -= more;
-		ramp_sync(r, running);
-		return waiting;
-	}
 	return false;
 }
