@@ -1794,7 +1794,7 @@ START_TEST(test_sem_free_refused_while_a_closed_out_waiter_is_still_inside)
 	ck_assert_msg(
 		close_hook.busy_after_close,
 		"free would have freed the semaphore while the closed-out "
-		"waiter still had to lock it (lib/sem.c leave())");
+		"waiter still had to lock it (lib/sem_queue.c leave())");
 	ck_assert_int_eq(ration_sem_available(s), 1);
 	ration_ctx_unref(ctx);
 	ck_assert_int_eq(ration_sem_free(s), 0);

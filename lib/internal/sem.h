@@ -1,4 +1,4 @@
-/* sem.h (internal) - the semaphore object, shared by sem.c and sem_named.c. */
+/* sem.h (internal) - the semaphore object, shared by the lib/sem*.c files. */
 #ifndef RATION_INTERNAL_SEM_H
 #define RATION_INTERNAL_SEM_H
 
@@ -22,7 +22,7 @@
  * is routed here. Each op has the contract of the public function it
  * serves (acquire gets the effective deadline of its ctx, or the _until
  * deadline). free returns like ration_sem_free and, on 0, has freed impl;
- * the ration_sem_t itself is then freed by sem.c. */
+ * the ration_sem_t itself is then freed by sem_lifecycle.c. */
 struct ration__sem_ops {
 	int (*acquire)(ration_sem_t *s, ration_ctx_t *ctx, int64_t deadline_ns,
 		       int64_t n);
@@ -66,7 +66,7 @@ struct ration_sem {
 	_Atomic int64_t inside;
 	/* How long a head waiter spins for its grant before it parks, in ns:
 	 * halved after a spin that ran out, doubled after one that won
-	 * (sem.c, spin_for_grant). Relaxed: a heuristic. */
+	 * (sem_queue.c, spin_for_grant). Relaxed: a heuristic. */
 	_Atomic int32_t spin_ns;
 	_Atomic uint32_t spinners; /* atomic: waiters spinning now */
 	size_t max_waiters;        /* immutable; 0 = unlimited */
