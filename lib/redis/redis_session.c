@@ -315,19 +315,23 @@ renewer_needed(struct redis_handle *r)
 }
 
 /* One renewal on the renewer's own connection, mu not held: a server that
- * does not answer holds this thread, never the handle. */
-static void
+ * does not answer holds this thread, never the handle. Return whether the
+ * next round should follow at once: the reply began a re-assertion (a
+ * recovery: it has a lease to happen in), or a connection that had worked
+ * failed (the server restarted; a new one is tried once, not in a loop). */
+static bool
 renew(struct redis_handle *r, int64_t deadline_ns, const char *const *args,
       unsigned booked)
 {
+	bool reused = r->rc != NULL;
 	if (r->rc == NULL) {
 		if (ration__redis_connect(&r->cf, deadline_ns, &r->rc) != 0)
-			return;
+			return false;
 		if (ration__redis_load(r->rc, &r->cf, deadline_ns, r->rshas) !=
 		    0) {
 			redisFree(r->rc);
 			r->rc = NULL;
-			return;
+			return false;
 		}
 		r->rfresh = true;
 	}
@@ -337,18 +341,21 @@ renew(struct redis_handle *r, int64_t deadline_ns, const char *const *args,
 	if (rc == 0)
 		r->rfresh = false;
 	if (rc != 0) {
-		if (rc != -EPROTO && rc != -EAGAIN) {
-			redisFree(r->rc);
-			r->rc = NULL;
-		}
-		return;
+		if (rc == -EPROTO || rc == -EAGAIN)
+			return false;
+		redisFree(r->rc);
+		r->rc = NULL;
+		return reused;
 	}
 	struct reply rp;
 	lock(r);
+	bool resync = r->resync;
 	if (r->booked == booked) /* else a later reply told us more */
 		book(r, rep, true, &rp);
+	resync = r->resync && !resync;
 	unlock(r);
 	freeReplyObject(rep);
+	return resync;
 }
 
 /* Renew the session every lease/4 while the handle holds, waits or has
@@ -358,11 +365,14 @@ void *
 ration__redis_renewer(void *arg)
 {
 	struct redis_handle *r = arg;
+	bool at_once = false;
 	lock(r);
 	while (!r->stop) {
 		struct timespec ts = ns_to_timespec(
 			ns_add_sat(clock_mono_ns(), r->lease_ns / 4));
-		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+		if (!at_once)
+			pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+		at_once = false;
 		if (r->stop || !renewer_needed(r))
 			continue;
 		int64_t budget = r->lease_ns / 2 < r->cf.io_timeout_ns
@@ -377,7 +387,7 @@ ration__redis_renewer(void *arg)
 		args[4] = "";
 		unsigned booked = r->booked;
 		unlock(r);
-		renew(r, deadline_ns, args, booked);
+		at_once = renew(r, deadline_ns, args, booked);
 		lock(r);
 	}
 	unlock(r);
