@@ -159,6 +159,7 @@ struct run_opts {
 	double cap_margin;         /* --cap-margin: cap = weight x (1 + it) */
 	bool strict_weights;       /* a job over its weight fails */
 	bool alone_if_too_big;     /* run a job heavier than the budget alone */
+	bool ramp;                 /* --ramp: claims follow caps (run_ramp.c) */
 	unsigned backfill;         /* --backfill: bypasses of a blocked head */
 	int64_t sample_ns;         /* how often running jobs are measured */
 };

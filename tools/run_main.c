@@ -91,6 +91,10 @@ static const char *const usage_text[] = {
 	"      --alone-if-too-big run a job heavier than the budget alone "
 	"instead of\n"
 	"                         failing it (implied by --overrun requeue)\n"
+	"      --ramp             requeue on cgroup v1: a started job claims "
+	"only its\n"
+	"                         cap, raised as it uses its memory, oldest "
+	"first\n"
 	"      --backfill N       while the next job waits for memory, let at "
 	"most N\n"
 	"                         jobs behind it that fit now and leave room "
@@ -227,6 +231,7 @@ enum {
 	OPT_CAPMARGIN,
 	OPT_STRICT,
 	OPT_ALONE,
+	OPT_RAMP,
 	OPT_BACKFILL,
 	OPT_JOBFILE,
 	OPT_RETRIES,
@@ -264,6 +269,7 @@ static const struct option long_opts[] = {
 	{"cap-margin", required_argument, NULL, OPT_CAPMARGIN},
 	{"strict-weights", no_argument, NULL, OPT_STRICT},
 	{"alone-if-too-big", no_argument, NULL, OPT_ALONE},
+	{"ramp", no_argument, NULL, OPT_RAMP},
 	{"backfill", required_argument, NULL, OPT_BACKFILL},
 	{"dry-run", no_argument, NULL, 'n'},
 	{"help", no_argument, NULL, 'h'},
@@ -426,6 +432,9 @@ parse_args(int argc, char **argv, struct run_opts *o)
 			break;
 		case OPT_ALONE:
 			o->alone_if_too_big = true;
+			break;
+		case OPT_RAMP:
+			o->ramp = true;
 			break;
 		case OPT_BACKFILL:
 			o->backfill = count_arg("--backfill", optarg, 0);
@@ -739,7 +748,7 @@ main(int argc, char **argv)
 		cg_init(&r.cg);
 	/* Caps that wait (v1) hold each job to its claim: the claim can
 	 * follow the job's use (run_ramp.c). */
-	r.ramp = r.budget != NULL && o.overrun == OVERRUN_REQUEUE &&
+	r.ramp = o.ramp && r.budget != NULL && o.overrun == OVERRUN_REQUEUE &&
 		 r.cg.active && r.cg.version == 1;
 	if (!o.use_cgroup)
 		snprintf(r.cg.why, sizeof(r.cg.why), "--no-cgroup");

@@ -65,7 +65,7 @@ t_usage() {
 		--grace --halt --joblog --tag --line-buffer --progress \
 		--no-progress --report --no-jobserver --no-cgroup --dry-run --help \
 		--version --overrun --cap-margin --strict-weights \
-		--alone-if-too-big --backfill; do
+		--alone-if-too-big --ramp --backfill; do
 		grep -q -- "$opt" out || fail "--help does not document $opt"
 		# The man page spells each dash as \-.
 		man_opt=$(printf '%s' "$opt" | sed 's/-/\\\\-/g')
@@ -715,7 +715,7 @@ t_ramp() {
 	# and the oldest job's 40M plus that leaves job 3 room for its
 	# whole weight: it starts at once.
 	printf '40M\tsleep 1\n40M\t%s 10 1\n40M\t%s 10 0.3\n' "$HOG" "$HOG" >jobs
-	"$RR" -a jobs -m 100M -j 3 --overrun requeue --report --joblog jl \
+	"$RR" -a jobs -m 100M -j 3 --overrun requeue --ramp --report --joblog jl \
 		>out 2>err || fail "exit $?"
 	awk -F '\t' 'FNR > 1 { s[$1] = $2; e[$1] = $2 + $3 }
 		END { exit !(s[3] < e[1] && s[3] < e[2]) }' jl ||
@@ -727,7 +727,7 @@ t_ramp() {
 	# than the budget.
 	printf '40M\t%s 35 1\n40M\tsleep 0.3 && %s 35 0.2\n40M\t%s 35 1\n' \
 		"$HOG" "$HOG" "$HOG" >jobs
-	"$RR" -a jobs -m 100M -j 3 --overrun requeue --report --joblog jl \
+	"$RR" -a jobs -m 100M -j 3 --overrun requeue --ramp --report --joblog jl \
 		>out 2>err || fail "stall: exit $?"
 	grep -q "overruns:" err && fail "stall: a job was killed"
 	[ "$(awk -F '\t' 'FNR > 1 && $4 == 0' jl | wc -l)" -eq 3 ] ||
@@ -741,7 +741,7 @@ t_ramp() {
 	# then job 1 gets the room; counted oldest, both would wait at their
 	# caps for each other and job 1 be killed.
 	printf '20M\t%s 90 0.2\n50M\tsleep 0.3 && %s 45 0.3\n' "$HOG" "$HOG" >jobs
-	"$RR" -a jobs -m 100M -j 2 --overrun requeue --report --joblog jl \
+	"$RR" -a jobs -m 100M -j 2 --overrun requeue --ramp --report --joblog jl \
 		>out 2>err || fail "liar: exit $?"
 	grep -q "overruns:" err && fail "liar: a job was killed"
 	[ "$(awk -F '\t' 'FNR > 1 && $4 == 0' jl | wc -l)" -eq 2 ] ||
