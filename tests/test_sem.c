@@ -2027,10 +2027,11 @@ convoy_main(void *arg)
 /* Sixteen threads looping on a semaphore of size 2 for long enough to be
  * preempted, holders included (W2 with more threads than CPUs): a caller
  * that finds the units held while nobody is queued yields to the holder
- * instead of queueing, so no convoy forms in which every operation queues
- * and sleeps (docs/sem.md, "Convoys"). Before, once one caller had queued,
- * nearly every later operation did. */
-START_TEST(test_sem_threads_past_the_cpus_form_no_convoy)
+ * instead of queueing, so no convoy forms in which operations queue and
+ * sleep (docs/sem.md, "Convoys"). Returns how many acquires queued, per
+ * thousand. */
+static long
+convoy_round(void)
 {
 	enum { T = 16 };
 	struct convoy c = {0};
@@ -2048,11 +2049,26 @@ START_TEST(test_sem_threads_past_the_cpus_form_no_convoy)
 	ration_sem_stats_t st = stats_of(c.s);
 	ck_assert_int_eq(atomic_load(&c.bad), 0);
 	ck_assert_int_eq(st.acquired, (uint64_t)atomic_load(&c.ops));
-	ck_assert_msg(!CONVOY_CHECKED || st.contended * 10 < st.acquired,
-		      "%llu of %llu acquires queued",
-		      (unsigned long long)st.contended,
-		      (unsigned long long)st.acquired);
 	ck_assert_int_eq(ration_sem_free(c.s), 0);
+	return (long)(st.contended * 1000 / (st.acquired ? st.acquired : 1));
+}
+
+/* Without the yield a round queued 13-130 of every thousand acquires
+ * (this test failed 2 of 4 runs), with it fewer than one; but a loaded
+ * machine (other tests running beside this one) can preempt enough
+ * holders to push a single round to 200, so the best of three rounds is
+ * what is checked. */
+START_TEST(test_sem_threads_past_the_cpus_form_no_convoy)
+{
+	long best = 1000;
+	for (int round = 0; round < 3 && best >= 10; round++) {
+		long queued = convoy_round();
+		if (queued < best)
+			best = queued;
+	}
+	ck_assert_msg(!CONVOY_CHECKED || best < 10,
+		      "%ld of every 1000 acquires queued in the best round",
+		      best);
 }
 END_TEST
 
