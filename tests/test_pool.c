@@ -259,8 +259,8 @@ START_TEST(test_pool_zero_threads_means_usable_cpus)
 END_TEST
 
 /* queue_cap 0 = 1024 per thread. Workers give queue slots back in batches
- * of up to cap/64 (pool.c, slot_batch), so behind busy threads "full" may
- * come up to one batch per thread early, never late. */
+ * of up to cap/64 (pool_lifecycle.c, slot_batch), so behind busy threads
+ * "full" may come up to one batch per thread early, never late. */
 START_TEST(test_pool_zero_queue_cap_means_1024_per_thread)
 {
 	struct gate g = {0};

@@ -3,8 +3,8 @@
  * groups) what the task was measured to use past both. lib/elastic.c keeps
  * the claims and the oldest-first order; lib/elastic_measure.c measures
  * them (one sampler thread per elastic group: per-task jemalloc counters,
- * or the process's RSS). group.c calls only the functions below, around
- * fn. */
+ * or the process's RSS). The group calls only the functions below:
+ * around fn in group_task.c, the rest in group_lifecycle.c. */
 #ifndef RATION_INTERNAL_ELASTIC_H
 #define RATION_INTERNAL_ELASTIC_H
 

@@ -18,7 +18,7 @@ bool ration__pool_help(ration_pool_t *p, ration_task_fn fn,
 /* Say that the caller, a submitter of @p, has just run a short task of
  * its own with ration__pool_help() and will go on doing so while it finds
  * no room: awake workers on other CPUs leave the queue to it (for
- * STEP_BACK_NS at a time, lib/pool.c) instead of pulling the queue's and
+ * STEP_BACK_NS at a time, lib/pool_worker.c) instead of pulling the queue's and
  * the tasks' cache lines to their CPUs. No lock. */
 void ration__pool_helped_short(ration_pool_t *p);
 
