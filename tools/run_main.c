@@ -561,13 +561,13 @@ report(struct runner *r, size_t started)
 			format_size(st.max_in_use, a, sizeof(a));
 			format_size(r->o->budget_bytes, b, sizeof(b));
 			fprintf(stderr,
-				RUN_NAME
-				": memory budget %s, most "
-				"claimed at once %s (%.0f%%; %s)\n",
+				RUN_NAME ": memory budget %s, most "
+					 "claimed at once %s (%.0f%%; %s)\n",
 				b, a,
 				100.0 * (double)st.max_in_use /
 					(double)r->o->budget_bytes,
-				r->ramp ? "each job's cap, and room for ramping "
+				r->ramp ? "each job's cap, and room for "
+					  "ramping "
 					  "jobs to reach their weights, oldest "
 					  "first"
 					: "each job's weight or measured peak, "

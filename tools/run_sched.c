@@ -142,8 +142,7 @@ start(struct runner *r, struct job *j)
 		 * little over. */
 		if (r->ramp && !j->alone)
 			j->cap = ramp_first(r, j);
-		else if (!(j->cap_waits && r->cg.active &&
-			   r->cg.version == 1))
+		else if (!(j->cap_waits && r->cg.active && r->cg.version == 1))
 			j->cap += (int64_t)((double)j->weight * o->cap_margin);
 	}
 	rc = job_spawn(r, j);
