@@ -266,6 +266,16 @@ void format_size(int64_t bytes, char *buf, size_t len);
  * size: a command word like that is a misplaced weight. */
 bool looks_like_weight(const char *s, size_t len);
 
+/* run_options.c */
+
+/* options_parse() - the command line into @o, defaults filled in; exits
+ * RUN_EXIT_USAGE with a message on a usage error, 0 after --help or
+ * --version. */
+void options_parse(int argc, char **argv, struct run_opts *o);
+/* usage_error() - print "ration-run: " and @fmt with @arg, a hint to
+ * --help, and exit RUN_EXIT_USAGE. */
+void usage_error(const char *fmt, const char *arg);
+
 /* run_input.c */
 
 /* input_add_file() - -a FILE: one more argument source. 0 or -ENOMEM. */
@@ -528,5 +538,21 @@ void progress_clear(struct runner *r);
 /* progress_draw() - the progress line (done, running, queued, memory in
  * use vs budget, ETA); @final: the last one, with the time taken. */
 void progress_draw(struct runner *r, bool final);
+
+/* run_report.c: the main thread, before or after the run. */
+
+/* report_dry_run() - -n: each job's number, weight, its source and
+ * command on stdout, and the limits the run would have on stderr; @r has
+ * its jobs read and weighed. */
+void report_dry_run(const struct runner *r);
+/* report_summary() - the end-of-run summary (--report): counts, the most
+ * memory claimed at once, how jobs were measured; and, always, their
+ * overruns and the jobs that used more than they declared. @started:
+ * jobs dispatched. */
+void report_summary(struct runner *r, size_t started);
+/* report_exit_status() - the exit status of a run that ended, as --help
+ * says: 128+N after signal N, 64 after a bad streamed record, else the
+ * failed jobs, at most RUN_EXIT_FAILCAP. */
+int report_exit_status(const struct runner *r);
 
 #endif /* RATION_RUN_H */
