@@ -5,6 +5,7 @@
 #define RATION_TESTS_SHM_HELPERS_H
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
@@ -99,6 +100,29 @@ child_open(const char *name)
 	if (ration_sem_open_shared(name, 0, NULL, &s) != 0)
 		_exit(99);
 	return s;
+}
+
+/* Queue for j->n, log the grant, hold the units until the parent sets
+ * bit j->index of sc->go (at most TEST_WAIT_NS after the grant), then
+ * release and close. */
+static inline int
+child_wait_log(void *arg)
+{
+	struct job *j = arg;
+	ration_sem_t *s = child_open(j->name);
+	int rc = ration_sem_acquire(s, NULL, j->n);
+	if (rc != 0)
+		return rc;
+	log_grant(j->sc, j->index);
+	int64_t deadline = ration_now() + TEST_WAIT_NS;
+	while (!(atomic_load(&j->sc->go) & (1 << j->index)))
+		if (ration_now() > deadline)
+			return ETIMEDOUT;
+		else
+			sleep_ns(MS);
+	if ((rc = ration_sem_release(s, j->n)) != 0)
+		return rc;
+	return ration_sem_free(s);
 }
 
 static inline void

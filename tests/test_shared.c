@@ -267,28 +267,6 @@ END_TEST
 
 /* ---- fifo / occupancy ---- */
 
-/* Child of the FIFO test: wait for n, log the grant, hold until the parent
- * lets this index go. */
-static int
-child_fifo(void *arg)
-{
-	struct job *j = arg;
-	ration_sem_t *s = child_open(j->name);
-	int rc = ration_sem_acquire(s, NULL, j->n);
-	if (rc != 0)
-		return rc;
-	log_grant(j->sc, j->index);
-	int64_t deadline = ration_now() + TEST_WAIT_NS;
-	while (!(atomic_load(&j->sc->go) & (1 << j->index)))
-		if (ration_now() > deadline)
-			return ETIMEDOUT;
-		else
-			sleep_ns(MS);
-	if ((rc = ration_sem_release(s, j->n)) != 0)
-		return rc;
-	return ration_sem_free(s);
-}
-
 /* No grant for a while: the next one must not have barged in. */
 static void
 assert_grants_stay(struct scratch *sc, int k)
@@ -309,7 +287,7 @@ START_TEST(test_shared_fifo_across_processes)
 	for (int i = 0; i < 4; i++) {
 		jobs[i] = (struct job){
 			.name = name, .sc = sc, .n = want[i], .index = i};
-		pid[i] = spawn(child_fifo, &jobs[i]);
+		pid[i] = spawn(child_wait_log, &jobs[i]);
 		wait_waiters(s, i + 1);
 	}
 
