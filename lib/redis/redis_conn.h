@@ -19,7 +19,7 @@ enum redis_script {
 	RS_RESIZE,  /* new size */
 	RS_CLOSE,
 	RS_RENEW, /* ticket ("" = none): a = 1 if it is still pending */
-	RS_STATS, /* a long reply, see redis_sem.c */
+	RS_STATS, /* a long reply, see redis_lifecycle.c */
 	RS_SYNC,  /* held as the handle counts it, mode (e/r), leases */
 	RS_BYE,
 	RS_CONSUME, /* n: taken now, past the size if need be */

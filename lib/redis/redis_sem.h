@@ -1,6 +1,10 @@
-/* redis_sem.h (internal) - the Redis semaphore handle, shared by
- * redis_sem.c (operations, session, renewer) and redis_wait.c (a queued
- * caller's wait). Locking: see redis_sem.c. */
+/* redis_sem.h (internal) - the Redis semaphore handle, and what the files
+ * of the Redis backend share:
+ *   redis_sem.c        the operations and the ops table
+ *   redis_lifecycle.c  open, free, stats
+ *   redis_session.c    the session: round trips, repairs, the renewer
+ *   redis_wait.c       a queued caller's wait for its ticket
+ * Connections and the scripts: redis_conn.h. Locking: see redis_sem.c. */
 #ifndef RATION_INTERNAL_REDIS_SEM_H
 #define RATION_INTERNAL_REDIS_SEM_H
 
@@ -147,7 +151,13 @@ void ration__redis_collect_dropped(struct redis_handle *r);
 /* The renewer thread's body (mu not held). */
 void *ration__redis_renewer(void *arg);
 
-/* redis_sem.c, all with r->mu held: */
+/* redis_sem.c: */
+/* The ops of a Redis handle. */
+struct ration__sem_ops;
+extern const struct ration__sem_ops ration__redis_ops;
+/* The error a script's reply code stands for (-EPROTO if unknown). */
+int ration__redis_code_err(int code);
+/* All with r->mu held: */
 /* Take @n or queue for it: 0 granted, 1 queued as *tk (counted in
  * waiting), or an error. */
 int ration__redis_enqueue(struct redis_handle *r, int64_t deadline_ns,
@@ -156,6 +166,11 @@ int ration__redis_enqueue(struct redis_handle *r, int64_t deadline_ns,
 /* Book a grant of @n with @fence (and fill @out when a lease). */
 void ration__redis_granted(struct redis_handle *r, uint64_t fence, int64_t n,
 			   ration_lease_t *out);
+
+/* redis_lifecycle.c: the ops that read the server's stats, and free. */
+int64_t ration__redis_available(const ration_sem_t *s);
+void ration__redis_stats(const ration_sem_t *s, ration_sem_stats_t *out);
+int ration__redis_free(ration_sem_t *s);
 
 /* redis_wait.c, mu not held: block until ticket @tk's outcome. */
 int ration__redis_wait_ticket(struct redis_handle *r, ration_ctx_t *ctx,

@@ -2,7 +2,7 @@
  * judging its slots alive (through shm_alive.c's locks), the robust lock
  * (waited for no longer than the caller's deadline) and the recount that
  * repairs the derived state after a crash, and holder slots. The queue:
- * shm_queue.c; the lanes: shm_lanes.c; the operations: shm_sem.c.
+ * shm_queue.c; waits: shm_wait.c; lanes: shm_lanes.c; ops: shm_sem.c.
  *
  * Truth and derived state. The slots are the truth:
  *	avail = size - sum(held of USED holders) - sum(held of USED lanes)

@@ -1,8 +1,9 @@
 /* shm_seg.h (internal) - what the files of the shared backend share: the
  * handle, making and checking the segment, the robust lock with its
  * recount and holder slots (shm_seg.c); liveness locks (shm_alive.c);
- * granting from the queue (shm_queue.c); the lanes and the registry
- * (shm_lanes.c); consume (shm_consume.c); the ops table (shm_sem.c). */
+ * granting from the queue (shm_queue.c); a queued caller's wait
+ * (shm_wait.c); the lanes and the registry (shm_lanes.c); consume
+ * (shm_consume.c); the operations and the ops table (shm_sem.c). */
 #ifndef RATION_INTERNAL_SHM_SEG_H
 #define RATION_INTERNAL_SHM_SEG_H
 
@@ -122,6 +123,16 @@ bool ration__shm_decide(struct shm_seg *g, struct shm_waiter *w, int outcome,
 			struct ration__shm_wake *wk);
 /* Clear SLOW if nothing needs it any more (mu held). */
 void ration__shm_clear_slow(struct shm_seg *g);
+
+/* A queued caller (shm_wait.c). Queue the caller for @n (mu held, bound):
+ * a free waiter slot, a ticket, SLOW up; NULL when every slot is taken. */
+struct shm_waiter *ration__shm_enqueue(struct ration__shm *sh, int64_t n,
+				       struct ration__shm_wake *wk);
+/* Wait in slot @w (mu not held) until its outcome is decided or the wait
+ * must end by @ctx or @deadline_ns; then settle the slot, under mu if it
+ * can be had soon. Return 0 (weight is ours) or an error. */
+int ration__shm_wait(struct ration__shm *sh, struct shm_waiter *w,
+		     ration_ctx_t *ctx, int64_t deadline_ns);
 /* Raise max_in_use to size - @avail_after if that is higher. */
 void ration__shm_note_in_use(struct shm_seg *g, int64_t avail_after);
 
