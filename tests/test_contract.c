@@ -34,6 +34,7 @@ struct backend {
 	/* Remove what open left behind, once every handle is freed. */
 	void (*remove)(const char *name);
 	bool leases; /* ration_sem_acquire_lease() works */
+	int64_t max; /* the most units in use it counts exactly */
 };
 
 static int
@@ -62,9 +63,10 @@ open_redis(const char *name, int64_t size, ration_sem_t **out)
 }
 
 static const struct backend backends[] = {
-	{"inproc", open_inproc, NULL, false},
-	{"shared", open_shared, remove_shared, true},
-	{"redis", open_redis, NULL, true},
+	{"inproc", open_inproc, NULL, false, RATION_SEM_MAX},
+	{"shared", open_shared, remove_shared, true, RATION_SEM_MAX},
+	/* Lua numbers are doubles: exact only up to 2^53. */
+	{"redis", open_redis, NULL, true, RATION_REMOTE_SEM_MAX},
 };
 
 static const struct backend *B; /* the one under test */
@@ -413,7 +415,6 @@ END_TEST
 START_TEST(test_contract_consume_past_the_size)
 {
 	ration_sem_t *s = sem(4);
-	ck_assert_int_eq(ration_sem_consume(s, 0), -EINVAL);
 	ck_assert_int_eq(ration_sem_acquire(s, NULL, 2), 0);
 	ck_assert_int_eq(ration_sem_consume(s, 3), 0);
 	ck_assert_int_eq(ration_sem_available(s), -1);
@@ -431,8 +432,38 @@ START_TEST(test_contract_consume_past_the_size)
 	ck_assert_int_eq(st.available, 4);
 	ck_assert_uint_eq(st.consumed, 3);
 	ck_assert_int_ge(st.max_in_use, 5);
+	ck_assert_int_eq(ration_sem_free(s), 0);
+}
+END_TEST
+
+/* consume's errors come in the documented order (-EINVAL, -EPIPE,
+ * -EOVERFLOW) and take nothing; in_use may reach the backend's B->max
+ * exactly, not one more. */
+START_TEST(test_contract_consume_errors_in_order)
+{
+	const int64_t max = B->max;
+	ration_sem_t *s = sem(10);
+	ck_assert_int_eq(ration_sem_consume(NULL, 1), -EINVAL);
+	ck_assert_int_eq(ration_sem_consume(s, 0), -EINVAL);
+	ck_assert_int_eq(ration_sem_consume(s, -3), -EINVAL);
+	ck_assert_int_eq(ration_sem_consume(s, max + 1), -EOVERFLOW);
+	ck_assert_int_eq(ration_sem_consume(s, INT64_MAX), -EOVERFLOW);
+	ck_assert_int_eq(ration_sem_try_acquire(s, 3), 0);
+	ck_assert_int_eq(ration_sem_consume(s, max - 2), -EOVERFLOW);
+	ck_assert_int_eq(ration_sem_available(s), 7);
+	ck_assert_int_eq(ration_sem_consume(s, max - 3),
+			 0); /* in_use at the limit */
+	ck_assert_int_eq(ration_sem_consume(s, 1), -EOVERFLOW);
+
+	/* Closed with in_use at the limit: -EPIPE before -EOVERFLOW, and
+	 * -EINVAL before -EPIPE. */
 	ration_sem_close(s);
 	ck_assert_int_eq(ration_sem_consume(s, 1), -EPIPE);
+	ck_assert_int_eq(ration_sem_consume(s, 0), -EINVAL);
+	ck_assert_int_eq(ration_sem_release(s, max), 0);
+	ration_sem_stats_t st = stats(s);
+	ck_assert_int_eq(st.available, 10);
+	ck_assert_uint_eq(st.consumed, (uint64_t)(max - 3));
 	ck_assert_int_eq(ration_sem_free(s), 0);
 }
 END_TEST
@@ -456,6 +487,7 @@ contract_suite(void)
 	tcase_add_test(tc, test_contract_weights_never_exceed_size);
 	tcase_add_test(tc, test_contract_leases);
 	tcase_add_test(tc, test_contract_consume_past_the_size);
+	tcase_add_test(tc, test_contract_consume_errors_in_order);
 	suite_add_tcase(su, tc);
 	return su;
 }

@@ -1915,34 +1915,6 @@ START_TEST(test_sem_consume_holds_back_waiters_in_fifo_order)
 }
 END_TEST
 
-/* Errors come in the documented order and take nothing. */
-START_TEST(test_sem_consume_errors_change_nothing)
-{
-	ration_sem_t *s;
-	ck_assert_int_eq(ration_sem_new(10, NULL, &s), 0);
-	ck_assert_int_eq(ration_sem_consume(NULL, 1), -EINVAL);
-	ck_assert_int_eq(ration_sem_consume(s, 0), -EINVAL);
-	ck_assert_int_eq(ration_sem_consume(s, -3), -EINVAL);
-	ck_assert_int_eq(ration_sem_consume(s, RATION_SEM_MAX + 1), -EOVERFLOW);
-	ck_assert_int_eq(ration_sem_consume(s, INT64_MAX), -EOVERFLOW);
-	ck_assert_int_eq(ration_sem_try_acquire(s, 3), 0);
-	ck_assert_int_eq(ration_sem_consume(s, RATION_SEM_MAX - 2), -EOVERFLOW);
-	ck_assert_int_eq(ration_sem_available(s), 7);
-	ck_assert_int_eq(ration_sem_consume(s, RATION_SEM_MAX - 3),
-			 0); /* in_use at the limit */
-	ck_assert_int_eq(ration_sem_consume(s, 1), -EOVERFLOW);
-	ck_assert_int_eq(ration_sem_release(s, RATION_SEM_MAX), 0);
-
-	ration_sem_close(s);
-	ck_assert_int_eq(ration_sem_consume(s, 1), -EPIPE);
-	ck_assert_int_eq(ration_sem_consume(s, 0), -EINVAL);
-	ration_sem_stats_t st = stats_of(s);
-	ck_assert_int_eq(st.available, 10);
-	ck_assert_int_eq(st.consumed, (uint64_t)(RATION_SEM_MAX - 3));
-	ck_assert_int_eq(ration_sem_free(s), 0);
-}
-END_TEST
-
 struct consumer {
 	pthread_t t;
 	ration_sem_t *s;
@@ -2112,7 +2084,6 @@ sem_suite(void)
 	tcase_add_test(
 		tc, test_sem_consume_passes_the_size_and_is_repaid_by_release);
 	tcase_add_test(tc, test_sem_consume_holds_back_waiters_in_fifo_order);
-	tcase_add_test(tc, test_sem_consume_errors_change_nothing);
 	tcase_add_test(tc,
 		       test_sem_consume_races_with_acquirers_lose_no_weight);
 	suite_add_tcase(su, tc);

@@ -97,31 +97,6 @@ START_TEST(test_shared_consume_holds_back_waiters_in_fifo_order)
 }
 END_TEST
 
-/* Errors in the documented order, nothing taken on error. */
-START_TEST(test_shared_consume_errors_change_nothing)
-{
-	char name[64];
-	new_name(name, sizeof(name));
-	ration_sem_t *s = create(name, 10);
-	ck_assert_int_eq(ration_sem_consume(s, 0), -EINVAL);
-	ck_assert_int_eq(ration_sem_consume(s, RATION_SEM_MAX + 1), -EOVERFLOW);
-	ck_assert_int_eq(ration_sem_try_acquire(s, 3), 0);
-	ck_assert_int_eq(ration_sem_consume(s, RATION_SEM_MAX - 2), -EOVERFLOW);
-	ck_assert_int_eq(ration_sem_available(s), 7);
-	ck_assert_int_eq(ration_sem_consume(s, RATION_SEM_MAX - 3),
-			 0); /* at the limit */
-	ck_assert_int_eq(ration_sem_consume(s, 1), -EOVERFLOW);
-	ck_assert_int_eq(ration_sem_release(s, RATION_SEM_MAX), 0);
-	ration_sem_close(s);
-	ck_assert_int_eq(ration_sem_consume(s, 1), -EPIPE);
-	ration_sem_stats_t st = stats_of(s);
-	ck_assert_int_eq(st.available, 10);
-	ck_assert_uint_eq(st.consumed, (uint64_t)(RATION_SEM_MAX - 3));
-	ck_assert_int_eq(ration_sem_free(s), 0);
-	ck_assert_int_eq(ration_sem_unlink_shared(name), 0);
-}
-END_TEST
-
 /* Consume j->n, say so, and wait to be killed. */
 static int
 child_consume_hold(void *arg)
@@ -171,7 +146,6 @@ consume_suite(void)
 		test_shared_consume_passes_the_size_and_is_repaid_by_release);
 	tcase_add_test(tc,
 		       test_shared_consume_holds_back_waiters_in_fifo_order);
-	tcase_add_test(tc, test_shared_consume_errors_change_nothing);
 	tcase_add_test(tc,
 		       test_shared_consumed_units_of_a_dead_process_come_back);
 	suite_add_tcase(s, tc);
