@@ -2,6 +2,10 @@
  * weight, plus what ration_task_grow() added, plus (elastic groups) what
  * the task was measured to use past both (docs/elastic.md).
  *
+ * A claim grows when the task grows, when the sampler measures it over,
+ * and (per-task arenas, elastic_arena.c) when its allocator is about to
+ * commit pages past it: ration__claim_charge waits there like a grow.
+ *
  * A claim only grows by units really taken from the budget: granted by
  * ration_sem_acquire (a task that waits its turn) or taken at once with
  * ration_sem_consume (the oldest running task, which never waits, so that
@@ -151,6 +155,8 @@ raise_waiting(struct ration__elastic *el, struct ration__claim *c,
 	pthread_mutex_unlock(&el->mu);
 
 	rc = ration_sem_acquire(el->budget, w, n);
+	if (rc == -E2BIG) /* never granted: wait to become the oldest */
+		rc = ration_ctx_wait(w);
 
 	pthread_mutex_lock(&el->mu);
 	c->wake = NULL;
@@ -241,7 +247,7 @@ ration__claim_begin(struct ration__elastic *el, struct ration__claim *c,
 	c->ctx = group_ctx;
 	c->own_ctx = NULL;
 	c->wake = NULL;
-	c->tracked = c->cancelled = false;
+	c->tracked = c->cancelled = c->in_arena = false;
 	list_init(&c->node);
 	c->outer = tl_claim;
 	tl_claim = c;
@@ -259,8 +265,11 @@ ration__claim_begin(struct ration__elastic *el, struct ration__claim *c,
 	    ration_ctx_with_cancel(group_ctx, &c->own_ctx) == 0)
 		c->ctx = c->own_ctx;
 	c->allocp = c->deallocp = NULL;
-	if (el->per_task && ration__heap_counters(&c->allocp, &c->deallocp))
+	c->in_arena = false;
+	if (el->per_task && ration__heap_counters(&c->allocp, &c->deallocp)) {
+		c->in_arena = ration__arena_enter(&c->arena, &c->old_arena);
 		c->heap0 = *c->allocp - *c->deallocp;
+	}
 	pthread_mutex_lock(&el->mu);
 	if (list_empty(&el->tracked)) {
 		if (!el->per_task)
@@ -277,6 +286,10 @@ ration__claim_end(struct ration__claim *c, ration_task_report_t *r)
 {
 	struct ration__elastic *el = c->el;
 
+	if (c->in_arena) {
+		c->in_arena = false;
+		ration__arena_leave(c->arena, c->old_arena);
+	}
 	tl_claim = c->outer;
 	if (c->tracked) {
 		pthread_mutex_lock(&el->mu);
@@ -339,6 +352,31 @@ ration_task_grow(ration_ctx_t *ctx, int64_t n)
 		pthread_mutex_unlock(&el->mu);
 	}
 	return rc;
+}
+
+/* ---- backpressure (elastic_arena.c's hooks) ------------------------------ */
+
+int
+ration__claim_charge(unsigned arena, int64_t len)
+{
+	struct ration__claim *c = tl_claim;
+	if (c == NULL || !c->in_arena || c->arena != arena)
+		return 0; /* not a task's own arena: pages for someone else */
+	struct ration__elastic *el = c->el;
+	int64_t need = (int64_t)(*c->allocp - *c->deallocp - c->heap0) + len;
+	/* Within a step of the claim (a size class's padding, a slab) the
+	 * sampler's consume follows: an honest task never waits here. */
+	pthread_mutex_lock(&el->mu);
+	int64_t n = need > c->claim + RATION__CLAIM_STEP
+			    ? round_step(need) - c->claim
+			    : 0;
+	pthread_mutex_unlock(&el->mu);
+	if (n <= 0)
+		return 0;
+	int rc = raise_waiting(el, c, c->ctx, n);
+	/* Only the task's ctx refuses memory; a closed or overflowing budget
+	 * has nothing to hold back. */
+	return rc != 0 && ration_ctx_err(c->ctx) != 0 ? rc : 0;
 }
 
 /* ---- life cycle ---------------------------------------------------------- */

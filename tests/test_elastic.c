@@ -26,7 +26,10 @@ extern _Atomic bool ration__elastic_rss_only;
 /* ---- a scripted task ---------------------------------------------------- */
 
 struct job {
-	int64_t alloc;   /* bytes to allocate and touch */
+	int64_t alloc;    /* bytes to allocate and touch */
+	bool alloc_gated; /* allocate only once grow_now is set */
+	bool may_fail;    /* the allocation may fail (then alloc_null) */
+	bool alloc_null;
 	bool free_early; /* free them again before the gate */
 	int64_t grow;    /* ration_task_grow(grow_ctx or ctx, grow) */
 	ration_ctx_t *grow_ctx;
@@ -41,7 +44,7 @@ struct job {
 static bool use_mmap; /* RSS mode: memory that leaves the process on free */
 
 static void *
-big_alloc(int64_t n)
+big_alloc_or_null(int64_t n)
 {
 	void *p;
 	if (use_mmap) {
@@ -51,8 +54,16 @@ big_alloc(int64_t n)
 	} else {
 		p = malloc((size_t)n);
 	}
+	if (p != NULL)
+		memset(p, 1, (size_t)n); /* resident, for the RSS sampler */
+	return p;
+}
+
+static void *
+big_alloc(int64_t n)
+{
+	void *p = big_alloc_or_null(n);
 	ck_assert_ptr_nonnull(p);
-	memset(p, 1, (size_t)n); /* resident, for the RSS sampler */
 	return p;
 }
 
@@ -76,7 +87,11 @@ job_main(ration_ctx_t *ctx, void *arg)
 
 	atomic_store(&j->step, 1);
 	if (j->alloc > 0) {
-		mem = big_alloc(j->alloc);
+		if (j->alloc_gated)
+			WAIT_FOR(atomic_load(&j->grow_now));
+		mem = j->may_fail ? big_alloc_or_null(j->alloc)
+				  : big_alloc(j->alloc);
+		j->alloc_null = mem == NULL;
 		atomic_store(&j->step, 2);
 	}
 	if (j->free_early) {
@@ -502,6 +517,94 @@ START_TEST(test_elastic_oldest_allocates_past_the_budget)
 }
 END_TEST
 
+/* ---- backpressure --------------------------------------------------------- */
+
+/* Per-task arenas (docs/elastic.md) exist where jemalloc is the process
+ * allocator; elsewhere, and with RSS forced, claims are consume-only. */
+static bool
+backpressure(int i)
+{
+	return i == 0 && ration_account_available();
+}
+
+/* A task that allocates past its claim while the budget is full waits
+ * inside malloc until room comes back; consume-only, it goes on at once. */
+START_TEST(test_backpressure_waits_for_room)
+{
+	struct job a = {0}, c = {0}, b = {.alloc = 24 * MIB};
+	pick_mode(_i);
+	group_up(64 * MIB, 3, true, 0);
+	go(&a, 16 * MIB); /* the oldest */
+	go(&c, 36 * MIB);
+	go(&b, 8 * MIB); /* in use 60 MiB: no room for its 16 more */
+
+	if (backpressure(_i)) {
+		wait_waiters(budget, 1);
+		ck_assert_int_eq(atomic_load(&b.step), 1);
+		atomic_store(&c.go_on, true); /* room: b is granted */
+		WAIT_FOR(atomic_load(&b.step) == 2);
+		ck_assert_int_le(in_use(), 64 * MIB);
+	} else {
+		WAIT_FOR(atomic_load(&b.step) == 2);
+		ck_assert_int_eq(sem_waiters(budget), 0);
+		atomic_store(&c.go_on, true);
+	}
+	atomic_store(&a.go_on, true);
+	atomic_store(&b.go_on, true);
+	ck_assert_int_eq(ration_group_wait(grp), 0);
+	group_down();
+}
+END_TEST
+
+/* A task waiting inside malloc whose ctx ends gets NULL (ENOMEM). */
+START_TEST(test_backpressure_cancelled_while_waiting_is_null)
+{
+	struct job a = {0}, b = {.alloc = 48 * MIB, .may_fail = true};
+	pick_mode(_i);
+	group_up(64 * MIB, 2, true, 0);
+	go(&a, 56 * MIB); /* the oldest */
+	go(&b, 8 * MIB);
+
+	if (backpressure(_i)) {
+		wait_waiters(budget, 1);
+		ration_ctx_cancel(ration_group_ctx(grp));
+		WAIT_FOR(atomic_load(&b.step) == 2);
+		ck_assert(b.alloc_null);
+	} else {
+		WAIT_FOR(atomic_load(&b.step) == 2);
+		ck_assert(!b.alloc_null);
+	}
+	atomic_store(&a.go_on, true);
+	atomic_store(&b.go_on, true);
+	(void)ration_group_wait(grp);
+	group_down();
+}
+END_TEST
+
+/* Every running task allocating past its claim at once: the oldest goes
+ * on, and as each ends the next oldest does; nothing deadlocks. */
+START_TEST(test_backpressure_every_task_past_its_claim_at_once)
+{
+	enum { N = 4 };
+	struct job j[N];
+	pick_mode(_i);
+	group_up(64 * MIB, N, true, 0);
+	for (int k = 0; k < N; k++) {
+		j[k] = (struct job){.alloc = 32 * MIB, .alloc_gated = true};
+		atomic_store(&j[k].go_on, true);
+		go(&j[k], 16 * MIB);
+	}
+	for (int k = 0; k < N; k++)
+		atomic_store(&j[k].grow_now, true);
+
+	ck_assert_int_eq(ration_group_wait(grp), 0);
+	ration_group_stats_t st;
+	ration_group_stats(grp, &st);
+	ck_assert_uint_eq(st.tasks, N);
+	group_down();
+}
+END_TEST
+
 /* ---- suite --------------------------------------------------------------- */
 
 static Suite *
@@ -534,6 +637,15 @@ elastic_suite(void)
 	tcase_add_loop_test(tc, test_elastic_overrun_cancel_is_enomem, 0, 2);
 	tcase_add_loop_test(tc, test_elastic_oldest_allocates_past_the_budget,
 			    0, 2);
+	suite_add_tcase(s, tc);
+
+	tc = tcase_create("backpressure");
+	tcase_set_timeout(tc, 60);
+	tcase_add_loop_test(tc, test_backpressure_waits_for_room, 0, 2);
+	tcase_add_loop_test(
+		tc, test_backpressure_cancelled_while_waiting_is_null, 0, 2);
+	tcase_add_loop_test(
+		tc, test_backpressure_every_task_past_its_claim_at_once, 0, 2);
 	suite_add_tcase(s, tc);
 	return s;
 }

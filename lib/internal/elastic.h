@@ -43,6 +43,10 @@ struct ration__claim {
 	 * tracked, read by the sampler while it is. */
 	const volatile uint64_t *allocp, *deallocp;
 	uint64_t heap0;
+	/* task: the jemalloc arena this task allocates from (its own, whose
+	 * hooks charge commits here) and the thread's arena before it. */
+	unsigned arena, old_arena;
+	bool in_arena;  /* task: allocating from its own arena */
 	bool tracked;   /* task: linked on el->tracked */
 	bool cancelled; /* el->mu: overrun_cancel has fired */
 };
@@ -110,6 +114,17 @@ void ration__elastic_sample_locked(struct ration__elastic *el);
  * counters; false without jemalloc as the process allocator. */
 bool ration__heap_counters(const volatile uint64_t **allocp,
 			   const volatile uint64_t **deallocp);
+/* elastic_arena.c: switch the calling thread to an arena of its own
+ * whose hooks call ration__claim_charge() before committing pages; false
+ * (consume-only) without jemalloc or when jemalloc refuses an arena.
+ * leave switches back to @old and gives the arena back to the pool. */
+bool ration__arena_enter(unsigned *arena, unsigned *old);
+void ration__arena_leave(unsigned arena, unsigned old);
+/* elastic.c, called from the hooks on the allocating thread: the group
+ * task running here is about to commit @len bytes in @arena. Past its
+ * claim it waits for room (the oldest consumes). Return 0 (go on) or the
+ * task's ctx error (refuse the pages: malloc returns NULL). */
+int ration__claim_charge(unsigned arena, int64_t len);
 /* The process's resident bytes through @fd (/proc/self/statm); -1 on error. */
 int64_t ration__rss_read(int fd);
 /* The sampler thread's body (arg: the struct ration__elastic). */
