@@ -3,10 +3,12 @@
 #   1. meson setup without Check on the pkg-config path: tests switch off
 #      (-Dtests=auto) instead of failing the setup;
 #   2. meson install into a temporary prefix;
-#   3. tests/consumer/consumer.c built with pkg-config, linked dynamically
+#   3. every installed public header compiles on its own (-std=c11
+#      -pedantic and gnu11);
+#   4. tests/consumer/consumer.c built with pkg-config, linked dynamically
 #      and fully statically (-static), both run; the cflags must not carry
 #      hiredis (no public header needs it);
-#   4. the same program as a meson project with ration as a subproject and
+#   5. the same program as a meson project with ration as a subproject and
 #      default_library=static: the result must not need libration.so.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -31,6 +33,23 @@ cflags=$(pkg-config --cflags ration)
 case "$cflags" in
 *hiredis*) echo "package-check: hiredis in the consumer's cflags: $cflags" >&2; exit 1 ;;
 esac
+
+echo "package-check: each public header compiles alone"
+# In strict ISO C11 (no feature macro) and in gnu11; with POSIX on,
+# ration_ctx_with_signals (which takes a sigset_t) must be declared.
+incdir=$(pkg-config --variable=includedir ration)
+for h in $(cd "$incdir" && find ration.h ration -name '*.h' | sort); do
+	printf '#include <%s>\nint main(void) { return 0; }\n' "$h" >"$tmp/h.c"
+	for std in c11 gnu11; do
+		# shellcheck disable=SC2086 # cflags' words are meant to split
+		cc -std=$std -pedantic -Wall -Wextra -Werror $cflags -c "$tmp/h.c" \
+			-o /dev/null || { echo "package-check: <$h> alone, -std=$std" >&2; exit 1; }
+	done
+done
+printf '#include <ration.h>\nvoid *f = (void *)ration_ctx_with_signals;\n' >"$tmp/h.c"
+# shellcheck disable=SC2086
+cc -std=c11 -D_POSIX_C_SOURCE=200809L -Werror $cflags -c "$tmp/h.c" -o /dev/null ||
+	{ echo "package-check: ration_ctx_with_signals hidden under POSIX" >&2; exit 1; }
 
 echo "package-check: pkg-config, shared"
 # shellcheck disable=SC2046 # pkg-config's words are meant to split

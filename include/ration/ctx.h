@@ -150,6 +150,9 @@ RATION_API int ration_ctx_wait(ration_ctx_t *ctx);
  */
 RATION_API int ration_ctx_sleep(ration_ctx_t *ctx, int64_t ns);
 
+/* sigset_t is POSIX: <signal.h> hides it in strict ISO C (-std=c11 with no
+ * feature macro), and then only this one declaration is left out. */
+#ifdef SIG_BLOCK
 /**
  * ration_ctx_with_signals() - a child of @parent that is cancelled when
  * one of the signals in @set arrives (Go's signal.NotifyContext).
@@ -193,6 +196,7 @@ RATION_API int ration_ctx_sleep(ration_ctx_t *ctx, int64_t ns);
  */
 RATION_API int ration_ctx_with_signals(ration_ctx_t *parent,
 				       const sigset_t *set, ration_ctx_t **out);
+#endif /* SIG_BLOCK */
 
 /**
  * ration_ctx_signal() - which signal cancelled a ctx made by
