@@ -459,6 +459,8 @@ START_TEST(test_contract_consume_errors_in_order)
 	 * -EINVAL before -EPIPE. */
 	ration_sem_close(s);
 	ck_assert_int_eq(ration_sem_consume(s, 1), -EPIPE);
+	ck_assert_int_eq(ration_sem_consume(s, max + 1), -EPIPE);
+	ck_assert_int_eq(ration_sem_consume(s, INT64_MAX), -EPIPE);
 	ck_assert_int_eq(ration_sem_consume(s, 0), -EINVAL);
 	ck_assert_int_eq(ration_sem_release(s, max), 0);
 	ration_sem_stats_t st = stats(s);
