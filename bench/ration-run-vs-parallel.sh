@@ -5,6 +5,7 @@
 #   bench/ration-run-vs-parallel.sh              ROUNDS=1, ~3 minutes
 #   ROUNDS=3 SEED=7 bench/ration-run-vs-parallel.sh
 #   SETS=liar RUNNERS="ration-run parallel" bench/ration-run-vs-parallel.sh
+#   RUNNERS="ration-run ration-run+--ramp parallel" bench/ration-run-vs-parallel.sh
 #
 # The experiment: JOBS jobs that each allocate and touch N MiB and hold
 # it for T s (N log-uniform in 52..1400 MiB, T in 0.5..2.5 s, seeded),
@@ -14,7 +15,9 @@
 # to BOX (4 GiB) so the OOM killer is real, with a budget of BUDGET
 # (3 GiB):
 #
-#   ration-run  -m 3G -j 8 --overrun requeue (weights from the job list)
+#   ration-run  -m 3G -j 8 --overrun requeue (weights from the job list);
+#               a runner ration-run+OPT,OPT... adds those options (the
+#               ratios in the table are then per variant)
 #   parallel    -j 8 --memfree 1G (honest), + --retries 3 (liars); it reads
 #               the box's free memory, not the host's (see box_awk)
 #   xargs       -P 8
@@ -34,8 +37,9 @@
 # Needs root on a host with a writable memory cgroup (v2, or v1 as on a
 # hybrid host); without one it prints why and exits 77 (skipped).
 # Output: a Markdown table on stdout; raw rows in $OUT/raw.tsv (with the
-# load average at the end of each run), and ration-run's joblog and
-# stderr of each run in $OUT/rr-SET-ROUND.{jl,err}.
+# load average at the end of each run), ration-run's joblog and stderr
+# of each run in $OUT/rr-SET[VARIANT]-ROUND.{jl,err}, parallel's joblog
+# in $OUT/par-SET-ROUND.jl.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -189,14 +193,18 @@ run() {
 	local sampler=$!
 	t0=$(date +%s.%N)
 	case $who in
-	ration-run)
-		rm -f "$OUT/rr-$set-$round.jl"
+	ration-run*)
+		local extra=() tag=${who#ration-run}
+		[ -n "$tag" ] && IFS=, read -r -a extra <<<"${tag#+}"
+		tag=$(printf '%s' "$tag" | tr -c 'A-Za-z0-9\n' _)
+		local base=$OUT/rr-$set$tag-$round
+		rm -f "$base.jl"
 		sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$BOX" \
 			"$RR" -m "${BUDGET_MIB}M" -j "$SLOTS" --overrun requeue \
 			--report --no-progress -a "$T/$set.rr" \
-			--joblog "$OUT/rr-$set-$round.jl" \
-			>/dev/null 2>"$OUT/rr-$set-$round.err" || true
-		rr_oom=$(sed -n "s/.*overruns: \([0-9]*\) OOM kill.*/\1/p" "$OUT/rr-$set-$round.err")
+			--joblog "$base.jl" "${extra[@]}" \
+			>/dev/null 2>"$base.err" || true
+		rr_oom=$(sed -n "s/.*overruns: \([0-9]*\) OOM kill.*/\1/p" "$base.err")
 		rr_oom=${rr_oom:-0} ;;
 	parallel)
 		local retries=
@@ -204,6 +212,7 @@ run() {
 		# shellcheck disable=SC2086
 		sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$BOX" \
 			env PATH="$T/shim:$PATH" parallel -j "$SLOTS" --memfree 1G $retries \
+			--joblog "$OUT/par-$set-$round.jl" \
 			<"$cmdf" >/dev/null 2>"$T/par.err" || true ;;
 	xargs)
 		sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$BOX" \
@@ -249,7 +258,8 @@ pipe_measured=$("$REAL_AWK" -F '\t' 'NR == 2 { print $7 }' "$T/pipe.jl")
 pipe_sum=$("$REAL_AWK" '{ s += $1 * 1024 } END { print s }' "$T/peaks")
 
 # --- the table ------------------------------------------------------------
-"$REAL_AWK" -F '\t' -v budget="$BUDGET_MIB" -v pm="$pipe_measured" -v ps="$pipe_sum" '
+"$REAL_AWK" -F '\t' -v budget="$BUDGET_MIB" -v pm="$pipe_measured" -v ps="$pipe_sum" \
+	-v runners="$RUNNERS" '
 NR == 1 { next }
 {
 	k = $2 SUBSEP $3
@@ -261,33 +271,35 @@ NR == 1 { next }
 END {
 	print "| set | runner | makespan s | peak real use MiB | vs budget | mean use MiB | OOM kills (box) | jobs lost | OOM kills in own cgroup |"
 	print "|---|---|---:|---:|---:|---:|---:|---:|---:|"
-	split("honest liar", sets, " "); split("ration-run parallel xargs", who, " ")
-	for (s = 1; s <= 2; s++) for (w = 1; w <= 3; w++) {
+	ns = split("honest liar", sets, " "); nw = split(runners, who, " ")
+	for (s = 1; s <= ns; s++) for (w = 1; w <= nw; w++) {
 		k = sets[s] SUBSEP who[w]
 		if (!n[k]) continue
 		printf "| %s | %s | %.1f | %.0f | %+.1f%% | %.0f | %d | %d | %s |\n",
 			sets[s], who[w], mk[k] / n[k], pk[k],
 			100 * (pk[k] - budget) / budget, mn[k] / n[k], oo[k], lo[k],
-			who[w] == "ration-run" ? jo[k] : "-"
+			who[w] ~ /^ration-run/ ? jo[k] : "-"
 	}
 	print ""
-	for (s = 1; s <= 2; s++) {
+	for (s = 1; s <= ns; s++) for (w = 1; w <= nw; w++) {
+		if (who[w] !~ /^ration-run/) continue
 		line = ""
 		for (r = 1; r <= nr; r++) {
-			a = ms[r, sets[s], "ration-run"]; b = ms[r, sets[s], "parallel"]
+			a = ms[r, sets[s], who[w]]; b = ms[r, sets[s], "parallel"]
 			if (a && b) line = line sprintf(" %.2f", a / b)
 		}
-		printf "makespan ratio ration-run / parallel, %s set, per round:%s\n", sets[s], line
+		if (line != "")
+			printf "makespan ratio %s / parallel, %s set, per round:%s\n", who[w], sets[s], line
 	}
 	printf "pipeline (300 MiB | 200 MiB): ration-run measured %.0f MiB, processes'"'"' summed peaks %.0f MiB (%+.1f%%)\n",
 		pm / 1048576, ps / 1048576, ps ? 100 * (pm - ps) / ps : 0
 	print ""
 	print "targets:"
-	for (s = 1; s <= 2; s++) {
-		k = sets[s] SUBSEP "ration-run"; p = sets[s] SUBSEP "parallel"
-		if (!n[k]) continue
-		printf "  %s: peak <= budget + 5%%: %s; box OOM kills 0 and jobs lost 0: %s; makespan <= parallel: %s\n",
-			sets[s], pk[k] <= budget * 1.05 ? "yes" : "NO",
+	for (s = 1; s <= ns; s++) for (w = 1; w <= nw; w++) {
+		k = sets[s] SUBSEP who[w]; p = sets[s] SUBSEP "parallel"
+		if (who[w] !~ /^ration-run/ || !n[k]) continue
+		printf "  %s, %s: peak <= budget + 5%%: %s; box OOM kills 0 and jobs lost 0: %s; makespan <= parallel: %s\n",
+			sets[s], who[w], pk[k] <= budget * 1.05 ? "yes" : "NO",
 			(oo[k] == 0 && lo[k] == 0) ? "yes" : "NO",
 			!n[p] ? "-" : mk[k] / n[k] <= mk[p] / n[p] ? "yes" : "NO"
 	}

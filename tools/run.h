@@ -89,6 +89,9 @@ struct job {
 	bool cap_waits;      /* at its cap it waits (v1), not OOM */
 	bool at_cap;         /* waited at its cap at the last sample */
 	int64_t reserved;    /* consumed for a cap not yet raised */
+	int64_t short_by;    /* started early (run_headstart.c): weight
+				      not yet in its cap nor claimed; mu
+				      once handed off */
 	int64_t held;        /* budget acquired to start it */
 	int64_t consumed;    /* budget consumed since (measured) */
 	int64_t cur_bytes;   /* last sample; -1 none yet */
@@ -160,6 +163,7 @@ struct run_opts {
 	bool strict_weights;       /* a job over its weight fails */
 	bool alone_if_too_big;     /* run a job heavier than the budget alone */
 	bool ramp;                 /* --ramp: claims follow caps (run_ramp.c) */
+	bool head_start;           /* --head-start (run_headstart.c) */
 	unsigned backfill;         /* --backfill: bypasses of a blocked head */
 	int64_t sample_ns;         /* how often running jobs are measured */
 };
@@ -228,6 +232,10 @@ struct runner {
 	bool ramp;            /* claims follow caps (run_ramp.c); set
 				      before the threads start */
 	int64_t bank;         /* run_ramp.c: the need beyond the caps */
+	bool head_start;      /* a blocked head starts early
+				      (run_headstart.c); set before the
+				      threads start */
+	size_t head_starts;   /* dispatcher: jobs started early */
 	int64_t next_sample_ns;
 	bool pgroup_scan; /* a running job has no cgroup */
 	int64_t t0_ns;
@@ -478,6 +486,25 @@ void measure_end(struct runner *r, struct job *j, const struct rusage *ru);
 /* overrun_tick() - measure the @running jobs (oldest first), grow their
  * claims on the budget to what they use, and act by --overrun. */
 void overrun_tick(struct runner *r, struct job *running);
+/* run_headstart.c: with r->head_start (--overrun requeue, cgroup v1,
+ * no --ramp), a blocked head job starts capped at the free room. */
+int64_t head_start(struct runner *r, struct job *j, int64_t w);
+/* head_start_cancel() - dispatcher: job @j, started early, could not get
+ * its capped cgroup: wait for the rest of its weight instead. Return: 0,
+ * or the dispatch ctx's error. */
+int head_start_cancel(struct runner *r, struct job *j);
+/* head_start_short() - dispatcher: whether @j, started early, is still
+ * short of its weight, after waiting up to @wait_ns for it not to be. */
+bool head_start_short(struct runner *r, const struct job *j,
+		      int64_t wait_ns);
+/* head_start_raise() - supervisor: raise the cap of @j, started early,
+ * toward its weight as far as the budget's free room allows. Return:
+ * whether it stays waiting at its cap (@waiting: it waits there now). */
+bool head_start_raise(struct runner *r, struct job *j, bool waiting);
+/* head_start_leave() - supervisor: @j ends; it is short of nothing
+ * (the dispatcher stops waiting for it). */
+void head_start_leave(struct runner *r, struct job *j);
+
 /* run_ramp.c: with r->ramp (--overrun requeue, cgroup v1), a running
  * job's claim on the budget is its cap, raised as it uses it. */
 

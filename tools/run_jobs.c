@@ -117,6 +117,7 @@ finish_unrun(struct runner *r, struct job *j)
 static void
 give_back(struct runner *r, struct job *j)
 {
+	head_start_leave(r, j);
 	if (j->consumed > 0)
 		ration_sem_release(r->budget, j->consumed);
 	r->reserved -= j->reserved;

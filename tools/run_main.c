@@ -154,6 +154,11 @@ main(int argc, char **argv)
 	 * follow the job's use (run_ramp.c). */
 	r.ramp = o.ramp && r.budget != NULL && o.overrun == OVERRUN_REQUEUE &&
 		 r.cg.active && r.cg.version == 1;
+	/* The same caps let a blocked head start below its weight
+	 * (run_headstart.c). */
+	r.head_start = o.head_start && !r.ramp && r.budget != NULL &&
+		       o.overrun == OVERRUN_REQUEUE && r.cg.active &&
+		       r.cg.version == 1;
 	if (!o.use_cgroup)
 		snprintf(r.cg.why, sizeof(r.cg.why), "--no-cgroup");
 	r.progress_tty = o.progress && isatty(STDERR_FILENO);

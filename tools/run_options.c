@@ -86,6 +86,11 @@ static const char *const usage_text[] = {
 	"only its\n"
 	"                         cap, raised as it uses its memory, oldest "
 	"first\n"
+	"      --head-start       requeue on cgroup v1: a job that waits "
+	"for memory\n"
+	"                         starts at once, capped at the free room, "
+	"its cap\n"
+	"                         raised as running jobs give memory back\n"
 	"      --backfill N       while the next job waits for memory, let at "
 	"most N\n"
 	"                         jobs behind it that fit now and leave room "
@@ -221,6 +226,7 @@ enum {
 	OPT_STRICT,
 	OPT_ALONE,
 	OPT_RAMP,
+	OPT_HEAD_START,
 	OPT_BACKFILL,
 	OPT_JOBFILE,
 	OPT_RETRIES,
@@ -259,6 +265,7 @@ static const struct option long_opts[] = {
 	{"strict-weights", no_argument, NULL, OPT_STRICT},
 	{"alone-if-too-big", no_argument, NULL, OPT_ALONE},
 	{"ramp", no_argument, NULL, OPT_RAMP},
+	{"head-start", no_argument, NULL, OPT_HEAD_START},
 	{"backfill", required_argument, NULL, OPT_BACKFILL},
 	{"dry-run", no_argument, NULL, 'n'},
 	{"help", no_argument, NULL, 'h'},
@@ -422,6 +429,9 @@ options_parse(int argc, char **argv, struct run_opts *o)
 			break;
 		case OPT_RAMP:
 			o->ramp = true;
+			break;
+		case OPT_HEAD_START:
+			o->head_start = true;
 			break;
 		case OPT_BACKFILL:
 			o->backfill = count_arg("--backfill", optarg, 0);

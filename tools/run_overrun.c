@@ -88,7 +88,8 @@ pick_victim(struct job *running, const struct job *spare)
 		/* Waiting at its cap, a job asks for more than it has:
 		 * over its weight, though capped at it (v1). */
 		if (j == spare || j->stopped || j->overrun_killed ||
-		    j->kill_sent || (over_by(j) <= 0 && !j->at_cap))
+		    j->kill_sent || j->short_by > 0 ||
+		    (over_by(j) <= 0 && !j->at_cap))
 			continue;
 		if (best == NULL || over_by(j) > over_by(best))
 			best = j;
@@ -234,6 +235,10 @@ watch_cap(struct runner *r, struct job *running, struct job *j)
 		j->oom_kills = n;
 		kill(-j->pid, SIGKILL);
 		j->kill_sent = true;
+		return;
+	}
+	if (j->short_by > 0) {
+		j->at_cap = head_start_raise(r, j, waiting);
 		return;
 	}
 	if (r->o->overrun != OVERRUN_REQUEUE)

@@ -76,6 +76,12 @@ report_summary(struct runner *r, size_t started)
 					  "first"
 					: "each job's weight or measured peak, "
 					  "whichever is larger");
+			if (r->head_starts > 0)
+				fprintf(stderr,
+					RUN_NAME ": %zu job%s started early, "
+						 "capped at the free room\n",
+					r->head_starts,
+					r->head_starts == 1 ? "" : "s");
 		}
 		if (r->cg.active)
 			fprintf(stderr,

@@ -125,6 +125,7 @@ start(struct runner *r, struct job *j)
 		js_release(&r->js, j);
 		ration_release_all(j->claims, j->nclaims);
 		j->nclaims = 0;
+		j->short_by = 0;
 		if (rc == -EPIPE)
 			fprintf(stderr, RUN_NAME ": make's jobserver closed; "
 						 "starting no more jobs\n");
@@ -142,15 +143,25 @@ start(struct runner *r, struct job *j)
 		 * little over. */
 		if (r->ramp && !j->alone)
 			j->cap = ramp_first(r, j);
+		else if (j->short_by > 0)
+			j->cap -= j->short_by;
 		else if (!(j->cap_waits && r->cg.active && r->cg.version == 1))
 			j->cap += (int64_t)((double)j->weight * o->cap_margin);
 	}
 	rc = job_spawn(r, j);
+	/* Started early, it needs its cap: without one, its whole weight
+	 * first. */
+	if (rc < 0 && j->short_by > 0) {
+		rc = head_start_cancel(r, j);
+		if (rc == 0)
+			rc = job_spawn(r, j);
+	}
 	if (rc < 0) {
 		ration_release_all(j->claims, j->nclaims);
 		j->nclaims = 0;
 		js_release(&r->js, j);
 		j->spawn_err = rc;
+		j->short_by = 0;
 	}
 	job_handoff(r, j);
 	return 0;
@@ -180,22 +191,22 @@ try_claims(struct runner *r, struct job *c)
 }
 
 /**
- * backfill() - start jobs behind the blocked @head that fit now and
+ * backfill() - start jobs behind the blocked head that fit now and
  * leave room for it (see the top of this file).
- * @s:      the dispatcher state.
- * @head:   the job waiting for memory.
- * @w_head: what it waits for.
+ * @s:        the dispatcher state.
+ * @bypassed: how many jobs passed the head so far; counts these.
+ * @w_head:   what the head waits for.
  *
  * Return: 0, or the error that stops dispatching.
  */
 static int
-backfill(struct sched *s, struct job *head, int64_t w_head)
+backfill(struct sched *s, unsigned *bypassed, int64_t w_head)
 {
 	struct runner *r = s->r;
 	size_t seen = 0;
 
 	for (size_t i = s->in_pos; i < r->njobs && seen < BACKFILL_WINDOW &&
-				   head->bypassed < r->o->backfill;
+				   *bypassed < r->o->backfill;
 	     i++) {
 		struct job *c = job_at(r, i);
 		if (c->taken)
@@ -205,7 +216,7 @@ backfill(struct sched *s, struct job *head, int64_t w_head)
 		    !try_claims(r, c))
 			continue;
 		c->taken = true;
-		head->bypassed++;
+		(*bypassed)++;
 		int rc = start(r, c);
 		if (rc < 0)
 			return rc;
@@ -213,14 +224,24 @@ backfill(struct sched *s, struct job *head, int64_t w_head)
 	return 0;
 }
 
-/* acquire_budget() - @w of the budget for @head, blocking; with
- * backfill, in BACKFILL_POLL_NS rounds with a backfill pass between. */
+/**
+ * acquire_budget() - @w of the budget for @head, blocking; with backfill
+ * or head starts, in BACKFILL_POLL_NS rounds with a backfill pass, then
+ * a head start (run_headstart.c), between.
+ * @s:    the dispatcher state.
+ * @head: the head job.
+ * @w:    what it needs.
+ * @got:  receives what it was given: @w, or less when it starts early.
+ *
+ * Return: 0, or the acquire's error.
+ */
 static int
-acquire_budget(struct sched *s, struct job *head, int64_t w)
+acquire_budget(struct sched *s, struct job *head, int64_t w, int64_t *got)
 {
 	struct runner *r = s->r;
 
-	if (r->o->backfill == 0 || r->js.active)
+	*got = w;
+	if ((r->o->backfill == 0 && !r->head_start) || r->js.active)
 		return ration_sem_acquire(r->budget, r->dispatch_ctx, w);
 	for (;;) {
 		int rc = ration_sem_acquire_until(
@@ -229,10 +250,44 @@ acquire_budget(struct sched *s, struct job *head, int64_t w)
 			return rc;
 		rc = ration_ctx_err(r->dispatch_ctx);
 		if (rc == 0 && head->bypassed < r->o->backfill)
-			rc = backfill(s, head, w);
+			rc = backfill(s, &head->bypassed, w);
+		if (rc < 0)
+			return rc;
+		int64_t early = head_start(r, head, w);
+		if (early > 0) {
+			*got = early;
+			return 0;
+		}
+	}
+}
+
+/**
+ * wait_raised() - @head, started early (run_headstart.c), stays the head
+ * until its cap is its weight or it has ended: nothing behind it starts
+ * meanwhile but by backfill, with the bound and rule it had while it
+ * waited to start.
+ * @s:        the dispatcher state.
+ * @head:     the job, handed to the supervisor (only its short_by is
+ *            read, under mu).
+ * @bypassed: how many jobs passed it before it started.
+ * @w:        its weight.
+ *
+ * Return: 0, or the error that stops dispatching.
+ */
+static int
+wait_raised(struct sched *s, const struct job *head, unsigned bypassed,
+	    int64_t w)
+{
+	struct runner *r = s->r;
+
+	while (head_start_short(r, head, BACKFILL_POLL_NS)) {
+		int rc = ration_ctx_err(r->dispatch_ctx);
+		if (rc == 0 && bypassed < r->o->backfill)
+			rc = backfill(s, &bypassed, w);
 		if (rc < 0)
 			return rc;
 	}
+	return 0;
 }
 
 /**
@@ -249,6 +304,7 @@ admit(struct sched *s, struct job *j)
 {
 	struct runner *r = s->r;
 	int64_t w = budget_weight(r, j);
+	int64_t got = w;
 	int rc = ration_ctx_err(r->dispatch_ctx);
 	size_t n = 0;
 
@@ -259,9 +315,9 @@ admit(struct sched *s, struct job *j)
 			j->claims[n++] = (ration_claim_t){r->slots, 1};
 	}
 	if (rc == 0 && r->budget != NULL && w > 0) {
-		rc = acquire_budget(s, j, w);
+		rc = acquire_budget(s, j, w, &got);
 		if (rc == 0)
-			j->claims[n++] = (ration_claim_t){r->budget, w};
+			j->claims[n++] = (ration_claim_t){r->budget, got};
 	}
 	if (rc < 0)
 		ration_release_all(j->claims, n);
@@ -275,8 +331,14 @@ admit(struct sched *s, struct job *j)
 	if (rc < 0)
 		return rc;
 	j->nclaims = n;
-	j->held = r->budget != NULL ? w : 0;
-	return start(r, j);
+	j->held = r->budget != NULL ? got : 0;
+	unsigned bypassed = j->bypassed;
+	rc = start(r, j);
+	/* @j has started: an error here is the dispatch ctx's (there is no
+	 * jobserver), which stops dispatching at the loop's next check. */
+	if (rc == 0 && got < w)
+		(void)wait_raised(s, j, bypassed, w);
+	return rc;
 }
 
 /* dispatch() - see run.h. */

@@ -131,8 +131,14 @@ job_spawn(struct runner *r, struct job *j)
 	if (rc < 0)
 		goto fail_out;
 	/* No cgroup for this job (none made, or mkdir failed): it still
-	 * runs, measured by its process group. */
-	(void)cg_job_open(&r->cg, j);
+	 * runs, measured by its process group, unless it was started
+	 * early: then its cap is what keeps it within the budget. */
+	rc = cg_job_open(&r->cg, j);
+	if (rc < 0 && j->short_by > 0) {
+		ration_ctx_unref(j->ctx);
+		j->ctx = NULL;
+		goto fail_out;
+	}
 
 	char *argv[] = {"sh", "-c", j->cmd, NULL};
 	struct timespec wall;

@@ -1,0 +1,153 @@
+/* tools/run_headstart.c - ration-run: the blocked head starts early,
+ * capped at the room there is.
+ *
+ * A job spends a good part of its run touching the memory it declared.
+ * When the next job in FIFO order (the head) waits for memory, the jobs
+ * that hold the budget are often only holding it, and the head could
+ * already touch the part of its weight that is free. With --head-start
+ * (--overrun requeue on cgroup v1, where a job at its cap waits instead
+ * of being OOM-killed) the dispatcher then starts the head at once with
+ * its cgroup capped at that free room, taken from the budget like any
+ * claim. The supervisor raises its cap as running jobs give memory back,
+ * taking that room from the budget the same way; the job waits at its
+ * cap meanwhile. The dispatcher keeps it the head until its cap is its
+ * weight: nothing behind it starts but by backfill (run_sched.c), whose
+ * bound and rule are unchanged (at most --backfill jobs pass it, each
+ * leaving room for its whole weight).
+ *
+ * Why this cannot stall or pass the budget:
+ *   - The head starts as the youngest job. Every older job already holds
+ *     its whole weight (or, a liar, reserved room before), and so does
+ *     every job backfill starts, so none of them waits for the head:
+ *     they end, and then the budget has room for the head's whole weight.
+ *     The banker's rule of run_ramp.c holds: the oldest job can always
+ *     reach its weight.
+ *   - Real use stays within the caps, the caps within the claims, and
+ *     the claims within the budget: the head's room is acquired before
+ *     its cap is raised.
+ *   - A job started early is never a victim for waiting at its cap: it
+ *     asks for no more than it declared.
+ *
+ * Elsewhere (no cgroup, cgroup v2 where a cap is an OOM kill, the other
+ * --overrun modes, --ramp, a make jobserver, a job that runs alone) the
+ * head waits for its whole weight, as before.
+ */
+#include "run.h"
+
+#include <time.h>
+
+/**
+ * head_start() - dispatcher: start @j early if part of its weight is
+ * free: take that part, its first cap.
+ * @r: the runner.
+ * @j: the head job, waiting for @w of the budget; holds its slot.
+ * @w: its weight.
+ *
+ * Return: the budget taken for @j, or 0 if it is not started early: too
+ * little room (less than an eighth of its weight or RUN_CAP_STEP_MIN, a
+ * cap a job would only wait at) or head starts off.
+ */
+int64_t
+head_start(struct runner *r, struct job *j, int64_t w)
+{
+	int64_t least = w / 8 > RUN_CAP_STEP_MIN ? w / 8 : RUN_CAP_STEP_MIN;
+
+	if (!r->head_start || j->alone || w <= 0)
+		return 0;
+	int64_t room = ration_sem_available(r->budget);
+	if (room < least || room >= w ||
+	    ration_sem_try_acquire(r->budget, room) < 0)
+		return 0;
+	j->short_by = w - room;
+	r->head_starts++;
+	return room;
+}
+
+/* head_start_cancel() - see run.h. */
+int
+head_start_cancel(struct runner *r, struct job *j)
+{
+	int rc = ration_sem_acquire(r->budget, r->dispatch_ctx, j->short_by);
+
+	if (rc < 0)
+		return rc;
+	for (size_t i = 0; i < j->nclaims; i++)
+		if (j->claims[i].sem == r->budget)
+			j->claims[i].n += j->short_by;
+	j->held += j->short_by;
+	j->cap = j->weight;
+	j->short_by = 0;
+	return 0;
+}
+
+/* head_start_short() - see run.h. */
+bool
+head_start_short(struct runner *r, const struct job *j, int64_t wait_ns)
+{
+	pthread_mutex_lock(&r->mu);
+	if (j->short_by > 0 && wait_ns > 0) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += (time_t)(wait_ns / 1000000000);
+		ts.tv_nsec += (long)(wait_ns % 1000000000);
+		if (ts.tv_nsec >= 1000000000L) {
+			ts.tv_sec++;
+			ts.tv_nsec -= 1000000000L;
+		}
+		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+	}
+	bool short_ = j->short_by > 0;
+	pthread_mutex_unlock(&r->mu);
+	return short_;
+}
+
+/**
+ * set_short() - @j's part of its weight not yet in its cap becomes @n;
+ * the dispatcher, waiting for it to reach 0, is woken then.
+ * @r: the runner.
+ * @j: a job started early.
+ * @n: the new part.
+ */
+static void
+set_short(struct runner *r, struct job *j, int64_t n)
+{
+	pthread_mutex_lock(&r->mu);
+	j->short_by = n;
+	pthread_mutex_unlock(&r->mu);
+	if (n == 0)
+		pthread_cond_broadcast(&r->cv);
+}
+
+/* head_start_raise() - see run.h. The room is taken like any claim, by
+ * try_acquire: the dispatcher's backfill may take free room too, but
+ * never the same, and the caps stay within the budget. */
+bool
+head_start_raise(struct runner *r, struct job *j, bool waiting)
+{
+	int64_t room = ration_sem_available(r->budget);
+	int64_t more = room < j->short_by ? room : j->short_by;
+
+	/* Not by crumbs: each raise wakes a job that soon waits again. */
+	if (more < j->short_by && more < RUN_CAP_STEP_MIN)
+		return waiting;
+	if (ration_sem_try_acquire(r->budget, more) < 0)
+		return waiting;
+	if (cg_job_set_cap(&r->cg, j, j->cap + more) < 0) {
+		ration_sem_release(r->budget, more);
+		return waiting;
+	}
+	for (size_t i = 0; i < j->nclaims; i++)
+		if (j->claims[i].sem == r->budget)
+			j->claims[i].n += more;
+	j->held += more;
+	set_short(r, j, j->short_by - more);
+	return false;
+}
+
+/* head_start_leave() - see run.h. */
+void
+head_start_leave(struct runner *r, struct job *j)
+{
+	if (j->short_by > 0)
+		set_short(r, j, 0);
+}
