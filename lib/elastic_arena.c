@@ -13,17 +13,18 @@
  * pages goes through commit. The arenas' dirty and muzzy decay are 0, so a
  * freed page is decommitted at once instead of sitting dirty (which would
  * be reused with no hook call, and would stay in the process's RSS).
- * Measured with jemalloc 5.3 (docs/elastic.md): malloc/free/malloc of
- * 8 MiB in such an arena calls alloc once, then commit on every malloc
- * and decommit on every free, with or without a process-wide decay
- * setting.
+ * Measured with jemalloc 5.3 (bench/extent_hooks_probe.c, figures in
+ * docs/elastic.md): malloc/free/malloc of 8 MiB in such an arena calls
+ * alloc once, then commit on every malloc and decommit on every free,
+ * with or without a process-wide decay setting.
  *
- * Locks held by jemalloc while the hook waits: the arena's own grow and
- * extent mutexes. Only the task's thread allocates from its arena, so the
- * wait blocks no one else; measured: while a commit hook waits, other
- * threads allocate from other arenas, free into this arena, start threads
- * and create arenas. Allocations made inside the hook (the wait's child
- * ctx) are jemalloc-reentrant and go to arena 0, not back into the hook.
+ * Locks held by jemalloc while the hook waits: the arena's own grow
+ * mutex. Only the task's thread allocates from its arena, so the wait
+ * blocks no one else; measured (the probe's "locks"): while a commit hook
+ * waits, other threads allocate from other arenas, free into this arena,
+ * start threads and create arenas. Allocations made inside the hook (the
+ * wait's child ctx) are jemalloc-reentrant and go to arena 0, not back
+ * into the hook.
  *
  * Arenas are process-wide and reused: a task takes one from the pool at
  * start and gives it back at its end (jemalloc cannot destroy an arena
