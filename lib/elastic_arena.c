@@ -68,15 +68,14 @@ hook_alloc(extent_hooks_t *h, void *addr, size_t size, size_t align, bool *zero,
 		       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
 	if (p == MAP_FAILED)
 		return NULL;
-	if (align > PAGE_SZ) {
-		uintptr_t a =
-			((uintptr_t)p + align - 1) & ~(uintptr_t)(align - 1);
-		size_t lead = a - (uintptr_t)p, tail = len - lead - size;
+	if (align > PAGE_SZ) { /* keep the aligned part only */
+		size_t lead = (align - (uintptr_t)p % align) % align;
+		size_t tail = len - lead - size;
 		if (lead > 0)
 			munmap(p, lead);
 		if (tail > 0)
-			munmap((char *)a + size, tail);
-		p = (char *)a;
+			munmap(p + lead + size, tail);
+		p += lead;
 	}
 	if (*commit && ration__claim_charge(arena, (int64_t)size) != 0) {
 		munmap(p, size);
@@ -173,7 +172,9 @@ arena_create(unsigned *out)
 	unsigned ind;
 	size_t sz = sizeof(ind);
 	extent_hooks_t *hp = &hooks;
-	if (mallctl("arenas.create", &ind, &sz, &hp, sizeof(hp)) != 0)
+	/* The new value is the pointer itself, hence its size. */
+	size_t hp_len = sizeof(hp); /* NOLINT(bugprone-sizeof-expression) */
+	if (mallctl("arenas.create", &ind, &sz, &hp, hp_len) != 0)
 		return false;
 	ssize_t zero = 0;
 	char name[64];

@@ -556,6 +556,27 @@ START_TEST(test_backpressure_waits_for_room)
 }
 END_TEST
 
+/* The oldest task allocates past its claim while the budget is full of
+ * younger tasks: it consumes and goes on (they hold what they have). */
+START_TEST(test_backpressure_oldest_goes_on_while_full)
+{
+	struct job a = {.alloc = 48 * MIB, .alloc_gated = true}, b = {0};
+	pick_mode(_i);
+	group_up(64 * MIB, 2, true, 0);
+	go(&a, 8 * MIB); /* the oldest */
+	go(&b, 56 * MIB);
+
+	atomic_store(&a.grow_now, true);
+	WAIT_FOR(atomic_load(&a.step) == 2);
+	ck_assert_int_eq(sem_waiters(budget), 0);
+	ck_assert_int_eq(atomic_load(&b.step), 1);
+	atomic_store(&a.go_on, true);
+	atomic_store(&b.go_on, true);
+	ck_assert_int_eq(ration_group_wait(grp), 0);
+	group_down();
+}
+END_TEST
+
 /* A task waiting inside malloc whose ctx ends gets NULL (ENOMEM). */
 START_TEST(test_backpressure_cancelled_while_waiting_is_null)
 {
@@ -642,6 +663,8 @@ elastic_suite(void)
 	tc = tcase_create("backpressure");
 	tcase_set_timeout(tc, 60);
 	tcase_add_loop_test(tc, test_backpressure_waits_for_room, 0, 2);
+	tcase_add_loop_test(tc, test_backpressure_oldest_goes_on_while_full, 0,
+			    2);
 	tcase_add_loop_test(
 		tc, test_backpressure_cancelled_while_waiting_is_null, 0, 2);
 	tcase_add_loop_test(
