@@ -44,7 +44,10 @@
 
 #include "internal/atomic_max.h"
 #include "internal/elastic.h"
+#include "internal/nowait.h"
 #include "ration/group.h"
+
+_Thread_local unsigned ration__nowait_depth;
 
 /* The claim of the group task running on this thread (innermost). */
 static _Thread_local struct ration__claim *tl_claim;
@@ -362,6 +365,8 @@ ration__claim_charge(unsigned arena, int64_t len)
 	struct ration__claim *c = tl_claim;
 	if (c == NULL || !c->in_arena || c->arena != arena)
 		return 0; /* not a task's own arena: pages for someone else */
+	if (ration__nowait_depth > 0)
+		return 0; /* a ration lock is held (internal/nowait.h) */
 	struct ration__elastic *el = c->el;
 	int64_t need = (int64_t)(*c->allocp - *c->deallocp - c->heap0) + len;
 	/* Within a step of the claim (a size class's padding, a slab) the

@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "internal/nowait.h"
 #include "ration/learn.h"
 #include "ration/sem.h"
 
@@ -365,6 +366,7 @@ ration_learn_record(ration_learn_t *l, const char *key, int64_t peak_bytes)
 	    peak_bytes > RATION_SEM_MAX)
 		return -EINVAL;
 	pthread_mutex_lock(&l->mu);
+	ration__nowait_begin(); /* insert_at allocates under l->mu */
 	size_t at = lower_bound(l, key, &found);
 	if (!found) {
 		rc = insert_at(l, at, key, strlen(key), peak_bytes);
@@ -375,6 +377,7 @@ ration_learn_record(ration_learn_t *l, const char *key, int64_t peak_bytes)
 		int64_t old = l->v[at].peak_bytes;
 		l->v[at].peak_bytes = old - (old - peak_bytes) / 2;
 	}
+	ration__nowait_end();
 	pthread_mutex_unlock(&l->mu);
 	return rc;
 }
@@ -515,8 +518,10 @@ ration_learn_save(ration_learn_t *l)
 	if (l->path == NULL)
 		return 0;
 	pthread_mutex_lock(&l->mu);
+	ration__nowait_begin(); /* render allocates under l->mu */
 	render(l, &t);
 	int rc = t.err != 0 ? t.err : replace_file(l->path, &t);
+	ration__nowait_end();
 	pthread_mutex_unlock(&l->mu);
 	free(t.buf);
 	return rc;

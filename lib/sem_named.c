@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "internal/list.h"
+#include "internal/nowait.h"
 #include "internal/sem.h"
 #include "ration/sem.h"
 
@@ -26,6 +27,7 @@ ration_sem_open(const char *name, int64_t size, ration_sem_t **out)
 	size_t len = strlen(name);
 	int rc = 0;
 	pthread_mutex_lock(&registry_mu);
+	ration__nowait_begin(); /* allocates under registry_mu */
 	for (struct ration__list *n = registry.next; n != &registry;
 	     n = n->next) {
 		ration_sem_t *s =
@@ -54,6 +56,7 @@ ration_sem_open(const char *name, int64_t size, ration_sem_t **out)
 	list_push_back(&registry, &s->reg_node);
 	*out = s;
 out:
+	ration__nowait_end();
 	pthread_mutex_unlock(&registry_mu);
 	return rc;
 }

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 
 #include "internal/clock.h"
+#include "internal/nowait.h"
 #include "internal/timer.h"
 
 static pthread_mutex_t timer_mu = PTHREAD_MUTEX_INITIALIZER;
@@ -135,6 +136,7 @@ ration__timer_arm(struct ration__timer *t, int64_t deadline_ns)
 	int rc = 0;
 
 	pthread_mutex_lock(&timer_mu);
+	ration__nowait_begin(); /* the heap grows under timer_mu */
 	if (t->idx != TIMER_IDLE) {
 		if (deadline_ns < t->deadline) {
 			t->deadline = deadline_ns;
@@ -165,6 +167,7 @@ ration__timer_arm(struct ration__timer *t, int64_t deadline_ns)
 	if (heap[0] == t)
 		pthread_cond_signal(&timer_cv);
 out:
+	ration__nowait_end();
 	pthread_mutex_unlock(&timer_mu);
 	return rc;
 }

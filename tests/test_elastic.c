@@ -577,6 +577,53 @@ START_TEST(test_backpressure_oldest_goes_on_while_full)
 }
 END_TEST
 
+/* An allocation that ration makes under one of its own locks never waits
+ * (internal/nowait.h): the oldest task may need that lock to end. Here a
+ * learn table's key copy, made under the table's lock, past the claim of
+ * a task that is not the oldest while the budget is full. */
+struct record_job {
+	ration_learn_t *l;
+	const char *key;
+	int rc;
+	_Atomic bool done;
+};
+
+static int
+record_main(ration_ctx_t *ctx, void *arg)
+{
+	(void)ctx;
+	struct record_job *r = arg;
+	r->rc = ration_learn_record(r->l, r->key, 1);
+	atomic_store(&r->done, true);
+	return 0;
+}
+
+START_TEST(test_backpressure_never_waits_under_a_ration_lock)
+{
+	enum { KEYLEN = 4 << 20 };
+	char *key = malloc(KEYLEN + 1);
+	ck_assert_ptr_nonnull(key);
+	memset(key, 'k', KEYLEN);
+	key[KEYLEN] = '\0';
+	struct job a = {0};
+	struct record_job r = {.key = key};
+	ck_assert_int_eq(ration_learn_open(NULL, &r.l), 0);
+	pick_mode(_i);
+	group_up(64 * MIB, 2, true, 0);
+	go(&a, 63 * MIB); /* the oldest, and the budget is full */
+
+	ck_assert_int_eq(ration_group_go(grp, 1 * MIB, record_main, &r), 0);
+	WAIT_FOR(atomic_load(&r.done));
+	ck_assert_int_eq(r.rc, 0);
+	ck_assert_int_eq(atomic_load(&a.step), 1);
+	atomic_store(&a.go_on, true);
+	ck_assert_int_eq(ration_group_wait(grp), 0);
+	group_down();
+	ration_learn_free(r.l);
+	free(key);
+}
+END_TEST
+
 /* A task waiting inside malloc whose ctx ends gets NULL (ENOMEM). */
 START_TEST(test_backpressure_cancelled_while_waiting_is_null)
 {
@@ -665,6 +712,8 @@ elastic_suite(void)
 	tcase_add_loop_test(tc, test_backpressure_waits_for_room, 0, 2);
 	tcase_add_loop_test(tc, test_backpressure_oldest_goes_on_while_full, 0,
 			    2);
+	tcase_add_loop_test(
+		tc, test_backpressure_never_waits_under_a_ration_lock, 0, 2);
 	tcase_add_loop_test(
 		tc, test_backpressure_cancelled_while_waiting_is_null, 0, 2);
 	tcase_add_loop_test(

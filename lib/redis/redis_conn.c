@@ -12,6 +12,7 @@
 #include <sys/time.h>
 
 #include "internal/clock.h"
+#include "internal/nowait.h"
 #include "redis_conn.h"
 
 /* Copy @len bytes of @src into @dst, decoding %XX escapes (a password may
@@ -152,11 +153,13 @@ nopipe_begin(struct nopipe *g)
 	sigpending(&pend);
 	g->pending = sigismember(&pend, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe, &g->old);
+	ration__nowait_begin(); /* hiredis allocates under the handle's lock */
 }
 
 static void
 nopipe_end(struct nopipe *g)
 {
+	ration__nowait_end();
 	sigset_t pipe, pend;
 	sigemptyset(&pipe);
 	sigaddset(&pipe, SIGPIPE);
@@ -226,8 +229,10 @@ ration__redis_connect(const struct redis_conf *cf, int64_t deadline_ns,
 		return -EIO;
 	/* hiredis 0.14 (Debian 12) has no redisOptions: connect with a
 	 * timeout, then bound each reply with redisSetTimeout(). */
+	ration__nowait_begin(); /* callers may hold the handle's lock */
 	redisContext *c =
 		redisConnectWithTimeout(cf->host, cf->port, to_tv(left));
+	ration__nowait_end();
 	if (c == NULL)
 		return -ENOMEM;
 	if (c->err) {
