@@ -68,6 +68,9 @@ typedef struct {
 	                       * task on Linux); false = cpu_ns is -1 */
 	bool elastic; /* a running task's claim on the budget (bytes) follows
 	                       * its measured memory (docs/elastic.md); needs budget;
+	                       * with jemalloc, a task (not the oldest) allocating
+	                       * past its claim waits inside malloc for room, and
+	                       * gets NULL if its ctx ends first;
 	                       * false = the claim is the declared weight */
 	double overrun_cancel; /* elastic: > 0 cancels a task's ctx with -ENOMEM once
 	                        * its measured memory passes weight x this;
