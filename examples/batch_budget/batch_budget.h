@@ -150,6 +150,10 @@ int write_plot(const char *path, const struct config *c,
 /* ---- modes.c: one run in the mode c->mode ---- */
 
 void run(const struct config *c, struct result *r);
+/* Whether the run's claims (the semaphore's max in use) are checked
+ * against budget + largest overrun: elastic mode where jemalloc measures,
+ * so that a task past its claim waits inside malloc (docs/elastic.md). */
+bool elastic_claims_checked(const struct config *c);
 
 /* ---- main.c ---- */
 

@@ -47,8 +47,9 @@
  * was reported, nothing failed; in budget mode without liars the bytes in
  * use never exceeded the budget (ration_sem_stats max_in_use) and peak RSS
  * stayed within budget + --rss-slack; in elastic mode peak RSS stayed
- * within budget + the largest task's overrun + --rss-slack. Bad flags
- * exit 2.
+ * within budget + the largest task's overrun + --rss-slack, and with
+ * jemalloc the claims (max in use) within budget + the largest overrun +
+ * 64 KiB per running task. Bad flags exit 2.
  *
  * Freed task memory goes back to the OS at once, so RSS follows the bytes
  * in use: with jemalloc (the default build) via malloc_conf below (purge

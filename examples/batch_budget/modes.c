@@ -112,6 +112,12 @@ fail_check(struct result *r, const char *fmt, ...)
 	va_end(ap);
 }
 
+bool
+elastic_claims_checked(const struct config *c)
+{
+	return c->mode == MODE_ELASTIC && ration_account_available();
+}
+
 void
 run(const struct config *c, struct result *r)
 {
@@ -268,6 +274,19 @@ run(const struct config *c, struct result *r)
 				fail_check(r, "max in use %lld > budget %lld",
 					   (long long)ss.max_in_use,
 					   (long long)c->budget);
+			/* Elastic with jemalloc: a task past its claim waits
+			 * inside malloc unless it is the oldest, so the claims
+			 * stay within the budget + one task's overrun + less
+			 * than one 64 KiB claim step per running task. */
+			int64_t bound = c->budget + r->max_overrun +
+					(int64_t)r->max_running * (64 << 10);
+			if (elastic_claims_checked(c) && ss.max_in_use > bound)
+				fail_check(r,
+					   "max in use %lld > budget + largest "
+					   "overrun + 64 KiB per running task "
+					   "%lld",
+					   (long long)ss.max_in_use,
+					   (long long)bound);
 		} else {
 			r->safety_engaged = ss.contended > 0;
 		}

@@ -241,7 +241,10 @@ print_report(const struct config *c, const struct result *r)
 	}
 	bool rss_checked = !UNDER_SANITIZER && c->rss_slack > 0;
 	if (r->ok && r->mode == MODE_ELASTIC)
-		printf("  %-22s ok: every task accounted%s\n", "checks",
+		printf("  %-22s ok: every task accounted%s%s\n", "checks",
+		       elastic_claims_checked(c)
+			       ? ", max in use <= budget + largest overrun"
+			       : "",
 		       rss_checked ? ", peak RSS <= budget + largest overrun + "
 				     "slack"
 				   : " (RSS not checked)");
