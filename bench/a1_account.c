@@ -23,8 +23,9 @@
  *       measurement.
  *   ration-bench -w A1 -peer ration-elastic [-n N]
  *       the same empty tasks through a group with a (roomy) budget, and
- *       tasks that each make 100 malloc(64)/free pairs: elastic off, then
- *       on; the overhead per task and per malloc/free pair
+ *       tasks that each make 100 malloc(64)/free pairs: elastic off, on
+ *       (consume-only), and on with backpressure; the overhead per task
+ *       and per malloc/free pair against elastic off
  *       (docs/elastic.md).
  */
 #include <stdio.h>
@@ -169,13 +170,15 @@ group_run(long long n, bool report, bool cpu)
 	return group_run_fn(n, o, false, a1_task);
 }
 
-/* Best of 3 for empty tasks ([0]) and allocating tasks ([1]). */
+/* Best of 3 for empty tasks ([0]) and allocating tasks ([1]); phase 0
+ * elastic off, 1 elastic (consume-only), 2 elastic with backpressure. */
 static void
-elastic_phase(bool elastic, double t[2])
+elastic_phase(int phase, double t[2])
 {
 	t[0] = t[1] = 1e99;
 	for (int rep = 0; rep < 3; rep++) {
-		ration_group_opts_t o = {.elastic = elastic,
+		ration_group_opts_t o = {.elastic = phase > 0,
+					 .backpressure = phase > 1,
 					 .limit = RATION_SEM_MAX};
 		double d = group_run_fn(bench_n, o, true, a1_task);
 		t[0] = d < t[0] ? d : t[0];
@@ -187,18 +190,19 @@ elastic_phase(bool elastic, double t[2])
 static void
 a1_elastic(void)
 {
-	double t[2][2];
-	elastic_phase(false, t[0]);
-	elastic_phase(true, t[1]);
-	for (int p = 0; p < 2; p++) {
+	double t[3][2];
+	for (int p = 0; p < 3; p++)
+		elastic_phase(p, t[p]);
+	for (int p = 0; p < 3; p++) {
 		snprintf(bench_params, sizeof bench_params,
-			 "task=empty elastic=%d jemalloc=%d", p,
-			 ration_account_available() ? 1 : 0);
+			 "task=empty elastic=%d backpressure=%d jemalloc=%d",
+			 p > 0, p > 1, ration_account_available() ? 1 : 0);
 		out("ns_per_task", t[p][0], "ns");
 		if (p > 0)
 			out("overhead_ns_per_task", t[p][0] - t[0][0], "ns");
 		snprintf(bench_params, sizeof bench_params,
-			 "task=%d_mallocs elastic=%d", A1_MALLOCS, p);
+			 "task=%d_mallocs elastic=%d backpressure=%d",
+			 A1_MALLOCS, p > 0, p > 1);
 		out("ns_per_task", t[p][1], "ns");
 		if (p > 0)
 			out("overhead_ns_per_malloc_free",

@@ -268,9 +268,9 @@ ration__claim_begin(struct ration__elastic *el, struct ration__claim *c,
 	    ration_ctx_with_cancel(group_ctx, &c->own_ctx) == 0)
 		c->ctx = c->own_ctx;
 	c->allocp = c->deallocp = NULL;
-	c->in_arena = false;
 	if (el->per_task && ration__heap_counters(&c->allocp, &c->deallocp)) {
-		c->in_arena = ration__arena_enter(&c->arena, &c->old_arena);
+		c->in_arena = el->backpressure &&
+			      ration__arena_enter(&c->arena, &c->old_arena);
 		c->heap0 = *c->allocp - *c->deallocp;
 	}
 	pthread_mutex_lock(&el->mu);
@@ -400,6 +400,7 @@ ration__elastic_new(const ration_group_opts_t *o, struct ration__elastic **out)
 	el->elastic = o->elastic;
 	el->overrun_cancel = o->elastic ? o->overrun_cancel : 0;
 	el->sample_ns = o->sample_ns > 0 ? o->sample_ns : 1000000;
+	el->backpressure = o->backpressure;
 	el->rss_fd = -1;
 	list_init(&el->tracked);
 	pthread_mutex_init(&el->mu, NULL);

@@ -38,7 +38,7 @@ ration_group_new(ration_ctx_t *parent, const ration_group_opts_t *opts,
 	if (opts != NULL)
 		o = *opts;
 	if (o.limit < 0 || o.limit > RATION_SEM_MAX || !(o.tolerance >= 0) ||
-	    (o.elastic && o.budget == NULL))
+	    (o.elastic && o.budget == NULL) || (o.backpressure && !o.elastic))
 		return -EINVAL;
 	if (o.budget_bytes && !ration_account_available())
 		return -ENOTSUP; /* docs/decisions/009-budget-bytes-needs-jemalloc.md */

@@ -5,7 +5,9 @@
  * The elastic tests run twice (loop index 0, 1): with per-task jemalloc
  * counters where jemalloc is the process allocator, and with RSS forced
  * (ration__elastic_rss_only), which is also what builds without jemalloc
- * (the sanitizer builds) use for both. */
+ * (the sanitizer builds) use for both; opts.backpressure is on. The
+ * backpressure tests run a third time (2): per-task counters with
+ * opts.backpressure off, so claims are consume-only. */
 #include <check.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -42,6 +44,7 @@ struct job {
 };
 
 static bool use_mmap; /* RSS mode: memory that leaves the process on free */
+static bool with_backpressure = true; /* elastic groups: opts.backpressure */
 
 static void *
 big_alloc_or_null(int64_t n)
@@ -162,6 +165,7 @@ group_up(int64_t size, unsigned threads, bool elastic, double overrun_cancel)
 				 .limit = threads,
 				 .keep_going = true,
 				 .elastic = elastic,
+				 .backpressure = elastic && with_backpressure,
 				 .overrun_cancel = overrun_cancel,
 				 .on_report = on_report};
 	ck_assert_int_eq(ration_group_new(NULL, &o, &grp), 0);
@@ -212,6 +216,7 @@ pick_mode(int i)
 {
 	atomic_store(&ration__elastic_rss_only, i == 1);
 	use_mmap = i == 1 || !ration_account_available();
+	with_backpressure = i != 2;
 }
 
 /* ---- args --------------------------------------------------------------- */
@@ -245,6 +250,12 @@ START_TEST(test_elastic_bad_options_are_einval)
 				 &(ration_group_opts_t){.budget = s,
 							.elastic = true,
 							.sample_ns = -1},
+				 &g),
+		-EINVAL);
+	ck_assert_int_eq(
+		ration_group_new(NULL,
+				 &(ration_group_opts_t){.budget = s,
+							.backpressure = true},
 				 &g),
 		-EINVAL);
 
@@ -520,7 +531,8 @@ END_TEST
 /* ---- backpressure --------------------------------------------------------- */
 
 /* Per-task arenas (docs/elastic.md) exist where jemalloc is the process
- * allocator; elsewhere, and with RSS forced, claims are consume-only. */
+ * allocator and opts.backpressure is on; elsewhere, with RSS forced or
+ * with the option off, claims are consume-only. */
 static bool
 backpressure(int i)
 {
@@ -709,15 +721,15 @@ elastic_suite(void)
 
 	tc = tcase_create("backpressure");
 	tcase_set_timeout(tc, 60);
-	tcase_add_loop_test(tc, test_backpressure_waits_for_room, 0, 2);
+	tcase_add_loop_test(tc, test_backpressure_waits_for_room, 0, 3);
 	tcase_add_loop_test(tc, test_backpressure_oldest_goes_on_while_full, 0,
-			    2);
+			    3);
 	tcase_add_loop_test(
-		tc, test_backpressure_never_waits_under_a_ration_lock, 0, 2);
+		tc, test_backpressure_never_waits_under_a_ration_lock, 0, 3);
 	tcase_add_loop_test(
-		tc, test_backpressure_cancelled_while_waiting_is_null, 0, 2);
+		tc, test_backpressure_cancelled_while_waiting_is_null, 0, 3);
 	tcase_add_loop_test(
-		tc, test_backpressure_every_task_past_its_claim_at_once, 0, 2);
+		tc, test_backpressure_every_task_past_its_claim_at_once, 0, 3);
 	suite_add_tcase(s, tc);
 	return s;
 }

@@ -35,10 +35,12 @@
  *              task()` would), no budget; a safety net of half the RAM
  *              (a semaphore) and a cap of 4096 live threads stop it from
  *              taking the machine down; the report says if the net engaged
- *   elastic    budget, plus opts.elastic: a running task's claim on the
- *              budget follows what it really allocates, so a task that
- *              lies about its size holds back the next go() instead of
- *              taking the process past the budget
+ *   elastic    budget, plus opts.elastic and opts.backpressure: a running
+ *              task's claim on the budget follows what it really
+ *              allocates, so a task that lies about its size holds back
+ *              the next go() instead of taking the process past the
+ *              budget, and (with jemalloc) waits inside malloc while the
+ *              budget is full unless it is the oldest
  *
  * --lie P:F makes a seeded fraction P of the tasks allocate F x what they
  * declare (the same tasks in every mode).
@@ -122,7 +124,8 @@ usage(FILE *f)
 		   "                      elastic:   budget, and a task's "
 		   "claim follows the memory it\n"
 		   "                                 really allocates (group "
-		   "opts.elastic)\n"
+		   "opts.elastic,\n"
+		   "                                 opts.backpressure)\n"
 		   "                      fixed:     at most K = online CPUs "
 		   "tasks at a time\n"
 		   "                      unbounded: a thread per task, all at "

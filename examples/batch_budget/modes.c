@@ -165,8 +165,12 @@ run(const struct config *c, struct result *r)
 		go.budget_bytes =
 			ration_account_available(); /* -ENOTSUP else */
 		/* elastic: a task's claim follows what it really allocates, so
-		 * a liar holds back go() until its memory is back. */
+		 * a liar holds back go() until its memory is back; with
+		 * backpressure a liar that is not the oldest waits inside
+		 * malloc while the budget is full (the task body allocates
+		 * holding no lock, the condition for turning it on). */
 		go.elastic = c->mode == MODE_ELASTIC;
+		go.backpressure = go.elastic;
 		run_budget = sem;
 		break;
 	case MODE_FIXED:

@@ -68,15 +68,19 @@ typedef struct {
 	                       * task on Linux); false = cpu_ns is -1 */
 	bool elastic; /* a running task's claim on the budget (bytes) follows
 	                       * its measured memory (docs/elastic.md); needs budget;
-	                       * with jemalloc, a task (not the oldest) allocating
-	                       * past its claim waits inside malloc for room, and
-	                       * gets NULL if its ctx ends first;
 	                       * false = the claim is the declared weight */
 	double overrun_cancel; /* elastic: > 0 cancels a task's ctx with -ENOMEM once
 	                        * its measured memory passes weight x this;
 	                        * 0 = never */
 	int64_t sample_ns; /* elastic: how often running tasks' memory is
 	                       * measured; 0 = 1 ms */
+	bool backpressure; /* elastic, with jemalloc: a task (not the oldest)
+	                       * allocating past its claim while the budget is
+	                       * full waits inside malloc for room, and gets NULL
+	                       * if its ctx ends first. It waits holding its
+	                       * locks: see docs/elastic.md before allocating
+	                       * under a lock other tasks take. false = claims
+	                       * are consume-only (counted, never waited for) */
 } ration_group_opts_t;
 
 typedef struct {
@@ -121,7 +125,8 @@ typedef struct {
  * Return: 0, or the first that applies:
  *   -EINVAL    @out NULL, limit < 0, tolerance < 0 or not a number,
  *              elastic without a budget, overrun_cancel < 0 or not a
- *              number (or < 1 and not 0), sample_ns < 0
+ *              number (or < 1 and not 0), sample_ns < 0, backpressure
+ *              without elastic
  *   -ENOTSUP   budget_bytes, but heap bytes cannot be measured here
  *              (ration_account_available() is false: no jemalloc, or the
  *              process's malloc is not jemalloc's); elastic without
