@@ -497,10 +497,12 @@ int head_start_cancel(struct runner *r, struct job *j);
  * short of its weight, after waiting up to @wait_ns for it not to be. */
 bool head_start_short(struct runner *r, const struct job *j,
 		      int64_t wait_ns);
-/* head_start_raise() - supervisor: raise the cap of @j, started early,
- * toward its weight as far as the budget's free room allows. Return:
+/* head_start_raise() - supervisor: raise the cap of @j (one of
+ * @running, oldest first, started early) toward its weight as far as the
+ * budget's free room allows, once no older job waits for room. Return:
  * whether it stays waiting at its cap (@waiting: it waits there now). */
-bool head_start_raise(struct runner *r, struct job *j, bool waiting);
+bool head_start_raise(struct runner *r, const struct job *running,
+		      struct job *j, bool waiting);
 /* head_start_leave() - supervisor: @j ends; it is short of nothing
  * (the dispatcher stops waiting for it). */
 void head_start_leave(struct runner *r, struct job *j);

@@ -120,10 +120,18 @@ set_short(struct runner *r, struct job *j, int64_t n)
 
 /* head_start_raise() - see run.h. The room is taken like any claim, by
  * try_acquire: the dispatcher's backfill may take free room too, but
- * never the same, and the caps stay within the budget. */
+ * never the same, and the caps stay within the budget. An older job
+ * that waits at its cap, or has room reserved past it (a liar,
+ * run_overrun.c), is served first: the early job is the youngest, and
+ * taking big raises ahead of a liar's steps kept the liar waiting for
+ * seconds (measured with bench/ration-run-vs-parallel.sh, liar set). */
 bool
-head_start_raise(struct runner *r, struct job *j, bool waiting)
+head_start_raise(struct runner *r, const struct job *running, struct job *j,
+		 bool waiting)
 {
+	for (const struct job *k = running; k != j; k = k->next)
+		if ((k->at_cap || k->reserved > 0) && !k->kill_sent)
+			return waiting;
 	int64_t room = ration_sem_available(r->budget);
 	int64_t more = room < j->short_by ? room : j->short_by;
 

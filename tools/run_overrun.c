@@ -238,7 +238,7 @@ watch_cap(struct runner *r, struct job *running, struct job *j)
 		return;
 	}
 	if (j->short_by > 0) {
-		j->at_cap = head_start_raise(r, j, waiting);
+		j->at_cap = head_start_raise(r, running, j, waiting);
 		return;
 	}
 	if (r->o->overrun != OVERRUN_REQUEUE)
