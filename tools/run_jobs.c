@@ -351,11 +351,13 @@ enforce(struct runner *r, struct job *running, int64_t now)
 }
 
 /* Reaps finished jobs; wait4 on each pid, never -1, so children that are
- * not jobs (a sanitizer's helper, say) are left alone. */
-static void
+ * not jobs (a sanitizer's helper, say) are left alone. Return: whether
+ * one ended. */
+static bool
 reap(struct runner *r, struct job **running)
 {
 	struct job **pp = running;
+	bool ended = false;
 
 	while (*pp != NULL) {
 		struct job *j = *pp;
@@ -366,6 +368,7 @@ reap(struct runner *r, struct job **running)
 			*pp = j->next;
 			ramp_leave(r, *running, j);
 			finish(r, j, st, &ru);
+			ended = true;
 			continue;
 		}
 		if (p < 0 && errno != EINTR) {
@@ -374,10 +377,12 @@ reap(struct runner *r, struct job **running)
 			*pp = j->next;
 			ramp_leave(r, *running, j);
 			finish(r, j, 255 << 8, &ru);
+			ended = true;
 			continue;
 		}
 		pp = &j->next;
 	}
+	return ended;
 }
 
 /* take_incoming() - move handed-off jobs onto the @running list in
@@ -447,8 +452,12 @@ supervise(void *arg)
 		/* Each round re-checks everything: cheap next to a fork,
 		 * and no event can be missed for having been coalesced. */
 		bool ddone = take_incoming(r, &running);
-		reap(r, &running);
+		/* A job started early waits at its cap for the memory an
+		 * ending job gives back: raised now, not a sample later. */
+		bool ended = reap(r, &running);
 		int64_t now = ration_now();
+		if (ended && r->head_start)
+			r->next_sample_ns = now;
 		if (running != NULL && now >= r->next_sample_ns) {
 			overrun_tick(r, running);
 			r->next_sample_ns = now + r->o->sample_ns;
