@@ -214,6 +214,8 @@ struct runner {
 	struct job *requeued; /* mu; back to the dispatcher, by seq */
 	size_t settled;       /* mu; handed-off jobs finished for good */
 	pthread_cond_t cv;    /* requeued or settled changed */
+	bool liar_running;    /* mu; a running job is past its weight
+				      (run_headstart.c) */
 	int wake_fd;          /* eventfd: incoming or dispatch_done */
 
 	/* Supervisor only. */
@@ -503,6 +505,9 @@ bool head_start_short(struct runner *r, const struct job *j,
  * whether it stays waiting at its cap (@waiting: it waits there now). */
 bool head_start_raise(struct runner *r, const struct job *running,
 		      struct job *j, bool waiting);
+/* head_start_note() - supervisor, each sample: whether one of the
+ * @running jobs is past its weight, for head_start(). */
+void head_start_note(struct runner *r, const struct job *running);
 /* head_start_leave() - supervisor: @j ends; it is short of nothing
  * (the dispatcher stops waiting for it). */
 void head_start_leave(struct runner *r, struct job *j);

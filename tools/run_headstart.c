@@ -54,6 +54,13 @@ head_start(struct runner *r, struct job *j, int64_t w)
 
 	if (!r->head_start || j->alone || w <= 0)
 		return 0;
+	/* A liar's need is known only as it grows: room taken now may be
+	 * the room it asks for next (015/017 serve it first). */
+	pthread_mutex_lock(&r->mu);
+	bool liar = r->liar_running;
+	pthread_mutex_unlock(&r->mu);
+	if (liar)
+		return 0;
 	int64_t room = ration_sem_available(r->budget);
 	if (room < least || room >= w ||
 	    ration_sem_try_acquire(r->budget, room) < 0)
@@ -118,28 +125,77 @@ set_short(struct runner *r, struct job *j, int64_t n)
 		pthread_cond_broadcast(&r->cv);
 }
 
+/* wants_room() - whether @k is past its weight (a liar growing in
+ * steps, run_overrun.c) or waits at its cap. */
+static bool
+wants_room(const struct job *k)
+{
+	return !k->kill_sent &&
+	       (k->at_cap || k->reserved > 0 || k->cap > k->weight);
+}
+
+/* head_start_note() - see run.h. */
+void
+head_start_note(struct runner *r, const struct job *running)
+{
+	bool liar = false;
+
+	if (!r->head_start)
+		return;
+	for (const struct job *k = running; k != NULL && !liar; k = k->next)
+		liar = wants_room(k) && k->short_by == 0;
+	pthread_mutex_lock(&r->mu);
+	r->liar_running = liar;
+	pthread_mutex_unlock(&r->mu);
+}
+
 /* head_start_raise() - see run.h. The room is taken like any claim, by
  * try_acquire: the dispatcher's backfill may take free room too, but
  * never the same, and the caps stay within the budget. An older job
- * that waits at its cap, or has room reserved past it (a liar,
- * run_overrun.c), is served first: the early job is the youngest, and
- * taking big raises ahead of a liar's steps kept the liar waiting for
- * seconds (measured with bench/ration-run-vs-parallel.sh, liar set). */
+ * past its weight or waiting at its cap is served first: the early job
+ * is the youngest, and a liar grows in steps, so raises taken whenever
+ * the liar was not waiting at that moment kept it waiting for seconds
+ * (measured with bench/ration-run-vs-parallel.sh, liar set). But when
+ * every other running job waits at its cap, none will give memory back
+ * but this one, whose need is known: it then takes the room reserved
+ * for the liars' steps too (consume; the claims pass the budget by at
+ * most those reservations, as in run_overrun.c, so no cap does), ends,
+ * and gives the liars more than they reserved. Otherwise all would
+ * wait, and a liar be killed. */
 bool
 head_start_raise(struct runner *r, const struct job *running, struct job *j,
 		 bool waiting)
 {
-	for (const struct job *k = running; k != j; k = k->next)
-		if ((k->at_cap || k->reserved > 0) && !k->kill_sent)
-			return waiting;
-	int64_t room = ration_sem_available(r->budget);
+	bool older = true, liar = false, stuck = true;
+
+	for (const struct job *k = running; k != NULL; k = k->next) {
+		if (k == j) {
+			older = false;
+			continue;
+		}
+		liar = liar || (older && wants_room(k));
+		stuck = stuck && k->at_cap && !k->kill_sent;
+	}
+	if (liar && !stuck)
+		return waiting;
+	int64_t avail = ration_sem_available(r->budget);
+	int64_t room = avail + (stuck ? r->reserved : 0);
 	int64_t more = room < j->short_by ? room : j->short_by;
 
 	/* Not by crumbs: each raise wakes a job that soon waits again. */
 	if (more < j->short_by && more < RUN_CAP_STEP_MIN)
 		return waiting;
-	if (ration_sem_try_acquire(r->budget, more) < 0)
+	/* The free part by try_acquire, which a backfill start racing with
+	 * it cannot also take; only the reserved part by consume. */
+	int64_t unclaimed = avail <= 0 ? 0 : avail < more ? avail : more;
+	if (unclaimed > 0 && ration_sem_try_acquire(r->budget, unclaimed) < 0)
 		return waiting;
+	if (more > unclaimed &&
+	    ration_sem_consume(r->budget, more - unclaimed) < 0) {
+		if (unclaimed > 0)
+			ration_sem_release(r->budget, unclaimed);
+		return waiting;
+	}
 	if (cg_job_set_cap(&r->cg, j, j->cap + more) < 0) {
 		ration_sem_release(r->budget, more);
 		return waiting;

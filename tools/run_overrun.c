@@ -277,6 +277,7 @@ overrun_tick(struct runner *r, struct job *running)
 	}
 	if (r->budget == NULL)
 		return;
+	head_start_note(r, running);
 	ramp_sync(r, running);
 	/* Room reserved for jobs waiting at their caps, or for ramping jobs
 	 * to reach their weights, is no overrun. */
