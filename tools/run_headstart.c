@@ -16,12 +16,15 @@
  * leaving room for its whole weight).
  *
  * Why this cannot stall or pass the budget:
- *   - The head starts as the youngest job. Every older job already holds
- *     its whole weight (or, a liar, reserved room before), and so does
- *     every job backfill starts, so none of them waits for the head:
- *     they end, and then the budget has room for the head's whole weight.
- *     The banker's rule of run_ramp.c holds: the oldest job can always
- *     reach its weight.
+ *   - The head starts as the youngest job, and only while no running job
+ *     is past its weight. Every older job holds its whole weight, and so
+ *     does every job backfill starts, so none of them waits for the
+ *     head: they end, and then the budget has room for the head's whole
+ *     weight. An older job that turns out a liar is served first while
+ *     others run; when every other job waits at its cap, the head takes
+ *     the liars' reserved room instead, ends and gives it back (see
+ *     head_start_raise()). The banker's rule of run_ramp.c holds, with
+ *     liars counted as the youngest.
  *   - Real use stays within the caps, the caps within the claims, and
  *     the claims within the budget: the head's room is acquired before
  *     its cap is raised.
