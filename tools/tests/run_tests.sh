@@ -774,6 +774,12 @@ t_head_start() {
 	grep -q "1 job started early" err || fail "no head start reported"
 	grep -Eq "claimed at once [^ ]+ \((100|[0-9]{1,2})%" err ||
 		fail "claimed more than the budget"
+	# Before the end of the input the free room is backfill's: with job
+	# 3 (50M, too big to pass it) behind it, job 2 waits for job 1.
+	printf '70M\t%s 66 1\n60M\t%s 50 0.2\n50M\ttrue\n' "$HOG" "$HOG" >jobs
+	"$RR" -a jobs -m 100M -j 3 --overrun requeue --head-start --report \
+		--joblog jl >out 2>err || fail "not at the end: exit $?"
+	starts_after_end 1 2 || fail "not at the end: job 2 started early"
 	# A liar (job 2, 20M, grows to 50M) waits at its cap with its room
 	# reserved when job 3 (60M) starts early: the older liar's step
 	# comes first, job 3 is never taken for a job over its weight, and
