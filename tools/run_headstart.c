@@ -10,10 +10,10 @@
  * its cgroup capped at that free room, taken from the budget like any
  * claim. The supervisor raises its cap as running jobs give memory back,
  * taking that room from the budget the same way; the job waits at its
- * cap meanwhile. The dispatcher keeps it the head until its cap is its
- * weight: nothing behind it starts but by backfill (run_sched.c), whose
- * bound and rule are unchanged (at most --backfill jobs pass it, each
- * leaving room for its whole weight).
+ * cap meanwhile. Only at the end of the input (run_sched.c, at_tail()):
+ * before it, backfill puts that room to use. The dispatcher keeps the
+ * job the head until its cap is its weight, so requeued jobs wait
+ * behind it.
  *
  * Why this cannot stall or pass the budget:
  *   - The head starts as the youngest job, and only while no running job
