@@ -15,9 +15,11 @@
 # to BOX (4 GiB) so the OOM killer is real, with a budget of BUDGET
 # (3 GiB):
 #
-#   ration-run  -m 3G -j 8 --overrun requeue (weights from the job list);
-#               a runner ration-run+OPT,OPT... adds those options (the
-#               ratios in the table are then per variant)
+#   ration-run  -m 3G -j 8 --overrun requeue $RR_OPTS (weights from the
+#               job list; RR_OPTS defaults to --head-start, decision 023;
+#               RR_OPTS= for the rule without it); a runner
+#               ration-run+OPT,OPT... adds those options (the ratios in
+#               the table are then per variant)
 #   parallel    -j 8 --memfree 1G (honest), + --retries 3 (liars); it reads
 #               the box's free memory, not the host's (see box_awk)
 #   xargs       -P 8
@@ -52,6 +54,7 @@ JOBS=${JOBS:-32}
 BUDGET_MIB=${BUDGET_MIB:-3072}
 BOX_MIB=${BOX_MIB:-4096}
 SLOTS=${SLOTS:-8}
+RR_OPTS=${RR_OPTS---head-start}
 OUT=${OUT:-$ROOT/build/bench-run}
 
 skip() { echo "SKIP: $*" >&2; exit 77; }
@@ -199,10 +202,11 @@ run() {
 		tag=$(printf '%s' "$tag" | tr -c 'A-Za-z0-9\n' _)
 		local base=$OUT/rr-$set$tag-$round
 		rm -f "$base.jl"
+		# shellcheck disable=SC2086 # RR_OPTS: words, split on purpose
 		sh -c 'echo $$ >"$1/cgroup.procs" && shift && exec "$@"' sh "$BOX" \
 			"$RR" -m "${BUDGET_MIB}M" -j "$SLOTS" --overrun requeue \
 			--report --no-progress -a "$T/$set.rr" \
-			--joblog "$base.jl" "${extra[@]}" \
+			--joblog "$base.jl" $RR_OPTS "${extra[@]}" \
 			>/dev/null 2>"$base.err" || true
 		rr_oom=$(sed -n "s/.*overruns: \([0-9]*\) OOM kill.*/\1/p" "$base.err")
 		rr_oom=${rr_oom:-0} ;;
@@ -235,7 +239,7 @@ run() {
 		"$oom" "$lost" "$rr_oom"
 }
 
-echo "# $(date -u +%FT%TZ) $(nproc) CPUs, cgroup $CGV box ${BOX_MIB} MiB, budget ${BUDGET_MIB} MiB, $JOBS jobs, seed $SEED, $nliars liars, $ROUNDS round(s)" >&2
+echo "# $(date -u +%FT%TZ) $(nproc) CPUs, cgroup $CGV box ${BOX_MIB} MiB, budget ${BUDGET_MIB} MiB, $JOBS jobs, seed $SEED, $nliars liars, $ROUNDS round(s), ration-run options: ${RR_OPTS:-none}" >&2
 printf 'round\tset\trunner\tmakespan_s\tpeak_mib\tmean_mib\tbox_oom\tlost\tjob_oom\tloadavg\n' >"$OUT/raw.tsv"
 for round in $(seq 1 "$ROUNDS"); do
 	for set in $SETS; do
