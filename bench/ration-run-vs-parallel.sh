@@ -16,10 +16,10 @@
 # (3 GiB):
 #
 #   ration-run  -m 3G -j 8 --overrun requeue $RR_OPTS (weights from the
-#               job list; RR_OPTS defaults to --head-start, decision 023;
-#               RR_OPTS= for the rule without it); a runner
+#               job list; RR_OPTS none by default); a runner
 #               ration-run+OPT,OPT... adds those options (the ratios in
-#               the table are then per variant)
+#               the table are then per variant), e.g.
+#               ration-run+--no-head-start for the rule before decision 023
 #   parallel    -j 8 --memfree 1G (honest), + --retries 3 (liars); it reads
 #               the box's free memory, not the host's (see box_awk)
 #   xargs       -P 8
@@ -54,7 +54,7 @@ JOBS=${JOBS:-32}
 BUDGET_MIB=${BUDGET_MIB:-3072}
 BOX_MIB=${BOX_MIB:-4096}
 SLOTS=${SLOTS:-8}
-RR_OPTS=${RR_OPTS---head-start}
+RR_OPTS=${RR_OPTS-}
 OUT=${OUT:-$ROOT/build/bench-run}
 
 skip() { echo "SKIP: $*" >&2; exit 77; }

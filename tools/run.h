@@ -163,7 +163,8 @@ struct run_opts {
 	bool strict_weights;       /* a job over its weight fails */
 	bool alone_if_too_big;     /* run a job heavier than the budget alone */
 	bool ramp;                 /* --ramp: claims follow caps (run_ramp.c) */
-	bool head_start;           /* --head-start (run_headstart.c) */
+	bool head_start;           /* --no-head-start clears it
+				      (run_headstart.c) */
 	unsigned backfill;         /* --backfill: bypasses of a blocked head */
 	int64_t sample_ns;         /* how often running jobs are measured */
 };

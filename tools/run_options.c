@@ -86,11 +86,13 @@ static const char *const usage_text[] = {
 	"only its\n"
 	"                         cap, raised as it uses its memory, oldest "
 	"first\n"
-	"      --head-start       requeue on cgroup v1: the last job, when it "
-	"waits for\n"
-	"                         memory, starts at once, capped at the free "
-	"room, its\n"
-	"                         cap raised as running jobs give memory back\n"
+	"      --no-head-start    requeue on cgroup v1: the last job waits for "
+	"its whole\n"
+	"                         weight, instead of starting at once capped "
+	"at the\n"
+	"                         free room, its cap raised as memory comes "
+	"back\n"
+	"      --head-start       the default: start it early\n"
 	"      --backfill N       while the next job waits for memory, let at "
 	"most N\n"
 	"                         jobs behind it that fit now and leave room "
@@ -227,6 +229,7 @@ enum {
 	OPT_ALONE,
 	OPT_RAMP,
 	OPT_HEAD_START,
+	OPT_NO_HEAD_START,
 	OPT_BACKFILL,
 	OPT_JOBFILE,
 	OPT_RETRIES,
@@ -266,6 +269,7 @@ static const struct option long_opts[] = {
 	{"alone-if-too-big", no_argument, NULL, OPT_ALONE},
 	{"ramp", no_argument, NULL, OPT_RAMP},
 	{"head-start", no_argument, NULL, OPT_HEAD_START},
+	{"no-head-start", no_argument, NULL, OPT_NO_HEAD_START},
 	{"backfill", required_argument, NULL, OPT_BACKFILL},
 	{"dry-run", no_argument, NULL, 'n'},
 	{"help", no_argument, NULL, 'h'},
@@ -288,6 +292,7 @@ options_parse(int argc, char **argv, struct run_opts *o)
 	o->use_cgroup = true;
 	o->cap_margin = 0.25;
 	o->backfill = RUN_BACKFILL_DEFAULT;
+	o->head_start = true;
 	o->sample_ns = RUN_SAMPLE_NS;
 	/* '+': options end at the command, whose own options are its own
 	 * (ration-run -j 2 grep -n x ::: a). */
@@ -432,6 +437,9 @@ options_parse(int argc, char **argv, struct run_opts *o)
 			break;
 		case OPT_HEAD_START:
 			o->head_start = true;
+			break;
+		case OPT_NO_HEAD_START:
+			o->head_start = false;
 			break;
 		case OPT_BACKFILL:
 			o->backfill = count_arg("--backfill", optarg, 0);

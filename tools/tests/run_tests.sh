@@ -65,7 +65,7 @@ t_usage() {
 		--grace --halt --joblog --tag --line-buffer --progress \
 		--no-progress --report --no-jobserver --no-cgroup --dry-run --help \
 		--version --overrun --cap-margin --strict-weights \
-		--alone-if-too-big --ramp --head-start --backfill; do
+		--alone-if-too-big --ramp --head-start --no-head-start --backfill; do
 		grep -q -- "$opt" out || fail "--help does not document $opt"
 		# The man page spells each dash as \-.
 		man_opt=$(printf '%s' "$opt" | sed 's/-/\\\\-/g')
@@ -774,6 +774,11 @@ t_head_start() {
 	grep -q "1 job started early" err || fail "no head start reported"
 	grep -Eq "claimed at once [^ ]+ \((100|[0-9]{1,2})%" err ||
 		fail "claimed more than the budget"
+	# --no-head-start: job 2 waits for job 1, as before.
+	printf '70M\t%s 66 1\n60M\t%s 50 0.2\n' "$HOG" "$HOG" >jobs
+	"$RR" -a jobs -m 100M -j 2 --overrun requeue --no-head-start \
+		--joblog jl >out 2>err || fail "off: exit $?"
+	starts_after_end 1 2 || fail "off: job 2 started early"
 	# Before the end of the input the free room is backfill's: with job
 	# 3 (50M, too big to pass it) behind it, job 2 waits for job 1.
 	printf '70M\t%s 66 1\n60M\t%s 50 0.2\n50M\ttrue\n' "$HOG" "$HOG" >jobs
