@@ -48,7 +48,8 @@
  *
  * Return: the budget taken for @j, or 0 if it is not started early: too
  * little room (less than an eighth of its weight or RUN_CAP_STEP_MIN, a
- * cap a job would only wait at) or head starts off.
+ * cap a job would only wait at), a running job past its weight, or head
+ * starts off.
  */
 int64_t
 head_start(struct runner *r, struct job *j, int64_t w)
