@@ -498,8 +498,7 @@ int64_t head_start(struct runner *r, struct job *j, int64_t w);
 int head_start_cancel(struct runner *r, struct job *j);
 /* head_start_short() - dispatcher: whether @j, started early, is still
  * short of its weight, after waiting up to @wait_ns for it not to be. */
-bool head_start_short(struct runner *r, const struct job *j,
-		      int64_t wait_ns);
+bool head_start_short(struct runner *r, const struct job *j, int64_t wait_ns);
 /* head_start_raise() - supervisor: raise the cap of @j (one of
  * @running, oldest first, started early) toward its weight as far as the
  * budget's free room allows, once no older job waits for room. Return:

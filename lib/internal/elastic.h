@@ -55,7 +55,7 @@ struct ration__claim {
 struct ration__elastic {
 	ration_sem_t *budget; /* immutable, borrowed */
 	bool elastic;         /* immutable: opts.elastic */
-	bool per_task; /* immutable: jemalloc counters per task, else RSS */
+	bool per_task;     /* immutable: jemalloc counters per task, else RSS */
 	bool backpressure; /* immutable: opts.backpressure (per-task arenas) */
 	double overrun_cancel; /* immutable: factor, 0 = never */
 	int64_t sample_ns;     /* immutable */
