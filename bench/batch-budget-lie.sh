@@ -9,8 +9,11 @@
 #   honest elastic    --mode elastic                 target: within 2% of it
 #   lying, no limit   --mode budget --budget 16G --rss-slack 0 --lie 0.2:3
 #                     (nothing held back: the ceiling for any memory policy)
+#   lying elastic, backpressure
+#                     --mode elastic --backpressure --lie 0.2:3 (a liar
+#                     that is not the oldest waits inside malloc)
 #
-#   bench/batch-budget-lie.sh                   REPS=3, about 1 minute when quiet
+#   bench/batch-budget-lie.sh                   REPS=3, about 1.5 minutes when quiet
 #   REPS=5 ARGS='--budget 512M' bench/batch-budget-lie.sh
 #
 # BB: the batch_budget binary (default build/examples/batch_budget); ARGS:
@@ -29,9 +32,11 @@ perf stat -e task-clock true >/dev/null 2>&1 && PERF=1
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 
-names=("honest budget" "lying elastic" "honest elastic" "lying, no limit")
+names=("honest budget" "lying elastic" "honest elastic" "lying, no limit"
+	"lying elastic, backpressure")
 flags=("--mode budget" "--mode elastic --lie 0.2:3" "--mode elastic"
-	"--mode budget --budget 16G --rss-slack 0 --lie 0.2:3")
+	"--mode budget --budget 16G --rss-slack 0 --lie 0.2:3"
+	"--mode elastic --backpressure --lie 0.2:3")
 echo "load before: $(cat /proc/loadavg)"
 for r in $(seq "$REPS"); do
 	for i in "${!names[@]}"; do
@@ -47,9 +52,10 @@ for r in $(seq "$REPS"); do
 		fi
 		wall=$(grep -o '"wall_ns": [0-9]*' "$tmp/json" | awk '{ print $2 / 1e9 }')
 		rss=$(grep -o '"peak_rss_bytes": [0-9]*' "$tmp/json" | awk '{ print $2 / 1048576 }')
+		claims=$(grep -o '"max_in_use_bytes": [0-9]*' "$tmp/json" | awk '{ print $2 / 1048576 }')
 		ok=$(grep -q '"ok": true' "$tmp/json" && echo 1 || echo 0)
 		[ -n "$wall" ] || { echo "${names[$i]}: no result (round $r)" >&2; exit 1; }
-		echo "$i $wall $cpu $pf $rss $ok" >>"$tmp/rows"
+		echo "$i $wall $cpu $pf $rss $ok ${claims:--}" >>"$tmp/rows"
 	done
 done
 echo "load after:  $(cat /proc/loadavg)"
@@ -59,15 +65,16 @@ med() { awk -v i="$1" -v c="$2" '$1 == i && $c != "-" { print $c }' "$tmp/rows" 
 	sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ref=$(med 0 2)
 echo
-echo "| run (median of $REPS) | wall s | vs honest budget | CPU s | page faults | peak RSS MiB (max) | checks ok |"
-echo "|---|---|---|---|---|---|---|"
+echo "| run (median of $REPS) | wall s | vs honest budget | CPU s | page faults | peak RSS MiB (max) | max in use MiB (max) | checks ok |"
+echo "|---|---|---|---|---|---|---|---|"
 for i in "${!names[@]}"; do
 	w=$(med "$i" 2)
 	maxrss=$(awk -v i="$i" '$1 == i && $5 > m { m = $5 } END { printf "%.1f", m }' "$tmp/rows")
+	maxuse=$(awk -v i="$i" '$1 == i && $7 > m { m = $7 } END { printf "%.1f", m }' "$tmp/rows")
 	oks=$(awk -v i="$i" '$1 == i { n++; s += $6 } END { print s "/" n }' "$tmp/rows")
-	printf '| %s | %.2f | %.0f%% | %s | %s | %s | %s |\n' "${names[$i]}" "$w" \
+	printf '| %s | %.2f | %.0f%% | %s | %s | %s | %s | %s |\n' "${names[$i]}" "$w" \
 		"$(awk -v a="$ref" -v b="$w" 'BEGIN { print 100 * a / b }')" \
-		"$(med "$i" 3)" "$(med "$i" 4)" "$maxrss" "$oks"
+		"$(med "$i" 3)" "$(med "$i" 4)" "$maxrss" "$maxuse" "$oks"
 done
 echo
 awk -v a="$ref" -v l="$(med 1 2)" -v h="$(med 2 2)" -v n="$(med 3 2)" 'BEGIN {

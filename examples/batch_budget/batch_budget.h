@@ -52,6 +52,7 @@ struct config {
 	uint64_t seed;
 	enum mode mode;
 	bool compare, json, progress;
+	bool backpressure; /* --backpressure: elastic tasks wait in malloc */
 	const char *timeline;
 	const char *plot; /* --plot FILE.svg */
 	double lie_p,

@@ -35,12 +35,13 @@
  *              task()` would), no budget; a safety net of half the RAM
  *              (a semaphore) and a cap of 4096 live threads stop it from
  *              taking the machine down; the report says if the net engaged
- *   elastic    budget, plus opts.elastic and opts.backpressure: a running
- *              task's claim on the budget follows what it really
- *              allocates, so a task that lies about its size holds back
- *              the next go() instead of taking the process past the
- *              budget, and (with jemalloc) waits inside malloc while the
- *              budget is full unless it is the oldest
+ *   elastic    budget, plus opts.elastic: a running task's claim on the
+ *              budget follows what it really allocates, so a task that
+ *              lies about its size holds back the next go() instead of
+ *              taking the process past the budget; with --backpressure
+ *              (opts.backpressure, jemalloc) such a task also waits
+ *              inside malloc while the budget is full, unless it is the
+ *              oldest
  *
  * --lie P:F makes a seeded fraction P of the tasks allocate F x what they
  * declare (the same tasks in every mode).
@@ -124,8 +125,7 @@ usage(FILE *f)
 		   "                      elastic:   budget, and a task's "
 		   "claim follows the memory it\n"
 		   "                                 really allocates (group "
-		   "opts.elastic,\n"
-		   "                                 opts.backpressure)\n"
+		   "opts.elastic)\n"
 		   "                      fixed:     at most K = online CPUs "
 		   "tasks at a time\n"
 		   "                      unbounded: a thread per task, all at "
@@ -149,6 +149,11 @@ usage(FILE *f)
 		   "mode), e.g. 0.2:3\n"
 		   "  --plot FILE.svg   draw in-use, claimed and RSS over "
 		   "time, one panel per mode\n"
+		   "  --backpressure    elastic runs: a task past its claim "
+		   "waits inside malloc\n"
+		   "                    while the budget is full, unless it "
+		   "is the oldest (group\n"
+		   "                    opts.backpressure; needs jemalloc)\n"
 		   "  --progress        progress line on stderr even when it "
 		   "is not a terminal\n"
 		   "  --io-bw SIZE      simulated input read speed per task, "
@@ -178,8 +183,9 @@ parse_args(int argc, char **argv, struct config *c)
 	for (int i = 1; i < argc; i++) {
 		const char *a = argv[i];
 		bool flag = !strcmp(a, "--compare") || !strcmp(a, "--json") ||
-			    !strcmp(a, "--progress") || !strcmp(a, "--help") ||
-			    !strcmp(a, "-h");
+			    !strcmp(a, "--progress") ||
+			    !strcmp(a, "--backpressure") ||
+			    !strcmp(a, "--help") || !strcmp(a, "-h");
 		const char *v = NULL;
 		if (!flag) {
 			static const char *const with_value[] = {
@@ -204,7 +210,8 @@ parse_args(int argc, char **argv, struct config *c)
 				known |= !strcmp(a, with_value[k]);
 			if (!known &&
 			    (!strcmp(a, "--compare") || !strcmp(a, "--json") ||
-			     !strcmp(a, "--progress")))
+			     !strcmp(a, "--progress") ||
+			     !strcmp(a, "--backpressure")))
 				bad_usage("option '%s' takes no value", a);
 			if (!known)
 				bad_usage("unknown option '%s'", a);
@@ -227,6 +234,8 @@ parse_args(int argc, char **argv, struct config *c)
 			c->json = true;
 		} else if (!strcmp(a, "--progress")) {
 			c->progress = true;
+		} else if (!strcmp(a, "--backpressure")) {
+			c->backpressure = true;
 		} else if (!strcmp(a, "--budget")) {
 			c->budget = parse_size(v);
 			if (c->budget < MIB || c->budget > RATION_SEM_MAX)

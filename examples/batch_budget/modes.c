@@ -115,7 +115,8 @@ fail_check(struct result *r, const char *fmt, ...)
 bool
 elastic_claims_checked(const struct config *c)
 {
-	return c->mode == MODE_ELASTIC && ration_account_available();
+	return c->mode == MODE_ELASTIC && c->backpressure &&
+	       ration_account_available();
 }
 
 void
@@ -167,10 +168,10 @@ run(const struct config *c, struct result *r)
 		/* elastic: a task's claim follows what it really allocates, so
 		 * a liar holds back go() until its memory is back; with
 		 * backpressure a liar that is not the oldest waits inside
-		 * malloc while the budget is full (the task body allocates
-		 * holding no lock, the condition for turning it on). */
+		 * malloc while the budget is full (safe here: the task body
+		 * allocates holding no lock). */
 		go.elastic = c->mode == MODE_ELASTIC;
-		go.backpressure = go.elastic;
+		go.backpressure = go.elastic && c->backpressure;
 		run_budget = sem;
 		break;
 	case MODE_FIXED:
@@ -278,10 +279,11 @@ run(const struct config *c, struct result *r)
 				fail_check(r, "max in use %lld > budget %lld",
 					   (long long)ss.max_in_use,
 					   (long long)c->budget);
-			/* Elastic with jemalloc: a task past its claim waits
-			 * inside malloc unless it is the oldest, so the claims
-			 * stay within the budget + one task's overrun + less
-			 * than one 64 KiB claim step per running task. */
+			/* Elastic with backpressure and jemalloc: a task past
+			 * its claim waits inside malloc unless it is the
+			 * oldest, so the claims stay within the budget + one
+			 * task's overrun + less than one 64 KiB claim step per
+			 * running task. */
 			int64_t bound = c->budget + r->max_overrun +
 					(int64_t)r->max_running * (64 << 10);
 			if (elastic_claims_checked(c) && ss.max_in_use > bound)
