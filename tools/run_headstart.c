@@ -4,9 +4,10 @@
  * A job spends a good part of its run touching the memory it declared.
  * When the next job in FIFO order (the head) waits for memory, the jobs
  * that hold the budget are often only holding it, and the head could
- * already touch the part of its weight that is free. With --head-start
- * (--overrun requeue on cgroup v1, where a job at its cap waits instead
- * of being OOM-killed) the dispatcher then starts the head at once with
+ * already touch the part of its weight that is free. With the head start
+ * (the default, --no-head-start turns it off; --overrun requeue on
+ * cgroup v1, where a job at its cap waits instead of being OOM-killed)
+ * the dispatcher then starts the head at once with
  * its cgroup capped at that free room, taken from the budget like any
  * claim. The supervisor raises its cap as running jobs give memory back,
  * taking that room from the budget the same way; the job waits at its
