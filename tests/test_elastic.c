@@ -206,8 +206,10 @@ rank_from_now(void)
 	w = (struct job){.grow = 1};
 	atomic_store(&w.go_on, true);
 	go(&w, 1);
-	WAIT_FOR(tasks_done() == 1);
+	/* step 4 is stored after grow_rc: its load orders the read */
+	WAIT_FOR(atomic_load(&w.step) == 4);
 	ck_assert_int_eq(w.grow_rc, 0);
+	WAIT_FOR(tasks_done() == 1);
 }
 
 /* Loop index 1 forces RSS (and memory that leaves the process on free). */
