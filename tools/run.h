@@ -553,6 +553,13 @@ size_t dispatch(struct runner *r);
 void sched_requeue(struct runner *r, struct job *j);
 /* sched_settled() - supervisor: @j is finished for good. */
 void sched_settled(struct runner *r);
+/* job_budget_claim() - @j's claim on the budget among its claims (the
+ * dispatcher makes at most one), or NULL when it holds none (no budget,
+ * or weight 0). */
+ration_claim_t *job_budget_claim(const struct runner *r, struct job *j);
+/* runner_wait() - with r->mu held, wait on r->cv (CLOCK_MONOTONIC) for
+ * at most @ns; wake-ups may be spurious. */
+void runner_wait(struct runner *r, int64_t ns);
 
 /* run_output.c: supervisor thread only, once jobs run. */
 

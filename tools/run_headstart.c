@@ -38,8 +38,6 @@
  */
 #include "run.h"
 
-#include <time.h>
-
 /**
  * head_start() - dispatcher: start @j early if part of its weight is
  * free: take that part, its first cap.
@@ -83,9 +81,7 @@ head_start_cancel(struct runner *r, struct job *j)
 
 	if (rc < 0)
 		return rc;
-	for (size_t i = 0; i < j->nclaims; i++)
-		if (j->claims[i].sem == r->budget)
-			j->claims[i].n += j->short_by;
+	job_budget_claim(r, j)->n += j->short_by;
 	j->held += j->short_by;
 	j->cap = j->weight;
 	j->short_by = 0;
@@ -97,17 +93,8 @@ bool
 head_start_short(struct runner *r, const struct job *j, int64_t wait_ns)
 {
 	pthread_mutex_lock(&r->mu);
-	if (j->short_by > 0 && wait_ns > 0) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_sec += (time_t)(wait_ns / 1000000000);
-		ts.tv_nsec += (long)(wait_ns % 1000000000);
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-	}
+	if (j->short_by > 0 && wait_ns > 0)
+		runner_wait(r, wait_ns);
 	bool short_ = j->short_by > 0;
 	pthread_mutex_unlock(&r->mu);
 	return short_;
@@ -205,9 +192,7 @@ head_start_raise(struct runner *r, const struct job *running, struct job *j,
 		ration_sem_release(r->budget, more);
 		return waiting;
 	}
-	for (size_t i = 0; i < j->nclaims; i++)
-		if (j->claims[i].sem == r->budget)
-			j->claims[i].n += more;
+	job_budget_claim(r, j)->n += more;
 	j->held += more;
 	set_short(r, j, j->short_by - more);
 	return false;

@@ -49,9 +49,13 @@ setup(struct runner *r)
 	r->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
 	if (r->wake_fd < 0)
 		return -errno;
-	if (pthread_cond_init(&r->cv, NULL) != 0)
-		return -ENOMEM;
-	return 0;
+	/* Monotonic, as runner_wait()'s deadlines are. */
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	rc = pthread_cond_init(&r->cv, &ca) != 0 ? -ENOMEM : 0;
+	pthread_condattr_destroy(&ca);
+	return rc;
 }
 
 /* teardown() - frees everything setup() and main() made. */

@@ -112,16 +112,15 @@ ramp_first(const struct runner *r, const struct job *j)
 void
 ramp_start(struct runner *r, struct job *j)
 {
-	if (!r->ramp || j->cg_use_fd < 0 || j->cap >= j->held)
+	ration_claim_t *c;
+
+	if (!r->ramp || j->cg_use_fd < 0 || j->cap >= j->held ||
+	    (c = job_budget_claim(r, j)) == NULL)
 		return;
-	for (size_t i = 0; i < j->nclaims; i++) {
-		if (j->claims[i].sem != r->budget)
-			continue;
-		int64_t x = j->held - j->cap;
-		j->claims[i].n -= x;
-		j->held -= x;
-		r->bank += x;
-	}
+	int64_t x = j->held - j->cap;
+	c->n -= x;
+	j->held -= x;
+	r->bank += x;
 }
 
 /* ramp_sync() - see run.h: the reserve made need - shares, by consume
@@ -164,13 +163,11 @@ ramp_leave(struct runner *r, const struct job *running, struct job *j)
 	j->consumed -= t;
 	r->bank += t;
 	more -= t;
-	for (size_t i = 0; i < j->nclaims && more > 0; i++) {
-		if (j->claims[i].sem != r->budget)
-			continue;
-		t = more < j->claims[i].n ? more : j->claims[i].n;
-		j->claims[i].n -= t;
+	ration_claim_t *c = job_budget_claim(r, j);
+	if (c != NULL && more > 0) {
+		t = more < c->n ? more : c->n;
+		c->n -= t;
 		r->bank += t;
-		more -= t;
 	}
 }
 

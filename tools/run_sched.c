@@ -69,6 +69,27 @@ take_next(struct sched *s)
 	return j;
 }
 
+/* job_budget_claim() - see run.h. */
+ration_claim_t *
+job_budget_claim(const struct runner *r, struct job *j)
+{
+	for (size_t i = 0; i < j->nclaims; i++)
+		if (j->claims[i].sem == r->budget)
+			return &j->claims[i];
+	return NULL;
+}
+
+/* runner_wait() - see run.h. */
+void
+runner_wait(struct runner *r, int64_t ns)
+{
+	int64_t at = ration_now() + ns;
+	struct timespec ts = {(time_t)(at / 1000000000),
+			      (long)(at % 1000000000)};
+
+	pthread_cond_timedwait(&r->cv, &r->mu, &ts);
+}
+
 /* wait_more() - nothing left to take: wait until every started job is
  * settled (return false) or one is requeued (true). The dispatch ctx is
  * checked every SETTLE_POLL_NS. */
@@ -79,16 +100,8 @@ wait_more(struct runner *r)
 
 	pthread_mutex_lock(&r->mu);
 	while (r->requeued == NULL && r->settled < r->dispatched &&
-	       ration_ctx_err(r->dispatch_ctx) == 0) {
-		struct timespec ts;
-		clock_gettime(CLOCK_REALTIME, &ts);
-		ts.tv_nsec += SETTLE_POLL_NS;
-		if (ts.tv_nsec >= 1000000000L) {
-			ts.tv_sec++;
-			ts.tv_nsec -= 1000000000L;
-		}
-		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-	}
+	       ration_ctx_err(r->dispatch_ctx) == 0)
+		runner_wait(r, SETTLE_POLL_NS);
 	more = r->requeued != NULL;
 	pthread_mutex_unlock(&r->mu);
 	return more;
