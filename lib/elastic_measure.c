@@ -16,8 +16,9 @@
  * Waiting inside malloc (backpressure) is elastic_arena.c's, through
  * per-task arenas. Why not jemalloc 5.3's experimental.hooks.install for
  * it, or for measuring: installing a hook forces every thread's state to
- * "recompute", and 5.3's thread-exit cleanup has no case for that state, so a thread exiting before its next allocation is left
- * in jemalloc's list of threads and a later thread start or exit crashes
+ * "recompute", and 5.3's thread-exit cleanup has no case for that
+ * state, so a thread exiting before its next allocation is left in
+ * jemalloc's list of threads and a later thread start or exit crashes
  * the process (docs/elastic.md: measured 5 crashes in 120 runs of the main
  * job). Sampling needs nothing from jemalloc but two pointers.
  *
